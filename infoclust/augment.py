@@ -1,0 +1,175 @@
+"""Batched random image transformations g, computed on the batch's own device.
+
+IIC maximises I(E(x); E(g x)) (talk, eq. 4), where g is a random perturbation that keeps
+the class of x. The trainer in :mod:`infoclust.iic` accepts any callable that maps a batch
+(N, C, H, W) to a perturbed batch of the same shape on the same device; this module ships
+the paper's MNIST g as :class:`MNISTTransform`, with per-sample random parameters drawn in
+one call and applied with a single ``affine_grid``/``grid_sample`` (no per-image loop).
+
+Coordinates follow :func:`torch.nn.functional.affine_grid` with ``align_corners=False``:
+the image spans [-1, 1] on both axes, pixel centres at (2i + 1)/W - 1.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .utils import ParameterError, check_int, check_number
+
+__all__ = ["crop_resize", "random_affine", "colour_jitter", "MNISTTransform"]
+
+
+def crop_resize(x: torch.Tensor, crop: int, size: int) -> torch.Tensor:
+    """Centre crop ``crop`` x ``crop`` pixels out of each image and resize it to ``size``.
+
+    The paper's evaluation view of MNIST: the centre 20 px of the 28 px digit, resized to
+    24 px (IIC paper, supplementary material, MNIST settings).
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Images (N, C, H, W) with H, W >= ``crop``.
+    crop, size : int
+        Crop side and output side, in pixels.
+
+    Returns
+    -------
+    torch.Tensor
+        (N, C, size, size), bilinear resampling, on ``x.device``.
+    """
+    crop = check_int("crop", crop, 1, min(x.shape[-2:]))
+    size = check_int("size", size, 1)
+    top, left = (x.shape[-2] - crop) // 2, (x.shape[-1] - crop) // 2
+    out = x[..., top:top + crop, left:left + crop]
+    return F.interpolate(out, size=(size, size), mode="bilinear", align_corners=False, antialias=crop > size)
+
+
+def random_affine(x: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor,
+                  shift: torch.Tensor) -> torch.Tensor:
+    """Warp each image of ``x`` by its own rotation, zoom and translation.
+
+    Output pixel p samples the input at ``R(angle) (scale * p) + shift`` (normalised
+    coordinates); ``scale < 1`` zooms in (a crop smaller than the image, resized to the
+    image size). Points outside the input read as 0.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        (N, C, H, W).
+    angle : torch.Tensor
+        (N,) rotation angles in radians.
+    scale : torch.Tensor
+        (N,) side of the sampled window relative to the image.
+    shift : torch.Tensor
+        (N, 2) centre of the sampled window, (x, y) in [-1, 1] units.
+    """
+    cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1),
+                         torch.stack([sin, cos, shift[:, 1]], 1)], 1).to(x.dtype)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def _uniform(n: int, low: float, high: float, like: torch.Tensor) -> torch.Tensor:
+    return torch.empty(n, device=like.device, dtype=like.dtype).uniform_(low, high)
+
+
+def colour_jitter(x: torch.Tensor, brightness: float = 0.4, contrast: float = 0.4,
+                  saturation: float = 0.4, hue: float = 0.125) -> torch.Tensor:
+    """Per-image random brightness, contrast, saturation and hue, like torchvision's ColorJitter.
+
+    Factors are drawn uniformly from [1 - b, 1 + b] (brightness, contrast, saturation) and
+    the hue shift from [-hue, hue] turns of the colour wheel. Brightness scales the image,
+    contrast blends it with its mean grey level, saturation with its grey image; the hue
+    shift is a rotation of the chroma plane (YIQ). Saturation and hue leave greyscale
+    images unchanged, as in torchvision. Values are clamped to [0, 1].
+    """
+    n = x.shape[0]
+    per_image = (n,) + (1,) * (x.dim() - 1)
+    out = x * _uniform(n, 1 - brightness, 1 + brightness, x).view(per_image)
+    out = out.clamp(0, 1)
+    grey = out.mean(1, keepdim=True) if x.shape[1] != 3 else (
+        0.299 * out[:, :1] + 0.587 * out[:, 1:2] + 0.114 * out[:, 2:3])
+    c = _uniform(n, 1 - contrast, 1 + contrast, x).view(per_image)
+    out = (c * out + (1 - c) * grey.mean((1, 2, 3), keepdim=True)).clamp(0, 1)
+    if x.shape[1] == 3:
+        grey = 0.299 * out[:, :1] + 0.587 * out[:, 1:2] + 0.114 * out[:, 2:3]
+        s = _uniform(n, 1 - saturation, 1 + saturation, x).view(per_image)
+        out = (s * out + (1 - s) * grey).clamp(0, 1)
+        out = _rotate_hue(out, _uniform(n, -hue, hue, x) * 2 * math.pi)
+    return out
+
+
+_RGB2YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+
+
+def _rotate_hue(x: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
+    to_yiq = _RGB2YIQ.to(x.device, x.dtype)
+    yiq = torch.einsum("ij,njhw->nihw", to_yiq, x)
+    cos, sin = torch.cos(phi).view(-1, 1, 1), torch.sin(phi).view(-1, 1, 1)
+    i, q = yiq[:, 1], yiq[:, 2]
+    yiq = torch.stack([yiq[:, 0], cos * i - sin * q, sin * i + cos * q], 1)
+    return torch.einsum("ij,njhw->nihw", torch.linalg.inv(to_yiq), yiq).clamp(0, 1)
+
+
+class MNISTTransform:
+    """The paper's MNIST perturbation g, batch-wise with per-sample parameters.
+
+    IIC paper, supplementary material: g(x) = rotation by up to 25 degrees with
+    probability 0.5, a random crop of side 16, 20 or 24 px of the 28 px digit resized to
+    the input size, and colour jitter (0.4, 0.4, 0.4, 0.125). The unperturbed view x is
+    the centre 20 px resized to 24 px (:func:`crop_resize`), so a crop of side s is a
+    window of relative side s/20 around a random centre inside the 28 px original, i.e.
+    ``scales = (0.8, 1.0, 1.2)`` and ``extent = 28/20 = 1.4``. Rotation, crop and resize
+    are composed into one affine map per image.
+
+    Parameters
+    ----------
+    max_angle : float
+        Largest rotation, in degrees.
+    p_rotate : float
+        Probability that an image is rotated.
+    scales : tuple of float
+        Window sides (relative to the input's field of view) to choose from uniformly.
+    extent : float
+        Side of the original image relative to the input's field of view; the window
+        centre is drawn so that the window stays inside it.
+    jitter : tuple of 4 floats
+        Brightness, contrast, saturation, hue of :func:`colour_jitter`.
+
+    Examples
+    --------
+    >>> g = MNISTTransform()
+    >>> x = torch.rand(8, 1, 24, 24)
+    >>> g(x).shape
+    torch.Size([8, 1, 24, 24])
+    """
+
+    def __init__(self, max_angle: float = 25.0, p_rotate: float = 0.5,
+                 scales: tuple[float, ...] = (0.8, 1.0, 1.2), extent: float = 1.4,
+                 jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.125)) -> None:
+        self.max_angle = check_number("max_angle", max_angle, 0, 180)
+        self.p_rotate = check_number("p_rotate", p_rotate, 0, 1)
+        if not scales:
+            raise ParameterError("scales must hold at least one window side")
+        self.scales = tuple(check_number("scales", s, 0, strict_low=True) for s in scales)
+        self.extent = check_number("extent", extent, max(self.scales))
+        if len(jitter) != 4:
+            raise ParameterError(f"jitter={jitter!r} must hold 4 numbers")
+        self.jitter = tuple(check_number("jitter", j, 0, 1) for j in jitter)
+
+    def __repr__(self) -> str:
+        return (f"MNISTTransform(max_angle={self.max_angle}, p_rotate={self.p_rotate}, "
+                f"scales={self.scales}, extent={self.extent}, jitter={self.jitter})")
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        n, dev = x.shape[0], x.device
+        angle = _uniform(n, -1.0, 1.0, x) * math.radians(self.max_angle)
+        angle = angle * (torch.rand(n, device=dev) < self.p_rotate)
+        scales = torch.tensor(self.scales, device=dev, dtype=x.dtype)
+        scale = scales[torch.randint(len(self.scales), (n,), device=dev)]
+        room = (self.extent - scale).unsqueeze(1)
+        shift = (torch.rand(n, 2, device=dev, dtype=x.dtype) * 2 - 1) * room
+        return colour_jitter(random_affine(x, angle, scale, shift), *self.jitter)

@@ -1,0 +1,76 @@
+"""Tests of the batched perturbations g in infoclust.augment."""
+import math
+
+import pytest
+import torch
+
+from infoclust.augment import MNISTTransform, colour_jitter, crop_resize, random_affine
+from infoclust.utils import ParameterError
+
+
+def test_mnist_transform_keeps_shape_device_range():
+    x = torch.rand(16, 1, 24, 24)
+    out = MNISTTransform()(x)
+    assert out.shape == x.shape and out.device == x.device and out.dtype == x.dtype
+    assert out.min() >= 0 and out.max() <= 1
+
+
+def test_parameters_are_drawn_per_sample():
+    x = torch.rand(1, 1, 24, 24).expand(32, -1, -1, -1).contiguous()
+    out = MNISTTransform()(x)
+    diffs = (out[1:] - out[:1]).abs().flatten(1).amax(1)
+    assert (diffs > 1e-3).all()
+
+
+def test_equal_seeds_give_equal_perturbations():
+    x = torch.rand(8, 1, 24, 24)
+    torch.manual_seed(3)
+    a = MNISTTransform()(x)
+    torch.manual_seed(3)
+    b = MNISTTransform()(x)
+    assert torch.equal(a, b)
+
+
+def test_identity_settings_reproduce_the_input():
+    x = torch.rand(4, 1, 12, 12)
+    g = MNISTTransform(max_angle=0, scales=(1.0,), extent=1.0, jitter=(0, 0, 0, 0))
+    torch.testing.assert_close(g(x), x, atol=1e-5, rtol=0)
+
+
+def test_random_affine_quarter_turn_is_rot90():
+    x = torch.rand(2, 3, 7, 7)
+    out = random_affine(x, torch.full((2,), math.pi / 2), torch.ones(2), torch.zeros(2, 2))
+    torch.testing.assert_close(out, torch.rot90(x, 1, (2, 3)), atol=1e-5, rtol=0)
+
+
+def test_random_affine_shift_moves_content():
+    x = torch.zeros(1, 1, 8, 8)
+    x[0, 0, 3, 5] = 1.0
+    # sample window centred one pixel (2/8 in normalised units) to the right: content moves left
+    out = random_affine(x, torch.zeros(1), torch.ones(1), torch.tensor([[0.25, 0.0]]))
+    assert out[0, 0, 3, 4] == pytest.approx(1.0)
+
+
+def test_colour_jitter_leaves_grey_colour_alone_and_changes_rgb_hue():
+    grey = torch.rand(4, 1, 6, 6)
+    torch.testing.assert_close(colour_jitter(grey, 0, 0, 0.4, 0.5), grey)
+    rgb = torch.rand(4, 3, 6, 6)
+    torch.testing.assert_close(colour_jitter(rgb, 0, 0, 0, 0), rgb, atol=1e-5, rtol=0)
+    assert (colour_jitter(rgb, 0, 0, 0, 0.5) - rgb).abs().max() > 1e-2
+
+
+def test_crop_resize():
+    x = torch.rand(3, 1, 28, 28)
+    assert crop_resize(x, 20, 24).shape == (3, 1, 24, 24)
+    torch.testing.assert_close(crop_resize(x, 20, 20), x[..., 4:24, 4:24])
+    with pytest.raises(ParameterError, match="crop"):
+        crop_resize(x, 30, 24)
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"max_angle": -1}, "max_angle"), ({"p_rotate": 2}, "p_rotate"), ({"scales": ()}, "scales"),
+    ({"scales": (0.8, 1.5)}, "extent"), ({"jitter": (0.4, 0.4)}, "jitter"),
+])
+def test_bad_parameters_are_named(kwargs, name):
+    with pytest.raises(ParameterError, match=name):
+        MNISTTransform(**kwargs)

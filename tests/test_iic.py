@@ -1,0 +1,186 @@
+"""Tests of the IIC objective, network and estimator (infoclust.iic)."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import mutual_info_score
+
+from infoclust.augment import MNISTTransform
+from infoclust.data import load_dataset
+from infoclust.iic import IIC, ClusterNet, information, iic_loss, joint_distribution
+from infoclust.utils import ParameterError
+
+TINY = ((8, 16), 3)  # a trunk small enough for unit tests
+
+
+def _softmax(n, k, seed):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.softmax(3 * torch.randn(n, k, generator=gen, dtype=torch.float64), 1)
+
+
+def _mi_numpy(z, z_tf):
+    """-I(z; z') computed independently, in NumPy, from the definition."""
+    z, z_tf = z.detach().numpy(), z_tf.detach().numpy()
+    p = sum(np.outer(a, b) for a, b in zip(z, z_tf))
+    p = (p + p.T) / 2
+    p /= p.sum()
+    pi, pj = p.sum(1), p.sum(0)
+    return float(np.sum(p * np.log(p / np.outer(pi, pj))))
+
+
+@pytest.mark.parametrize("k, seed", [(2, 0), (5, 1), (10, 2)])
+def test_loss_is_minus_mutual_information(k, seed):
+    z, z_tf = _softmax(64, k, seed), _softmax(64, k, seed + 100)
+    assert iic_loss(z, z_tf).item() == pytest.approx(-_mi_numpy(z, z_tf), abs=1e-6)
+
+
+def test_information_matches_sklearn_on_a_handmade_joint():
+    counts = np.array([[30, 2, 1], [2, 20, 5], [1, 5, 34]])
+    info = information(counts)
+    assert info["mi"] == pytest.approx(mutual_info_score(None, None, contingency=counts), abs=1e-12)
+    p = counts / counts.sum()
+    h_z = -np.sum(p.sum(1) * np.log(p.sum(1)))
+    assert info["h_z"] == pytest.approx(h_z)
+    assert info["mi"] == pytest.approx(info["h_z"] - info["h_z_given_z"])
+
+
+def test_degenerate_joint_scores_zero_and_balanced_one_scores_ln_k():
+    k, n = 6, 60
+    one = torch.zeros(n, k, dtype=torch.float64)
+    one[:, 0] = 1
+    assert iic_loss(one, one).item() == pytest.approx(0.0, abs=1e-9)
+    assert information(joint_distribution(one, one))["mi"] == pytest.approx(0.0, abs=1e-12)
+    bal = torch.nn.functional.one_hot(torch.arange(n) % k, k).double()
+    assert iic_loss(bal, bal).item() == pytest.approx(-math.log(k), abs=1e-9)
+    info = information(joint_distribution(bal, bal))
+    assert info["mi"] == pytest.approx(math.log(k))
+    assert info["h_z_given_z"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_loss_never_below_minus_ln_k():
+    k = 4
+    for seed in range(5):
+        assert iic_loss(_softmax(32, k, seed), _softmax(32, k, seed + 7)).item() >= -math.log(k) - 1e-9
+
+
+def test_loss_is_invariant_to_relabelling():
+    z, z_tf = _softmax(50, 7, 3), _softmax(50, 7, 4)
+    perm = torch.randperm(7, generator=torch.Generator().manual_seed(0))
+    assert iic_loss(z[:, perm], z_tf[:, perm]).item() == pytest.approx(iic_loss(z, z_tf).item(), abs=1e-12)
+
+
+def test_lamb_weighs_the_marginal_entropies():
+    z, z_tf = _softmax(40, 5, 5), _softmax(40, 5, 6)
+    p = joint_distribution(z, z_tf)
+    h_i = -(p.sum(1) * p.sum(1).log()).sum().item()
+    h_j = -(p.sum(0) * p.sum(0).log()).sum().item()
+    diff = iic_loss(z, z_tf, lamb=2.0).item() - iic_loss(z, z_tf).item()
+    assert diff == pytest.approx(-(h_i + h_j), abs=1e-9)
+
+
+def test_empty_clusters_give_finite_loss_and_gradients():
+    logits = torch.randn(30, 5)
+    logits[:, 3:] = -1e4  # clusters 3 and 4 get probability exactly 0
+    logits.requires_grad_(True)
+    z = torch.softmax(logits, 1)
+    assert (z[:, 3:] == 0).all()
+    loss = iic_loss(z, z.roll(1, 0))
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(logits.grad).all()
+
+
+def test_clusternet_shapes():
+    net = ClusterNet(1, 12, k=4, k_over=9, n_subheads=3, trunk=TINY)
+    x = torch.rand(5, 1, 12, 12)
+    assert net(x).shape == (3, 5, 4) and net(x, "over").shape == (3, 5, 9)
+    torch.testing.assert_close(net(x).sum(2), torch.ones(3, 5))
+    assert "over" not in ClusterNet(1, 12, k=4, k_over=None, trunk=TINY).heads
+
+
+@pytest.fixture(scope="module")
+def digits():
+    x, y = load_dataset("digits", n=600, seed=0)
+    return x, y
+
+
+def _fit(x, y=None, **kw):
+    args = dict(k=10, k_over=20, n_subheads=2, trunk=TINY, epochs=2, batch_size=100, repeats=2,
+                lr=3e-3, verbose=False)
+    return IIC(**{**args, **kw}).fit(x, y)
+
+
+def test_training_raises_mutual_information(digits):
+    x, y = digits
+    gentle = MNISTTransform(max_angle=10, scales=(0.9, 1.0, 1.1), extent=1.1)  # 8 px digits
+    m = _fit(x, y, epochs=6, k_over=None, lr=5e-3, g=gentle)
+    start, end = -min(m.history_[0]["loss"]), -min(m.history_[-1]["loss"])
+    assert start < 0.05 and end > 0.5  # nats; ln 10 = 2.30
+    assert m.labels_.shape == (len(x),) and len(m.history_) == 7
+    assert m.best_subhead_ == int(np.argmin(m.history_[-1]["loss"]))
+    np.testing.assert_array_equal(m.predict(x), m.labels_)
+    assert max(m.history_[-1]["acc"]) > max(m.history_[0]["acc"]) + 0.1
+
+
+def test_equal_seeds_give_equal_results_on_cpu(digits):
+    x, _ = digits
+    a, b = _fit(x, epochs=1, device="cpu"), _fit(x, epochs=1, device="cpu")
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+    assert a.history_[-1]["loss"] == b.history_[-1]["loss"]
+    assert _fit(x, epochs=1, device="cpu", seed=1).history_[-1]["loss"] != a.history_[-1]["loss"]
+
+
+def test_overclustering_head_is_trained(digits):
+    x, _ = digits
+    frozen = _fit(x, epochs=1, over_passes=0).net_.heads["over"][0].weight
+    trained = _fit(x, epochs=1, over_passes=1).net_.heads["over"][0].weight
+    assert not torch.equal(frozen, trained)
+    m = _fit(x, epochs=1)
+    assert m.predict(x, head="over").max() < 20 and m.predict_proba(x, "over", 1).shape == (len(x), 20)
+
+
+def test_time_budget_stops_training(digits):
+    x, _ = digits
+    m = _fit(x, epochs=None, max_time=0.5)
+    assert m.stopped_by_ == "time" and 0.5 <= m.train_seconds_ < 30
+    assert m.history_[-1]["seconds"] == m.train_seconds_
+    assert _fit(x, epochs=1, max_time=1e6).stopped_by_ == "epochs"
+
+
+def test_custom_g_is_used(digits):
+    x, _ = digits
+    calls = []
+
+    def g(batch):
+        calls.append(batch.shape[0])
+        return batch.flip(3)
+
+    _fit(x, epochs=1, g=g, k_over=None)
+    assert 200 in calls  # batch_size * repeats: every pair gets its own g
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"k": 1}, "k"), ({"k_over": 1}, "k_over"), ({"n_subheads": 0}, "n_subheads"),
+    ({"trunk": "resnet"}, "trunk"), ({"epochs": None}, "max_time"), ({"repeats": 0}, "repeats"),
+    ({"lr": 0}, "lr"), ({"lamb": -1}, "lamb"), ({"batch_size": 10_000}, "batch_size"),
+    ({"g": 3}, "g"), ({"device": "nope"}, "device"),
+])
+def test_bad_parameters_are_named(digits, kwargs, name):
+    with pytest.raises(ParameterError, match=name):
+        _fit(digits[0], **kwargs)
+
+
+def test_bad_inputs_raise(digits):
+    x, y = digits
+    bad = x.clone()
+    bad[3, 0, 2, 2] = float("nan")
+    with pytest.raises(ParameterError, match="x contains NaN"):
+        _fit(bad)
+    with pytest.raises(ParameterError, match="same shape"):
+        _fit(x, g=lambda b: b[:, :, 1:, 1:])
+    with pytest.raises(ParameterError, match="same shape"):
+        _fit(x, g=lambda b: b.numpy())
+    with pytest.raises(ParameterError, match="y must have shape"):
+        _fit(x, y[:10])
+    with pytest.raises(RuntimeError, match="not fitted"):
+        IIC().predict(x)
