@@ -20,9 +20,11 @@ from typing import Any
 
 import torch
 
-from .utils import device_name
+from .utils import check_choice, device_name, resolve_device, run_info, seed_everything, set_plot_style
 
-__all__ = ["Ledger", "Result", "results_dir", "load_results"]
+__all__ = ["Ledger", "Result", "results_dir", "load_results", "results_markdown"]
+
+CHAPTER_PROFILES = ("smoke", "default", "full", "custom")
 
 
 def _project_root(start: Path) -> Path:
@@ -77,6 +79,24 @@ class Ledger:
     seed: int
     results: list[Result] = field(default_factory=list)
     started: float = field(default_factory=time.time)
+    generator: torch.Generator | None = field(default=None, repr=False)
+
+    @classmethod
+    def start(cls, chapter: str, *, profile: str, seed: int, device: str = "auto") -> "Ledger":
+        """Begin a chapter run: check the profile, seed everything, pick the device, set the
+        plot style, print what makes the run reproducible, and return its ledger.
+
+        ``ledger.device`` is the resolved device and ``ledger.generator`` a seeded CPU
+        generator for the chapter's own draws.
+        """
+        check_choice("profile", profile, CHAPTER_PROFILES)
+        generator = seed_everything(seed)
+        dev = resolve_device(device)
+        set_plot_style()
+        info = run_info(seed, dev, profile)
+        print(f"{chapter}: profile {profile}, seed {seed}, device {info['device_name']}, "
+              f"torch {info['torch']}, started {info['started']}")
+        return cls(chapter, profile, dev, seed, generator=generator)
 
     @property
     def path(self) -> Path:
@@ -93,7 +113,7 @@ class Ledger:
         claim: str = "",
         holds: bool | None = None,
         seconds: float | None = None,
-    ) -> Result:
+    ) -> None:
         """Add (or replace, by ``name``) one result and rewrite the chapter's JSON file.
 
         ``holds`` says whether the claim is reproduced; leave it ``None`` for numbers
@@ -106,7 +126,6 @@ class Ledger:
                      None if holds is None else bool(holds), seconds)
         self.results = [r for r in self.results if r.name != name] + [res]
         self.save()
-        return res
 
     def to_dict(self) -> dict[str, Any]:
         return {

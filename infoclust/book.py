@@ -1,0 +1,161 @@
+"""Build the book: execute every chapter with papermill, then render the site with Jupyter Book.
+
+``python -m infoclust.book --profile default`` (what ``make book`` runs) does, in order:
+
+1. reads the chapters from ``_toc.yml`` (files under ``notebooks/``) and each chapter's
+   papermill parameters for the profile from ``notebooks/profiles.yml``;
+2. converts each jupytext ``py:percent`` source to a notebook and executes it with
+   papermill into ``<build>/notebooks/`` (results go to ``<build>/results/``); an error in
+   any chapter stops the build with a non-zero exit;
+3. stages the book sources (``_config.yml``, ``_toc.yml``, ``book/`` and the executed
+   notebooks) in ``<build>/src`` and renders them with Sphinx through Jupyter Book's
+   configuration into ``<build>/html``, warnings as errors. Jupyter Book executes nothing.
+
+``<build>`` is ``_build`` unless ``--build-dir`` says otherwise (the tests use
+``_build/smoke``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["ROOT", "PROFILES", "chapters", "chapter_parameters", "execute_chapter", "build_site", "build_book"]
+
+ROOT = Path(__file__).resolve().parent.parent
+PROFILES = ("smoke", "default", "full")
+
+
+def _toc_files(toc: dict[str, Any]) -> list[str]:
+    files = []
+    for part in toc.get("parts", [toc]):
+        for entry in part.get("chapters", []):
+            files.append(entry["file"])
+            files.extend(sub["file"] for sub in entry.get("sections", []))
+    return files
+
+
+def chapters(root: Path = ROOT) -> list[str]:
+    """Chapter names (``NN_topic``) in the order of ``_toc.yml``."""
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    return [Path(f).name for f in _toc_files(toc) if f.startswith("notebooks/")]
+
+
+def chapter_parameters(chapter: str, profile: str, root: Path = ROOT) -> dict[str, Any]:
+    """Papermill parameters of ``chapter`` for ``profile``, with ``profile`` itself injected."""
+    if profile not in PROFILES:
+        raise ValueError(f"profile={profile!r} is not one of {PROFILES}")
+    table = yaml.safe_load((root / "notebooks" / "profiles.yml").read_text()) or {}
+    if chapter not in table:
+        raise KeyError(f"notebooks/profiles.yml has no entry for chapter {chapter!r}")
+    params = dict(table[chapter].get(profile) or {})
+    params["profile"] = profile
+    return params
+
+
+def execute_chapter(chapter: str, profile: str, build_dir: Path, *, parameters: dict[str, Any] | None = None,
+                    root: Path = ROOT) -> Path:
+    """Execute one chapter with papermill; return the executed notebook's path.
+
+    ``parameters`` override the profile's. Raises papermill's ``PapermillExecutionError``
+    when a cell fails (the chapter fails loudly).
+    """
+    import jupytext
+    import papermill as pm
+
+    params = chapter_parameters(chapter, profile, root)
+    params.update(parameters or {})
+    out_dir = build_dir / "notebooks"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    source = out_dir / f"{chapter}.source.ipynb"
+    output = out_dir / f"{chapter}.ipynb"
+    jupytext.write(jupytext.read(root / "notebooks" / f"{chapter}.py"), source)
+    env_before = os.environ.get("INFOCLUST_RESULTS_DIR")
+    os.environ["INFOCLUST_RESULTS_DIR"] = str((build_dir / "results").resolve())
+    try:
+        pm.execute_notebook(str(source), str(output), parameters=params, cwd=str(root),
+                            kernel_name="python3", progress_bar=False, log_output=False)
+    finally:
+        source.unlink(missing_ok=True)
+        if env_before is None:
+            os.environ.pop("INFOCLUST_RESULTS_DIR", None)
+        else:
+            os.environ["INFOCLUST_RESULTS_DIR"] = env_before
+    return output
+
+
+def build_site(build_dir: Path, root: Path = ROOT) -> Path:
+    """Render the executed notebooks in ``build_dir`` into ``build_dir/html``; return it."""
+    src = build_dir / "src"
+    if src.exists():
+        shutil.rmtree(src)
+    (src / "notebooks").mkdir(parents=True)
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy(root / name, src / name)
+    shutil.copytree(root / "book", src / "book")
+    missing = []
+    for chapter in chapters(root):
+        nb = build_dir / "notebooks" / f"{chapter}.ipynb"
+        if not nb.exists():
+            missing.append(chapter)
+            continue
+        shutil.copy(nb, src / "notebooks" / nb.name)
+    if missing:
+        raise FileNotFoundError(f"chapters not executed yet: {missing} (run execute_chapter first)")
+    jb = Path(sys.executable).with_name("jupyter-book")
+    subprocess.run([str(jb), "config", "sphinx", str(src)], check=True, stdout=subprocess.DEVNULL)
+    html = build_dir / "html"
+    cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-W", "-n", "--keep-going", "-q",
+           "-d", str(build_dir / "doctrees"), str(src), str(html)]
+    subprocess.run(cmd, check=True)
+    return html
+
+
+def build_book(profile: str = "default", build_dir: Path | None = None, only: list[str] | None = None,
+               root: Path = ROOT) -> Path:
+    """Execute the chapters (all, or ``only``) and render the site; print the time of each step."""
+    build_dir = Path(build_dir) if build_dir is not None else root / "_build"
+    timings: dict[str, float] = {}
+    for chapter in only or chapters(root):
+        start = time.perf_counter()
+        print(f"[infoclust.book] executing {chapter} (profile {profile})", flush=True)
+        execute_chapter(chapter, profile, build_dir, root=root)
+        timings[chapter] = round(time.perf_counter() - start, 1)
+        print(f"[infoclust.book] {chapter} done in {timings[chapter]} s", flush=True)
+    start = time.perf_counter()
+    html = build_site(build_dir, root)
+    timings["render"] = round(time.perf_counter() - start, 1)
+    timings["total"] = round(sum(timings.values()), 1)
+    (build_dir / "timings.json").write_text(json.dumps({"profile": profile, "seconds": timings}, indent=2))
+    print(f"[infoclust.book] site in {html} ({timings})", flush=True)
+    return html
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infoclust.book", description=__doc__.split("\n")[0])
+    parser.add_argument("--profile", default="default", choices=PROFILES)
+    parser.add_argument("--build-dir", type=Path, default=None, help="default: _build")
+    parser.add_argument("--chapters", nargs="*", default=None, help="execute only these (others must exist)")
+    args = parser.parse_args(argv)
+    try:
+        build_book(args.profile, args.build_dir, args.chapters)
+    except subprocess.CalledProcessError as err:
+        print(f"[infoclust.book] FAILED: {' '.join(map(str, err.cmd[:4]))} ... exited with {err.returncode}",
+              file=sys.stderr)
+        return 1
+    except Exception as err:  # papermill's execution error names the chapter's failing cell
+        print(f"[infoclust.book] FAILED: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

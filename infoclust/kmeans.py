@@ -1,0 +1,243 @@
+"""k-means clustering (Lloyd's algorithm) in torch, on CPU or GPU.
+
+The talk's section 2 states the algorithm: (1) choose k initial means, (2) assign every
+point to its closest mean, (3) replace every mean by the average of its points; repeat
+(2)-(3) until the means stop moving. Formally, Lloyd's iterations decrease the inertia
+
+.. math:: J(\\mu, c) = \\sum_{i=1}^{n} \\lVert x_i - \\mu_{c_i} \\rVert^2 ,
+
+alternating :math:`c_i = \\arg\\min_j \\lVert x_i - \\mu_j\\rVert^2` (step 2) and
+:math:`\\mu_j = \\frac{1}{|C_j|}\\sum_{i \\in C_j} x_i` (step 3).
+
+Step 3 is undefined for a cluster that received no point. The plain algorithm leaves such
+a mean where it was: it is then *dead*, and this is how k-means degenerates from an
+unfortunate initialisation (``empty="keep"``). ``empty="relocate"`` repairs it the way
+scikit-learn does, by moving each empty cluster's mean to the point farthest from its own
+mean. Initialisation is uniform (``"random"``) or greedy k-means++ (Arthur & Vassilvitskii,
+2007, with ``2 + ln k`` local trials as in scikit-learn), or given centres.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .utils import ParameterError, check_choice, check_finite, check_int, check_number, resolve_device
+
+__all__ = ["KMeans", "kmeans_plusplus", "pairwise_sq_dists"]
+
+_CHUNK_ELEMENTS = 2**24  # distance entries per chunk: 64 MiB of float32
+
+
+def _as_matrix(x, device: torch.device) -> torch.Tensor:
+    x = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x)
+    if x.ndim < 2:
+        raise ParameterError(f"x must have shape (n_samples, n_features, ...), got {tuple(x.shape)}")
+    x = x.reshape(len(x), -1).to(device=device, dtype=torch.float32)
+    check_finite("x", x)
+    return x
+
+
+def pairwise_sq_dists(x: torch.Tensor, c: torch.Tensor, x_sq: torch.Tensor | None = None) -> torch.Tensor:
+    """Squared Euclidean distances ``||x_i - c_j||^2`` as ``|x|^2 - 2 x.c + |c|^2``, clamped at 0."""
+    x_sq = (x * x).sum(1) if x_sq is None else x_sq
+    d = torch.addmm((c * c).sum(1).unsqueeze(0), x, c.T, alpha=-2.0)
+    return d.add_(x_sq.unsqueeze(1)).clamp_(min=0.0)
+
+
+def _assign(x: torch.Tensor, c: torch.Tensor, x_sq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Closest centre and its squared distance for every row, in chunks of rows (step 2)."""
+    rows = max(1, _CHUNK_ELEMENTS // max(1, len(c)))
+    labels = torch.empty(len(x), dtype=torch.long, device=x.device)
+    dist = torch.empty(len(x), dtype=x.dtype, device=x.device)
+    for s in range(0, len(x), rows):
+        d = pairwise_sq_dists(x[s:s + rows], c, x_sq[s:s + rows])
+        dist[s:s + rows], labels[s:s + rows] = d.min(1)
+    return labels, dist
+
+
+def kmeans_plusplus(x: torch.Tensor, n_clusters: int, generator: torch.Generator,
+                    n_local_trials: int | None = None) -> torch.Tensor:
+    """Greedy k-means++ seeding: each new centre is the best of ``2 + ln k`` D^2-samples.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Data, shape (n, d).
+    n_clusters : int
+        Number of centres k.
+    generator : torch.Generator
+        CPU generator for the draws (reproducible on every device).
+    n_local_trials : int, optional
+        Candidates per centre; default ``2 + int(ln k)``.
+    """
+    n = len(x)
+    trials = n_local_trials or 2 + int(math.log(n_clusters))
+    x_sq = (x * x).sum(1)
+    first = int(torch.randint(n, (1,), generator=generator))
+    centers = [x[first]]
+    closest = pairwise_sq_dists(x, x[first:first + 1], x_sq)[:, 0]
+    for _ in range(1, n_clusters):
+        weights = closest.double().cpu()
+        if weights.sum() <= 0:  # all points coincide with centres: draw uniformly
+            weights = torch.ones_like(weights)
+        cand = torch.multinomial(weights, trials, replacement=True, generator=generator).to(x.device)
+        d = torch.minimum(closest.unsqueeze(1), pairwise_sq_dists(x, x[cand], x_sq))
+        best = int(d.sum(0).argmin())
+        closest = d[:, best]
+        centers.append(x[cand[best]])
+    return torch.stack(centers)
+
+
+class KMeans:
+    """k-means clustering with a scikit-learn-like interface.
+
+    Parameters
+    ----------
+    n_clusters : int
+        Number of clusters k.
+    init : {"k-means++", "random"} or array of shape (k, d)
+        Initial means: greedy k-means++, k distinct points drawn uniformly (the talk's
+        step 1), or the given centres (then ``n_init`` must be 1).
+    n_init : int
+        Number of runs from different initialisations; the one with the lowest inertia wins.
+    max_iter : int
+        Maximum number of Lloyd iterations per run.
+    tol : float
+        Convergence when the squared shift of all centres falls to ``tol`` times the mean
+        per-feature variance of the data (scikit-learn's rule), or when no label changes.
+    empty : {"relocate", "keep"}
+        What happens to a cluster that receives no point: moved to the farthest point
+        (repair), or left where it is (the plain algorithm; the cluster dies).
+    seed : int
+        Seed of every random draw.
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"``...
+    keep_history : bool
+        Store the centres of every iteration of the best run in ``history_`` (for drawing).
+
+    Attributes
+    ----------
+    cluster_centers_ : torch.Tensor, (k, d)
+    labels_ : torch.Tensor, (n,)
+    inertia_ : float
+        Sum of squared distances of the points to their closest centre.
+    n_iter_ : int
+        Lloyd iterations of the best run.
+    n_empty_ : int
+        Clusters without any point at the end of the best run (dead clusters).
+    n_relocated_ : int
+        Empty clusters repaired during the best run (``empty="relocate"``).
+    history_ : list of torch.Tensor
+        Centres after initialisation and after each iteration (``keep_history=True``).
+    """
+
+    def __init__(self, n_clusters: int = 8, *, init: str | torch.Tensor | np.ndarray = "k-means++",
+                 n_init: int = 1, max_iter: int = 300, tol: float = 1e-4, empty: str = "relocate",
+                 seed: int = 0, device: str = "auto", keep_history: bool = False) -> None:
+        self.n_clusters = n_clusters
+        self.init = init
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.empty = empty
+        self.seed = seed
+        self.device = device
+        self.keep_history = keep_history
+
+    def _check_params(self, n_samples: int, n_features: int, device: torch.device) -> torch.Tensor | None:
+        check_int("n_clusters", self.n_clusters, 1)
+        if self.n_clusters > n_samples:
+            raise ParameterError(f"n_clusters={self.n_clusters} exceeds the number of samples ({n_samples})")
+        check_int("n_init", self.n_init, 1)
+        check_int("max_iter", self.max_iter, 1)
+        check_number("tol", self.tol, 0.0)
+        check_choice("empty", self.empty, ("relocate", "keep"))
+        check_int("seed", self.seed, 0)
+        if isinstance(self.init, str):
+            check_choice("init", self.init, ("k-means++", "random"))
+            return None
+        init = torch.as_tensor(np.asarray(self.init) if not torch.is_tensor(self.init) else self.init)
+        init = init.reshape(len(init), -1).to(device=device, dtype=torch.float32)
+        if init.shape != (self.n_clusters, n_features):
+            raise ParameterError(f"init has shape {tuple(init.shape)}, expected ({self.n_clusters}, {n_features})")
+        check_finite("init", init)
+        if self.n_init != 1:
+            raise ParameterError(f"n_init={self.n_init} must be 1 when init is an array of centres")
+        return init
+
+    def _initial_centers(self, x: torch.Tensor, given: torch.Tensor | None, gen: torch.Generator) -> torch.Tensor:
+        if given is not None:
+            return given.clone()
+        if self.init == "random":
+            idx = torch.randperm(len(x), generator=gen)[: self.n_clusters].to(x.device)
+            return x[idx].clone()
+        return kmeans_plusplus(x, self.n_clusters, gen)
+
+    def _lloyd(self, x: torch.Tensor, x_sq: torch.Tensor, centers: torch.Tensor, tol: float) -> dict:
+        k = self.n_clusters
+        history = [centers.cpu()] if self.keep_history else []
+        labels = None
+        relocated = 0
+        n_iter = 0
+        for n_iter in range(1, self.max_iter + 1):
+            new_labels, dist = _assign(x, centers, x_sq)  # step 2
+            counts = torch.bincount(new_labels, minlength=k)
+            sums = torch.zeros_like(centers).index_add_(0, new_labels, x)
+            new_centers = centers.clone()  # empty clusters keep their old mean...
+            filled = counts > 0
+            new_centers[filled] = sums[filled] / counts[filled].unsqueeze(1).to(x.dtype)  # step 3
+            empty = (~filled).nonzero().flatten()
+            if len(empty) and self.empty == "relocate":  # ...unless repaired
+                far = dist.topk(len(empty)).indices
+                new_centers[empty] = x[far]
+                relocated += len(empty)
+            shift = ((new_centers - centers) ** 2).sum().item()
+            converged = labels is not None and torch.equal(new_labels, labels)
+            centers, labels = new_centers, new_labels
+            if self.keep_history:
+                history.append(centers.cpu())
+            if converged or shift <= tol:
+                break
+        labels, dist = _assign(x, centers, x_sq)
+        n_empty = int((torch.bincount(labels, minlength=k) == 0).sum())
+        return {"centers": centers, "labels": labels, "inertia": float(dist.double().sum()),
+                "n_iter": n_iter, "n_empty": n_empty, "relocated": relocated, "history": history}
+
+    def fit(self, x, y=None) -> "KMeans":
+        """Cluster ``x`` (n, d) or (n, C, H, W), flattened per sample. ``y`` is ignored."""
+        device = resolve_device(self.device)
+        x = _as_matrix(x, device)
+        given = self._check_params(len(x), x.shape[1], device)
+        gen = torch.Generator().manual_seed(self.seed)
+        x_sq = (x * x).sum(1)
+        tol = self.tol * float(x.var(0).mean()) if len(x) > 1 else 0.0
+        best = None
+        for _ in range(self.n_init):
+            run = self._lloyd(x, x_sq, self._initial_centers(x, given, gen), tol)
+            if best is None or run["inertia"] < best["inertia"]:
+                best = run
+        self.cluster_centers_ = best["centers"].cpu()
+        self.labels_ = best["labels"].cpu()
+        self.inertia_ = best["inertia"]
+        self.n_iter_ = best["n_iter"]
+        self.n_empty_ = best["n_empty"]
+        self.n_relocated_ = best["relocated"]
+        self.history_ = best["history"]
+        self._fit_device = device
+        return self
+
+    def predict(self, x) -> torch.Tensor:
+        """Index of the closest learnt centre for every sample."""
+        if not hasattr(self, "cluster_centers_"):
+            raise RuntimeError("this KMeans is not fitted yet: call fit first")
+        x = _as_matrix(x, self._fit_device)
+        if x.shape[1] != self.cluster_centers_.shape[1]:
+            raise ParameterError(f"x has {x.shape[1]} features, the model {self.cluster_centers_.shape[1]}")
+        labels, _ = _assign(x, self.cluster_centers_.to(x.device), (x * x).sum(1))
+        return labels.cpu()
+
+    def fit_predict(self, x, y=None) -> torch.Tensor:
+        """``fit(x)`` then return ``labels_``."""
+        return self.fit(x).labels_

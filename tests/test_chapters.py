@@ -1,0 +1,84 @@
+"""Every chapter in _toc.yml: skeleton, smoke run, reproducible outputs (nbval), clear errors."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import jupytext
+import nbformat
+import papermill as pm
+import pytest
+import yaml
+
+from infoclust import book
+
+CHAPTERS = book.chapters()
+SECTIONS = ("What you will learn", "The idea", "Running it", "Results beside the paper", "Exercises", "References")
+
+
+def _source(chapter: str) -> nbformat.NotebookNode:
+    return jupytext.read(book.ROOT / "notebooks" / f"{chapter}.py")
+
+
+def test_toc_lists_chapters():
+    assert CHAPTERS[0] == "01_kmeans"
+    assert CHAPTERS == sorted(CHAPTERS)
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_skeleton(chapter):
+    nb = _source(chapter)
+    params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1, "exactly one cell tagged 'parameters'"
+    for name in ("seed", "device", "profile"):
+        assert f"\n{name} = " in "\n" + params[0].source, f"parameters cell lacks {name}"
+    markdown = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    positions = [markdown.find(f"## {s}") for s in SECTIONS]
+    assert all(p >= 0 for p in positions), dict(zip(SECTIONS, positions))
+    assert positions == sorted(positions), "skeleton sections out of order"
+    assert "{bibliography}" in markdown
+    profiles = yaml.safe_load((book.ROOT / "notebooks" / "profiles.yml").read_text())[chapter]
+    assert set(profiles) == {"smoke", "default", "full"}
+    checked = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith("# NBVAL_CHECK_OUTPUT")]
+    assert checked, "no cell marked NBVAL_CHECK_OUTPUT: nothing would be compared on rerun"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_smoke_run(chapter, smoke):
+    nb = nbformat.read(smoke(chapter), as_version=4)
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "figure" in cell.metadata.get("mystnb", {}):
+            images = [o for o in cell.outputs if "image/png" in o.get("data", {})]
+            assert len(images) == 1, f"figure {cell.metadata['mystnb']['figure']['name']} has {len(images)} images"
+    results = json.loads((smoke(chapter).parent.parent / "results" / f"{chapter}.json").read_text())
+    assert results["profile"] == "smoke" and results["results"], "the chapter recorded no result"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_outputs_reproduce(chapter, smoke, tmp_path):
+    """nbval reruns the executed notebook; NBVAL_CHECK_OUTPUT cells must print the same text."""
+    nb_path = smoke(chapter)
+    env = dict(os.environ, INFOCLUST_RESULTS_DIR=str(tmp_path))
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", "-q",
+         "--rootdir", str(tmp_path), str(nb_path)],
+        cwd=book.ROOT, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_bad_device_names_parameter(chapter, tmp_path):
+    out = tmp_path / f"{chapter}.ipynb"
+    src = tmp_path / f"{chapter}.source.ipynb"
+    jupytext.write(_source(chapter), src)
+    params = book.chapter_parameters(chapter, "smoke")
+    params["device"] = "no-such-device"
+    with pytest.raises(pm.PapermillExecutionError) as err:
+        pm.execute_notebook(str(src), str(out), parameters=params, cwd=str(book.ROOT),
+                            kernel_name="python3", progress_bar=False)
+    assert err.value.ename == "ParameterError"
+    assert "device" in err.value.evalue

@@ -1,0 +1,126 @@
+"""Data loading: offline sets, and the torchvision paths on tiny files written here."""
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+import infoclust as ic
+from infoclust.data import DEBIAN_FASHION_MNIST, read_idx
+
+
+def write_idx(path, array):
+    array = np.asarray(array, dtype=np.uint8)
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    path.write_bytes(header + array.tobytes())
+
+
+def write_mnist_like(folder, n_train=6, n_test=4, seed=0):
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True)
+    images = {}
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        images[prefix] = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        write_idx(folder / f"{prefix}-images-idx3-ubyte", images[prefix])
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte", np.arange(n) % 10)
+    return images
+
+
+def _check_shape(x, y, n, c, h):
+    assert x.shape == (n, c, h, h) and x.dtype == torch.float32
+    assert y.shape == (n,) and y.dtype == torch.long
+    assert 0.0 <= x.min() and x.max() <= 1.0
+
+
+def test_digits():
+    x, y = ic.load_dataset("digits")
+    _check_shape(x, y, 1797, 1, 8)
+    assert x.max() == 1.0 and set(y.tolist()) == set(range(10))
+
+
+def test_mnist5k_offline():
+    x, y = ic.load_dataset("mnist5k")
+    _check_shape(x, y, 5000, 1, 28)
+    assert torch.bincount(y).min() > 400  # all ten digits present
+
+
+def test_subset_is_seeded():
+    a, ya = ic.load_dataset("digits", n=100, seed=1)
+    b, yb = ic.load_dataset("digits", n=100, seed=1)
+    c, _ = ic.load_dataset("digits", n=100, seed=2)
+    assert torch.equal(a, b) and torch.equal(ya, yb) and not torch.equal(a, c)
+    with pytest.raises(ic.ParameterError, match="n=5000"):
+        ic.load_dataset("digits", n=5000)
+
+
+def test_unknown_name():
+    with pytest.raises(ic.ParameterError, match="dataset='imagenet'"):
+        ic.load_dataset("imagenet")
+
+
+@pytest.mark.parametrize("name, folder", [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST")])
+def test_torchvision_idx_path(tmp_path, monkeypatch, name, folder):
+    monkeypatch.setattr("infoclust.data.DEBIAN_FASHION_MNIST", tmp_path / "no-debian")
+    images = write_mnist_like(tmp_path / folder / "raw")
+    x, y = ic.load_dataset(name, root=tmp_path)
+    _check_shape(x, y, 10, 1, 28)
+    expected = np.concatenate([images["train"], images["t10k"]])[:, None] / 255.0
+    np.testing.assert_allclose(x.numpy(), expected, atol=1e-6)
+    assert y.tolist() == [0, 1, 2, 3, 4, 5, 0, 1, 2, 3]
+
+
+def _files_exist_only(fpath, md5=None):
+    return os.path.isfile(fpath)
+
+
+def test_cifar10_path(tmp_path, monkeypatch):
+    monkeypatch.setattr("torchvision.datasets.cifar.check_integrity", _files_exist_only)
+    base = tmp_path / "cifar-10-batches-py"
+    base.mkdir()
+    rng = np.random.default_rng(0)
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    for i, name in enumerate(names):
+        batch = {"data": rng.integers(0, 256, (2, 3072), dtype=np.uint8), "labels": [i, (i + 1) % 10]}
+        (base / name).write_bytes(pickle.dumps(batch))
+    (base / "batches.meta").write_bytes(pickle.dumps({"label_names": [str(i) for i in range(10)]}))
+    x, y = ic.load_dataset("cifar10", root=tmp_path)
+    _check_shape(x, y, 12, 3, 32)
+    first = pickle.loads((base / "data_batch_1").read_bytes())["data"][0].reshape(3, 32, 32) / 255.0
+    np.testing.assert_allclose(x[0].numpy(), first, atol=1e-6)
+
+
+def test_stl10_path(tmp_path, monkeypatch):
+    monkeypatch.setattr("torchvision.datasets.stl10.check_integrity", _files_exist_only)
+    base = tmp_path / "stl10_binary"
+    base.mkdir()
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 3), ("test", 2)):
+        (base / f"{split}_X.bin").write_bytes(rng.integers(0, 256, n * 3 * 96 * 96, dtype=np.uint8).tobytes())
+        (base / f"{split}_y.bin").write_bytes(np.arange(1, n + 1, dtype=np.uint8).tobytes())  # 1-based
+    (base / "unlabeled_X.bin").write_bytes(b"")
+    x, y = ic.load_dataset("stl10", root=tmp_path)
+    _check_shape(x, y, 5, 3, 96)
+    assert y.tolist() == [0, 1, 2, 0, 1]
+
+
+@pytest.mark.parametrize("name", ["mnist", "cifar10", "stl10", "fashion-mnist"])
+def test_missing_files_explain_themselves(tmp_path, monkeypatch, name):
+    monkeypatch.setattr("infoclust.data.DEBIAN_FASHION_MNIST", tmp_path / "no-debian")
+    with pytest.raises(ic.DatasetUnavailable) as err:
+        ic.load_dataset(name, root=tmp_path / "empty")
+    message = str(err.value)
+    assert str(tmp_path / "empty") in message and "download=True" in message and "mnist5k" in message
+
+
+def test_read_idx_rejects_other_files(tmp_path):
+    bad = tmp_path / "bad"
+    bad.write_bytes(b"\x00\x00\x0d\x01" + (3).to_bytes(4, "big") + b"abc")
+    with pytest.raises(ValueError, match="unsigned-byte IDX"):
+        read_idx(bad)
+
+
+@pytest.mark.skipif(not DEBIAN_FASHION_MNIST.exists(), reason="Debian's dataset-fashion-mnist is not installed")
+def test_fashion_mnist_from_debian():
+    x, y = ic.load_dataset("fashion-mnist", n=1000)
+    _check_shape(x, y, 1000, 1, 28)

@@ -1,0 +1,66 @@
+import json
+
+import pytest
+import torch
+
+import infoclust as ic
+from infoclust.ledger import Ledger, load_results, results_dir
+
+
+def test_checks_name_the_parameter():
+    with pytest.raises(ic.ParameterError, match="^epochs="):
+        ic.check_int("epochs", 0, 1)
+    with pytest.raises(ic.ParameterError, match="^lr="):
+        ic.check_number("lr", 0.0, 0.0, strict_low=True)
+    with pytest.raises(ic.ParameterError, match="^lr="):
+        ic.check_number("lr", float("nan"))
+    with pytest.raises(ic.ParameterError, match="^dataset="):
+        ic.check_choice("dataset", "imagenet", ic.DATASETS)
+    with pytest.raises(ic.ParameterError, match="^k="):
+        ic.check_int("k", True)
+    assert ic.check_int("k", 3, 2) == 3
+    assert ic.check_number("eta", 1, 0.0) == 1.0
+
+
+def test_resolve_device():
+    assert ic.resolve_device("cpu") == torch.device("cpu")
+    assert ic.resolve_device("auto").type in {"cpu", "cuda", "mps"}
+    with pytest.raises(ic.ParameterError, match="device"):
+        ic.resolve_device("no-such-device")
+    if not torch.cuda.is_available():
+        with pytest.raises(ic.ParameterError, match="CUDA is not available"):
+            ic.resolve_device("cuda")
+
+
+def test_seed_everything_repeats_draws():
+    g = ic.seed_everything(5)
+    a = torch.rand(3), torch.rand(3, generator=g)
+    g = ic.seed_everything(5)
+    b = torch.rand(3), torch.rand(3, generator=g)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    with pytest.raises(ic.ParameterError, match="seed"):
+        ic.seed_everything(-1)
+
+
+def test_ledger_writes_results(tmp_path, monkeypatch):
+    monkeypatch.setenv("INFOCLUST_RESULTS_DIR", str(tmp_path))
+    assert results_dir() == tmp_path
+    ledger = Ledger.start("99_test", profile="smoke", seed=3, device="cpu")
+    ledger.record("accuracy", 97.5, unit="%", paper=99.2, source="IIC, Table 1", holds=False)
+    ledger.record("accuracy", 99.5, unit="%", paper=99.2, source="IIC, Table 1", holds=True)  # replaces
+    data = json.loads((tmp_path / "99_test.json").read_text())
+    assert data["profile"] == "smoke" and data["seed"] == 3 and data["device"] == "cpu"
+    assert [r["value"] for r in data["results"]] == [99.5]
+    assert load_results(tmp_path)[0]["chapter"] == "99_test"
+    table = ledger.markdown()
+    assert "| accuracy | 99.5 % | 99.2 % | IIC, Table 1 | yes |" in table
+    with pytest.raises(ValueError, match="not finite"):
+        ledger.record("bad", float("nan"))
+    with pytest.raises(ic.ParameterError, match="profile"):
+        Ledger.start("99_test", profile="huge", seed=0)
+
+
+def test_timer_measures():
+    with ic.timer() as t:
+        sum(range(10000))
+    assert t["seconds"] > 0
