@@ -1,0 +1,281 @@
+"""Random deformations of images by vector fields (talk section 4.2).
+
+A deformation is a vector field :math:`\\tau` on the pixel grid; the deformed image is
+:math:`I_\\tau(p) = I(p + \\tau(p))` (talk section 4.2; the same convention as ADef,
+Alaifari et al. 2019, eq. (1)). Conventions used by every function here:
+
+* images are ``(N, C, H, W)`` tensors;
+* fields are ``(N, 2, H, W)`` tensors in **pixel units**; channel 0 is the horizontal
+  displacement (along the width, the columns, "x"), channel 1 the vertical one (along
+  the height, the rows, "y");
+* warping samples bilinearly with :func:`torch.nn.functional.grid_sample` and
+  ``align_corners=True``: the normalised coordinates -1 and +1 are the *centres* of the
+  first and last pixels, so a displacement of ``d`` pixels is ``2 d / (W - 1)`` in
+  normalised units and a constant field of one pixel shifts the image by exactly one
+  pixel (``out[..., j] = in[..., j + 1]``). Outside the image the value is zero.
+"""
+from __future__ import annotations
+
+
+import torch
+import torch.nn.functional as F
+
+from .utils import ParameterError, check_choice, check_int, check_number, resolve_device
+
+__all__ = [
+    "warp",
+    "gaussian_filter",
+    "image_gradient",
+    "t_norm",
+    "field_norm",
+    "random_field",
+    "RandomDeformation",
+]
+
+
+def _check_images(name: str, x: torch.Tensor) -> None:
+    if not torch.is_tensor(x) or x.dim() != 4:
+        raise ParameterError(f"{name} must be a 4-d tensor (N, C, H, W), got "
+                             f"{tuple(x.shape) if torch.is_tensor(x) else type(x).__name__}")
+
+
+def _check_field(field: torch.Tensor) -> None:
+    _check_images("field", field)
+    if field.shape[1] != 2:
+        raise ParameterError(f"field must have 2 channels (dx, dy), got shape {tuple(field.shape)}")
+
+
+def warp(images: torch.Tensor, field: torch.Tensor) -> torch.Tensor:
+    """Deform ``images`` by ``field``: ``out(p) = images(p + field(p))`` (talk section 4.2).
+
+    Parameters
+    ----------
+    images : torch.Tensor
+        Shape (N, C, H, W).
+    field : torch.Tensor
+        Shape (N, 2, H, W) (or (1, 2, H, W), shared by the batch), in pixels; channel 0
+        moves along the columns (x), channel 1 along the rows (y).
+
+    Returns
+    -------
+    torch.Tensor
+        Shape (N, C, H, W); bilinear sampling with ``align_corners=True`` (see the module
+        docstring), zero outside the image. Differentiable in both arguments.
+    """
+    _check_images("images", images)
+    _check_field(field)
+    n, _, h, w = images.shape
+    if field.shape[2:] != images.shape[2:] or field.shape[0] not in (1, n):
+        raise ParameterError(f"field shape {tuple(field.shape)} does not match images "
+                             f"shape {tuple(images.shape)}")
+    field = field.to(device=images.device, dtype=images.dtype).expand(n, -1, -1, -1)
+    ys = torch.arange(h, device=images.device, dtype=images.dtype)
+    xs = torch.arange(w, device=images.device, dtype=images.dtype)
+    # sample positions in pixels, then to [-1, 1] with pixel centres at the ends
+    px = xs.view(1, 1, w) + field[:, 0]
+    py = ys.view(1, h, 1) + field[:, 1]
+    gx = 2.0 * px / max(w - 1, 1) - 1.0
+    gy = 2.0 * py / max(h - 1, 1) - 1.0
+    grid = torch.stack((gx, gy), dim=-1)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+
+
+def _gaussian_kernel(sigma: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    radius = max(1, int(4.0 * sigma + 0.5))
+    t = torch.arange(-radius, radius + 1, dtype=dtype, device=device)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    return k / k.sum()
+
+
+def gaussian_filter(t: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Smooth the last two dimensions of ``t`` with a Gaussian of width ``sigma`` pixels.
+
+    The filter :math:`S` of ADef (Alaifari et al. 2019, section 3) and of the smoothed
+    random fields of talk section 4.2. Separable: one 1-D convolution along the rows and
+    one along the columns, kernel truncated at 4 sigma and normalised to sum 1, zero
+    padding (the image and the field are zero outside the grid, as in :func:`warp`;
+    it also keeps the filter a symmetric linear operator, ``<S u, v> = <u, S v>``).
+
+    Parameters
+    ----------
+    t : torch.Tensor
+        Shape (N, C, H, W): images or fields.
+    sigma : float
+        Standard deviation in pixels, >= 0; ``0`` returns ``t`` unchanged.
+    """
+    sigma = check_number("sigma", sigma, 0.0)
+    _check_images("t", t)
+    if sigma == 0.0:
+        return t
+    n, c, h, w = t.shape
+    k = _gaussian_kernel(sigma, t.dtype, t.device)
+    r = (k.numel() - 1) // 2
+    x = t.reshape(n * c, 1, h, w)
+    x = F.conv2d(x, k.view(1, 1, 1, -1), padding=(0, r))
+    x = F.conv2d(x, k.view(1, 1, -1, 1), padding=(r, 0))
+    return x.reshape(n, c, h, w)
+
+
+def image_gradient(images: torch.Tensor) -> torch.Tensor:
+    """Spatial gradient of ``images`` by central differences (ADef, Alaifari et al. 2019).
+
+    Parameters
+    ----------
+    images : torch.Tensor
+        Shape (N, C, H, W).
+
+    Returns
+    -------
+    torch.Tensor
+        Shape (N, C, 2, H, W): ``[:, :, 0]`` is d/dx (along the columns), ``[:, :, 1]``
+        d/dy (along the rows), per pixel. Central differences inside, one-sided
+        differences on the border (:func:`torch.gradient`).
+    """
+    _check_images("images", images)
+    if min(images.shape[-2:]) < 2:
+        raise ParameterError(f"images must be at least 2 x 2 pixels, got {tuple(images.shape)}")
+    dy, dx = torch.gradient(images, dim=(-2, -1))
+    return torch.stack((dx, dy), dim=2)
+
+
+def t_norm(field: torch.Tensor) -> torch.Tensor:
+    """The T-norm of ADef, :math:`\\|\\tau\\|_T = \\max_p |\\tau(p)|_2`, per sample.
+
+    Parameters
+    ----------
+    field : torch.Tensor
+        Shape (N, 2, H, W).
+
+    Returns
+    -------
+    torch.Tensor
+        Shape (N,), in pixels.
+    """
+    _check_field(field)
+    return field.pow(2).sum(1).sqrt().flatten(1).amax(1)
+
+
+def field_norm(field: torch.Tensor, norm: str = "max") -> torch.Tensor:
+    """Size of each field: ``"max"`` is :func:`t_norm`, ``"rms"`` the root mean square
+    of :math:`|\\tau(p)|_2` over the pixels. Shape (N,), in pixels."""
+    check_choice("norm", norm, ("max", "rms"))
+    if norm == "max":
+        return t_norm(field)
+    _check_field(field)
+    return field.pow(2).sum(1).flatten(1).mean(1).sqrt()
+
+
+def random_field(
+    n: int,
+    h: int,
+    w: int,
+    magnitude: float | torch.Tensor,
+    sigma: float = 0.0,
+    norm: str = "max",
+    generator: torch.Generator | None = None,
+    device: str | torch.device | None = None,
+) -> torch.Tensor:
+    """Random vector fields for a batch, one independent field per sample.
+
+    Each field starts as i.i.d. standard normal vectors per pixel, is smoothed by
+    :func:`gaussian_filter` of width ``sigma`` (talk section 4.2: "with and without
+    smoothing ... Gaussian filters over the vector field"), then rescaled so that its
+    ``norm`` equals ``magnitude`` exactly.
+
+    Parameters
+    ----------
+    n, h, w : int
+        Batch size and grid size.
+    magnitude : float or torch.Tensor
+        Size of each field in pixels (>= 0); a tensor of shape (n,) gives one per sample.
+    sigma : float
+        Smoothing width in pixels (0: i.i.d. per pixel).
+    norm : {"max", "rms"}
+        ``"max"``: the T-norm :math:`\\max_p |\\tau(p)|`; ``"rms"``: root mean square.
+    generator : torch.Generator, optional
+        Source of randomness; the noise is drawn on the generator's device and moved, so
+        a seed gives the same fields on every device.
+    device : str or torch.device, optional
+        Where the result lives; ``None`` or ``"auto"`` picks :func:`resolve_device`.
+
+    Returns
+    -------
+    torch.Tensor
+        Shape (n, 2, h, w), float32.
+    """
+    n = check_int("n", n, 1)
+    h = check_int("h", h, 1)
+    w = check_int("w", w, 1)
+    dev = resolve_device("auto" if device is None else device)
+    if torch.is_tensor(magnitude):
+        mag = magnitude.detach().to(device=dev, dtype=torch.float32).reshape(-1)
+        if mag.numel() not in (1, n) or (mag < 0).any() or not torch.isfinite(mag).all():
+            raise ParameterError(f"magnitude must hold 1 or n={n} finite values >= 0")
+    else:
+        mag = torch.tensor([check_number("magnitude", magnitude, 0.0)], device=dev)
+    gen_dev = generator.device if generator is not None else dev
+    noise = torch.randn(n, 2, h, w, generator=generator, device=gen_dev).to(dev)
+    field = gaussian_filter(noise, sigma)
+    size = field_norm(field, norm).clamp_min(torch.finfo(field.dtype).tiny)
+    return field * (mag / size).view(-1, 1, 1, 1)
+
+
+class RandomDeformation:
+    """The transformation g of IIC (talk eq. (4)) as a random deformation (talk 4.2).
+
+    ``g(x) = warp(x, tau)`` with a fresh :func:`random_field` per sample on the batch's
+    device. Use it wherever a batch-to-batch callable is expected, e.g. the IIC trainer.
+
+    Parameters
+    ----------
+    magnitude : float or (float, float)
+        Size of each field in pixels (``norm``); a pair ``(low, high)`` draws it
+        uniformly per sample.
+    sigma : float
+        Smoothing width of the field in pixels.
+    norm : {"max", "rms"}
+        How the size is measured (see :func:`random_field`).
+    generator : torch.Generator, optional
+        Source of randomness (e.g. from :func:`infoclust.utils.seed_everything`).
+
+    Examples
+    --------
+    >>> g = RandomDeformation(magnitude=2.0, sigma=3.0)
+    >>> gx = g(torch.rand(8, 1, 28, 28))
+    """
+
+    def __init__(
+        self,
+        magnitude: float | tuple[float, float],
+        sigma: float = 0.0,
+        norm: str = "max",
+        generator: torch.Generator | None = None,
+    ) -> None:
+        if isinstance(magnitude, (tuple, list)):
+            if len(magnitude) != 2:
+                raise ParameterError(f"magnitude={magnitude!r} must be a number or a pair (low, high)")
+            low = check_number("magnitude[0]", magnitude[0], 0.0)
+            high = check_number("magnitude[1]", magnitude[1], low)
+            self.magnitude: float | tuple[float, float] = (low, high)
+        else:
+            self.magnitude = check_number("magnitude", magnitude, 0.0)
+        self.sigma = check_number("sigma", sigma, 0.0)
+        self.norm = check_choice("norm", norm, ("max", "rms"))
+        self.generator = generator
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        _check_images("x", x)
+        n, _, h, w = x.shape
+        if isinstance(self.magnitude, tuple):
+            low, high = self.magnitude
+            gen_dev = self.generator.device if self.generator is not None else x.device
+            u = torch.rand(n, generator=self.generator, device=gen_dev).to(x.device)
+            mag: float | torch.Tensor = low + (high - low) * u
+        else:
+            mag = self.magnitude
+        field = random_field(n, h, w, mag, self.sigma, self.norm, self.generator, x.device)
+        return warp(x, field.to(x.dtype))
+
+    def __repr__(self) -> str:
+        return (f"RandomDeformation(magnitude={self.magnitude}, sigma={self.sigma}, "
+                f"norm={self.norm!r})")
