@@ -6,7 +6,7 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 PROFILE ?= default
 
-.PHONY: book test venv bench clean
+.PHONY: book test venv bench lab clean
 
 book: $(STAMP)
 	$(PY) -m infoclust.book --profile $(PROFILE)
@@ -18,6 +18,10 @@ bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
 
 venv: $(STAMP)
+
+lab: $(STAMP)
+	$(PY) -c "import jupyterlab" 2>/dev/null || $(PY) -m pip install --quiet -e '.[test,lab]'
+	$(VENV)/bin/jupyter lab notebooks/
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
