@@ -50,6 +50,12 @@ def test_adef_finds_the_known_minimal_deformation(max_iter):
     torch.testing.assert_close(res.t_norm, t_norm(res.field))
 
 
+def test_tol_stops_an_iterate_that_sits_on_the_boundary():
+    x, model, _ = ramp_and_linear_model()
+    res = adef(model, x, sigma=0.0, max_iter=50, tol=1e-4)
+    assert res.changed.item() and res.iterations.item() <= 3
+
+
 def test_smoothed_adef_flips_and_respects_the_lower_bound():
     x, model, _ = ramp_and_linear_model()
     res = adef(model, x, sigma=1.0, overshoot=1.2, max_iter=50)
