@@ -6,18 +6,25 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 PROFILE ?= default
 
-.PHONY: book test venv bench lab clean
+.PHONY: book test venv browser bench lab clean
 
 book: $(STAMP)
 	$(PY) -m infoclust.book --profile $(PROFILE)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(PY) -m pytest tests
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
 
 venv: $(STAMP)
+
+# The browser test drives Debian's Chromium; install it when missing and we may (root).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else echo "chromium and chromedriver are missing: the browser test will be skipped (apt-get install chromium chromium-driver)"; fi
 
 lab: $(STAMP)
 	$(PY) -c "import jupyterlab" 2>/dev/null || $(PY) -m pip install --quiet -e '.[test,lab]'

@@ -1,25 +1,114 @@
-"""The smoke book renders: every chapter page, its numbered figures, and the bibliography."""
+"""The smoke book renders, its generated pages tell the truth, and it reads in a real browser offline."""
 from __future__ import annotations
 
+import functools
+import http.server
+import json
+import os
 import re
+import shutil
+import threading
+from pathlib import Path
 
+import pytest
 from conftest import SMOKE_DIR
 
 from infoclust import book
 
+CHROMIUM = shutil.which("chromium")
+CHROMEDRIVER = shutil.which("chromedriver")
 
-def test_book_renders(smoke):
+
+@pytest.fixture(scope="module")
+def site(smoke) -> Path:
     for chapter in book.chapters():
         smoke(chapter)
-    html = book.build_site(SMOKE_DIR)
-    assert (html / "index.html").exists()
-    intro = (html / "book" / "intro.html").read_text()
-    assert "infomax" in intro
+    return book.build_site(SMOKE_DIR)
+
+
+def test_every_page_renders(site):
+    assert (site / "index.html").exists()
+    assert "infomax" in (site / "book" / "intro.html").read_text()
     for chapter in book.chapters():
-        page = (html / "notebooks" / f"{chapter}.html").read_text()
+        page = (site / "notebooks" / f"{chapter}.html").read_text()
         assert "Traceback" not in page
         assert re.search(r"Fig\. \d+", page), f"{chapter}: no numbered figure"
         for src in re.findall(r'<img[^>]+src="([^"]+)"', page):
             if not src.startswith("data:"):
-                assert (html / "notebooks" / src).resolve().exists(), f"{chapter}: missing image {src}"
-    assert "Lloyd" in (html / "book" / "bibliography.html").read_text()
+                assert (site / "notebooks" / src).resolve().exists(), f"{chapter}: missing image {src}"
+        assert "cdn.jsdelivr" not in page and "_static/mathjax/" in page, "MathJax must be served locally"
+    assert "Lloyd" in (site / "book" / "bibliography.html").read_text()
+
+
+def test_ledger_page_lists_every_recorded_result(site):
+    page = (site / "book" / "ledger.html").read_text()
+    runs = [json.loads(p.read_text()) for p in sorted((SMOKE_DIR / "results").glob("*.json"))]
+    assert {r["chapter"] for r in runs} == set(book.chapters())
+    tested = [r for run in runs for r in run["results"] if r["holds"] is not None]
+    held = sum(r["holds"] for r in tested)
+    assert f"{held} of {len(tested)} tested claims hold" in page
+    for run in runs:
+        for r in run["results"]:
+            assert r["name"].replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") in page
+    assert "torch" in (site / "book" / "environment.html").read_text()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def server(site):
+    handler = functools.partial(_QuietHandler, directory=str(site))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not (CHROMIUM and CHROMEDRIVER):
+        if os.environ.get("CI"):
+            pytest.fail("chromium and chromedriver must be installed in CI (make test installs them)")
+        pytest.skip("chromium/chromedriver not installed (apt-get install chromium chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", "--window-size=1280,1600"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+@pytest.mark.parametrize("page", ["book/intro.html", "notebooks/01_kmeans.html"])
+def test_page_in_headless_chromium(page, server, browser):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(f"{server}/{page}")
+    WebDriverWait(browser, 60).until(
+        lambda d: d.execute_script("return document.readyState") == "complete"
+        and d.execute_script("return document.querySelectorAll('mjx-container').length") > 0)
+    n_math = browser.execute_script("return document.querySelectorAll('mjx-container').length")
+    raw_tex = browser.execute_script(
+        "return Array.from(document.querySelectorAll('.math')).filter("
+        "e => !e.querySelector('mjx-container')).length")
+    broken = browser.execute_script(
+        "return Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)")
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    shots = SMOKE_DIR / "screenshots"
+    shots.mkdir(exist_ok=True)
+    browser.save_screenshot(str(shots / (page.replace("/", "_") + ".png")))
+    assert n_math > 0, "no typeset math"
+    assert raw_tex == 0, f"{raw_tex} math elements left untypeset"
+    assert broken == [], f"images that did not load: {broken}"
+    assert errors == [], f"console errors: {errors}"
