@@ -25,6 +25,8 @@ discriminator also descends the term and the prior is never matched; we do not.
 """
 from __future__ import annotations
 
+from typing import Any, Callable
+
 import numpy as np
 import torch
 from torch import nn
@@ -183,7 +185,7 @@ class DeepInfoMax:
     widths : tuple of three int
         Channels of the encoder's convolutions.
     critic_dim : int
-        Width of the critics (the paper's dot-product critic uses 2048; smaller here for CPUs).
+        Width of the critics' hidden layers (and of the dot-product critic's embedding).
     epochs : int
         Passes over the data.
     batch_size : int
@@ -203,7 +205,7 @@ class DeepInfoMax:
     history_ : dict of list of float
         Per epoch: mean ``global_mi``, ``local_mi`` (estimates on the training batches) and
         ``prior`` (the value of the prior term :math:`\\hat D_\\phi`, before the
-        discriminator step); ``seconds``.
+        discriminator step); ``seconds``; ``callback`` (what :meth:`fit`'s callback returned).
     device_ : torch.device
     """
 
@@ -257,7 +259,7 @@ class DeepInfoMax:
                      *self.local_critic_.parameters()]
         self._opt = torch.optim.Adam(mi_params, lr=self.lr)
         self._opt_prior = torch.optim.Adam(self.discriminator_.parameters(), lr=self.lr)
-        self.history_ = {"global_mi": [], "local_mi": [], "prior": [], "seconds": []}
+        self.history_ = {"global_mi": [], "local_mi": [], "prior": [], "seconds": [], "callback": []}
 
     def _ensure_built(self, x: torch.Tensor) -> None:
         if not hasattr(self, "encoder_"):
@@ -336,8 +338,12 @@ class DeepInfoMax:
             self.prior_step()
         return out
 
-    def fit(self, x, y=None) -> "DeepInfoMax":
-        """Train on images ``x`` (N, C, H, H) in [0, 1] for ``epochs`` epochs; ``y`` is ignored."""
+    def fit(self, x, y=None, *, callback: Callable[["DeepInfoMax", int], Any] | None = None) -> "DeepInfoMax":
+        """Train on images ``x`` (N, C, H, H) in [0, 1] for ``epochs`` epochs; ``y`` is ignored.
+
+        ``callback(model, epoch)`` runs after every epoch (e.g. to evaluate the code as it
+        trains); what it returns is appended to ``history_["callback"]``.
+        """
         from tqdm.auto import tqdm
 
         x = _as_images(x)
@@ -348,7 +354,7 @@ class DeepInfoMax:
         size = min(self.batch_size, n)
         batches = n // size  # drop the ragged last batch: every batch has N negatives' worth
         bar = tqdm(total=self.epochs * batches, desc="DIM", disable=not self.progress)
-        for _ in range(self.epochs):
+        for epoch in range(1, self.epochs + 1):
             sums: dict[str, float] = {}
             with timer() as t:
                 order = torch.randperm(n, generator=self._gen)
@@ -359,6 +365,8 @@ class DeepInfoMax:
             for k in ("global_mi", "local_mi", "prior"):
                 self.history_[k].append(sums[k] / batches if k in sums else float("nan"))
             self.history_["seconds"].append(t["seconds"])
+            if callback is not None:
+                self.history_["callback"].append(callback(self, epoch))
             bar.set_postfix({k: f"{v / batches:.3f}" for k, v in sums.items()})
         bar.close()
         return self

@@ -85,7 +85,8 @@ def test_discriminator_and_encoder_move_in_opposite_directions(digits):
 def test_training_increases_jsd_estimate(digits):
     x, _ = digits
     model = DeepInfoMax(**PRESETS["DIM(L)"], estimator="jsd", epochs=6, batch_size=32, lr=1e-3,
-                        **SMALL).fit(x)
+                        **SMALL).fit(x, callback=lambda m, epoch: epoch)
+    assert model.history_["callback"] == [1, 2, 3, 4, 5, 6]
     local = model.history_["local_mi"]
     assert len(local) == 6 and np.isnan(model.history_["global_mi"]).all()
     assert local[-1] > local[0] + 0.1
