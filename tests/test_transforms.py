@@ -3,7 +3,7 @@ import torch
 
 import infoclust as ic
 from infoclust.iic import IIC
-from infoclust.pool import PerturbationPool, compose, fingerprint
+from infoclust.transforms import PerturbationPool, compose, fingerprint
 
 
 def noisy(scale):
@@ -67,3 +67,16 @@ def test_pool_works_as_iic_g():
     model = IIC(k=10, k_over=None, n_subheads=1, trunk=((8, 16), 3), g=pool, epochs=1, batch_size=64,
                        repeats=2, device="cpu", verbose=False).fit(x)
     assert len(model.labels_) == 256
+
+
+def test_adversarial_transforms_keep_shape_and_move_images():
+    from infoclust.transforms import ADefPerturbation, SinkhornPerturbation
+    from infoclust.wasserstein import w2_exact
+    x, _ = ic.load_dataset("mnist5k", n=8)
+    x = x.clamp_min(1e-3)  # no all-zero issue for W2 histograms
+    for g in (SinkhornPerturbation(eps=0.5, n_iter=3, proj_iter=20), ADefPerturbation(max_iter=5)):
+        gx = g(x)
+        assert gx.shape == x.shape and torch.isfinite(gx).all()
+        assert (gx - x).abs().amax() > 1e-3
+    gx = SinkhornPerturbation(eps=0.5, n_iter=3, proj_iter=50)(x)
+    assert (w2_exact(x, gx) <= 0.5 * 1.1).all()

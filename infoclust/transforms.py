@@ -1,4 +1,12 @@
-"""Transformations g for IIC that are too expensive to compute in every batch, and chains of g.
+"""Transformations g for IIC beyond the paper's: adversarial ones, pools of expensive ones, chains.
+
+:class:`SinkhornPerturbation` and :class:`ADefPerturbation` are the talk's proposals of
+sections 4.3 and 4.4 as batch-to-batch callables: a Wasserstein PGD attack and an ADef
+deformation against a *random, non-trainable* classifier, which stands in for the labels
+that clustering does not have. (Algorithm 1 of section 4.5 is
+:class:`infoclust.perturb.W2Perturbation`; random deformations are
+:class:`infoclust.deform.RandomDeformation`; the paper's own g is
+:class:`infoclust.augment.MNISTTransform`.)
 
 IIC (talk, eq. (4)) draws a fresh perturbation g(x) for every image in every batch. ADef,
 projected Sinkhorn and the talk's Algorithm 1 cost far more than a random crop, so
@@ -16,12 +24,96 @@ from collections.abc import Callable
 import torch
 from tqdm.auto import tqdm
 
-from .utils import ParameterError, check_int
+from .adef import adef
+from .classifiers import random_classifier
+from .sinkhorn import wasserstein_pgd
+from .utils import ParameterError, check_int, check_number
 
-__all__ = ["PerturbationPool", "compose", "fingerprint"]
+__all__ = ["SinkhornPerturbation", "ADefPerturbation", "PerturbationPool", "compose", "fingerprint"]
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 _MODULUS = (1 << 61) - 1  # a Mersenne prime: products stay in int64 after the reduction below
+
+
+class _RandomClassifierAttack:
+    """Holds the talk's random classifier, built on first use on the batch's device."""
+
+    def __init__(self, n_classes: int, seed: int) -> None:
+        self.n_classes = check_int("n_classes", n_classes, 2)
+        self.seed = check_int("seed", seed, 0)
+        self._model: tuple[str, torch.nn.Module] | None = None
+
+    def model_for(self, x: torch.Tensor) -> torch.nn.Module:
+        if self._model is None or self._model[0] != str(x.device):
+            self._model = (str(x.device), random_classifier(x.shape[1], self.n_classes, self.seed, device=x.device))
+        return self._model[1]
+
+
+class SinkhornPerturbation(_RandomClassifierAttack):
+    """g(x): Wasserstein PGD (talk eq. (8)) against a random classifier, radius ``eps``.
+
+    Each image is pushed by :func:`infoclust.sinkhorn.wasserstein_pgd` away from the
+    random classifier's own prediction on it, staying in the Wasserstein ball of radius
+    ``eps`` (fixed: no growth), until the prediction changes or ``n_iter`` steps are done.
+
+    Parameters
+    ----------
+    eps : float
+        Radius of the Wasserstein ball (pixels, as in the projection).
+    n_iter, alpha, lam, kernel_size, proj_iter
+        As in :func:`infoclust.sinkhorn.wasserstein_pgd`.
+    n_classes : int
+        Classes of the random classifier (any number >= 2).
+    seed : int
+        Seed of the random classifier's weights.
+    """
+
+    def __init__(self, eps: float = 0.5, *, n_iter: int = 10, alpha: float = 0.1, lam: float = 1000.0,
+                 kernel_size: int = 5, proj_iter: int = 30, n_classes: int = 10, seed: int = 0) -> None:
+        super().__init__(n_classes, seed)
+        self.eps = check_number("eps", eps, 0.0, strict_low=True)
+        self.n_iter = check_int("n_iter", n_iter, 1)
+        self.alpha = check_number("alpha", alpha, 0.0, strict_low=True)
+        self.lam = check_number("lam", lam, 0.0, strict_low=True)
+        self.kernel_size = check_int("kernel_size", kernel_size, 1)
+        self.proj_iter = check_int("proj_iter", proj_iter, 1)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        out, _, _ = wasserstein_pgd(self.model_for(x), x, eps0=self.eps, eps_factor=1.0, alpha=self.alpha,
+                                    lam=self.lam, kernel_size=self.kernel_size, n_iter=self.n_iter,
+                                    proj_iter=self.proj_iter, progress=False)
+        return out.to(x.dtype)
+
+    def __repr__(self) -> str:
+        return f"SinkhornPerturbation(eps={self.eps}, n_iter={self.n_iter}, n_classes={self.n_classes})"
+
+
+class ADefPerturbation(_RandomClassifierAttack):
+    """g(x): the ADef deformation (talk section 4.4) that flips a random classifier.
+
+    Parameters
+    ----------
+    sigma, overshoot, max_iter
+        As in :func:`infoclust.adef.adef`.
+    n_classes : int
+        Classes of the random classifier (any number >= 2).
+    seed : int
+        Seed of the random classifier's weights.
+    """
+
+    def __init__(self, *, sigma: float = 0.5, overshoot: float = 1.2, max_iter: int = 20,
+                 n_classes: int = 10, seed: int = 0) -> None:
+        super().__init__(n_classes, seed)
+        self.sigma = check_number("sigma", sigma, 0.0)
+        self.overshoot = check_number("overshoot", overshoot, 1.0)
+        self.max_iter = check_int("max_iter", max_iter, 1)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        res = adef(self.model_for(x), x, sigma=self.sigma, overshoot=self.overshoot, max_iter=self.max_iter)
+        return res.images.to(x.dtype)
+
+    def __repr__(self) -> str:
+        return f"ADefPerturbation(sigma={self.sigma}, max_iter={self.max_iter}, n_classes={self.n_classes})"
 
 
 def fingerprint(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
