@@ -1,0 +1,237 @@
+"""Projected Sinkhorn (infoclust.sinkhorn): Lambert W, the projection, the attack."""
+import numpy as np
+import pytest
+import scipy.special
+import torch
+
+from infoclust.classifiers import random_classifier
+from infoclust.data import load_dataset
+from infoclust.sinkhorn import (lambertw, lambertw_exp, local_cost, project_wasserstein_ball,
+                                robust_accuracy, wasserstein_pgd)
+from infoclust.utils import ParameterError
+from infoclust.wasserstein import w2_exact
+
+
+@pytest.fixture(scope="module")
+def digits():
+    x, _ = load_dataset("mnist5k", n=6, seed=3)
+    return x
+
+
+def step(x: torch.Tensor, size: float = 0.1, seed: int = 0) -> torch.Tensor:
+    """A PGD-like point to project: x plus a random +-size step on every pixel."""
+    g = torch.Generator().manual_seed(seed)
+    return x + size * (2 * torch.randint(0, 2, x.shape, generator=g) - 1)
+
+
+def mass(a: torch.Tensor) -> torch.Tensor:
+    return a.double().flatten(1).sum(1)
+
+
+# ---------------------------------------------------------------- Lambert W
+
+def test_lambertw_matches_scipy_over_600_decades():
+    x = np.concatenate([[0.0], np.logspace(-300, 300, 2001), [np.e, 1.0, 1e-3]])
+    ours = lambertw(torch.from_numpy(x)).numpy()
+    ref = scipy.special.lambertw(x).real
+    np.testing.assert_allclose(ours, ref, rtol=1e-13, atol=0)
+
+
+def test_lambertw_float32_matches_scipy():
+    # in the log domain the relative error of W is about one ulp of |log x| (|log x| <= 70)
+    x = np.logspace(-30, 30, 301).astype(np.float32)
+    ours = lambertw(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(ours, scipy.special.lambertw(x.astype(np.float64)).real, rtol=1e-5)
+
+
+def test_lambertw_exp_beyond_the_float_range():
+    # W0(e^s) for s where e^s overflows: check the defining equation W + log W = s
+    s = torch.tensor([700.0, 1000.0, 1e4, 1e6, 1e12], dtype=torch.float64)
+    w = lambertw_exp(s)
+    assert torch.isfinite(w).all()
+    torch.testing.assert_close(w + torch.log(w), s, rtol=1e-14, atol=0)
+    # and far below: W0(e^s) = e^s to first order, exactly 0 once that underflows
+    s = torch.tensor([-30.0, -700.0, -1e4, -float("inf")], dtype=torch.float64)
+    w = lambertw_exp(s)
+    assert w[0].item() == pytest.approx(scipy.special.lambertw(np.exp(-30.0)).real, rel=1e-14)
+    assert w[2].item() == 0.0 and w[3].item() == 0.0 and torch.isfinite(w).all()
+
+
+def test_lambertw_rejects_negative_arguments():
+    with pytest.raises(ParameterError, match="x must be >= 0"):
+        lambertw(torch.tensor([-0.1]))
+
+
+# ---------------------------------------------------------------- the projection
+
+def test_local_cost_is_squared_distance_for_p2():
+    c = local_cost(3, 2.0).view(3, 3)
+    torch.testing.assert_close(c, torch.tensor([[2.0, 1, 2], [1, 0, 1], [2, 1, 2]], dtype=torch.float64))
+    with pytest.raises(ParameterError, match="kernel_size"):
+        local_cost(4)
+
+
+@pytest.mark.parametrize("eps", [0.1, 0.5, 1.0])
+def test_outputs_lie_in_the_ball_by_pot_and_conserve_mass(digits, eps):
+    w = step(digits)
+    z, info = project_wasserstein_ball(w, digits, eps, lam=1000.0, kernel_size=5, max_iter=300,
+                                       tol=1e-6, return_info=True)
+    # mass conserved (the plan's rows sum to x, the output is what it delivers)
+    torch.testing.assert_close(mass(z), mass(digits), rtol=1e-5, atol=0)
+    assert (z >= 0).all()
+    # the plan's own cost is at the radius (the constraint is active: w is far outside)
+    assert (info["cost"] <= eps * (1 + 1e-3)).all()
+    assert (info["cost"] >= eps * 0.9).all()
+    # POT's exact W2^2 between x and the projection: at most the plan's cost
+    w2sq = w2_exact(digits, z) ** 2
+    assert (w2sq <= eps * (1 + 1e-3)).all(), (w2sq, eps)
+    # and the projection moved towards w: closer to w than x was
+    assert ((z - w).flatten(1).norm(dim=1) < (digits - w).flatten(1).norm(dim=1)).all()
+
+
+def test_point_inside_the_ball_is_returned(digits):
+    # w = x is at distance 0. The entropic projection blurs by O(1/lambda); the log domain
+    # lets lambda be large, and the error shrinks as lambda grows.
+    errors = []
+    for lam in (1e3, 1e4, 1e5):
+        z = project_wasserstein_ball(digits, digits, 1.0, lam=lam, max_iter=300, tol=1e-7)
+        errors.append(((z - digits).flatten(1).norm(dim=1) / digits.flatten(1).norm(dim=1)).max().item())
+    assert errors[0] > errors[1] > errors[2]
+    assert errors[2] < 0.02
+    assert (w2_exact(digits, z) ** 2 < 0.01).all()
+
+
+def test_no_overflow_or_nan_at_lam_1000_and_beyond_with_zero_pixels(digits):
+    # digits are mostly exact zeros; w reaches 1.1 and -0.1 (a step from the clamp bounds)
+    assert (digits == 0).float().mean() > 0.5
+    w = step(digits, 0.1)
+    for lam in (1000.0, 1e5, 1e7):
+        z, info = project_wasserstein_ball(w, digits, 0.5, lam=lam, max_iter=50, return_info=True)
+        assert torch.isfinite(z).all() and (z >= 0).all(), lam
+        assert torch.isfinite(info["objective"]).all() and torch.isfinite(info["psi"]).all()
+        torch.testing.assert_close(mass(z), mass(digits), rtol=1e-5, atol=0)
+
+
+def test_transport_is_local_and_per_channel():
+    # channel 0: one bright pixel; channel 1: empty. Nothing may reach beyond the window
+    # (k = 3 -> one pixel away), nor appear in the empty channel.
+    x = torch.zeros(1, 2, 9, 9)
+    x[0, 0, 4, 4] = 1.0
+    w = torch.rand(1, 2, 9, 9, generator=torch.Generator().manual_seed(0))
+    z = project_wasserstein_ball(w, x, 10.0, lam=1000.0, kernel_size=3, max_iter=200)
+    assert z[0, 1].abs().max() == 0
+    outside = torch.ones(9, 9, dtype=torch.bool)
+    outside[3:6, 3:6] = False
+    assert z[0, 0][outside].abs().max() == 0
+    assert z[0, 0].sum().item() == pytest.approx(1.0, rel=1e-5)
+    # a large radius lets the mass spread towards w, inside the window only
+    assert (z[0, 0, 3:6, 3:6] > 0).sum() > 1
+
+
+def test_empty_image_projects_to_zero():
+    x = torch.zeros(2, 1, 8, 8)
+    x[1, 0, 2, 2] = 0.5
+    z = project_wasserstein_ball(torch.rand(2, 1, 8, 8), x, 0.3)
+    assert torch.equal(z[0], torch.zeros(1, 8, 8))
+    assert z[1].sum().item() == pytest.approx(0.5, rel=1e-5)
+
+
+def test_dual_objective_matches_the_primal_at_convergence(digits):
+    # Strong duality: the dual value (correctly evaluated, arguments in order) equals the
+    # primal 1/2 ||w - z||^2 + 1/lam sum P log P of the returned plan, in unit-mass units.
+    lam, eps = 1000.0, 0.5
+    x, w = digits.double(), step(digits).double()
+    z, info = project_wasserstein_ball(w, x, eps, lam=lam, max_iter=2000, tol=1e-12, return_info=True)
+    m = mass(x).view(-1, 1, 1, 1)
+    plan = info["plan"] / m[..., None]
+    ent = torch.where(plan > 0, plan * torch.log(plan), 0.0).flatten(1).sum(1)
+    primal = 0.5 * ((w - z) / m).flatten(1).pow(2).sum(1) + ent / lam
+    torch.testing.assert_close(info["objective"], primal, rtol=1e-6, atol=1e-9)
+    assert info["n_iter"] < 2000
+
+
+def test_stops_on_relative_objective_change(digits):
+    w = step(digits)
+    _, loose = project_wasserstein_ball(w, digits, 0.5, max_iter=500, tol=1e-3, return_info=True)
+    _, tight = project_wasserstein_ball(w, digits, 0.5, max_iter=500, tol=1e-6, return_info=True)
+    _, capped = project_wasserstein_ball(w, digits, 0.5, max_iter=3, tol=1e-12, return_info=True)
+    assert loose["n_iter"] < tight["n_iter"] < 500
+    assert capped["n_iter"] == 3
+
+
+def test_per_image_radius_and_dtype(digits):
+    w = step(digits)
+    eps = torch.tensor([0.1, 0.2, 0.4, 0.8, 1.6, 3.2])
+    z, info = project_wasserstein_ball(w.double(), digits.double(), eps, max_iter=300, tol=1e-6,
+                                       return_info=True)
+    assert z.dtype == torch.float64
+    assert (info["cost"] <= eps.double() * (1 + 1e-3)).all()
+    assert (w2_exact(digits, z) ** 2 <= eps.double() * (1 + 1e-3)).all()
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"lam": 0.0}, "lam"), ({"kernel_size": 4}, "kernel_size"), ({"max_iter": 0}, "max_iter"),
+    ({"tol": -1.0}, "tol"), ({"eps": -0.5}, "eps"), ({"eps": torch.ones(3)}, "eps"),
+])
+def test_bad_parameters_raise(digits, kwargs, name):
+    args = {"eps": 0.5, **kwargs}
+    eps = args.pop("eps")
+    with pytest.raises(ParameterError, match=name):
+        project_wasserstein_ball(digits, digits, eps, **args)
+
+
+def test_negative_x_and_shape_mismatch_raise(digits):
+    with pytest.raises(ParameterError, match="x must be"):
+        project_wasserstein_ball(digits, digits - 0.5, 0.5)
+    with pytest.raises(ParameterError, match="same|shape"):
+        project_wasserstein_ball(digits[:2], digits, 0.5)
+
+
+# ---------------------------------------------------------------- the attack
+
+def test_pgd_with_a_random_classifier_and_no_labels(digits):
+    model = random_classifier(1, 7, seed=0, device="cpu")
+    with torch.no_grad():
+        own = model(digits).argmax(1)
+    x_adv, eps, success = wasserstein_pgd(model, digits, None, eps0=0.5, eps_factor=1.5, eps_every=2,
+                                          alpha=0.1, kernel_size=5, n_iter=6, proj_iter=50,
+                                          progress=False)
+    assert x_adv.shape == digits.shape and (x_adv >= 0).all() and (x_adv <= 1).all()
+    with torch.no_grad():
+        now = model(x_adv).argmax(1)
+    assert torch.equal(success, now != own)           # y=None means the model's own labels
+    # the radius grew by 1.5 every 2 iterations while the image resisted
+    allowed = torch.tensor([0.5 * 1.5 ** j for j in range(4)])
+    assert all(torch.isclose(e, allowed).any() for e in eps)
+    assert (eps[~success] == 0.5 * 1.5 ** 3).all()
+    assert (x_adv != digits).flatten(1).any(1).all()   # every image was moved
+
+
+def test_pgd_fools_a_linear_classifier_that_reads_one_pixel():
+    # class 1 iff the pixel (3, 3) is brighter than 0.05 (an image with its mass next to it)
+    class Pixel(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.tensor(50.0))
+
+        def forward(self, x):
+            s = self.scale * (x[:, 0, 3, 3] - 0.05)
+            return torch.stack([-s, s], 1)
+
+    x = torch.zeros(2, 1, 7, 7)
+    x[:, 0, 3, 3] = 0.0
+    x[:, 0, 3, 4] = 1.0                                 # one pixel away: cost 1 per unit mass
+    model = Pixel()
+    x_adv, eps, success = wasserstein_pgd(model, x, torch.zeros(2, dtype=torch.long), eps0=0.2,
+                                          eps_factor=1.0, alpha=0.2, lam=1e4, kernel_size=3,
+                                          n_iter=10, progress=False)
+    assert success.all()
+    assert (x_adv[:, 0, 3, 3] > 0.05).all()
+    assert (w2_exact(x, x_adv) ** 2 <= 0.2 * 1.01).all()
+
+
+def test_robust_accuracy_counts_radii():
+    eps = torch.tensor([0.0, 0.7, 1.0, 1.5, 0.9])
+    success = torch.tensor([True, True, True, True, False])
+    acc = robust_accuracy(eps, success, [0.0, 0.7, 1.0, 2.0])
+    torch.testing.assert_close(acc, torch.tensor([0.8, 0.6, 0.4, 0.2]))
