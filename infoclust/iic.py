@@ -140,7 +140,7 @@ def information(p: torch.Tensor | np.ndarray) -> dict[str, float]:
 #: is a narrower one that trains on a laptop CPU in minutes.
 TRUNKS: dict[str, tuple[tuple[int, ...], int]] = {
     "vgg": ((64, 128, 256, 512), 5),
-    "small": ((32, 64, 128), 3),
+    "small": ((16, 32, 64), 3),
 }
 
 
@@ -187,10 +187,13 @@ class ClusterNet(nn.Module):
         if k_over:
             self.heads["over"] = nn.ModuleList(nn.Linear(n_feat, k_over) for _ in range(n_subheads))
 
-    def forward(self, x: torch.Tensor, head: str = "main") -> torch.Tensor:
-        """Cluster probabilities of ``head``, shape (n_subheads, N, k)."""
-        h = self.trunk(x)
+    def cluster(self, h: torch.Tensor, head: str = "main") -> torch.Tensor:
+        """Cluster probabilities of ``head`` from trunk features ``h``, (n_subheads, N, k)."""
         return torch.stack([F.softmax(lin(h).float(), dim=1) for lin in self.heads[head]])
+
+    def forward(self, x: torch.Tensor, head: str = "main") -> torch.Tensor:
+        """Cluster probabilities of ``head`` for images ``x``, shape (n_subheads, N, k)."""
+        return self.cluster(self.trunk(x), head)
 
 
 # --------------------------------------------------------------------------- estimator
@@ -251,6 +254,8 @@ class IIC:
         Clusters of the training images by the chosen sub-head.
     best_subhead_ : int
         The main-head sub-head with the lowest training loss.
+    best_subheads_ : dict
+        The lowest-loss sub-head of each head, ``{"main": ..., "over": ...}``.
     subhead_losses_ : np.ndarray
         That loss for each main-head sub-head, at the end of training.
     history_ : list of dict
@@ -343,21 +348,24 @@ class IIC:
         """Full-data joints, losses per sub-head (label-free) and, with y, accuracies."""
         self.net_.eval()
         rec: dict[str, Any] = {}
-        for head in self.net_.heads:
-            joint, pred = 0.0, []
-            for xb in x.split(1000):
-                with self._autocast():
-                    z, z_tf = self.net_(xb, head), self.net_(self._perturb(xb), head)
-                joint = joint + torch.einsum("snk,snl->skl", z, z_tf)
-                if head == "main":
-                    pred.append(z.argmax(2).cpu())
+        joints: dict[str, torch.Tensor] = {head: 0.0 for head in self.net_.heads}
+        pred = []
+        for xb in x.split(1000):
+            with self._autocast():
+                h, h_tf = self.net_.trunk(xb), self.net_.trunk(self._perturb(xb))
+                for head in joints:
+                    z, z_tf = self.net_.cluster(h, head), self.net_.cluster(h_tf, head)
+                    joints[head] = joints[head] + torch.einsum("snk,snl->skl", z, z_tf)
+                    if head == "main":
+                        pred.append(z.argmax(2).cpu())
+        for head, joint in joints.items():
             joint = (joint + joint.transpose(1, 2)) / 2
             joint = joint / joint.sum((1, 2), keepdim=True)
             losses = [_loss_from_joint(p, self.lamb).item() for p in joint]
             rec["loss" if head == "main" else "loss_over"] = losses
             if head == "main":
                 rec["joint"] = joint.cpu().numpy()
-                rec["pred"] = torch.cat(pred, 1).numpy()
+        rec["pred"] = torch.cat(pred, 1).numpy()
         if y is not None:
             rec["acc"] = [cluster_accuracy(y, p) for p in rec["pred"]]
         self.net_.train()
@@ -420,7 +428,9 @@ class IIC:
         bar.close()
         last = self.history_[-1]
         self.subhead_losses_ = np.asarray(last["loss"])
-        self.best_subhead_ = int(np.argmin(self.subhead_losses_))
+        self.best_subheads_ = {head: int(np.argmin(last[key]))
+                               for head, key in (("main", "loss"), ("over", "loss_over")) if key in last}
+        self.best_subhead_ = self.best_subheads_["main"]
         self.labels_ = last["pred"][self.best_subhead_]
         self.train_seconds_, self.n_epochs_ = seconds, epoch
         for rec in self.history_:
@@ -436,10 +446,11 @@ class IIC:
     @torch.no_grad()
     def predict_proba(self, x: torch.Tensor | np.ndarray, head: str = "main",
                       subhead: int | None = None) -> np.ndarray:
-        """Cluster probabilities (N, k) of one sub-head (default: the chosen one)."""
+        """Cluster probabilities (N, k) of one sub-head (default: the head's lowest-loss one)."""
         self._check_fitted()
         check_choice("head", head, list(self.net_.heads))
-        sub = self.best_subhead_ if subhead is None else check_int("subhead", subhead, 0, self.n_subheads - 1)
+        sub = (self.best_subheads_[head] if subhead is None
+               else check_int("subhead", subhead, 0, self.n_subheads - 1))
         x = self._check_x(x)
         self.net_.eval()
         with self._autocast():

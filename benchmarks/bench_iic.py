@@ -1,0 +1,101 @@
+"""IIC training throughput and time to 95 % accuracy on mnist5k.
+
+1. Throughput: image pairs (x, g x) per second of training (forward, loss of every
+   sub-head, backward, Adam step, and g itself) for a trunk at 24 x 24 with the paper's
+   batches of 140 images x 5 repeats. Timed over the second epoch of ``IIC.fit`` on random
+   images, so that warm-up (cuDNN autotuning, allocator) is excluded. The authors' 2018 log
+   shows about 1,270 pairs/s for the VGG trunk on one GPU.
+2. Time to 95 %: trains the chapter's default CPU recipe (or the one given) on mnist5k and
+   reports the training seconds until the lowest-loss sub-head first reaches 95 % accuracy.
+
+Usage::
+
+    .venv/bin/python benchmarks/bench_iic.py                     # both, on device "auto"
+    .venv/bin/python benchmarks/bench_iic.py --skip-accuracy --trunk vgg small
+    .venv/bin/python benchmarks/bench_iic.py --device cuda --images 14000
+
+Results are printed and written to ``_build/benchmarks/bench_iic.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import infoclust as ic
+from infoclust.augment import crop_resize
+from infoclust.iic import IIC
+
+# the default profile of notebooks/03_iic.py (16 x 16 inputs)
+CPU_RECIPE = dict(trunk="small", batch_size=32, repeats=4, lr=2e-3, lamb=1.5)
+CPU_INPUT = 16
+
+
+def throughput(trunk: str, device: str, images: int, amp: str | bool) -> dict:
+    """Pairs per second over the second training epoch (3 passes) on random 24 x 24 images."""
+    x = torch.rand(images, 1, 24, 24)
+    model = IIC(trunk=trunk, epochs=2, device=device, amp=amp, verbose=False).fit(x)
+    first, second = model.history_[1], model.history_[2]
+    pairs = second["pairs"] - first["pairs"]
+    seconds = second["seconds"] - first["seconds"]
+    return {"trunk": trunk, "pairs": pairs, "seconds": seconds, "pairs_per_s": pairs / seconds}
+
+
+def time_to_accuracy(device: str, max_time: float, target: float, seed: int, recipe: dict) -> dict:
+    """Training seconds until the lowest-loss sub-head first reaches ``target`` on mnist5k."""
+    x, y = ic.load_dataset("mnist5k")
+    x = crop_resize(x, 20, CPU_INPUT)
+    model = IIC(**recipe, epochs=None, max_time=max_time, seed=seed, device=device, verbose=False)
+    model.fit(x, y)
+    reached = None
+    for rec in model.history_:
+        acc = rec["acc"][int(np.argmin(rec["loss"]))]
+        if acc >= target:
+            reached = rec["seconds"]
+            break
+    best = model.history_[-1]
+    return {"recipe": recipe, "seed": seed, "target": target, "seconds_to_target": reached,
+            "final_accuracy": best["acc"][model.best_subhead_], "train_seconds": model.train_seconds_,
+            "pairs": best["pairs"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--trunk", nargs="+", default=["vgg", "small"])
+    parser.add_argument("--images", type=int, default=None,
+                        help="random images per epoch (default 1400 on CPU, 14000 on GPU)")
+    parser.add_argument("--amp", default="auto", choices=["auto", "on", "off"])
+    parser.add_argument("--skip-accuracy", action="store_true")
+    parser.add_argument("--max-time", type=float, default=600.0, help="training budget, seconds")
+    parser.add_argument("--target", type=float, default=0.95)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    dev = ic.resolve_device(args.device)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    amp = {"auto": "auto", "on": True, "off": False}[args.amp]
+    images = args.images or (14_000 if dev.type == "cuda" else 1_400)
+    out = {"device": ic.utils.device_name(dev), "torch": torch.__version__, "throughput": []}
+    for trunk in args.trunk:
+        res = throughput(trunk, str(dev), images, amp)
+        out["throughput"].append(res)
+        print(f"{trunk:>6} trunk, 24x24, {out['device']}: {res['pairs_per_s']:,.0f} pairs/s "
+              f"({res['pairs']:,} pairs in {res['seconds']:.1f} s)", flush=True)
+    if not args.skip_accuracy:
+        res = time_to_accuracy(str(dev), args.max_time, args.target, args.seed, CPU_RECIPE)
+        out["time_to_accuracy"] = res
+        reached = "not reached" if res["seconds_to_target"] is None else f"{res['seconds_to_target']:.0f} s"
+        print(f"mnist5k, {CPU_RECIPE}: {args.target:.0%} after {reached}; final accuracy "
+              f"{res['final_accuracy']:.4f} after {res['train_seconds']:.0f} s", flush=True)
+    path = Path("_build/benchmarks/bench_iic.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2))
+    print(f"written to {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,430 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# (ch-iic)=
+# # 3. Invariant Information Clustering
+#
+# ## What you will learn
+#
+# - the objective of IIC {cite}`ji2019iic`: the mutual information between the clusters of
+#   an image and of a randomly perturbed copy of it (talk, section 3.2);
+# - why that objective cannot be satisfied by a degenerate clustering, read off the joint
+#   distribution $\mathbf{P}$ of the two cluster assignments, and where k-means (chapter 1)
+#   degenerates on the same images and IIC does not;
+# - how IIC is trained: sub-heads, an overclustering head, sample repeats and the
+#   label-free choice of the reported sub-head; and how far a 2-core CPU gets in ten
+#   minutes beside the paper's 99.2 % on MNIST;
+# - which of the paper's ingredients matter, in an ablation beside the paper's.
+#
+# ## The idea
+#
+# A network $E_\psi$ with a softmax output maps an image $x$ to a distribution over $C$
+# clusters, $P(z = c \mid x) = E_{\psi, c}(x)$. For a pair of images $(x, x')$ that show the
+# same thing, IIC maximises the mutual information of their cluster assignments (talk,
+# eq. 2),
+#
+# $$ \max_\psi \; I\big(E_\psi(x), E_\psi(x')\big) . $$ (eq-iic-objective)
+#
+# Over a batch of $n$ pairs, the joint distribution of $(z, z')$ is the $C \times C$ matrix
+# (talk, eq. 3)
+#
+# $$ \mathbf{P} = \frac{1}{n} \sum_{i=1}^{n} E_\psi(x_i)\, E_\psi(x'_i)^\top , $$ (eq-iic-joint)
+#
+# symmetrised, $(\mathbf{P} + \mathbf{P}^\top)/2$, because the pair $(x, x')$ is as likely
+# as $(x', x)$. Its row and column sums are the marginals $P_c$ and $P_{c'}$, and because the
+# output space is discrete and small, the mutual information is computed exactly:
+#
+# $$ I(z; z') = \sum_{c, c'} \mathbf{P}_{cc'} \ln \frac{\mathbf{P}_{cc'}}{P_c P_{c'}}
+#    = H(z) - H(z \mid z') . $$ (eq-iic-mi)
+#
+# Unlabelled data have no pairs, so the pair is made: $x' = g x$ for a random
+# perturbation $g$ that keeps the class (rotation, scaling, cropping, colour jitter), and
+# the objective becomes (talk, eq. 4)
+#
+# $$ \max_\psi \; I\big(E_\psi(x), E_\psi(g x)\big) . $$ (eq-iic-invariant)
+#
+# The decomposition in {eq}`eq-iic-mi` is the whole argument against degeneration:
+# $H(z)$ is largest when all clusters are equally used, and $H(z \mid z')$ is zero when the
+# cluster of $g x$ predicts that of $x$. A clustering that puts every image into one
+# cluster has $H(z) = 0$ and so $I = 0$, the worst possible value, while a confident,
+# balanced one reaches the maximum $\ln C$. The loss of the reference code,
+#
+# $$ \mathcal{L} = -\sum_{c, c'} \mathbf{P}_{cc'} \big(\ln \mathbf{P}_{cc'}
+#    - \lambda \ln P_c - \lambda \ln P_{c'}\big) , $$ (eq-iic-loss)
+#
+# equals $-I(z; z')$ for $\lambda = 1$ (`infoclust.iic.iic_loss`); entries below machine
+# epsilon are clamped before the logarithm. The reference implementation writes that clamp
+# into broadcast (expanded) views of the marginals, which recent PyTorch versions reject;
+# ours builds new tensors instead.
+#
+# Three training devices of the paper appear below. *Sub-heads*: each head is several
+# linear layers on the same trunk, trained together from different initialisations; the
+# one with the lowest loss is reported, which needs no labels. *Overclustering*: a second
+# head with many more clusters ($k_\text{over} = 50$ for MNIST) is trained in alternation
+# with the main head ($k = 10$), to shape the trunk with finer structure. *Sample
+# repeats*: each image appears $r$ times per batch, each time with its own $g$. The
+# reference MNIST script has a bug that silences the second device: its network ignores the
+# head argument in the forward pass, so the "overclustering" passes train the main head
+# again and the $k = 50$ head is never trained. Here the heads are separate modules and the
+# overclustering head is trained; {numref}`fig-iic-overclusters` shows what it learns.
+#
+# ## Running it
+#
+# The next cell holds the chapter's parameters. `make book` runs it with the `default`
+# profile (these values: a small trunk, ten minutes of training on a 2-core CPU); the tests
+# use the `smoke` profile, and `full` trains the paper's VGG-like network on all of MNIST on
+# a GPU (see `notebooks/profiles.yml`). Rerun it with other values, e.g.
+#
+# ```bash
+# .venv/bin/papermill notebooks/03_iic.ipynb out.ipynb -p max_time 120 -p seed 3
+# ```
+#
+# after `.venv/bin/jupytext --to ipynb notebooks/03_iic.py` (see the README).
+
+# %% tags=["parameters"]
+dataset = "mnist5k"  # digits | mnist5k | fashion-mnist | mnist | cifar10 | stl10
+data_root = None  # folder of torchvision's files (None: ~/.cache/infoclust)
+download = False  # let torchvision download a missing data set
+crop = 20  # centre crop of the original images, px (the paper's MNIST view)
+input_size = 16  # the crop is resized to this side, px (24 in the paper)
+trunk = "small"  # "small" (CPU) or "vgg" (the paper's network)
+k = 10  # clusters of the main head
+k_over = 50  # clusters of the overclustering head (0: none)
+n_subheads = 5  # sub-heads per head
+epochs = 1000  # largest number of epochs (one epoch: 1 overclustering + 2 main passes)
+max_time = 600.0  # time budget, seconds of training (0: none)
+batch_size = 32  # distinct images per batch (140 in the paper)
+repeats = 4  # sample repeats: each image r times per batch, each with its own g (5 in the paper)
+lr = 2e-3  # Adam learning rate (1e-4 in the paper, for the VGG trunk)
+lamb = 1.5  # weight of the marginal entropies in the loss (1: exactly -I, as in the paper)
+ablation_epochs = 2  # epochs of each run of the ablation
+seed = 0
+device = "auto"
+profile = "custom"
+
+# %% tags=["hide-input"]
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from IPython.display import Markdown, display
+from myst_nb import glue
+
+import infoclust as ic
+from infoclust.augment import MNISTTransform, crop_resize
+from infoclust.iic import IIC, information, joint_distribution
+
+ledger = ic.Ledger.start("03_iic", profile=profile, seed=seed, device=device)
+ic.check_int("crop", crop, 1)
+ic.check_int("input_size", input_size, 4)
+ic.check_choice("trunk", trunk, ["small", "vgg"])
+ic.check_int("k", k, 2)
+ic.check_int("k_over", k_over, 0)
+ic.check_int("n_subheads", n_subheads, 1)
+ic.check_int("epochs", epochs, 1)
+ic.check_number("max_time", max_time, 0)
+ic.check_int("batch_size", batch_size, 2)
+ic.check_int("repeats", repeats, 1)
+ic.check_number("lr", lr, 0, strict_low=True)
+ic.check_number("lamb", lamb, 0)
+ic.check_int("ablation_epochs", ablation_epochs, 1)
+x_raw, y = ic.load_dataset(dataset, root=data_root, download=download)
+x = crop_resize(x_raw, crop, input_size)
+recipe = dict(k=k, k_over=k_over or None, n_subheads=n_subheads, trunk=trunk, epochs=epochs,
+              max_time=max_time or None, batch_size=batch_size, repeats=repeats, lr=lr, lamb=lamb,
+              seed=seed, device=str(ledger.device))
+print(f"{dataset}: {tuple(x_raw.shape)} images, centre {crop} px resized to {input_size} px, "
+      f"{int(y.max()) + 1} classes")
+
+# %% [markdown]
+# ## Why mutual information does not degenerate
+#
+# Five joint distributions $\mathbf{P}$ for $C = 5$ clusters, made from hand-written
+# cluster probabilities of 100 pairs ({numref}`fig-iic-joints`): everything in one
+# cluster; every image spread uniformly over the clusters; confident and balanced;
+# confident but unbalanced; balanced but with $g x$ often in the neighbouring cluster.
+# The titles give $I$, $H(z)$ and $H(z \mid z')$ of {eq}`eq-iic-mi`.
+
+# %% tags=["hide-input"]
+n_demo, c_demo = 100, 5
+eye = torch.eye(c_demo, dtype=torch.float64)
+balanced = eye[torch.arange(n_demo) % c_demo]
+unbalanced = eye[torch.tensor([0] * 70 + [1] * 15 + [2] * 8 + [3] * 5 + [4] * 2)]
+noisy = eye[(torch.arange(n_demo) % c_demo + (torch.arange(n_demo) % 3 == 0)) % c_demo]
+demos = {
+    "one cluster": (eye[[0] * n_demo], eye[[0] * n_demo]),
+    "uniform, unsure": (torch.full((n_demo, c_demo), 1 / c_demo, dtype=torch.float64),) * 2,
+    "confident, balanced": (balanced, balanced),
+    "confident, unbalanced": (unbalanced, unbalanced),
+    "balanced, g x confused": (balanced, noisy),
+}
+demo_info = {name: information(joint_distribution(a, b)) for name, (a, b) in demos.items()}
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(f"ln C = {np.log(c_demo):.4f}")
+for name, info in demo_info.items():
+    print(f"{name:>24}: I = {info['mi']:.4f}  H(z) = {info['h_z']:.4f}  H(z|z') = {info['h_z_given_z']:.4f}")
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Joint distributions P of the clusters of x (rows) and g x (columns) for five hand-made clusterings of 100 pairs into C = 5 clusters, with their mutual information I = H(z) - H(z|z') in nats. The degenerate and the unsure clustering score 0; the confident, balanced one scores the maximum ln 5.", "name": "fig-iic-joints"}}
+fig, axes = plt.subplots(1, len(demos), figsize=(2.4 * len(demos), 2.8))
+for ax, (name, (a, b)) in zip(axes, demos.items()):
+    ax.imshow(joint_distribution(a, b).numpy(), cmap="viridis", vmin=0)
+    info = demo_info[name]
+    ax.set_title(f"{name}\nI={info['mi']:.2f} H={info['h_z']:.2f}\nH(z|z')={info['h_z_given_z']:.2f}",
+                 fontsize=8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## Training IIC
+#
+# The perturbation $g$ is the paper's for MNIST (`infoclust.augment.MNISTTransform`):
+# rotation by up to 25° with probability 1/2, a random crop of 16, 20 or 24 of the 28
+# original pixels resized to the input size, and colour jitter; every image draws its own
+# parameters, and the whole batch is warped by one `grid_sample` call on the training
+# device ({numref}`fig-iic-g`). The trainer accepts any other callable from a batch to a
+# batch of the same shape; later chapters pass deformations and Wasserstein perturbations.
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Top row: eight training images x (the centre crop). Rows below: three independent draws of the paper's MNIST perturbation g x.", "name": "fig-iic-g"}}
+g = MNISTTransform()
+shown = x[:8]
+rows = [shown] + [g(shown) for _ in range(3)]
+fig, axes = plt.subplots(len(rows), len(shown), figsize=(1.1 * len(shown), 1.15 * len(rows)))
+for r, batch in enumerate(rows):
+    for c_, img in enumerate(batch):
+        axes[r, c_].imshow(img.permute(1, 2, 0).squeeze(-1).numpy(), vmin=0, vmax=1)
+        axes[r, c_].axis("off")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# The estimator follows scikit-learn: `IIC(...).fit(x, y)` trains, `predict` clusters, and
+# `labels_`, `history_` and `best_subhead_` hold the result. The labels `y` are used only
+# to report the accuracy of each sub-head in the history; the reported sub-head is the one
+# with the lowest loss on the training data. Training stops after `epochs` epochs or when
+# `max_time` seconds of training are used up, whichever comes first.
+
+# %% tags=["hide-input"]
+model = IIC(**recipe).fit(x, y)
+best = model.best_subhead_
+scores = ic.evaluate(y, model.labels_)
+sub_scores = [ic.evaluate(y, model.predict(x, subhead=s)) for s in range(n_subheads)]
+last = model.history_[-1]
+print(f"trained {model.n_epochs_} epochs, {last['pairs']:,} pairs, in {model.train_seconds_:.0f} s "
+      f"({last['pairs'] / model.train_seconds_:.0f} pairs/s) on {ledger.device}; stopped by {model.stopped_by_}")
+
+# %% [markdown]
+# The headline numbers of the sub-head with the lowest loss, and of every sub-head:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(f"IIC on {dataset}, lowest-loss sub-head {best}: accuracy {scores['acc']:.4f}  "
+      f"NMI {scores['nmi']:.4f}  ARI {scores['ari']:.4f}")
+for s, sc in enumerate(sub_scores):
+    print(f"  sub-head {s}: loss {model.subhead_losses_[s]:.4f}  accuracy {sc['acc']:.4f}  "
+          f"NMI {sc['nmi']:.4f}  ARI {sc['ari']:.4f}")
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Learning curves against training time (evaluation excluded): accuracy of each main-head sub-head (left; the lowest-loss sub-head at the end in black) and its loss -I(z; z') on the training data (right; the floor -ln k dashed).", "name": "fig-iic-curves"}}
+secs = np.array([h["seconds"] for h in model.history_])
+accs = np.array([h["acc"] for h in model.history_])
+losses = np.array([h["loss"] for h in model.history_])
+fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+for s in range(n_subheads):
+    style = dict(color="k", lw=2, zorder=3) if s == best else dict(alpha=0.6)
+    axes[0].plot(secs, accs[:, s], label=f"sub-head {s}", **style)
+    axes[1].plot(secs, losses[:, s], **style)
+axes[1].axhline(-np.log(k), ls="--", c="gray")
+axes[0].set(xlabel="training time (s)", ylabel="accuracy")
+axes[1].set(xlabel="training time (s)", ylabel="loss (nats)")
+axes[0].legend(fontsize=7)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# {numref}`fig-iic-heatmaps` shows $\mathbf{P}$ of the reported sub-head on the training
+# data as training goes on, its clusters ordered by the class matched to them at the end.
+# It starts as a nearly uniform matrix (every image unsure, $I \approx 0$) and ends nearly
+# diagonal and balanced, $I$ close to $\ln k$.
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The joint distribution P of the reported sub-head's clusters of x and g x on the training data, at four points of training; clusters ordered by their matched class at the end.", "name": "fig-iic-heatmaps"}}
+match = ic.metrics.hungarian_match(y, model.labels_)
+order = sorted(range(k), key=lambda c_: match.get(c_, k + c_))
+picks = sorted({0, 1, len(model.history_) // 3, len(model.history_) - 1})
+fig, axes = plt.subplots(1, len(picks), figsize=(2.6 * len(picks), 2.9))
+for ax, e in zip(np.atleast_1d(axes), picks):
+    p = model.history_[e]["joint"][best][np.ix_(order, order)]
+    ax.imshow(p, cmap="viridis", vmin=0)
+    ax.set_title(f"{model.history_[e]['seconds']:.0f} s: I = {information(p)['mi']:.2f}", fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.grid(False)
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## Where k-means degenerates, IIC does not
+#
+# Chapter 1 showed k-means dying from an unfortunate start. Here is the same start on the
+# same images IIC was trained on: all $k$ means begin as nearly black images, far from
+# every digit. The first assignment puts every image into one cluster, and plain Lloyd
+# iterations never recover. IIC's clusters, from its ordinary random initialisation, stay
+# balanced, because an unbalanced clustering has a lower $H(z)$
+# ({numref}`fig-iic-vs-kmeans`).
+
+# %% tags=["hide-input"]
+X = x.reshape(len(x), -1)
+bad_init = 3.0 + 0.01 * torch.arange(k, dtype=torch.float32).unsqueeze(1).expand(k, X.shape[1])
+km = ic.KMeans(k, init=bad_init, empty="keep", device=str(ledger.device)).fit(X)
+km_sizes = np.bincount(torch.as_tensor(km.labels_).cpu().numpy(), minlength=k)
+iic_sizes = np.bincount(model.labels_, minlength=k)
+ledger.record("k-means empty clusters from a far start (same images)", km.n_empty_,
+              claim="k-means degenerates from an unfortunate start where IIC does not",
+              source="talk, section 3.2.1", holds=bool(km.n_empty_ > 0 and (iic_sizes == 0).sum() == 0))
+ledger.record("IIC smallest cluster / balanced size", iic_sizes.min() / (len(x) / k))
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(f"k-means from a far start: {km.n_empty_} empty clusters, sizes {sorted(km_sizes.tolist(), reverse=True)}")
+print(f"IIC: {(iic_sizes == 0).sum()} empty clusters, sizes {sorted(iic_sizes.tolist(), reverse=True)}")
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Cluster sizes on the same images: k-means started with all means far from the data (left) puts everything into one cluster; IIC (right) does not.", "name": "fig-iic-vs-kmeans"}}
+fig, axes = plt.subplots(1, 2, figsize=(8, 2.8), sharey=True)
+axes[0].bar(range(k), sorted(km_sizes, reverse=True), color="tab:red")
+axes[1].bar(range(k), sorted(iic_sizes, reverse=True), color="tab:blue")
+axes[0].set(title="k-means, far start", xlabel="cluster (by size)", ylabel="images")
+axes[1].set(title="IIC", xlabel="cluster (by size)")
+plt.tight_layout()
+plt.show()
+
+# %% [markdown]
+# ## The overclustering head
+#
+# The overclustering head is trained (one pass over the data per epoch, before the two
+# passes of the main head). {numref}`fig-iic-overclusters` draws eight images of each of
+# its twelve largest clusters: they split digits by style (slant, thickness, open or
+# closed loops) rather than mixing classes.
+
+# %% tags=["hide-input"]
+if k_over:
+    over_mi0 = -min(model.history_[0]["loss_over"])
+    over_mi = -min(last["loss_over"])
+    ledger.record("overclustering head I(z; z') after training", over_mi, unit="nats",
+                  claim="the overclustering head is trained (the reference MNIST script never trains it)",
+                  source="IIC reference code, greyscale script", holds=bool(over_mi > over_mi0 + 0.5))
+    over = model.predict(x, head="over")
+    over_purity = sum(np.bincount(y.numpy()[over == c_]).max() for c_ in np.unique(over)) / len(x)
+    ledger.record("overclustering purity (majority class per cluster)", over_purity)
+    print(f"overclustering head: I rose from {over_mi0:.3f} to {over_mi:.3f} nats (ln {k_over} = "
+          f"{np.log(k_over):.3f}); {len(np.unique(over))} clusters used, purity {over_purity:.3f}")
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Eight images from each of the twelve largest clusters of the overclustering head (one row per cluster, its size on the left).", "name": "fig-iic-overclusters"}}
+if k_over:
+    sizes = np.bincount(over, minlength=k_over)
+    top = np.argsort(-sizes)[:12]
+    fig, axes = plt.subplots(len(top), 8, figsize=(8 * 0.9, len(top) * 0.95))
+    for r, c_ in enumerate(top):
+        members = np.flatnonzero(over == c_)[:8]
+        for j in range(8):
+            ax = axes[r, j]
+            ax.axis("off")
+            if j < len(members):
+                ax.imshow(x[members[j]].permute(1, 2, 0).squeeze(-1).numpy(), vmin=0, vmax=1)
+        axes[r, 0].text(-0.3, 0.5, str(sizes[c_]), transform=axes[r, 0].transAxes, ha="right",
+                        va="center", fontsize=8)
+    plt.tight_layout()
+    plt.show()
+
+# %% [markdown]
+# ## Ablation
+#
+# Each of the three training devices is removed in turn, and every variant, the full
+# recipe included, trains for the same `ablation_epochs` epochs (passes over the images)
+# from the same seed, without a time budget so that the runs are reproducible. The
+# paper's ablation is on STL10 with its full budget, so its numbers say which device
+# matters there, not what to expect here.
+
+# %% tags=["hide-input"]
+variants = {
+    "full recipe": {},
+    "no overclustering": dict(k_over=None),
+    "one sub-head": dict(n_subheads=1),
+    "no sample repeats": dict(repeats=1),
+}
+paper_ablation = {"full recipe": 59.6, "no overclustering": 43.8, "one sub-head": 57.6,
+                  "no sample repeats": 47.0}
+ablation = {}
+for name, change in variants.items():
+    run = IIC(**{**recipe, "epochs": ablation_epochs, "max_time": None, **change, "verbose": False}).fit(x, y)
+    ablation[name] = ic.evaluate(y, run.labels_)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+for name, sc in ablation.items():
+    print(f"{name:>18}: accuracy {sc['acc']:.4f}  NMI {sc['nmi']:.4f}  ARI {sc['ari']:.4f}")
+
+# %% tags=["hide-input"]
+full_acc = ablation["full recipe"]["acc"]
+for name, sc in ablation.items():
+    ledger.record(f"ablation, {name}: accuracy ({ablation_epochs} epochs each)", 100 * sc["acc"], unit="%",
+                  paper=paper_ablation[name], source="IIC paper, ablation (STL10)",
+                  claim=None if name == "full recipe" else f"{name} lowers accuracy",
+                  holds=None if name == "full recipe" else bool(sc["acc"] < full_acc))
+
+# %% [markdown]
+# ## Results beside the paper's
+#
+# The headline: accuracy, NMI and ARI of the lowest-loss sub-head, and the mean over
+# sub-heads, beside the paper's MNIST numbers (Table 1: 99.2 %, sub-head mean
+# 98.4 ± 0.65 %, after many hours on a GPU on all 70,000 digits; its authors' log shows
+# 85.6 % after the first million pairs). Every number below was computed by this run and is
+# also written to the book's results ledger.
+
+# %% tags=["hide-input"]
+mean_acc = float(np.mean([sc["acc"] for sc in sub_scores]))
+ledger.record(f"IIC accuracy on {dataset}, lowest-loss sub-head", 100 * scores["acc"], unit="%", paper=99.2,
+              source="IIC paper, Table 1 (MNIST)",
+              claim="IIC clusters MNIST digits to at least 95 % accuracy (10 min on a 2-core CPU)",
+              holds=bool(scores["acc"] >= 0.95), seconds=model.train_seconds_)
+ledger.record(f"IIC accuracy on {dataset}, mean over sub-heads", 100 * mean_acc, unit="%", paper=98.4,
+              source="IIC paper, Table 1 (MNIST)")
+ledger.record(f"IIC NMI on {dataset}", scores["nmi"])
+ledger.record(f"IIC ARI on {dataset}", scores["ari"])
+ledger.record("IIC training throughput", last["pairs"] / model.train_seconds_, unit="pairs/s",
+              paper=1270, source="IIC authors' MNIST log (one 2018 GPU, VGG trunk)")
+glue("iic_acc", 100 * scores["acc"], display=False)
+glue("iic_time", model.train_seconds_, display=False)
+display(Markdown(ledger.markdown()))
+
+# %% [markdown]
+# In this run the reported sub-head reached {glue:text}`iic_acc:.1f` % after
+# {glue:text}`iic_time:.0f` s of training. The gap to the paper's 99.2 % has three
+# sources that the `full` profile removes: a network with a fraction of the paper's
+# width, 5,000 instead of 70,000 images, and minutes instead of hours.
+#
+# ## Exercises
+#
+# 1. Set `lamb` to 1.5 and to 0.5. Which way does the loss then lean, towards balanced
+#    clusters or towards confident ones? Check it on the cluster sizes.
+# 2. Replace `MNISTTransform` by the identity, `g=lambda b: b`. What does IIC learn, and
+#    what is $I(z; z')$ at the end? Why is that a trap rather than a success?
+# 3. Train with `k = 20` on MNIST and match clusters to classes many-to-one. Does the
+#    accuracy rise above the one-to-one accuracy with `k = 10`?
+# 4. Write a perturbation `g` that only adds Gaussian noise to the pixels, and compare the
+#    accuracy after the same time budget with the paper's `g`.
+#
+# ## References
+#
+# ```{bibliography}
+# :filter: docname in docnames
+# ```
