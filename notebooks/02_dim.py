@@ -227,19 +227,19 @@ ledger.record("InfoNCE estimate at the top MI level (toy)", nce_top, unit="nats"
               seconds=t_toy["seconds"])
 ledger.record("DV estimate at the top MI level (toy)", dv_top, unit="nats")
 ledger.record("true MI at the top level (toy)", toy_levels[-1], unit="nats")
-glue("toy_nce_top", nce_top, display=False)
-glue("toy_dv_top", dv_top, display=False)
+glue("toy_nce_top", float(nce_top), display=False)
+glue("toy_dv_top", float(dv_top), display=False)
 glue("toy_top", toy_levels[-1], display=False)
 glue("toy_logn", math.log(toy_batch), display=False)
 
 # %% [markdown]
 # At the top level the true MI is {glue:text}`toy_top:.1f` nats; InfoNCE reads
 # {glue:text}`toy_nce_top:.2f` (its ceiling is $\log N$ = {glue:text}`toy_logn:.2f`), DV
-# reads {glue:text}`toy_dv_top:.2f`. This is why the paper pairs InfoNCE with large batches
-# and why it prefers JSD when negatives are few: InfoNCE is a low-variance but capped
-# estimate, DV is uncapped but noisy (its $\log \mathbb E[e^T]$ is dominated by a few
-# negatives), and JSD is not an MI estimate at all, only a well-behaved quantity that rises
-# with it. DIM never needs the MI's value, only a direction to climb.
+# reads {glue:text}`toy_dv_top:.2f`. InfoNCE is a low-variance but capped estimate, which is
+# why it needs many negatives (large batches); DV is uncapped but noisy (its
+# $\log \mathbb E[e^T]$ is dominated by a few negatives); JSD is not an MI estimate at all,
+# only a well-behaved quantity that rises with it. DIM never needs the MI's value, only a
+# direction to climb.
 #
 # ## DIM(G) and DIM(L) on digits
 #
@@ -408,8 +408,8 @@ plt.show()
 # %% tags=["hide-input"]
 epoch_km = {name: np.array(m.history_["callback"])[:, 1] for name, m in models.items()}
 beats = {name: int((v > km_scores["pixels"]["acc"]).sum()) for name, v in epoch_km.items()}
-glue("ep_l_min", 100 * epoch_km["DIM(L)"].min(), display=False)
-glue("ep_l_max", 100 * epoch_km["DIM(L)"].max(), display=False)
+glue("ep_l_min", float(100 * epoch_km["DIM(L)"].min()), display=False)
+glue("ep_l_max", float(100 * epoch_km["DIM(L)"].max()), display=False)
 glue("ep_l_beats", beats["DIM(L)"], display=False)
 glue("ep_l0_beats", f"{beats['DIM(L), no prior']} of {epochs}" if ablate_prior else "(not run)", display=False)
 glue("ep_total", epochs, display=False)
@@ -513,11 +513,11 @@ ledger.record("spread (max - min) of single-run k-means accuracy on DIM(L) code"
               source="talk, section 3.1.2")
 ledger.record("largest / smallest k-means cluster on DIM(G) code", imbalance["DIM(G)"])
 ledger.record("largest / smallest class", class_sizes[0] / class_sizes[-1])
-glue("deg_spread", spread, display=False)
+glue("deg_spread", float(spread), display=False)
 glue("deg_dead", int(sum(v[:, 1].sum() for v in single.values())), display=False)
-glue("deg_imb_g", imbalance["DIM(G)"], display=False)
-glue("deg_imb_l", imbalance["DIM(L)"], display=False)
-glue("deg_imb_classes", class_sizes[0] / class_sizes[-1], display=False)
+glue("deg_imb_g", float(imbalance["DIM(G)"]), display=False)
+glue("deg_imb_l", float(imbalance["DIM(L)"]), display=False)
+glue("deg_imb_classes", float(class_sizes[0] / class_sizes[-1]), display=False)
 
 # %% [markdown]
 # On the DIM(L) code the accuracy of single runs spans {glue:text}`deg_spread:.1f` points
