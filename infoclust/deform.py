@@ -16,6 +16,8 @@ Alaifari et al. 2019, eq. (1)). Conventions used by every function here:
 """
 from __future__ import annotations
 
+import math
+
 
 import torch
 import torch.nn.functional as F
@@ -28,6 +30,7 @@ __all__ = [
     "image_gradient",
     "t_norm",
     "field_norm",
+    "affine_field",
     "random_field",
     "RandomDeformation",
 ]
@@ -163,6 +166,39 @@ def field_norm(field: torch.Tensor, norm: str = "max") -> torch.Tensor:
         return t_norm(field)
     _check_field(field)
     return field.pow(2).sum(1).flatten(1).mean(1).sqrt()
+
+
+def affine_field(
+    h: int,
+    w: int,
+    angle: float = 0.0,
+    scale: float = 1.0,
+    shift: tuple[float, float] = (0.0, 0.0),
+    device: str | torch.device | None = None,
+) -> torch.Tensor:
+    """The field that rotates by ``angle`` (degrees, counter-clockwise on screen), scales by
+    ``scale`` about the image centre and then shifts by ``shift = (dx, dy)`` pixels.
+
+    :func:`warp` samples the input at ``p + tau(p)``, so the field holds the *inverse*
+    map: ``p + tau(p) = A^{-1} (p - c - shift) + c`` with ``A`` the rotation-scaling and
+    ``c`` the centre. Shape (1, 2, h, w), float32; ``device=None`` means the CPU.
+    """
+    h = check_int("h", h, 1)
+    w = check_int("w", w, 1)
+    angle = check_number("angle", angle)
+    scale = check_number("scale", scale, 0.0, strict_low=True)
+    dx, dy = (check_number("shift", s) for s in shift)
+    dev = torch.device("cpu") if device is None else resolve_device(device)
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64),
+                            indexing="ij")
+    u = xs - (w - 1) / 2 - dx
+    v = ys - (h - 1) / 2 - dy
+    # rows grow downwards, so a counter-clockwise rotation on screen is clockwise in (x, y)
+    t = math.radians(angle)
+    src_x = (math.cos(t) * u - math.sin(t) * v) / scale + (w - 1) / 2
+    src_y = (math.sin(t) * u + math.cos(t) * v) / scale + (h - 1) / 2
+    field = torch.stack((src_x - xs, src_y - ys))[None]
+    return field.to(device=dev, dtype=torch.float32)
 
 
 def random_field(

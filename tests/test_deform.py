@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from infoclust.deform import (RandomDeformation, field_norm, gaussian_filter, image_gradient,
+from infoclust.deform import (RandomDeformation, affine_field, field_norm, gaussian_filter, image_gradient,
                               random_field, t_norm, warp)
 from infoclust.utils import ParameterError
 
@@ -127,3 +127,14 @@ def test_bad_inputs():
         random_field(2, 4, 4, -1.0)
     with pytest.raises(ParameterError, match="magnitude"):
         RandomDeformation((2.0, 1.0))
+
+
+def test_affine_field_shift_rotation_and_scale():
+    x = torch.zeros(1, 1, 9, 9)
+    x[0, 0, 4, 6] = 1.0  # two pixels right of the centre
+    assert torch.allclose(warp(x, affine_field(9, 9, shift=(1.0, 0.0)))[0, 0, 4, 7], torch.tensor(1.0))
+    up = warp(x, affine_field(9, 9, angle=90.0))  # counter-clockwise on screen: to above the centre
+    assert up[0, 0, 2, 4].item() == pytest.approx(1.0, abs=1e-5)
+    far = warp(x, affine_field(9, 9, scale=1.5))  # 2 px -> 3 px from the centre
+    assert far[0, 0, 4, 7].item() == pytest.approx(1.0, abs=1e-5)
+    assert torch.allclose(affine_field(5, 7), torch.zeros(1, 2, 5, 7), atol=1e-6)
