@@ -7,7 +7,7 @@
    mnist5k digits, a fixed number of iterations per image (``--adef-iter``, no early stop is
    possible for a digit the random net cannot flip, so the count is reported too).
 3. Algorithm 1 images per second: :func:`infoclust.perturb.w2_perturbation` on the same
-   digits (eps 0.5, eta 0.25, alpha 0.25, at most 20 steps), with the mean number of
+   digits (eps 0.5, eta 0.25, alpha 0.25, at most 15 steps), with the mean number of
    accepted steps; its exact W2 runs on the CPU whatever the device.
 
 Every measurement runs once to warm up and then ``--repeats`` times; the best time counts.
@@ -54,7 +54,7 @@ def bench_adef(x: torch.Tensor, model, iters: int, repeats: int) -> dict:
 
 def bench_algorithm1(x: torch.Tensor, model, repeats: int) -> dict:
     def run():
-        return w2_perturbation(model, x, 0.5, 0.25, alpha=0.25, sigma=0.5, max_steps=20,
+        return w2_perturbation(model, x, 0.5, 0.25, alpha=0.25, sigma=0.5, max_steps=15,
                                generator=torch.Generator().manual_seed(0))
     seconds, res = best_time(run, repeats)
     return {"images_per_second": len(x) / seconds, "seconds": seconds, "batch": len(x),

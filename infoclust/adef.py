@@ -12,7 +12,7 @@ Gaussian-smoothed least-norm solution of ``f + <a, tau> = 0`` is
 
     tau_k = - f * S(S a) / ||S a||^2,        S = Gaussian filter of width sigma,
 
-(paper, eq. 7 with the smoothing of Sec. 3). The step of smallest T-norm over the
+(the paper's smoothed linearised step). The step of smallest T-norm over the
 candidates is added to the accumulated field and the ORIGINAL image is re-warped by the
 sum, so interpolation errors never compound. :func:`adef_step` is one such step (the
 building block of the talk's Algorithm 1 in :mod:`infoclust.perturb`); :func:`adef` is
@@ -89,7 +89,7 @@ def adef_step(
 
     For each image and each candidate label ``k`` (the ``candidates`` highest-scoring
     classes other than ``labels``) the step ``tau_k = -f_k S(S a_k) / ||S a_k||^2`` of
-    Alaifari et al. (2019, eq. 7 with Gaussian smoothing ``S``) zeroes the linearised
+    Alaifari et al. (2019; Gaussian smoothing ``S``, talk section 4.4) zeroes the linearised
     margin ``f_k = F_k - F_l``; the one with the smallest T-norm is returned.
 
     Parameters
@@ -150,7 +150,7 @@ def adef(
     candidates: int | None = None,
     tol: float = 1e-4,
 ) -> ADefResult:
-    """ADef (Alaifari, Alberti, Gauksson 2019, Algorithm 1) on a batch.
+    """ADef (Alaifari, Alberti, Gauksson 2019; talk section 4.4) on a batch.
 
     The label of each image is the model's own prediction on it (no ground truth is
     needed, so a random classifier works as well as a trained one). Each iteration

@@ -97,7 +97,9 @@ def w2_perturbation(
         Width of the stopping probability ``exp(-W2^2 / eta^2)`` (talk, eq. 6): large
         ``eta`` stops early, small ``eta`` walks on until the ball's edge.
     alpha : float
-        Step size: the fraction of each ADef step taken.
+        Step size: the fraction of each ADef step taken. With ``alpha < 1`` the walk
+        approaches the classifier's nearest decision boundary without crossing it (to
+        first order), so the classifier, not only the ball, bounds how far it goes.
     sigma, candidates
         Passed to :func:`infoclust.adef.adef_step`.
     max_steps : int
@@ -142,7 +144,7 @@ def w2_perturbation(
         field[acc], current[acc], dist[acc] = trial_field[inside], trial[inside], d[inside]
         steps[acc] += 1
         coin = torch.rand(acc.numel(), generator=generator, dtype=torch.float64).to(dev)
-        stop = acc[coin < perturbation_density(d[inside], eta)]   # line 7: return x'
+        stop = acc[coin < perturbation_density(d[inside], eta)]   # lines 7-8: return x'
         end[stop], active[stop] = 0, False
     return PerturbationResult(current, field, dist, steps, end)
 

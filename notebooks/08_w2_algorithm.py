@@ -86,9 +86,9 @@ eps_fixed = 0.5  # radius while eta varies
 eta_fixed = 0.25  # width while eps varies
 alpha = 0.25  # step size: fraction of each ADef step taken
 sigma = 0.5  # Gaussian smoothing of the ADef steps (pixels)
-max_steps = 20  # cap on the ADef steps per walk
+max_steps = 15  # cap on the ADef steps per walk
 n_classes = 10  # classes of the random, non-trainable classifier
-path_steps = 8  # steps of the single walk that is drawn
+path_steps = 6  # steps of the single walk that is drawn
 n_timing = 64  # batch size of the timing
 seed = 0
 device = "auto"
@@ -206,12 +206,15 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# With $\eta$ fixed, a larger ball lets more walks go on (fewer end by leaving it), but
-# since the coin's stopping probability $\exp(-W_2^2/\eta^2)$ is already high after one or
-# two steps, most samples sit close to $x$ whatever the radius. With $\varepsilon$ fixed, a
-# narrow $\eta$ keeps the coin quiet: the walks run until their next step would leave the
-# ball (or to the cap), and the samples pile up just inside the ball's edge; a wide $\eta$
-# stops nearly every walk after its first step.
+# With $\eta$ fixed, a larger ball lets the walks run longer: fewer end by leaving it, more
+# reach the step cap, and the distances spread up to the radius. With $\varepsilon$ fixed, a
+# narrow $\eta$ keeps the coin quiet, so the walks run until their next step would leave
+# the ball (or to the cap) and the samples pile up just inside its edge; a wide $\eta$
+# stops nearly every walk after its first accepted step. Note also, in
+# {numref}`fig-w2alg-path`, that the increments of $W_2$ shrink along the path: each step
+# takes the fraction $\alpha$ of the linearised way to the random classifier's nearest
+# decision boundary, so the walk approaches that boundary without crossing it. The
+# classifier, not the ball, limits how far a walk can go when $\varepsilon$ is large.
 #
 # ## Every sample inside its ball
 #
