@@ -62,8 +62,13 @@ def _shift(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tenso
     """Translate every image of the batch by its own random integer offset (zero fill)."""
     n, _, h, w = x.shape
     pad = nn.functional.pad(x, (max_shift,) * 4)
-    dy, dx = torch.randint(0, 2 * max_shift + 1, (2, n), generator=gen).tolist()
-    return torch.stack([pad[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+    dy, dx = torch.randint(0, 2 * max_shift + 1, (2, n), generator=gen).to(x.device)
+    out = torch.empty_like(x)
+    for i in range(2 * max_shift + 1):          # one slice per offset, not per image
+        for j in range(2 * max_shift + 1):
+            sel = (dy == i) & (dx == j)
+            out[sel] = pad[sel, :, i:i + h, j:j + w]
+    return out
 
 
 def train_classifier(

@@ -159,6 +159,18 @@ def test_stops_on_relative_objective_change(digits):
     assert capped["n_iter"] == 3
 
 
+def test_output_is_in_the_ball_even_when_stopped_early(digits):
+    # after 3 iterations psi is far from converged; the final mixing step keeps the plan
+    # within budget, and POT agrees; mass is still exact
+    w = step(digits)
+    z, info = project_wasserstein_ball(w, digits, 0.3, lam=1e4, max_iter=3, return_info=True)
+    assert (info["cost"] <= 0.3 * (1 + 1e-5)).all()
+    assert (w2_exact(digits, z) ** 2 <= 0.3 * (1 + 1e-3)).all()
+    torch.testing.assert_close(mass(z), mass(digits), rtol=1e-5, atol=0)
+    # the returned plan delivers z and takes x
+    torch.testing.assert_close(info["plan"].sum(2), digits, rtol=1e-4, atol=1e-6)
+
+
 def test_per_image_radius_and_dtype(digits):
     w = step(digits)
     eps = torch.tensor([0.1, 0.2, 0.4, 0.8, 1.6, 3.2])
