@@ -30,7 +30,7 @@ from infoclust.augment import crop_resize
 from infoclust.iic import IIC
 
 # the default profile of notebooks/03_iic.py (16 x 16 inputs)
-CPU_RECIPE = dict(trunk="small", batch_size=32, repeats=4, lr=2e-3, lamb=1.5)
+CPU_RECIPE = dict(k_over=50, n_subheads=5, trunk="small", batch_size=32, repeats=4, lr=2e-3, lamb=1.5)
 CPU_INPUT = 16
 
 

@@ -262,8 +262,9 @@ class IIC:
         One record per epoch (and one before training, epoch 0): ``epoch``, ``seconds``
         (training time so far), ``pairs`` (pairs seen), ``train_loss`` (mean batch loss
         of the main head in the epoch), ``loss`` and ``loss_over`` (full-data loss per
-        sub-head), ``joint`` (the main head's P per sub-head, (n_subheads, k, k)), and,
-        when ``y`` was given to :meth:`fit`, ``acc`` (accuracy per sub-head; reporting only).
+        sub-head), ``mi`` and ``mi_over`` (I(z; z') per sub-head, nats), ``joint`` (the
+        main head's P per sub-head, (n_subheads, k, k)), and, when ``y`` was given to
+        :meth:`fit`, ``acc`` (accuracy per sub-head; reporting only).
     stopped_by_ : str
         ``"epochs"`` or ``"time"``.
     train_seconds_ : float
@@ -361,8 +362,9 @@ class IIC:
         for head, joint in joints.items():
             joint = (joint + joint.transpose(1, 2)) / 2
             joint = joint / joint.sum((1, 2), keepdim=True)
-            losses = [_loss_from_joint(p, self.lamb).item() for p in joint]
-            rec["loss" if head == "main" else "loss_over"] = losses
+            suffix = "" if head == "main" else "_over"
+            rec["loss" + suffix] = [_loss_from_joint(p, self.lamb).item() for p in joint]
+            rec["mi" + suffix] = [information(p)["mi"] for p in joint]
             if head == "main":
                 rec["joint"] = joint.cpu().numpy()
         rec["pred"] = torch.cat(pred, 1).numpy()
@@ -421,8 +423,9 @@ class IIC:
                                   "train_loss": float(np.mean(main_losses)) if main_losses else math.nan,
                                   **rec})
             bar.update(1)
-            bar.set_postfix(loss=f"{min(rec['loss']):.3f}",
-                            **({"acc": f"{max(rec['acc']):.3f}"} if y is not None else {}))
+            chosen = int(np.argmin(rec["loss"]))  # the label-free choice, as reported at the end
+            bar.set_postfix(loss=f"{rec['loss'][chosen]:.3f}",
+                            **({"acc": f"{rec['acc'][chosen]:.3f}"} if y is not None else {}))
             if self.stopped_by_ == "time":
                 break
         bar.close()

@@ -93,6 +93,7 @@
 dataset = "mnist5k"  # digits | mnist5k | fashion-mnist | mnist | cifar10 | stl10
 data_root = None  # folder of torchvision's files (None: ~/.cache/infoclust)
 download = False  # let torchvision download a missing data set
+n_images = 0  # train on a random subset of this many images (0: all)
 crop = 20  # centre crop of the original images, px (the paper's MNIST view)
 input_size = 16  # the crop is resized to this side, px (24 in the paper)
 trunk = "small"  # "small" (CPU) or "vgg" (the paper's network)
@@ -122,6 +123,7 @@ from infoclust.augment import MNISTTransform, crop_resize
 from infoclust.iic import IIC, information, joint_distribution
 
 ledger = ic.Ledger.start("03_iic", profile=profile, seed=seed, device=device)
+ic.check_int("n_images", n_images, 0)
 ic.check_int("crop", crop, 1)
 ic.check_int("input_size", input_size, 4)
 ic.check_choice("trunk", trunk, ["small", "vgg"])
@@ -135,7 +137,7 @@ ic.check_int("repeats", repeats, 1)
 ic.check_number("lr", lr, 0, strict_low=True)
 ic.check_number("lamb", lamb, 0)
 ic.check_int("ablation_epochs", ablation_epochs, 1)
-x_raw, y = ic.load_dataset(dataset, root=data_root, download=download)
+x_raw, y = ic.load_dataset(dataset, root=data_root, download=download, n=n_images or None, seed=seed)
 x = crop_resize(x_raw, crop, input_size)
 recipe = dict(k=k, k_over=k_over or None, n_subheads=n_subheads, trunk=trunk, epochs=epochs,
               max_time=max_time or None, batch_size=batch_size, repeats=repeats, lr=lr, lamb=lamb,
@@ -214,6 +216,18 @@ plt.show()
 # to report the accuracy of each sub-head in the history; the reported sub-head is the one
 # with the lowest loss on the training data. Training stops after `epochs` epochs or when
 # `max_time` seconds of training are used up, whichever comes first.
+#
+# The default profile departs from the paper's MNIST recipe in four places so that ten
+# minutes on a 2-core CPU suffice: a narrow trunk (3x3 convolutions with 16, 32 and 64
+# channels instead of 5x5 with 64 to 512) on 16 px instead of 24 px inputs; batches of
+# 32 images x 4 repeats instead of 140 x 5, hence many more Adam steps per second; a
+# learning rate of 2e-3 instead of 1e-4; and $\lambda = 1.5$ in {eq}`eq-iic-loss`. With
+# $\lambda = 1$, our short trial runs stalled near 85 % with two digit classes sharing one
+# cluster while another class was split in two (a plateau that users of the reference code
+# report too, near 88 %). Since $\mathcal{L} = -I(z; z') - (\lambda - 1)\,(H(z) + H(z'))$, a
+# larger $\lambda$ rewards balanced clusters more, and with 1.5 the same trial runs left the
+# plateau. The loss is then no longer $-I$, so the curves below show $I(z; z')$ itself. The
+# `full` profile keeps the paper's recipe, $\lambda = 1$ included.
 
 # %% tags=["hide-input"]
 model = IIC(**recipe).fit(x, y)
@@ -235,18 +249,18 @@ for s, sc in enumerate(sub_scores):
     print(f"  sub-head {s}: loss {model.subhead_losses_[s]:.4f}  accuracy {sc['acc']:.4f}  "
           f"NMI {sc['nmi']:.4f}  ARI {sc['ari']:.4f}")
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "Learning curves against training time (evaluation excluded): accuracy of each main-head sub-head (left; the lowest-loss sub-head at the end in black) and its loss -I(z; z') on the training data (right; the floor -ln k dashed).", "name": "fig-iic-curves"}}
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Learning curves against training time (evaluation excluded): accuracy of each main-head sub-head (left; the lowest-loss sub-head at the end in black) and its mutual information I(z; z') on the training data (right; the maximum ln k dashed).", "name": "fig-iic-curves"}}
 secs = np.array([h["seconds"] for h in model.history_])
 accs = np.array([h["acc"] for h in model.history_])
-losses = np.array([h["loss"] for h in model.history_])
+mis = np.array([h["mi"] for h in model.history_])
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
 for s in range(n_subheads):
     style = dict(color="k", lw=2, zorder=3) if s == best else dict(alpha=0.6)
     axes[0].plot(secs, accs[:, s], label=f"sub-head {s}", **style)
-    axes[1].plot(secs, losses[:, s], **style)
-axes[1].axhline(-np.log(k), ls="--", c="gray")
+    axes[1].plot(secs, mis[:, s], **style)
+axes[1].axhline(np.log(k), ls="--", c="gray")
 axes[0].set(xlabel="training time (s)", ylabel="accuracy")
-axes[1].set(xlabel="training time (s)", ylabel="loss (nats)")
+axes[1].set(xlabel="training time (s)", ylabel="I(z; z') (nats)")
 axes[0].legend(fontsize=7)
 plt.tight_layout()
 plt.show()
@@ -254,8 +268,9 @@ plt.show()
 # %% [markdown]
 # {numref}`fig-iic-heatmaps` shows $\mathbf{P}$ of the reported sub-head on the training
 # data as training goes on, its clusters ordered by the class matched to them at the end.
-# It starts as a nearly uniform matrix (every image unsure, $I \approx 0$) and ends nearly
-# diagonal and balanced, $I$ close to $\ln k$.
+# At the start every image is unsure and $\mathbf{P}$ is nearly uniform, $I \approx 0$; as
+# training goes on, the mass gathers on the diagonal and $I$ (in the titles) climbs
+# towards its maximum $\ln k$.
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "The joint distribution P of the reported sub-head's clusters of x and g x on the training data, at four points of training; clusters ordered by their matched class at the end.", "name": "fig-iic-heatmaps"}}
 match = ic.metrics.hungarian_match(y, model.labels_)
@@ -276,9 +291,9 @@ plt.show()
 # ## Where k-means degenerates, IIC does not
 #
 # Chapter 1 showed k-means dying from an unfortunate start. Here is the same start on the
-# same images IIC was trained on: all $k$ means begin as nearly black images, far from
-# every digit. The first assignment puts every image into one cluster, and plain Lloyd
-# iterations never recover. IIC's clusters, from its ordinary random initialisation, stay
+# same images IIC was trained on: all $k$ means begin as nearly equal constant images of
+# value 3, far from every digit (pixels lie in [0, 1]). The first assignment puts every
+# image into one cluster, and plain Lloyd iterations never recover. IIC's clusters, from its ordinary random initialisation, stay
 # balanced, because an unbalanced clustering has a lower $H(z)$
 # ({numref}`fig-iic-vs-kmeans`).
 
@@ -312,13 +327,13 @@ plt.show()
 #
 # The overclustering head is trained (one pass over the data per epoch, before the two
 # passes of the main head). {numref}`fig-iic-overclusters` draws eight images of each of
-# its twelve largest clusters: they split digits by style (slant, thickness, open or
-# closed loops) rather than mixing classes.
+# its twelve largest clusters; the purity printed below (the share of images that belong
+# to their cluster's majority class) says how rarely its clusters mix digit classes.
 
 # %% tags=["hide-input"]
 if k_over:
-    over_mi0 = -min(model.history_[0]["loss_over"])
-    over_mi = -min(last["loss_over"])
+    over_mi0 = max(model.history_[0]["mi_over"])
+    over_mi = max(last["mi_over"])
     ledger.record("overclustering head I(z; z') after training", over_mi, unit="nats",
                   claim="the overclustering head is trained (the reference MNIST script never trains it)",
                   source="IIC reference code, greyscale script", holds=bool(over_mi > over_mi0 + 0.5))
@@ -400,6 +415,11 @@ ledger.record(f"IIC accuracy on {dataset}, mean over sub-heads", 100 * mean_acc,
               source="IIC paper, Table 1 (MNIST)")
 ledger.record(f"IIC NMI on {dataset}", scores["nmi"])
 ledger.record(f"IIC ARI on {dataset}", scores["ari"])
+reached = [h["seconds"] for h in model.history_ if h["acc"][int(np.argmin(h["loss"]))] >= 0.95]
+if reached:
+    ledger.record("IIC training time to 95 % (lowest-loss sub-head)", reached[0], unit="s",
+                  claim="IIC reaches 95 % on mnist5k within 10 min of training on a 2-core CPU",
+                  source="issue target", holds=bool(reached[0] <= 600))
 ledger.record("IIC training throughput", last["pairs"] / model.train_seconds_, unit="pairs/s",
               paper=1270, source="IIC authors' MNIST log (one 2018 GPU, VGG trunk)")
 glue("iic_acc", 100 * scores["acc"], display=False)

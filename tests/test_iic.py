@@ -118,6 +118,7 @@ def test_training_raises_mutual_information(digits):
     assert start < 0.05 and end > 0.5  # nats; ln 10 = 2.30
     assert m.labels_.shape == (len(x),) and len(m.history_) == 7
     assert m.best_subhead_ == int(np.argmin(m.history_[-1]["loss"]))
+    np.testing.assert_allclose(m.history_[-1]["mi"], -np.asarray(m.history_[-1]["loss"]), atol=1e-5)
     np.testing.assert_array_equal(m.predict(x), m.labels_)
     assert max(m.history_[-1]["acc"]) > max(m.history_[0]["acc"]) + 0.1
 
