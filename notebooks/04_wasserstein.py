@@ -50,7 +50,7 @@
 # factorises, $e^{-|p - q|^2/\varepsilon} = e^{-(i_p - i_q)^2/\varepsilon}\,
 # e^{-(j_p - j_q)^2/\varepsilon}$, so one update is a 1-D convolution along the rows and one
 # along the columns {cite}`solomon2015convolutional`: $O(HW(H + W))$ work per image instead
-# of $O((HW)^2)$, for a whole batch at once, on CPU or GPU (`infoclust.w2_sinkhorn`). The
+# of $O((HW)^2)$, for a whole batch at once, on CPU or GPU (`infoclust.wasserstein.w2_sinkhorn`). The
 # entropic plan blurs each pixel's mass over about $\sqrt{\varepsilon/2}$ pixels, which biases
 # its cost upwards; subtracting the same blur measured on each image against itself,
 # $\langle C, \pi_{XY}\rangle - \tfrac12(\langle C, \pi_{XX}\rangle + \langle C, \pi_{YY}\rangle)$,
@@ -67,7 +67,7 @@
 # $x + \xi$ a histogram with the mass of $x$ (non-negative, $\sum_p \xi_p = 0$), where the
 # density is proper, and sample it by Metropolis-Hastings: a proposal picks two adjacent
 # pixels and splits their joint mass afresh, uniformly; it is accepted with probability
-# $\min(1, \exp((d^2 - d'^2)/\eta^2))$ (`infoclust.sample_perturbation`).
+# $\min(1, \exp((d^2 - d'^2)/\eta^2))$ (`infoclust.wasserstein.sample_perturbation`).
 #
 # ## Running it
 #
@@ -101,7 +101,6 @@ profile = "custom"
 # %% tags=["hide-input"]
 import matplotlib.pyplot as plt
 import numpy as np
-import ot
 import torch
 from IPython.display import Markdown, display
 from myst_nb import glue
@@ -358,9 +357,12 @@ glue("w2_per_step_ms", 1000 * per_step, display=False)
 # %% [markdown]
 # The samples spread the digit's mass into its neighbourhood: the larger $\eta$, the more
 # mass moves and the farther in W2. In 64 dimensions the volume of a W2-ball grows fast
-# with its radius, so the samples sit well away from $x$, at a W2 distance comparable to
-# $\eta$ and above it for small $\eta$, not at the density's maximum $\xi = 0$: the density
-# of eq. (6) is largest at $\xi = 0$, the *distribution* of $d_W$ is not. Each proposal cost
+# with its radius, so the samples sit well away from $x$, at W2 distances above $\eta$
+# for small $\eta$, not at the density's maximum $\xi = 0$: the density of eq. (6) is
+# largest at $\xi = 0$, the *distribution* of $d_W$ is not. The traces on the right of
+# {numref}`fig-w2-samples` show the burn-in: where a curve still rises at the last step,
+# the chains have not reached eq. (6) yet and their W2 values understate the stationary
+# ones (the `full` profile runs 5,000 steps). Each proposal cost
 # {glue:text}`w2_per_step_ms:.2f` ms (one exact W2 on 8 x 8); on 28 x 28 digits the
 # proposals need the batched entropic W2 (`distance=functools.partial(w2_sinkhorn, ...)`)
 # and many more steps, since a proposal moves only two pixels. How
