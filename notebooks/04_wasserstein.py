@@ -278,6 +278,7 @@ ledger.record(f"time, exact W2 loop over {n_pairs} pairs (CPU)", t_exact["second
 ledger.record(f"time, batched entropic W2 of {n_pairs} pairs ({ledger.device.type})",
               times[reg, "debiased cost"], unit="s", seconds=times[reg, "debiased cost"])
 worst = int(np.abs(head).argmax())
+glue("w2_reg", reg, display=False)
 glue("w2_mean_err", 100 * mean_err, display=False)
 glue("w2_worst_err", 100 * float(np.abs(head).max()), display=False)
 glue("w2_worst_exact", float(exact[worst]), display=False)
@@ -287,7 +288,7 @@ print(f"exact: {t_exact['seconds']:.2f} s; entropic (eps {reg:g}, debiased cost)
       f"{times[reg, 'debiased cost']:.2f} s on {ledger.device}")
 
 # %% [markdown]
-# With $\varepsilon$ = 8 px² and the debiased cost, the entropic values are off by
+# With $\varepsilon$ = {glue:text}`w2_reg:g` px² and the debiased cost, the entropic values are off by
 # {glue:text}`w2_mean_err:.2f` % on average. The worst pair, at
 # {glue:text}`w2_worst_err:.1f` %, is a near-duplicate with an exact W2 of only
 # {glue:text}`w2_worst_exact:.2f` pixels: at the scale of one pixel the blur of the
