@@ -77,7 +77,7 @@ sigma = 0.5  # Gaussian smoothing of each step, pixels (paper, MNIST: 0.5)
 overshoot = 1.2  # final factor on the field (paper, MNIST: 1.2)
 max_iter = 100  # ADef iterations per image (paper, MNIST: 100)
 sigmas = [0.0, 0.5, 1.0, 2.0]  # smoothing widths compared
-n_sweep = 60  # digits per smoothing width in the comparison
+n_sweep = 40  # digits per smoothing width in the comparison
 n_random_classes = 10  # classes of the random, non-trainable classifier
 seed = 0
 device = "auto"
@@ -201,7 +201,7 @@ plt.show()
 # {glue:text}`adef_tnorm_median:.2f` pixels: the digits are moved by one or two pixels and
 # remain perfectly readable to us. The iterations ({numref}`fig-adef-distributions`, right)
 # average {glue:text}`adef_iter_mean:.1f`. On a ReLU network, which is piecewise linear,
-# the linearised step is nearly exact, so many iterates approach the decision boundary
+# the linearised step is nearly exact, so some iterates approach the decision boundary
 # geometrically from the original side, a factor of a few closer per iteration, without
 # ever crossing it; with the paper's rule alone they would spend all `max_iter` iterations
 # there, and only the overshoot carries them across. The library stops an image once its

@@ -272,9 +272,9 @@ print(f"g(x) on a batch of {len(batch)}: {t_batch['seconds']:.2f} s on {ledger.d
       f"({per_image * 1000:.0f} ms per image, {steps_batch:.2f} steps on average)")
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Two calls of g = W2Perturbation(redraw=True) on the same digits (rows 2 and 3) against the originals (row 1); titles: exact W2 to the original.", "name": "fig-w2alg-g"}}
-first = (gx, g.last_result_.w2)
-second = (g(batch), g.last_result_.w2)
 cols = min(8, len(batch))
+first = (gx, g.last_result_.w2)
+second = (g(batch[:cols]), g.last_result_.w2)
 fig, axes = plt.subplots(3, cols, figsize=(1.1 * cols, 3.6), squeeze=False)
 for j in range(cols):
     axes[0, j].imshow(batch[j, 0].cpu(), cmap="gray_r", vmin=0, vmax=1)
