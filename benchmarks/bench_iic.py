@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--trunk", nargs="+", default=["vgg", "small"])
     parser.add_argument("--images", type=int, default=None,
-                        help="random images per epoch (default 1400 on CPU, 14000 on GPU)")
+                        help="random images per epoch (default 280 on CPU, 14000 on GPU)")
     parser.add_argument("--amp", default="auto", choices=["auto", "on", "off"])
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--max-time", type=float, default=600.0, help="training budget, seconds")
@@ -78,7 +78,7 @@ def main() -> None:
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
     amp = {"auto": "auto", "on": True, "off": False}[args.amp]
-    images = args.images or (14_000 if dev.type == "cuda" else 1_400)
+    images = args.images or (14_000 if dev.type == "cuda" else 280)
     out = {"device": ic.utils.device_name(dev), "torch": torch.__version__, "throughput": []}
     for trunk in args.trunk:
         res = throughput(trunk, str(dev), images, amp)
