@@ -431,9 +431,10 @@ display(Markdown(ledger.markdown()))
 
 # %% [markdown]
 # In this run the reported sub-head reached {glue:text}`iic_acc:.1f` % after
-# {glue:text}`iic_time:.0f` s of training. The gap to the paper's 99.2 % has three
+# {glue:text}`iic_time:.0f` s of training. The gap to the paper's 99.2 % has several
 # sources that the `full` profile removes: a network with a fraction of the paper's
-# width, 5,000 instead of 70,000 images, and minutes instead of hours.
+# width on smaller inputs, 5,000 instead of 70,000 images, minutes instead of hours, and
+# the CPU recipe's batches, learning rate and $\lambda$ (see "Training IIC").
 #
 # ## Exercises
 #
