@@ -73,8 +73,8 @@
 # ## Running it
 #
 # The next cell holds the chapter's parameters; `make book` runs the `default` profile,
-# the tests the `smoke` profile, and `full` attacks 1,000 digits of all of MNIST
-# (`notebooks/profiles.yml`), e.g.
+# the tests the `smoke` profile, and `full` trains on 16,000 MNIST digits and attacks
+# 1,000 with the paper's 200 iterations (`notebooks/profiles.yml`), e.g.
 #
 # ```bash
 # .venv/bin/papermill notebooks/06_sinkhorn.ipynb out.ipynb -p lam 1000 -p n_attack 200
@@ -109,8 +109,6 @@ device = "auto"
 profile = "custom"
 
 # %% tags=["hide-input"]
-import math
-
 import matplotlib.pyplot as plt
 import numpy as np
 import scipy.special
@@ -281,8 +279,8 @@ ledger.record("projection finite at lambda = 1e3, 1e4, 1e5, zero pixels included
 # ## A small CNN, then attacked
 #
 # The paper attacks a standard MNIST model with 99 % clean accuracy. We train the
-# library's `SmallCNN` (two 5 x 5 convolution blocks, random one-pixel translations as
-# augmentation) on the training split for `epochs` epochs.
+# library's `SmallCNN` (two 5 x 5 convolution blocks with batch normalisation, random
+# one-pixel translations as augmentation) on the training split for `epochs` epochs.
 
 # %% tags=["hide-input"]
 with ic.timer() as t_train:
