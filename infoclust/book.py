@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from .ledger import load_results
+from .ledger import load_results, md_cell
 
 __all__ = ["ROOT", "PROFILES", "chapters", "chapter_parameters", "execute_chapter", "ledger_page",
            "environment_page", "build_site", "build_book"]
@@ -111,9 +111,10 @@ def ledger_page(results_dir: Path) -> str:
                 tested += 1
                 held += bool(r["holds"])
             mark = {True: "yes", False: "**no**", None: "reported"}[r["holds"]]
-            rows.append(f"| {run['chapter']} | {r['claim'] or '–'} | {r['name']} | {_fmt(r['paper'], r['unit'])} | "
-                        f"{r['source'] or '–'} | {_fmt(r['value'], r['unit'])} | {run['profile']} | "
-                        f"{run['device_name']} | {run['seed']} | {run['seconds']:.0f} s | {mark} |")
+            cells = [run["chapter"], r["claim"] or "–", r["name"], _fmt(r["paper"], r["unit"]), r["source"] or "–",
+                     _fmt(r["value"], r["unit"]), run["profile"], run["device_name"], run["seed"],
+                     f"{run['seconds']:.0f} s"]
+            rows.append("| " + " | ".join(md_cell(c) for c in cells) + f" | {mark} |")
     lines = [
         "(ledger)=",
         "# Reproduction ledger",

@@ -22,7 +22,7 @@ import torch
 
 from .utils import check_choice, device_name, resolve_device, run_info, seed_everything, set_plot_style
 
-__all__ = ["Ledger", "Result", "results_dir", "load_results", "results_markdown"]
+__all__ = ["Ledger", "Result", "results_dir", "load_results", "results_markdown", "md_cell"]
 
 CHAPTER_PROFILES = ("smoke", "default", "full", "custom")
 
@@ -151,6 +151,14 @@ class Ledger:
         return results_markdown(self.results)
 
 
+_MARKDOWN_SPECIAL = "\\|*_`[]<>$#"
+
+
+def md_cell(text: str) -> str:
+    """``text`` escaped for a cell of a Markdown table (pipes, emphasis, math, links)."""
+    return "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in str(text))
+
+
 def _fmt(v: float | None, unit: str = "") -> str:
     if v is None:
         return "–"
@@ -163,8 +171,8 @@ def results_markdown(results: list[Result]) -> str:
     mark = {True: "yes", False: "**no**", None: "–"}
     lines = ["| result | ours | paper | source | holds |", "|---|---|---|---|---|"]
     for r in results:
-        lines.append(f"| {r.name} | {_fmt(r.value, r.unit)} | {_fmt(r.paper, r.unit)} | "
-                     f"{r.source or '–'} | {mark[r.holds]} |")
+        lines.append(f"| {md_cell(r.name)} | {md_cell(_fmt(r.value, r.unit))} | {md_cell(_fmt(r.paper, r.unit))} | "
+                     f"{md_cell(r.source or '–')} | {mark[r.holds]} |")
     return "\n".join(lines)
 
 
