@@ -102,18 +102,24 @@ def _fmt(value: float | None, unit: str = "") -> str:
 
 
 def ledger_page(results_dir: Path) -> str:
-    """The reproduction ledger as MyST Markdown, built only from the chapters' result files."""
+    """The reproduction ledger as MyST Markdown, built only from the chapters' result files.
+
+    One table of every result (claim, paper's number and source, ours, whether it holds)
+    and one of the runs that produced them (profile, device, seed, run time).
+    """
     runs = load_results(results_dir)
-    rows, tested, held = [], 0, 0
+    rows, run_rows, tested, held = [], [], 0, 0
     for run in runs:
+        run_tested = [r for r in run["results"] if r["holds"] is not None]
+        run_held = sum(bool(r["holds"]) for r in run_tested)
+        tested, held = tested + len(run_tested), held + run_held
+        run_rows.append("| " + " | ".join(md_cell(c) for c in (
+            run["chapter"], run["profile"], run["device_name"], run["seed"], f"{run['seconds']:.0f} s",
+            run["started"], f"{run_held} of {len(run_tested)}")) + " |")
         for r in run["results"]:
-            if r["holds"] is not None:
-                tested += 1
-                held += bool(r["holds"])
             mark = {True: "yes", False: "**no**", None: "reported"}[r["holds"]]
-            cells = [run["chapter"], r["claim"] or "–", r["name"], _fmt(r["paper"], r["unit"]), r["source"] or "–",
-                     _fmt(r["value"], r["unit"]), run["profile"], run["device_name"], run["seed"],
-                     f"{run['seconds']:.0f} s"]
+            cells = [run["chapter"], r["claim"] or "–", r["name"], _fmt(r["paper"], r["unit"]),
+                     r["source"] or "–", _fmt(r["value"], r["unit"])]
             rows.append("| " + " | ".join(md_cell(c) for c in cells) + f" | {mark} |")
     lines = [
         "(ledger)=",
@@ -127,8 +133,16 @@ def ledger_page(results_dir: Path) -> str:
         f"**{held} of {tested} tested claims hold**; {sum(len(r['results']) for r in runs) - tested} "
         f"further numbers are reported without a claim. Chapters: {len(runs)}.",
         "",
-        "| chapter | claim | result | paper | source | ours | profile | device | seed | chapter run time | holds |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "## The runs",
+        "",
+        "| chapter | profile | device | seed | run time | started (UTC) | claims held |",
+        "|---|---|---|---|---|---|---|",
+        *run_rows,
+        "",
+        "## Every result",
+        "",
+        "| chapter | claim | result | paper | source | ours | holds |",
+        "|---|---|---|---|---|---|---|",
         *rows,
     ]
     return "\n".join(lines) + "\n"
