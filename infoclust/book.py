@@ -224,6 +224,11 @@ def build_book(profile: str = "default", build_dir: Path | None = None, only: li
     """Execute the chapters (all, or ``only``) and render the site; print the time of each step."""
     build_dir = Path(build_dir) if build_dir is not None else root / "_build"
     timings: dict[str, float] = {}
+    timings_file = build_dir / "timings.json"
+    if only and timings_file.exists():  # keep the times of the chapters not rerun
+        earlier = json.loads(timings_file.read_text())
+        if earlier["profile"] == profile:
+            timings = {k: v for k, v in earlier["seconds"].items() if k != "all chapters"}
     for chapter in only or chapters(root):
         start = time.perf_counter()
         print(f"[infoclust.book] executing {chapter} (profile {profile})", flush=True)
@@ -231,7 +236,7 @@ def build_book(profile: str = "default", build_dir: Path | None = None, only: li
         timings[chapter] = round(time.perf_counter() - start, 1)
         print(f"[infoclust.book] {chapter} done in {timings[chapter]} s", flush=True)
     timings["all chapters"] = round(sum(timings.values()), 1)
-    (build_dir / "timings.json").write_text(json.dumps({"profile": profile, "seconds": timings}, indent=2))
+    timings_file.write_text(json.dumps({"profile": profile, "seconds": timings}, indent=2))
     start = time.perf_counter()
     html = build_site(build_dir, root)
     print(f"[infoclust.book] site in {html}; chapters {timings}, rendering "
