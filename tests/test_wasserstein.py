@@ -79,7 +79,7 @@ def test_exact_agrees_with_pot_on_full_histograms():
     assert np.allclose(w2_exact(x, y).numpy(), ref, rtol=1e-9)
 
 
-@pytest.mark.parametrize("reg", [2.0, 0.3])  # fast matrix-product path and log-sum-exp path
+@pytest.mark.parametrize("reg", [2.0, 0.3])  # matrix scaling; log-domain Sinkhorn
 def test_entropic_plan_cost_agrees_with_pot_sinkhorn(reg):
     x, y = _blobs(3, 6, 5, seed=4), _blobs(3, 6, 5, seed=5)
     cost = grid_cost(6, 5).numpy()
@@ -94,25 +94,39 @@ def test_entropic_plan_cost_agrees_with_pot_sinkhorn(reg):
 def test_entropic_close_to_exact_on_digits():
     from infoclust.data import load_dataset
 
-    x, _ = load_dataset("mnist5k", n=24, seed=3)
-    exact = w2_exact(x[:12], x[12:])
-    approx = w2_sinkhorn(x[:12], x[12:], reg=8.0, debiased="cost")
+    x, _ = load_dataset("mnist5k", n=128, seed=3)
+    exact = w2_exact(x[:64], x[64:])
+    approx, info = w2_sinkhorn(x[:64], x[64:], reg=8.0, debiased="cost", return_info=True)
+    assert info["log_domain"] == 0 and info["marginal_error"] < 1e-2
     rel = ((approx - exact) / exact).abs()
     # within 2 % on average; near-duplicates (W2 ~ 1 px, the pixel scale) are off by more
     assert rel.mean() < 0.02 and rel[exact > 2.0].max() < 0.05
     # the plain plan cost is biased upwards
-    assert (w2_sinkhorn(x[:12], x[12:], reg=8.0, debiased=False) > exact).all()
+    assert (w2_sinkhorn(x[:64], x[64:], reg=8.0, debiased=False) > exact).all()
 
 
-def test_sinkhorn_float32_and_bad_parameters():
+def test_log_domain_takes_over_where_matrix_scaling_breaks_down():
+    # two Diracs in opposite corners of a 40 x 40 grid: at eps = 1 px^2 the kernel between
+    # them, exp(-39^2), underflows, and the matrix scaling cannot move any mass
+    a, b = _dirac(40, 40, 0, 0), _dirac(40, 40, 39, 39)
+    for mode in (False, "cost", "divergence"):
+        value, info = w2_sinkhorn(a, b, reg=1.0, debiased=mode, return_info=True)
+        assert info["log_domain"] >= 1 and info["n_iter"] < 50
+        assert value.item() == pytest.approx(39 * math.sqrt(2), rel=1e-3)
+
+
+def test_sinkhorn_dtypes_and_bad_parameters():
     x, y = _blobs(2), _blobs(2, seed=1)
-    assert torch.allclose(w2_sinkhorn(x, y, dtype=torch.float32), w2_sinkhorn(x, y), rtol=1e-3)
+    assert torch.allclose(w2_sinkhorn(x, y, dtype=torch.float32),
+                          w2_sinkhorn(x, y, dtype=torch.float64), rtol=1e-4)
     with pytest.raises(ParameterError, match="reg"):
         w2_sinkhorn(x, y, reg=0.0)
     with pytest.raises(ParameterError, match="debiased"):
         w2_sinkhorn(x, y, debiased="yes")
     with pytest.raises(ParameterError, match="omega"):
         w2_sinkhorn(x, y, omega=2.0)
+    with pytest.raises(ParameterError, match="dtype"):
+        w2_sinkhorn(x, y, dtype=torch.float16)
     with pytest.raises(ParameterError, match="same image size"):
         w2_exact(x, _blobs(2, 5, 5))
     with pytest.raises(ParameterError, match="same number"):
