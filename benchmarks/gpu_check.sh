@@ -3,6 +3,7 @@
 # GPU numbers, most important first, each under its own time limit.
 #
 # Usage (from the repository root): bash benchmarks/gpu_check.sh [OUTDIR]
+# STEPS=tests,bench_iic bash benchmarks/gpu_check.sh runs only the steps named.
 # Python packages this machine lacks (POT, mlxtend) may be given as wheels in .whl/; they
 # are installed into a temporary folder, not into the environment.
 set -u
@@ -19,6 +20,7 @@ fi
 step() {  # step SECONDS NAME COMMAND...: run, log, and go on whatever happens
     local limit=$1 name=$2
     shift 2
+    [[ -z ${STEPS:-} || ",$STEPS," == *",$name,"* ]] || return 0
     echo "=== $name ($(date -u +%H:%M:%S), limit ${limit}s)" | tee -a "$log"
     local start=$SECONDS
     timeout "$limit" "$@" 2>&1 | tee -a "$log"
@@ -26,9 +28,9 @@ step() {  # step SECONDS NAME COMMAND...: run, log, and go on whatever happens
 }
 
 step 30 environment bash -c "nvidia-smi -L; nproc; $py -c 'import torch, ot, infoclust; print(torch.__version__, torch.version.cuda, ot.__version__, infoclust.__file__)'"
-step 150 "CUDA tests" $py -m pytest -q -p no:cacheprovider --noconftest tests/test_gpu.py
+step 150 tests $py -m pytest -q -p no:cacheprovider --noconftest tests/test_gpu.py tests/test_iic.py
 step 60 bench_wasserstein $py benchmarks/bench_wasserstein.py
-step 90 bench_iic $py benchmarks/bench_iic.py --device cuda --skip-accuracy
+step 200 bench_iic $py benchmarks/bench_iic.py --device cuda --max-time 90
 step 60 bench_perturb $py benchmarks/bench_perturb.py --devices cuda
 step 60 bench_kmeans $py benchmarks/bench_kmeans.py --repeats 1
 step 60 bench_dim $py benchmarks/bench_dim.py

@@ -354,11 +354,10 @@ class IIC:
         for xb in x.split(1000):
             with self._autocast():
                 h, h_tf = self.net_.trunk(xb), self.net_.trunk(self._perturb(xb))
-                for head in joints:
-                    z, z_tf = self.net_.cluster(h, head), self.net_.cluster(h_tf, head)
-                    joints[head] = joints[head] + torch.einsum("snk,snl->skl", z, z_tf)
-                    if head == "main":
-                        pred.append(z.argmax(2).cpu())
+                z = {head: (self.net_.cluster(h, head), self.net_.cluster(h_tf, head)) for head in joints}
+            for head, (zh, zh_tf) in z.items():  # the joints in float32, outside the autocast
+                joints[head] = joints[head] + torch.einsum("snk,snl->skl", zh.float(), zh_tf.float())
+            pred.append(z["main"][0].argmax(2).cpu())
         for head, joint in joints.items():
             joint = (joint + joint.transpose(1, 2)) / 2
             joint = joint / joint.sum((1, 2), keepdim=True)

@@ -185,3 +185,15 @@ def test_bad_inputs_raise(digits):
         _fit(x, y[:10])
     with pytest.raises(RuntimeError, match="not fitted"):
         IIC().predict(x)
+
+
+def test_bf16_autocast_trains_and_scores(digits):
+    """amp=True (on CUDA by default) on the CPU: bfloat16 forward passes, float32 joints.
+
+    The GPU check found the full-data joints left in bfloat16, which numpy cannot take.
+    """
+    x, y = digits
+    model = _fit(x, y, amp=True, epochs=1)
+    assert model.history_[-1]["joint"].dtype == np.float32
+    assert np.isfinite(model.history_[-1]["train_loss"])
+    assert model.predict_proba(x).dtype == np.float32
