@@ -180,7 +180,7 @@ def test_bad_inputs_raise(digits):
     with pytest.raises(ParameterError, match="same shape"):
         _fit(x, g=lambda b: b[:, :, 1:, 1:])
     with pytest.raises(ParameterError, match="same shape"):
-        _fit(x, g=lambda b: b.numpy())
+        _fit(x, g=lambda b: b.cpu().numpy())
     with pytest.raises(ParameterError, match="y must have shape"):
         _fit(x, y[:10])
     with pytest.raises(RuntimeError, match="not fitted"):
