@@ -57,6 +57,19 @@ def _assign(x: torch.Tensor, c: torch.Tensor, x_sq: torch.Tensor) -> tuple[torch
     return labels, dist
 
 
+def _cluster_sums(x: torch.Tensor, labels: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Size and sum of the rows of each cluster (step 3), as floats: shapes (k,) and (k, d).
+
+    On a GPU a one-hot matrix product: scattered atomic adds of every row onto only k rows
+    serialise there. On a CPU ``index_add_``, which is as fast and needs no (n, k) matrix.
+    """
+    if x.device.type == "cuda":
+        onehot = torch.nn.functional.one_hot(labels, k).to(x.dtype)
+        return onehot.sum(0), onehot.T @ x
+    counts = torch.zeros(k, dtype=x.dtype, device=x.device).index_add_(0, labels, torch.ones_like(x[:, 0]))
+    return counts, torch.zeros(k, x.shape[1], dtype=x.dtype, device=x.device).index_add_(0, labels, x)
+
+
 def kmeans_plusplus(x: torch.Tensor, n_clusters: int, generator: torch.Generator,
                     n_local_trials: int | None = None) -> torch.Tensor:
     """Greedy k-means++ seeding: each new centre is the best of ``2 + ln k`` D^2-samples.
@@ -176,6 +189,8 @@ class KMeans:
         return kmeans_plusplus(x, self.n_clusters, gen)
 
     def _lloyd(self, x: torch.Tensor, x_sq: torch.Tensor, centers: torch.Tensor, tol: float) -> dict:
+        # One host-device synchronisation per iteration (the three numbers that decide what
+        # comes next): on a GPU every extra one costs more than the arithmetic of a step.
         k = self.n_clusters
         history = [centers.cpu()] if self.keep_history else []
         labels = None
@@ -183,22 +198,21 @@ class KMeans:
         n_iter = 0
         for n_iter in range(1, self.max_iter + 1):
             new_labels, dist = _assign(x, centers, x_sq)  # step 2
-            counts = torch.bincount(new_labels, minlength=k)
-            sums = torch.zeros_like(centers).index_add_(0, new_labels, x)
-            new_centers = centers.clone()  # empty clusters keep their old mean...
-            filled = counts > 0
-            new_centers[filled] = sums[filled] / counts[filled].unsqueeze(1).to(x.dtype)  # step 3
-            empty = (~filled).nonzero().flatten()
-            if len(empty) and self.empty == "relocate":  # ...unless repaired
-                far = dist.topk(len(empty)).indices
-                new_centers[empty] = x[far]
+            counts, sums = _cluster_sums(x, new_labels, k)
+            filled = counts > 0  # empty clusters keep their old mean...
+            new_centers = torch.where(filled[:, None], sums / counts.clamp_min(1.0)[:, None], centers)  # step 3
+            changed = (new_labels != labels).sum() if labels is not None else torch.tensor(len(x), device=x.device)
+            n_empty, n_changed, shift = torch.stack(
+                [(~filled).sum().to(x.dtype), changed.to(x.dtype), ((new_centers - centers) ** 2).sum()]).tolist()
+            if n_empty and self.empty == "relocate":  # ...unless repaired
+                empty = (~filled).nonzero().flatten()
+                new_centers[empty] = x[dist.topk(len(empty)).indices]
                 relocated += len(empty)
-            shift = ((new_centers - centers) ** 2).sum().item()
-            converged = labels is not None and torch.equal(new_labels, labels)
+                shift = ((new_centers - centers) ** 2).sum().item()
             centers, labels = new_centers, new_labels
             if self.keep_history:
                 history.append(centers.cpu())
-            if converged or shift <= tol:
+            if n_changed == 0 or shift <= tol:
                 break
         labels, dist = _assign(x, centers, x_sq)
         n_empty = int((torch.bincount(labels, minlength=k) == 0).sum())
