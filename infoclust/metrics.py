@@ -12,9 +12,9 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-from .utils import ParameterError
+from .utils import ParameterError, check_number
 
-__all__ = ["contingency", "hungarian_match", "cluster_accuracy", "nmi", "ari", "evaluate"]
+__all__ = ["contingency", "hungarian_match", "cluster_accuracy", "nmi", "ari", "evaluate", "compare_runs"]
 
 
 def _as_labels(name: str, a: np.ndarray | torch.Tensor | list) -> np.ndarray:
@@ -76,3 +76,29 @@ def ari(y_true, y_pred) -> float:
 def evaluate(y_true, y_pred) -> dict[str, float]:
     """``{"acc": ..., "nmi": ..., "ari": ...}`` for one clustering."""
     return {"acc": cluster_accuracy(y_true, y_pred), "nmi": nmi(y_true, y_pred), "ari": ari(y_true, y_pred)}
+
+
+def compare_runs(a, b, k: float = 2.0) -> tuple[float, float, str]:
+    """Compare the scores of two sets of runs (e.g. one per seed): is ``a`` better than ``b``?
+
+    Returns ``(diff, se, verdict)``: the difference of the means, ``mean(a) - mean(b)``, its
+    standard error :math:`\\sqrt{s_a^2 / n_a + s_b^2 / n_b}` (sample variances, as in
+    Welch's t-test), and ``"helps"`` if ``diff > k se``, ``"hurts"`` if ``diff < -k se``,
+    else ``"no clear effect"``.
+
+    Parameters
+    ----------
+    a, b : array-like
+        One score per run, at least two runs each.
+    k : float
+        How many standard errors make an effect (> 0).
+    """
+    k = check_number("k", k, 0.0, strict_low=True)
+    a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
+    for name, v in (("a", a), ("b", b)):
+        if len(v) < 2 or not np.isfinite(v).all():
+            raise ParameterError(f"{name} must hold at least two finite scores, got {v.tolist()}")
+    diff = float(a.mean() - b.mean())
+    se = float(np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b)))
+    word = "helps" if diff > k * se else "hurts" if diff < -k * se else "no clear effect"
+    return diff, se, word

@@ -3,7 +3,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from infoclust import ParameterError, ari, cluster_accuracy, evaluate, nmi
-from infoclust.metrics import contingency, hungarian_match
+from infoclust.metrics import compare_runs, contingency, hungarian_match
 
 
 def test_permuted_labels_score_one():
@@ -52,3 +52,16 @@ def test_nmi_ari_agree_with_sklearn():
 def test_bad_inputs(y, pred, match):
     with pytest.raises(ParameterError, match=match):
         cluster_accuracy(np.array(y), np.array(pred))
+
+
+def test_compare_runs_difference_standard_error_and_verdict():
+    a, b = [0.80, 0.82, 0.84], [0.70, 0.71, 0.72]
+    diff, se, word = compare_runs(a, b)
+    assert diff == pytest.approx(0.11)
+    assert se == pytest.approx(np.sqrt(0.02 ** 2 / 3 + 0.01 ** 2 / 3))  # sample sds 0.02 and 0.01
+    assert word == "helps" and compare_runs(b, a)[2] == "hurts"
+    assert compare_runs(a, b, k=20.0)[2] == "no clear effect"
+    with pytest.raises(ParameterError, match="at least two"):
+        compare_runs([0.5], b)
+    with pytest.raises(ParameterError, match="k="):
+        compare_runs(a, b, k=0.0)
