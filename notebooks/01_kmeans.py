@@ -10,7 +10,7 @@
 
 # %% [markdown]
 # (ch-kmeans)=
-# # 1. k-means clustering
+# # k-means clustering
 #
 # ## What you will learn
 #

@@ -10,7 +10,7 @@
 
 # %% [markdown]
 # (ch-dim)=
-# # 2. Deep InfoMax
+# # Deep InfoMax
 #
 # ## What you will learn
 #

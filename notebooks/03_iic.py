@@ -10,7 +10,7 @@
 
 # %% [markdown]
 # (ch-iic)=
-# # 3. Invariant Information Clustering
+# # Invariant Information Clustering
 #
 # ## What you will learn
 #

@@ -10,7 +10,7 @@
 
 # %% [markdown]
 # (ch-wasserstein)=
-# # 4. The Wasserstein distance between images
+# # The Wasserstein distance between images
 #
 # ## What you will learn
 #

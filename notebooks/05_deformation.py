@@ -10,7 +10,7 @@
 
 # %% [markdown]
 # (ch-deformation)=
-# # 5. Random deformations
+# # Random deformations
 #
 # ## What you will learn
 #

@@ -10,7 +10,7 @@
 
 # %% [markdown]
 # (ch-sinkhorn)=
-# # 6. Projected Sinkhorn: Wasserstein adversarial examples
+# # Projected Sinkhorn: Wasserstein adversarial examples
 #
 # ## What you will learn
 #

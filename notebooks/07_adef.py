@@ -10,7 +10,7 @@
 
 # %% [markdown]
 # (ch-adef)=
-# # 7. Adversarial deformations: ADef
+# # Adversarial deformations: ADef
 #
 # ## What you will learn
 #

@@ -10,7 +10,7 @@
 
 # %% [markdown]
 # (ch-w2-algorithm)=
-# # 8. The talk's algorithm: ADef steps inside a Wasserstein ball
+# # The talk's algorithm: ADef steps inside a Wasserstein ball
 #
 # ## What you will learn
 #

@@ -10,7 +10,7 @@
 
 # %% [markdown]
 # (ch-iic-perturbations)=
-# # 9. IIC with Wasserstein perturbations: the talk's experiment
+# # IIC with Wasserstein perturbations: the talk's experiment
 #
 # ## What you will learn
 #
