@@ -10,8 +10,9 @@ is talk eq. (5) with q = 2 and is measured in pixels. Three ways to compute it:
 
 * :func:`w2_exact` -- the exact value by network simplex (POT's ``ot.emd2``), one pair
   at a time on the CPU;
-* :func:`w2_sinkhorn` -- entropic regularisation for a whole batch in torch (CPU or GPU),
-  log-domain Sinkhorn that uses the separability of the Gibbs kernel on a grid;
+* :func:`w2_sinkhorn` -- entropic regularisation for a whole batch in torch (CPU or GPU):
+  Sinkhorn's matrix scaling with the separable Gibbs kernel of the grid, and a log-domain
+  Sinkhorn for small regularisations;
 * :func:`sample_perturbation` -- draws from the talk's eq. (6),
   :math:`p(\\xi | x) \\propto \\exp(-d_W(x, x + \\xi)^2 / \\eta^2)`, by Metropolis-Hastings.
 """
