@@ -57,17 +57,27 @@ def _assign(x: torch.Tensor, c: torch.Tensor, x_sq: torch.Tensor) -> tuple[torch
     return labels, dist
 
 
-def _cluster_sums(x: torch.Tensor, labels: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _cluster_sums(x: torch.Tensor, labels: torch.Tensor, k: int, onehot: bool | None = None,
+                  rows: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Size and sum of the rows of each cluster (step 3), as floats: shapes (k,) and (k, d).
 
-    On a GPU a one-hot matrix product: scattered atomic adds of every row onto only k rows
-    serialise there. On a CPU ``index_add_``, which is as fast and needs no (n, k) matrix.
+    ``onehot`` (default: on CUDA) sums by one-hot matrix products over chunks of ``rows``
+    rows (default as in :func:`_assign`, so memory stays bounded): on a GPU, scattered
+    atomic adds of every row onto only k rows serialise. Otherwise ``index_add_``, which is
+    as fast on a CPU and needs no (n, k) matrix.
     """
-    if x.device.type == "cuda":
-        onehot = torch.nn.functional.one_hot(labels, k).to(x.dtype)
-        return onehot.sum(0), onehot.T @ x
-    counts = torch.zeros(k, dtype=x.dtype, device=x.device).index_add_(0, labels, torch.ones_like(x[:, 0]))
-    return counts, torch.zeros(k, x.shape[1], dtype=x.dtype, device=x.device).index_add_(0, labels, x)
+    if onehot is None:
+        onehot = x.device.type == "cuda"
+    counts = torch.zeros(k, dtype=x.dtype, device=x.device)
+    sums = torch.zeros(k, x.shape[1], dtype=x.dtype, device=x.device)
+    if not onehot:
+        return counts.index_add_(0, labels, torch.ones_like(x[:, 0])), sums.index_add_(0, labels, x)
+    rows = rows or max(1, _CHUNK_ELEMENTS // k)
+    for s in range(0, len(x), rows):
+        hot = torch.nn.functional.one_hot(labels[s:s + rows], k).to(x.dtype)
+        counts += hot.sum(0)
+        sums.addmm_(hot.T, x[s:s + rows])
+    return counts, sums
 
 
 def kmeans_plusplus(x: torch.Tensor, n_clusters: int, generator: torch.Generator,

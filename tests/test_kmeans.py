@@ -112,3 +112,17 @@ def test_nan_input_rejected():
 def test_predict_before_fit():
     with pytest.raises(RuntimeError, match="fit"):
         KMeans(2).predict(torch.rand(3, 2))
+
+
+def test_cluster_sums_by_one_hot_chunks_equal_index_add():
+    from infoclust.kmeans import _cluster_sums
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(103, 5, generator=g)
+    labels = torch.randint(4, (103,), generator=g)
+    labels[labels == 2] = 1  # an empty cluster
+    counts, sums = _cluster_sums(x, labels, 4, onehot=False)
+    hot_counts, hot_sums = _cluster_sums(x, labels, 4, onehot=True, rows=10)  # 11 chunks
+    torch.testing.assert_close(hot_counts, counts)
+    torch.testing.assert_close(hot_sums, sums)
+    assert counts[2] == 0 and counts.sum() == 103
