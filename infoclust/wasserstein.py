@@ -174,19 +174,18 @@ _EMPTY = -1e30  # log-mass of an empty pixel: exp() gives exactly 0, and no row 
 
 
 def _lse_axis(h: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-    """``out[..., p] = log sum_q exp(h[..., q] + k[p, q])``: a 1-D log-domain convolution.
+    """``out[..., p] = log sum_q exp(h[..., q] + k[p, q])``: a 1-D log-domain convolution, float64.
 
-    When every entry of the log-kernel ``k`` is finite and above ``_LOG_KERNEL_FLOOR`` and
-    the type is float64, this is a matrix product with ``exp(k)`` after shifting each row
-    of ``h`` by its maximum: the shifted sum is then at least ``exp(min k)``, a normal
-    float, so nothing underflows (exponents far below that are clamped, and their share
+    When every entry of the log-kernel ``k`` is finite and above ``_LOG_KERNEL_FLOOR``, this
+    is a matrix product with ``exp(k)`` after shifting each row of ``h`` by its maximum:
+    the shifted sum is then at least ``exp(min k)``, a normal float, so nothing underflows (exponents far below that are clamped, and their share
     of the sum is below e^-40). Otherwise it is an explicit log-sum-exp over a
     (..., P, Q) tensor, with the same clamping (``exp`` making denormal floats is many
     times slower on x86 CPUs). Every row of ``h`` must hold a finite value: empty pixels
     carry the log-mass ``_EMPTY`` rather than -inf.
     """
     kmin = float(k.min())
-    if h.dtype == torch.float64 and kmin >= _LOG_KERNEL_FLOOR:
+    if kmin >= _LOG_KERNEL_FLOOR:
         m = h.amax(-1, keepdim=True)
         e = (h - m).clamp_min_(kmin - 40.0).exp_()
         return (e @ k.exp().T).log_().add_(m)
@@ -270,7 +269,7 @@ def _transport_cost(state: _SinkhornState, log_a, log_b, reg: float) -> torch.Te
     ci, cj = _axis_cost(hh, dtype, device), _axis_cost(ww, dtype, device)
     hb = log_b + state.g / reg
     kmin = -float(max(ci.max(), cj.max())) / reg
-    if dtype != torch.float64 or kmin < _LOG_KERNEL_FLOOR:
+    if kmin < _LOG_KERNEL_FLOOR:
         rows = _grid_lse(hb, ci, cj, reg, wi=ci.log())  # log 0 = -inf: no cost on the diagonal
         cols = _grid_lse(hb, ci, cj, reg, wj=cj.log())
         outer = log_a + state.f / reg
