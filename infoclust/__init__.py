@@ -1,25 +1,46 @@
 """infoclust: mutual-information clustering, from k-means to IIC with Wasserstein perturbations.
 
-A small PyTorch library backing the notebook chapters of the book that reproduces the
-talk "Maximization of Mutual Information for Information Clustering". One module per
-idea; everything runs on CPU or GPU (``device="auto"``):
+A small PyTorch library backing the chapters of the book that reproduces the talk
+"Maximization of Mutual Information for Information Clustering". One module per idea of
+the talk; everything runs on CPU or GPU (``device="auto"``).
 
-- ``kmeans``: :class:`KMeans` (chapter 1);
-- ``mi``, ``dim``: mutual-information estimators and :class:`DeepInfoMax` (chapter 2);
-- ``iic``, ``augment``: :class:`IIC` and the paper's MNIST transformation (chapter 3);
-- ``wasserstein``, ``deform``: W2 between images, eq. (6), random deformations (4, 5);
-- ``sinkhorn``, ``classifiers``: projected Sinkhorn, Wasserstein PGD, the random classifier (6);
-- ``adef``, ``perturb``: ADef and the talk's Algorithm 1 (7, 8);
-- ``transforms``: the talk's perturbations as IIC transformations, pools, composition (9);
-- ``data``, ``metrics``, ``ledger``, ``utils``, ``book``: data sets, scores, results, the build.
+=====================  =====================================  ===============================
+talk section           module                                 entry points
+=====================  =====================================  ===============================
+2 k-means              :mod:`infoclust.kmeans`                :class:`KMeans`
+3.1 Deep InfoMax       :mod:`infoclust.mi`, :mod:`~.dim`      :class:`DeepInfoMax`
+3.2 IIC                :mod:`infoclust.iic`, :mod:`~.augment`  :class:`IIC`, ``MNISTTransform``
+4.1 Wasserstein        :mod:`infoclust.wasserstein`           ``w2_exact``, ``w2_sinkhorn``
+4.2 deformation        :mod:`infoclust.deform`                ``warp``, ``RandomDeformation``
+4.3 projected Sinkhorn :mod:`infoclust.projected_sinkhorn`    ``project_wasserstein_ball``
+4.4 ADef               :mod:`infoclust.adef`                  ``adef``, ``adef_step``
+4.5 Algorithm 1        :mod:`infoclust.w2_algorithm`          ``W2Perturbation``
+4 as IIC's g           :mod:`infoclust.transforms`            every transformation g
+=====================  =====================================  ===============================
+
+Around them: :mod:`~infoclust.data` (data sets), :mod:`~infoclust.metrics` (scores and
+paired comparisons), :mod:`~infoclust.classifiers` (the attacked CNN, the random
+classifier), :mod:`~infoclust.utils` (checks, randomness, devices), :mod:`infoclust.plot`
+(figures; imported on its own) and :mod:`infoclust.book` (chapter runs, ledger, site).
 """
+from .book.ledger import Ledger, load_results, results_markdown
 from .data import DATASETS, DatasetUnavailable, load_dataset
 from .dim import DeepInfoMax
 from .iic import IIC
 from .kmeans import KMeans
-from .ledger import Ledger, load_results, results_markdown
 from .metrics import ari, cluster_accuracy, evaluate, nmi
-from .utils import (ParameterError, check_choice, check_finite, check_int, check_number,
-                    resolve_device, run_info, seed_everything, set_plot_style, timer)
+from .utils import (ConvergenceWarning, ParameterError, TrainingDivergedError, check_bool, check_choice,
+                    check_finite, check_int, check_number, make_generator, resolve_device, run_info,
+                    seed_everything, set_plot_style, timer)
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "DATASETS", "DatasetUnavailable", "load_dataset",
+    "KMeans", "DeepInfoMax", "IIC",
+    "ari", "cluster_accuracy", "evaluate", "nmi",
+    "Ledger", "load_results", "results_markdown",
+    "ConvergenceWarning", "ParameterError", "TrainingDivergedError",
+    "check_bool", "check_choice", "check_finite", "check_int", "check_number",
+    "make_generator", "resolve_device", "run_info", "seed_everything", "set_plot_style", "timer",
+]

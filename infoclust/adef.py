@@ -15,7 +15,7 @@ Gaussian-smoothed least-norm solution of ``f + <a, tau> = 0`` is
 (the paper's smoothed linearised step). The step of smallest T-norm over the
 candidates is added to the accumulated field and the ORIGINAL image is re-warped by the
 sum, so interpolation errors never compound. :func:`adef_step` is one such step (the
-building block of the talk's Algorithm 1 in :mod:`infoclust.perturb`); :func:`adef` is
+building block of the talk's Algorithm 1 in :mod:`infoclust.w2_algorithm`); :func:`adef` is
 the whole attack with the stopping rule and the overshoot.
 
 Fields follow :mod:`infoclust.deform`: shape ``(N, 2, H, W)`` in pixel units, channel 0

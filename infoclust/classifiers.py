@@ -1,6 +1,6 @@
 """Small image classifiers: a trainable CNN for attacks and the talk's random classifier.
 
-The Wasserstein attack (:mod:`infoclust.sinkhorn`) and ADef (:mod:`infoclust.adef`)
+The Wasserstein attack (:mod:`infoclust.projected_sinkhorn`) and ADef (:mod:`infoclust.adef`)
 need a differentiable classifier. Two kinds are used in the book:
 
 * :class:`SmallCNN` trained with :func:`train_classifier` — the "standard model" that

@@ -1,12 +1,22 @@
-"""Transformations g for IIC beyond the paper's: adversarial ones, pools of expensive ones, chains.
+"""Every transformation g for IIC (talk eq. (4)), from one module: ``from infoclust.transforms import ...``.
 
-:class:`SinkhornPerturbation` and :class:`ADefPerturbation` are the talk's proposals of
-sections 4.3 and 4.4 as batch-to-batch callables: a Wasserstein PGD attack and an ADef
-deformation against a *random, non-trainable* classifier, which stands in for the labels
-that clustering does not have. (Algorithm 1 of section 4.5 is
-:class:`infoclust.perturb.W2Perturbation`; random deformations are
-:class:`infoclust.deform.RandomDeformation`; the paper's own g is
-:class:`infoclust.augment.MNISTTransform`.)
+==================================  ===========================  ==========================
+g                                   talk                         defined in
+==================================  ===========================  ==========================
+:class:`MNISTTransform`             the IIC paper's g (3.2)      :mod:`infoclust.augment`
+:class:`RandomDeformation`          random deformation (4.2)     :mod:`infoclust.deform`
+:class:`SinkhornPerturbation`       projected Sinkhorn (4.3)     here
+:class:`ADefPerturbation`           ADef (4.4)                   here
+:class:`W2Perturbation`             Algorithm 1 (4.5)            :mod:`infoclust.w2_algorithm`
+:class:`PerturbationPool`           precomputed copies of any g  here
+:func:`compose`                     g2(g1(x))                    here
+==================================  ===========================  ==========================
+
+Every g is a callable from a batch (N, C, H, W) to a batch of the same shape on the same
+device. :class:`SinkhornPerturbation` and :class:`ADefPerturbation` are the talk's
+proposals of sections 4.3 and 4.4: a Wasserstein PGD attack and an ADef deformation
+against a *random, non-trainable* classifier, which stands in for the labels that
+clustering does not have.
 
 IIC (talk, eq. (4)) draws a fresh perturbation g(x) for every image in every batch. ADef,
 projected Sinkhorn and the talk's Algorithm 1 cost far more than a random crop, so
@@ -25,11 +35,15 @@ import torch
 from tqdm.auto import tqdm
 
 from .adef import adef
+from .augment import MNISTTransform
 from .classifiers import random_classifier
-from .sinkhorn import wasserstein_pgd
+from .deform import RandomDeformation
+from .projected_sinkhorn import wasserstein_pgd
 from .utils import ParameterError, check_int, check_number
+from .w2_algorithm import W2Perturbation
 
-__all__ = ["SinkhornPerturbation", "ADefPerturbation", "PerturbationPool", "compose", "fingerprint"]
+__all__ = ["MNISTTransform", "RandomDeformation", "SinkhornPerturbation", "ADefPerturbation",
+           "W2Perturbation", "PerturbationPool", "compose", "fingerprint"]
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 _MODULUS = (1 << 61) - 1  # a Mersenne prime: products stay in int64 after the reduction below
@@ -52,7 +66,7 @@ class _RandomClassifierAttack:
 class SinkhornPerturbation(_RandomClassifierAttack):
     """g(x): Wasserstein PGD (talk eq. (8)) against a random classifier, radius ``eps``.
 
-    Each image is pushed by :func:`infoclust.sinkhorn.wasserstein_pgd` away from the
+    Each image is pushed by :func:`infoclust.projected_sinkhorn.wasserstein_pgd` away from the
     random classifier's own prediction on it, staying in the Wasserstein ball of radius
     ``eps`` (fixed: no growth), until the prediction changes or ``n_iter`` steps are done.
 
@@ -61,7 +75,7 @@ class SinkhornPerturbation(_RandomClassifierAttack):
     eps : float
         Radius of the Wasserstein ball (pixels, as in the projection).
     n_iter, alpha, lam, kernel_size, proj_iter
-        As in :func:`infoclust.sinkhorn.wasserstein_pgd`.
+        As in :func:`infoclust.projected_sinkhorn.wasserstein_pgd`.
     n_classes : int
         Classes of the random classifier (any number >= 2).
     seed : int

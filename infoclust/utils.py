@@ -1,9 +1,14 @@
-"""Seeding, device resolution, parameter checks, timing and the plot style.
+"""Parameter and input checks, randomness, device resolution, timing and the plot style.
 
 Every chapter and every estimator goes through these few helpers so that a run is
-reproducible (:func:`seed_everything`), lands on the best device available
-(:func:`resolve_device`) and rejects bad parameters with an error that names the
-parameter (:class:`ParameterError` and the ``check_*`` functions).
+reproducible, lands on the best device available (:func:`resolve_device`) and rejects bad
+parameters and inputs with an error that names them (:class:`ParameterError`, the
+``check_*`` functions, :func:`check_images`, :func:`check_labels`).
+
+One rule for randomness: classes take ``seed`` and own their generator; functions take
+``generator`` (a :class:`torch.Generator`, or None for torch's global one);
+:func:`make_generator` makes a generator from either. Only a chapter's set-up seeds the
+global generators (:func:`seed_everything`); library code never does.
 """
 from __future__ import annotations
 
@@ -17,19 +22,32 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
+from sklearn.exceptions import ConvergenceWarning
 
 __all__ = [
     "ParameterError",
+    "ConvergenceWarning",
+    "TrainingDivergedError",
     "check_choice",
     "check_int",
     "check_number",
+    "check_bool",
+    "check_seed",
     "check_finite",
+    "check_images",
+    "check_labels",
+    "check_generator",
+    "make_generator",
     "seed_everything",
     "resolve_device",
+    "device_name",
     "run_info",
     "timer",
     "set_plot_style",
 ]
+
+#: Seeds are integers in [0, SEED_MAX] (NumPy's and torch's common range).
+SEED_MAX = 2**32 - 1
 
 
 class ParameterError(ValueError):
@@ -37,6 +55,15 @@ class ParameterError(ValueError):
 
     The message always starts with the parameter's name, so that a user who ran a
     chapter with papermill sees at once which ``-p name value`` to correct.
+    """
+
+
+class TrainingDivergedError(FloatingPointError):
+    """Training produced a non-finite loss: the message says where and which setting to lower.
+
+    :class:`ConvergenceWarning` (scikit-learn's class, re-exported here) is its mild sibling:
+    a solver that stopped at its iteration cap before reaching its tolerance warns with it,
+    so that ``warnings.simplefilter("error", ConvergenceWarning)`` turns it into an error.
     """
 
 
@@ -83,6 +110,43 @@ def check_number(
     return value
 
 
+def check_bool(name: str, value: Any) -> bool:
+    """Return ``value`` if it is a real boolean (``True``/``False``), else raise.
+
+    Strings such as ``"no"`` (what ``papermill -p download no`` passes) are rejected
+    instead of counting as true.
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise ParameterError(f"{name}={value!r} must be True or False (papermill: -p {name} True)")
+    return bool(value)
+
+
+def check_seed(name: str, value: Any) -> int:
+    """Return ``value`` if it is an integer seed in ``[0, SEED_MAX]``, else raise."""
+    if value is None:
+        raise ParameterError(f"{name}=None: give an integer seed in [0, {SEED_MAX}] (runs must be reproducible)")
+    return check_int(name, value, 0, SEED_MAX)
+
+
+def make_generator(seed_or_generator: int | torch.Generator, name: str = "seed") -> torch.Generator:
+    """A :class:`torch.Generator` from a seed (a new CPU generator) or a generator (itself).
+
+    Library functions take ``generator=`` and classes ``seed=``; this is the one place
+    where either becomes a generator. The global random state is never touched.
+    """
+    if isinstance(seed_or_generator, torch.Generator):
+        return seed_or_generator
+    return torch.Generator().manual_seed(check_seed(name, seed_or_generator))
+
+
+def check_generator(name: str, value: Any) -> torch.Generator | None:
+    """Return ``value`` if it is a :class:`torch.Generator` or None, else raise ``TypeError``."""
+    if value is not None and not isinstance(value, torch.Generator):
+        raise TypeError(f"{name} must be a torch.Generator or None, got {type(value).__name__} "
+                        f"(for a seed n, pass torch.Generator().manual_seed(n))")
+    return value
+
+
 def check_finite(name: str, x: torch.Tensor | np.ndarray) -> None:
     """Raise :class:`ParameterError` if the array or tensor ``x`` holds NaN or infinity."""
     finite = torch.isfinite(x).all().item() if torch.is_tensor(x) else np.isfinite(x).all()
@@ -90,13 +154,78 @@ def check_finite(name: str, x: torch.Tensor | np.ndarray) -> None:
         raise ParameterError(f"{name} contains NaN or infinite values")
 
 
+def check_images(
+    name: str,
+    x: Any,
+    *,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+    channels: int | None = None,
+    min_size: int = 1,
+    square: bool = False,
+    nonnegative: bool = False,
+) -> torch.Tensor:
+    """Check a batch of images where it enters the library and return it as a usable tensor.
+
+    Accepts a tensor or a NumPy array of shape (N, C, H, W) with a floating dtype; returns a
+    contiguous tensor (of ``dtype`` and on ``device`` when given). Raises ``TypeError`` for
+    other types and integer or boolean images (``uint8`` images in 0..255 must be scaled:
+    ``x.float() / 255``), and :class:`ParameterError`, naming ``name``, for an empty batch,
+    another rank, a wrong channel count, images smaller than ``min_size`` pixels or not
+    square when ``square``, negative pixels when ``nonnegative``, and NaN or infinity.
+    """
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(np.ascontiguousarray(x))
+    if not torch.is_tensor(x):
+        raise TypeError(f"{name} must be a torch.Tensor or numpy array of images (N, C, H, W), "
+                        f"got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} has dtype {x.dtype}; images must be floating point in [0, 1] "
+                        f"(for uint8 images in 0..255 use x.float() / 255)")
+    if x.dim() != 4:
+        raise ParameterError(f"{name} must have shape (N, C, H, W), got {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise ParameterError(f"{name} is an empty batch (shape {tuple(x.shape)})")
+    if channels is not None and x.shape[1] != channels:
+        raise ParameterError(f"{name} has {x.shape[1]} channels, expected {channels} (shape {tuple(x.shape)})")
+    if min(x.shape[-2:]) < min_size:
+        raise ParameterError(f"{name} images are {x.shape[-2]} x {x.shape[-1]} pixels; at least "
+                             f"{min_size} x {min_size} are needed")
+    if square and x.shape[-1] != x.shape[-2]:
+        raise ParameterError(f"{name} must be square images (N, C, H, H), got {tuple(x.shape)}")
+    x = x.to(device=device if device is not None else x.device, dtype=dtype or x.dtype)
+    check_finite(name, x)
+    if nonnegative and bool((x < 0).any()):
+        raise ParameterError(f"{name} has negative pixels (min {x.min().item():.3g}); images must be >= 0")
+    return x.contiguous()
+
+
+def check_labels(name: str, y: Any, n: int, n_classes: int | None = None) -> torch.Tensor:
+    """Check integer labels of ``n`` samples (in ``[0, n_classes)`` when given); return int64 on the CPU."""
+    if isinstance(y, (list, tuple)):
+        y = np.asarray(y)
+    if isinstance(y, np.ndarray):
+        y = torch.from_numpy(np.ascontiguousarray(y))
+    if not torch.is_tensor(y):
+        raise TypeError(f"{name} must be a tensor or array of integer labels, got {type(y).__name__}")
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise TypeError(f"{name} has dtype {y.dtype}; labels must be integers (e.g. y.long())")
+    if y.shape != (n,):
+        raise ParameterError(f"{name} must have shape ({n},), got {tuple(y.shape)}")
+    if n and (bool((y < 0).any()) or (n_classes is not None and bool((y >= n_classes).any()))):
+        bound = f"[0, {n_classes})" if n_classes is not None else ">= 0"
+        raise ParameterError(f"{name} must hold labels in {bound}, got values from {int(y.min())} to "
+                             f"{int(y.max())}")
+    return y.to(device="cpu", dtype=torch.long)
+
+
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch (all devices) and return a CPU generator.
 
-    The returned generator is what library code should draw from, so that one seed
-    fixes one run whatever else the session has drawn before.
+    Only a chapter's set-up calls this (through :meth:`infoclust.book.Ledger.start`): library
+    code takes ``seed`` or ``generator`` instead and leaves the global state alone.
     """
-    seed = check_int("seed", seed, 0, 2**32 - 1)
+    seed = check_seed("seed", seed)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

@@ -67,8 +67,8 @@
 # iteration count; where that plan still costs more than $\varepsilon$ (stopped before
 # $\psi$ converged) we mix it with "leave every pixel in place", which scales its cost
 # down to $\varepsilon$, so the output is always inside the ball. The projection is
-# `infoclust.sinkhorn.project_wasserstein_ball`, the attack
-# `infoclust.sinkhorn.wasserstein_pgd`.
+# `infoclust.projected_sinkhorn.project_wasserstein_ball`, the attack
+# `infoclust.projected_sinkhorn.wasserstein_pgd`.
 #
 # ## Running it
 #
@@ -118,7 +118,7 @@ from myst_nb import glue
 
 import infoclust as ic
 from infoclust.classifiers import SmallCNN, accuracy, predict, random_classifier, train_classifier
-from infoclust.sinkhorn import lambertw, project_wasserstein_ball, robust_accuracy, wasserstein_pgd
+from infoclust.projected_sinkhorn import lambertw, project_wasserstein_ball, robust_accuracy, wasserstein_pgd
 from infoclust.wasserstein import w2_exact
 
 ledger = ic.Ledger.start("06_sinkhorn", profile=profile, seed=seed, device=device)

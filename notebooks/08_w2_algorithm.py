@@ -45,8 +45,8 @@
 # ```
 #
 # where the stopping probability is {eq}`eq-w2alg-density` evaluated at the accepted point,
-# $\exp(-W_2(x', x)^2/\eta^2)$. `ic.perturb.w2_perturbation` runs it on a batch, one
-# independent walk per image, and `ic.perturb.W2Perturbation` wraps it as IIC's $g$. The
+# $\exp(-W_2(x', x)^2/\eta^2)$. `ic.w2_algorithm.w2_perturbation` runs it on a batch, one
+# independent walk per image, and `ic.w2_algorithm.W2Perturbation` wraps it as IIC's $g$. The
 # talk leaves a few things open; the library's choices:
 #
 # - **the step** is `ic.adef.adef_step` against the label that the classifier gives to $x$,
@@ -103,7 +103,7 @@ from myst_nb import glue
 
 import infoclust as ic
 from infoclust.classifiers import random_classifier
-from infoclust.perturb import END_REASONS, W2Perturbation, w2_perturbation
+from infoclust.w2_algorithm import END_REASONS, W2Perturbation, w2_perturbation
 from infoclust.wasserstein import w2_exact
 
 ledger = ic.Ledger.start("08_w2_algorithm", profile=profile, seed=seed, device=device)

@@ -98,7 +98,7 @@ import infoclust as ic
 from infoclust.augment import MNISTTransform, crop_resize
 from infoclust.deform import RandomDeformation
 from infoclust.iic import IIC
-from infoclust.perturb import W2Perturbation
+from infoclust.w2_algorithm import W2Perturbation
 from infoclust.transforms import ADefPerturbation, PerturbationPool, SinkhornPerturbation, compose
 
 ledger = ic.Ledger.start("09_iic_perturbations", profile=profile, seed=seed, device=device)

@@ -6,7 +6,7 @@ from typing import Callable
 
 import pytest
 
-from infoclust import book
+from infoclust.book import build as book
 
 SMOKE_DIR = book.ROOT / "_build" / "smoke"
 _executed: dict[str, Path | BaseException] = {}

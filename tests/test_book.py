@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import SMOKE_DIR
 
-from infoclust import book
+from infoclust.book import build as book
 
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")

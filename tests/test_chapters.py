@@ -12,7 +12,7 @@ import papermill as pm
 import pytest
 import yaml
 
-from infoclust import book
+from infoclust.book import build as book
 
 CHAPTERS = book.chapters()
 SECTIONS = ("What you will learn", "The idea", "Running it", "Results beside the paper", "Exercises", "References")

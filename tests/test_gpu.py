@@ -11,8 +11,8 @@ import infoclust as ic
 from infoclust.adef import adef
 from infoclust.classifiers import random_classifier
 from infoclust.deform import RandomDeformation, warp
-from infoclust.perturb import w2_perturbation
-from infoclust.sinkhorn import project_wasserstein_ball
+from infoclust.w2_algorithm import w2_perturbation
+from infoclust.projected_sinkhorn import project_wasserstein_ball
 from infoclust.wasserstein import w2_exact, w2_sinkhorn
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

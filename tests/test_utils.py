@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import infoclust as ic
-from infoclust.ledger import Ledger, load_results, results_dir
+from infoclust.book.ledger import Ledger, load_results, results_dir
 
 
 def test_checks_name_the_parameter():

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from .utils import check_choice, device_name, resolve_device, run_info, seed_everything, set_plot_style
+from ..utils import check_choice, device_name, resolve_device, run_info, seed_everything, set_plot_style
 
 __all__ = ["Ledger", "Result", "results_dir", "load_results", "results_markdown", "md_cell"]
 

@@ -39,7 +39,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from .utils import ParameterError, check_int, check_number, resolve_device, timer
+from .utils import ParameterError, check_int, check_number
 
 __all__ = [
     "lambertw",
@@ -48,7 +48,6 @@ __all__ = [
     "project_wasserstein_ball",
     "wasserstein_pgd",
     "robust_accuracy",
-    "projections_per_second",
 ]
 
 
@@ -478,47 +477,3 @@ def robust_accuracy(eps: torch.Tensor, success: torch.Tensor, radii) -> torch.Te
     fooled = success[None, :] & (eps[None, :] <= radii[:, None] * (1 + 1e-6))
     return 1.0 - fooled.float().mean(1)
 
-
-def projections_per_second(
-    batch_size: int = 100,
-    image_size: int = 28,
-    channels: int = 1,
-    *,
-    eps: float = 0.5,
-    lam: float = 1000.0,
-    kernel_size: int = 5,
-    max_iter: int = 50,
-    repeats: int = 3,
-    device: str | torch.device = "auto",
-    seed: int = 0,
-) -> dict:
-    """Throughput of :func:`project_wasserstein_ball` on random sparse images.
-
-    Each image: uniform noise with 80 % of the pixels zeroed (digit-like sparsity), and
-    ``w`` = the image plus uniform noise of size 0.1. Runs once to warm up, then
-    ``repeats`` times; reports the best time.
-
-    Returns
-    -------
-    dict
-        ``images_per_second``, ``seconds`` (best batch time), ``n_iter`` and the
-        ``device`` used.
-    """
-    batch_size = check_int("batch_size", batch_size, 1)
-    repeats = check_int("repeats", repeats, 1)
-    dev = resolve_device(device)
-    gen = torch.Generator().manual_seed(seed)
-    shape = (batch_size, channels, image_size, image_size)
-    x = torch.rand(shape, generator=gen) * (torch.rand(shape, generator=gen) < 0.2)
-    w = x + 0.1 * torch.rand(shape, generator=gen)
-    x, w = x.to(dev), w.to(dev)
-    times, n_it = [], 0
-    for _ in range(repeats + 1):
-        with timer() as tm:
-            _, info = project_wasserstein_ball(w, x, eps, lam=lam, kernel_size=kernel_size,
-                                               max_iter=max_iter, return_info=True)
-        times.append(tm["seconds"])
-        n_it = info["n_iter"]
-    best = min(times[1:])
-    return {"images_per_second": batch_size / best, "seconds": best, "n_iter": n_it,
-            "device": str(dev)}

@@ -35,7 +35,7 @@ from .ledger import load_results, md_cell
 __all__ = ["ROOT", "PROFILES", "chapters", "chapter_parameters", "execute_chapter", "ledger_page",
            "environment_page", "build_site", "build_book"]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PROFILES = ("smoke", "default", "full")
 
 
@@ -261,6 +261,3 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

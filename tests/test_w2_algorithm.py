@@ -1,4 +1,4 @@
-"""The talk's Algorithm 1 (infoclust.perturb), every output checked against POT directly."""
+"""The talk's Algorithm 1 (infoclust.w2_algorithm), every output checked against POT directly."""
 import numpy as np
 import ot
 import pytest
@@ -6,7 +6,7 @@ import torch
 
 from infoclust.classifiers import random_classifier
 from infoclust.data import load_dataset
-from infoclust.perturb import W2Perturbation, w2_perturbation
+from infoclust.w2_algorithm import W2Perturbation, w2_perturbation
 from infoclust.utils import ParameterError
 
 

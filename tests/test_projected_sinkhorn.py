@@ -1,4 +1,4 @@
-"""Projected Sinkhorn (infoclust.sinkhorn): Lambert W, the projection, the attack."""
+"""Projected Sinkhorn (infoclust.projected_sinkhorn): Lambert W, the projection, the attack."""
 import numpy as np
 import pytest
 import scipy.special
@@ -6,8 +6,8 @@ import torch
 
 from infoclust.classifiers import random_classifier
 from infoclust.data import load_dataset
-from infoclust.sinkhorn import (lambertw, lambertw_exp, local_cost, project_wasserstein_ball,
-                                projections_per_second, robust_accuracy, wasserstein_pgd)
+from infoclust.projected_sinkhorn import (lambertw, lambertw_exp, local_cost, project_wasserstein_ball,
+                                robust_accuracy, wasserstein_pgd)
 from infoclust.utils import ParameterError
 from infoclust.wasserstein import w2_exact
 
@@ -248,8 +248,3 @@ def test_robust_accuracy_counts_radii():
     acc = robust_accuracy(eps, success, [0.0, 0.7, 1.0, 2.0])
     torch.testing.assert_close(acc, torch.tensor([0.8, 0.6, 0.4, 0.2]))
 
-
-def test_projections_per_second_reports_a_rate():
-    out = projections_per_second(4, 12, eps=0.3, max_iter=5, repeats=1, device="cpu")
-    assert out["images_per_second"] > 0 and out["seconds"] > 0
-    assert 1 <= out["n_iter"] <= 5 and out["device"] == "cpu"

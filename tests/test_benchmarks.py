@@ -1,0 +1,19 @@
+"""The benchmarks' own helpers run at tiny sizes (the benchmarks themselves are not tests)."""
+from __future__ import annotations
+
+import importlib.util
+
+from infoclust.book.build import ROOT
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_projections_per_second_reports_a_rate():
+    out = _load("bench_perturb").projections_per_second(4, 12, eps=0.3, max_iter=5, repeats=1, device="cpu")
+    assert out["images_per_second"] > 0 and out["seconds"] > 0
+    assert 1 <= out["n_iter"] <= 5 and out["device"] == "cpu"
