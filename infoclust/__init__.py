@@ -31,7 +31,7 @@ from .kmeans import KMeans
 from .metrics import ari, cluster_accuracy, evaluate, nmi
 from .utils import (ConvergenceWarning, ParameterError, TrainingDivergedError, check_bool, check_choice,
                     check_finite, check_int, check_number, make_generator, resolve_device, run_info,
-                    seed_everything, set_plot_style, timer)
+                    seed_everything, timer)
 
 __version__ = "0.1.0"
 
@@ -42,5 +42,5 @@ __all__ = [
     "Ledger", "load_results", "results_markdown",
     "ConvergenceWarning", "ParameterError", "TrainingDivergedError",
     "check_bool", "check_choice", "check_finite", "check_int", "check_number",
-    "make_generator", "resolve_device", "run_info", "seed_everything", "set_plot_style", "timer",
+    "make_generator", "resolve_device", "run_info", "seed_everything", "timer",
 ]

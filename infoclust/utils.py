@@ -1,4 +1,4 @@
-"""Parameter and input checks, randomness, device resolution, timing and the plot style.
+"""Parameter and input checks, randomness, device resolution and timing.
 
 Every chapter and every estimator goes through these few helpers so that a run is
 reproducible, lands on the best device available (:func:`resolve_device`) and rejects bad
@@ -43,7 +43,6 @@ __all__ = [
     "device_name",
     "run_info",
     "timer",
-    "set_plot_style",
 ]
 
 #: Seeds are integers in [0, SEED_MAX] (NumPy's and torch's common range).
@@ -296,24 +295,3 @@ def timer() -> Iterator[dict[str, float]]:
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         out["seconds"] = time.perf_counter() - start
-
-
-def set_plot_style() -> None:
-    """One matplotlib style for every chapter: readable sizes, no top/right spines."""
-    import matplotlib as mpl
-
-    mpl.rcParams.update(
-        {
-            "figure.figsize": (6.4, 4.0),
-            "figure.dpi": 100,
-            "savefig.dpi": 150,
-            "axes.spines.top": False,
-            "axes.spines.right": False,
-            "axes.grid": True,
-            "grid.alpha": 0.3,
-            "font.size": 10,
-            "axes.titlesize": 11,
-            "legend.frameon": False,
-            "image.cmap": "gray_r",
-        }
-    )

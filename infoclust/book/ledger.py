@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from ..utils import check_choice, device_name, resolve_device, run_info, seed_everything, set_plot_style
+from ..utils import check_choice, device_name, resolve_device, run_info, seed_everything
 
 __all__ = ["Ledger", "Result", "results_dir", "load_results", "results_markdown", "md_cell"]
 
@@ -92,7 +92,9 @@ class Ledger:
         check_choice("profile", profile, CHAPTER_PROFILES)
         generator = seed_everything(seed)
         dev = resolve_device(device)
-        set_plot_style()
+        from ..plot import use_style  # here, so that ``import infoclust`` does not import matplotlib
+
+        use_style()
         info = run_info(seed, dev, profile)
         print(f"{chapter}: profile {profile}, seed {seed}, device {info['device_name']}, "
               f"torch {info['torch']}, started {info['started']}")
