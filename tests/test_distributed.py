@@ -1,0 +1,163 @@
+"""Data-parallel training (infoclust.distributed): W gloo processes on 127.0.0.1 against one process.
+
+Each world size (2, and 3 for uneven blocks) is spawned once per module: every scenario runs
+inside the same processes and returns its numbers; the references are computed here, in one
+process on the concatenated batch, in float64.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from infoclust import distributed as D
+from infoclust.utils import ParameterError
+
+RTOL = 1e-6
+N_ROWS = 7  # not a multiple of 2 or 3: uneven blocks
+
+
+def _bn_net() -> nn.Module:
+    gen_state = torch.random.fork_rng()
+    with gen_state:
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(), nn.Flatten(),
+                             nn.Linear(3 * 16, 5), nn.BatchNorm1d(5, momentum=None)).double()
+
+
+def _bn_data() -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(1)
+    return (torch.randn(N_ROWS, 2, 4, 4, generator=gen, dtype=torch.float64),
+            torch.randn(N_ROWS, 5, generator=gen, dtype=torch.float64))
+
+
+def _bn_run(net: nn.Module, x: torch.Tensor, weight: torch.Tensor) -> dict:
+    """Two training steps' forward/backward of ``sum(weight * net(x))`` (no optimiser)."""
+    x = x.clone().requires_grad_(True)
+    for _ in range(2):
+        out = net(x)
+    (weight * out).sum().backward()
+    return {"out": out.detach(), "x_grad": x.grad, "grads": {n: p.grad for n, p in net.named_parameters()},
+            "buffers": {n: b.clone() for n, b in net.named_buffers()}}
+
+
+def _scenarios() -> dict:
+    """Everything the tests check, run on every rank of a spawned group."""
+    r, w = D.rank(), D.world_size()
+    out: dict = {"rank": r, "world": w}
+
+    # batch norm on the global batch, blocks of uneven length
+    net = _bn_net()
+    x, weight = _bn_data()
+    rows = D.shard(N_ROWS)
+    with D.synchronised_batchnorm(net):
+        out["bn_types"] = sorted({type(m).__name__ for m in net.modules() if "Norm" in type(m).__name__})
+        out["bn"] = _bn_run(net, x[rows], weight[rows])
+    out["bn_types_after"] = sorted({type(m).__name__ for m in net.modules() if "Norm" in type(m).__name__})
+
+    # the collectives' gradients, with the loss of the whole batch on every rank
+    gen = torch.Generator().manual_seed(2)
+    full = torch.randn(3 * w, 4, generator=gen, dtype=torch.float64)
+    mine = full[D.shard(3 * w)].clone().requires_grad_(True)
+    gathered = D.all_gather_cat(mine * 2)
+    joint = D.all_reduce_sum(mine.t() @ mine)
+    (gathered.pow(3).sum() + joint.exp().sum()).backward()
+    out["gathered"], out["joint"], out["grad"] = gathered.detach(), joint.detach(), mine.grad
+
+    # uneven evaluation blocks back together
+    out["rows"] = D.gather_rows(torch.arange(N_ROWS)[D.shard(N_ROWS)].unsqueeze(1), N_ROWS).squeeze(1)
+
+    # set-up checks
+    try:
+        D.check_same_on_all_ranks({"batch_size": 8, "seed": 3 + (r == w - 1), "x": full})
+    except ParameterError as err:
+        out["seed_error"] = str(err)
+    try:
+        D.check_same_on_all_ranks({"x": full + r})
+    except ParameterError as err:
+        out["x_error"] = str(err)
+    D.check_same_on_all_ranks({"seed": 3, "x": full})  # equal everywhere: no error
+    try:
+        D.check_batch(w + 1, 100)
+    except ParameterError as err:
+        out["batch_error"] = str(err)
+    try:
+        D.check_batch(2 * w, 2 * w - 1)
+    except ParameterError as err:
+        out["images_error"] = str(err)
+    out["per_rank"] = D.check_batch(2 * w, 2 * w)
+    return out
+
+
+@pytest.fixture(scope="module", params=[2, 3], ids=["world2", "world3"])
+def ranks(request):
+    return D.spawn(_scenarios, request.param)
+
+
+def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return torch.allclose(a, b, rtol=RTOL, atol=1e-12)
+
+
+def test_without_a_process_group_everything_is_one_process():
+    x = torch.randn(4, 3, requires_grad=True)
+    assert D.world_size() == 1 and D.rank() == 0 and D.is_main_process() and not D.is_distributed()
+    assert D.all_reduce_sum(x) is x and D.all_gather_cat(x) is x and D.gather_rows(x, 4) is x
+    assert D.shard(5) == slice(0, 5) and D.check_batch(4, 4) == 4
+    assert D.shard_sizes(7, 3) == [3, 2, 2] and D.shard(7, 2, 3) == slice(5, 7)
+    net = _bn_net()
+    with D.synchronised_batchnorm(net):
+        assert isinstance(net[1], nn.BatchNorm2d)
+    D.check_same_on_all_ranks({"seed": 0})
+    assert not D.init_from_env()
+
+
+def test_batchnorm_equals_one_process_on_the_concatenated_batch(ranks):
+    x, weight = _bn_data()
+    ref = _bn_run(_bn_net(), x, weight)
+    w = len(ranks)
+    assert ranks[0]["bn_types"] == ["SyncBatchNorm"]
+    assert ranks[0]["bn_types_after"] == ["BatchNorm1d", "BatchNorm2d"]
+    assert _close(torch.cat([r["bn"]["out"] for r in ranks]), ref["out"])
+    assert _close(torch.cat([r["bn"]["x_grad"] for r in ranks]), ref["x_grad"])
+    for name, g in ref["grads"].items():  # each rank's loss is its block's share: the grads add up
+        assert _close(sum(r["bn"]["grads"][name] for r in ranks), g), name
+    for r in ranks:
+        for name, b in ref["buffers"].items():
+            assert torch.equal(r["bn"]["buffers"][name], b) if "num_batches" in name else _close(
+                r["bn"]["buffers"][name], b), name
+    assert [len(r["bn"]["out"]) for r in ranks] == D.shard_sizes(N_ROWS, w)
+
+
+def test_collectives_are_differentiable_with_the_adjoint_gradient(ranks):
+    w = len(ranks)
+    full = torch.randn(3 * w, 4, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    x = full.clone().requires_grad_(True)
+    ((x * 2).pow(3).sum() + (x.t() @ x).exp().sum()).backward()
+    for r in ranks:
+        assert _close(r["gathered"], full * 2) and _close(r["joint"], full.t() @ full)
+    # every rank's loss is the whole batch's: each block's gradient arrives W times, once per rank
+    assert _close(torch.cat([r["grad"] for r in ranks]), w * x.grad)
+
+
+def test_gather_rows_undoes_uneven_shards(ranks):
+    for r in ranks:
+        assert torch.equal(r["rows"], torch.arange(N_ROWS))
+
+
+def test_bad_setups_fail_on_every_rank_with_a_clear_error(ranks):
+    w = len(ranks)
+    for r in ranks:
+        assert r["seed_error"].startswith("seed differs between processes")
+        assert f"rank {w - 1}: 4" in r["seed_error"] and "rank 0: 3" in r["seed_error"]
+        assert r["x_error"].startswith("x differs between processes") and "sha256" in r["x_error"]
+        assert r["batch_error"].startswith(f"batch_size={w + 1} does not divide among the {w} processes")
+        assert "exceeds the" in r["images_error"] and r["per_rank"] == 2
+
+
+def _fail() -> None:
+    raise ValueError(f"boom on rank {D.rank()} of {D.world_size()}")
+
+
+def test_spawn_raises_a_rank_s_error():
+    with pytest.raises(Exception, match="boom on rank 0 of 1"):  # one process: each costs an import of torch
+        D.spawn(_fail, 1)
