@@ -86,6 +86,7 @@ from sklearn.cluster import KMeans as SKLearnKMeans
 from sklearn.datasets import make_blobs
 
 import infoclust as ic
+from infoclust import plot as icp
 
 ledger = ic.Ledger.start("01_kmeans", profile=profile, seed=seed, device=device)
 ic.check_int("n_clusters", n_clusters, 2)
@@ -102,11 +103,15 @@ print(f"{dataset}: {tuple(x.shape)} images, {int(y.max()) + 1} classes")
 # Four Gaussian blobs in the plane, k = 4, initialised uniformly at random: every panel of
 # {numref}`fig-kmeans-iterations` is one pass of steps 2 and 3, with the means as crosses.
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "Lloyd's iterations on four Gaussian blobs (k = 4, uniform initialisation). Colours: step 2's assignment; black crosses: the means before step 3; red crosses: after it.", "name": "fig-kmeans-iterations"}}
+# %% tags=["hide-input"]
 pts, blob = make_blobs(n_samples=400, centers=4, cluster_std=1.0, random_state=seed)
 pts = torch.tensor(pts, dtype=torch.float32)
 demo = ic.KMeans(4, init="random", n_init=1, seed=seed, device="cpu", keep_history=True).fit(pts)
 steps = demo.history_[: min(len(demo.history_) - 1, 4) + 1]
+glue("kmeans_demo_iter", demo.n_iter_, display=False)
+glue("kmeans_demo_inertia", demo.inertia_, display=False)
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Lloyd's iterations on four Gaussian blobs (k = 4, uniform initialisation). Colours: step 2's assignment; black crosses: the means before step 3; red crosses: after it.", "name": "fig-kmeans-iterations"}}
 fig, axes = plt.subplots(1, len(steps) - 1, figsize=(3.0 * (len(steps) - 1), 3.0), squeeze=False)
 for t, ax in enumerate(axes[0]):
     d = torch.cdist(pts, steps[t]).argmin(1)
@@ -118,9 +123,11 @@ for t, ax in enumerate(axes[0]):
     ax.set_yticks([])
 plt.tight_layout()
 plt.show()
-print(f"converged after {demo.n_iter_} iterations, inertia {demo.inertia_:.1f}")
 
 # %% [markdown]
+# Lloyd's iterations stopped after {glue:text}`kmeans_demo_iter` passes, at inertia
+# {glue:text}`kmeans_demo_inertia:.1f`.
+#
 # ## A degenerate run
 #
 # Now the unfortunate initialisation: all four means start together, far to one side of the
@@ -132,13 +139,20 @@ print(f"converged after {demo.n_iter_} iterations, inertia {demo.inertia_:.1f}")
 # whether the blobs are then found depends on where those far points lie: the repair fixes
 # the symptom, not the dependence on the initialisation.
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "The same data and the same unfortunate initialisation (all means far to the lower left, black crosses; final means in red). Left: plain Lloyd iterations, where clusters die. Right: with empty clusters relocated to the farthest points.", "name": "fig-kmeans-degenerate"}}
+# %% tags=["hide-input"]
 corner = pts.min(0).values - 10.0
 bad_init = corner + torch.arange(4, dtype=torch.float32).unsqueeze(1) * torch.tensor([[0.5, 0.0]])
 runs = {
     "keep": ic.KMeans(4, init=bad_init, empty="keep", device="cpu").fit(pts),
     "relocate": ic.KMeans(4, init=bad_init, empty="relocate", device="cpu").fit(pts),
 }
+dead = runs["keep"].n_empty_
+ledger.record("dead clusters from an unfortunate start (2-D blobs, k=4)", dead,
+              claim="k-means degenerates from an unfortunate initialisation (talk, section 3.2.1)",
+              source="talk, section 3.2.1", holds=dead > 0)
+glue("kmeans_dead", dead, display=False)
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The same data and the same unfortunate initialisation (all means far to the lower left, black crosses; final means in red). Left: plain Lloyd iterations, where clusters die. Right: with empty clusters relocated to the farthest points.", "name": "fig-kmeans-degenerate"}}
 fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.4))
 for ax, (mode, km) in zip(axes, runs.items()):
     ax.scatter(pts[:, 0], pts[:, 1], c=km.labels_, s=6, cmap="tab10", vmin=0, vmax=9)
@@ -148,11 +162,6 @@ for ax, (mode, km) in zip(axes, runs.items()):
     ax.set_title(f'empty="{mode}": {km.n_empty_} dead, accuracy {acc:.2f}')
 plt.tight_layout()
 plt.show()
-dead = runs["keep"].n_empty_
-ledger.record("dead clusters from an unfortunate start (2-D blobs, k=4)", dead,
-              claim="k-means degenerates from an unfortunate initialisation (talk, section 3.2.1)",
-              source="talk, section 3.2.1", holds=dead > 0)
-glue("kmeans_dead", dead, display=False)
 
 # %% [markdown]
 # In this run {glue:text}`kmeans_dead` of the four clusters died. Degeneration is not an
@@ -179,16 +188,7 @@ print(f"  accuracy {scores['acc']:.4f}  NMI {scores['nmi']:.4f}  ARI {scores['ar
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "The k-means means on the data set's pixels, drawn as images and titled with the class matched to each cluster (Hungarian matching).", "name": "fig-kmeans-centres"}}
 centres = km.cluster_centers_.reshape(n_clusters, *x.shape[1:])
-cols = min(n_clusters, 10)
-rows = (n_clusters + cols - 1) // cols
-fig, axes = plt.subplots(rows, cols, figsize=(1.2 * cols, 1.4 * rows), squeeze=False)
-for j, ax in enumerate(axes.flat):
-    ax.axis("off")
-    if j < n_clusters:
-        img = centres[j].permute(1, 2, 0).squeeze(-1).clamp(0, 1)
-        ax.imshow(img.numpy(), cmap="gray_r" if img.ndim == 2 else None)
-        ax.set_title(f"class {match.get(j, '-')}", fontsize=8)
-plt.tight_layout()
+icp.image_grid(centres, ncols=min(n_clusters, 10), titles=[f"class {match.get(j, '-')}" for j in range(n_clusters)])
 plt.show()
 
 # %% tags=["hide-input"]
@@ -222,6 +222,10 @@ for s in range(n_seeds):
         run = ic.KMeans(n_clusters, init=init, n_init=1, max_iter=max_iter, seed=s, device=device).fit(X)
         seeding[init].append((run.inertia_, ic.cluster_accuracy(y, run.labels_), run.n_iter_))
 summary = {init: np.array(v) for init, v in seeding.items()}
+pp, rnd = summary["k-means++"][:, 0].mean(), summary["random"][:, 0].mean()
+ledger.record("mean inertia, k-means++ / random seeding", pp / rnd,
+              claim="k-means++ seeding reaches lower inertia than uniform seeding on average",
+              source="Arthur & Vassilvitskii (2007)", holds=bool(pp <= rnd))
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -236,10 +240,6 @@ for ax, col, label in zip(axes, (0, 1), ("inertia", "accuracy")):
     ax.set_ylabel(label)
 plt.tight_layout()
 plt.show()
-pp, rnd = summary["k-means++"][:, 0].mean(), summary["random"][:, 0].mean()
-ledger.record("mean inertia, k-means++ / random seeding", pp / rnd,
-              claim="k-means++ seeding reaches lower inertia than uniform seeding on average",
-              source="Arthur & Vassilvitskii (2007)", holds=bool(pp <= rnd))
 
 # %% [markdown]
 # ## Against scikit-learn
