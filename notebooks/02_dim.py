@@ -441,6 +441,9 @@ for k in k_values:
         sweep[key].append(value)
 best_k = sweep["k"][int(np.argmax(sweep["acc"]))]
 glue("dim_best_k", best_k, display=False)
+ledger.record("best k by accuracy, k-means on DIM(L) code", best_k,
+              claim="DIM gives no hint of the number of clusters: k must be chosen (talk 3.1.2)",
+              source="talk, section 3.1.2")
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -459,9 +462,6 @@ for ax in axes:
     ax.set_xlabel("k")
 plt.tight_layout()
 plt.show()
-ledger.record("best k by accuracy, k-means on DIM(L) code", best_k,
-              claim="DIM gives no hint of the number of clusters: k must be chosen (talk 3.1.2)",
-              source="talk, section 3.1.2")
 
 # %% [markdown]
 # **k-means can degenerate.** The clustering inherits k-means' dependence on its
