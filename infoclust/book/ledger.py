@@ -1,28 +1,34 @@
 """The results ledger: each chapter's headline numbers, written by the run that made them.
 
-A chapter opens one :class:`Ledger` and calls :meth:`Ledger.record` for every claim it
-reproduces. Each call rewrites ``<results dir>/<chapter>.json`` so that a partial run
-still leaves what it measured. The book's ledger page is built from these files only.
+A chapter opens one :class:`Ledger` (through :func:`infoclust.book.start`) and calls
+:meth:`Ledger.record` for every claim it reproduces. Each call rewrites
+``<results dir>/<chapter>.json`` atomically (a temporary file renamed over the old one), so
+the file is never half written. The book's ledger page is built from these files only.
 
-The results directory is ``$INFOCLUST_RESULTS_DIR`` when set (the book build and the
-tests set it per profile), else ``_build/results`` under the project root (the folder
-holding ``_toc.yml``, searched upwards from the working directory).
+The results directory is ``$INFOCLUST_RESULTS_DIR`` when set. The book build sets it to a
+private folder for each chapter run and moves the file into ``_build/results`` only when
+the chapter finished without error (:mod:`infoclust.book.build`), so an interrupted or
+failed run never replaces good results. A chapter run by hand (Jupyter, papermill) writes
+to ``_build/scratch/results`` under the project root (the folder holding ``_toc.yml``,
+searched upwards from the working directory), never into the book's results.
 """
 from __future__ import annotations
 
 import json
 import math
 import os
+import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Sequence
 
 import torch
 
 from ..utils import check_choice, device_name, resolve_device, run_info, seed_everything
 
-__all__ = ["Ledger", "Result", "results_dir", "load_results", "results_markdown", "md_cell"]
+__all__ = ["Ledger", "Result", "ResultsFileError", "results_dir", "load_results", "read_results_file",
+           "results_markdown", "markdown_table", "md_cell", "write_atomic"]
 
 CHAPTER_PROFILES = ("smoke", "default", "full", "custom")
 
@@ -39,12 +45,37 @@ def results_dir() -> Path:
     env = os.environ.get("INFOCLUST_RESULTS_DIR")
     if env:
         return Path(env)
-    return _project_root(Path.cwd().resolve()) / "_build" / "results"
+    return _project_root(Path.cwd().resolve()) / "_build" / "scratch" / "results"
+
+
+def write_atomic(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename.
+
+    A reader (or a crash) sees either the old file or the new one, never a part of either.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 @dataclass
 class Result:
-    """One measured number and, where there is one, the paper's number beside it."""
+    """One measured number and, where there is one, the paper's number beside it.
+
+    ``paper`` is only a number that measures the same thing as ``value`` (same data, same
+    protocol); a paper's number from another setting goes into ``context`` as text, shown
+    beside the result but never compared with it.
+    """
 
     name: str
     value: float
@@ -54,6 +85,11 @@ class Result:
     claim: str = ""
     holds: bool | None = None
     seconds: float | None = None
+    context: str = ""
+
+
+class ResultsFileError(ValueError):
+    """A results file that cannot be used: the message names the file and what is wrong."""
 
 
 @dataclass
@@ -71,6 +107,8 @@ class Ledger:
         Where the run computed.
     seed : int
         The run's seed.
+    parameters : dict
+        The chapter's parameters as the run used them (written to the results file).
     """
 
     chapter: str
@@ -80,14 +118,17 @@ class Ledger:
     results: list[Result] = field(default_factory=list)
     started: float = field(default_factory=time.time)
     generator: torch.Generator | None = field(default=None, repr=False)
+    parameters: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def start(cls, chapter: str, *, profile: str, seed: int, device: str = "auto") -> "Ledger":
+    def start(cls, chapter: str, *, profile: str, seed: int, device: str = "auto",
+              parameters: dict[str, Any] | None = None) -> "Ledger":
         """Begin a chapter run: check the profile, seed everything, pick the device, set the
         plot style, print what makes the run reproducible, and return its ledger.
 
         ``ledger.device`` is the resolved device and ``ledger.generator`` a seeded CPU
-        generator for the chapter's own draws.
+        generator for the chapter's own draws. Chapters call :func:`infoclust.book.start`,
+        which checks their parameters first and then calls this.
         """
         check_choice("profile", profile, CHAPTER_PROFILES)
         generator = seed_everything(seed)
@@ -98,7 +139,7 @@ class Ledger:
         info = run_info(seed, dev, profile)
         print(f"{chapter}: profile {profile}, seed {seed}, device {info['device_name']}, "
               f"torch {info['torch']}, started {info['started']}")
-        return cls(chapter, profile, dev, seed, generator=generator)
+        return cls(chapter, profile, dev, seed, generator=generator, parameters=dict(parameters or {}))
 
     @property
     def path(self) -> Path:
@@ -115,17 +156,20 @@ class Ledger:
         claim: str = "",
         holds: bool | None = None,
         seconds: float | None = None,
+        context: str = "",
     ) -> None:
         """Add (or replace, by ``name``) one result and rewrite the chapter's JSON file.
 
-        ``holds`` says whether the claim is reproduced; leave it ``None`` for numbers
-        that are reported, not tested.
+        ``paper`` is the paper's number for the same measurement (same data and protocol),
+        with its ``source``; a paper's number from another setting belongs in ``context``
+        (text, e.g. ``"DIM paper, Table 1: 72.6 % on CIFAR-10"``). ``holds`` says whether
+        the claim is reproduced; leave it ``None`` for numbers that are reported, not tested.
         """
         value = float(value)
         if not math.isfinite(value):
             raise ValueError(f"result {name!r} is not finite: {value}")
         res = Result(name, value, unit, None if paper is None else float(paper), source, claim,
-                     None if holds is None else bool(holds), seconds)
+                     None if holds is None else bool(holds), seconds, context)
         self.results = [r for r in self.results if r.name != name] + [res]
         self.save()
 
@@ -139,14 +183,12 @@ class Ledger:
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
             "seconds": round(time.time() - self.started, 2),
             "torch": torch.__version__,
+            "parameters": self.parameters,
             "results": [asdict(r) for r in self.results],
         }
 
     def save(self) -> Path:
-        path = self.path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2))
-        return path
+        return write_atomic(self.path, json.dumps(self.to_dict(), indent=2, default=str))
 
     def markdown(self) -> str:
         """The results as a Markdown table: ours beside the paper's."""
@@ -156,29 +198,89 @@ class Ledger:
 _MARKDOWN_SPECIAL = "\\|*_`[]<>$#"
 
 
-def md_cell(text: str) -> str:
+def md_cell(text: Any) -> str:
     """``text`` escaped for a cell of a Markdown table (pipes, emphasis, math, links)."""
     return "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in str(text))
 
 
-def _fmt(v: float | None, unit: str = "") -> str:
-    if v is None:
-        return "–"
-    text = f"{v:.4g}"
-    return f"{text} {unit}".strip()
+def markdown_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, raw: Iterable[str] = ()) -> str:
+    """A Markdown table with a header row; every cell is escaped (:func:`md_cell`).
 
-
-def results_markdown(results: list[Result]) -> str:
-    """A Markdown table of results (measured, paper, source, holds)."""
-    mark = {True: "yes", False: "**no**", None: "–"}
-    lines = ["| result | ours | paper | source | holds |", "|---|---|---|---|---|"]
-    for r in results:
-        lines.append(f"| {md_cell(r.name)} | {md_cell(_fmt(r.value, r.unit))} | {md_cell(_fmt(r.paper, r.unit))} | "
-                     f"{md_cell(r.source or '–')} | {mark[r.holds]} |")
+    ``raw`` names the columns whose cells are Markdown already (emphasis, links) and are
+    written as they are.
+    """
+    raw = set(raw)
+    lines = ["| " + " | ".join(md_cell(c) for c in columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        row = list(row)
+        if len(row) != len(columns):
+            raise ValueError(f"a row has {len(row)} cells, the table {len(columns)} columns: {row}")
+        lines.append("| " + " | ".join(str(v) if c in raw else md_cell(v) for c, v in zip(columns, row)) + " |")
     return "\n".join(lines)
 
 
+def fmt_value(v: float | None, unit: str = "") -> str:
+    """A number with 4 significant digits and its unit; a dash for None."""
+    return "–" if v is None else f"{v:.4g} {unit}".strip()
+
+
+HOLDS_MARK = {True: "yes", False: "**no**", None: "–"}
+
+
+def results_markdown(results: list[Result]) -> str:
+    """A Markdown table of results (ours, the paper's for the same measurement, its source,
+    whether the claim holds); a column of other settings' numbers when any result has one."""
+    with_context = any(r.context for r in results)
+    columns = ["result", "ours", "paper", "source", *(["context (not comparable)"] if with_context else []),
+               "holds"]
+    rows = [[r.name, fmt_value(r.value, r.unit), fmt_value(r.paper, r.unit), r.source or "–",
+             *([r.context or "–"] if with_context else []), HOLDS_MARK[r.holds]] for r in results]
+    return markdown_table(columns, rows, raw=["holds"])
+
+
+_RUN_FIELDS = {"chapter": str, "profile": str, "device_name": str, "seed": int, "started": str,
+               "seconds": (int, float), "results": list}
+_RESULT_FIELDS = {f.name for f in fields(Result)}
+
+
+def read_results_file(path: str | Path) -> dict[str, Any]:
+    """One chapter's results file, checked; :class:`ResultsFileError` names the file and the fault.
+
+    The file must be JSON written by :meth:`Ledger.save`: an object with the run's fields
+    (``chapter`` equal to the file's name, ``profile``, ``seed``, ...) and a list of results.
+    """
+    path = Path(path)
+    try:
+        run = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ResultsFileError(f"{path}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}); "
+                               f"the file is damaged, e.g. cut off: rerun the chapter") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ResultsFileError(f"{path}: cannot be read ({err})") from None
+    if not isinstance(run, dict):
+        raise ResultsFileError(f"{path}: holds a JSON {type(run).__name__}, not a chapter's results")
+    missing = [k for k in _RUN_FIELDS if k not in run]
+    if missing:
+        raise ResultsFileError(f"{path}: not a chapter's results file (no {', '.join(missing)})")
+    wrong = [k for k, t in _RUN_FIELDS.items() if not isinstance(run[k], t) or isinstance(run[k], bool)]
+    if wrong:
+        raise ResultsFileError(f"{path}: wrong type of {', '.join(f'{k}={run[k]!r}' for k in wrong)}")
+    if run["chapter"] != path.stem:
+        raise ResultsFileError(f"{path}: holds the results of chapter {run['chapter']!r}, not {path.stem!r}")
+    for i, r in enumerate(run["results"]):
+        if not isinstance(r, dict) or not {"name", "value"} <= set(r) or not set(r) <= _RESULT_FIELDS:
+            raise ResultsFileError(f"{path}: result {i} is not a recorded result: {r!r}")
+        for key in _RESULT_FIELDS - set(r):  # files written before a field existed
+            r[key] = Result.__dataclass_fields__[key].default
+    return run
+
+
 def load_results(folder: str | Path | None = None) -> list[dict[str, Any]]:
-    """Every chapter's results found in ``folder`` (default :func:`results_dir`), by chapter."""
+    """Every chapter's results found in ``folder`` (default :func:`results_dir`), by chapter.
+
+    Raises :class:`ResultsFileError`, naming the file, for a file that is not a chapter's
+    results; the book's ledger page reads the folder leniently instead
+    (:func:`infoclust.book.build.ledger_page`).
+    """
     folder = Path(folder) if folder is not None else results_dir()
-    return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    return [read_results_file(p) for p in sorted(folder.glob("*.json"))]
