@@ -5,11 +5,17 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 PROFILE ?= default
+# DOWNLOAD=1 lets chapters download missing data sets (make book PROFILE=full DOWNLOAD=1)
+DOWNLOAD ?=
 
-.PHONY: book test venv browser bench lab clean
+.PHONY: book site test venv browser bench lab clean
 
 book: $(STAMP)
-	$(PY) -m infoclust.book --profile $(PROFILE)
+	$(PY) -m infoclust.book --profile $(PROFILE) $(if $(DOWNLOAD),--download)
+
+# Re-render the site and the ledger page from the executed notebooks and results in _build (runs nothing).
+site: $(STAMP)
+	$(PY) -m infoclust.book --site-only
 
 test: $(STAMP) browser
 	$(PY) -m pytest tests
