@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ import torch
 import torch.distributed as dist
 
 from . import distributed as D
-from .utils import ParameterError
+from .utils import ParameterError, atomic_write
 
 __all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "rng_states", "restore_rng_states",
            "check_compatible"]
@@ -77,23 +76,8 @@ def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> Path:
         Tensors, state dicts, NumPy arrays, numbers, strings, lists, tuples and dicts of them.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, **_encode(dict(state))}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable
-        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+    with atomic_write(path, "wb") as f:  # temporary file, fsync, rename, folder fsync
+        torch.save({"format": FORMAT, **_encode(dict(state))}, f)
     return path
 
 

@@ -15,10 +15,12 @@ from __future__ import annotations
 import os
 import platform
 import random
+import tempfile
 import time
 from collections.abc import Iterable
 from contextlib import contextmanager
-from typing import Any, Iterator
+from pathlib import Path
+from typing import IO, Any, Iterator
 
 import numpy as np
 import torch
@@ -43,6 +45,7 @@ __all__ = [
     "device_name",
     "run_info",
     "timer",
+    "atomic_write",
 ]
 
 #: Seeds are integers in [0, SEED_MAX] (NumPy's and torch's common range).
@@ -295,3 +298,35 @@ def timer() -> Iterator[dict[str, float]]:
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         out["seconds"] = time.perf_counter() - start
+
+
+@contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO[Any]]:
+    """Write a file so that it is never seen half written: ``with atomic_write(p) as f: f.write(...)``.
+
+    The block writes to a temporary file in the target's folder, which is flushed and synced
+    to disk and then renamed over ``path`` (``os.replace``, atomic on POSIX and Windows); the
+    folder is synced too, so that the rename survives a crash. If the block raises, or the
+    process is killed, ``path`` keeps its previous content and the temporary file is removed
+    (killed: left as a hidden ``.name.*.tmp``). ``mode`` is ``"w"`` or ``"wb"``.
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError(f"mode={mode!r} must be 'w' or 'wb'")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    if hasattr(os, "O_DIRECTORY"):  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)

@@ -64,3 +64,18 @@ def test_timer_measures():
     with ic.timer() as t:
         sum(range(10000))
     assert t["seconds"] > 0
+
+
+def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
+    target = tmp_path / "sub" / "r.json"
+    with ic.utils.atomic_write(target) as f:
+        f.write("old")
+    with pytest.raises(RuntimeError, match="half way"):
+        with ic.utils.atomic_write(target) as f:
+            f.write("new, cut")
+            raise RuntimeError("half way")
+    assert target.read_text() == "old"
+    assert [p.name for p in target.parent.iterdir()] == ["r.json"]  # no temporary file left
+    with ic.utils.atomic_write(target, "wb") as f:
+        f.write(b"new")
+    assert target.read_bytes() == b"new"

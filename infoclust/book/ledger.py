@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -25,7 +24,7 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
-from ..utils import check_choice, device_name, resolve_device, run_info, seed_everything
+from ..utils import atomic_write, check_choice, device_name, resolve_device, run_info, seed_everything
 
 __all__ = ["Ledger", "Result", "ResultsFileError", "results_dir", "load_results", "read_results_file",
            "results_markdown", "markdown_table", "md_cell", "write_atomic"]
@@ -49,23 +48,10 @@ def results_dir() -> Path:
 
 
 def write_atomic(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename.
-
-    A reader (or a crash) sees either the old file or the new one, never a part of either.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``text`` to ``path`` atomically (:func:`infoclust.utils.atomic_write`); return the path."""
+    with atomic_write(path) as fh:
+        fh.write(text)
+    return Path(path)
 
 
 @dataclass
