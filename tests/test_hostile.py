@@ -1,0 +1,204 @@
+"""Hostile inputs across the public API: each must fail with an error that names the argument, or work.
+
+The cases are those of ``benchmarks/hostile_battery.py`` (one table serves the battery, which
+counts outcomes on any commit, and these tests, which hold main to them). A case runs here once
+the library handles it; here it is judged strictly:
+
+* a bad input raises the exception the convention asks for (``ParameterError`` or ``TypeError``
+  for a bad value or type, ``NotFittedError``, ``TrainingDivergedError``, ``DatasetUnavailable``)
+  and the message names the argument (the cause, where no argument is to blame);
+* a solver stopped at its cap warns with :class:`infoclust.ConvergenceWarning`;
+* an awkward but valid input (non-contiguous, NumPy, float64) gives the right result.
+
+The chapter cases of the battery start a Jupyter kernel each and stay in the battery.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import resource
+import sys
+import warnings
+
+import pytest
+import torch
+from sklearn.exceptions import ConvergenceWarning
+
+from infoclust.book.build import ROOT
+
+
+def _load_battery():
+    path = ROOT / "benchmarks" / "hostile_battery.py"
+    spec = importlib.util.spec_from_file_location("hostile_battery", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+battery = _load_battery()
+CASES = {c.id: c for c in battery.all_cases()}
+
+#: The battery's cases that main handles (add a case here when its fix lands).
+PASSING = """
+utils-check_int-str utils-check_int-float utils-check_int-bool utils-check_number-str
+utils-check_number-nan utils-check_choice-case utils-check_bool-no utils-seed_everything-none
+utils-seed_everything-negative utils-seed_everything-huge utils-seed_everything-float
+utils-seed_everything-max utils-resolve_device-gpu utils-resolve_device-int
+utils-check_finite-nan
+data-name-case data-name-unknown data-n-zero data-n-negative data-n-float data-n-string data-n-too-many
+data-mnist-missing data-mnist-label-file-missing data-mnist-idx-files data-root-is-a-file
+data-read_idx-missing
+metrics-length-mismatch metrics-empty metrics-float-labels metrics-float-tensor-labels metrics-negative
+metrics-2d metrics-strings metrics-huge-ids-nmi metrics-int32-tensor metrics-nmi-length metrics-ari-float
+metrics-evaluate-empty metrics-compare-one-run metrics-compare-nan metrics-compare-k-zero
+kmeans-n_clusters-zero kmeans-n_clusters-float kmeans-n_clusters-too-many kmeans-n_init-zero
+kmeans-max_iter-zero kmeans-tol-negative kmeans-tol-nan kmeans-empty-unknown kmeans-init-misspelt
+kmeans-init-wrong-shape kmeans-init-nan kmeans-init-with-n_init kmeans-seed-none kmeans-seed-negative
+kmeans-seed-float kmeans-device-gpu kmeans-fit-1d kmeans-fit-nan kmeans-fit-inf kmeans-fit-uint8
+kmeans-fit-numpy-float64 kmeans-fit-noncontiguous kmeans-fit-float16 kmeans-fit-list
+kmeans-predict-other-size kmeans-predict-nan kmeans-predict-noncontiguous kmeans-predict-numpy
+kmeans-plusplus-generator-int
+iic-n_clusters-one iic-n_clusters-float iic-n_overclusters-one iic-n_subheads-zero iic-trunk-unknown
+iic-g-string iic-epochs-zero iic-epochs-none-no-time iic-max_time-negative iic-batch_size-one
+iic-batch_size-too-big iic-repeats-zero iic-main_passes-zero iic-over_passes-negative iic-lr-zero
+iic-lr-nan iic-lamb-negative iic-seed-none iic-seed-negative iic-seed-string iic-amp-string iic-device-gpu
+iic-fit-rank3 iic-fit-nan iic-fit-inf iic-fit-y-length iic-fit-y-2d iic-g-changes-shape
+iic-g-returns-numpy iic-fit-uint8 iic-fit-numpy-float64 iic-fit-float16 iic-fit-noncontiguous
+iic-fit-non-square iic-predict-nan iic-predict-rank3 iic-predict-head iic-predict-subhead
+iic-predict-numpy iic-predict-noncontiguous iic-predict_proba-float64 iic-loss-shape-mismatch
+iic-loss-lamb-negative iic-joint-1d iic-information-negative iic-information-nonsquare
+dim-alpha-negative dim-all-zero dim-estimator-unknown dim-local_critic-unknown dim-code_dim-zero
+dim-widths-two dim-widths-zero dim-critic_dim-zero dim-epochs-zero dim-batch_size-one dim-lr-zero
+dim-seed-none dim-seed-negative dim-device-gpu dim-fit-empty dim-fit-rank3 dim-fit-nan dim-fit-inf
+dim-fit-one-image dim-fit-uint8 dim-fit-numpy dim-fit-float64 dim-fit-noncontiguous dim-transform-nan
+dim-transform-numpy-float64 dim-transform-noncontiguous dim-probe-test_size
+mi-jsd-1d mi-jsd-one-sample mi-dv-nonsquare mi-nce-numpy mi-estimate-unknown mi-gaussian-dim-zero
+mi-gaussian-rho-one mi-gaussian-rho-two mi-correlated-n-zero mi-correlated-generator-int
+mi-correlated-device-gpu mi-curve-estimator mi-curve-true_mi-empty mi-curve-true_mi-negative
+mi-curve-steps-zero mi-curve-batch-one mi-curve-seed-none
+classifiers-cnn-channels-zero classifiers-cnn-classes-one classifiers-cnn-width-zero
+classifiers-train-rank3 classifiers-train-y-length classifiers-train-epochs-zero
+classifiers-train-batch-zero classifiers-train-lr-nan classifiers-train-seed-none
+classifiers-train-max_shift-negative classifiers-train-noncontiguous classifiers-predict-noncontiguous
+classifiers-random-classes-one classifiers-random-seed-none classifiers-random-seed-negative
+classifiers-random-device-gpu classifiers-random-seed-max
+augment-crop-too-big augment-crop-zero augment-size-zero augment-crop-uint8 augment-crop-noncontiguous
+augment-transform-max_angle-negative augment-transform-p_rotate-two augment-transform-scales-empty
+augment-transform-scales-zero augment-transform-extent-small augment-transform-jitter-short
+augment-transform-noncontiguous augment-transform-float64
+w2-histogram-negative w2-histogram-nan w2-histogram-zero-mass w2-histogram-5d w2-grid_cost-zero
+w2-grid_cost-float w2-exact-size-mismatch w2-exact-count-mismatch w2-exact-negative w2-exact-max_iter-zero
+w2-exact-numpy w2-exact-noncontiguous w2-exact-uint8 w2-exact-float16 w2-exact-hw w2-sinkhorn-reg-zero
+w2-sinkhorn-reg-negative w2-sinkhorn-reg-nan w2-sinkhorn-tol-zero w2-sinkhorn-max_iter-zero
+w2-sinkhorn-scaling-one w2-sinkhorn-omega-two w2-sinkhorn-debiased-string w2-sinkhorn-dtype-half
+w2-sinkhorn-size-mismatch w2-sinkhorn-noncontiguous w2-sinkhorn-numpy w2-sinkhorn-float64
+w2-sinkhorn-near-exact w2-density-eta-zero w2-acceptance-eta-nan w2-mh-eta-zero w2-mh-chains-zero
+w2-mh-steps-zero w2-mh-two-channels w2-mh-generator-int w2-mh-noncontiguous
+proj-shape-mismatch proj-rank3 proj-lam-zero proj-lam-nan proj-max_iter-zero proj-tol-zero proj-x-negative
+proj-x-nan proj-w-nan proj-eps-negative proj-eps-length proj-eps-nan proj-kernel-even proj-kernel-zero
+proj-p-zero proj-x-zero-mass proj-float64 proj-float16 proj-lam-1e+02 proj-lam-1e+03 proj-lam-1e+04
+proj-lam-1e+07 proj-lam-1e+08 proj-lambertw-negative proj-local_cost-even proj-local_cost-p-negative
+pgd-labels-length pgd-x-rank3 pgd-x-nan pgd-eps0-zero pgd-eps_factor-small pgd-eps_every-zero
+pgd-alpha-zero pgd-iter-negative pgd-lam-zero pgd-kernel-even
+adef-rank3 adef-sigma-negative adef-overshoot-zero adef-max_iter-zero adef-candidates-zero
+adef-candidates-too-many adef-tol-negative adef-numpy adef-noncontiguous adef-step-labels-shape
+adef-step-sigma-nan adef-g-sigma-negative adef-g-overshoot-small adef-g-max_iter-zero adef-g-classes-one
+adef-g-seed-none adef-g-seed-negative
+deform-warp-rank3 deform-warp-field-channels deform-warp-field-size deform-warp-numpy deform-warp-float64
+deform-warp-noncontiguous deform-filter-sigma-negative deform-filter-sigma-nan deform-filter-rank3
+deform-filter-noncontiguous deform-gradient-1px deform-t_norm-channels deform-field_norm-unknown
+deform-affine-h-zero deform-affine-scale-zero deform-affine-angle-nan deform-affine-device-gpu
+deform-random-n-zero deform-random-magnitude-negative deform-random-magnitude-length
+deform-random-sigma-negative deform-random-norm-unknown deform-g-magnitude-negative
+deform-g-magnitude-triple deform-g-magnitude-reversed deform-g-sigma-negative deform-g-norm-unknown
+deform-g-rank3 deform-g-noncontiguous deform-g-float64
+w2alg-rank3 w2alg-eps-negative w2alg-eta-zero w2alg-alpha-zero w2alg-max_steps-zero w2alg-generator-int
+w2alg-candidates-zero w2alg-numpy w2alg-noncontiguous w2alg-g-eps-negative w2alg-g-eta-zero
+w2alg-g-seed-none w2alg-g-seed-negative w2alg-g-classes-one w2alg-g-candidates-zero w2alg-g-noncontiguous
+transforms-sinkhorn-eps-zero transforms-sinkhorn-iter-zero transforms-sinkhorn-lam-zero
+transforms-sinkhorn-proj_iter-zero transforms-sinkhorn-classes-one transforms-sinkhorn-seed-none
+transforms-sinkhorn-nan transforms-pool-g-string transforms-pool-duplicates transforms-pool-copies-zero
+transforms-pool-batch-zero transforms-pool-g-shape transforms-compose-empty transforms-compose-number
+build-chapters-unknown build-profile-unknown
+""".split()
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """The cases are tiny: one thread is faster, and fairer to a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@contextlib.contextmanager
+def _memory_cap(extra_gib: float = 3.0):
+    """Let a runaway allocation fail with MemoryError instead of exhausting the machine."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    with open("/proc/self/status") as status:
+        used = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmSize:"))
+    cap = used + int(extra_gib * 2**30)
+    resource.setrlimit(resource.RLIMIT_AS, (cap if hard == resource.RLIM_INFINITY else min(cap, hard), hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def _expected_types(case) -> set[str]:
+    wanted = set(case.exc.split("|"))
+    if wanted & {"ParameterError", "TypeError"}:
+        wanted |= {"ParameterError", "TypeError"}
+    return wanted
+
+
+def assert_clear_error(case, err: BaseException) -> None:
+    types = {k.__name__ for k in type(err).__mro__}
+    assert types & _expected_types(case), f"{type(err).__name__}: {err} (expected {case.exc})"
+    message = str(err)
+    args = tuple(n for n in case.names if not n.startswith("~"))
+    assert battery.names_it(message, args or case.names), f"the message does not name {case.names}: {message}"
+    for word in case.also:
+        assert word.lower() in message.lower(), f"the message does not say {word!r}: {message}"
+
+
+def assert_right(case, result) -> None:
+    if isinstance(result, battery.Verdict):
+        assert result.outcome in ("clear", "correct"), result.detail
+        return
+    wrong = battery.nonfinite(result)
+    if wrong is None and case.check is not None:
+        wrong = case.check(result)
+    assert wrong is None, wrong
+
+
+def run_strictly(case) -> None:
+    """Run one case and assert what the convention asks of it (AssertionError otherwise)."""
+    with _memory_cap() if case.memory else contextlib.nullcontext(), \
+            warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            result = case.run()
+        except (Exception, SystemExit) as err:  # judged below, whatever it is
+            if case.expect in ("works", "warn"):
+                raise AssertionError(f"{type(err).__name__}: {err}") from err
+            assert_clear_error(case, err)
+            return
+    if isinstance(result, battery.Verdict) or case.expect in ("works", "either"):
+        assert_right(case, result)
+    elif case.expect == "error":
+        raise AssertionError(f"no error; result {result!r:.200}")
+    else:
+        assert any(issubclass(w.category, ConvergenceWarning) for w in caught), \
+            f"no ConvergenceWarning (warnings: {[str(w.message)[:80] for w in caught]})"
+
+
+def test_passing_cases_exist():
+    assert set(PASSING) <= set(CASES), sorted(set(PASSING) - set(CASES))
+
+
+@pytest.mark.parametrize("case_id", PASSING)
+def test_hostile_input(case_id):
+    run_strictly(CASES[case_id])
