@@ -4,17 +4,25 @@ Cluster indices are arbitrary, so a clustering is scored against the labels afte
 the best one-to-one assignment of clusters to classes (IIC paper, section 4:
 "Hungarian matching"). With more clusters than classes, the clusters left without
 a class count as wrong; with fewer, the classes left without a cluster do.
+
+Two training recipes are compared by :func:`paired_difference`: one score per seed and
+recipe, where a seed fixes the same initial network and data order in both recipes, so
+that the per-seed differences cancel what the seeds share.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
+from scipy import stats
+from scipy.optimize import brentq, linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from .utils import ParameterError, check_number
 
-__all__ = ["contingency", "hungarian_match", "cluster_accuracy", "nmi", "ari", "evaluate", "compare_runs"]
+__all__ = ["contingency", "hungarian_match", "cluster_accuracy", "nmi", "ari", "evaluate", "VERDICTS",
+           "PairedDifference", "paired_difference"]
 
 
 def _as_labels(name: str, a: np.ndarray | torch.Tensor | list) -> np.ndarray:
@@ -78,27 +86,124 @@ def evaluate(y_true, y_pred) -> dict[str, float]:
     return {"acc": cluster_accuracy(y_true, y_pred), "nmi": nmi(y_true, y_pred), "ari": ari(y_true, y_pred)}
 
 
-def compare_runs(a, b, k: float = 2.0) -> tuple[float, float, str]:
-    """Compare the scores of two sets of runs (e.g. one per seed): is ``a`` better than ``b``?
 
-    Returns ``(diff, se, verdict)``: the difference of the means, ``mean(a) - mean(b)``, its
-    standard error :math:`\\sqrt{s_a^2 / n_a + s_b^2 / n_b}` (sample variances, as in
-    Welch's t-test), and ``"helps"`` if ``diff > k se``, ``"hurts"`` if ``diff < -k se``,
-    else ``"no clear effect"``.
+
+#: The verdicts of :func:`paired_difference`, from the sign of its confidence interval.
+VERDICTS = ("improves", "hurts", "cannot tell")
+
+
+class PairedDifference(NamedTuple):
+    """A paired comparison of two recipes, in the units of the scores compared.
+
+    Attributes
+    ----------
+    mean : float
+        Mean of the per-seed differences ``a - b``.
+    low, high : float
+        Its t-based confidence interval.
+    sd : float
+        Sample standard deviation of the differences (``ddof=1``).
+    n : int
+        Number of pairs (seeds).
+    confidence : float
+        Coverage of ``[low, high]``.
+    detectable : float
+        Smallest true difference that this design (``n`` pairs with this ``sd``) would
+        call significant with probability ``power``; 0 when every difference is equal.
+    power : float
+        The power that ``detectable`` refers to.
+    verdict : str
+        One of :data:`VERDICTS`: ``"improves"`` when the whole interval lies above 0,
+        ``"hurts"`` when it lies below, else ``"cannot tell"``.
+    """
+
+    mean: float
+    low: float
+    high: float
+    sd: float
+    n: int
+    confidence: float
+    detectable: float
+    power: float
+    verdict: str
+
+
+def _open_unit(name: str, value, low: float) -> float:
+    value = check_number(name, value, low, 1.0, strict_low=True)
+    if value == 1.0:
+        raise ParameterError(f"{name}={value!r} must be < 1")
+    return value
+
+
+def _scores(name: str, v) -> np.ndarray:
+    v = np.asarray(v, dtype=np.float64)
+    if v.ndim != 1 or len(v) < 2 or not np.isfinite(v).all():
+        raise ParameterError(f"{name} must be a 1-d array of at least two finite scores, got {v.tolist()}")
+    return v
+
+
+def paired_difference(a, b, *, confidence: float = 0.95, power: float = 0.8) -> PairedDifference:
+    r"""Is recipe ``a`` better than recipe ``b``? The mean paired difference with its confidence interval.
+
+    ``a[i]`` and ``b[i]`` are the scores of the two recipes run with the same seed ``i``
+    (same initial network, same data order). With the differences
+    :math:`d_i = a_i - b_i`, their mean :math:`\bar d` and sample standard deviation
+    :math:`s`, the interval is the paired t-interval
+
+    .. math:: \bar d \pm t_{1 - \alpha/2,\, n-1}\, s / \sqrt{n}, \qquad \alpha = 1 - \text{confidence},
+
+    the one of ``scipy.stats.ttest_rel(a, b).confidence_interval(confidence)``. The
+    smallest detectable effect is the true mean difference :math:`\delta` at which the
+    two-sided paired t-test at level :math:`\alpha` rejects with probability ``power``,
+    :math:`P(|T| > t_{1 - \alpha/2,\, n-1}) = \text{power}` for :math:`T` non-central t with
+    :math:`n - 1` degrees of freedom and non-centrality :math:`\delta \sqrt{n} / s`
+    (taking the observed :math:`s` as the true standard deviation).
 
     Parameters
     ----------
     a, b : array-like
-        One score per run, at least two runs each.
-    k : float
-        How many standard errors make an effect (> 0).
+        One score per seed, the same seeds in the same order, at least two.
+    confidence : float
+        Coverage of the interval, in (0, 1).
+    power : float
+        Power for :attr:`PairedDifference.detectable`, in (1 - confidence, 1).
+
+    Returns
+    -------
+    PairedDifference
+
+    Examples
+    --------
+    >>> d = paired_difference([0.97, 0.95, 0.96, 0.96, 0.94], [0.95, 0.94, 0.93, 0.94, 0.93])
+    >>> round(d.mean, 4), d.verdict
+    (0.018, 'improves')
+    >>> paired_difference([0.97, 0.93], [0.95, 0.94]).verdict
+    'cannot tell'
     """
-    k = check_number("k", k, 0.0, strict_low=True)
-    a, b = np.asarray(a, dtype=np.float64).ravel(), np.asarray(b, dtype=np.float64).ravel()
-    for name, v in (("a", a), ("b", b)):
-        if len(v) < 2 or not np.isfinite(v).all():
-            raise ParameterError(f"{name} must hold at least two finite scores, got {v.tolist()}")
-    diff = float(a.mean() - b.mean())
-    se = float(np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b)))
-    word = "helps" if diff > k * se else "hurts" if diff < -k * se else "no clear effect"
-    return diff, se, word
+    confidence = _open_unit("confidence", confidence, 0.0)
+    power = _open_unit("power", power, 1.0 - confidence)
+    a, b = _scores("a", a), _scores("b", b)
+    if a.shape != b.shape:
+        raise ParameterError(f"a and b must hold one score per seed each, got {len(a)} and {len(b)}")
+    d = a - b
+    n, mean, sd = len(d), float(d.mean()), float(d.std(ddof=1))
+    t_crit = float(stats.t.ppf(0.5 + confidence / 2, n - 1))
+    half = t_crit * sd / np.sqrt(n)
+    low, high = mean - half, mean + half
+    verdict = VERDICTS[0] if low > 0 else VERDICTS[1] if high < 0 else VERDICTS[2]
+    return PairedDifference(mean, low, high, sd, n, confidence, _detectable(n, sd, t_crit, power), power, verdict)
+
+
+def _detectable(n: int, sd: float, t_crit: float, power: float) -> float:
+    """Smallest delta with P(|T| > t_crit) = power, T ~ non-central t(n - 1, delta sqrt(n) / sd)."""
+    if sd == 0.0:
+        return 0.0
+
+    def shortfall(nc: float) -> float:
+        t = stats.nct(n - 1, nc)
+        return float(t.sf(t_crit) + t.cdf(-t_crit)) - power
+
+    high = 1.0
+    while shortfall(high) < 0:
+        high *= 2.0
+    return brentq(shortfall, 0.0, high, xtol=1e-10) * sd / np.sqrt(n)

@@ -204,18 +204,18 @@ table = {name: {m: np.array([r[m] for r in rs]) for m in ("acc", "nmi", "ari", "
 # ## Results
 #
 # Mean and standard deviation over the seeds. The last column compares the accuracy with the
-# paper's transformation: the difference of the means and its standard error
-# $\sqrt{s_1^2/n_1 + s_2^2/n_2}$; a difference within two standard errors is not called an
-# effect.
+# paper's transformation seed by seed (the same seed starts both from the same network): the
+# mean paired difference and the half-width of its 95 % confidence interval; an interval that
+# contains 0 is not called an effect.
 
 # %% tags=["hide-input"]
 ref = table["paper (crop, rotation, jitter)"]["acc"]
 
 
 def verdict(a: np.ndarray) -> tuple[float, float, str]:
-    """`ic.metrics.compare_runs` against the paper's g, in accuracy points."""
-    diff, se, word = ic.metrics.compare_runs(a, ref, k=2.0)
-    return 100 * diff, 100 * se, word
+    """`ic.metrics.paired_difference` against the paper's g, in accuracy points."""
+    d = ic.metrics.paired_difference(100 * a, 100 * ref)
+    return d.mean, d.high - d.mean, d.verdict
 
 
 lines = ["| transformation g | accuracy % | NMI | ARI | train s | vs paper's g (points) |", "|---|---|---|---|---|---|"]
@@ -256,8 +256,8 @@ best_name = max(table, key=lambda n: table[n]["acc"].mean())
 w2_name = "Algorithm 1 (W2 ball, eq. 6) + paper"
 diff, se, word = verdict(table[w2_name]["acc"])
 ledger.record("accuracy gain of Algorithm 1 + paper's g over the paper's g", diff, unit="points",
-              claim="the talk's W2 perturbations improve IIC over the paper's augmentations (by > 2 s.e.)",
-              source="talk, section 4 (proposal)", holds=diff > 2 * se)
+              claim="the talk's W2 perturbations improve IIC over the paper's augmentations (95 % CI above 0)",
+              source="talk, section 4 (proposal)", holds=word == "improves")
 display(Markdown(
     f"In this run the best transformation was **{best_name}** "
     f"({100 * table[best_name]['acc'].mean():.1f} %). Algorithm 1 combined with the paper's g differs "

@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
+from scipy import stats
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from infoclust import ParameterError, ari, cluster_accuracy, evaluate, nmi
-from infoclust.metrics import compare_runs, contingency, hungarian_match
+from infoclust.metrics import contingency, hungarian_match, paired_difference
 
 
 def test_permuted_labels_score_one():
@@ -54,14 +55,61 @@ def test_bad_inputs(y, pred, match):
         cluster_accuracy(np.array(y), np.array(pred))
 
 
-def test_compare_runs_difference_standard_error_and_verdict():
-    a, b = [0.80, 0.82, 0.84], [0.70, 0.71, 0.72]
-    diff, se, word = compare_runs(a, b)
-    assert diff == pytest.approx(0.11)
-    assert se == pytest.approx(np.sqrt(0.02 ** 2 / 3 + 0.01 ** 2 / 3))  # sample sds 0.02 and 0.01
-    assert word == "helps" and compare_runs(b, a)[2] == "hurts"
-    assert compare_runs(a, b, k=20.0)[2] == "no clear effect"
-    with pytest.raises(ParameterError, match="at least two"):
-        compare_runs([0.5], b)
-    with pytest.raises(ParameterError, match="k="):
-        compare_runs(a, b, k=0.0)
+def test_paired_difference_matches_scipy_paired_t():
+    rng = np.random.default_rng(1)
+    b = rng.normal(0.9, 0.02, 7)
+    a = b + rng.normal(0.01, 0.01, 7)
+    d = paired_difference(a, b, confidence=0.9)
+    ci = stats.ttest_rel(a, b).confidence_interval(0.9)
+    assert d.mean == pytest.approx(np.mean(a - b))
+    assert (d.low, d.high) == (pytest.approx(ci.low), pytest.approx(ci.high))
+    assert d.sd == pytest.approx(np.std(a - b, ddof=1)) and d.n == 7 and d.confidence == 0.9
+    # the interval excludes 0 exactly when scipy's paired t-test rejects at 1 - confidence
+    assert (d.verdict != "cannot tell") == (stats.ttest_rel(a, b).pvalue < 0.1)
+
+
+def test_paired_difference_verdicts():
+    b = np.array([0.70, 0.72, 0.71, 0.69, 0.73])
+    up = b + np.array([0.05, 0.06, 0.04, 0.05, 0.07])
+    assert paired_difference(up, b).verdict == "improves"
+    assert paired_difference(b, up).verdict == "hurts"
+    noisy = b + np.array([0.05, -0.06, 0.04, -0.05, 0.01])
+    assert paired_difference(noisy, b).verdict == "cannot tell"
+    same = paired_difference(b + 0.01, b)  # identical differences: a point interval
+    assert same.low == pytest.approx(0.01) and same.verdict == "improves" and same.detectable == 0.0
+
+
+def test_paired_difference_pairing_removes_shared_seed_noise():
+    """Seeds that move both recipes alike widen an unpaired interval, not the paired one."""
+    seed_effect = np.array([0.10, -0.08, 0.03, -0.05, 0.12, -0.02])
+    b = 0.8 + seed_effect
+    a = b + np.array([0.011, 0.009, 0.010, 0.012, 0.008, 0.010])
+    assert paired_difference(a, b).verdict == "improves"
+    assert stats.ttest_ind(a, b).pvalue > 0.5
+
+
+def test_paired_difference_detectable_effect_has_the_stated_power():
+    rng = np.random.default_rng(2)
+    n, sd = 5, 0.02
+    d = paired_difference(rng.normal(0, sd, n), np.zeros(n))
+    t_crit = stats.t.ppf(0.975, n - 1)
+    nc = d.detectable * np.sqrt(n) / d.sd
+    assert stats.nct(n - 1, nc).sf(t_crit) + stats.nct(n - 1, nc).cdf(-t_crit) == pytest.approx(0.8, abs=1e-6)
+    # Monte Carlo: paired t-tests of samples with that true effect and sd reject about 80 % of the time
+    trials = rng.normal(d.detectable, d.sd, (20000, n))
+    rejected = stats.ttest_1samp(trials, 0.0, axis=1).pvalue < 0.05
+    assert rejected.mean() == pytest.approx(0.8, abs=0.015)
+    assert paired_difference(rng.normal(0, sd, 20), np.zeros(20)).detectable < d.detectable  # more seeds
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(a=[0.5], b=[0.4]), "a must be"),
+    (dict(a=[0.5, np.nan], b=[0.4, 0.4]), "a must be"),
+    (dict(a=[0.5, 0.6], b=[0.4, 0.4, 0.4]), "one score per seed"),
+    (dict(a=[0.5, 0.6], b=[0.4, 0.4], confidence=1.0), "confidence"),
+    (dict(a=[0.5, 0.6], b=[0.4, 0.4], confidence=0.0), "confidence"),
+    (dict(a=[0.5, 0.6], b=[0.4, 0.4], power=0.01), "power"),
+])
+def test_paired_difference_bad_inputs(kwargs, match):
+    with pytest.raises(ParameterError, match=match):
+        paired_difference(**kwargs)
