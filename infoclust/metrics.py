@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from scipy import stats
+from scipy import integrate, stats
 from scipy.optimize import brentq, linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
@@ -194,16 +194,25 @@ def paired_difference(a, b, *, confidence: float = 0.95, power: float = 0.8) -> 
     return PairedDifference(mean, low, high, sd, n, confidence, _detectable(n, sd, t_crit, power), power, verdict)
 
 
+def _t_test_power(nc: float, df: int, t_crit: float) -> float:
+    """P(|T| > t_crit) for T non-central t(df, nc), as an integral over the chi-square quantiles.
+
+    T = (Z + nc) / S with S = sqrt(V / df), V ~ chi2(df): P = E_S[Phi(nc - t S) + Phi(-nc - t S)].
+    (scipy's ``nct`` returns NaN at some arguments for small df; this integral does not.)
+    """
+    def at(u: float) -> float:
+        s = np.sqrt(stats.chi2.ppf(u, df) / df)
+        return float(stats.norm.sf(t_crit * s - nc) + stats.norm.cdf(-t_crit * s - nc))
+
+    return integrate.quad(at, 0.0, 1.0, limit=200)[0]
+
+
 def _detectable(n: int, sd: float, t_crit: float, power: float) -> float:
-    """Smallest delta with P(|T| > t_crit) = power, T ~ non-central t(n - 1, delta sqrt(n) / sd)."""
+    """Smallest delta whose paired t-test rejects with probability ``power``: nc = delta sqrt(n) / sd."""
     if sd == 0.0:
         return 0.0
-
-    def shortfall(nc: float) -> float:
-        t = stats.nct(n - 1, nc)
-        return float(t.sf(t_crit) + t.cdf(-t_crit)) - power
-
     high = 1.0
-    while shortfall(high) < 0:
+    while _t_test_power(high, n - 1, t_crit) < power:
         high *= 2.0
-    return brentq(shortfall, 0.0, high, xtol=1e-10) * sd / np.sqrt(n)
+    nc = brentq(lambda nc: _t_test_power(nc, n - 1, t_crit) - power, 0.0, high, xtol=1e-10)
+    return nc * sd / np.sqrt(n)

@@ -102,6 +102,16 @@ def test_paired_difference_detectable_effect_has_the_stated_power():
     assert paired_difference(rng.normal(0, sd, 20), np.zeros(20)).detectable < d.detectable  # more seeds
 
 
+def test_paired_difference_detectable_effect_with_two_seeds():
+    """One degree of freedom, where scipy's non-central t returns NaN at some arguments."""
+    d = paired_difference([0.80, 0.74], [0.70, 0.71])
+    t_crit = stats.t.ppf(0.975, 1)
+    assert np.isfinite(d.detectable) and d.verdict == "cannot tell"
+    trials = np.random.default_rng(3).normal(d.detectable, d.sd, (40000, 2))
+    rejected = np.abs(trials.mean(1) / (trials.std(1, ddof=1) / np.sqrt(2))) > t_crit
+    assert rejected.mean() == pytest.approx(0.8, abs=0.01)
+
+
 @pytest.mark.parametrize("kwargs, match", [
     (dict(a=[0.5], b=[0.4]), "a must be"),
     (dict(a=[0.5, np.nan], b=[0.4, 0.4]), "a must be"),
