@@ -8,16 +8,16 @@ PROFILE ?= default
 # DOWNLOAD=1 lets chapters download missing data sets (make book PROFILE=full DOWNLOAD=1)
 DOWNLOAD ?=
 
-.PHONY: book site test venv browser bench lab clean
+.PHONY: book site test venv browser fashion-mnist bench lab clean
 
-book: $(STAMP)
+book: $(STAMP) fashion-mnist
 	$(PY) -m infoclust.book --profile $(PROFILE) $(if $(DOWNLOAD),--download)
 
 # Re-render the site and the ledger page from the executed notebooks and results in _build (runs nothing).
 site: $(STAMP)
 	$(PY) -m infoclust.book --site-only
 
-test: $(STAMP) browser
+test: $(STAMP) browser fashion-mnist
 	$(PY) -m pytest tests
 
 bench: $(STAMP)
@@ -31,6 +31,15 @@ browser:
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	  else echo "chromium and chromedriver are missing: the browser test will be skipped (apt-get install chromium chromium-driver)"; fi
+
+# Chapter 09 tests its verdict on Fashion-MNIST: Debian's dataset-fashion-mnist, installed when missing and we may.
+FASHION := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+fashion-mnist:
+	@test -f $(FASHION) || \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null; } || \
+	      echo "could not install dataset-fashion-mnist: chapter 09 will skip its Fashion-MNIST comparison"; \
+	  else echo "Fashion-MNIST is missing: chapter 09 will skip its Fashion-MNIST comparison (as root: apt-get install dataset-fashion-mnist)"; fi
 
 lab: $(STAMP)
 	$(PY) -c "import jupyterlab" 2>/dev/null || $(PY) -m pip install --quiet -e '.[test,lab]'

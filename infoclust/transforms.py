@@ -29,6 +29,7 @@ followed by the paper's augmentations.
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 import torch
@@ -39,7 +40,7 @@ from .augment import MNISTTransform
 from .classifiers import random_classifier
 from .deform import RandomDeformation
 from .projected_sinkhorn import wasserstein_pgd
-from .utils import ParameterError, check_int, check_number
+from .utils import ParameterError, check_int, check_number, make_generator
 from .w2_algorithm import W2Perturbation
 
 __all__ = ["MNISTTransform", "RandomDeformation", "SinkhornPerturbation", "ADefPerturbation",
@@ -207,6 +208,16 @@ class PerturbationPool:
             raise ParameterError(f"{int((~found).sum())} images of the batch are not in the pool: "
                                  "a PerturbationPool serves only the images it was built from")
         return self.order[pos]
+
+    def with_seed(self, seed: int) -> "PerturbationPool":
+        """The same stored copies, served with a new generator seeded with ``seed``.
+
+        One pool is filled once and then used by many training runs; each run takes its own
+        view, so the copies a run draws depend on its seed only, not on the runs before it.
+        """
+        view = copy.copy(self)
+        view.generator = make_generator(seed)
+        return view
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         rows = self.index(x)

@@ -35,6 +35,18 @@ def test_pool_draws_different_copies():
     assert len({tuple(o.flatten()[:5].tolist()) for o in outs}) > 1
 
 
+def test_pool_views_draw_by_their_own_seed():
+    x, _ = ic.load_dataset("digits", n=50)
+    pool = PerturbationPool(noisy(0.1), x, n_copies=4, verbose=False)
+    first = pool.with_seed(3)(x)
+    for _ in range(5):  # the pool itself and other views are used in between
+        pool(x)
+        pool.with_seed(4)(x)
+    assert torch.equal(pool.with_seed(3)(x), first)
+    assert not torch.equal(pool.with_seed(4)(x), first)
+    assert pool.with_seed(3).copies is pool.copies  # copies are shared, not duplicated
+
+
 def test_pool_rejects_unknown_images_and_duplicates():
     x, _ = ic.load_dataset("digits", n=50)
     pool = PerturbationPool(noisy(0.1), x, n_copies=1, verbose=False)
