@@ -1360,7 +1360,7 @@ def _truncated_root(chapter: str) -> Path:
         if (src / name).exists():
             shutil.copy(src / name, root / name)
     nb = jupytext.read(src / "notebooks" / f"{chapter}.py")
-    start = next(i for i, c in enumerate(nb.cells) if "Ledger.start(" in c.source)
+    start = next(i for i, c in enumerate(nb.cells) if re.search(r"(Ledger|book)\.start\(", c.source))
     end = next((i for i in range(start + 1, len(nb.cells)) if nb.cells[i].cell_type == "markdown"),
                len(nb.cells))
     nb.cells = nb.cells[:end]
@@ -1404,7 +1404,7 @@ def _build_main(argv: list[str]) -> Verdict:
     book = book_module()
     ran: list[str] = []
 
-    def fake_execute(chapter, profile, build_dir, *, parameters=None, root=book.ROOT):
+    def fake_execute(chapter, profile, build_dir, *, parameters=None, root=book.ROOT, **kwargs):
         book.chapter_parameters(chapter, profile, root)  # what the real one checks first
         ran.append(chapter)
         raise _Ran(chapter)
@@ -1459,55 +1459,68 @@ def _build_cases() -> None:
     case("build-chapter_parameters-profile", "build",
          lambda: book_module().chapter_parameters("01_kmeans", "fast"), "profile")
 
-    def failed_rerun_keeps_notebook():
-        """A rerun that fails in the set-up cell must not destroy the executed notebook already there."""
-        book = book_module()
-        build = Path(tempfile.mkdtemp(dir=TMP))
-        (build / "notebooks").mkdir()
-        (build / "results").mkdir()
-        marker = '{"cells": [], "metadata": {"marker": "earlier run"}, "nbformat": 4, "nbformat_minor": 5}'
-        (build / "notebooks" / "01_kmeans.ipynb").write_text(marker)
-        (build / "results" / "01_kmeans.json").write_text('{"marker": "earlier run"}')
+    def kept(what: str) -> Callable[[], Verdict]:
+        def run() -> Verdict:
+            outcome = _failed_rerun()
+            if isinstance(outcome, Verdict):
+                return outcome
+            if outcome[what]:
+                return Verdict("clear", f"the rerun failed ({outcome['failure']}); the earlier {what} stayed")
+            return Verdict("lost", f"a rerun that failed midway ({outcome['failure']}) replaced the earlier "
+                                   f"run's {what}")
+        return run
+
+    case("build-failed-rerun-notebook", "build", kept("notebook"), "", timeout=180)
+    case("build-failed-rerun-results", "build", kept("results"), "", timeout=180)
+
+
+_THROWAWAY_CHAPTER = """# ---
+# jupyter:
+#   jupytext:
+#     formats: py:percent
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% tags=["parameters"]
+fail = False
+seed = 0
+device = "cpu"
+profile = "custom"
+
+# %%
+import infoclust as ic
+
+ledger = ic.Ledger.start("01_hostile", profile=profile, seed=seed, device=device)
+for i in range(1 if fail else 3):
+    ledger.record(f"result {i}", float(i))
+assert not fail, "stopped midway"
+"""
+
+
+@functools.cache
+def _failed_rerun() -> dict[str, Any] | Verdict:
+    """Build a one-chapter book twice into one folder, the second run failing after its first result."""
+    book = book_module()
+    root = Path(tempfile.mkdtemp(dir=TMP))
+    (root / "notebooks").mkdir()
+    (root / "_toc.yml").write_text("format: jb-book\nroot: intro\nchapters:\n- file: notebooks/01_hostile\n")
+    (root / "notebooks" / "profiles.yml").write_text("01_hostile:\n  smoke: {}\n  default: {}\n  full: {}\n")
+    (root / "notebooks" / "01_hostile.py").write_text(_THROWAWAY_CHAPTER)
+    build = Path(tempfile.mkdtemp(dir=TMP))
+    with contextlib.redirect_stderr(io.StringIO()):
+        first = book.execute_chapter("01_hostile", "smoke", build, root=root)
+        notebook, results = first.read_text(), (build / "results" / "01_hostile.json").read_text()
         try:
-            with contextlib.redirect_stderr(io.StringIO()):
-                book.execute_chapter("01_kmeans", "smoke", build, parameters={"device": "no-such-device"},
-                                     root=_truncated_root("01_kmeans"))
+            book.execute_chapter("01_hostile", "smoke", build, parameters={"fail": True}, root=root)
         except Exception as err:  # noqa: BLE001
-            failure = f"{type(err).__name__}"
+            failure = type(err).__name__
         else:
-            return Verdict("silent", "a bad device ran without error")
-        kept = [p.name for p in build.rglob("*") if p.is_file() and "earlier run" in p.read_text()]
-        if len(kept) < 2:
-            return Verdict("lost",
-                           f"after the failed rerun ({failure}) the earlier executed notebook or results "
-                                   f"were overwritten (kept: {kept or 'nothing'})")
-        return Verdict("clear", f"failed ({failure}); earlier notebook and results kept")
-
-    def failed_rerun_keeps_results():
-        """A chapter that fails midway must not replace its earlier complete results with partial ones."""
-        Ledger = R("Ledger")
-        folder = Path(tempfile.mkdtemp(dir=TMP))
-        saved = os.environ.get("INFOCLUST_RESULTS_DIR")
-        os.environ["INFOCLUST_RESULTS_DIR"] = str(folder)
-        try:
-            first = Ledger.start("99_hostile", profile="smoke", seed=0, device="cpu")
-            for i in range(3):
-                first.record(f"result {i}", float(i))
-            second = Ledger.start("99_hostile", profile="smoke", seed=0, device="cpu")
-            second.record("result 0", 10.0)  # ... and the rerun crashes here
-            files = list(folder.rglob("*.json"))
-            names = {r["name"] for p in files for r in json.loads(p.read_text()).get("results", [])}
-        finally:
-            if saved is None:
-                os.environ.pop("INFOCLUST_RESULTS_DIR", None)
-            else:
-                os.environ["INFOCLUST_RESULTS_DIR"] = saved
-        if {"result 1", "result 2"} <= names:
-            return Verdict("correct", "the earlier run's results are still there")
-        return Verdict("lost", "a rerun that stopped after one result replaced the earlier run's three")
-
-    case("build-failed-rerun-notebook", "build", failed_rerun_keeps_notebook, "device", timeout=120)
-    case("build-failed-rerun-results", "build", failed_rerun_keeps_results, "")
+            return Verdict("silent", "the failing rerun reported no error")
+    return {"failure": failure, "notebook": first.exists() and first.read_text() == notebook,
+            "results": (build / "results" / "01_hostile.json").read_text() == results}
 
 
 def all_cases(chapters: bool = True) -> list[Case]:
