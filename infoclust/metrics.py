@@ -136,7 +136,10 @@ def _open_unit(name: str, value, low: float) -> float:
 
 
 def _scores(name: str, v) -> np.ndarray:
-    v = np.asarray(v, dtype=np.float64)
+    try:
+        v = np.asarray(v, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must hold numbers, one score per seed, got {v!r}") from None
     if v.ndim != 1 or len(v) < 2 or not np.isfinite(v).all():
         raise ParameterError(f"{name} must be a 1-d array of at least two finite scores, got {v.tolist()}")
     return v

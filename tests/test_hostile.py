@@ -51,7 +51,8 @@ data-mnist-missing data-mnist-label-file-missing data-mnist-idx-files data-root-
 data-read_idx-missing
 metrics-length-mismatch metrics-empty metrics-float-labels metrics-float-tensor-labels metrics-negative
 metrics-2d metrics-strings metrics-huge-ids-nmi metrics-int32-tensor metrics-nmi-length metrics-ari-float
-metrics-evaluate-empty metrics-compare-one-run metrics-compare-nan metrics-compare-k-zero
+metrics-evaluate-empty metrics-compare-one-run metrics-compare-nan metrics-compare-confidence-one
+metrics-compare-unpaired metrics-compare-strings
 kmeans-n_clusters-zero kmeans-n_clusters-float kmeans-n_clusters-too-many kmeans-n_init-zero
 kmeans-max_iter-zero kmeans-tol-negative kmeans-tol-nan kmeans-empty-unknown kmeans-init-misspelt
 kmeans-init-wrong-shape kmeans-init-nan kmeans-init-with-n_init kmeans-seed-none kmeans-seed-negative

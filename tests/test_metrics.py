@@ -123,3 +123,5 @@ def test_paired_difference_detectable_effect_with_two_seeds():
 def test_paired_difference_bad_inputs(kwargs, match):
     with pytest.raises(ParameterError, match=match):
         paired_difference(**kwargs)
+    with pytest.raises(TypeError, match="a must hold numbers"):
+        paired_difference(["x", "y"], [0.4, 0.5])
