@@ -151,7 +151,8 @@ for _module, _old, _names in [
                               "check_bool check_seed check_finite check_images check_labels check_generator "
                               "make_generator seed_everything resolve_device"),
     ("infoclust.data", None, "load_dataset read_idx DatasetUnavailable"),
-    ("infoclust.metrics", None, "contingency hungarian_match cluster_accuracy nmi ari evaluate paired_difference"),
+    ("infoclust.metrics", None, "contingency hungarian_match cluster_accuracy nmi ari evaluate compare_runs "
+                                "paired_difference"),
     ("infoclust.kmeans", None, "KMeans kmeans_plusplus pairwise_sq_dists"),
     ("infoclust.iic", None, "IIC ClusterNet iic_loss joint_distribution information"),
     ("infoclust.dim", None, "DeepInfoMax linear_probe Encoder"),
@@ -647,14 +648,17 @@ def _metrics_cases() -> None:
     case("metrics-nmi-length", "metrics", lambda: R("nmi")([0, 1], [0]), "y_true y_pred")
     case("metrics-ari-float", "metrics", lambda: R("ari")([0.0, 1.0], [0, 1]), "y_true", exc="TypeError")
     case("metrics-evaluate-empty", "metrics", lambda: R("evaluate")([], []), "y_true ~EMPTY")
-    case("metrics-compare-one-run", "metrics", lambda: R("paired_difference")([0.5], [0.4, 0.6]), "a")
-    case("metrics-compare-nan", "metrics", lambda: R("paired_difference")([0.5, float("nan")], [0.4, 0.6]), "a")
+    def compare(a, b):  # paired_difference replaced compare_runs (fe6a78c)
+        return resolve("infoclust.metrics:paired_difference", "infoclust.metrics:compare_runs")(a, b)
+
+    case("metrics-compare-one-run", "metrics", lambda: compare([0.5], [0.4, 0.6]), "a")
+    case("metrics-compare-nan", "metrics", lambda: compare([0.5, float("nan")], [0.4, 0.6]), "a")
+    case("metrics-compare-strings", "metrics", lambda: compare(["a", "b"], [0.4, 0.6]), "a", exc="TypeError")
     case("metrics-compare-confidence-one", "metrics",
          lambda: R("paired_difference")([0.5, 0.6], [0.4, 0.6], confidence=1.0), "confidence")
     case("metrics-compare-unpaired", "metrics", lambda: R("paired_difference")([0.5, 0.6], [0.4, 0.6, 0.7]),
          "a b")
-    case("metrics-compare-strings", "metrics", lambda: R("paired_difference")(["a", "b"], [0.4, 0.6]), "a",
-         exc="TypeError")
+    case("metrics-compare-k-zero", "metrics", lambda: R("compare_runs")([0.5, 0.6], [0.4, 0.6], k=0), "k")
 
 
 # kmeans ----------------------------------------------------------------------
