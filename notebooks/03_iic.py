@@ -119,6 +119,7 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 import infoclust as ic
+from infoclust import plot as icp
 from infoclust.augment import MNISTTransform, crop_resize
 from infoclust.iic import IIC, information, joint_distribution
 
@@ -176,16 +177,11 @@ for name, info in demo_info.items():
     print(f"{name:>24}: I = {info['mi']:.4f}  H(z) = {info['h_z']:.4f}  H(z|z') = {info['h_z_given_z']:.4f}")
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Joint distributions P of the clusters of x (rows) and g x (columns) for five hand-made clusterings of 100 pairs into C = 5 clusters, with their mutual information I = H(z) - H(z|z') in nats. The degenerate and the unsure clustering score 0; the confident, balanced one scores the maximum ln 5.", "name": "fig-iic-joints"}}
-fig, axes = plt.subplots(1, len(demos), figsize=(2.4 * len(demos), 2.8))
+fig, axes = plt.subplots(1, len(demos), figsize=(2.2 * len(demos), 2.8), layout="constrained")
 for ax, (name, (a, b)) in zip(axes, demos.items()):
-    ax.imshow(joint_distribution(a, b).numpy(), cmap="viridis", vmin=0)
     info = demo_info[name]
-    ax.set_title(f"{name}\nI={info['mi']:.2f} H={info['h_z']:.2f}\nH(z|z')={info['h_z_given_z']:.2f}",
-                 fontsize=8)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.grid(False)
-plt.tight_layout()
+    icp.joint_heatmap(joint_distribution(a, b), ax=ax).set_title(
+        f"{name}\nI={info['mi']:.2f} H={info['h_z']:.2f}\nH(z|z')={info['h_z_given_z']:.2f}", fontsize=8)
 plt.show()
 
 # %% [markdown]
@@ -201,13 +197,7 @@ plt.show()
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Top row: eight random training images x (the centre crop). Rows below: three independent draws of the paper's MNIST perturbation g x.", "name": "fig-iic-g"}}
 g = MNISTTransform()
 shown = x[torch.randperm(len(x), generator=ledger.generator)[:8]]
-rows = [shown] + [g(shown) for _ in range(3)]
-fig, axes = plt.subplots(len(rows), len(shown), figsize=(1.1 * len(shown), 1.15 * len(rows)))
-for r, batch in enumerate(rows):
-    for c_, img in enumerate(batch):
-        axes[r, c_].imshow(img.permute(1, 2, 0).squeeze(-1).numpy(), vmin=0, vmax=1)
-        axes[r, c_].axis("off")
-plt.tight_layout()
+icp.image_grid([shown] + [g(shown) for _ in range(3)], row_labels=["x", "g x", "g x", "g x"])
 plt.show()
 
 # %% [markdown]
@@ -276,15 +266,11 @@ plt.show()
 match = ic.metrics.hungarian_match(y, model.labels_)
 order = sorted(range(k), key=lambda c_: match.get(c_, k + c_))
 picks = sorted({0, 1, len(model.history_) // 3, len(model.history_) - 1})
-fig, axes = plt.subplots(1, len(picks), figsize=(2.6 * len(picks), 2.9))
-for ax, e in zip(np.atleast_1d(axes), picks):
-    p = model.history_[e]["joint"][best][np.ix_(order, order)]
-    ax.imshow(p, cmap="viridis", vmin=0)
-    ax.set_title(f"{model.history_[e]['seconds']:.0f} s: I = {information(p)['mi']:.2f}", fontsize=9)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.grid(False)
-plt.tight_layout()
+fig, axes = plt.subplots(1, len(picks), figsize=(2.4 * len(picks), 2.7), squeeze=False, layout="constrained")
+for ax, e in zip(axes[0], picks):
+    p = model.history_[e]["joint"][best]
+    icp.joint_heatmap(p, ax=ax, order=order).set_title(
+        f"{model.history_[e]['seconds']:.0f} s: I = {information(p)['mi']:.2f}", fontsize=9)
 plt.show()
 
 # %% [markdown]
@@ -348,17 +334,8 @@ if k_over:
     sizes = np.bincount(over, minlength=k_over)
     top = np.argsort(-sizes)[:12]
     rng = np.random.default_rng(seed)  # random members: the data set is sorted by class
-    fig, axes = plt.subplots(len(top), 8, figsize=(8 * 0.9, len(top) * 0.95))
-    for r, c_ in enumerate(top):
-        members = rng.permutation(np.flatnonzero(over == c_))[:8]
-        for j in range(8):
-            ax = axes[r, j]
-            ax.axis("off")
-            if j < len(members):
-                ax.imshow(x[members[j]].permute(1, 2, 0).squeeze(-1).numpy(), vmin=0, vmax=1)
-        axes[r, 0].text(-0.3, 0.5, str(sizes[c_]), transform=axes[r, 0].transAxes, ha="right",
-                        va="center", fontsize=8)
-    plt.tight_layout()
+    members = [x[rng.permutation(np.flatnonzero(over == c_))[:8]] for c_ in top]
+    icp.image_grid(members, ncols=8, row_labels=[str(sizes[c_]) for c_ in top], size=0.9)
     plt.show()
 
 # %% [markdown]
