@@ -427,7 +427,9 @@ def joint_heatmap(p: Any, *, ax: Axes | None = None, order: Sequence[int] | None
         A permutation of the clusters, applied to rows and columns of a square ``p`` (e.g. the
         clusters sorted by their matched class).
     vmax : float, optional
-        Top of the colour range (its bottom is 0); by default the largest entry.
+        Top of the colour range (its bottom is 0). By default ``1 / min(C, C')``, the diagonal
+        entry of a confident, balanced clustering, so that panels compare (a near-uniform P
+        stays dark instead of being stretched to full colour); larger entries saturate.
     cmap : str
         The colour map.
 
@@ -448,7 +450,7 @@ def joint_heatmap(p: Any, *, ax: Axes | None = None, order: Sequence[int] | None
                                  f"got {order} for shape {p.shape}")
         p = p[np.ix_(order, order)]
     if vmax is None:
-        vmax = max(float(p.max()), 1e-12)
+        vmax = 1.0 / min(p.shape)
     vmax = check_number("vmax", vmax, 0.0, strict_low=True)
     ax = _new_axes(ax)
     _draw_image(ax, p, 0.0, vmax, cmap)

@@ -145,7 +145,8 @@ def test_joint_heatmap_orders_rows_and_columns():
     ax = icp.joint_heatmap(p, order=[2, 0, 1])
     (im,) = ax.images
     np.testing.assert_allclose(im.get_array(), p[[2, 0, 1]][:, [2, 0, 1]].numpy())
-    assert im.norm.vmin == 0.0 and im.norm.vmax == pytest.approx(8 / 36)
+    assert im.norm.vmin == 0.0 and im.norm.vmax == pytest.approx(1 / 3)  # a perfect clustering's diagonal
+    assert icp.joint_heatmap(p[:2], vmax=0.5).images[0].norm.vmax == 0.5
     assert _bare(ax)
     with pytest.raises(ic.ParameterError, match="^order"):
         icp.joint_heatmap(p, order=[0, 0, 1])
