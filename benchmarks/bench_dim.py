@@ -19,7 +19,7 @@ def throughput(x: torch.Tensor, preset: str, estimator: str, device: str, steps:
                local_critic: str) -> float:
     """Images per second of :meth:`DeepInfoMax.partial_fit` on batches of ``x``."""
     model = DeepInfoMax(**PRESETS[preset], estimator=estimator, local_critic=local_critic,
-                        batch_size=batch_size, device=device, progress=False)
+                        batch_size=batch_size, device=device, verbose=False)
     x = x.to(ic.resolve_device(device))
     batches = [x[i * batch_size:(i + 1) * batch_size] for i in range(len(x) // batch_size)]
     for b in batches[:3]:  # warm-up: build the networks, first kernels, allocator

@@ -6,6 +6,10 @@ the class of x. The trainer in :mod:`infoclust.iic` accepts any callable that ma
 the paper's MNIST g as :class:`MNISTTransform`, with per-sample random parameters drawn in
 one call and applied with a single ``affine_grid``/``grid_sample`` (no per-image loop).
 
+Random parameters are drawn on the CPU (from :class:`MNISTTransform`'s own generator, or
+the ``generator`` given to :func:`colour_jitter`) and then moved to the batch's device, so
+that a seed gives the same perturbations on every device.
+
 Coordinates follow :func:`torch.nn.functional.affine_grid` with ``align_corners=False``:
 the image spans [-1, 1] on both axes, pixel centres at (2i + 1)/W - 1.
 """
@@ -16,7 +20,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .utils import ParameterError, check_int, check_number
+from .utils import ParameterError, check_generator, check_int, check_number, check_seed, make_generator
 
 __all__ = ["crop_resize", "random_affine", "colour_jitter", "MNISTTransform"]
 
@@ -72,12 +76,15 @@ def random_affine(x: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor,
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def _uniform(n: int, low: float, high: float, like: torch.Tensor) -> torch.Tensor:
-    return torch.empty(n, device=like.device, dtype=like.dtype).uniform_(low, high)
+def _uniform(n: int, low: float, high: float, like: torch.Tensor,
+             generator: torch.Generator | None) -> torch.Tensor:
+    """``n`` uniform draws in [low, high), drawn on the CPU and moved to ``like``'s device and dtype."""
+    return torch.empty(n).uniform_(low, high, generator=generator).to(device=like.device, dtype=like.dtype)
 
 
 def colour_jitter(x: torch.Tensor, brightness: float = 0.4, contrast: float = 0.4,
-                  saturation: float = 0.4, hue: float = 0.125) -> torch.Tensor:
+                  saturation: float = 0.4, hue: float = 0.125, *,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
     """Per-image random brightness, contrast, saturation and hue, like torchvision's ColorJitter.
 
     Factors are drawn uniformly from [1 - b, 1 + b] (brightness, contrast, saturation) and
@@ -85,20 +92,24 @@ def colour_jitter(x: torch.Tensor, brightness: float = 0.4, contrast: float = 0.
     contrast blends it with its mean grey level, saturation with its grey image; the hue
     shift is a rotation of the chroma plane (YIQ). Saturation and hue leave greyscale
     images unchanged, as in torchvision. Values are clamped to [0, 1].
+
+    The factors are drawn on the CPU from ``generator`` (a CPU :class:`torch.Generator`;
+    None: torch's global CPU generator), whatever the device of ``x``.
     """
+    generator = check_generator("generator", generator)
     n = x.shape[0]
     per_image = (n,) + (1,) * (x.dim() - 1)
-    out = x * _uniform(n, 1 - brightness, 1 + brightness, x).view(per_image)
+    out = x * _uniform(n, 1 - brightness, 1 + brightness, x, generator).view(per_image)
     out = out.clamp(0, 1)
     grey = out.mean(1, keepdim=True) if x.shape[1] != 3 else (
         0.299 * out[:, :1] + 0.587 * out[:, 1:2] + 0.114 * out[:, 2:3])
-    c = _uniform(n, 1 - contrast, 1 + contrast, x).view(per_image)
+    c = _uniform(n, 1 - contrast, 1 + contrast, x, generator).view(per_image)
     out = (c * out + (1 - c) * grey.mean((1, 2, 3), keepdim=True)).clamp(0, 1)
     if x.shape[1] == 3:
         grey = 0.299 * out[:, :1] + 0.587 * out[:, 1:2] + 0.114 * out[:, 2:3]
-        s = _uniform(n, 1 - saturation, 1 + saturation, x).view(per_image)
+        s = _uniform(n, 1 - saturation, 1 + saturation, x, generator).view(per_image)
         out = (s * out + (1 - s) * grey).clamp(0, 1)
-        out = _rotate_hue(out, _uniform(n, -hue, hue, x) * 2 * math.pi)
+        out = _rotate_hue(out, _uniform(n, -hue, hue, x, generator) * 2 * math.pi)
     return out
 
 
@@ -138,10 +149,14 @@ class MNISTTransform:
         centre is drawn so that the window stays inside it.
     jitter : tuple of 4 floats
         Brightness, contrast, saturation, hue of :func:`colour_jitter`.
+    seed : int
+        Seed of the transform's own CPU generator: every call draws fresh parameters from
+        it (on the CPU, then moved to the batch's device), so a seed gives the same
+        sequence of perturbations on every device and the global random state is untouched.
 
     Examples
     --------
-    >>> g = MNISTTransform()
+    >>> g = MNISTTransform(seed=0)
     >>> x = torch.rand(8, 1, 24, 24)
     >>> g(x).shape
     torch.Size([8, 1, 24, 24])
@@ -149,7 +164,7 @@ class MNISTTransform:
 
     def __init__(self, max_angle: float = 25.0, p_rotate: float = 0.5,
                  scales: tuple[float, ...] = (0.8, 1.0, 1.2), extent: float = 1.4,
-                 jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.125)) -> None:
+                 jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.125), *, seed: int = 0) -> None:
         self.max_angle = check_number("max_angle", max_angle, 0, 180)
         self.p_rotate = check_number("p_rotate", p_rotate, 0, 1)
         if not scales:
@@ -159,17 +174,18 @@ class MNISTTransform:
         if len(jitter) != 4:
             raise ParameterError(f"jitter={jitter!r} must hold 4 numbers")
         self.jitter = tuple(check_number("jitter", j, 0, 1) for j in jitter)
+        self.seed = check_seed("seed", seed)
+        self.generator = make_generator(self.seed)
 
     def __repr__(self) -> str:
         return (f"MNISTTransform(max_angle={self.max_angle}, p_rotate={self.p_rotate}, "
-                f"scales={self.scales}, extent={self.extent}, jitter={self.jitter})")
+                f"scales={self.scales}, extent={self.extent}, jitter={self.jitter}, seed={self.seed})")
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        n, dev = x.shape[0], x.device
-        angle = _uniform(n, -1.0, 1.0, x) * math.radians(self.max_angle)
-        angle = angle * (torch.rand(n, device=dev) < self.p_rotate)
-        scales = torch.tensor(self.scales, device=dev, dtype=x.dtype)
-        scale = scales[torch.randint(len(self.scales), (n,), device=dev)]
-        room = (self.extent - scale).unsqueeze(1)
-        shift = (torch.rand(n, 2, device=dev, dtype=x.dtype) * 2 - 1) * room
-        return colour_jitter(random_affine(x, angle, scale, shift), *self.jitter)
+        n, gen = x.shape[0], self.generator
+        angle = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(self.max_angle)
+        angle = angle * (torch.rand(n, generator=gen) < self.p_rotate)
+        scale = torch.tensor(self.scales)[torch.randint(len(self.scales), (n,), generator=gen)]
+        shift = (torch.rand(n, 2, generator=gen) * 2 - 1) * (self.extent - scale).unsqueeze(1)
+        angle, scale, shift = (t.to(device=x.device, dtype=x.dtype) for t in (angle, scale, shift))
+        return colour_jitter(random_affine(x, angle, scale, shift), *self.jitter, generator=gen)

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .utils import (ParameterError, check_int, check_number, resolve_device,
-                    seed_everything)
+from .utils import (ParameterError, check_bool, check_generator, check_int, check_number, check_seed,
+                    forked_global_rng, resolve_device)
 
 __all__ = ["SmallCNN", "train_classifier", "predict", "accuracy", "random_classifier"]
 
@@ -60,7 +60,7 @@ class SmallCNN(nn.Module):
         return self.head(self.features(x))
 
 
-def _shift(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor:
+def _shift(x: torch.Tensor, max_shift: int, gen: torch.Generator | None) -> torch.Tensor:
     """Translate every image of the batch by its own random integer offset (zero fill)."""
     n, _, h, w = x.shape
     pad = nn.functional.pad(x, (max_shift,) * 4)
@@ -83,8 +83,8 @@ def train_classifier(
     lr: float = 2e-3,
     max_shift: int = 1,
     device: str | torch.device = "auto",
-    seed: int = 0,
-    progress: bool = True,
+    generator: torch.Generator | None = None,
+    verbose: bool = True,
 ) -> nn.Module:
     """Train ``model`` with Adam on cross-entropy and return it (in eval mode).
 
@@ -105,9 +105,9 @@ def train_classifier(
         Largest random translation in pixels.
     device : str or torch.device
         ``"auto"`` picks CUDA when present (:func:`infoclust.utils.resolve_device`).
-    seed : int
-        Fixes the batch order and the augmentation.
-    progress : bool
+    generator : torch.Generator or None
+        CPU generator of the batch order and the augmentation; None: torch's global one.
+    verbose : bool
         Show a tqdm bar over epochs.
 
     Returns
@@ -121,14 +121,15 @@ def train_classifier(
     max_shift = check_int("max_shift", max_shift, 0)
     if x.ndim != 4 or y.shape != (x.shape[0],):
         raise ParameterError(f"x must be (N, C, H, W) and y (N,); got {tuple(x.shape)}, {tuple(y.shape)}")
+    gen = check_generator("generator", generator)
+    check_bool("verbose", verbose)
     dev = resolve_device(device)
-    gen = seed_everything(seed)
     model = model.to(dev).train()
     x, y = x.to(dev), y.to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     steps = epochs * -(-len(x) // batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    bar = tqdm(range(epochs), desc="train", disable=not progress)
+    bar = tqdm(range(epochs), desc="train", disable=not verbose)
     for _ in bar:
         total = 0.0
         for idx in torch.randperm(len(x), generator=gen).split(batch_size):
@@ -189,8 +190,7 @@ def random_classifier(
     nn.Module
         The frozen network.
     """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(check_int("seed", seed, 0, 2**32 - 1))
+    with forked_global_rng(check_seed("seed", seed)):
         model = SmallCNN(in_channels, n_classes, width)
     model.requires_grad_(False)
     return model.to(resolve_device(device)).eval()

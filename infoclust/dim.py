@@ -19,25 +19,30 @@ The prior term (DIM eq. 7) matches the distribution of :math:`\\sigma(Y)` to
 .. math:: \\hat D_\\phi = E_{\\mathbb V}[\\log D_\\phi(v)] + E_{\\mathbb P}[\\log(1 - D_\\phi(\\sigma(E_\\psi(x))))]
 
 which the discriminator *maximises* and the encoder *minimises*, in alternating steps
-(:meth:`DeepInfoMax.encoder_step`, :meth:`DeepInfoMax.prior_step`). Several public
-re-implementations instead step one summed loss with both optimisers, so that the
-discriminator also descends the term and the prior is never matched; we do not.
+(:class:`PriorMatching`, used by :meth:`DeepInfoMax.encoder_step` and
+:meth:`DeepInfoMax.prior_step`). Several public re-implementations instead step one summed
+loss with both optimisers, so that the discriminator also descends the term and the prior
+is never matched; we do not.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from torch.nn import functional as F
+from tqdm.auto import tqdm
 
 from .mi import ESTIMATORS, mi_estimate
-from .utils import (ParameterError, check_choice, check_finite, check_int, check_number, resolve_device,
-                    seed_everything, timer)
+from .utils import (ParameterError, TrainingDivergedError, check_bool, check_choice, check_images, check_int,
+                    check_number, check_seed, forked_global_rng, resolve_device, timer)
 
-__all__ = ["PRESETS", "Encoder", "GlobalCritic", "LocalCritic", "PriorDiscriminator", "DeepInfoMax",
-           "linear_probe"]
+__all__ = ["PRESETS", "Encoder", "GlobalCritic", "LocalCritic", "PriorDiscriminator", "PriorMatching",
+           "DeepInfoMax", "linear_probe"]
 
 #: The paper's two headline settings (DIM section 4): weights of the global, local and prior terms.
 PRESETS = {
@@ -52,12 +57,13 @@ class Encoder(nn.Module):
     The paper's CIFAR10 encoder scaled down: three 4x4 stride-2 convolutions (``widths``),
     a hidden fully connected layer and a linear ``code_dim``-d output. The local map is the
     output of the second convolution (the paper's 128-channel 8x8 layer on CIFAR10; 7x7 on
-    28x28 MNIST).
+    28x28 MNIST). Each convolution halves the side (rounding down), so images need at least
+    :attr:`MIN_SIZE` pixels a side.
 
     Parameters
     ----------
     in_channels, image_size : int
-        Input shape ``(in_channels, image_size, image_size)``.
+        Input shape ``(in_channels, image_size, image_size)``, ``image_size >= MIN_SIZE``.
     widths : tuple of three int
         Channels of the three convolutions.
     hidden : int
@@ -66,9 +72,15 @@ class Encoder(nn.Module):
         Dimension of the global code ``Y``.
     """
 
+    #: Smallest image side: three halvings leave a 1 x 1 map.
+    MIN_SIZE = 8
+
     def __init__(self, in_channels: int, image_size: int, widths: tuple[int, int, int] = (32, 64, 128),
                  hidden: int = 512, code_dim: int = 64) -> None:
         super().__init__()
+        if image_size < self.MIN_SIZE:
+            raise ParameterError(f"image_size={image_size}: the encoder needs images of at least "
+                                 f"{self.MIN_SIZE} x {self.MIN_SIZE} pixels")
         w1, w2, w3 = widths
         self.local = nn.Sequential(
             nn.Conv2d(in_channels, w1, 4, 2, 1), nn.ReLU(),
@@ -160,16 +172,75 @@ class PriorDiscriminator(nn.Module):
         return self.net(u).squeeze(-1)
 
 
-def _as_images(x) -> torch.Tensor:
-    x = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x, dtype=torch.float32)
-    if x.ndim != 4 or x.shape[2] != x.shape[3]:
-        raise ParameterError(f"x must be square images of shape (N, C, H, H), got {tuple(x.shape)}")
-    check_finite("x", x)
-    return x
+class PriorMatching:
+    """The prior-matching game of DIM eq. (7): a discriminator, its optimiser and both players' terms.
+
+    With :math:`D = \\sigma(\\text{logit})` the value of the game is
+
+    .. math:: \\hat D_\\phi = E_{\\mathbb V}[\\log D_\\phi(v)] + E_{\\mathbb P}[\\log(1 - D_\\phi(\\sigma(y)))]
+
+    with ``log D = -sp(-logit)`` and ``log(1 - D) = -sp(logit)``; it is ``-log 4`` when ``D``
+    cannot tell codes from prior draws and 0 when it tells them apart perfectly. The
+    discriminator ascends it (:meth:`step`). The encoder's side (:meth:`encoder_terms`) is
+    the non-saturating form of GANs (Goodfellow et al., 2014): it descends
+    :math:`-E[\\log D_\\phi(\\sigma(y))]`, which moves the value down like eq. (7)'s
+    :math:`\\log(1 - D)`, to the same fixed point, but whose gradient does not vanish when the
+    discriminator wins (with eq. (7)'s form and ``gamma=0.1`` the discriminator won outright
+    in our runs and the prior was never matched).
+
+    Parameters
+    ----------
+    code_dim : int
+        Dimension of the codes ``y``; the prior is :math:`\\mathrm{Uniform}[0, 1]^{code\\_dim}`.
+    gamma : float
+        Weight of the term (eq. 1); scales the discriminator's loss.
+    lr : float
+        Adam learning rate of the discriminator.
+    generator : torch.Generator
+        CPU generator of the prior draws (moved to the codes' device).
+    """
+
+    def __init__(self, code_dim: int, gamma: float, lr: float, generator: torch.Generator) -> None:
+        self.discriminator = PriorDiscriminator(code_dim)
+        self.optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=lr)
+        self.gamma = gamma
+        self.generator = generator
+
+    def _logits(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Discriminator logits on fresh prior draws ``v ~ Uniform[0, 1]^d`` and on ``sigmoid(y)``."""
+        v = torch.rand(y.shape, generator=self.generator).to(y.device)
+        return self.discriminator(v), self.discriminator(torch.sigmoid(y))
+
+    @staticmethod
+    def _value(d_v: torch.Tensor, d_u: torch.Tensor) -> torch.Tensor:
+        return -F.softplus(-d_v).mean() - F.softplus(d_u).mean()
+
+    def value(self, y: torch.Tensor) -> torch.Tensor:
+        """The value of eq. (7) for codes ``y`` (with fresh prior draws)."""
+        return self._value(*self._logits(y))
+
+    def encoder_terms(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(value, non_saturating)``: eq. (7)'s value and the encoder's term :math:`-E[\\log D(\\sigma(y))]`.
+
+        One draw of the prior for both; differentiable with respect to ``y``.
+        """
+        d_v, d_u = self._logits(y)
+        return self._value(d_v, d_u), F.softplus(-d_u).mean()
+
+    def step(self, y: torch.Tensor) -> float:
+        """One Adam step of the discriminator *up* the value for the (detached) codes ``y``.
+
+        Returns the value before the step.
+        """
+        value = self.value(y.detach())
+        self.optimizer.zero_grad(set_to_none=True)
+        (-self.gamma * value).backward()
+        self.optimizer.step()
+        return float(value.detach())
 
 
-class DeepInfoMax:
-    """Deep InfoMax with a scikit-learn-like interface: ``DeepInfoMax(...).fit(x).transform(x)``.
+class DeepInfoMax(TransformerMixin, BaseEstimator):
+    """Deep InfoMax as a scikit-learn transformer: ``DeepInfoMax(...).fit(x).transform(x)``.
 
     Parameters
     ----------
@@ -193,27 +264,38 @@ class DeepInfoMax:
     lr : float
         Adam learning rate of the encoder, the critics and the discriminator (paper: 1e-4).
     seed : int
-        Seed of the initialisation, the batch order and the prior samples.
+        Seed of the initialisation, the batch order and the prior samples, in
+        [0, 2**32 - 1]; the global random state is left as it was.
     device : str
         ``"auto"``, ``"cpu"``, ``"cuda"``...
-    progress : bool
+    verbose : bool
         Show a tqdm progress bar.
 
     Attributes
     ----------
-    encoder_, global_critic_, local_critic_, discriminator_ : torch.nn.Module
+    encoder_, global_critic_, local_critic_ : torch.nn.Module
+    prior_ : PriorMatching
+        The prior game (its discriminator is ``prior_.discriminator``).
     history_ : dict of list of float
         Per epoch: mean ``global_mi``, ``local_mi`` (estimates on the training batches) and
         ``prior`` (the value of the prior term :math:`\\hat D_\\phi`, before the
         discriminator step); ``seconds``; ``callback`` (what :meth:`fit`'s callback returned).
+    last_terms_ : dict of float
+        The terms of the last alternation (:meth:`partial_fit`), before its steps.
+    n_steps_ : int
+        Alternations done since the networks were built.
+    image_shape_ : tuple of int
+        (C, H, W) of the training images; :meth:`transform` needs the same.
     device_ : torch.device
     """
 
     def __init__(self, *, alpha: float = 0.0, beta: float = 1.0, gamma: float = 0.1, estimator: str = "jsd",
                  local_critic: str = "dot", code_dim: int = 64, widths: tuple[int, int, int] = (32, 64, 128),
                  critic_dim: int = 128, epochs: int = 10, batch_size: int = 64, lr: float = 1e-4,
-                 seed: int = 0, device: str = "auto", progress: bool = True) -> None:
-        self.alpha, self.beta, self.gamma = alpha, beta, gamma
+                 seed: int = 0, device: str = "auto", verbose: bool = True) -> None:
+        self.alpha = alpha
+        self.beta = beta
+        self.gamma = gamma
         self.estimator = estimator
         self.local_critic = local_critic
         self.code_dim = code_dim
@@ -224,7 +306,12 @@ class DeepInfoMax:
         self.lr = lr
         self.seed = seed
         self.device = device
-        self.progress = progress
+        self.verbose = verbose
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False  # images (N, C, H, W)
+        return tags
 
     def _check_params(self) -> None:
         for name in ("alpha", "beta", "gamma"):
@@ -234,7 +321,7 @@ class DeepInfoMax:
         check_choice("estimator", self.estimator, ESTIMATORS)
         check_choice("local_critic", self.local_critic, ("dot", "concat"))
         check_int("code_dim", self.code_dim, 1)
-        if len(self.widths) != 3:
+        if not isinstance(self.widths, (tuple, list)) or len(self.widths) != 3:
             raise ParameterError(f"widths={self.widths!r} must hold three channel counts")
         for w in self.widths:
             check_int("widths", w, 1)
@@ -242,124 +329,154 @@ class DeepInfoMax:
         check_int("epochs", self.epochs, 1)
         check_int("batch_size", self.batch_size, 2)
         check_number("lr", self.lr, 0.0, strict_low=True)
+        check_seed("seed", self.seed)
+        check_bool("verbose", self.verbose)
+
+    def _check_x(self, x: Any, name: str = "x") -> torch.Tensor:
+        """Images as a contiguous float32 tensor; once built, of the training images' shape."""
+        built = hasattr(self, "image_shape_")
+        x = check_images(name, x, dtype=torch.float32, channels=self.image_shape_[0] if built else None,
+                         min_size=Encoder.MIN_SIZE, square=True)
+        if built and tuple(x.shape[1:]) != self.image_shape_:
+            raise ParameterError(f"{name} has images of shape {tuple(x.shape[1:])}, but this DeepInfoMax was "
+                                 f"fitted on {self.image_shape_}")
+        return x
 
     def _build(self, x: torch.Tensor) -> None:
-        """Create the networks and optimisers for images shaped like ``x``."""
+        """Create the networks and optimisers for images shaped like ``x`` (checked)."""
         self._check_params()
         self.device_ = resolve_device(self.device)
-        self._gen = seed_everything(self.seed)
-        enc = Encoder(x.shape[1], x.shape[2], tuple(self.widths), code_dim=self.code_dim)
+        self._generator = torch.Generator().manual_seed(self.seed)
+        with forked_global_rng(self.seed):  # torch's default initialisation, on the CPU, from the seed
+            enc = Encoder(x.shape[1], x.shape[2], tuple(self.widths), code_dim=self.code_dim)
+            global_critic = GlobalCritic(enc.map_channels * enc.map_size**2, self.code_dim, self.critic_dim)
+            local_critic = LocalCritic(enc.map_channels, self.code_dim, self.critic_dim, self.local_critic)
+            self.prior_ = PriorMatching(self.code_dim, self.gamma, self.lr, self._generator)
         self.encoder_ = enc.to(self.device_)
-        self.global_critic_ = GlobalCritic(enc.map_channels * enc.map_size**2, self.code_dim,
-                                           self.critic_dim).to(self.device_)
-        self.local_critic_ = LocalCritic(enc.map_channels, self.code_dim, self.critic_dim,
-                                         self.local_critic).to(self.device_)
-        self.discriminator_ = PriorDiscriminator(self.code_dim).to(self.device_)
+        self.global_critic_ = global_critic.to(self.device_)
+        self.local_critic_ = local_critic.to(self.device_)
+        self.prior_.discriminator.to(self.device_)
         mi_params = [*self.encoder_.parameters(), *self.global_critic_.parameters(),
                      *self.local_critic_.parameters()]
         self._opt = torch.optim.Adam(mi_params, lr=self.lr)
-        self._opt_prior = torch.optim.Adam(self.discriminator_.parameters(), lr=self.lr)
         self.history_ = {"global_mi": [], "local_mi": [], "prior": [], "seconds": [], "callback": []}
+        self.n_steps_ = 0
+        self.image_shape_ = tuple(x.shape[1:])
 
-    def _ensure_built(self, x: torch.Tensor) -> None:
+    def _batch(self, x: Any) -> torch.Tensor:
+        """A checked training batch on ``device_``; builds the networks at the first one."""
+        x = self._check_x(x)
         if not hasattr(self, "encoder_"):
             self._build(x)
+        return x.to(self.device_)
 
-    def _prior_logits(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Discriminator logits on fresh prior draws ``v ~ Uniform[0, 1]^d`` and on ``sigmoid(y)``."""
-        v = torch.rand(y.shape, generator=self._gen).to(y.device)
-        return self.discriminator_(v), self.discriminator_(torch.sigmoid(y))
+    def _score_matrices(self, c: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The critics' score matrices of a batch's encodings: ``global_mi`` (N, N), ``local_mi`` (N, N, M*M).
 
-    def prior_value(self, y: torch.Tensor) -> torch.Tensor:
-        """The prior term (DIM eq. 7) for codes ``y``: :math:`E_V[\\log D(v)] + E[\\log(1 - D(\\sigma(y)))]`.
-
-        With ``D = sigmoid(logit)``, ``log D = -sp(-logit)`` and ``log(1 - D) = -sp(logit)``.
-        The discriminator ascends this value (:meth:`prior_step`); the encoder descends it
-        (:meth:`encoder_step`). Its value is ``-log 4`` when ``D`` cannot tell codes from prior
-        draws and 0 when it tells them apart perfectly.
+        Only the terms with a positive weight. Scores pair every map with every code of the
+        batch, so with the encodings gathered from several processes they score all pairs.
         """
-        d_v, d_u = self._prior_logits(y)
-        return -F.softplus(-d_v).mean() - F.softplus(d_u).mean()
-
-    def encoder_step(self, x: torch.Tensor) -> dict[str, float]:
-        """One Adam step of the encoder and the MI critics on the batch ``x``; the discriminator is held.
-
-        Descends :math:`-(\\alpha \\hat I_G + \\beta \\hat I_L) - \\gamma E[\\log D_\\phi(\\sigma(Y))]`:
-        the encoder's side of the prior game in the non-saturating form of GANs (Goodfellow
-        et al., 2014). It moves the prior term down like eq. (7)'s
-        :math:`\\log(1 - D)`, to the same fixed point, but its gradient does not vanish when the
-        discriminator wins (with eq. (7)'s form and ``gamma=0.1`` the discriminator won outright
-        in our runs and the prior was never matched). Returns the terms' values before the step.
-        """
-        x = _as_images(x)
-        self._ensure_built(x)
-        self.encoder_.train()
-        y, c = self.encoder_(x.to(self.device_))
-        loss, out = y.new_zeros(()), {}
+        scores = {}
         if self.alpha > 0:
-            out["global_mi"] = mi_estimate(self.global_critic_(c, y), self.estimator)
-            loss = loss - self.alpha * out["global_mi"]
+            scores["global_mi"] = self.global_critic_(c, y)
         if self.beta > 0:
-            out["local_mi"] = mi_estimate(self.local_critic_(c, y), self.estimator)
-            loss = loss - self.beta * out["local_mi"]
+            scores["local_mi"] = self.local_critic_(c, y)
+        return scores
+
+    def _encoder_step(self, x: torch.Tensor) -> dict[str, float]:
+        self.encoder_.train()
+        y, c = self.encoder_(x)  # encode the batch
+        terms = {name: mi_estimate(s, self.estimator) for name, s in self._score_matrices(c, y).items()}
+        loss = y.new_zeros(())
+        for name, weight in (("global_mi", self.alpha), ("local_mi", self.beta)):
+            if name in terms:
+                loss = loss - weight * terms[name]
         if self.gamma > 0:
-            d_v, d_u = self._prior_logits(y)
-            out["prior"] = -F.softplus(-d_v).mean() - F.softplus(d_u).mean()
-            loss = loss + self.gamma * F.softplus(-d_u).mean()
+            terms["prior"], non_saturating = self.prior_.encoder_terms(y)
+            loss = loss + self.gamma * non_saturating
         self._opt.zero_grad(set_to_none=True)
         loss.backward()
         self._opt.step()
         self._last_codes = y.detach()
-        return {k: float(v.detach()) for k, v in out.items()}
+        return {k: float(v.detach()) for k, v in terms.items()}
 
-    def prior_step(self, x: torch.Tensor | None = None) -> float:
-        """One Adam step of the discriminator *up* the prior term; the encoder is held.
+    def encoder_step(self, x: torch.Tensor | np.ndarray) -> dict[str, float]:
+        """One Adam step of the encoder and the MI critics on the batch ``x``; the discriminator is held.
+
+        Descends :math:`-(\\alpha \\hat I_G + \\beta \\hat I_L) - \\gamma E[\\log D_\\phi(\\sigma(Y))]`:
+        the encoder's side of the prior game in its non-saturating form
+        (:meth:`PriorMatching.encoder_terms`). Returns the terms' values before the step.
+        """
+        return self._encoder_step(self._batch(x))
+
+    def prior_step(self, x: torch.Tensor | np.ndarray | None = None) -> float:
+        """One Adam step of the discriminator *up* the prior term (:meth:`PriorMatching.step`); the encoder is held.
 
         Uses the codes of the last :meth:`encoder_step` when ``x`` is None, else encodes ``x``.
         Returns the prior term's value before the step.
         """
         if x is None:
+            if not hasattr(self, "_last_codes"):
+                raise ParameterError("x=None needs a previous encoder_step (its codes); pass a batch x")
             y = self._last_codes
         else:
-            x = _as_images(x)
-            self._ensure_built(x)
+            x = self._batch(x)
             with torch.no_grad():
-                y = self.encoder_(x.to(self.device_))[0]
-        value = self.prior_value(y.detach())
-        self._opt_prior.zero_grad(set_to_none=True)
-        (-self.gamma * value).backward()
-        self._opt_prior.step()
-        return float(value.detach())
+                y = self.encoder_(x)[0]
+        return self.prior_.step(y)
 
-    def partial_fit(self, x: torch.Tensor) -> dict[str, float]:
-        """One alternation on the batch ``x``: :meth:`encoder_step`, then :meth:`prior_step` if gamma > 0."""
-        out = self.encoder_step(x)
+    def _alternation(self, x: torch.Tensor) -> dict[str, float]:
+        """:meth:`encoder_step`, then :meth:`prior_step` if gamma > 0, on a checked batch on ``device_``."""
+        terms = self._encoder_step(x)
         if self.gamma > 0:
-            self.prior_step()
-        return out
+            self.prior_.step(self._last_codes)
+        self.n_steps_ += 1
+        return terms
+
+    def _check_terms(self, terms: dict[str, float], epoch: int | None) -> None:
+        bad = {k: v for k, v in terms.items() if not math.isfinite(v)}
+        if bad:
+            where = f"epoch {epoch}, " if epoch is not None else ""
+            raise TrainingDivergedError(
+                f"DeepInfoMax training diverged: {bad} at {where}step {self.n_steps_}; lower lr (now {self.lr})")
+
+    def partial_fit(self, x: torch.Tensor | np.ndarray, y=None) -> "DeepInfoMax":
+        """One alternation on the batch ``x`` (encoder step, then discriminator step if gamma > 0).
+
+        Builds the networks at the first call. The terms before the steps are kept in
+        :attr:`last_terms_`. ``y`` is ignored.
+        """
+        self.last_terms_ = self._alternation(self._batch(x))
+        self._check_terms(self.last_terms_, None)
+        return self
 
     def fit(self, x, y=None, *, callback: Callable[["DeepInfoMax", int], Any] | None = None) -> "DeepInfoMax":
         """Train on images ``x`` (N, C, H, H) in [0, 1] for ``epochs`` epochs; ``y`` is ignored.
 
         ``callback(model, epoch)`` runs after every epoch (e.g. to evaluate the code as it
-        trains); what it returns is appended to ``history_["callback"]``.
+        trains); what it returns is appended to ``history_["callback"]``. Raises
+        :class:`~infoclust.utils.TrainingDivergedError` when a term becomes non-finite.
         """
-        from tqdm.auto import tqdm
-
-        x = _as_images(x)
-        self._build(x)
+        self._check_params()
+        for attr in ("image_shape_", "encoder_", "_last_codes"):  # a refit starts from scratch
+            self.__dict__.pop(attr, None)
+        x = self._check_x(x)
         n = len(x)
         if n < 2:
-            raise ParameterError("x needs at least 2 images")
+            raise ParameterError(f"x needs at least 2 images, got {n}")
+        self._build(x)
+        x = x.to(self.device_)
         size = min(self.batch_size, n)
         batches = n // size  # drop the ragged last batch: every batch has N negatives' worth
-        bar = tqdm(total=self.epochs * batches, desc="DIM", disable=not self.progress)
+        bar = tqdm(total=self.epochs * batches, desc="DIM", disable=not self.verbose)
         for epoch in range(1, self.epochs + 1):
             sums: dict[str, float] = {}
             with timer() as t:
-                order = torch.randperm(n, generator=self._gen)
+                order = torch.randperm(n, generator=self._generator).to(self.device_)
                 for b in range(batches):
-                    for k, v in self.partial_fit(x[order[b * size:(b + 1) * size]]).items():
+                    self.last_terms_ = self._alternation(x[order[b * size:(b + 1) * size]])
+                    self._check_terms(self.last_terms_, epoch)
+                    for k, v in self.last_terms_.items():
                         sums[k] = sums.get(k, 0.0) + v
                     bar.update()
             for k in ("global_mi", "local_mi", "prior"):
@@ -374,9 +491,9 @@ class DeepInfoMax:
     @torch.no_grad()
     def encode(self, x, batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
         """Codes ``Y`` (N, code_dim) and local maps ``C`` (N, channels, M, M) of ``x``, on the CPU."""
-        if not hasattr(self, "encoder_"):
-            raise ParameterError("this DeepInfoMax is not fitted yet: call fit(x) first")
-        x = _as_images(x)
+        check_is_fitted(self)
+        x = self._check_x(x)
+        batch_size = check_int("batch_size", batch_size, 1)
         self.encoder_.eval()
         ys, cs = [], []
         for s in range(0, len(x), batch_size):
@@ -388,10 +505,6 @@ class DeepInfoMax:
     def transform(self, x) -> np.ndarray:
         """Codes ``Y`` of ``x`` as a NumPy array (N, code_dim)."""
         return self.encode(x)[0].numpy()
-
-    def fit_transform(self, x, y=None) -> np.ndarray:
-        """:meth:`fit` then :meth:`transform` on the same images."""
-        return self.fit(x).transform(x)
 
 
 def linear_probe(features, labels, *, test_size: float = 0.2, seed: int = 0) -> float:

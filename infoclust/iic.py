@@ -10,14 +10,16 @@ computed exactly from the k x k joint P = 1/n sum_i E(x_i) E(g x_i)^T (talk, eq.
 Because I(z; z') = H(z) - H(z | z'), a degenerate clustering (one cluster for all) scores
 0 and a confident, balanced one scores ln k.
 
-Contents: :func:`joint_distribution`, :func:`iic_loss` and :func:`information` (the
-objective); :class:`ClusterNet` (trunk, main head and overclustering head, each with
-several sub-heads); :class:`IIC` (a scikit-learn-like estimator that trains it).
+Contents: the objective in two steps, :func:`joint_counts` (the unnormalised joint, a sum
+over samples) and :func:`loss_from_counts` (symmetrise, normalise, loss), with
+:func:`joint_distribution`, :func:`iic_loss` and :func:`information` built on them;
+:func:`lowest_loss_subhead` (the label-free choice of a sub-head); :class:`ClusterNet`
+(trunk, main head and overclustering head, each with several sub-heads); :class:`IIC`
+(the scikit-learn estimator that trains it).
 """
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from typing import Any
@@ -25,25 +27,93 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.base import BaseEstimator, ClusterMixin
+from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from tqdm.auto import tqdm
 
 from .augment import MNISTTransform
 from .metrics import cluster_accuracy
-from .utils import (ParameterError, check_choice, check_finite, check_int, check_number,
-                    resolve_device, seed_everything)
+from .utils import (ParameterError, TrainingDivergedError, check_bool, check_choice, check_images, check_int,
+                    check_labels, check_number, check_seed, forked_global_rng, resolve_device, timer)
 
-__all__ = ["joint_distribution", "iic_loss", "information", "ClusterNet", "TRUNKS", "IIC"]
+__all__ = ["joint_counts", "loss_from_counts", "joint_distribution", "iic_loss", "information",
+           "lowest_loss_subhead", "ClusterNet", "TRUNKS", "trunk_min_size", "IIC"]
 
 
 # --------------------------------------------------------------------------- objective
+
+
+def joint_counts(z: torch.Tensor, z_tf: torch.Tensor) -> torch.Tensor:
+    """Unnormalised joint of the cluster assignments of x and g x: ``sum_i z_i z'_i^T``.
+
+    IIC paper, eq. (3) before its factor 1/n, for every leading index (e.g. every
+    sub-head). A sum over samples: the counts of several batches, or of the shards of
+    several processes, add up to the counts of their union, so they can be summed (an
+    all-reduce) before :func:`loss_from_counts`.
+
+    Parameters
+    ----------
+    z, z_tf : torch.Tensor
+        (..., n, k) cluster probabilities (rows sum to 1) of x and of g x, same head.
+
+    Returns
+    -------
+    torch.Tensor
+        (..., k, k), non-negative.
+    """
+    if z.dim() < 2 or z.shape != z_tf.shape:
+        raise ParameterError(f"z and z_tf must be (..., n, k) of equal shape, got {tuple(z.shape)} "
+                             f"and {tuple(z_tf.shape)}")
+    return z.transpose(-2, -1) @ z_tf
+
+
+def _symmetric_joint(counts: torch.Tensor) -> torch.Tensor:
+    """``(C + C^T) / 2`` normalised to sum 1 over its last two axes: the joint P of eq. (3)."""
+    p = (counts + counts.transpose(-2, -1)) / 2
+    return p / p.sum((-2, -1), keepdim=True)
+
+
+#: The clamp of the reference code: double machine epsilon, whatever the tensor's dtype.
+EPS = float(np.finfo(np.float64).eps)
+
+
+def loss_from_counts(counts: torch.Tensor, lamb: float = 1.0) -> torch.Tensor:
+    """The IIC loss of joint counts (:func:`joint_counts`); with ``lamb = 1`` it is -I(z; z').
+
+    IIC paper, eq. (1) and (3): the counts are symmetrised, (C + C^T) / 2, since the pair
+    (x, g x) is as likely as (g x, x), and normalised to the joint P; then
+    loss = - sum_ij P_ij (ln P_ij - lamb ln P_i - lamb ln P_j), with the marginals P_i (row
+    sums) and P_j (column sums). Entries below :data:`EPS` (double machine epsilon) are
+    clamped before the logarithm (to avoid log 0); the clamp makes new tensors instead of
+    writing into the expanded marginals, which the reference code does in place. The loss
+    is bounded below by -ln k; ``lamb > 1`` weighs the marginal entropies more and pushes
+    harder against degenerate clusterings.
+
+    Parameters
+    ----------
+    counts : torch.Tensor
+        (..., k, k) non-negative joint counts.
+    lamb : float
+        Weight of the marginal entropy terms (1 in the paper).
+
+    Returns
+    -------
+    torch.Tensor
+        (...): one loss per leading index, differentiable.
+    """
+    p = _symmetric_joint(counts)
+    p_i = p.sum(-1, keepdim=True).clamp_min(EPS)  # marginal of z, column vector
+    p_j = p.sum(-2, keepdim=True).clamp_min(EPS)  # marginal of z', row vector
+    p = p.clamp_min(EPS)  # out of place: never writes into a broadcast view
+    return -(p * (p.log() - lamb * p_i.log() - lamb * p_j.log())).sum((-2, -1))
 
 
 def joint_distribution(z: torch.Tensor, z_tf: torch.Tensor) -> torch.Tensor:
     """The symmetric joint distribution P of the cluster assignments of x and g x.
 
     IIC paper, eq. (3) (talk, eq. 3): P = 1/n sum_i z_i z'_i^T, then symmetrised,
-    (P + P^T) / 2, since the pair (x, g x) is as likely as (g x, x).
+    (P + P^T) / 2.
 
     Parameters
     ----------
@@ -55,52 +125,32 @@ def joint_distribution(z: torch.Tensor, z_tf: torch.Tensor) -> torch.Tensor:
     torch.Tensor
         (k, k) non-negative, sums to 1, symmetric.
     """
-    if z.dim() != 2 or z.shape != z_tf.shape:
+    if z.dim() != 2:
         raise ParameterError(f"z and z_tf must be (n, k) of equal shape, got {tuple(z.shape)} "
                              f"and {tuple(z_tf.shape)}")
-    p = z.t() @ z_tf
-    p = (p + p.t()) / 2
-    return p / p.sum()
-
-
-#: The clamp of the reference code: double machine epsilon, whatever the tensor's dtype.
-EPS = float(np.finfo(np.float64).eps)
-
-
-def _loss_from_joint(p: torch.Tensor, lamb: float) -> torch.Tensor:
-    eps = EPS
-    p_i = p.sum(1, keepdim=True).clamp_min(eps)  # marginal of z, column vector
-    p_j = p.sum(0, keepdim=True).clamp_min(eps)  # marginal of z', row vector
-    p = p.clamp_min(eps)  # out of place: never writes into a broadcast view
-    return -(p * (p.log() - lamb * p_i.log() - lamb * p_j.log())).sum()
+    return _symmetric_joint(joint_counts(z, z_tf))
 
 
 def iic_loss(z: torch.Tensor, z_tf: torch.Tensor, lamb: float = 1.0) -> torch.Tensor:
     """The IIC loss of the reference code; with ``lamb = 1`` it is -I(z; z').
 
-    IIC paper, eq. (1) and (3):
-    loss = - sum_ij P_ij (ln P_ij - lamb ln P_i - lamb ln P_j), with P from
-    :func:`joint_distribution` and its marginals P_i (row sums) and P_j (column sums).
-    Entries below :data:`EPS` (double machine epsilon) are clamped before the logarithm (to avoid log 0);
-    the clamp makes new tensors instead of writing into the expanded marginals, which
-    the reference code does in place. The loss is bounded below by -ln k; ``lamb > 1``
-    weighs the marginal entropies more and pushes harder against degenerate clusterings.
+    :func:`loss_from_counts` of :func:`joint_counts`, computed in at least float32.
 
     Parameters
     ----------
     z, z_tf : torch.Tensor
-        (n, k) softmax outputs of the same head on x and on g x.
+        (..., n, k) softmax outputs of the same head on x and on g x.
     lamb : float
         Weight of the marginal entropy terms (1 in the paper).
 
     Returns
     -------
     torch.Tensor
-        A scalar, differentiable with respect to ``z`` and ``z_tf``.
+        (...): a scalar for (n, k) inputs, differentiable with respect to ``z`` and ``z_tf``.
     """
     lamb = check_number("lamb", lamb, 0)
     dtype = torch.promote_types(z.dtype, torch.float32)  # no log of half-precision numbers
-    return _loss_from_joint(joint_distribution(z.to(dtype), z_tf.to(dtype)), lamb)
+    return loss_from_counts(joint_counts(z.to(dtype), z_tf.to(dtype)), lamb)
 
 
 def information(p: torch.Tensor | np.ndarray) -> dict[str, float]:
@@ -133,6 +183,17 @@ def information(p: torch.Tensor | np.ndarray) -> dict[str, float]:
     return {"mi": h_z - h_cond, "h_z": h_z, "h_z_given_z": h_cond}
 
 
+def lowest_loss_subhead(losses: Sequence[float] | np.ndarray) -> int:
+    """The label-free choice of a sub-head: the one with the lowest loss on the training data.
+
+    IIC paper, section 4 (Table 1's "lowest loss sub-head"): no label is used to pick it.
+    """
+    losses = np.asarray(losses, dtype=np.float64)
+    if losses.ndim != 1 or len(losses) == 0:
+        raise ParameterError(f"losses must be a non-empty 1-D sequence, got shape {losses.shape}")
+    return int(np.argmin(losses))
+
+
 # --------------------------------------------------------------------------- network
 
 #: Trunks: conv channels, kernel size. ``vgg`` is the paper's MNIST trunk (5x5 convs
@@ -144,22 +205,44 @@ TRUNKS: dict[str, tuple[tuple[int, ...], int]] = {
 }
 
 
+def _trunk_spec(trunk: str | tuple) -> tuple[tuple[int, ...], int]:
+    """``(channels, kernel_size)`` of a trunk name or spec, checked."""
+    if isinstance(trunk, str):
+        return TRUNKS[check_choice("trunk", trunk, TRUNKS)]
+    try:
+        channels, ksize = trunk
+        channels = tuple(check_int("trunk", c, 1) for c in channels)
+    except (TypeError, ValueError):
+        raise ParameterError(f"trunk={trunk!r} must be one of {list(TRUNKS)} or a pair "
+                             f"(channels, kernel_size), e.g. ((16, 32), 3)") from None
+    if not channels:
+        raise ParameterError(f"trunk={trunk!r} needs at least one convolution")
+    return channels, check_int("trunk", ksize, 1)
+
+
+def trunk_min_size(trunk: str | tuple) -> int:
+    """Smallest image side the trunk accepts: each of its max-poolings halves the side."""
+    channels, _ = _trunk_spec(trunk)
+    return 2 ** (len(channels) - 1)
+
+
 class ClusterNet(nn.Module):
     """A convolutional trunk and two clustering heads with several sub-heads each.
 
-    The main head has ``k`` clusters (the number of classes); the overclustering head
-    ``k_over`` (many more, to absorb distractor and fine-grained structure; IIC paper,
-    section 3.2 "auxiliary overclustering"). Every sub-head is a linear layer on the
-    trunk's features followed by a softmax; sub-heads differ only by their random
+    The main head has ``n_clusters`` clusters (the number of classes); the overclustering
+    head ``n_overclusters`` (many more, to absorb distractor and fine-grained structure;
+    IIC paper, section 3.2 "auxiliary overclustering"). Every sub-head is a linear layer on
+    the trunk's features followed by a softmax; sub-heads differ only by their random
     initialisation (the paper's remedy against bad initialisations).
 
     Parameters
     ----------
     in_channels, input_size : int
-        Shape of the images (C, input_size, input_size).
-    k : int
+        Shape of the images (C, input_size, input_size); ``input_size`` at least
+        :func:`trunk_min_size`.
+    n_clusters : int
         Clusters of the main head.
-    k_over : int or None
+    n_overclusters : int or None
         Clusters of the overclustering head; None for no such head.
     n_subheads : int
         Sub-heads per head.
@@ -168,10 +251,10 @@ class ClusterNet(nn.Module):
         after every block but the last.
     """
 
-    def __init__(self, in_channels: int, input_size: int, k: int, k_over: int | None = 50,
+    def __init__(self, in_channels: int, input_size: int, n_clusters: int, n_overclusters: int | None = 50,
                  n_subheads: int = 5, trunk: str | tuple = "vgg") -> None:
         super().__init__()
-        channels, ksize = TRUNKS[trunk] if isinstance(trunk, str) else trunk
+        channels, ksize = _trunk_spec(trunk)
         layers: list[nn.Module] = []
         c_in = in_channels
         for i, c in enumerate(channels):
@@ -183,9 +266,10 @@ class ClusterNet(nn.Module):
         self.trunk = nn.Sequential(*layers, nn.Flatten())
         with torch.no_grad():
             n_feat = self.trunk(torch.zeros(2, in_channels, input_size, input_size)).shape[1]
-        self.heads = nn.ModuleDict({"main": nn.ModuleList(nn.Linear(n_feat, k) for _ in range(n_subheads))})
-        if k_over:
-            self.heads["over"] = nn.ModuleList(nn.Linear(n_feat, k_over) for _ in range(n_subheads))
+        self.heads = nn.ModuleDict(
+            {"main": nn.ModuleList(nn.Linear(n_feat, n_clusters) for _ in range(n_subheads))})
+        if n_overclusters:
+            self.heads["over"] = nn.ModuleList(nn.Linear(n_feat, n_overclusters) for _ in range(n_subheads))
 
     def cluster(self, h: torch.Tensor, head: str = "main") -> torch.Tensor:
         """Cluster probabilities of ``head`` from trunk features ``h``, (n_subheads, N, k)."""
@@ -199,35 +283,43 @@ class ClusterNet(nn.Module):
 # --------------------------------------------------------------------------- estimator
 
 
-class IIC:
-    """Invariant Information Clustering, trained end to end (scikit-learn-like).
+def _stream_seed(seed: int, stream: int) -> int:
+    """An independent seed for one random stream of an estimator seeded with ``seed``."""
+    return int(np.random.SeedSequence([seed, stream]).generate_state(1)[0])
+
+
+class IIC(ClusterMixin, BaseEstimator):
+    """Invariant Information Clustering, trained end to end (a scikit-learn estimator).
 
     Training maximises I(E(x); E(g x)) (talk, eq. 4) with :func:`iic_loss`, averaged over
     the sub-heads of a head. Heads are trained alternately (IIC paper, section 4: in each
     epoch ``over_passes`` passes over the data with the overclustering head, then
     ``main_passes`` with the main head). Each batch holds ``batch_size`` images, each
     repeated ``repeats`` times with its own g (sample repeats). The reported clustering is
-    the main-head sub-head with the lowest loss on the training data: no labels are used
-    to choose it.
+    the main-head sub-head with the lowest loss on the training data
+    (:func:`lowest_loss_subhead`): no labels are used to choose it.
+
+    Training is bounded by ``epochs``; for time-to-accuracy, read ``seconds`` and ``acc``
+    off :attr:`history_`.
 
     Parameters
     ----------
-    k : int
+    n_clusters : int
         Clusters of the main head (>= 2).
-    k_over : int or None
+    n_overclusters : int or None
         Clusters of the overclustering head (>= 2), or None to train without one.
     n_subheads : int
         Sub-heads per head.
     trunk : str or (channels, kernel_size)
         See :class:`ClusterNet`; ``"vgg"`` is the paper's MNIST network.
     g : callable, optional
-        The random perturbation: maps a batch (N, C, H, W) to a batch of the same shape
-        on the same device, with fresh randomness per call. Default :class:`MNISTTransform`.
-    epochs : int or None
-        Largest number of epochs; None trains until ``max_time`` runs out.
-    max_time : float or None
-        Time budget in seconds of training (evaluation excluded): training stops after
-        the batch that uses it up, even mid-epoch, and the model is scored as it is then.
+        The random perturbation: maps a batch (N, C, H, W) to a batch of the same shape,
+        dtype and device, with fresh randomness per call. Default
+        :class:`~infoclust.augment.MNISTTransform` seeded from ``seed``. A ``g`` that draws
+        from torch's global generator is reproducible too: :meth:`fit` runs with the global
+        generator seeded from ``seed`` and restores it afterwards.
+    epochs : int
+        Number of epochs.
     batch_size : int
         Distinct images per batch (the pairs per batch are ``batch_size * repeats``).
     repeats : int
@@ -238,8 +330,14 @@ class IIC:
         Adam learning rate.
     lamb : float
         Weight of the marginal entropies in :func:`iic_loss`.
+    eval_every : int
+        Score the model on all the training data (loss and I per sub-head, the chosen
+        sub-head, accuracy with ``y``) before training and after every ``eval_every``-th
+        epoch; the last epoch is always scored. Scoring draws g too, so changing
+        ``eval_every`` changes the draws of later epochs.
     seed : int
-        Seeds initialisation, shuffling and g.
+        Seeds initialisation, batch order and the default g, in [0, 2**32 - 1]; the global
+        random state is left as it was.
     device : str
         ``"auto"``, ``"cpu"``, ``"cuda"``, ...
     amp : bool or "auto"
@@ -250,6 +348,12 @@ class IIC:
     Attributes
     ----------
     net_ : ClusterNet
+    g_ : callable
+        The perturbation used (``g``, or the default one).
+    device_ : torch.device
+        Where the network lives.
+    image_shape_ : tuple of int
+        (C, H, W) of the training images; :meth:`predict` needs the same.
     labels_ : np.ndarray
         Clusters of the training images by the chosen sub-head.
     best_subhead_ : int
@@ -259,205 +363,238 @@ class IIC:
     subhead_losses_ : np.ndarray
         That loss for each main-head sub-head, at the end of training.
     history_ : list of dict
-        One record per epoch (and one before training, epoch 0): ``epoch``, ``seconds``
-        (training time so far), ``pairs`` (pairs seen), ``train_loss`` (mean batch loss
-        of the main head in the epoch), ``loss`` and ``loss_over`` (full-data loss per
-        sub-head), ``mi`` and ``mi_over`` (I(z; z') per sub-head, nats), ``joint`` (the
-        main head's P per sub-head, (n_subheads, k, k)), and, when ``y`` was given to
-        :meth:`fit`, ``acc`` (accuracy per sub-head; reporting only).
-    stopped_by_ : str
-        ``"epochs"`` or ``"time"``.
+        One record per scored epoch (epoch 0 is before training): ``epoch``, ``seconds``
+        (training time so far, scoring excluded), ``pairs`` (pairs seen), ``train_loss``
+        (mean batch loss of the main head since the previous record), ``loss`` and
+        ``loss_over`` (full-data loss per sub-head), ``subhead`` and ``subhead_over`` (the
+        lowest-loss sub-head, :func:`lowest_loss_subhead`), ``mi`` and ``mi_over``
+        (I(z; z') per sub-head, nats), ``joint`` (the main head's P per sub-head,
+        (n_subheads, k, k)), and, when ``y`` was given to :meth:`fit`, ``acc`` (accuracy
+        per sub-head; reporting only).
     train_seconds_ : float
+        Training time, scoring excluded.
     """
 
-    def __init__(self, k: int = 10, k_over: int | None = 50, n_subheads: int = 5,
+    def __init__(self, n_clusters: int = 10, *, n_overclusters: int | None = 50, n_subheads: int = 5,
                  trunk: str | tuple = "vgg", g: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 epochs: int | None = 10, max_time: float | None = None, batch_size: int = 140,
-                 repeats: int = 5, main_passes: int = 2, over_passes: int = 1, lr: float = 1e-4,
-                 lamb: float = 1.0, seed: int = 0, device: str = "auto", amp: bool | str = "auto",
-                 verbose: bool = True) -> None:
-        self.k, self.k_over, self.n_subheads, self.trunk, self.g = k, k_over, n_subheads, trunk, g
-        self.epochs, self.max_time, self.batch_size, self.repeats = epochs, max_time, batch_size, repeats
-        self.main_passes, self.over_passes, self.lr, self.lamb = main_passes, over_passes, lr, lamb
-        self.seed, self.device, self.amp, self.verbose = seed, device, amp, verbose
+                 epochs: int = 10, batch_size: int = 140, repeats: int = 5, main_passes: int = 2,
+                 over_passes: int = 1, lr: float = 1e-4, lamb: float = 1.0, eval_every: int = 1, seed: int = 0,
+                 device: str = "auto", amp: bool | str = "auto", verbose: bool = True) -> None:
+        self.n_clusters = n_clusters
+        self.n_overclusters = n_overclusters
+        self.n_subheads = n_subheads
+        self.trunk = trunk
+        self.g = g
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.repeats = repeats
+        self.main_passes = main_passes
+        self.over_passes = over_passes
+        self.lr = lr
+        self.lamb = lamb
+        self.eval_every = eval_every
+        self.seed = seed
+        self.device = device
+        self.amp = amp
+        self.verbose = verbose
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False  # images (N, C, H, W)
+        return tags
 
     # ---------------------------------------------------------------- checks
 
     def _check_params(self) -> None:
-        check_int("k", self.k, 2)
-        if self.k_over is not None:
-            check_int("k_over", self.k_over, 2)
+        check_int("n_clusters", self.n_clusters, 2)
+        if self.n_overclusters is not None:
+            check_int("n_overclusters", self.n_overclusters, 2)
         check_int("n_subheads", self.n_subheads, 1)
-        if isinstance(self.trunk, str):
-            check_choice("trunk", self.trunk, TRUNKS)
+        _trunk_spec(self.trunk)
         if self.g is not None and not callable(self.g):
             raise ParameterError(f"g={self.g!r} must be a callable batch -> batch")
-        if self.epochs is None and self.max_time is None:
-            raise ParameterError("epochs=None needs a time budget max_time")
-        if self.epochs is not None:
-            check_int("epochs", self.epochs, 1)
-        if self.max_time is not None:
-            check_number("max_time", self.max_time, 0, strict_low=True)
+        check_int("epochs", self.epochs, 1)
         check_int("batch_size", self.batch_size, 2)
         check_int("repeats", self.repeats, 1)
         check_int("main_passes", self.main_passes, 1)
         check_int("over_passes", self.over_passes, 0)
         check_number("lr", self.lr, 0, strict_low=True)
         check_number("lamb", self.lamb, 0)
+        check_int("eval_every", self.eval_every, 1)
+        check_seed("seed", self.seed)
         check_choice("amp", self.amp, ("auto", True, False))
+        check_bool("verbose", self.verbose)
 
-    def _check_x(self, x: Any) -> torch.Tensor:
-        x = torch.as_tensor(x, dtype=torch.float32)
-        if x.dim() != 4 or x.shape[-1] != x.shape[-2]:
-            raise ParameterError(f"x must be square images (N, C, H, H), got shape {tuple(x.shape)}")
-        check_finite("x", x)
+    def _check_x(self, x: Any, name: str = "x") -> torch.Tensor:
+        """Images as a contiguous float32 tensor; after fit, of the training images' shape."""
+        fitted = hasattr(self, "image_shape_")
+        x = check_images(name, x, dtype=torch.float32, channels=self.image_shape_[0] if fitted else None,
+                         min_size=trunk_min_size(self.trunk), square=True)
+        if fitted and tuple(x.shape[1:]) != self.image_shape_:
+            raise ParameterError(f"{name} has images of shape {tuple(x.shape[1:])}, but this IIC was fitted "
+                                 f"on {self.image_shape_}")
         return x
 
     def _perturb(self, x: torch.Tensor) -> torch.Tensor:
         out = self.g_(x)
-        if not torch.is_tensor(out) or out.shape != x.shape or out.device != x.device:
-            got = tuple(out.shape) if torch.is_tensor(out) else type(out).__name__
-            raise ParameterError(f"g must map a batch {tuple(x.shape)} on {x.device} to one of the "
-                                 f"same shape and device, got {got}")
+        if not torch.is_tensor(out) or out.shape != x.shape or out.device != x.device or out.dtype != x.dtype:
+            got = (f"{tuple(out.shape)} {out.dtype} on {out.device}" if torch.is_tensor(out)
+                   else type(out).__name__)
+            raise ParameterError(f"g must map a batch {tuple(x.shape)} {x.dtype} on {x.device} to one of the "
+                                 f"same shape, dtype and device, got {got}")
         return out
 
     # ---------------------------------------------------------------- training
 
     def _heads(self) -> list[str]:
-        over = ["over"] * self.over_passes if self.k_over is not None else []
+        over = ["over"] * self.over_passes if self.n_overclusters is not None else []
         return over + ["main"] * self.main_passes
 
     def _autocast(self):
         use = self.amp is True or (self.amp == "auto" and self.device_.type == "cuda")
         return torch.autocast(self.device_.type, dtype=torch.bfloat16) if use else nullcontext()
 
+    def _pass_order(self, n: int) -> torch.Tensor:
+        """The order of the images in one pass over the data: the one source of batch order.
+
+        A permutation of ``range(n)`` (on the CPU) drawn from the estimator's own generator;
+        the pass has ``len(order) // batch_size`` batches.
+        """
+        return torch.randperm(n, generator=self._order_generator)
+
     def _step(self, xb: torch.Tensor, head: str, opt: torch.optim.Optimizer) -> float:
+        """One Adam step of ``head``'s sub-heads (and the trunk) on the batch ``xb``; returns the loss."""
         # x is the same for every repeat, so E(x) is computed once per image and repeated;
         # batch-norm statistics of the repeated batch equal those of the distinct images.
         x_tf = self._perturb(xb.repeat_interleave(self.repeats, 0))
         with self._autocast():
             z = self.net_(xb, head).repeat_interleave(self.repeats, 1)
             z_tf = self.net_(x_tf, head)
-        loss = torch.stack([iic_loss(a, b, self.lamb) for a, b in zip(z, z_tf)]).mean()
+        counts = joint_counts(z.float(), z_tf.float())  # (n_subheads, k, k), a sum over the batch
+        loss = loss_from_counts(counts, self.lamb).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         return loss.item()
 
+    def _train_epoch(self, x: torch.Tensor, opt: torch.optim.Optimizer, epoch: int) -> tuple[list[float], int]:
+        """One epoch (the head schedule of :meth:`_heads`); returns the main head's batch losses and the pairs seen.
+
+        Raises :class:`~infoclust.utils.TrainingDivergedError` at the first non-finite loss.
+        """
+        main_losses, pairs, step = [], 0, 0
+        for head in self._heads():
+            order = self._pass_order(len(x)).to(x.device)
+            for b in range(len(order) // self.batch_size):
+                step += 1
+                loss = self._step(x[order[b * self.batch_size:(b + 1) * self.batch_size]], head, opt)
+                if not math.isfinite(loss):
+                    raise TrainingDivergedError(
+                        f"IIC training diverged: the loss became {loss} in epoch {epoch}, step {step} "
+                        f"({head} head); lower lr (now {self.lr}), or check that g returns finite images")
+                pairs += self.batch_size * self.repeats
+                if head == "main":
+                    main_losses.append(loss)
+        return main_losses, pairs
+
     @torch.no_grad()
-    def _score(self, x: torch.Tensor, y: np.ndarray | None) -> dict[str, Any]:
-        """Full-data joints, losses per sub-head (label-free) and, with y, accuracies."""
+    def _score(self, x: torch.Tensor, y: np.ndarray | None) -> tuple[dict[str, Any], np.ndarray]:
+        """Full-data losses, I and chosen sub-head per head (label-free), with y accuracies; and the clusters."""
         self.net_.eval()
-        rec: dict[str, Any] = {}
-        joints: dict[str, torch.Tensor] = {head: 0.0 for head in self.net_.heads}
+        counts: dict[str, Any] = {head: 0.0 for head in self.net_.heads}
         pred = []
         for xb in x.split(1000):
             with self._autocast():
                 h, h_tf = self.net_.trunk(xb), self.net_.trunk(self._perturb(xb))
-                z = {head: (self.net_.cluster(h, head), self.net_.cluster(h_tf, head)) for head in joints}
-            for head, (zh, zh_tf) in z.items():  # the joints in float32, outside the autocast
-                joints[head] = joints[head] + torch.einsum("snk,snl->skl", zh.float(), zh_tf.float())
+                z = {head: (self.net_.cluster(h, head), self.net_.cluster(h_tf, head)) for head in counts}
+            for head, (zh, zh_tf) in z.items():  # the counts in float32, outside the autocast
+                counts[head] = counts[head] + joint_counts(zh.float(), zh_tf.float())
             pred.append(z["main"][0].argmax(2).cpu())
-        for head, joint in joints.items():
-            joint = (joint + joint.transpose(1, 2)) / 2
-            joint = joint / joint.sum((1, 2), keepdim=True)
+        rec: dict[str, Any] = {}
+        for head, c in counts.items():
             suffix = "" if head == "main" else "_over"
-            rec["loss" + suffix] = [_loss_from_joint(p, self.lamb).item() for p in joint]
+            joint = _symmetric_joint(c)
+            rec["loss" + suffix] = loss_from_counts(c, self.lamb).tolist()
+            rec["subhead" + suffix] = lowest_loss_subhead(rec["loss" + suffix])
             rec["mi" + suffix] = [information(p)["mi"] for p in joint]
             if head == "main":
                 rec["joint"] = joint.cpu().numpy()
-        rec["pred"] = torch.cat(pred, 1).numpy()
+        pred = torch.cat(pred, 1).numpy()
         if y is not None:
-            rec["acc"] = [cluster_accuracy(y, p) for p in rec["pred"]]
+            rec["acc"] = [cluster_accuracy(y, p) for p in pred]
         self.net_.train()
-        return rec
+        return rec, pred
 
     def fit(self, x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray | None = None) -> "IIC":
-        """Train on images ``x`` (N, C, H, H) in any range; ``y`` only for the history.
+        """Train on square images ``x`` (N, C, H, H); ``y`` (integer labels) only for the history.
 
-        Raises :class:`~infoclust.utils.ParameterError` for bad parameters, NaN or
-        infinity in ``x``, or a ``g`` that changes the batch's shape or device.
+        Raises :class:`~infoclust.utils.ParameterError` for bad parameters or images (NaN,
+        wrong rank, too small for the trunk), ``TypeError`` for integer images,
+        :class:`~infoclust.utils.ParameterError` for a ``g`` that changes the batch's shape,
+        dtype or device, and :class:`~infoclust.utils.TrainingDivergedError` if the loss
+        becomes non-finite.
         """
         self._check_params()
+        for attr in ("image_shape_", "net_"):  # a refit starts from scratch
+            self.__dict__.pop(attr, None)
         x = self._check_x(x)
-        if y is not None:
-            y = torch.as_tensor(y).cpu().numpy()
-            if y.shape != (len(x),):
-                raise ParameterError(f"y must have shape ({len(x)},), got {y.shape}")
+        y = None if y is None else check_labels("y", y, len(x)).numpy()
         if len(x) < self.batch_size:
             raise ParameterError(f"batch_size={self.batch_size} exceeds the {len(x)} images")
-        gen = seed_everything(self.seed)
         self.device_ = resolve_device(self.device)
-        self.g_ = self.g if self.g is not None else MNISTTransform()
-        self.net_ = ClusterNet(x.shape[1], x.shape[-1], self.k, self.k_over, self.n_subheads,
-                               self.trunk).to(self.device_)
+        with forked_global_rng(self.seed, self.device_):
+            net = ClusterNet(x.shape[1], x.shape[-1], self.n_clusters, self.n_overclusters, self.n_subheads,
+                             self.trunk)  # built on the CPU: the seeded initialisation is the same everywhere
+            self.net_ = net.to(self.device_)
+            self.g_ = self.g if self.g is not None else MNISTTransform(seed=_stream_seed(self.seed, 1))
+            self._order_generator = torch.Generator().manual_seed(self.seed)
+            self._train(x.to(self.device_), y)
+        self.image_shape_ = tuple(x.shape[1:])
+        return self
+
+    def _train(self, x: torch.Tensor, y: np.ndarray | None) -> None:
+        """The epoch loop: :meth:`_train_epoch`, and :meth:`_score` every ``eval_every`` epochs and at the end."""
         opt = torch.optim.Adam(self.net_.parameters(), lr=self.lr)
-        x_dev = x.to(self.device_)
-        heads, n_batches = self._heads(), len(x) // self.batch_size
-        self.history_ = [{"epoch": 0, "seconds": 0.0, "pairs": 0, "train_loss": math.nan,
-                          **self._score(x_dev, y)}]
-        seconds, pairs, epoch, self.stopped_by_ = 0.0, 0, 0, "epochs"
+        seconds, pairs, losses = 0.0, 0, []
+        rec, pred = self._score(x, y)
+        self.history_ = [{"epoch": 0, "seconds": 0.0, "pairs": 0, "train_loss": math.nan, **rec}]
         bar = tqdm(total=self.epochs, disable=not self.verbose, desc="IIC", unit="epoch")
-        while self.epochs is None or epoch < self.epochs:
-            epoch += 1
-            main_losses = []
-            for head in heads:
-                order = torch.randperm(len(x), generator=gen).to(self.device_)
-                for b in range(n_batches):
-                    start = time.perf_counter()
-                    loss = self._step(x_dev[order[b * self.batch_size:(b + 1) * self.batch_size]], head, opt)
-                    seconds += time.perf_counter() - start
-                    pairs += self.batch_size * self.repeats
-                    if not math.isfinite(loss):
-                        raise FloatingPointError(f"IIC loss became {loss} in epoch {epoch}; lower lr")
-                    if head == "main":
-                        main_losses.append(loss)
-                    if self.max_time is not None and seconds >= self.max_time:
-                        self.stopped_by_ = "time"
-                        break
-                if self.stopped_by_ == "time":
-                    break
-            rec = self._score(x_dev, y)
-            self.history_.append({"epoch": epoch, "seconds": seconds, "pairs": pairs,
-                                  "train_loss": float(np.mean(main_losses)) if main_losses else math.nan,
-                                  **rec})
+        for epoch in range(1, self.epochs + 1):
+            with timer() as t:
+                epoch_losses, epoch_pairs = self._train_epoch(x, opt, epoch)
+            seconds, pairs, losses = seconds + t["seconds"], pairs + epoch_pairs, losses + epoch_losses
+            if epoch % self.eval_every == 0 or epoch == self.epochs:
+                rec, pred = self._score(x, y)
+                self.history_.append({"epoch": epoch, "seconds": seconds, "pairs": pairs,
+                                      "train_loss": float(np.mean(losses)) if losses else math.nan, **rec})
+                losses = []
+                bar.set_postfix(loss=f"{rec['loss'][rec['subhead']]:.3f}",
+                                **({"acc": f"{rec['acc'][rec['subhead']]:.3f}"} if y is not None else {}))
             bar.update(1)
-            chosen = int(np.argmin(rec["loss"]))  # the label-free choice, as reported at the end
-            bar.set_postfix(loss=f"{rec['loss'][chosen]:.3f}",
-                            **({"acc": f"{rec['acc'][chosen]:.3f}"} if y is not None else {}))
-            if self.stopped_by_ == "time":
-                break
         bar.close()
         last = self.history_[-1]
         self.subhead_losses_ = np.asarray(last["loss"])
-        self.best_subheads_ = {head: int(np.argmin(last[key]))
-                               for head, key in (("main", "loss"), ("over", "loss_over")) if key in last}
+        self.best_subheads_ = {head: last[key] for head, key in (("main", "subhead"), ("over", "subhead_over"))
+                               if key in last}
         self.best_subhead_ = self.best_subheads_["main"]
-        self.labels_ = last["pred"][self.best_subhead_]
-        self.train_seconds_, self.n_epochs_ = seconds, epoch
-        for rec in self.history_:
-            del rec["pred"]
-        return self
+        self.labels_ = pred[self.best_subhead_]
+        self.train_seconds_ = seconds
 
     # ---------------------------------------------------------------- inference
-
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "net_"):
-            raise RuntimeError("this IIC instance is not fitted yet; call fit(x) first")
 
     @torch.no_grad()
     def predict_proba(self, x: torch.Tensor | np.ndarray, head: str = "main",
                       subhead: int | None = None) -> np.ndarray:
         """Cluster probabilities (N, k) of one sub-head (default: the head's lowest-loss one)."""
-        self._check_fitted()
+        check_is_fitted(self)
         check_choice("head", head, list(self.net_.heads))
         sub = (self.best_subheads_[head] if subhead is None
                else check_int("subhead", subhead, 0, self.n_subheads - 1))
         x = self._check_x(x)
         self.net_.eval()
         with self._autocast():
-            out = torch.cat([self.net_(xb.to(self.device_), head)[sub].cpu() for xb in x.split(1000)])
-        return out.float().numpy()
+            out = torch.cat([self.net_(xb.to(self.device_), head)[sub].float().cpu() for xb in x.split(1000)])
+        return out.numpy()
 
     def predict(self, x: torch.Tensor | np.ndarray, head: str = "main",
                 subhead: int | None = None) -> np.ndarray:
@@ -465,5 +602,5 @@ class IIC:
         return self.predict_proba(x, head, subhead).argmax(1)
 
     def fit_predict(self, x: torch.Tensor | np.ndarray, y: Sequence | None = None) -> np.ndarray:
-        """Fit, then return :attr:`labels_`."""
+        """Fit (``y`` for the history only, as in :meth:`fit`), then return :attr:`labels_`."""
         return self.fit(x, y).labels_

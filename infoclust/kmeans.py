@@ -19,23 +19,50 @@ mean. Initialisation is uniform (``"random"``) or greedy k-means++ (Arthur & Vas
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
+from scipy import sparse
+from sklearn.base import BaseEstimator, ClusterMixin
+from sklearn.utils.validation import check_is_fitted
 
-from .utils import ParameterError, check_choice, check_finite, check_int, check_number, resolve_device
+from .utils import (ConvergenceWarning, ParameterError, check_bool, check_choice, check_finite, check_int,
+                    check_number, check_seed, resolve_device)
 
 __all__ = ["KMeans", "kmeans_plusplus", "pairwise_sq_dists"]
 
 _CHUNK_ELEMENTS = 2**24  # distance entries per chunk: 64 MiB of float32
 
 
-def _as_matrix(x, device: torch.device) -> torch.Tensor:
-    x = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x)
+def _as_matrix(name: str, x, device: torch.device) -> torch.Tensor:
+    """``x`` (n, d) or (n, ...) as a float32 (n, d) tensor on ``device``, after checking it.
+
+    Takes tensors (any device), NumPy arrays, lists and data frames; real numbers of any
+    dtype are converted (the library computes in float32). Raises ``TypeError`` for sparse
+    matrices and non-numeric entries, :class:`ParameterError` naming ``name`` for complex
+    numbers, fewer than two axes, no samples or no features, NaN and infinity.
+    """
+    if sparse.issparse(x):
+        raise TypeError(f"{name} is a sparse matrix; KMeans needs dense data ({name}.toarray())")
+    if not torch.is_tensor(x):
+        x = np.asarray(x)
+        if np.iscomplexobj(x):
+            raise ParameterError(f"{name} has complex dtype {x.dtype}: Complex data not supported")
+        x = torch.from_numpy(np.array(x, dtype=np.float32))  # a writable float32 copy
+    if x.is_complex():
+        raise ParameterError(f"{name} has complex dtype {x.dtype}: Complex data not supported")
     if x.ndim < 2:
-        raise ParameterError(f"x must have shape (n_samples, n_features, ...), got {tuple(x.shape)}")
-    x = x.reshape(len(x), -1).to(device=device, dtype=torch.float32)
-    check_finite("x", x)
+        raise ParameterError(f"{name} must have shape (n_samples, n_features, ...), got {tuple(x.shape)}. "
+                             f"Reshape your data: {name}.reshape(-1, 1) for one feature, "
+                             f"{name}.reshape(1, -1) for one sample")
+    if len(x) == 0:
+        raise ParameterError(f"{name} holds 0 samples (shape {tuple(x.shape)}); at least 1 is required")
+    x = x.detach().reshape(len(x), -1)
+    if x.shape[1] == 0:
+        raise ParameterError(f"{name} has 0 feature(s) (shape={tuple(x.shape)}) while a minimum of 1 is required.")
+    x = x.to(device=device, dtype=torch.float32).contiguous()
+    check_finite(name, x)
     return x
 
 
@@ -113,8 +140,8 @@ def kmeans_plusplus(x: torch.Tensor, n_clusters: int, generator: torch.Generator
     return torch.stack(centers)
 
 
-class KMeans:
-    """k-means clustering with a scikit-learn-like interface.
+class KMeans(ClusterMixin, BaseEstimator):
+    """k-means clustering, a scikit-learn estimator that runs on CPU or GPU.
 
     Parameters
     ----------
@@ -126,7 +153,8 @@ class KMeans:
     n_init : int
         Number of runs from different initialisations; the one with the lowest inertia wins.
     max_iter : int
-        Maximum number of Lloyd iterations per run.
+        Maximum number of Lloyd iterations per run. The best run stopping there without
+        converging warns :class:`~infoclust.utils.ConvergenceWarning`.
     tol : float
         Convergence when the squared shift of all centres falls to ``tol`` times the mean
         per-feature variance of the data (scikit-learn's rule), or when no label changes.
@@ -134,7 +162,8 @@ class KMeans:
         What happens to a cluster that receives no point: moved to the farthest point
         (repair), or left where it is (the plain algorithm; the cluster dies).
     seed : int
-        Seed of every random draw.
+        Seed of every random draw, in [0, 2**32 - 1]: the estimator draws from its own
+        generator and leaves the global random state alone.
     device : str
         ``"auto"``, ``"cpu"``, ``"cuda"``...
     keep_history : bool
@@ -142,8 +171,8 @@ class KMeans:
 
     Attributes
     ----------
-    cluster_centers_ : torch.Tensor, (k, d)
-    labels_ : torch.Tensor, (n,)
+    cluster_centers_ : np.ndarray, (k, d), float32
+    labels_ : np.ndarray, (n,), int64
     inertia_ : float
         Sum of squared distances of the points to their closest centre.
     n_iter_ : int
@@ -152,8 +181,12 @@ class KMeans:
         Clusters without any point at the end of the best run (dead clusters).
     n_relocated_ : int
         Empty clusters repaired during the best run (``empty="relocate"``).
-    history_ : list of torch.Tensor
+    history_ : list of np.ndarray
         Centres after initialisation and after each iteration (``keep_history=True``).
+    n_features_in_ : int
+        Features per sample seen by :meth:`fit` (pixels, for images).
+    device_ : torch.device
+        Where the computation ran.
     """
 
     def __init__(self, n_clusters: int = 8, *, init: str | torch.Tensor | np.ndarray = "k-means++",
@@ -177,15 +210,14 @@ class KMeans:
         check_int("max_iter", self.max_iter, 1)
         check_number("tol", self.tol, 0.0)
         check_choice("empty", self.empty, ("relocate", "keep"))
-        check_int("seed", self.seed, 0)
+        check_seed("seed", self.seed)
+        check_bool("keep_history", self.keep_history)
         if isinstance(self.init, str):
             check_choice("init", self.init, ("k-means++", "random"))
             return None
-        init = torch.as_tensor(np.asarray(self.init) if not torch.is_tensor(self.init) else self.init)
-        init = init.reshape(len(init), -1).to(device=device, dtype=torch.float32)
+        init = _as_matrix("init", self.init, device)
         if init.shape != (self.n_clusters, n_features):
             raise ParameterError(f"init has shape {tuple(init.shape)}, expected ({self.n_clusters}, {n_features})")
-        check_finite("init", init)
         if self.n_init != 1:
             raise ParameterError(f"n_init={self.n_init} must be 1 when init is an array of centres")
         return init
@@ -202,9 +234,10 @@ class KMeans:
         # One host-device synchronisation per iteration (the three numbers that decide what
         # comes next): on a GPU every extra one costs more than the arithmetic of a step.
         k = self.n_clusters
-        history = [centers.cpu()] if self.keep_history else []
+        history = [centers.cpu().numpy()] if self.keep_history else []
         labels = None
         relocated = 0
+        converged = False
         n_iter = 0
         for n_iter in range(1, self.max_iter + 1):
             new_labels, dist = _assign(x, centers, x_sq)  # step 2
@@ -221,18 +254,23 @@ class KMeans:
                 shift = ((new_centers - centers) ** 2).sum().item()
             centers, labels = new_centers, new_labels
             if self.keep_history:
-                history.append(centers.cpu())
+                history.append(centers.cpu().numpy())
             if n_changed == 0 or shift <= tol:
+                converged = True
                 break
         labels, dist = _assign(x, centers, x_sq)
         n_empty = int((torch.bincount(labels, minlength=k) == 0).sum())
         return {"centers": centers, "labels": labels, "inertia": float(dist.double().sum()),
-                "n_iter": n_iter, "n_empty": n_empty, "relocated": relocated, "history": history}
+                "n_iter": n_iter, "n_empty": n_empty, "relocated": relocated, "history": history,
+                "converged": converged}
 
     def fit(self, x, y=None) -> "KMeans":
-        """Cluster ``x`` (n, d) or (n, C, H, W), flattened per sample. ``y`` is ignored."""
+        """Cluster ``x`` (n, d) or (n, C, H, W), flattened per sample. ``y`` is ignored.
+
+        ``x`` may be a tensor (on any device), a NumPy array, a list or a data frame.
+        """
         device = resolve_device(self.device)
-        x = _as_matrix(x, device)
+        x = _as_matrix("x", x, device)
         given = self._check_params(len(x), x.shape[1], device)
         gen = torch.Generator().manual_seed(self.seed)
         x_sq = (x * x).sum(1)
@@ -242,26 +280,26 @@ class KMeans:
             run = self._lloyd(x, x_sq, self._initial_centers(x, given, gen), tol)
             if best is None or run["inertia"] < best["inertia"]:
                 best = run
-        self.cluster_centers_ = best["centers"].cpu()
-        self.labels_ = best["labels"].cpu()
+        if not best["converged"]:
+            warnings.warn(f"KMeans stopped at max_iter={self.max_iter} before converging (tol={self.tol}); "
+                          f"raise max_iter", ConvergenceWarning, stacklevel=2)
+        self.cluster_centers_ = best["centers"].cpu().numpy()
+        self.labels_ = best["labels"].cpu().numpy()
         self.inertia_ = best["inertia"]
         self.n_iter_ = best["n_iter"]
         self.n_empty_ = best["n_empty"]
         self.n_relocated_ = best["relocated"]
         self.history_ = best["history"]
-        self._fit_device = device
+        self.n_features_in_ = x.shape[1]
+        self.device_ = device
         return self
 
-    def predict(self, x) -> torch.Tensor:
-        """Index of the closest learnt centre for every sample."""
-        if not hasattr(self, "cluster_centers_"):
-            raise RuntimeError("this KMeans is not fitted yet: call fit first")
-        x = _as_matrix(x, self._fit_device)
-        if x.shape[1] != self.cluster_centers_.shape[1]:
-            raise ParameterError(f"x has {x.shape[1]} features, the model {self.cluster_centers_.shape[1]}")
-        labels, _ = _assign(x, self.cluster_centers_.to(x.device), (x * x).sum(1))
-        return labels.cpu()
-
-    def fit_predict(self, x, y=None) -> torch.Tensor:
-        """``fit(x)`` then return ``labels_``."""
-        return self.fit(x).labels_
+    def predict(self, x) -> np.ndarray:
+        """Index of the closest learnt centre for every sample (int64)."""
+        check_is_fitted(self)
+        x = _as_matrix("x", x, self.device_)
+        if x.shape[1] != self.n_features_in_:
+            raise ParameterError(f"x has {x.shape[1]} features, but KMeans is expecting {self.n_features_in_} "
+                                 f"features as input (the data passed to fit)")
+        labels, _ = _assign(x, torch.from_numpy(self.cluster_centers_).to(x.device), (x * x).sum(1))
+        return labels.cpu().numpy()

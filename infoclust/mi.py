@@ -34,7 +34,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .utils import ParameterError, check_choice, check_int, check_number, resolve_device, seed_everything
+from .utils import (ParameterError, check_bool, check_choice, check_generator, check_int, check_number, draw_seed,
+                    forked_global_rng, resolve_device)
 
 __all__ = ["ESTIMATORS", "jsd_mi", "dv_mi", "infonce_mi", "mi_estimate", "gaussian_mi",
            "correlated_gaussians", "SeparableCritic", "mi_training_curve"]
@@ -197,7 +198,8 @@ class SeparableCritic(nn.Module):
 
 def mi_training_curve(estimator: str, *, true_mi: tuple[float, ...] = (2.0, 4.0, 6.0, 8.0),
                       dim: int = 20, steps_per_level: int = 400, batch_size: int = 64, lr: float = 5e-4,
-                      seed: int = 0, device: str = "auto", progress: bool = True) -> dict[str, np.ndarray]:
+                      generator: torch.Generator | None = None, device: str = "auto",
+                      verbose: bool = True) -> dict[str, np.ndarray]:
     """Train a critic by maximising one estimator on correlated Gaussians whose MI steps up.
 
     The true MI follows the staircase ``true_mi`` (``steps_per_level`` steps each); at every
@@ -218,8 +220,13 @@ def mi_training_curve(estimator: str, *, true_mi: tuple[float, ...] = (2.0, 4.0,
         N: the InfoNCE ceiling is ``log N``.
     lr : float
         Adam learning rate.
-    seed, device, progress
-        Seed, ``"auto"``/``"cpu"``/``"cuda"``, tqdm progress bar.
+    generator : torch.Generator or None
+        CPU generator of the critic's initialisation (a seed drawn from it) and of every
+        batch; None: torch's global generator.
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"``...
+    verbose : bool
+        Show a tqdm progress bar.
 
     Returns
     -------
@@ -229,17 +236,21 @@ def mi_training_curve(estimator: str, *, true_mi: tuple[float, ...] = (2.0, 4.0,
     from tqdm.auto import tqdm
 
     check_choice("estimator", estimator, ESTIMATORS)
+    check_int("dim", dim, 1)
     check_int("steps_per_level", steps_per_level, 1)
     check_int("batch_size", batch_size, 2)
     check_number("lr", lr, 0.0, strict_low=True)
     if not true_mi or any(m <= 0 for m in true_mi):
         raise ParameterError(f"true_mi={true_mi!r} must be a non-empty tuple of positive numbers")
+    gen = check_generator("generator", generator)
+    check_bool("verbose", verbose)
     dev = resolve_device(device)
-    gen = seed_everything(seed)
-    critic = SeparableCritic(dim).to(dev)
+    with forked_global_rng(draw_seed(gen)):  # torch's default initialisation, on the CPU
+        critic = SeparableCritic(dim)
+    critic = critic.to(dev)
     opt = torch.optim.Adam(critic.parameters(), lr=lr)
     out: dict[str, list[float]] = {"true": [], **{e: [] for e in ESTIMATORS}}
-    bar = tqdm(total=len(true_mi) * steps_per_level, desc=f"critic ({estimator})", disable=not progress)
+    bar = tqdm(total=len(true_mi) * steps_per_level, desc=f"critic ({estimator})", disable=not verbose)
     for mi in true_mi:
         rho = _rho_for(mi, dim)
         for _ in range(steps_per_level):

@@ -40,6 +40,8 @@ __all__ = [
     "check_labels",
     "check_generator",
     "make_generator",
+    "forked_global_rng",
+    "draw_seed",
     "seed_everything",
     "resolve_device",
     "device_name",
@@ -147,6 +149,37 @@ def check_generator(name: str, value: Any) -> torch.Generator | None:
         raise TypeError(f"{name} must be a torch.Generator or None, got {type(value).__name__} "
                         f"(for a seed n, pass torch.Generator().manual_seed(n))")
     return value
+
+
+@contextmanager
+def forked_global_rng(seed: int, device: torch.device | str = "cpu") -> Iterator[None]:
+    """Run a block with torch's global generators seeded with ``seed``, restored afterwards.
+
+    For what only draws from the global generator: torch's default initialisation of a
+    network (build it on the CPU inside the block, then move it), or a user's callable.
+    The CPU generator is forked, and the generator of ``device`` when it is a CUDA device;
+    no other generator is seeded (``torch.manual_seed`` would seed every CUDA device, even
+    lazily before CUDA starts, and that would outlive the block).
+    """
+    seed = check_seed("seed", seed)
+    device = torch.device(device)
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()] \
+        if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.default_generator.manual_seed(seed)
+        for index in cuda:
+            torch.cuda.default_generators[index].manual_seed(seed)
+        yield
+
+
+def draw_seed(generator: torch.Generator | None) -> int:
+    """A seed in [0, SEED_MAX] drawn from ``generator`` (None: torch's global generator).
+
+    How a function that takes ``generator`` seeds what only draws from the global generator
+    (a network's default initialisation, under :func:`forked_global_rng`).
+    """
+    generator = check_generator("generator", generator)
+    return int(torch.randint(0, SEED_MAX + 1, (1,), generator=generator))
 
 
 def check_finite(name: str, x: torch.Tensor | np.ndarray) -> None:

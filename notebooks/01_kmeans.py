@@ -114,7 +114,7 @@ glue("kmeans_demo_inertia", demo.inertia_, display=False)
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Lloyd's iterations on four Gaussian blobs (k = 4, uniform initialisation). Colours: step 2's assignment; black crosses: the means before step 3; red crosses: after it.", "name": "fig-kmeans-iterations"}}
 fig, axes = plt.subplots(1, len(steps) - 1, figsize=(3.0 * (len(steps) - 1), 3.0), squeeze=False)
 for t, ax in enumerate(axes[0]):
-    d = torch.cdist(pts, steps[t]).argmin(1)
+    d = torch.cdist(pts, torch.from_numpy(steps[t])).argmin(1)
     ax.scatter(pts[:, 0], pts[:, 1], c=d, s=6, cmap="tab10", vmin=0, vmax=9)
     ax.scatter(steps[t][:, 0], steps[t][:, 1], marker="x", s=80, c="k")
     ax.scatter(steps[t + 1][:, 0], steps[t + 1][:, 1], marker="x", s=80, c="r")

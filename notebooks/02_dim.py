@@ -180,7 +180,8 @@ curves = {}
 with ic.timer() as t_toy:
     for est in mi.ESTIMATORS:
         curves[est] = mi.mi_training_curve(est, true_mi=tuple(toy_levels), dim=toy_dim, steps_per_level=toy_steps,
-                                           batch_size=toy_batch, seed=seed, device=ledger.device)
+                                           batch_size=toy_batch, generator=torch.Generator().manual_seed(seed),
+                                           device=ledger.device)
 # the estimate at the end of each level: mean of its last fifth of steps
 tail = max(1, toy_steps // 5)
 level_end = {name: np.array([c.reshape(len(toy_levels), toy_steps)[i, -tail:].mean()
@@ -478,7 +479,7 @@ for name, f in feats.items():
         km = ic.KMeans(n_clusters, init="random", n_init=1, empty="keep", seed=s, device=ledger.device).fit(f)
         single[name].append((ic.cluster_accuracy(y, km.labels_), km.n_empty_))
 single = {name: np.array(v) for name, v in single.items()}
-sizes = {name: np.sort(np.bincount(km.labels_.numpy(), minlength=n_clusters))[::-1]
+sizes = {name: np.sort(np.bincount(km.labels_, minlength=n_clusters))[::-1]
          for name, km in km_models.items()}
 class_sizes = np.sort(np.bincount(y.numpy(), minlength=n_classes))[::-1]
 

@@ -286,7 +286,7 @@ ledger.record("projection finite at lambda = 1e3, 1e4, 1e5, zero pixels included
 with ic.timer() as t_train:
     torch.manual_seed(seed)
     cnn = train_classifier(SmallCNN(x.shape[1], int(y.max()) + 1), x_train, y_train, epochs=epochs,
-                           device=dev, seed=seed)
+                           device=dev, generator=torch.Generator().manual_seed(seed))
 clean = accuracy(cnn, x_test.to(dev), y_test.to(dev))
 
 # %%

@@ -123,7 +123,7 @@ print(f"{dataset}: {len(x_train)} training and {len(x_test)} test images of shap
 # %% tags=["hide-input"]
 with ic.timer() as t_train:
     cnn = train_classifier(SmallCNN(x.shape[1], int(y.max()) + 1), x_train, y_train, epochs=epochs,
-                           device=ledger.device, seed=seed)
+                           device=ledger.device, generator=torch.Generator().manual_seed(seed))
 x_test_d, y_test_d = x_test.to(ledger.device), y_test.to(ledger.device)
 clean = accuracy(cnn, x_test_d, y_test_d)
 correct = (predict(cnn, x_test_d) == y_test_d).nonzero().squeeze(1)

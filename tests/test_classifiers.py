@@ -26,10 +26,10 @@ def test_training_learns_digits_and_is_reproducible():
     x_tr, y_tr, x_te, y_te = x[perm[:1400]], y[perm[:1400]], x[perm[1400:]], y[perm[1400:]]
     torch.manual_seed(0)
     a = train_classifier(SmallCNN(1, 10, width=8), x_tr, y_tr, epochs=6, max_shift=0, device="cpu",
-                         seed=1, progress=False)
+                         generator=torch.Generator().manual_seed(1), verbose=False)
     torch.manual_seed(0)
     b = train_classifier(SmallCNN(1, 10, width=8), x_tr, y_tr, epochs=6, max_shift=0, device="cpu",
-                         seed=1, progress=False)
+                         generator=torch.Generator().manual_seed(1), verbose=False)
     assert not a.training
     assert accuracy(a, x_te, y_te) > 0.9
     for pa, pb in zip(a.parameters(), b.parameters()):

@@ -6,11 +6,12 @@ import pytest
 import torch
 from torch.nn import functional as F
 
+from sklearn.exceptions import NotFittedError
 from infoclust import load_dataset
 from infoclust.dim import PRESETS, DeepInfoMax, Encoder, GlobalCritic, LocalCritic, linear_probe
 from infoclust.utils import ParameterError
 
-SMALL = {"widths": (8, 16, 32), "code_dim": 16, "critic_dim": 32, "device": "cpu", "progress": False}
+SMALL = {"widths": (8, 16, 32), "code_dim": 16, "critic_dim": 32, "device": "cpu", "verbose": False}
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,7 @@ def test_local_critic_scores_each_pair_on_its_own(form):
 
 def _prior_term(model, v, y):
     """E_V[log D(v)] + E[log(1 - D(sigmoid(y)))] with fixed prior draws v."""
-    d = model.discriminator_
+    d = model.prior_.discriminator
     with torch.no_grad():
         return float(-F.softplus(-d(v)).mean() - F.softplus(d(torch.sigmoid(y))).mean())
 
@@ -74,11 +75,11 @@ def test_discriminator_and_encoder_move_in_opposite_directions(digits):
         assert all(torch.equal(enc_before[k], t) for k, t in model.encoder_.state_dict().items()
                    if "running" not in k and "num_batches" not in k), "prior_step moved the encoder"
 
-        disc_before = copy.deepcopy(model.discriminator_.state_dict())
+        disc_before = copy.deepcopy(model.prior_.discriminator.state_dict())
         model.encoder_step(x)
         after_e = _prior_term(model, v, codes())
         assert after_e < after_d, "the encoder must descend the prior term"
-        assert all(torch.equal(disc_before[k], t) for k, t in model.discriminator_.state_dict().items()), \
+        assert all(torch.equal(disc_before[k], t) for k, t in model.prior_.discriminator.state_dict().items()), \
             "encoder_step moved the discriminator"
 
 
@@ -120,7 +121,7 @@ def test_bad_parameters_raise(digits):
             DeepInfoMax(**{**SMALL, **kwargs}).fit(x)
     with pytest.raises(ParameterError, match="x must"):
         DeepInfoMax(**SMALL).fit(torch.rand(4, 8, 8))
-    with pytest.raises(ParameterError, match="not fitted"):
+    with pytest.raises(NotFittedError):
         DeepInfoMax(**SMALL).encode(x)
 
 

@@ -6,9 +6,11 @@ import pytest
 import torch
 from sklearn.metrics import mutual_info_score
 
+from sklearn.exceptions import NotFittedError
 from infoclust.augment import MNISTTransform
 from infoclust.data import load_dataset
-from infoclust.iic import IIC, ClusterNet, information, iic_loss, joint_distribution
+from infoclust.iic import (IIC, ClusterNet, information, iic_loss, joint_counts, joint_distribution,
+                          loss_from_counts, lowest_loss_subhead)
 from infoclust.utils import ParameterError
 
 TINY = ((8, 16), 3)  # a trunk small enough for unit tests
@@ -91,11 +93,11 @@ def test_empty_clusters_give_finite_loss_and_gradients():
 
 
 def test_clusternet_shapes():
-    net = ClusterNet(1, 12, k=4, k_over=9, n_subheads=3, trunk=TINY)
+    net = ClusterNet(1, 12, n_clusters=4, n_overclusters=9, n_subheads=3, trunk=TINY)
     x = torch.rand(5, 1, 12, 12)
     assert net(x).shape == (3, 5, 4) and net(x, "over").shape == (3, 5, 9)
     torch.testing.assert_close(net(x).sum(2), torch.ones(3, 5))
-    assert "over" not in ClusterNet(1, 12, k=4, k_over=None, trunk=TINY).heads
+    assert "over" not in ClusterNet(1, 12, n_clusters=4, n_overclusters=None, trunk=TINY).heads
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +107,7 @@ def digits():
 
 
 def _fit(x, y=None, **kw):
-    args = dict(k=10, k_over=20, n_subheads=2, trunk=TINY, epochs=2, batch_size=100, repeats=2,
+    args = dict(n_clusters=10, n_overclusters=20, n_subheads=2, trunk=TINY, epochs=2, batch_size=100, repeats=2,
                 lr=3e-3, verbose=False)
     return IIC(**{**args, **kw}).fit(x, y)
 
@@ -113,7 +115,7 @@ def _fit(x, y=None, **kw):
 def test_training_raises_mutual_information(digits):
     x, y = digits
     gentle = MNISTTransform(max_angle=10, scales=(0.9, 1.0, 1.1), extent=1.1)  # 8 px digits
-    m = _fit(x, y, epochs=6, k_over=None, lr=5e-3, g=gentle)
+    m = _fit(x, y, epochs=6, n_overclusters=None, lr=5e-3, g=gentle)
     start, end = -min(m.history_[0]["loss"]), -min(m.history_[-1]["loss"])
     assert start < 0.05 and end > 0.5  # nats; ln 10 = 2.30
     assert m.labels_.shape == (len(x),) and len(m.history_) == 7
@@ -140,14 +142,6 @@ def test_overclustering_head_is_trained(digits):
     assert m.predict(x, head="over").max() < 20 and m.predict_proba(x, "over", 1).shape == (len(x), 20)
 
 
-def test_time_budget_stops_training(digits):
-    x, _ = digits
-    m = _fit(x, epochs=None, max_time=0.5)
-    assert m.stopped_by_ == "time" and 0.5 <= m.train_seconds_ < 30
-    assert m.history_[-1]["seconds"] == m.train_seconds_
-    assert _fit(x, epochs=1, max_time=1e6).stopped_by_ == "epochs"
-
-
 def test_custom_g_is_used(digits):
     x, _ = digits
     calls = []
@@ -156,13 +150,13 @@ def test_custom_g_is_used(digits):
         calls.append(batch.shape[0])
         return batch.flip(3)
 
-    _fit(x, epochs=1, g=g, k_over=None)
+    _fit(x, epochs=1, g=g, n_overclusters=None)
     assert 200 in calls  # batch_size * repeats: every pair gets its own g
 
 
 @pytest.mark.parametrize("kwargs, name", [
-    ({"k": 1}, "k"), ({"k_over": 1}, "k_over"), ({"n_subheads": 0}, "n_subheads"),
-    ({"trunk": "resnet"}, "trunk"), ({"epochs": None}, "max_time"), ({"repeats": 0}, "repeats"),
+    ({"n_clusters": 1}, "n_clusters"), ({"n_overclusters": 1}, "n_overclusters"), ({"n_subheads": 0}, "n_subheads"),
+    ({"trunk": "resnet"}, "trunk"), ({"epochs": None}, "epochs"), ({"repeats": 0}, "repeats"),
     ({"lr": 0}, "lr"), ({"lamb": -1}, "lamb"), ({"batch_size": 10_000}, "batch_size"),
     ({"g": 3}, "g"), ({"device": "nope"}, "device"),
 ])
@@ -183,7 +177,7 @@ def test_bad_inputs_raise(digits):
         _fit(x, g=lambda b: b.cpu().numpy())
     with pytest.raises(ParameterError, match="y must have shape"):
         _fit(x, y[:10])
-    with pytest.raises(RuntimeError, match="not fitted"):
+    with pytest.raises(NotFittedError):
         IIC().predict(x)
 
 
@@ -197,3 +191,30 @@ def test_bf16_autocast_trains_and_scores(digits):
     assert model.history_[-1]["joint"].dtype == np.float32
     assert np.isfinite(model.history_[-1]["train_loss"])
     assert model.predict_proba(x).dtype == np.float32
+
+
+def test_counts_add_up_over_batches_and_give_the_loss():
+    """joint_counts is a sum over samples: the counts of two halves add up to those of the whole."""
+    z, z_tf = _softmax(40, 6, 7).float(), _softmax(40, 6, 8).float()
+    whole = joint_counts(z, z_tf)
+    torch.testing.assert_close(joint_counts(z[:15], z_tf[:15]) + joint_counts(z[15:], z_tf[15:]), whole)
+    assert loss_from_counts(whole, 1.3).item() == pytest.approx(iic_loss(z, z_tf, 1.3).item(), abs=1e-6)
+    stacked = joint_counts(torch.stack([z, z_tf]), torch.stack([z_tf, z]))  # two sub-heads at once
+    assert stacked.shape == (2, 6, 6)
+    torch.testing.assert_close(loss_from_counts(stacked), torch.stack([iic_loss(z, z_tf), iic_loss(z_tf, z)]))
+
+
+def test_lowest_loss_subhead():
+    assert lowest_loss_subhead([0.3, -1.2, -0.5]) == 1
+    with pytest.raises(ParameterError, match="losses"):
+        lowest_loss_subhead([])
+
+
+def test_history_records_the_chosen_subhead_and_eval_every(digits):
+    x, y = digits
+    m = _fit(x, y, epochs=3, eval_every=2)
+    assert [h["epoch"] for h in m.history_] == [0, 2, 3]  # the last epoch is always scored
+    for h in m.history_:
+        assert h["subhead"] == lowest_loss_subhead(h["loss"]) and h["subhead_over"] == lowest_loss_subhead(h["loss_over"])
+    assert m.best_subhead_ == m.history_[-1]["subhead"]
+    assert m.history_[1]["pairs"] == 2 * 3 * 6 * 100 * 2  # epochs x passes x batches x pairs per batch
