@@ -4,9 +4,9 @@ import copy
 import numpy as np
 import pytest
 import torch
+from sklearn.exceptions import NotFittedError
 from torch.nn import functional as F
 
-from sklearn.exceptions import NotFittedError
 from infoclust import load_dataset
 from infoclust.dim import PRESETS, DeepInfoMax, Encoder, GlobalCritic, LocalCritic, linear_probe
 from infoclust.utils import ParameterError

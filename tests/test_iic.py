@@ -4,9 +4,9 @@ import math
 import numpy as np
 import pytest
 import torch
+from sklearn.exceptions import NotFittedError
 from sklearn.metrics import mutual_info_score
 
-from sklearn.exceptions import NotFittedError
 from infoclust.augment import MNISTTransform
 from infoclust.data import load_dataset
 from infoclust.iic import (IIC, ClusterNet, information, iic_loss, joint_counts, joint_distribution,

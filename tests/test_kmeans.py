@@ -3,8 +3,8 @@ import pytest
 import torch
 from sklearn.cluster import KMeans as SKLearnKMeans
 from sklearn.datasets import make_blobs
-
 from sklearn.exceptions import NotFittedError
+
 from infoclust import KMeans, ParameterError, cluster_accuracy
 from infoclust.kmeans import kmeans_plusplus
 
