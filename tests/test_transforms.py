@@ -76,7 +76,7 @@ def test_compose_order():
 def test_pool_works_as_iic_g():
     x, y = ic.load_dataset("digits", n=256)
     pool = PerturbationPool(noisy(0.05), x, n_copies=2, verbose=False)
-    model = IIC(k=10, k_over=None, n_subheads=1, trunk=((8, 16), 3), g=pool, epochs=1, batch_size=64,
+    model = IIC(n_clusters=10, n_overclusters=None, n_subheads=1, trunk=((8, 16), 3), g=pool, epochs=1, batch_size=64,
                        repeats=2, device="cpu", verbose=False).fit(x)
     assert len(model.labels_) == 256
 
