@@ -352,10 +352,12 @@ def fitted_dim():
 
 def train(x=None, y=None, **kw: Any):
     xs, ys = digits(48)
-    args = dict(epochs=1, batch_size=16, seed=0, device="cpu", verbose=False)
+    fn = R("train_classifier")
+    seeding = {"generator": gen(0)} if "generator" in (_params(fn) or {}) else {"seed": 0}  # new, old
+    args = dict(epochs=1, batch_size=16, device="cpu", verbose=False, **seeding)
     args.update(kw)
     model = R("SmallCNN")(1, 10, 4)
-    return call(R("train_classifier"), model, xs if x is None else x, ys if y is None else y, **args)
+    return call(fn, model, xs if x is None else x, ys if y is None else y, **args)
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -732,6 +734,7 @@ def _iic_cases() -> None:
         ("g-string", dict(g="crop"), "g"),
         ("epochs-zero", dict(epochs=0), "epochs"),
         ("epochs-none-no-time", dict(epochs=None, max_time=None), "epochs max_time"),
+        ("epochs-none", dict(epochs=None), "epochs"),
         ("max_time-negative", dict(max_time=-1.0), "max_time"),
         ("batch_size-one", dict(batch_size=1), "batch_size"),
         ("batch_size-too-big", dict(batch_size=1000), "batch_size"),
@@ -895,6 +898,7 @@ def _mi_cases() -> None:
     case("mi-curve-steps-zero", "mi", lambda: curve(steps_per_level=0), "steps_per_level")
     case("mi-curve-batch-one", "mi", lambda: curve(batch_size=1), "batch_size")
     case("mi-curve-seed-none", "mi", lambda: curve(seed=None), "seed")
+    case("mi-curve-generator-int", "mi", lambda: curve(generator=0), "generator", exc="TypeError")
     case("mi-curve-true_mi-string", "mi", lambda: curve(true_mi="2"), "true_mi")
 
 
@@ -917,6 +921,8 @@ def _classifier_cases() -> None:
     case("classifiers-train-batch-zero", "classifiers", lambda: train(batch_size=0), "batch_size")
     case("classifiers-train-lr-nan", "classifiers", lambda: train(lr=float("nan")), "lr")
     case("classifiers-train-seed-none", "classifiers", lambda: train(seed=None), "seed")
+    case("classifiers-train-generator-int", "classifiers", lambda: train(generator=0), "generator",
+         exc="TypeError")
     case("classifiers-train-max_shift-negative", "classifiers", lambda: train(max_shift=-1), "max_shift")
     case("classifiers-train-too-small", "classifiers", lambda: train(xs()[..., :2, :2]),
          "x ~too small ~pixels")

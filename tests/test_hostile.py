@@ -61,7 +61,7 @@ kmeans-fit-numpy-float64 kmeans-fit-noncontiguous kmeans-fit-float16 kmeans-fit-
 kmeans-predict-other-size kmeans-predict-nan kmeans-predict-noncontiguous kmeans-predict-numpy
 kmeans-plusplus-generator-int
 iic-n_clusters-one iic-n_clusters-float iic-n_overclusters-one iic-n_subheads-zero iic-trunk-unknown
-iic-g-string iic-epochs-zero iic-epochs-none-no-time iic-max_time-negative iic-batch_size-one
+iic-g-string iic-epochs-zero iic-epochs-none iic-batch_size-one
 iic-batch_size-too-big iic-repeats-zero iic-main_passes-zero iic-over_passes-negative iic-lr-zero
 iic-lr-nan iic-lamb-negative iic-seed-none iic-seed-negative iic-seed-string iic-amp-string iic-device-gpu
 iic-fit-rank3 iic-fit-nan iic-fit-inf iic-fit-y-length iic-fit-y-2d iic-g-changes-shape
@@ -77,10 +77,10 @@ dim-transform-numpy-float64 dim-transform-noncontiguous dim-probe-test_size
 mi-jsd-1d mi-jsd-one-sample mi-dv-nonsquare mi-nce-numpy mi-estimate-unknown mi-gaussian-dim-zero
 mi-gaussian-rho-one mi-gaussian-rho-two mi-correlated-n-zero mi-correlated-generator-int
 mi-correlated-device-gpu mi-curve-estimator mi-curve-true_mi-empty mi-curve-true_mi-negative
-mi-curve-steps-zero mi-curve-batch-one mi-curve-seed-none
+mi-curve-steps-zero mi-curve-batch-one mi-curve-generator-int
 classifiers-cnn-channels-zero classifiers-cnn-classes-one classifiers-cnn-width-zero
 classifiers-train-rank3 classifiers-train-y-length classifiers-train-epochs-zero
-classifiers-train-batch-zero classifiers-train-lr-nan classifiers-train-seed-none
+classifiers-train-batch-zero classifiers-train-lr-nan classifiers-train-generator-int
 classifiers-train-max_shift-negative classifiers-train-noncontiguous classifiers-predict-noncontiguous
 classifiers-random-classes-one classifiers-random-seed-none classifiers-random-seed-negative
 classifiers-random-device-gpu classifiers-random-seed-max
