@@ -12,11 +12,18 @@ Gaussian-smoothed least-norm solution of ``f + <a, tau> = 0`` is
 
     tau_k = - f * S(S a) / ||S a||^2,        S = Gaussian filter of width sigma,
 
-(the paper's smoothed linearised step). The step of smallest T-norm over the
-candidates is added to the accumulated field and the ORIGINAL image is re-warped by the
-sum, so interpolation errors never compound. :func:`adef_step` is one such step (the
-building block of the talk's Algorithm 1 in :mod:`infoclust.w2_algorithm`); :func:`adef` is
-the whole attack with the stopping rule and the overshoot.
+(the paper's smoothed linearised step). Of the candidates, ADef keeps the step whose
+accumulated field ``tau + tau_k`` has the smallest T-norm, and re-warps the ORIGINAL
+image by the new field, so interpolation errors never compound. :func:`adef_step` is one
+such step (the building block of the talk's Algorithm 1 in :mod:`infoclust.w2_algorithm`);
+:func:`adef` is the whole attack with the stopping rule and the overshoot.
+
+The choices follow the authors' reference code (``deformation.py`` of
+https://gitlab.math.ethz.ch/tandrig/ADef, and their ``ADefAttack`` in Foolbox): candidate
+labels are ranked once, on the original image; the candidate is chosen by the T-norm of
+the accumulated field; the overshoot multiplies only the fields of images whose label has
+not changed or that lie on a decision boundary. The departures are listed in
+:func:`adef`.
 
 Fields follow :mod:`infoclust.deform`: shape ``(N, 2, H, W)`` in pixel units, channel 0
 the displacement along x (columns), channel 1 along y (rows).
@@ -29,9 +36,13 @@ import torch
 from torch import nn
 
 from .deform import gaussian_filter, image_gradient, t_norm, warp
-from .utils import ParameterError, check_int, check_number
+from .utils import ParameterError, check_images, check_int, check_labels, check_number
 
 __all__ = ["ADefResult", "adef_step", "adef"]
+
+#: Two logits closer than this are a tie: the image lies on a decision boundary (the
+#: authors' threshold).
+BOUNDARY_TOL = 1e-6
 
 
 @dataclass
@@ -43,11 +54,15 @@ class ADefResult:
     images : torch.Tensor
         Deformed images ``x(p + tau(p))``, ``(N, C, H, W)``, with the overshoot applied.
     field : torch.Tensor
-        The final field ``tau`` (overshoot included), ``(N, 2, H, W)``, pixel units.
+        The final field ``tau`` (overshoot included where ``overshot``), ``(N, 2, H, W)``,
+        pixel units.
     original_label, label : torch.Tensor
         The model's prediction on the original and on the deformed image, ``(N,)``.
     changed : torch.Tensor
         Boolean ``(N,)``: ``label != original_label``.
+    overshot : torch.Tensor
+        Boolean ``(N,)``: the field was multiplied by the overshoot (the iterations ended
+        with the original label, or on a decision boundary).
     iterations : torch.Tensor
         ADef iterations taken by each image, ``(N,)`` (at most ``max_iter``).
     t_norm : torch.Tensor
@@ -59,6 +74,7 @@ class ADefResult:
     original_label: torch.Tensor
     label: torch.Tensor
     changed: torch.Tensor
+    overshot: torch.Tensor
     iterations: torch.Tensor
     t_norm: torch.Tensor
 
@@ -67,9 +83,25 @@ class ADefResult:
         return ADefResult(*(getattr(self, f.name)[index] for f in fields(self)))
 
 
-def _check_images(images: torch.Tensor) -> None:
-    if not torch.is_tensor(images) or images.ndim != 4:
-        raise ParameterError(f"images must be a (N, C, H, W) tensor; got {getattr(images, 'shape', type(images))}")
+def check_model_images(model: nn.Module, images, name: str = "images", *, nonnegative: bool = False) -> torch.Tensor:
+    """Check a classifier and a batch for it; return the batch on the model's device and dtype.
+
+    ``model`` must be an ``nn.Module`` in eval mode (``TypeError`` / :class:`ParameterError`
+    otherwise: in training mode batch normalisation would use, and update, the statistics of
+    the attacked batch). The images go through :func:`infoclust.utils.check_images`, with
+    the channel count of the model's first convolution (and ``nonnegative``).
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module classifier (N, C, H, W) -> (N, K), got {type(model).__name__}")
+    if model.training:
+        raise ParameterError("model is in training mode: call model.eval() first (batch normalisation "
+                             "would use and update the statistics of the attacked batch)")
+    param = next(model.parameters(), None)
+    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    return check_images(name, images, dtype=param.dtype if param is not None else None,
+                        device=param.device if param is not None else None,
+                        channels=conv.in_channels if conv is not None else None, min_size=2,
+                        nonnegative=nonnegative)
 
 
 @torch.no_grad()
@@ -77,67 +109,102 @@ def _predict(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     return model(images).argmax(1)
 
 
+def _targets(logits: torch.Tensor, labels: torch.Tensor, candidates) -> torch.Tensor:
+    """Candidate labels ``(N, K')``: the ``candidates`` highest-scoring classes other than ``labels``."""
+    n_classes = logits.shape[1]
+    if candidates is None:
+        count = n_classes - 1
+    elif torch.is_tensor(candidates):
+        return check_labels("candidates", candidates.flatten(), candidates.numel(), n_classes).view(
+            candidates.shape).to(logits.device)
+    else:
+        count = check_int("candidates", candidates, 1, n_classes - 1)
+    others = logits.detach().scatter(1, labels[:, None], float("-inf"))
+    return others.topk(count, dim=1).indices
+
+
+def _smallest_step(x: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor,
+                   field: torch.Tensor | None, sigma: float) -> torch.Tensor:
+    """The step of :func:`adef_step` from ``logits = model(x)`` (``x`` a leaf that requires grad).
+
+    The margin gradients of the candidates take one backward pass each through the graph
+    of ``logits`` (freed after the last). ``||S a||^2 = <a, S^2 a>`` since ``S`` is
+    symmetric, so the filter runs once, as ``S^2``.
+    """
+    n, k = targets.shape
+    margins = logits.gather(1, targets) - logits.gather(1, labels[:, None])           # (N, K')
+    grads = torch.stack([torch.autograd.grad(margins[:, j].sum(), x, retain_graph=j < k - 1)[0]
+                         for j in range(k)], dim=1)                                   # (N, K', C, H, W)
+    # a(p) = sum_c df/dx_c(p) * grad x_c(p): (N, K', 2, H, W)
+    a = (grads.unsqueeze(3) * image_gradient(x.detach()).unsqueeze(1)).sum(2)
+    s2a = gaussian_filter(a.flatten(0, 1), sigma, power=2).view_as(a)
+    norm2 = (a * s2a).flatten(2).sum(2)                                               # ||S a||^2
+    usable = norm2 > 0
+    scale = torch.where(usable, -margins.detach() / norm2.clamp_min(torch.finfo(norm2.dtype).tiny), 0.0)
+    steps = scale[..., None, None, None] * s2a
+    total = steps if field is None else steps + field.unsqueeze(1)
+    size = total.pow(2).sum(2).flatten(2).amax(2).masked_fill(~usable, float("inf"))
+    return steps[torch.arange(n, device=x.device), size.argmin(1)]
+
+
 def adef_step(
     model: nn.Module,
     images: torch.Tensor,
     labels: torch.Tensor,
     *,
+    field: torch.Tensor | None = None,
     sigma: float = 0.5,
-    candidates: int | None = None,
+    candidates: int | torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """One ADef step at ``images``: the smallest-T-norm smoothed linearised field.
+    """One ADef step at ``images``: the smoothed linearised step of the best candidate label.
 
-    For each image and each candidate label ``k`` (the ``candidates`` highest-scoring
-    classes other than ``labels``) the step ``tau_k = -f_k S(S a_k) / ||S a_k||^2`` of
-    Alaifari et al. (2019; Gaussian smoothing ``S``, talk section 4.4) zeroes the linearised
-    margin ``f_k = F_k - F_l``; the one with the smallest T-norm is returned.
+    For each image and each candidate label ``k`` the step ``tau_k = -f_k S(S a_k) / ||S a_k||^2``
+    of Alaifari et al. (2019, eq. (7); Gaussian smoothing ``S``, talk section 4.4) zeroes the
+    linearised margin ``f_k = F_k - F_l``. The candidate kept is the one whose accumulated
+    field ``field + tau_k`` has the smallest T-norm (the authors' rule; with ``field=None``
+    the step's own T-norm).
 
     Parameters
     ----------
     model : nn.Module
         Differentiable classifier ``(N, C, H, W) -> (N, K)`` logits, in eval mode (its
         parameters may be frozen, as in :func:`infoclust.classifiers.random_classifier`).
-    images : torch.Tensor
-        The current iterates ``x^(n)`` (already deformed), ``(N, C, H, W)``.
-    labels : torch.Tensor
-        The label ``l`` to move away from, ``(N,)`` long (usually the prediction on the
-        original image).
+    images : torch.Tensor or numpy.ndarray
+        The current iterates ``x^(n)`` (already deformed), ``(N, C, H, W)``; moved to the
+        model's device and dtype.
+    labels : torch.Tensor or array-like
+        The label ``l`` to move away from, ``(N,)`` integers in ``[0, K)`` (usually the
+        prediction on the original image).
+    field : torch.Tensor or None
+        The field accumulated so far, ``(N, 2, H, W)`` in pixels, which chooses the candidate.
     sigma : float
         Width of the Gaussian filter S in pixels; 0 turns smoothing off.
-    candidates : int or None
-        How many of the other classes to try, by descending score; ``None`` tries all.
+    candidates : int, torch.Tensor or None
+        Which labels to try: an int ``k``, the ``k`` highest-scoring classes at ``images``
+        other than ``labels``; an integer tensor ``(N, K')`` of labels per image; ``None``,
+        every other class.
 
     Returns
     -------
     torch.Tensor
-        The step field ``(N, 2, H, W)`` in pixel units, on ``images.device``. It is zero
+        The step field ``(N, 2, H, W)`` in pixel units, on the model's device. It is zero
         for an image whose margins have zero gradient.
     """
-    _check_images(images)
+    images = check_model_images(model, images)
     sigma = check_number("sigma", sigma, 0.0)
-    if labels.shape != images.shape[:1]:
-        raise ParameterError(f"labels must have shape ({images.shape[0]},); got {tuple(labels.shape)}")
     n, _, h, w = images.shape
+    if field is not None:
+        field = check_images("field", field, dtype=images.dtype, device=images.device, channels=2)
+        if field.shape != (n, 2, h, w):
+            raise ParameterError(f"field must have shape {(n, 2, h, w)}, got {tuple(field.shape)}")
     with torch.enable_grad():
         x = images.detach().requires_grad_(True)
         logits = model(x)
-        n_cand = logits.shape[1] - 1 if candidates is None else check_int("candidates", candidates, 1, logits.shape[1] - 1)
-        others = logits.detach().scatter(1, labels[:, None], float("-inf"))
-        cand = others.topk(n_cand, dim=1).indices                      # (N, K')
-        margins = logits.gather(1, cand) - logits.gather(1, labels[:, None])
-        grads = torch.stack([
-            torch.autograd.grad(margins[:, j].sum(), x, retain_graph=j < n_cand - 1)[0]
-            for j in range(n_cand)
-        ], dim=1)                                                      # (N, K', C, H, W)
-    # a(p) = sum_c df/dx_c(p) * grad x_c(p): (N, K', 2, H, W)
-    a = (grads.unsqueeze(3) * image_gradient(images.detach()).unsqueeze(1)).sum(2)
-    sa = gaussian_filter(a.flatten(0, 1), sigma)
-    norm2 = sa.pow(2).flatten(1).sum(1)
-    scale = -margins.detach().flatten() / norm2.clamp_min(torch.finfo(norm2.dtype).tiny)
-    steps = torch.where(norm2[:, None, None, None] > 0, scale[:, None, None, None] * gaussian_filter(sa, sigma), 0.0)
-    size = t_norm(steps).masked_fill(norm2 == 0, float("inf")).view(n, n_cand)
-    best = size.argmin(1)
-    return steps.view(n, n_cand, 2, h, w)[torch.arange(n, device=images.device), best]
+        labels = check_labels("labels", labels, n, logits.shape[1]).to(images.device)
+        targets = _targets(logits, labels, candidates)
+        if targets.shape[0] != n:
+            raise ParameterError(f"candidates must have shape ({n}, K'), got {tuple(targets.shape)}")
+        return _smallest_step(x, logits, labels, targets, field, sigma)
 
 
 def adef(
@@ -150,67 +217,91 @@ def adef(
     candidates: int | None = None,
     tol: float = 1e-4,
 ) -> ADefResult:
-    """ADef (Alaifari, Alberti, Gauksson 2019; talk section 4.4) on a batch.
+    """ADef (Alaifari, Alberti, Gauksson 2019, Algorithm 1; talk section 4.4) on a batch.
 
     The label of each image is the model's own prediction on it (no ground truth is
-    needed, so a random classifier works as well as a trained one). Each iteration
-    adds :func:`adef_step` to the accumulated field ``tau`` and re-warps the ORIGINAL
-    image by ``tau``; an image stops as soon as its label changes, or after
-    ``max_iter`` iterations. Finally ``tau`` is multiplied by ``overshoot`` (the
-    paper's eta) and the original images are warped once more.
+    needed, so a random classifier works as well as a trained one), and its candidate
+    labels are the ``candidates`` next-highest classes on the original image. Each iteration
+    adds :func:`adef_step` to the accumulated field ``tau`` and re-warps the ORIGINAL image
+    by ``tau``; an image stops as soon as its label changes, or after ``max_iter``
+    iterations. Finally the field of every image that still has its original label, or
+    lies on a decision boundary (two logits within :data:`BOUNDARY_TOL`), is multiplied by
+    ``overshoot`` (the paper's eta) and its original warped once more; a successful field
+    is left as it is (the authors' reference code does the same).
 
-    On a piecewise-linear (ReLU) network the linearised step lands almost exactly on the
-    decision boundary, so some iterates approach it geometrically from the original side
-    and never cross; only the overshoot flips them. ``tol`` stops such an image once its
-    step is shorter than ``tol`` pixels: with the geometric convergence seen there, the
-    remaining iterations would add about ``tol`` to the field, each at full cost.
-    ``tol=0`` gives the paper's rule alone.
+    Two departures from the authors' code, both about stopping. On a piecewise-linear
+    (ReLU) network the linearised step lands almost exactly on the decision boundary, so
+    some iterates approach it geometrically from the original side and never cross; only
+    the overshoot flips them. ``tol`` stops such an image once its step is shorter than
+    ``tol`` pixels: with the geometric convergence seen there, the remaining iterations
+    would add about ``tol`` to the field, each at full cost (the authors stop an image when
+    the T-norm of its field changes by less than 1e-10, a rule ``tol=0`` keeps in spirit:
+    the iterations then run to ``max_iter``). And the authors' ``max_norm``, a cap on the
+    T-norm, is not offered.
 
     Parameters
     ----------
     model : nn.Module
-        Differentiable classifier in eval mode, on the images' device.
-    images : torch.Tensor
-        ``(N, C, H, W)`` images.
+        Differentiable classifier in eval mode; the images are moved to its device and dtype.
+    images : torch.Tensor or numpy.ndarray
+        ``(N, C, H, W)`` images, finite.
     sigma : float
         Gaussian smoothing width of the step in pixels (paper: 0.5 on MNIST, 1 on
         ImageNet); 0 turns smoothing off.
     overshoot : float
-        Factor applied to the final field (paper: 1.2 on MNIST, 1.1 on ImageNet).
+        Factor >= 1 applied to the field of an image that has not changed label or sits on
+        the decision boundary (paper: 1.2 on MNIST, 1.1 on ImageNet).
     max_iter : int
         Iteration cap per image (paper: 100 on MNIST).
     candidates : int or None
-        Candidate labels per step (see :func:`adef_step`); ``None`` tries every class.
+        How many labels to try per step, the highest-ranked on the original image other
+        than its label (the authors' ``ind_candidates``); ``None`` tries every class.
     tol : float
         Stop an image whose step has a T-norm below ``tol`` pixels (see above).
 
     Returns
     -------
     ADefResult
-        Deformed images, fields, labels, whether the label changed, iterations, T-norms.
+        Deformed images, fields, labels, whether the label changed, where the overshoot was
+        applied, iterations, T-norms.
     """
-    _check_images(images)
+    images = check_model_images(model, images).detach()
     sigma = check_number("sigma", sigma, 0.0)
-    overshoot = check_number("overshoot", overshoot, 0.0, strict_low=True)
+    overshoot = check_number("overshoot", overshoot, 1.0)
     max_iter = check_int("max_iter", max_iter, 1)
     tol = check_number("tol", tol, 0.0)
-    images = images.detach()
     n, _, h, w = images.shape
-    original = _predict(model, images)
+    dev = images.device
+    with torch.no_grad():
+        logits0 = model(images)
+    original = logits0.argmax(1)
+    targets = _targets(logits0, original, candidates)
     field = images.new_zeros(n, 2, h, w)
-    current = images.clone()
-    iterations = torch.zeros(n, dtype=torch.long, device=images.device)
-    active = torch.ones(n, dtype=torch.bool, device=images.device)
-    for _ in range(max_iter):
-        idx = active.nonzero().squeeze(1)
-        if idx.numel() == 0:
-            break
-        step = adef_step(model, current[idx], original[idx], sigma=sigma, candidates=candidates)
-        field[idx] += step
-        current[idx] = warp(images[idx], field[idx])
-        iterations[idx] += 1
-        active[idx] = (_predict(model, current[idx]) == original[idx]) & (t_norm(step) >= tol)
-    field = overshoot * field
+    iterations = torch.zeros(n, dtype=torch.long, device=dev)
+    idx = torch.arange(n, device=dev)
+    x, logits = images.clone().requires_grad_(True), None
+    with torch.enable_grad():
+        for _ in range(max_iter):
+            if logits is None:  # the graph of the last label check serves the next step
+                logits = model(x)
+            step = _smallest_step(x, logits, original[idx], targets[idx], field[idx], sigma)
+            field[idx] += step
+            iterations[idx] += 1
+            current = warp(images[idx], field[idx])
+            x = current.detach().requires_grad_(True)
+            logits = model(x)
+            keep = (logits.detach().argmax(1) == original[idx]) & (t_norm(step) >= tol)
+            if not bool(keep.any()):
+                break
+            if not bool(keep.all()):
+                idx, x, logits = idx[keep], x.detach()[keep].requires_grad_(True), None
+    with torch.no_grad():
+        final = model(warp(images, field))
+    top = final.max(1, keepdim=True).values
+    overshot = (final.argmax(1) == original) | ((final >= top - BOUNDARY_TOL).sum(1) > 1)
+    if overshoot != 1.0 and bool(overshot.any()):
+        field[overshot] *= overshoot
     deformed = warp(images, field)
     label = _predict(model, deformed)
-    return ADefResult(deformed, field, original, label, label != original, iterations, t_norm(field))
+    return ADefResult(deformed, field, original, label, label != original, overshot & (overshoot != 1.0),
+                      iterations, t_norm(field))

@@ -224,9 +224,10 @@ glue("deform_w2_smooth", float(w2[-1, -1]), display=False)
 #
 # ## A transformation g for IIC, and torchvision's ElasticTransform
 #
-# `RandomDeformation(magnitude, sigma)` is a ready-made $g$ for IIC's objective
-# $\max I(E(x), E(gx))$ (talk eq. (4)): called on a batch, it draws one field per image,
-# on the batch's device, with magnitudes fixed (or drawn uniformly from a range) in pixels.
+# `RandomDeformation(magnitude, sigma, seed=...)` is a ready-made $g$ for IIC's objective
+# $\max I(E(x), E(gx))$ (talk eq. (4)): called on a batch, it draws one field per image
+# from its own seeded generator (the same fields on every device, and the global random
+# state untouched), with magnitudes fixed (or drawn uniformly from a range) in pixels.
 # Its well-known relative is torchvision's `ElasticTransform` (after
 # {cite}`simard2003elastic`): uniform noise in $[-1, 1]$ blurred by a Gaussian of width
 # `sigma`, scaled by `alpha` in normalised coordinates, on the pixel grid of
@@ -241,7 +242,7 @@ glue("deform_w2_smooth", float(w2[-1, -1]), display=False)
 from torchvision.transforms import v2 as tv
 
 copies = digit.repeat(8, 1, 1, 1)
-g = RandomDeformation(magnitude=(1.0, 2.5), sigma=2.0, generator=ledger.generator)
+g = RandomDeformation(magnitude=(1.0, 2.5), sigma=2.0, seed=seed)
 ours = g(copies)
 theirs = tv.ElasticTransform(alpha=30.0, sigma=3.0)(copies.cpu())
 distinct_ours = len(torch.unique(ours.flatten(1).round(decimals=5), dim=0))

@@ -143,10 +143,10 @@ cheap = {
 }
 expensive = {
     "projected Sinkhorn, random classifier": SinkhornPerturbation(
-        w2_eps, n_iter=attack_iter, proj_iter=proj_iter, n_classes=attack_classes, seed=seed),
-    "ADef, random classifier": ADefPerturbation(max_iter=attack_iter, n_classes=attack_classes, seed=seed),
+        w2_eps, max_iter=attack_iter, proj_iter=proj_iter, n_random_classes=attack_classes, seed=seed),
+    "ADef, random classifier": ADefPerturbation(max_iter=attack_iter, n_random_classes=attack_classes, seed=seed),
     "Algorithm 1 (W2 ball, eq. 6)": W2Perturbation(
-        w2_eps, w2_eta, max_steps=attack_iter, n_classes=attack_classes, redraw=True, seed=seed),
+        w2_eps, w2_eta, max_iter=attack_iter, n_random_classes=attack_classes, redraw=True, seed=seed),
 }
 pools, pool_seconds = {}, {}
 for name, g in expensive.items():

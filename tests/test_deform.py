@@ -1,6 +1,8 @@
 """Tests of infoclust.deform: warping conventions, smoothing, gradients, random fields."""
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from infoclust.deform import (RandomDeformation, affine_field, field_norm, gaussian_filter, image_gradient,
                               random_field, t_norm, warp)
@@ -61,6 +63,18 @@ def test_gaussian_filter_identity_mass_and_roughness():
     assert r0 > r1 > r2
 
 
+def test_gaussian_filter_matches_separable_convolution_with_zero_padding():
+    t = torch.randn(3, 2, 9, 13, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    for sigma in (0.5, 1.0, 3.0):  # 3.0: the kernel is wider than the image
+        radius = max(1, int(4.0 * sigma + 0.5))
+        k = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=torch.float64) / sigma) ** 2)
+        k = k / k.sum()
+        ref = F.conv2d(t.reshape(6, 1, 9, 13), k.view(1, 1, 1, -1), padding=(0, radius))
+        ref = F.conv2d(ref, k.view(1, 1, -1, 1), padding=(radius, 0)).view_as(t)
+        torch.testing.assert_close(gaussian_filter(t, sigma), ref)
+        torch.testing.assert_close(gaussian_filter(t, sigma, power=2), gaussian_filter(gaussian_filter(t, sigma), sigma))
+
+
 def test_gaussian_filter_is_symmetric_operator():
     g = torch.Generator().manual_seed(2)
     u, v = torch.randn(1, 1, 9, 11, generator=g), torch.randn(1, 1, 9, 11, generator=g)
@@ -103,12 +117,80 @@ def test_random_field_reproducible_with_generator():
 
 def test_random_deformation_callable():
     x = _images(n=4, c=1, h=16, w=16)
-    g = RandomDeformation(magnitude=(0.5, 2.0), sigma=2.0, generator=torch.Generator().manual_seed(0))
+    g = RandomDeformation(magnitude=(0.5, 2.0), sigma=2.0, seed=0)
     out = g(x)
     assert out.shape == x.shape and out.dtype == x.dtype
     assert not torch.allclose(out, x)
     assert torch.allclose(RandomDeformation(0.0)(x), x, atol=1e-6)
     assert "sigma=2.0" in repr(g)
+
+
+def test_random_deformation_owns_its_randomness():
+    x = _images(n=4, c=1, h=16, w=16)
+    state = torch.get_rng_state()
+    a = RandomDeformation(magnitude=(0.5, 2.0), sigma=2.0, seed=3)
+    first, second = a(x), a(x)
+    assert torch.equal(torch.get_rng_state(), state)  # the global generator is untouched
+    assert not torch.equal(first, second)  # a fresh field per call
+    b = RandomDeformation(magnitude=(0.5, 2.0), sigma=2.0, seed=3)
+    assert torch.equal(b(x), first) and torch.equal(b(x), second)
+    assert not torch.equal(RandomDeformation(magnitude=(0.5, 2.0), sigma=2.0, seed=4)(x), first)
+
+
+def test_inputs_numpy_noncontiguous_and_float64():
+    x = _images(n=2, c=1, h=8, w=8)
+    field = torch.full((2, 2, 8, 8), 0.5)
+    ref = warp(x, field)
+    torch.testing.assert_close(warp(x.numpy(), field.numpy()), ref)
+    xt = x.transpose(-1, -2).contiguous().transpose(-1, -2)  # same values, not contiguous
+    assert not xt.is_contiguous()
+    torch.testing.assert_close(warp(xt, field), ref)
+    out64 = warp(x.double(), field)
+    assert out64.dtype == torch.float64
+    torch.testing.assert_close(out64.float(), ref)
+    assert gaussian_filter(np.ones((1, 1, 5, 5)), 1.0).shape == (1, 1, 5, 5)
+    assert RandomDeformation(1.0, seed=0)(x.numpy()).shape == x.shape
+
+
+def test_nan_and_bad_batches_are_rejected():
+    x = _images(n=2, c=1, h=8, w=8)
+    bad = x.clone()
+    bad[0, 0, 3, 3] = float("nan")
+    field = torch.zeros(2, 2, 8, 8)
+    with pytest.raises(ParameterError, match="images.*NaN"):
+        warp(bad, field)
+    nan_field = field.clone()
+    nan_field[1, 0, 0, 0] = float("inf")
+    with pytest.raises(ParameterError, match="field.*NaN"):
+        warp(x, nan_field)
+    with pytest.raises(ParameterError, match="x.*NaN"):
+        RandomDeformation(1.0, seed=0)(bad)
+    with pytest.raises(ParameterError, match="images.*NaN"):
+        image_gradient(bad)
+    with pytest.raises(ParameterError, match="t.*NaN"):
+        gaussian_filter(bad, 1.0)
+    with pytest.raises(ParameterError, match="field.*NaN"):
+        t_norm(nan_field)
+    with pytest.raises(ParameterError, match="x is an empty batch"):
+        RandomDeformation(1.0, seed=0)(x[:0])
+    with pytest.raises(ParameterError, match="images must have shape"):
+        warp(x[0], field)
+    with pytest.raises(ParameterError, match="images .* at least 2 x 2"):
+        image_gradient(torch.zeros(1, 1, 1, 5))
+    with pytest.raises(TypeError, match="images has dtype torch.uint8"):
+        warp((255 * x).to(torch.uint8), field)
+    with pytest.raises(ParameterError, match="power"):
+        gaussian_filter(x, 1.0, power=0)
+
+
+def test_randomness_arguments():
+    with pytest.raises(TypeError, match="generator"):
+        random_field(2, 4, 4, 1.0, generator=0)
+    for seed in (None, -1, 2**32, 1.5, "0"):
+        with pytest.raises(ParameterError, match="seed"):
+            RandomDeformation(1.0, seed=seed)
+    with pytest.raises(TypeError, match="generator"):
+        RandomDeformation(1.0, generator=torch.Generator())
 
 
 def test_bad_inputs():

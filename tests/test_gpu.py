@@ -72,7 +72,7 @@ def test_adef_and_algorithm_1_on_the_gpu(mnist):
     res = adef(model, x, max_iter=20)
     assert res.images.device.type == "cuda" and res.changed.float().mean() > 0.5
     eps = 0.45
-    pert = w2_perturbation(model, x, eps=eps, eta=0.1, alpha=1.0, max_steps=6,
+    pert = w2_perturbation(model, x, eps=eps, eta=0.1, alpha=1.0, max_iter=6,
                            generator=torch.Generator().manual_seed(0))
     assert pert.images.device.type == "cuda" and (pert.steps > 0).any()
     d = w2_exact(pert.images.cpu(), x.cpu())

@@ -2,8 +2,10 @@ import pytest
 import torch
 
 import infoclust as ic
+from infoclust._random_net import LazyRandomClassifier, fold_small_cnn
+from infoclust.classifiers import random_classifier
 from infoclust.iic import IIC
-from infoclust.transforms import PerturbationPool, compose, fingerprint
+from infoclust.transforms import ADefPerturbation, PerturbationPool, SinkhornPerturbation, compose, fingerprint
 
 
 def noisy(scale):
@@ -56,6 +58,26 @@ def test_pool_rejects_unknown_images_and_duplicates():
         PerturbationPool(noisy(0.1), torch.cat([x[:3], x[:1]]), verbose=False)
     with pytest.raises(ic.ParameterError, match="shape"):
         PerturbationPool(lambda b: b[:, :, :4], x, verbose=False)
+    with pytest.raises(ic.ParameterError, match="x has images of shape"):
+        pool(torch.rand(2, 1, 4, 4))
+
+
+def test_pool_checks_its_arguments():
+    x, _ = ic.load_dataset("digits", n=20)
+    with pytest.raises(TypeError, match="g must be a callable"):
+        PerturbationPool("noise", x)
+    bad = x.clone()
+    bad[3, 0, 0, 0] = float("nan")
+    with pytest.raises(ic.ParameterError, match="x contains NaN"):
+        PerturbationPool(noisy(0.1), bad, verbose=False)
+    for seed in (None, -1):
+        with pytest.raises(ic.ParameterError, match="seed"):
+            PerturbationPool(noisy(0.1), x, seed=seed, verbose=False)
+    with pytest.raises(ic.ParameterError, match="verbose"):
+        PerturbationPool(noisy(0.1), x, verbose="no")
+    with pytest.raises(ic.ParameterError, match="n_copies"):
+        PerturbationPool(noisy(0.1), x, n_copies=0, verbose=False)
+    assert PerturbationPool(noisy(0.1), x.numpy(), n_copies=1, verbose=False).copies.shape == (1, 20, 1, 8, 8)
 
 
 def test_fingerprint_is_exact_and_batch_independent():
@@ -69,8 +91,10 @@ def test_fingerprint_is_exact_and_batch_independent():
 def test_compose_order():
     f = compose(lambda x: x + 1, lambda x: x * 2)
     assert torch.equal(f(torch.ones(2)), torch.full((2,), 4.0))
-    with pytest.raises(ic.ParameterError):
+    with pytest.raises(ic.ParameterError, match="transforms"):
         compose()
+    with pytest.raises(TypeError, match="transforms"):
+        compose(lambda x: x, 3)
 
 
 def test_pool_works_as_iic_g():
@@ -82,13 +106,56 @@ def test_pool_works_as_iic_g():
 
 
 def test_adversarial_transforms_keep_shape_and_move_images():
-    from infoclust.transforms import ADefPerturbation, SinkhornPerturbation
     from infoclust.wasserstein import w2_exact
     x, _ = ic.load_dataset("mnist5k", n=8)
     x = x.clamp_min(1e-3)  # no all-zero issue for W2 histograms
-    for g in (SinkhornPerturbation(eps=0.5, n_iter=3, proj_iter=20), ADefPerturbation(max_iter=5)):
+    state = torch.get_rng_state()
+    for g in (SinkhornPerturbation(eps=0.5, max_iter=3, proj_iter=20), ADefPerturbation(max_iter=5, candidates=2)):
         gx = g(x)
         assert gx.shape == x.shape and torch.isfinite(gx).all()
         assert (gx - x).abs().amax() > 1e-3
-    gx = SinkhornPerturbation(eps=0.5, n_iter=3, proj_iter=50)(x)
+        assert g(x.double()).dtype == torch.float64
+        assert g(x.repeat(1, 3, 1, 1)).shape == (8, 3, 28, 28)  # a random classifier for RGB
+    assert torch.equal(torch.get_rng_state(), state)  # the global generator is untouched
+    gx = SinkhornPerturbation(eps=0.5, max_iter=3, proj_iter=50)(x)
     assert (w2_exact(x, gx) <= 0.5 * 1.1).all()
+
+
+def test_adversarial_transforms_check_their_arguments():
+    x, _ = ic.load_dataset("mnist5k", n=4)
+    bad = x.clone()
+    bad[0, 0, 0, 0] = float("inf")
+    for make in (SinkhornPerturbation, ADefPerturbation):
+        with pytest.raises(ic.ParameterError, match="x contains NaN or infinite"):
+            make()(bad)
+        with pytest.raises(ic.ParameterError, match="x is an empty batch"):
+            make()(x[:0])
+        with pytest.raises(ic.ParameterError, match="n_random_classes"):
+            make(n_random_classes=1)
+        with pytest.raises(ic.ParameterError, match="max_iter"):
+            make(max_iter=0)
+        for seed in (None, -1, 2**32):
+            with pytest.raises(ic.ParameterError, match="seed"):
+                make(seed=seed)
+    with pytest.raises(ic.ParameterError, match="candidates"):
+        ADefPerturbation(candidates=10, n_random_classes=10)
+
+
+@pytest.mark.parametrize("channels, size", [(1, 8), (1, 16), (3, 24), (1, 28)])
+def test_folded_random_classifier_computes_the_same_logits(channels, size):
+    net = random_classifier(channels, 7, seed=3, device="cpu")
+    folded = fold_small_cnn(net, size, size)
+    x = torch.rand(5, channels, size, size, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(folded(x), net(x), rtol=1e-4, atol=1e-6)
+    assert not any(p.requires_grad for p in folded.parameters()) and not folded.training
+
+
+def test_lazy_random_classifier_builds_per_shape_and_draw():
+    lazy = LazyRandomClassifier(10, seed=5)
+    x = torch.rand(2, 1, 16, 16)
+    first = lazy.model_for(x)
+    assert lazy.model_for(x) is first
+    torch.testing.assert_close(first(x), random_classifier(1, 10, seed=5, device="cpu")(x), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(lazy.model_for(x, draw=2)(x), random_classifier(1, 10, seed=7, device="cpu")(x),
+                               rtol=1e-4, atol=1e-6)
+    assert lazy.model_for(torch.rand(2, 1, 24, 24)) is not first
