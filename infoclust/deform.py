@@ -195,6 +195,8 @@ def affine_field(
     w = check_int("w", w, 1)
     angle = check_number("angle", angle)
     scale = check_number("scale", scale, 0.0, strict_low=True)
+    if not isinstance(shift, (tuple, list)) or len(shift) != 2:
+        raise ParameterError(f"shift={shift!r} must be a pair (dx, dy) of pixels")
     dx, dy = (check_number("shift", s) for s in shift)
     dev = torch.device("cpu") if device is None else resolve_device(device)
     ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64),

@@ -83,6 +83,8 @@ class SinkhornPerturbation:
         self.alpha = check_number("alpha", alpha, 0.0, strict_low=True)
         self.lam = check_number("lam", lam, 0.0, strict_low=True)
         self.kernel_size = check_int("kernel_size", kernel_size, 1)
+        if self.kernel_size % 2 == 0:
+            raise ParameterError(f"kernel_size={kernel_size} must be odd (a window centred on each pixel)")
         self.proj_iter = check_int("proj_iter", proj_iter, 1)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -200,6 +202,8 @@ class PerturbationPool:
                 parts = []
                 for xb in x.split(batch_size):
                     out = g(xb)
+                    if not torch.is_tensor(out):
+                        raise TypeError(f"g must return a tensor batch, got {type(out).__name__}")
                     if out.shape != xb.shape:
                         raise ParameterError(f"g changed the batch shape {tuple(xb.shape)} to {tuple(out.shape)}")
                     parts.append(out.detach())

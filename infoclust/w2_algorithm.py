@@ -42,7 +42,8 @@ from ._random_net import LazyRandomClassifier
 from ._w2_bounds import w2_bounds
 from .adef import _smallest_step, _targets, check_model_images
 from .deform import warp
-from .utils import check_bool, check_generator, check_images, check_int, check_number, check_seed
+from .utils import (ParameterError, check_bool, check_generator, check_images, check_int, check_number,
+                    check_seed)
 from .wasserstein import perturbation_density, to_histogram, w2_exact
 
 __all__ = ["END_REASONS", "PerturbationResult", "w2_perturbation", "W2Perturbation"]
@@ -164,6 +165,10 @@ def w2_perturbation(
         Perturbed images, fields, distances, step counts, end reasons and solver counts.
     """
     x = check_model_images(model, images, nonnegative=True).detach()
+    empty = (x.flatten(1).sum(1) <= 0).nonzero().flatten()
+    if len(empty):
+        raise ParameterError(f"images {empty[:5].tolist()} have zero total mass; each image is a histogram "
+                             "for W2 and needs positive mass")
     eps = check_number("eps", eps, 0.0)
     eta = check_number("eta", eta, 0.0, strict_low=True)
     alpha = check_number("alpha", alpha, 0.0, strict_low=True)

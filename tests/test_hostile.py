@@ -106,6 +106,8 @@ adef-rank3 adef-sigma-negative adef-overshoot-zero adef-max_iter-zero adef-candi
 adef-candidates-too-many adef-tol-negative adef-numpy adef-noncontiguous adef-step-labels-shape
 adef-step-sigma-nan adef-g-sigma-negative adef-g-overshoot-small adef-g-max_iter-zero adef-g-classes-one
 adef-g-seed-none adef-g-seed-negative
+adef-nan adef-inf adef-empty adef-channels adef-too-small adef-uint8 adef-float64 adef-step-labels-float
+adef-step-labels-range adef-step-nan adef-g-nan
 deform-warp-rank3 deform-warp-field-channels deform-warp-field-size deform-warp-numpy deform-warp-float64
 deform-warp-noncontiguous deform-filter-sigma-negative deform-filter-sigma-nan deform-filter-rank3
 deform-filter-noncontiguous deform-gradient-1px deform-t_norm-channels deform-field_norm-unknown
@@ -114,13 +116,20 @@ deform-random-n-zero deform-random-magnitude-negative deform-random-magnitude-le
 deform-random-sigma-negative deform-random-norm-unknown deform-g-magnitude-negative
 deform-g-magnitude-triple deform-g-magnitude-reversed deform-g-sigma-negative deform-g-norm-unknown
 deform-g-rank3 deform-g-noncontiguous deform-g-float64
-w2alg-rank3 w2alg-eps-negative w2alg-eta-zero w2alg-alpha-zero w2alg-max_steps-zero w2alg-generator-int
+deform-warp-nan deform-warp-field-nan deform-warp-empty deform-warp-uint8 deform-filter-nan
+deform-affine-shift-one deform-random-generator-int deform-g-nan deform-g-inf deform-g-empty
+deform-g-uint8 deform-g-seed-none deform-g-seed-negative
+w2alg-rank3 w2alg-eps-negative w2alg-eta-zero w2alg-alpha-zero w2alg-max_iter-zero w2alg-generator-int
 w2alg-candidates-zero w2alg-numpy w2alg-noncontiguous w2alg-g-eps-negative w2alg-g-eta-zero
 w2alg-g-seed-none w2alg-g-seed-negative w2alg-g-classes-one w2alg-g-candidates-zero w2alg-g-noncontiguous
+w2alg-nan w2alg-inf w2alg-negative w2alg-zero-mass w2alg-empty w2alg-channels w2alg-uint8 w2alg-float64
+w2alg-g-seed-max w2alg-g-redraw-string w2alg-g-nan w2alg-g-rank3 w2alg-g-empty
 transforms-sinkhorn-eps-zero transforms-sinkhorn-iter-zero transforms-sinkhorn-lam-zero
 transforms-sinkhorn-proj_iter-zero transforms-sinkhorn-classes-one transforms-sinkhorn-seed-none
 transforms-sinkhorn-nan transforms-pool-g-string transforms-pool-duplicates transforms-pool-copies-zero
 transforms-pool-batch-zero transforms-pool-g-shape transforms-compose-empty transforms-compose-number
+transforms-sinkhorn-kernel-even transforms-sinkhorn-noncontiguous transforms-pool-g-numpy
+transforms-pool-seed-none transforms-pool-x-nan transforms-pool-x-empty transforms-pool-unknown-image
 build-chapters-unknown build-profile-unknown
 """.split()
 
