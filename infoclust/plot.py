@@ -211,12 +211,12 @@ def _rows(images: Any, ncols: int | None) -> list[list[Any]]:
     return rows
 
 
-def _titles(titles: Any, rows: list[list[Any]], from_batch: bool) -> list[list[str | None]]:
-    """Titles in the layout of ``rows``: flat for a batch, one sequence (or None) per row otherwise."""
+def _titles(titles: Any, rows: list[list[Any]]) -> list[list[str | None]]:
+    """Titles in the layout of ``rows``, from a flat sequence (reading order) or one per row."""
     if titles is None:
         return [[None] * len(row) for row in rows]
     titles = list(titles)
-    if from_batch:
+    if not any(isinstance(t, (list, tuple, np.ndarray)) for t in titles):  # flat: one per image
         n = sum(len(row) for row in rows)
         if len(titles) != n:
             raise ParameterError(f"titles has {len(titles)} entries for {n} images")
@@ -258,8 +258,8 @@ def image_grid(
         Where to draw, shape (rows, columns) (a flat sequence for one row); a new figure of
         ``size``-inch panels (constrained layout) when None. Unused axes are left blank.
     titles : sequence, optional
-        One title per image (None for none), in the layout of ``images``: a flat sequence for a
-        batch, one sequence (or None) per row for a list of rows.
+        One title per image (None for none): a flat sequence in reading order, or one
+        sequence (or None) per row.
     row_labels : sequence of str, optional
         One label per row, written left of the row.
     ncols : int, optional
@@ -280,9 +280,8 @@ def image_grid(
     """
     if ncols is not None:
         ncols = check_int("ncols", ncols, 1)
-    from_batch = torch.is_tensor(images) or isinstance(images, np.ndarray)
     rows = _rows(images, ncols)
-    names = _titles(titles, rows, from_batch)
+    names = _titles(titles, rows)
     if row_labels is not None:
         row_labels = list(row_labels)
         if len(row_labels) != len(rows):

@@ -70,6 +70,8 @@ def test_image_grid_rows_wrap_labels_and_blanks():
     assert axes.shape == (3, 4)
     assert [len(ax.images) for ax in axes.flat] == [1, 1, 1, 0, 1, 1, 0, 0, 0, 0, 0, 0]
     assert [ax.get_title() for ax in axes[1, :2]] == ["a", "b"]
+    flat = icp.image_grid(rows[:2], titles=["0", "1", "2", "a", "b"])  # flat titles: reading order
+    assert [ax.get_title() for ax in flat[1]] == ["a", "b", ""]
     assert [ax.get_ylabel() for ax in axes[:, 0]] == ["x", "g x", "empty"]
     assert all(_bare(ax) for ax in axes.flat)
     wrapped = icp.image_grid(torch.rand(7, 1, 4, 4), ncols=3)
