@@ -37,6 +37,7 @@ __all__ = [
     "IMAGE_CMAP",
     "DIFFERENCE_CMAP",
     "JOINT_CMAP",
+    "FIELD_BACKGROUND_ALPHA",
     "use_style",
     "image",
     "image_grid",
@@ -51,6 +52,8 @@ IMAGE_CMAP = "gray_r"
 DIFFERENCE_CMAP = "bwr"
 #: Colour map of joint distributions (0 dark).
 JOINT_CMAP = "viridis"
+#: Opacity of the image under a vector field.
+FIELD_BACKGROUND_ALPHA = 0.35
 
 
 def use_style() -> None:
@@ -183,11 +186,11 @@ def image(
     return ax
 
 
-def _draw_image(ax: Axes, x: np.ndarray, vmin: float, vmax: float, cmap: str) -> None:
+def _draw_image(ax: Axes, x: np.ndarray, vmin: float, vmax: float, cmap: str, alpha: float = 1.0) -> None:
     if x.ndim == 3:  # RGB: matplotlib takes floats in [0, 1] and ignores vmin/vmax
-        ax.imshow(np.clip((x - vmin) / (vmax - vmin), 0.0, 1.0))
+        ax.imshow(np.clip((x - vmin) / (vmax - vmin), 0.0, 1.0), alpha=alpha)
     else:
-        ax.imshow(x, cmap=cmap, vmin=vmin, vmax=vmax)
+        ax.imshow(x, cmap=cmap, vmin=vmin, vmax=vmax, alpha=alpha)
     _image_axes(ax)
 
 
@@ -323,9 +326,12 @@ def vector_field(
     step: int = 2,
     where: Any = None,
     color: str = "tab:red",
-    width: float = 0.008,
+    width: float = 0.01,
 ) -> Axes:
     """Draw a displacement field as arrows from each pixel p to p + field(p), true length in pixels.
+
+    Displacements of a pixel or two are short beside the image: such arrows show mostly
+    their heads, and a zero displacement draws nothing.
 
     Parameters
     ----------
@@ -334,7 +340,8 @@ def vector_field(
         positive), channel 1 along y (rows, down positive), as in
         :func:`infoclust.deform.warp`.
     image : torch.Tensor or numpy.ndarray, optional
-        An (H, W) or (C, H, W) image in [0, 1] drawn underneath (see :func:`image`).
+        An (H, W) or (C, H, W) image in [0, 1] drawn underneath (see :func:`image`), faded
+        (:data:`FIELD_BACKGROUND_ALPHA`) so that arrows on dark strokes stay visible.
     ax : matplotlib.axes.Axes, optional
         Where to draw; a new figure when None.
     step : int
@@ -369,10 +376,10 @@ def vector_field(
         img = _one_image("image", image)
         if img.shape[:2] != (h, w):
             raise ParameterError(f"image is {img.shape[0]} x {img.shape[1]} but the field {h} x {w}")
-        _draw_image(ax, img, 0.0, 1.0, IMAGE_CMAP)
+        _draw_image(ax, img, 0.0, 1.0, IMAGE_CMAP, alpha=FIELD_BACKGROUND_ALPHA)
     yy, xx = np.nonzero(mask)
     ax.quiver(xx, yy, f[0][mask], f[1][mask], color=color, angles="xy", scale_units="xy", scale=1.0,
-              width=width)
+              width=width, headwidth=3, headlength=3, headaxislength=2.7, minlength=0)
     ax.set_xlim(-0.5, w - 0.5)
     ax.set_ylim(h - 0.5, -0.5)
     ax.set_aspect("equal")

@@ -116,7 +116,7 @@ def test_vector_field_arrows_in_pixels():
     assert (arrows.angles, arrows.scale_units, arrows.scale) == ("xy", "xy", 1.0)
     assert ax.get_ylim() == (h - 0.5, -0.5)  # y down, as in the image
     (im,) = ax.images
-    assert (im.norm.vmin, im.norm.vmax) == (0.0, 1.0)
+    assert (im.norm.vmin, im.norm.vmax) == (0.0, 1.0) and im.get_alpha() == icp.FIELD_BACKGROUND_ALPHA
     assert _bare(ax)
     where = np.zeros((h, w), dtype=bool)
     where[2, 4] = where[3, 3] = True  # (3, 3) is off the step-2 grid
