@@ -87,6 +87,7 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 import infoclust as ic
+from infoclust import plot as icp
 from infoclust.deform import RandomDeformation, gaussian_filter, random_field, t_norm, warp
 from infoclust.wasserstein import w2_exact
 
@@ -111,20 +112,10 @@ print(f"{dataset}: {tuple(x.shape)} images")
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "One random field (i.i.d. normal vectors per pixel) smoothed by Gaussian filters of width sigma and scaled to a T-norm of 2 pixels, drawn every second pixel.", "name": "fig-deform-fields"}}
 h, w = x.shape[-2:]
 noise = torch.randn(1, 2, h, w, generator=ledger.generator)
-fig, axes = plt.subplots(1, len(sigmas), figsize=(2.8 * len(sigmas), 2.9), squeeze=False)
+fig, axes = plt.subplots(1, len(sigmas), figsize=(2.6 * len(sigmas), 2.8), squeeze=False, layout="constrained")
 for ax, s in zip(axes[0], sigmas):
     f = gaussian_filter(noise, s)
-    f = 2.0 * f / t_norm(f).view(-1, 1, 1, 1)
-    yy, xx = np.mgrid[0:h:2, 0:w:2]
-    ax.quiver(xx, yy, f[0, 0, ::2, ::2].numpy(), f[0, 1, ::2, ::2].numpy(), angles="xy", scale_units="xy",
-              scale=1.0, width=0.006)
-    ax.set_xlim(-1, w)
-    ax.set_ylim(h, -1)
-    ax.set_aspect("equal")
-    ax.set_title(f"sigma = {s:g}")
-    ax.set_xticks([])
-    ax.set_yticks([])
-plt.tight_layout()
+    icp.vector_field(2.0 * f[0] / t_norm(f), ax=ax, step=2).set_title(f"sigma = {s:g}")
 plt.show()
 
 # %% [markdown]
@@ -134,23 +125,18 @@ plt.show()
 # columns magnitudes. Unsmoothed fields leave the shape in place and fray its strokes;
 # smoothed fields bend and stretch the whole digit, the kind of variation handwriting has.
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "A digit deformed by random fields (eq. eq-deform-field) for several filter widths sigma (rows) and T-norms (columns, pixels). Titles: W2 to the original (pixels).", "name": "fig-deform-digits"}}
+# %% tags=["hide-input"]
 digit = x[:1]
-fig, axes = plt.subplots(len(sigmas), len(magnitudes) + 1, figsize=(1.6 * (len(magnitudes) + 1), 1.7 * len(sigmas)),
-                         squeeze=False)
+rows, titles = [], []
 for r, s in enumerate(sigmas):
-    axes[r, 0].imshow(digit[0, 0].cpu().numpy())
-    axes[r, 0].set_ylabel(f"sigma {s:g}")
-    axes[r, 0].set_title("original" if r == 0 else "", fontsize=8)
-    axes[r, 0].set_xticks([])
-    axes[r, 0].set_yticks([])
-    for c, m in enumerate(magnitudes):
-        field = random_field(1, h, w, m, sigma=s, norm=norm, generator=ledger.generator, device=ledger.device)
-        out = warp(digit, field)
-        axes[r, c + 1].imshow(out[0, 0].cpu().numpy())
-        axes[r, c + 1].set_title(f"m {m:g}: W2 {w2_exact(digit, out).item():.2f}", fontsize=8)
-        axes[r, c + 1].axis("off")
-plt.tight_layout()
+    outs = [warp(digit, random_field(1, h, w, m, sigma=s, norm=norm, generator=ledger.generator,
+                                     device=ledger.device)) for m in magnitudes]
+    rows.append(torch.cat([digit] + outs))
+    titles.append(["original" if r == 0 else None]
+                  + [f"m {m:g}: W2 {w2_exact(digit, o).item():.2f}" for m, o in zip(magnitudes, outs)])
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "A digit deformed by random fields (eq. eq-deform-field) for several filter widths sigma (rows) and T-norms (columns, pixels). Titles: W2 to the original (pixels).", "name": "fig-deform-digits"}}
+icp.image_grid(rows, titles=titles, row_labels=[f"sigma {s:g}" for s in sigmas], size=1.5)
 plt.show()
 
 # %% [markdown]
@@ -257,15 +243,7 @@ print(f"distinct outputs among 8 copies of one digit: RandomDeformation {distinc
       f"torchvision ElasticTransform {distinct_theirs}")
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Eight copies of one digit through RandomDeformation (top: one field per image, T-norm drawn from [1, 2.5] px, sigma 2) and through torchvision's ElasticTransform (bottom: alpha 30, sigma 3; one field for the whole batch).", "name": "fig-deform-g"}}
-fig, axes = plt.subplots(2, 8, figsize=(10.0, 2.8))
-for k in range(8):
-    axes[0, k].imshow(ours[k, 0].cpu().numpy())
-    axes[1, k].imshow(theirs[k, 0].numpy())
-    axes[0, k].axis("off")
-    axes[1, k].axis("off")
-axes[0, 0].set_title("RandomDeformation", fontsize=8, loc="left")
-axes[1, 0].set_title("torchvision ElasticTransform", fontsize=8, loc="left")
-plt.tight_layout()
+icp.image_grid([ours, theirs], row_labels=["RandomDeformation", "torchvision\nElasticTransform"])
 plt.show()
 
 # %% tags=["hide-input"]
