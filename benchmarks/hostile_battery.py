@@ -447,11 +447,14 @@ def names_it(message: str, names: tuple[str, ...]) -> bool:
 
 def exc_info(err: BaseException) -> tuple[list[str], str]:
     """Type names (the MRO) and message; a chapter's failure is judged by its cell's exception."""
-    if type(err).__name__ == "PapermillExecutionError":
-        chain = {"ParameterError": ["ParameterError", "ValueError"],
-                 "DatasetUnavailable": ["DatasetUnavailable", "FileNotFoundError"],
-                 "TrainingDivergedError": ["TrainingDivergedError", "FloatingPointError"]}
+    chain = {"ParameterError": ["ParameterError", "ValueError"],
+             "DatasetUnavailable": ["DatasetUnavailable", "FileNotFoundError"],
+             "TrainingDivergedError": ["TrainingDivergedError", "FloatingPointError"]}
+    if type(err).__name__ == "PapermillExecutionError":  # the build before d61d28d
         return chain.get(err.ename, [err.ename]), str(err.evalue)
+    failed = re.match(r"\S+ failed: cell \d+ raised (\w+): (.*)", str(err))
+    if type(err).__name__ == "ChapterFailed" and failed:  # "<chapter> failed: cell 3 raised Name: message"
+        return chain.get(failed[1], [failed[1]]), failed[2]
     return [c.__name__ for c in type(err).__mro__], str(err)
 
 

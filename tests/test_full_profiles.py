@@ -1,0 +1,91 @@
+"""The full (paper-scale) profile's code paths run, on tiny data, so that they cannot crash unseen.
+
+Each chapter runs with its ``full`` profile from ``notebooks/profiles.yml`` as the build runs it
+(``execute_chapter``, papermill), with only the sizes made small: counts of images, pairs,
+seeds and steps, epochs. Everything that changes the code path stays as the profile has it:
+the data set (``mnist``, read by torchvision from MNIST's IDX files, here a tiny set written
+into a temporary ``data_root`` in torchvision's folder layout), the network, the input size,
+the batch sizes, the regularisations.
+
+Which chapters: a chapter costs a kernel and its imports (about 15 s of CPU) before it
+computes anything, and ``make test`` has about two minutes for this file, so it runs the two
+whose full profile takes another path than the default beyond the data set: 04 (the entropic
+regularisations down to 1.2 px^2, where ``w2_sinkhorn`` hands problems to its log-domain solver;
+MNIST read by torchvision) and 08 (Algorithm 1 timed on a batch of 700 images). The others
+differ from their default only in the data set, which 04 covers, and in sizes, except 02
+(a toy batch of 128) and 03 and 09 (the paper's VGG trunk on 24 px inputs, 140 images x 5
+repeats per batch: one epoch on 140 images alone costs about 50 s of CPU).
+"""
+from __future__ import annotations
+
+import json
+
+import nbformat
+import numpy as np
+import pytest
+
+from infoclust.book import build as book
+from infoclust.data import load_dataset
+
+#: Images in the tiny MNIST: 600 "train" and 100 "t10k", real digits (mnist5k's first 700).
+N_TRAIN, N_TEST = 600, 100
+
+#: What a test may shrink: sizes only. A name here must not be a structural setting.
+SIZES = {
+    "04_wasserstein": {"n_pairs": 4, "n_chains": 2, "n_steps": 5, "n_transform": 3},
+    "08_w2_algorithm": {"n_images": 4, "max_iter": 3},
+}
+#: Settings that choose a code path; the full profile's values must reach the chapter.
+STRUCTURAL = {"dataset", "trunk", "input_size", "crop", "batch_size", "repeats", "n_subheads", "regs", "reg",
+              "toy_batch", "estimator", "local_critic", "kernel_size", "lam", "n_timing"}
+
+
+def _write_idx(path, array: np.ndarray) -> None:
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture(scope="module")
+def mnist_root(tmp_path_factory):
+    """A ``data_root`` holding a tiny MNIST as torchvision expects it: ``MNIST/raw/*-ubyte``."""
+    x, y = load_dataset("mnist5k", n=N_TRAIN + N_TEST, seed=0)
+    images = (x[:, 0] * 255).round().numpy().astype(np.uint8)
+    labels = y.numpy().astype(np.uint8)
+    root = tmp_path_factory.mktemp("data")
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for split, part in (("train", slice(0, N_TRAIN)), ("t10k", slice(N_TRAIN, None))):
+        _write_idx(raw / f"{split}-images-idx3-ubyte", images[part])
+        _write_idx(raw / f"{split}-labels-idx1-ubyte", labels[part])
+    return root
+
+
+def test_the_tiny_mnist_is_read_by_torchvision(mnist_root):
+    x, y = load_dataset("mnist", root=mnist_root)
+    assert tuple(x.shape) == (N_TRAIN + N_TEST, 1, 28, 28) and len(y) == N_TRAIN + N_TEST
+    assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
+
+
+@pytest.mark.parametrize("chapter", SIZES)
+def test_sizes_leave_the_full_profile_structure(chapter):
+    full = book.chapter_parameters(chapter, "full")
+    assert full.get("dataset") == "mnist"
+    defaults = book.chapter_defaults(chapter)
+    assert set(SIZES[chapter]) <= set(defaults), "a size that is no parameter of the chapter"
+    assert not set(SIZES[chapter]) & STRUCTURAL
+
+
+@pytest.mark.parametrize("chapter", SIZES)
+def test_full_profile_runs_on_tiny_data(chapter, mnist_root, tmp_path):
+    params = {**SIZES[chapter], "data_root": str(mnist_root)}
+    notebook = book.execute_chapter(chapter, "full", tmp_path, parameters=params)
+    run = json.loads((tmp_path / "results" / f"{chapter}.json").read_text())
+    assert run["profile"] == "full" and run["results"]
+    injected = [c for c in nbformat.read(notebook, as_version=4).cells
+                if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1, "papermill's injected parameters cell"
+    ran_with: dict = {}
+    exec(injected[0].source, {}, ran_with)  # papermill writes plain assignments
+    full = book.chapter_parameters(chapter, "full")
+    assert {k: ran_with[k] for k in set(full) & STRUCTURAL} == {k: full[k] for k in set(full) & STRUCTURAL}
+    assert ran_with["data_root"] == str(mnist_root)
