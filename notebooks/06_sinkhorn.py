@@ -117,6 +117,7 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 import infoclust as ic
+from infoclust import plot as icp
 from infoclust.classifiers import SmallCNN, accuracy, predict, random_classifier, train_classifier
 from infoclust.projected_sinkhorn import lambertw, project_wasserstein_ball, robust_accuracy, wasserstein_pgd
 from infoclust.wasserstein import w2_exact
@@ -183,33 +184,17 @@ for r, z, info, w2 in demo:
 print(f"largest relative mass error: {mass_err:.1e}")
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Top: the digit x, the target w (x moved two pixels right) and the projections of w onto Wasserstein balls around x of three radii (lambda as in the parameters, 5 x 5 window). Bottom: the radius-1 plan as the mean displacement of the mass leaving each pixel (arrows, drawn where x is bright), and the change z - x (red: mass gained, blue: lost).", "name": "fig-sinkhorn-projection"}}
-fig, axes = plt.subplots(2, 5, figsize=(10, 4.4))
-panels = [("x", x0), ("w", w0)] + [(f"radius {r}", z) for r, z, _, _ in demo]
-for ax, (title, img) in zip(axes[0], panels):
-    ax.imshow(img[0, 0].float().numpy(), cmap="gray_r")
-    ax.set_title(title)
-r1, z1, info1, _ = demo[1]
-plan = info1["plan"][0, 0].float()                       # (k*k, H, W)
-off = info1["offsets"].float()                           # (k*k, 2): (di, dj)
-out = plan.sum(0).clamp_min(1e-12)
-mean_di = (plan * off[:, 0, None, None]).sum(0) / out
-mean_dj = (plan * off[:, 1, None, None]).sum(0) / out
-ii, jj = np.nonzero((x0[0, 0] > 0.3).numpy())
-axes[1, 0].imshow(x0[0, 0].numpy(), cmap="gray_r")
-axes[1, 0].quiver(jj, ii, mean_dj[ii, jj].numpy(), -mean_di[ii, jj].numpy(), color="C3",
-                  angles="xy", scale_units="xy", scale=1.0, width=0.006)
-axes[1, 0].set_title("transport (radius 1)")
-diff = (z1 - x0.double())[0, 0].float().numpy()
-lim = np.abs(diff).max()
-axes[1, 1].imshow(diff, cmap="bwr_r", vmin=-lim, vmax=lim)
-axes[1, 1].set_title("z - x (radius 1)")
-for ax in axes.flat:
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.grid(False)
+_, z1, info1, _ = demo[1]
+plan = info1["plan"][0, 0].float()                               # (k*k, H, W): mass sent by each offset
+step = info1["offsets"].flip(1).float()                          # (k*k, 2): (dj, di), x then y
+field = torch.einsum("ohw,oc->chw", plan, step) / plan.sum(0).clamp_min(1e-12)  # mean move, (2, H, W)
+fig, axes = plt.subplots(2, 5, figsize=(10, 4.4), layout="constrained")
+icp.image_grid(torch.cat([x0, w0] + [z.float() for _, z, _, _ in demo]), axes=axes[:1],
+               titles=["x", "w"] + [f"radius {r}" for r in radii_demo], fontsize=10)
+icp.vector_field(field, image=x0[0], ax=axes[1, 0], step=1, where=x0[0, 0] > 0.3).set_title("transport (radius 1)")
+icp.difference_map(z1[0] - x0[0].double(), ax=axes[1, 1]).set_title("z - x (radius 1)")
 for ax in axes[1, 2:]:
     ax.axis("off")
-plt.tight_layout()
 plt.show()
 
 # %% tags=["hide-input"]
@@ -364,22 +349,16 @@ glue("acc_at_1_same", 100 * acc_at_1_same if n_attack_paper else float("nan"), d
 glue("inside_adv", 100 * inside_adv, display=False)
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Clean test digits (top), their Wasserstein adversarial examples (middle, titled with the CNN's new label and the radius that fooled it) and the change (bottom; red: mass gained, blue: lost).", "name": "fig-sinkhorn-examples"}}
-show = fooled.nonzero().flatten()[:8].cpu()
-fig, axes = plt.subplots(3, max(len(show), 1), figsize=(1.3 * max(len(show), 1), 4.2), squeeze=False)
-new_labels = predict(cnn, x_adv[show.to(dev)]).cpu() if len(show) else []
-for col, i in enumerate(show.tolist()):
-    d = (x_adv[i] - xa[i]).cpu()[0].numpy()
-    lim = max(np.abs(d).max(), 1e-6)
-    axes[0, col].imshow(xa[i, 0].cpu().numpy(), cmap="gray_r")
-    axes[0, col].set_title(f"label {int(ya[i])}", fontsize=8)
-    axes[1, col].imshow(x_adv[i, 0].cpu().numpy(), cmap="gray_r")
-    axes[1, col].set_title(f"-> {int(new_labels[col])}, eps {float(eps_adv[i]):.2f}", fontsize=8)
-    axes[2, col].imshow(d, cmap="bwr_r", vmin=-lim, vmax=lim)
-for ax in axes.flat:
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.grid(False)
-plt.tight_layout()
+show = fooled.nonzero().flatten()[:8]
+new_labels = predict(cnn, x_adv[show]).tolist() if len(show) else []
+fig, axes = plt.subplots(3, max(len(show), 1), figsize=(1.3 * max(len(show), 1), 4.2), squeeze=False,
+                         layout="constrained")
+icp.image_grid([xa[show], x_adv[show]], axes=axes[:2],
+               titles=[[f"label {int(ya[i])}" for i in show],
+                       [f"-> {c}, eps {float(eps_adv[i]):.2f}" for i, c in zip(show, new_labels)]])
+change = x_adv[show] - xa[show]
+for ax, d in zip(axes[2], change):
+    icp.difference_map(d, ax=ax, limit=float(change.abs().max()))  # one range: the changes compare
 plt.show()
 
 # %% [markdown]
@@ -421,16 +400,7 @@ print(f"the trained CNN keeps its label on {cnn_same:.4f} of them")
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Digits (top) and their perturbations by Wasserstein PGD against a random, non-trainable classifier on its own labels (bottom, titled with the exact squared W2 to the digit by POT).", "name": "fig-sinkhorn-random"}}
 m = min(8, len(xr))
-fig, axes = plt.subplots(2, m, figsize=(1.3 * m, 3.0), squeeze=False)
-for col in range(m):
-    axes[0, col].imshow(xr[col, 0].cpu().numpy(), cmap="gray_r")
-    axes[1, col].imshow(x_rnd[col, 0].cpu().numpy(), cmap="gray_r")
-    axes[1, col].set_title(f"W2^2 {w2_rnd[col]:.2f}", fontsize=8)
-for ax in axes.flat:
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.grid(False)
-plt.tight_layout()
+icp.image_grid([xr[:m], x_rnd[:m]], titles=[None, [f"W2^2 {v:.2f}" for v in w2_rnd[:m]]], size=1.3)
 plt.show()
 
 # %% tags=["hide-input"]
