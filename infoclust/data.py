@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .utils import ParameterError, check_choice, check_int
+from .utils import ParameterError, check_choice, check_generator, check_int, check_number
 
-__all__ = ["DATASETS", "DatasetUnavailable", "load_dataset", "default_root", "read_idx"]
+__all__ = ["DATASETS", "DatasetUnavailable", "load_dataset", "default_root", "read_idx", "train_test_split"]
 
 DATASETS = ("digits", "mnist5k", "fashion-mnist", "mnist", "cifar10", "stl10")
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -172,3 +172,44 @@ def load_dataset(
         idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]
         x, y = x[idx], y[idx]
     return x, y
+
+
+def train_test_split(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    test_fraction: float,
+    *,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Split images and labels at random into a training and a test part.
+
+    The test part gets ``round(test_fraction * N)`` samples, at least one, and the training
+    part the rest, at least one; the order is one ``torch.randperm(N, generator=generator)``
+    (the test samples are its first ones), so a seeded generator gives the same split.
+
+    Parameters
+    ----------
+    x, y : torch.Tensor
+        Samples and labels, the same number ``N >= 2`` of each.
+    test_fraction : float
+        Share of the samples held out, in (0, 1).
+    generator : torch.Generator, optional
+        Source of the permutation (None: torch's global generator).
+
+    Returns
+    -------
+    x_train, x_test, y_train, y_test : torch.Tensor
+        In scikit-learn's order.
+    """
+    test_fraction = check_number("test_fraction", test_fraction, 0.0, 1.0, strict_low=True)
+    if test_fraction >= 1.0:
+        raise ParameterError(f"test_fraction={test_fraction!r} must be < 1 (some samples must be left to train on)")
+    generator = check_generator("generator", generator)
+    if len(x) != len(y):
+        raise ParameterError(f"x and y must hold the same number of samples, got {len(x)} and {len(y)}")
+    if len(x) < 2:
+        raise ParameterError(f"x holds {len(x)} sample(s); a split needs at least 2")
+    n_test = min(max(1, round(test_fraction * len(x))), len(x) - 1)
+    perm = torch.randperm(len(x), generator=generator)
+    test, train = perm[:n_test], perm[n_test:]
+    return x[train], x[test], y[train], y[test]

@@ -54,15 +54,15 @@
 #
 # ## Running it
 #
-# The next cell holds the chapter's parameters. `make book` runs it with the `default`
-# profile (these values); the tests use the `smoke` profile and `full` runs on full MNIST
-# (see `notebooks/profiles.yml`). Rerun it with other values, e.g.
-#
-# ```bash
-# .venv/bin/papermill notebooks/01_kmeans.ipynb out.ipynb -p dataset fashion-mnist -p seed 3
+# % Shared by every chapter (in Jupyter: read book/running.md):
+# ```{include} ../book/running.md
 # ```
 #
-# after `.venv/bin/jupytext --to ipynb notebooks/01_kmeans.py` (see the README).
+# This chapter, for example:
+#
+# ```bash
+# .venv/bin/papermill 01_kmeans.ipynb out.ipynb -p dataset fashion-mnist -p seed 3
+# ```
 
 # %% tags=["parameters"]
 dataset = "mnist5k"  # digits | mnist5k | fashion-mnist | mnist | cifar10 | stl10
@@ -88,11 +88,7 @@ from sklearn.datasets import make_blobs
 import infoclust as ic
 from infoclust import plot as icp
 
-ledger = ic.Ledger.start("01_kmeans", profile=profile, seed=seed, device=device)
-ic.check_int("n_clusters", n_clusters, 2)
-ic.check_int("n_init", n_init, 1)
-ic.check_int("max_iter", max_iter, 1)
-ic.check_int("n_seeds", n_seeds, 2)
+ledger = ic.book.start("01_kmeans", globals(), bounds={"n_seeds": "[2, inf)"})
 x, y = ic.load_dataset(dataset, root=data_root, download=download)
 X = x.reshape(len(x), -1)
 print(f"{dataset}: {tuple(x.shape)} images, {int(y.max()) + 1} classes")

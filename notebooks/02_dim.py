@@ -85,15 +85,15 @@
 #
 # ## Running it
 #
-# The next cell holds the chapter's parameters. `make book` runs it with the `default`
-# profile (these values); the tests use the `smoke` profile and `full` trains on all of MNIST
-# for longer, meant for a GPU (see `notebooks/profiles.yml`). Rerun it with other values, e.g.
-#
-# ```bash
-# .venv/bin/papermill notebooks/02_dim.ipynb out.ipynb -p estimator jsd -p epochs 8
+# % Shared by every chapter (in Jupyter: read book/running.md):
+# ```{include} ../book/running.md
 # ```
 #
-# after `.venv/bin/jupytext --to ipynb notebooks/02_dim.py` (see the README).
+# This chapter, for example:
+#
+# ```bash
+# .venv/bin/papermill 02_dim.ipynb out.ipynb -p estimator jsd -p epochs 8
+# ```
 
 # %% tags=["parameters"]
 dataset = "mnist5k"  # digits | mnist5k | fashion-mnist | mnist | cifar10 | stl10
@@ -119,7 +119,7 @@ n_clusters = 10  # k of k-means on the codes
 n_init = 10  # k-means runs per fit; the lowest inertia wins
 k_values = [2, 5, 8, 10, 12, 15, 20, 30]  # the k swept in the "k is a hyperparameter" section
 n_seeds = 10  # single k-means runs (one initialisation each) in the degeneration section
-test_size = 0.2  # held-out part of the data for the linear probe
+test_fraction = 0.2  # share of the data held out for the linear probe
 seed = 0
 device = "auto"
 profile = "custom"
@@ -137,27 +137,10 @@ import infoclust as ic
 from infoclust import mi
 from infoclust.dim import DeepInfoMax, linear_probe
 
-ledger = ic.Ledger.start("02_dim", profile=profile, seed=seed, device=device)
-ic.check_choice("estimator", estimator, mi.ESTIMATORS)
-ic.check_choice("local_critic", local_critic, ("dot", "concat"))
-ic.check_int("epochs", epochs, 1)
-ic.check_int("batch_size", batch_size, 2)
-ic.check_number("lr", lr, 0.0, strict_low=True)
-for _name, _value in dict(alpha_g=alpha_g, beta_g=beta_g, gamma_g=gamma_g,
-                          alpha_l=alpha_l, beta_l=beta_l, gamma_l=gamma_l).items():
-    ic.check_number(_name, _value, 0.0)
-ic.check_choice("ablate_prior", ablate_prior, (True, False))
-ic.check_int("toy_dim", toy_dim, 1)
-for _level in toy_levels:
-    ic.check_number("toy_levels", _level, 0.0, strict_low=True)
-ic.check_int("toy_steps", toy_steps, 1)
-ic.check_int("toy_batch", toy_batch, 2)
-ic.check_int("n_clusters", n_clusters, 2)
-ic.check_int("n_init", n_init, 1)
-for _k in k_values:
-    ic.check_int("k_values", _k, 2)
-ic.check_int("n_seeds", n_seeds, 2)
-ic.check_number("test_size", test_size, 0.0, 1.0, strict_low=True)
+ledger = ic.book.start(
+    "02_dim", globals(), choices={"estimator": mi.ESTIMATORS, "local_critic": ("dot", "concat")},
+    bounds={"toy_levels": "(0, inf)", "k_values": "[2, inf)", "n_seeds": "[2, inf)",
+            **dict.fromkeys(("alpha_g", "beta_g", "gamma_g", "alpha_l", "beta_l", "gamma_l"), "[0, inf)")})
 x, y = ic.load_dataset(dataset, root=data_root, download=download)
 n_classes = int(y.max()) + 1
 print(f"{dataset}: {tuple(x.shape)} images, {n_classes} classes")
@@ -264,7 +247,7 @@ def track(model, epoch):
     """After each epoch: linear-probe and k-means accuracy of the code so far."""
     z = model.encode(x)[0]
     km = ic.KMeans(n_clusters, n_init=n_init, seed=seed, device=ledger.device).fit(z)
-    return linear_probe(z, y, test_size=test_size, seed=seed), ic.cluster_accuracy(y, km.labels_)
+    return linear_probe(z, y, test_size=test_fraction, seed=seed), ic.cluster_accuracy(y, km.labels_)
 
 
 models, codes, train_seconds = {}, {}, {}
@@ -302,10 +285,10 @@ plt.show()
 # rest; the same probe on the raw pixels is the reference.
 
 # %% tags=["hide-input"]
-glue("dim_train_part", 100 * (1 - test_size), display=False)
-probe = {"pixels": linear_probe(x.reshape(len(x), -1), y, test_size=test_size, seed=seed)}
+glue("dim_train_part", 100 * (1 - test_fraction), display=False)
+probe = {"pixels": linear_probe(x.reshape(len(x), -1), y, test_size=test_fraction, seed=seed)}
 for name, z in codes.items():
-    probe[name] = linear_probe(z, y, test_size=test_size, seed=seed)
+    probe[name] = linear_probe(z, y, test_size=test_fraction, seed=seed)
 
 # %%
 # NBVAL_CHECK_OUTPUT

@@ -78,27 +78,26 @@
 #
 # ## Running it
 #
-# The next cell holds the chapter's parameters. `make book` runs it with the `default`
-# profile (these values: a small trunk, about ten minutes of training on a 2-core CPU); the tests
-# use the `smoke` profile, and `full` trains the paper's VGG-like network on all of MNIST on
-# a GPU (see `notebooks/profiles.yml`). Rerun it with other values, e.g.
-#
-# ```bash
-# .venv/bin/papermill notebooks/03_iic.ipynb out.ipynb -p epochs 3 -p seed 3
+# % Shared by every chapter (in Jupyter: read book/running.md):
+# ```{include} ../book/running.md
 # ```
 #
-# after `.venv/bin/jupytext --to ipynb notebooks/03_iic.py` (see the README).
+# This chapter, for example:
+#
+# ```bash
+# .venv/bin/papermill 03_iic.ipynb out.ipynb -p epochs 3 -p seed 3
+# ```
 
 # %% tags=["parameters"]
 dataset = "mnist5k"  # digits | mnist5k | fashion-mnist | mnist | cifar10 | stl10
 data_root = None  # folder of torchvision's files (None: ~/.cache/infoclust)
 download = False  # let torchvision download a missing data set
-n_images = 0  # train on a random subset of this many images (0: all)
+n_images: int | None = None  # train on a random subset of this many images (None: all)
 crop = 20  # centre crop of the original images, px (the paper's MNIST view)
 input_size = 16  # the crop is resized to this side, px (24 in the paper)
 trunk = "small"  # "small" (CPU) or "vgg" (the paper's network)
-k = 10  # clusters of the main head
-k_over = 50  # clusters of the overclustering head (0: none)
+n_clusters = 10  # k, clusters of the main head
+n_overclusters: int | None = 50  # clusters of the overclustering head (None: no such head)
 n_subheads = 5  # sub-heads per head
 epochs = 15  # training epochs (one epoch: 1 overclustering + 2 main passes)
 batch_size = 32  # distinct images per batch (140 in the paper)
@@ -122,23 +121,10 @@ from infoclust import plot as icp
 from infoclust.augment import MNISTTransform, crop_resize
 from infoclust.iic import IIC, information, joint_distribution
 
-ledger = ic.Ledger.start("03_iic", profile=profile, seed=seed, device=device)
-ic.check_int("n_images", n_images, 0)
-ic.check_int("crop", crop, 1)
-ic.check_int("input_size", input_size, 4)
-ic.check_choice("trunk", trunk, ["small", "vgg"])
-ic.check_int("k", k, 2)
-ic.check_int("k_over", k_over, 0)
-ic.check_int("n_subheads", n_subheads, 1)
-ic.check_int("epochs", epochs, 1)
-ic.check_int("batch_size", batch_size, 2)
-ic.check_int("repeats", repeats, 1)
-ic.check_number("lr", lr, 0, strict_low=True)
-ic.check_number("lamb", lamb, 0)
-ic.check_int("ablation_epochs", ablation_epochs, 1)
-x_raw, y = ic.load_dataset(dataset, root=data_root, download=download, n=n_images or None, seed=seed)
+ledger = ic.book.start("03_iic", globals(), bounds={"ablation_epochs": "[1, inf)"})
+x_raw, y = ic.load_dataset(dataset, root=data_root, download=download, n=n_images, seed=seed)
 x = crop_resize(x_raw, crop, input_size)
-recipe = dict(n_clusters=k, n_overclusters=k_over or None, n_subheads=n_subheads, trunk=trunk, epochs=epochs,
+recipe = dict(n_clusters=n_clusters, n_overclusters=n_overclusters, n_subheads=n_subheads, trunk=trunk, epochs=epochs,
               batch_size=batch_size, repeats=repeats, lr=lr, lamb=lamb,
               seed=seed, device=str(ledger.device))
 print(f"{dataset}: {tuple(x_raw.shape)} images, centre {crop} px resized to {input_size} px, "
@@ -246,7 +232,7 @@ for s in range(n_subheads):
     style = dict(color="k", lw=2, zorder=3) if s == best else dict(alpha=0.6)
     axes[0].plot(secs, accs[:, s], label=f"sub-head {s}", **style)
     axes[1].plot(secs, mis[:, s], **style)
-axes[1].axhline(np.log(k), ls="--", c="gray")
+axes[1].axhline(np.log(n_clusters), ls="--", c="gray")
 axes[0].set(xlabel="training time (s)", ylabel="accuracy")
 axes[1].set(xlabel="training time (s)", ylabel="I(z; z') (nats)")
 axes[0].legend(fontsize=7)
@@ -262,7 +248,7 @@ plt.show()
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "The joint distribution P of the reported sub-head's clusters of x and g x on the training data, at four points of training; clusters ordered by their matched class at the end.", "name": "fig-iic-heatmaps"}}
 match = ic.metrics.hungarian_match(y, model.labels_)
-order = sorted(range(k), key=lambda c_: match.get(c_, k + c_))
+order = sorted(range(n_clusters), key=lambda c_: match.get(c_, n_clusters + c_))
 picks = sorted({0, 1, len(model.history_) // 3, len(model.history_) - 1})
 fig, axes = plt.subplots(1, len(picks), figsize=(2.4 * len(picks), 2.7), squeeze=False, layout="constrained")
 for ax, e in zip(axes[0], picks):
@@ -283,14 +269,14 @@ plt.show()
 
 # %% tags=["hide-input"]
 X = x.reshape(len(x), -1)
-bad_init = 3.0 + 0.01 * torch.arange(k, dtype=torch.float32).unsqueeze(1).expand(k, X.shape[1])
-km = ic.KMeans(k, init=bad_init, empty="keep", device=str(ledger.device)).fit(X)
-km_sizes = np.bincount(torch.as_tensor(km.labels_).cpu().numpy(), minlength=k)
-iic_sizes = np.bincount(model.labels_, minlength=k)
+bad_init = 3.0 + 0.01 * torch.arange(n_clusters, dtype=torch.float32).unsqueeze(1).expand(-1, X.shape[1])
+km = ic.KMeans(n_clusters, init=bad_init, empty="keep", device=str(ledger.device)).fit(X)
+km_sizes = np.bincount(torch.as_tensor(km.labels_).cpu().numpy(), minlength=n_clusters)
+iic_sizes = np.bincount(model.labels_, minlength=n_clusters)
 ledger.record("k-means empty clusters from a far start (same images)", km.n_empty_,
               claim="k-means degenerates from an unfortunate start where IIC does not",
               source="talk, section 3.2.1", holds=bool(km.n_empty_ > 0 and (iic_sizes == 0).sum() == 0))
-ledger.record("IIC smallest cluster / balanced size", iic_sizes.min() / (len(x) / k))
+ledger.record("IIC smallest cluster / balanced size", iic_sizes.min() / (len(x) / n_clusters))
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -299,8 +285,8 @@ print(f"IIC: {(iic_sizes == 0).sum()} empty clusters, sizes {sorted(iic_sizes.to
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Cluster sizes on the same images: k-means started with all means far from the data (left) puts everything into one cluster; IIC (right) does not.", "name": "fig-iic-vs-kmeans"}}
 fig, axes = plt.subplots(1, 2, figsize=(8, 2.8), sharey=True)
-axes[0].bar(range(k), sorted(km_sizes, reverse=True), color="tab:red")
-axes[1].bar(range(k), sorted(iic_sizes, reverse=True), color="tab:blue")
+axes[0].bar(range(n_clusters), sorted(km_sizes, reverse=True), color="tab:red")
+axes[1].bar(range(n_clusters), sorted(iic_sizes, reverse=True), color="tab:blue")
 axes[0].set(title="k-means, far start", xlabel="cluster (by size)", ylabel="images")
 axes[1].set(title="IIC", xlabel="cluster (by size)")
 plt.tight_layout()
@@ -315,7 +301,7 @@ plt.show()
 # to their cluster's majority class) says how rarely its clusters mix digit classes.
 
 # %% tags=["hide-input"]
-if k_over:
+if n_overclusters:
     over_mi0 = max(model.history_[0]["mi_over"])
     over_mi = max(last["mi_over"])
     ledger.record("overclustering head I(z; z') after training", over_mi, unit="nats",
@@ -324,12 +310,12 @@ if k_over:
     over = model.predict(x, head="over")
     over_purity = sum(np.bincount(y.numpy()[over == c_]).max() for c_ in np.unique(over)) / len(x)
     ledger.record("overclustering purity (majority class per cluster)", over_purity)
-    print(f"overclustering head: I rose from {over_mi0:.3f} to {over_mi:.3f} nats (ln {k_over} = "
-          f"{np.log(k_over):.3f}); {len(np.unique(over))} clusters used, purity {over_purity:.3f}")
+    print(f"overclustering head: I rose from {over_mi0:.3f} to {over_mi:.3f} nats (ln {n_overclusters} = "
+          f"{np.log(n_overclusters):.3f}); {len(np.unique(over))} clusters used, purity {over_purity:.3f}")
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Eight random images from each of the twelve largest clusters of the overclustering head (one row per cluster, its size on the left).", "name": "fig-iic-overclusters"}}
-if k_over:
-    sizes = np.bincount(over, minlength=k_over)
+if n_overclusters:
+    sizes = np.bincount(over, minlength=n_overclusters)
     top = np.argsort(-sizes)[:12]
     rng = np.random.default_rng(seed)  # random members: the data set is sorted by class
     members = [x[rng.permutation(np.flatnonzero(over == c_))[:8]] for c_ in top]
@@ -417,8 +403,8 @@ display(Markdown(ledger.markdown()))
 #    clusters or towards confident ones? Check it on the cluster sizes.
 # 2. Replace `MNISTTransform` by the identity, `g=lambda b: b`. What does IIC learn, and
 #    what is $I(z; z')$ at the end? Why is that a trap rather than a success?
-# 3. Train with `k = 20` on MNIST and match clusters to classes many-to-one. Does the
-#    accuracy rise above the one-to-one accuracy with `k = 10`?
+# 3. Train with `-p n_clusters 20` on MNIST and match clusters to classes many-to-one. Does
+#    the accuracy rise above the one-to-one accuracy with `n_clusters = 10`?
 # 4. Write a perturbation `g` that only adds Gaussian noise to the pixels, and compare the
 #    accuracy after the same number of epochs with the paper's `g`.
 #

@@ -76,15 +76,15 @@
 #
 # ## Running it
 #
-# The next cell holds the chapter's parameters. `make book` runs it with the `default`
-# profile (these values); the tests use the `smoke` profile (see `notebooks/profiles.yml`).
-# Rerun it with other values, e.g.
-#
-# ```bash
-# .venv/bin/papermill notebooks/04_wasserstein.ipynb out.ipynb -p n_pairs 256 -p seed 3
+# % Shared by every chapter (in Jupyter: read book/running.md):
+# ```{include} ../book/running.md
 # ```
 #
-# after `.venv/bin/jupytext --to ipynb notebooks/04_wasserstein.py` (see the README).
+# This chapter, for example:
+#
+# ```bash
+# .venv/bin/papermill 04_wasserstein.ipynb out.ipynb -p n_pairs 256 -p seed 3
+# ```
 
 # %% tags=["parameters"]
 dataset = "mnist5k"  # digits | mnist5k | fashion-mnist | mnist (images for W2)
@@ -115,19 +115,12 @@ import infoclust as ic
 from infoclust.deform import affine_field, warp
 from infoclust.wasserstein import grid_cost, sample_perturbation, to_histogram, w2_exact, w2_sinkhorn
 
-ledger = ic.Ledger.start("04_wasserstein", profile=profile, seed=seed, device=device)
-ic.check_int("n_pairs", n_pairs, 2)
-ic.check_number("reg", reg, 0.0, strict_low=True)
-for r in regs:
-    ic.check_number("regs", r, 0.0, strict_low=True)
-ic.check_int("max_shift", max_shift, 1)
-ic.check_number("max_angle", max_angle, 0.0, 180.0, strict_low=True)
-ic.check_int("n_transform", n_transform, 2)
-for e in eta_values:
-    ic.check_number("eta_values", e, 0.0, strict_low=True)
-ic.check_int("n_chains", n_chains, 1)
-ic.check_int("n_steps", n_steps, 1)
-x, y = ic.load_dataset(dataset, root=data_root, download=download, n=2 * n_pairs, seed=seed)
+ledger = ic.book.start("04_wasserstein", globals(), bounds={
+    "n_pairs": "[2, inf)", "max_shift": "[1, inf)", "max_angle": "(0, 180]", "n_transform": "[2, inf)"})
+try:
+    x, y = ic.load_dataset(dataset, root=data_root, download=download, n=2 * n_pairs, seed=seed)
+except ic.ParameterError as err:  # name the chapter's parameter, not load_dataset's n
+    raise ic.ParameterError(f"n_pairs={n_pairs} needs {2 * n_pairs} images: {err}") from None
 x = x.mean(1, keepdim=True)  # one mass per pixel (see to_histogram)
 print(f"{dataset}: {tuple(x.shape)} images")
 

@@ -57,15 +57,15 @@
 #
 # ## Running it
 #
-# The next cell holds the chapter's parameters. `make book` runs it with the `default`
-# profile (these values); the tests use the `smoke` profile (see `notebooks/profiles.yml`).
-# Rerun it with other values, e.g.
-#
-# ```bash
-# .venv/bin/papermill notebooks/05_deformation.ipynb out.ipynb -p sigmas "[0.0, 3.0]" -p seed 3
+# % Shared by every chapter (in Jupyter: read book/running.md):
+# ```{include} ../book/running.md
 # ```
 #
-# after `.venv/bin/jupytext --to ipynb notebooks/05_deformation.py` (see the README).
+# This chapter, for example (`-y` for a whole list):
+#
+# ```bash
+# .venv/bin/papermill 05_deformation.ipynb out.ipynb -p magnitudes 2.0 -p seed 3 -y "sigmas: [0.0, 3.0]"
+# ```
 
 # %% tags=["parameters"]
 dataset = "mnist5k"  # digits | mnist5k | fashion-mnist | mnist | cifar10 | stl10
@@ -91,13 +91,8 @@ from infoclust import plot as icp
 from infoclust.deform import RandomDeformation, gaussian_filter, random_field, t_norm, warp
 from infoclust.wasserstein import w2_exact
 
-ledger = ic.Ledger.start("05_deformation", profile=profile, seed=seed, device=device)
-ic.check_int("n_images", n_images, 2)
-for s in sigmas:
-    ic.check_number("sigmas", s, 0.0)
-for m in magnitudes:
-    ic.check_number("magnitudes", m, 0.0, strict_low=True)
-ic.check_choice("norm", norm, ("max", "rms"))
+ledger = ic.book.start("05_deformation", globals(),
+                       bounds={"n_images": "[2, inf)", "magnitudes": "(0, inf)"})
 x, y = ic.load_dataset(dataset, root=data_root, download=download, n=n_images, seed=seed)
 x = x.to(ledger.device)
 print(f"{dataset}: {tuple(x.shape)} images")

@@ -72,21 +72,21 @@
 #
 # ## Running it
 #
-# The next cell holds the chapter's parameters; `make book` runs the `default` profile,
-# the tests the `smoke` profile, and `full` trains on 16,000 MNIST digits and attacks
-# 1,000 with the paper's 200 iterations (`notebooks/profiles.yml`), e.g.
-#
-# ```bash
-# .venv/bin/papermill notebooks/06_sinkhorn.ipynb out.ipynb -p lam 1000 -p n_attack 200
+# % Shared by every chapter (in Jupyter: read book/running.md):
+# ```{include} ../book/running.md
 # ```
 #
-# after `.venv/bin/jupytext --to ipynb notebooks/06_sinkhorn.py` (see the README).
+# This chapter, for example:
+#
+# ```bash
+# .venv/bin/papermill 06_sinkhorn.ipynb out.ipynb -p lam 1000 -p n_attack 200
+# ```
 
 # %% tags=["parameters"]
 dataset = "mnist5k"  # mnist5k | mnist | fashion-mnist (28 x 28 grey images)
 data_root = None  # folder of torchvision's files (None: ~/.cache/infoclust)
 download = False  # let torchvision download a missing data set
-n_data = None  # use a random subset of this many images (None: all)
+n_images: int | None = None  # use a random subset of this many images (None: all)
 test_fraction = 0.2  # share of the images held out for testing and attacking
 epochs = 15  # training epochs of the small CNN
 n_attack = 100  # test digits attacked (the first ones of the shuffled test set)
@@ -122,35 +122,14 @@ from infoclust.classifiers import SmallCNN, accuracy, predict, random_classifier
 from infoclust.projected_sinkhorn import lambertw, project_wasserstein_ball, robust_accuracy, wasserstein_pgd
 from infoclust.wasserstein import w2_exact
 
-ledger = ic.Ledger.start("06_sinkhorn", profile=profile, seed=seed, device=device)
-ic.check_choice("dataset", dataset, ("mnist5k", "mnist", "fashion-mnist"))
-if n_data is not None:
-    ic.check_int("n_data", n_data, 100)
-ic.check_number("test_fraction", test_fraction, 0.0, 0.9, strict_low=True)
-ic.check_int("epochs", epochs, 1)
-ic.check_int("n_attack", n_attack, 1)
-ic.check_number("eps0", eps0, 0.0, strict_low=True)
-ic.check_number("eps_factor", eps_factor, 1.0)
-ic.check_int("eps_every", eps_every, 1)
-ic.check_number("alpha", alpha, 0.0, strict_low=True)
-ic.check_int("kernel_size", kernel_size, 1)
+ledger = ic.book.start("06_sinkhorn", globals(), choices={"dataset": ("mnist5k", "mnist", "fashion-mnist")},
+                       bounds={"n_images": "[100, inf)", "n_attack": "[1, inf)", "n_attack_paper": "[0, inf)",
+                               "random_iter": "[1, inf)", "n_random": "[1, inf)"})
 if kernel_size % 2 == 0:
     raise ic.ParameterError(f"kernel_size={kernel_size} must be odd")
-ic.check_int("n_iter", n_iter, 1)
-ic.check_number("lam", lam, 0.0, strict_low=True)
-ic.check_number("lam_paper", lam_paper, 0.0, strict_low=True)
-ic.check_int("n_attack_paper", n_attack_paper, 0)
-ic.check_int("proj_iter", proj_iter, 1)
-ic.check_int("n_random_classes", n_random_classes, 2)
-ic.check_number("random_eps", random_eps, 0.0, strict_low=True)
-ic.check_int("random_iter", random_iter, 1)
-ic.check_int("n_random", n_random, 1)
 dev = ledger.device
-x, y = ic.load_dataset(dataset, root=data_root, download=download, n=n_data, seed=seed)
-perm = torch.randperm(len(x), generator=ledger.generator)
-n_test = int(round(test_fraction * len(x)))
-x_test, y_test = x[perm[:n_test]], y[perm[:n_test]]
-x_train, y_train = x[perm[n_test:]], y[perm[n_test:]]
+x, y = ic.load_dataset(dataset, root=data_root, download=download, n=n_images, seed=seed)
+x_train, x_test, y_train, y_test = ic.data.train_test_split(x, y, test_fraction, generator=ledger.generator)
 print(f"{dataset}: {len(x_train)} training and {len(x_test)} test images of shape {tuple(x.shape[1:])}")
 
 # %% [markdown]

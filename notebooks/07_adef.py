@@ -63,20 +63,21 @@
 #
 # ## Running it
 #
-# The next cell holds the chapter's parameters; `make book` runs the `default` profile,
-# the tests the `smoke` profile, and `full` uses all of MNIST (`notebooks/profiles.yml`), e.g.
-#
-# ```bash
-# .venv/bin/papermill notebooks/07_adef.ipynb out.ipynb -p sigma 1.0 -p n_attack 500
+# % Shared by every chapter (in Jupyter: read book/running.md):
+# ```{include} ../book/running.md
 # ```
 #
-# after `.venv/bin/jupytext --to ipynb notebooks/07_adef.py` (see the README).
+# This chapter, for example:
+#
+# ```bash
+# .venv/bin/papermill 07_adef.ipynb out.ipynb -p sigma 1.0 -p n_attack 500
+# ```
 
 # %% tags=["parameters"]
 dataset = "mnist5k"  # mnist5k | mnist | fashion-mnist (28 x 28 grey images)
 data_root = None  # folder of torchvision's files (None: ~/.cache/infoclust)
 download = False  # let torchvision download a missing data set
-n_data = None  # use a random subset of this many images (None: all)
+n_images: int | None = None  # use a random subset of this many images (None: all)
 test_fraction = 0.2  # share of the images held out for testing and attacking
 epochs = 6  # training epochs of the small CNN
 n_attack = 150  # correctly classified test digits attacked
@@ -101,22 +102,10 @@ import infoclust as ic
 from infoclust.adef import adef
 from infoclust.classifiers import SmallCNN, accuracy, predict, random_classifier, train_classifier
 
-ledger = ic.Ledger.start("07_adef", profile=profile, seed=seed, device=device)
-ic.check_number("test_fraction", test_fraction, 0.0, 1.0, strict_low=True)
-ic.check_int("epochs", epochs, 1)
-ic.check_int("n_attack", n_attack, 1)
-ic.check_number("sigma", sigma, 0.0)
-ic.check_number("overshoot", overshoot, 0.0, strict_low=True)
-ic.check_int("max_iter", max_iter, 1)
-for s in sigmas:
-    ic.check_number("sigmas", s, 0.0)
-ic.check_int("n_sweep", n_sweep, 1)
-ic.check_int("n_random_classes", n_random_classes, 2)
-x, y = ic.load_dataset(dataset, root=data_root, download=download, n=n_data, seed=seed)
-perm = torch.randperm(len(x), generator=ledger.generator)
-n_test = max(1, int(round(test_fraction * len(x))))
-x_test, y_test = x[perm[:n_test]], y[perm[:n_test]]
-x_train, y_train = x[perm[n_test:]], y[perm[n_test:]]
+ledger = ic.book.start("07_adef", globals(), bounds={
+    "n_attack": "[1, inf)", "max_iter": "[1, inf)", "n_sweep": "[1, inf)"})
+x, y = ic.load_dataset(dataset, root=data_root, download=download, n=n_images, seed=seed)
+x_train, x_test, y_train, y_test = ic.data.train_test_split(x, y, test_fraction, generator=ledger.generator)
 print(f"{dataset}: {len(x_train)} training and {len(x_test)} test images of shape {tuple(x.shape[1:])}")
 
 # %% [markdown]

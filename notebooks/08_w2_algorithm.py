@@ -76,14 +76,15 @@
 #
 # ## Running it
 #
-# The next cell holds the chapter's parameters; `make book` runs the `default` profile,
-# the tests the `smoke` profile (`notebooks/profiles.yml`), e.g.
-#
-# ```bash
-# .venv/bin/papermill notebooks/08_w2_algorithm.ipynb out.ipynb -p alpha 0.5 -p n_images 64
+# % Shared by every chapter (in Jupyter: read book/running.md):
+# ```{include} ../book/running.md
 # ```
 #
-# after `.venv/bin/jupytext --to ipynb notebooks/08_w2_algorithm.py` (see the README).
+# This chapter, for example:
+#
+# ```bash
+# .venv/bin/papermill 08_w2_algorithm.ipynb out.ipynb -p alpha 0.5 -p n_images 64
+# ```
 
 # %% tags=["parameters"]
 dataset = "mnist5k"  # mnist5k | mnist | fashion-mnist (28 x 28 grey images)
@@ -116,25 +117,14 @@ from infoclust.classifiers import random_classifier
 from infoclust.w2_algorithm import END_REASONS, W2Perturbation, w2_perturbation
 from infoclust.wasserstein import w2_exact
 
-ledger = ic.Ledger.start("08_w2_algorithm", profile=profile, seed=seed, device=device)
-ic.check_int("n_images", n_images, 1)
-for v in eps_values:
-    ic.check_number("eps_values", v, 0.0)
-for v in eta_values:
-    ic.check_number("eta_values", v, 0.0, strict_low=True)
-ic.check_number("eps_fixed", eps_fixed, 0.0)
-ic.check_number("eta_fixed", eta_fixed, 0.0, strict_low=True)
-ic.check_number("alpha", alpha, 0.0, strict_low=True)
-ic.check_number("sigma", sigma, 0.0)
-ic.check_int("max_iter", max_iter, 1)
-ic.check_int("n_random_classes", n_random_classes, 2)
-ic.check_int("path_steps", path_steps, 1)
-ic.check_int("n_timing", n_timing, 1)
+ledger = ic.book.start("08_w2_algorithm", globals(),
+                       bounds={"n_images": "[1, inf)", "path_steps": "[1, inf)", "n_timing": "[1, inf)"})
 x, y = ic.load_dataset(dataset, root=data_root, download=download, n=max(n_images, n_timing), seed=seed)
 x = x.to(ledger.device)
 digits = x[:n_images]
 net = random_classifier(x.shape[1], n_random_classes, seed=seed, device=ledger.device)
-print(f"{dataset}: {len(x)} images of shape {tuple(x.shape[1:])}; random classifier with {n_random_classes} classes")
+print(f"{dataset}: {len(x)} images of shape {tuple(x.shape[1:])}; random classifier with "
+      f"{n_random_classes} classes")
 
 # %% [markdown]
 # ## One walk, drawn

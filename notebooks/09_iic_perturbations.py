@@ -49,25 +49,28 @@
 #
 # ## Running it
 #
-# The parameters below are the `default` profile: a 1,000-image subset of `mnist5k`, the same
-# number of epochs for every run, three seeds. The budget is counted in epochs, not seconds,
-# so that a rerun with the same seed reproduces every number; the training time of each run
-# is reported beside it. The `full` profile (see `notebooks/profiles.yml`) trains on more
-# data for longer, on a GPU. For example:
+# % Shared by every chapter (in Jupyter: read book/running.md):
+# ```{include} ../book/running.md
+# ```
+#
+# The budget is counted in epochs, not seconds, so that a rerun with the same seed reproduces
+# every number; the training time of each run is reported beside it.
+#
+# This chapter, for example:
 #
 # ```bash
-# .venv/bin/papermill nb.ipynb out.ipynb -p epochs 20 -p n_seeds 5 -p device cuda
+# .venv/bin/papermill 09_iic_perturbations.ipynb out.ipynb -p epochs 20 -p n_seeds 5 -p device cuda
 # ```
 
 # %% tags=["parameters"]
 dataset = "mnist5k"  # digits | mnist5k | fashion-mnist | mnist
 data_root = None  # folder of torchvision's files (None: ~/.cache/infoclust)
 download = False  # let torchvision download a missing data set
-n_images = 1000  # training images (a seeded subset)
+n_images: int | None = 1000  # training images (a seeded subset; None: all)
 crop = 20  # centre crop of the original images, px
 input_size = 16  # the crop is resized to this side, px (chapter 3's CPU recipe; 24 in the paper)
 trunk = "small"  # IIC network: "small" (CPU) or "vgg" (the paper's)
-k_over = 50  # overclustering head (0: none)
+n_overclusters: int | None = 50  # clusters of the overclustering head (None: no such head)
 n_subheads = 3  # sub-heads per head
 batch_size = 32  # distinct images per batch
 repeats = 4  # sample repeats
@@ -80,7 +83,7 @@ deform_magnitude = 1.5  # random deformation: largest displacement, px
 deform_sigma = 2.0  # random deformation with smoothing: Gaussian width, px
 w2_eps = 0.5  # Wasserstein radius of the Sinkhorn attack and of Algorithm 1, px
 w2_eta = 0.3  # eta of eq. (6) in Algorithm 1
-attack_classes = 10  # classes of the random classifier that the attacks use
+n_random_classes = 10  # classes of the random classifier that the attacks use
 attack_iter = 5  # iterations of the Sinkhorn PGD and of ADef, steps of Algorithm 1
 proj_iter = 20  # iterations of each projected-Sinkhorn projection
 seed = 0
@@ -101,28 +104,10 @@ from infoclust.iic import IIC
 from infoclust.w2_algorithm import W2Perturbation
 from infoclust.transforms import ADefPerturbation, PerturbationPool, SinkhornPerturbation, compose
 
-ledger = ic.Ledger.start("09_iic_perturbations", profile=profile, seed=seed, device=device)
-ic.check_choice("dataset", dataset, ("digits", "mnist5k", "fashion-mnist", "mnist"))
-ic.check_int("n_images", n_images, 2 * batch_size)
-ic.check_int("crop", crop, 4)
-ic.check_int("input_size", input_size, 4)
-ic.check_choice("trunk", trunk, ("small", "vgg"))
-ic.check_int("k_over", k_over, 0)
-ic.check_int("n_subheads", n_subheads, 1)
-ic.check_int("batch_size", batch_size, 2)
-ic.check_int("repeats", repeats, 1)
-ic.check_number("lr", lr, 0.0, strict_low=True)
-ic.check_number("lamb", lamb, 0.0)
-ic.check_int("epochs", epochs, 1)
-ic.check_int("n_seeds", n_seeds, 2)
-ic.check_int("pool_copies", pool_copies, 1)
-ic.check_number("deform_magnitude", deform_magnitude, 0.0)
-ic.check_number("deform_sigma", deform_sigma, 0.0)
-ic.check_number("w2_eps", w2_eps, 0.0, strict_low=True)
-ic.check_number("w2_eta", w2_eta, 0.0, strict_low=True)
-ic.check_int("attack_classes", attack_classes, 2)
-ic.check_int("attack_iter", attack_iter, 1)
-ic.check_int("proj_iter", proj_iter, 1)
+ledger = ic.book.start(
+    "09_iic_perturbations", globals(), choices={"dataset": ("digits", "mnist5k", "fashion-mnist", "mnist")},
+    bounds={"n_images": "[2, inf)", "crop": "[4, inf)", "input_size": "[4, inf)", "n_seeds": "[2, inf)",
+            "pool_copies": "[1, inf)"})
 x_raw, y = ic.load_dataset(dataset, root=data_root, download=download, n=n_images, seed=seed)
 x = crop_resize(x_raw, min(crop, x_raw.shape[-1]), input_size).to(ledger.device)
 print(f"{dataset}: {len(x)} images, {tuple(x.shape[1:])} after the centre crop")
@@ -143,10 +128,10 @@ cheap = {
 }
 expensive = {
     "projected Sinkhorn, random classifier": SinkhornPerturbation(
-        w2_eps, max_iter=attack_iter, proj_iter=proj_iter, n_random_classes=attack_classes, seed=seed),
-    "ADef, random classifier": ADefPerturbation(max_iter=attack_iter, n_random_classes=attack_classes, seed=seed),
+        w2_eps, max_iter=attack_iter, proj_iter=proj_iter, n_random_classes=n_random_classes, seed=seed),
+    "ADef, random classifier": ADefPerturbation(max_iter=attack_iter, n_random_classes=n_random_classes, seed=seed),
     "Algorithm 1 (W2 ball, eq. 6)": W2Perturbation(
-        w2_eps, w2_eta, max_iter=attack_iter, n_random_classes=attack_classes, redraw=True, seed=seed),
+        w2_eps, w2_eta, max_iter=attack_iter, n_random_classes=n_random_classes, redraw=True, seed=seed),
 }
 pools, pool_seconds = {}, {}
 for name, g in expensive.items():
@@ -190,7 +175,7 @@ runs = {name: [] for name in transforms}
 with tqdm(total=len(transforms) * n_seeds, desc="IIC runs") as bar:
     for name, g in transforms.items():
         for s in range(n_seeds):
-            model = IIC(n_clusters=10, n_overclusters=k_over or None, n_subheads=n_subheads, trunk=trunk, g=g, epochs=epochs,
+            model = IIC(n_clusters=10, n_overclusters=n_overclusters, n_subheads=n_subheads, trunk=trunk, g=g, epochs=epochs,
                         batch_size=batch_size, repeats=repeats, lr=lr, lamb=lamb, seed=seed + s,
                         device=device, verbose=False).fit(x, y)
             best = [h["acc"][h["subhead"]] for h in model.history_]
@@ -282,7 +267,7 @@ display(Markdown(ledger.markdown()))
 #
 # 1. Raise `pool_copies` to 8. Does the adversarial transformations' accuracy change? What does
 #    that tell you about the role of fresh randomness in $g$?
-# 2. The random classifier has `attack_classes` outputs. Try 2 and 50: how do the perturbations
+# 2. The random classifier has `n_random_classes` outputs. Try 2 and 50: how do the perturbations
 #    (the figure) and the accuracy change?
 # 3. Algorithm 1 stops with probability $\exp(-W_2^2/\eta^2)$ after each accepted step. Plot
 #    the distribution of $W_2(x, g(x))$ over the pool for three values of `w2_eta` (hint:

@@ -33,6 +33,7 @@ def test_every_page_renders(site):
     for chapter in book.chapters():
         page = (site / "notebooks" / f"{chapter}.html").read_text()
         assert "Traceback" not in page
+        assert "stops with a" in page and "{include}" not in page, f"{chapter}: book/running.md not included"
         assert re.search(r"Fig\. \d+", page), f"{chapter}: no numbered figure"
         for src in re.findall(r'<img[^>]+src="([^"]+)"', page):
             if not src.startswith("data:"):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -43,6 +44,14 @@ def test_skeleton(chapter):
     assert set(profiles) == {"smoke", "default", "full"}
     checked = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith("# NBVAL_CHECK_OUTPUT")]
     assert checked, "no cell marked NBVAL_CHECK_OUTPUT: nothing would be compared on rerun"
+    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    setup = code[code.index(params[0].source) + 1]
+    assert re.search(rf'ic\.book\.start\(\s*"{chapter}",\s*globals\(\)', setup), \
+        "the set-up cell must begin the run with ic.book.start(chapter, globals(), ...)"
+    assert "ic.check_" not in "\n".join(code), "parameters are checked by ic.book.start, not by ic.check_* lines"
+    assert "{include} ../book/running.md" in markdown, "'Running it' must include the shared book/running.md"
+    assert set(book.chapter_defaults(chapter)) >= {k for p in profiles.values() for k in (p or {})}, \
+        "notebooks/profiles.yml sets a name that is not a parameter"
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
@@ -82,3 +91,25 @@ def test_bad_device_names_parameter(chapter, tmp_path):
                             kernel_name="python3", progress_bar=False)
     assert err.value.ename == "ParameterError"
     assert "device" in err.value.evalue
+
+
+# One cheap chapter: its set-up cell rejects what papermill would otherwise let through.
+BAD_PARAMETERS = {
+    "misspelt name": ({"n_image": 8}, "n_image is not a parameter of 05_deformation; did you mean n_images?"),
+    "string boolean": ({"download": "no"}, "download='no' must be True or False"),
+    "scalar for a list": ({"sigmas": 2.0, "device": "no-such-device"}, "device="),  # sigmas passed: device fails next
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_PARAMETERS))
+def test_bad_parameters_stop_the_setup(case, tmp_path):
+    chapter = "05_deformation"
+    given, message = BAD_PARAMETERS[case]
+    src = tmp_path / f"{chapter}.source.ipynb"
+    jupytext.write(_source(chapter), src)
+    params = {**book.chapter_parameters(chapter, "smoke"), **given}
+    with pytest.raises(pm.PapermillExecutionError) as err:
+        pm.execute_notebook(str(src), str(tmp_path / "out.ipynb"), parameters=params, cwd=str(book.ROOT),
+                            kernel_name="python3", progress_bar=False)
+    assert err.value.ename == "ParameterError"
+    assert err.value.evalue.startswith(message), err.value.evalue

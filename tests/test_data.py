@@ -124,3 +124,21 @@ def test_read_idx_rejects_other_files(tmp_path):
 def test_fashion_mnist_from_debian():
     x, y = ic.load_dataset("fashion-mnist", n=1000)
     _check_shape(x, y, 1000, 1, 28)
+
+
+def test_train_test_split_is_seeded_and_never_empty():
+    x, y = torch.arange(20.0).reshape(10, 1, 1, 2), torch.arange(10)
+    parts = ic.data.train_test_split(x, y, 0.3, generator=torch.Generator().manual_seed(1))
+    again = ic.data.train_test_split(x, y, 0.3, generator=torch.Generator().manual_seed(1))
+    assert all(torch.equal(a, b) for a, b in zip(parts, again))
+    x_train, x_test, y_train, y_test = parts
+    assert (len(x_train), len(x_test)) == (7, 3) == (len(y_train), len(y_test))
+    assert sorted(torch.cat([y_train, y_test]).tolist()) == list(range(10))
+    assert torch.equal(x_test[:, 0, 0, 0], 2.0 * y_test)  # images keep their labels
+    assert len(ic.data.train_test_split(x[:2], y[:2], 0.01)[1]) == 1  # never an empty test part
+    assert len(ic.data.train_test_split(x[:2], y[:2], 0.99)[0]) == 1  # nor an empty training part
+    for bad in (0.0, 1.0, -0.1):
+        with pytest.raises(ic.ParameterError, match="^test_fraction="):
+            ic.data.train_test_split(x, y, bad)
+    with pytest.raises(TypeError, match="generator"):
+        ic.data.train_test_split(x, y, 0.5, generator=3)

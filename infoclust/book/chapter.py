@@ -143,6 +143,9 @@ def _coerce(p: Parameter, value: Any) -> Any:
     if value is None and (p.optional or p.kind is None):
         return None
     if p.kind is list:
+        if isinstance(value, str) and p.item is not str and value.lstrip().startswith("["):
+            raise ParameterError(f"{p.name}={value!r} is a string, not a list: papermill's -p passes text; "
+                                 f"give a list with -y \"{p.name}: {value}\" (or one value with -p)")
         items = list(value) if isinstance(value, (list, tuple)) else [value]
         return [_check_type(f"{p.name}[{i}]" if len(items) > 1 else p.name, p.item, v) for i, v in enumerate(items)]
     return _check_type(p.name, p.kind, value)
