@@ -48,6 +48,10 @@ __all__ = [
     "run_info",
     "timer",
     "atomic_write",
+    "NUM_THREADS_ENV",
+    "num_threads",
+    "configure_threads",
+    "thread_environment",
 ]
 
 #: Seeds are integers in [0, SEED_MAX] (NumPy's and torch's common range).
@@ -363,3 +367,50 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO[Any]]:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+#: The environment variable that fixes the number of CPU threads of chapters and the build.
+NUM_THREADS_ENV = "INFOCLUST_NUM_THREADS"
+
+
+def num_threads() -> int:
+    """The CPU thread count for torch: ``$INFOCLUST_NUM_THREADS``, else the CPUs this process may use.
+
+    Never derived from the machine's current load: results can depend on the thread count
+    (the order of floating-point sums in parallel reductions and BLAS), so a run must not
+    choose it by how busy the machine happens to be.
+    """
+    value = os.environ.get(NUM_THREADS_ENV)
+    if value is None or value.strip() == "":
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        n = int(value)
+    except ValueError:
+        raise ParameterError(f"{NUM_THREADS_ENV}={value!r} must be a whole number of threads") from None
+    return check_int(NUM_THREADS_ENV, n, 1)
+
+
+def configure_threads() -> int:
+    """Set torch's intra-op thread count to :func:`num_threads` and return it (chapters' set-up)."""
+    n = num_threads()
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
+    return n
+
+
+def thread_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """Environment for a process that runs torch (a chapter's kernel): fixed threads, passive waits.
+
+    ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` and ``INFOCLUST_NUM_THREADS`` become
+    :func:`num_threads`, and ``OMP_WAIT_POLICY=PASSIVE`` unless ``environ`` (default
+    ``os.environ``) sets it: torch's OpenMP threads then sleep at a barrier instead of spinning,
+    which on a machine whose cores other processes also use makes the waiting thread hand its
+    core to the one it waits for, instead of burning it (see ``benchmarks/bench_load.py``).
+    These variables are read when the OpenMP runtime starts, so they must be set before torch
+    is imported: the book build sets them for its chapters.
+    """
+    environ = dict(os.environ if environ is None else environ)
+    n = str(num_threads())
+    out = {NUM_THREADS_ENV: n, "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
+    out["OMP_WAIT_POLICY"] = environ.get("OMP_WAIT_POLICY") or "PASSIVE"
+    return out

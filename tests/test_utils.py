@@ -79,3 +79,22 @@ def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
     with ic.utils.atomic_write(target, "wb") as f:
         f.write(b"new")
     assert target.read_bytes() == b"new"
+
+
+def test_thread_count_is_fixed_by_the_variable_not_the_load(monkeypatch):
+    monkeypatch.setenv("INFOCLUST_NUM_THREADS", "1")
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    before = torch.get_num_threads()
+    try:
+        assert ic.utils.configure_threads() == 1 == torch.get_num_threads()
+    finally:
+        torch.set_num_threads(before)
+    env = ic.utils.thread_environment()
+    assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "1" and env["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert ic.utils.thread_environment({"OMP_WAIT_POLICY": "ACTIVE"})["OMP_WAIT_POLICY"] == "ACTIVE"
+    monkeypatch.delenv("INFOCLUST_NUM_THREADS")
+    assert ic.utils.num_threads() >= 1
+    for bad in ("two", "0"):
+        monkeypatch.setenv("INFOCLUST_NUM_THREADS", bad)
+        with pytest.raises(ic.ParameterError, match="^INFOCLUST_NUM_THREADS="):
+            ic.utils.num_threads()

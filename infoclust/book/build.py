@@ -47,6 +47,7 @@ from typing import Any, Iterator
 
 import yaml
 
+from ..utils import thread_environment
 from .chapter import parameters_of
 from .ledger import HOLDS_MARK, ResultsFileError, fmt_value, markdown_table, read_results_file, write_atomic
 
@@ -255,8 +256,8 @@ def _commit(stage: Path, chapter: str, build_dir: Path) -> Path:
 
 
 def _kernel_environment(results: Path) -> dict[str, str]:
-    env = dict(os.environ, INFOCLUST_RESULTS_DIR=str(results))
-    return env
+    """The papermill process's (and so the kernel's) environment: results folder, threads, wait policy."""
+    return {**os.environ, **thread_environment(), "INFOCLUST_RESULTS_DIR": str(results)}
 
 
 def run_parameters(chapter: str, profile: str, root: Path = ROOT, *, parameters: dict[str, Any] | None = None,

@@ -23,8 +23,10 @@ which
    anything, unless the parameter is annotated (``n_images: int | None = None``);
 4. applies the chapter's own constraints: ``choices`` (allowed values) and ``bounds``
    (intervals such as ``"[2, inf)"`` or ``"(0, 1]"``, checked on every item of a list);
-5. begins the run (:meth:`infoclust.book.Ledger.start`: profile, seeds, device, plot
-   style, the printed run line) and returns the ledger, which records the parameters.
+5. sets torch's thread count to a fixed number (``$INFOCLUST_NUM_THREADS``, else the
+   CPUs the process may use; :func:`infoclust.utils.configure_threads`), then begins the
+   run (:meth:`infoclust.book.Ledger.start`: profile, seeds, device, plot style, the printed
+   run line) and returns the ledger, which records the parameters.
 
 Every violation raises :class:`~infoclust.utils.ParameterError` whose message starts with
 the parameter's name. Checks that the library makes anyway (a learning rate is positive,
@@ -39,7 +41,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, MutableMapping
 
-from ..utils import ParameterError, check_bool, check_choice, check_int, check_number
+from ..utils import ParameterError, check_bool, check_choice, check_int, check_number, configure_threads
 from .ledger import Ledger
 
 __all__ = ["Parameter", "parameters_of", "check_parameters", "start"]
@@ -264,5 +266,6 @@ def start(
     for required in ("seed", "device", "profile"):
         if required not in values:
             raise ValueError(f"{chapter}: the parameters cell must define {required}")
+    configure_threads()  # a fixed count ($INFOCLUST_NUM_THREADS or the CPUs), never the load's
     return Ledger.start(chapter, profile=values["profile"], seed=values["seed"], device=values["device"],
                         parameters=values)
