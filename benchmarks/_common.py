@@ -3,6 +3,7 @@
 Imported by the ``bench_*.py`` scripts as ``from _common import best_time, write_results``
 (the scripts' own folder is on ``sys.path`` when they run).
 """
+
 from __future__ import annotations
 
 import json

@@ -23,6 +23,7 @@ Usage::
 Run it on a machine that is otherwise quiet (``uptime`` before and after): the quiet column
 is only quiet then. Results are printed and written to ``_build/benchmarks/bench_load.json``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,22 +47,37 @@ def settings(cores: int) -> dict[str, dict[str, str]]:
     threads = str(cores)
     return {
         f"default ({threads} threads, libgomp spin-then-sleep)": {"OMP_NUM_THREADS": threads},
-        f"{threads} threads, OMP_WAIT_POLICY=PASSIVE": {"OMP_NUM_THREADS": threads, "OMP_WAIT_POLICY": "PASSIVE"},
+        f"{threads} threads, OMP_WAIT_POLICY=PASSIVE": {
+            "OMP_NUM_THREADS": threads,
+            "OMP_WAIT_POLICY": "PASSIVE",
+        },
         "1 thread": {"OMP_NUM_THREADS": "1"},
     }
 
 
 # --------------------------------------------------------------------------- workloads (child process)
 
+
 def _train() -> str:
     import torch
     from torch import nn
 
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
-                        nn.Conv2d(16, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
-                        nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.Flatten(),
-                        nn.Linear(64 * 16, 10))
+    net = nn.Sequential(
+        nn.Conv2d(1, 16, 3, padding=1),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1),
+        nn.BatchNorm2d(32),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1),
+        nn.BatchNorm2d(64),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(64 * 16, 10),
+    )
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
     gen = torch.Generator().manual_seed(0)
     for _ in range(30):
@@ -92,12 +108,24 @@ def _chapter(name: str, profile: str) -> str:
         os.environ["INFOCLUST_RESULTS_DIR"] = tmp
         src = Path(tmp) / "source.ipynb"
         jupytext.write(jupytext.read(ROOT / "notebooks" / f"{name}.py"), src)
-        pm.execute_notebook(str(src), str(Path(tmp) / "out.ipynb"), parameters=chapter_parameters(name, profile),
-                            cwd=str(ROOT), kernel_name="python3", progress_bar=False)
+        pm.execute_notebook(
+            str(src),
+            str(Path(tmp) / "out.ipynb"),
+            parameters=chapter_parameters(name, profile),
+            cwd=str(ROOT),
+            kernel_name="python3",
+            progress_bar=False,
+        )
         run = json.loads((Path(tmp) / f"{name}.json").read_text())
     # the chapter's numbers without its timings (which differ from run to run by nature)
-    numbers = [(r["name"], r["value"]) for r in run["results"] if "time" not in r["name"] and r["unit"] != "s"
-               and "speed" not in r["name"] and "throughput" not in r["name"]]
+    numbers = [
+        (r["name"], r["value"])
+        for r in run["results"]
+        if "time" not in r["name"]
+        and r["unit"] != "s"
+        and "speed" not in r["name"]
+        and "throughput" not in r["name"]
+    ]
     return hashlib.sha256(repr(numbers).encode()).hexdigest()[:16]
 
 
@@ -115,12 +143,14 @@ def _child(workload: str) -> None:
 
 # --------------------------------------------------------------------------- driver
 
+
 def _run(workload: str, env: dict[str, str]) -> dict:
     full = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
     full.update(env, PYTHONPATH=os.pathsep.join([str(ROOT), full.get("PYTHONPATH", "")]))
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    out = subprocess.run([sys.executable, __file__, "--child", workload], env=full, capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", workload], env=full, capture_output=True, text=True, check=True
+    )
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     # CPU seconds of the process and its children (a kernel's too), imports included: threads that
@@ -137,15 +167,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workloads", nargs="+", default=["train", "kmeans"])
     parser.add_argument("--load", type=int, default=2, help="busy-loop processes of the loaded runs")
-    parser.add_argument("--cores", type=int, default=len(os.sched_getaffinity(0)),
-                        help="thread count of the multi-threaded settings (default: the CPUs this process may use)")
+    parser.add_argument(
+        "--cores",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="thread count of the multi-threaded settings (default: the CPUs this process may use)",
+    )
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         _child(args.child)
         return
-    print(f"{len(os.sched_getaffinity(0))} CPUs; load average before: {os.getloadavg()[0]:.2f}; "
-          f"loaded runs add {args.load} busy loops", flush=True)
+    print(
+        f"{len(os.sched_getaffinity(0))} CPUs; load average before: {os.getloadavg()[0]:.2f}; "
+        f"loaded runs add {args.load} busy loops",
+        flush=True,
+    )
     rows = []
     for workload in args.workloads:
         for name, env in settings(args.cores).items():
@@ -158,15 +195,27 @@ def main() -> None:
                 for p in loops:
                     p.kill()
                     p.wait()
-            row = {"workload": workload, "setting": name, "env": env, "quiet_s": round(quiet["seconds"], 2),
-                   "loaded_s": round(loaded["seconds"], 2), "slowdown": round(loaded["seconds"] / quiet["seconds"], 2),
-                   "quiet_cpu_s": round(quiet["cpu"], 2), "loaded_cpu_s": round(loaded["cpu"], 2),
-                   "checksum": quiet["checksum"], "same_when_loaded": quiet["checksum"] == loaded["checksum"]}
+            row = {
+                "workload": workload,
+                "setting": name,
+                "env": env,
+                "quiet_s": round(quiet["seconds"], 2),
+                "loaded_s": round(loaded["seconds"], 2),
+                "slowdown": round(loaded["seconds"] / quiet["seconds"], 2),
+                "quiet_cpu_s": round(quiet["cpu"], 2),
+                "loaded_cpu_s": round(loaded["cpu"], 2),
+                "checksum": quiet["checksum"],
+                "same_when_loaded": quiet["checksum"] == loaded["checksum"],
+            }
             rows.append(row)
-            print(f"{workload:>8} | {name:<48} | quiet {row['quiet_s']:7.2f} s (CPU {row['quiet_cpu_s']:7.2f} s) "
-                  f"| loaded {row['loaded_s']:7.2f} s (CPU {row['loaded_cpu_s']:7.2f} s) | x{row['slowdown']:5.2f} "
-                  f"| checksum {row['checksum']}"
-                  + ("" if row["same_when_loaded"] else " (differs when loaded!)"), flush=True)
+            print(
+                f"{workload:>8} | {name:<48} | quiet {row['quiet_s']:7.2f} s "
+                f"(CPU {row['quiet_cpu_s']:7.2f} s) | loaded {row['loaded_s']:7.2f} s "
+                f"(CPU {row['loaded_cpu_s']:7.2f} s) | x{row['slowdown']:5.2f} "
+                f"| checksum {row['checksum']}"
+                + ("" if row["same_when_loaded"] else " (differs when loaded!)"),
+                flush=True,
+            )
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     write_results("bench_load", {"args": vars(args), "cpus": len(os.sched_getaffinity(0)), "results": rows})
 

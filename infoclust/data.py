@@ -203,7 +203,7 @@ def train_test_split(
     """
     test_fraction = check_number("test_fraction", test_fraction, 0.0, 1.0, strict_low=True)
     if test_fraction >= 1.0:
-        raise ParameterError(f"test_fraction={test_fraction!r} must be < 1 (some samples must be left to train on)")
+        raise ParameterError(f"test_fraction={test_fraction!r} must be < 1 (leave samples to train on)")
     generator = check_generator("generator", generator)
     if len(x) != len(y):
         raise ParameterError(f"x and y must hold the same number of samples, got {len(x)} and {len(y)}")

@@ -132,7 +132,8 @@ def check_bool(name: str, value: Any) -> bool:
 def check_seed(name: str, value: Any) -> int:
     """Return ``value`` if it is an integer seed in ``[0, SEED_MAX]``, else raise."""
     if value is None:
-        raise ParameterError(f"{name}=None: give an integer seed in [0, {SEED_MAX}] (runs must be reproducible)")
+        raise ParameterError(f"{name}=None: give an integer seed in [0, {SEED_MAX}] "
+                             f"(runs must be reproducible)")
     return check_int(name, value, 0, SEED_MAX)
 
 
@@ -226,7 +227,8 @@ def check_images(
     if x.shape[0] == 0:
         raise ParameterError(f"{name} is an empty batch (shape {tuple(x.shape)})")
     if channels is not None and x.shape[1] != channels:
-        raise ParameterError(f"{name} has {x.shape[1]} channels, expected {channels} (shape {tuple(x.shape)})")
+        raise ParameterError(f"{name} has {x.shape[1]} channels, expected {channels} "
+                             f"(shape {tuple(x.shape)})")
     if min(x.shape[-2:]) < min_size:
         raise ParameterError(f"{name} images are {x.shape[-2]} x {x.shape[-1]} pixels; at least "
                              f"{min_size} x {min_size} are needed")

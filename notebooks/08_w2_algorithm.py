@@ -114,7 +114,7 @@ from myst_nb import glue
 
 import infoclust as ic
 from infoclust.classifiers import random_classifier
-from infoclust.w2_algorithm import END_REASONS, W2Perturbation, w2_perturbation
+from infoclust.w2_algorithm import W2Perturbation, w2_perturbation
 from infoclust.wasserstein import w2_exact
 
 ledger = ic.book.start("08_w2_algorithm", globals(),

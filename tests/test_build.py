@@ -3,6 +3,7 @@
 Every test here builds a throwaway two-chapter book in a temporary project root (the build
 takes ``--root``), so that a chapter runs in seconds.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,7 +20,7 @@ import pytest
 from infoclust.book import build as book
 from infoclust.book.ledger import ResultsFileError, load_results
 
-CHAPTER = '''# %% [markdown]
+CHAPTER = """# %% [markdown]
 # # Chapter {name}
 
 # %% tags=["parameters"]
@@ -44,7 +45,7 @@ if (control / "pause_{name}").exists():  # the test interrupts the build here
 if (control / "fail_{name}").exists():
     raise RuntimeError("told to fail")
 ledger.record("second value", 2 * value)
-'''
+"""
 
 
 def _project(root: Path) -> Path:
@@ -52,17 +53,22 @@ def _project(root: Path) -> Path:
     (root / "book").mkdir()
     (root / "_toc.yml").write_text(
         "format: jb-book\nroot: book/intro\nparts:\n  - caption: Chapters\n    chapters:\n"
-        "      - file: notebooks/01_a\n      - file: notebooks/02_b\n  - caption: Back matter\n    chapters:\n"
-        "      - file: book/ledger\n      - file: book/environment\n")
-    (root / "_config.yml").write_text('title: "Tiny"\nonly_build_toc_files: true\nexecute:\n'
-                                      '  execute_notebooks: "off"\n')
+        "      - file: notebooks/01_a\n      - file: notebooks/02_b\n"
+        "  - caption: Back matter\n    chapters:\n"
+        "      - file: book/ledger\n      - file: book/environment\n"
+    )
+    (root / "_config.yml").write_text(
+        'title: "Tiny"\nonly_build_toc_files: true\nexecute:\n  execute_notebooks: "off"\n'
+    )
     (root / "book" / "intro.md").write_text("# Tiny book\n\nTwo chapters.\n")
     (root / "notebooks" / "profiles.yml").write_text(
         "01_a:\n  smoke: {value: 3.0}\n  default: {}\n  full: {}\n"
-        "02_b:\n  smoke: {}\n  default: {}\n  full: {}\n")
+        "02_b:\n  smoke: {}\n  default: {}\n  full: {}\n"
+    )
     (root / "notebooks" / "01_a.py").write_text(CHAPTER.format(name="01_a", extra=""))
     (root / "notebooks" / "02_b.py").write_text(
-        CHAPTER.format(name="02_b", extra="download = False  # let the chapter download its data\n"))
+        CHAPTER.format(name="02_b", extra="download = False  # let the chapter download its data\n")
+    )
     return root
 
 
@@ -73,15 +79,25 @@ def _env(control: Path) -> dict[str, str]:
 
 def _build(root: Path, *args: str, control: Path, **kw) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "infoclust.book", "--root", str(root), "--profile", "smoke", *args]
-    return subprocess.Popen(cmd, env=_env(control), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, **kw)
+    return subprocess.Popen(
+        cmd,
+        env=_env(control),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        **kw,
+    )
 
 
 def _files(root: Path) -> dict[str, bytes]:
     """Every executed notebook and results file of the build folder, by relative path."""
     build = root / "_build"
-    return {str(p.relative_to(build)): p.read_bytes()
-            for folder in ("notebooks", "results") for p in sorted((build / folder).glob("*"))}
+    return {
+        str(p.relative_to(build)): p.read_bytes()
+        for folder in ("notebooks", "results")
+        for p in sorted((build / folder).glob("*"))
+    }
 
 
 def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 180.0) -> None:
@@ -143,7 +159,8 @@ def test_interrupt_keeps_the_last_good_files(project, where, sig):
     assert proc.returncode == (130 if sig == signal.SIGINT else 143), out + err
     after = _files(project)
     for name in ("notebooks/02_b.ipynb", "results/02_b.json") + (
-            ("notebooks/01_a.ipynb", "results/01_a.json") if where == "01_a" else ()):
+        ("notebooks/01_a.ipynb", "results/01_a.json") if where == "01_a" else ()
+    ):
         assert after[name] == before[name], f"{name} changed"
     if where == "02_b":  # the chapter before the interrupt finished, so it was replaced
         assert after["results/01_a.json"] != before["results/01_a.json"]
@@ -189,7 +206,9 @@ def test_second_build_in_the_same_folder_stops_at_once(project):
 
 
 def test_lock_taken_over_when_its_build_died(tmp_path, capsys):
-    (tmp_path / "build.lock").write_text("pid 999999999, started long ago, command: python -m infoclust.book\n")
+    (tmp_path / "build.lock").write_text(
+        "pid 999999999, started long ago, command: python -m infoclust.book\n"
+    )
     with book.build_lock(tmp_path):
         with book.build_lock(tmp_path):  # re-entrant in one process
             pass
@@ -254,6 +273,9 @@ def test_command_line_rejects_bad_chapter_names_before_running(project, capsys):
 
 
 def test_download_goes_only_to_chapters_that_take_it(project):
-    assert book.run_parameters("02_b", "full", project, download=True) == {"profile": "full", "download": True}
+    assert book.run_parameters("02_b", "full", project, download=True) == {
+        "profile": "full",
+        "download": True,
+    }
     assert book.run_parameters("01_a", "full", project, download=True) == {"profile": "full"}
     assert book.run_parameters("01_a", "smoke", project) == {"value": 3.0, "profile": "smoke"}

@@ -16,7 +16,8 @@ import yaml
 from infoclust.book import build as book
 
 CHAPTERS = book.chapters()
-SECTIONS = ("What you will learn", "The idea", "Running it", "Results beside the paper", "Exercises", "References")
+SECTIONS = ("What you will learn", "The idea", "Running it", "Results beside the paper", "Exercises",
+            "References")
 
 
 def _source(chapter: str) -> nbformat.NotebookNode:
@@ -48,7 +49,7 @@ def test_skeleton(chapter):
     setup = code[code.index(params[0].source) + 1]
     assert re.search(rf'ic\.book\.start\(\s*"{chapter}",\s*globals\(\)', setup), \
         "the set-up cell must begin the run with ic.book.start(chapter, globals(), ...)"
-    assert "ic.check_" not in "\n".join(code), "parameters are checked by ic.book.start, not by ic.check_* lines"
+    assert "ic.check_" not in "\n".join(code), "ic.book.start checks the parameters, not ic.check_* lines"
     assert "{include} ../book/running.md" in markdown, "'Running it' must include the shared book/running.md"
     assert set(book.chapter_defaults(chapter)) >= {k for p in profiles.values() for k in (p or {})}, \
         "notebooks/profiles.yml sets a name that is not a parameter"
@@ -62,7 +63,8 @@ def test_smoke_run(chapter, smoke):
     for cell in nb.cells:
         if cell.cell_type == "code" and "figure" in cell.metadata.get("mystnb", {}):
             images = [o for o in cell.outputs if "image/png" in o.get("data", {})]
-            assert len(images) == 1, f"figure {cell.metadata['mystnb']['figure']['name']} has {len(images)} images"
+            name = cell.metadata["mystnb"]["figure"]["name"]
+            assert len(images) == 1, f"figure {name} has {len(images)} images"
     results = json.loads((smoke(chapter).parent.parent / "results" / f"{chapter}.json").read_text())
     assert results["profile"] == "smoke" and results["results"], "the chapter recorded no result"
 
@@ -97,7 +99,8 @@ def test_bad_device_names_parameter(chapter, tmp_path):
 BAD_PARAMETERS = {
     "misspelt name": ({"n_image": 8}, "n_image is not a parameter of 05_deformation; did you mean n_images?"),
     "string boolean": ({"download": "no"}, "download='no' must be True or False"),
-    "scalar for a list": ({"sigmas": 2.0, "device": "no-such-device"}, "device="),  # sigmas passed: device fails next
+    # sigmas=2.0 is accepted (as [2.0]), so the bad device is what fails
+    "scalar for a list": ({"sigmas": 2.0, "device": "no-such-device"}, "device="),
 }
 
 

@@ -120,7 +120,8 @@ def test_read_idx_rejects_other_files(tmp_path):
         read_idx(bad)
 
 
-@pytest.mark.skipif(not DEBIAN_FASHION_MNIST.exists(), reason="Debian's dataset-fashion-mnist is not installed")
+@pytest.mark.skipif(not DEBIAN_FASHION_MNIST.exists(),
+                    reason="Debian's dataset-fashion-mnist is not installed")
 def test_fashion_mnist_from_debian():
     x, y = ic.load_dataset("fashion-mnist", n=1000)
     _check_shape(x, y, 1000, 1, 28)

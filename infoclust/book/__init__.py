@@ -10,9 +10,30 @@
 Not imported by ``import infoclust``'s numerical modules; needs the ``book`` extra
 (papermill, jupytext, Jupyter Book, PyYAML) only for the build itself.
 """
-from .chapter import Parameter, check_parameters, parameters_of, start
-from .ledger import (Ledger, Result, ResultsFileError, load_results, markdown_table, read_results_file, results_dir,
-                     results_markdown)
 
-__all__ = ["start", "Parameter", "check_parameters", "parameters_of", "Ledger", "Result", "ResultsFileError",
-           "load_results", "read_results_file", "results_dir", "results_markdown", "markdown_table"]
+from .chapter import Parameter, check_parameters, parameters_of, start
+from .ledger import (
+    Ledger,
+    Result,
+    ResultsFileError,
+    load_results,
+    markdown_table,
+    read_results_file,
+    results_dir,
+    results_markdown,
+)
+
+__all__ = [
+    "start",
+    "Parameter",
+    "check_parameters",
+    "parameters_of",
+    "Ledger",
+    "Result",
+    "ResultsFileError",
+    "load_results",
+    "read_results_file",
+    "results_dir",
+    "results_markdown",
+    "markdown_table",
+]

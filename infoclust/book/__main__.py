@@ -1,4 +1,5 @@
-"""``python -m infoclust.book``: execute the chapters and render the site (see :mod:`infoclust.book.build`)."""
+"""``python -m infoclust.book``: execute the chapters, render the site (:mod:`infoclust.book.build`)."""
+
 from .build import main
 
 raise SystemExit(main())

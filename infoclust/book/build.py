@@ -28,6 +28,7 @@ process id and command) and another build in the same folder stops at once, nami
 ``<build>`` is ``_build`` unless ``--build-dir`` says otherwise (the tests use
 ``_build/smoke``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,9 +52,26 @@ from ..utils import thread_environment
 from .chapter import parameters_of
 from .ledger import HOLDS_MARK, ResultsFileError, fmt_value, markdown_table, read_results_file, write_atomic
 
-__all__ = ["ROOT", "PROFILES", "BuildError", "BuildLocked", "ChapterFailed", "chapters", "chapter_parameters",
-           "chapter_defaults", "check_chapter_names", "run_parameters", "build_lock", "execute_chapter", "scan_results",
-           "ledger_page", "environment_page", "build_site", "build_book", "main"]
+__all__ = [
+    "ROOT",
+    "PROFILES",
+    "BuildError",
+    "BuildLocked",
+    "ChapterFailed",
+    "chapters",
+    "chapter_parameters",
+    "chapter_defaults",
+    "check_chapter_names",
+    "run_parameters",
+    "build_lock",
+    "execute_chapter",
+    "scan_results",
+    "ledger_page",
+    "environment_page",
+    "build_site",
+    "build_book",
+    "main",
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 PROFILES = ("smoke", "default", "full")
@@ -92,7 +110,7 @@ def chapters(root: Path = ROOT) -> list[str]:
 
 
 def check_chapter_names(names: list[str] | None, root: Path = ROOT) -> list[str]:
-    """``names`` (all chapters when None) if every one is a chapter of ``_toc.yml``, else :class:`BuildError`."""
+    """``names`` (all chapters when None) if each is a chapter of ``_toc.yml``, else :class:`BuildError`."""
     known = chapters(root)
     if names is None:
         return known
@@ -100,8 +118,10 @@ def check_chapter_names(names: list[str] | None, root: Path = ROOT) -> list[str]
         raise BuildError(f"no chapter given; chapters: {', '.join(known)}")
     unknown = [n for n in names if n not in known]
     if unknown:
-        hints = [f"{n!r}" + (f" (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(n, known, 1)) else "")
-                 for n in unknown]
+        hints = [
+            f"{n!r}" + (f" (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(n, known, 1)) else "")
+            for n in unknown
+        ]
         raise BuildError(f"not a chapter of _toc.yml: {', '.join(hints)}; chapters: {', '.join(known)}")
     return list(dict.fromkeys(names))
 
@@ -125,8 +145,9 @@ def chapter_defaults(chapter: str, root: Path = ROOT) -> dict[str, Any]:
     nb = jupytext.read(Path(root) / "notebooks" / f"{chapter}.py")
     cells = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     if len(cells) != 1:
-        raise BuildError(f"notebooks/{chapter}.py must have exactly one cell tagged 'parameters', "
-                         f"it has {len(cells)}")
+        raise BuildError(
+            f"notebooks/{chapter}.py must have exactly one cell tagged 'parameters', it has {len(cells)}"
+        )
     return {name: p.default for name, p in parameters_of(cells[0].source).items()}
 
 
@@ -160,16 +181,29 @@ def build_lock(build_dir: Path) -> Iterator[Path]:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "a process that has not written its name yet"
+        holder = (
+            os.pread(fd, 4096, 0).decode(errors="replace").strip()
+            or "a process that has not written its name yet"
+        )
         os.close(fd)
-        raise BuildLocked(f"another build is using {build_dir}: {holder}. Wait for it to finish, stop it "
-                          f"(kill its pid), or build elsewhere with --build-dir") from None
+        raise BuildLocked(
+            f"another build is using {build_dir}: {holder}. Wait for it to finish, stop it "
+            f"(kill its pid), or build elsewhere with --build-dir"
+        ) from None
     stale = os.pread(fd, 4096, 0).decode(errors="replace").strip()
     if stale:
-        print(f"{_LOG} taking over a stale lock of a build that is no longer running ({stale})", file=sys.stderr)
+        print(
+            f"{_LOG} taking over a stale lock of a build that is no longer running ({stale})", file=sys.stderr
+        )
     os.ftruncate(fd, 0)
-    os.pwrite(fd, (f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}, "
-                   f"command: {' '.join([Path(sys.executable).name, *sys.argv])}\n").encode(), 0)
+    os.pwrite(
+        fd,
+        (
+            f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}, "
+            f"command: {' '.join([Path(sys.executable).name, *sys.argv])}\n"
+        ).encode(),
+        0,
+    )
     _held[build_dir] = (fd, 1)
     try:
         yield path
@@ -196,6 +230,7 @@ def _interrupts_held() -> Iterator[None]:
 
 # --------------------------------------------------------------------------- executing a chapter
 
+
 def _error_of(notebook: Path) -> str:
     """The first error output of an executed notebook, as ``Name: message`` (or "")."""
     try:
@@ -214,9 +249,11 @@ def _keep_failed(stage: Path, chapter: str, build_dir: Path) -> list[Path]:
     failed = build_dir / "failed"
     failed.mkdir(parents=True, exist_ok=True)
     kept = []
-    for src, name in ((stage / f"{chapter}.ipynb", f"{chapter}.ipynb"),
-                      (stage / "results" / f"{chapter}.json", f"{chapter}.results.json"),
-                      (stage / "papermill.log", f"{chapter}.log")):
+    for src, name in (
+        (stage / f"{chapter}.ipynb", f"{chapter}.ipynb"),
+        (stage / "results" / f"{chapter}.json", f"{chapter}.results.json"),
+        (stage / "papermill.log", f"{chapter}.log"),
+    ):
         (failed / name).unlink(missing_ok=True)
         if src.exists():
             os.replace(src, failed / name)
@@ -235,13 +272,18 @@ def _remove_stage(stage: Path) -> None:
 
 def _commit(stage: Path, chapter: str, build_dir: Path) -> Path:
     """Move a finished run's notebook and results into place (the old ones are replaced together)."""
-    notebook, results = build_dir / "notebooks" / f"{chapter}.ipynb", build_dir / "results" / f"{chapter}.json"
+    notebook, results = (
+        build_dir / "notebooks" / f"{chapter}.ipynb",
+        build_dir / "results" / f"{chapter}.json",
+    )
     notebook.parent.mkdir(parents=True, exist_ok=True)
     results.parent.mkdir(parents=True, exist_ok=True)
     others = sorted(p.name for p in (stage / "results").glob("*.json") if p.stem != chapter)
     if others:
-        print(f"{_LOG} {chapter} also wrote results named {others}: ignored (a chapter records only its own)",
-              file=sys.stderr)
+        print(
+            f"{_LOG} {chapter} also wrote results named {others}: ignored (a chapter records only its own)",
+            file=sys.stderr,
+        )
     with _interrupts_held():
         new_results = stage / "results" / f"{chapter}.json"
         if new_results.exists():
@@ -260,8 +302,14 @@ def _kernel_environment(results: Path) -> dict[str, str]:
     return {**os.environ, **thread_environment(), "INFOCLUST_RESULTS_DIR": str(results)}
 
 
-def run_parameters(chapter: str, profile: str, root: Path = ROOT, *, parameters: dict[str, Any] | None = None,
-                   download: bool = False) -> dict[str, Any]:
+def run_parameters(
+    chapter: str,
+    profile: str,
+    root: Path = ROOT,
+    *,
+    parameters: dict[str, Any] | None = None,
+    download: bool = False,
+) -> dict[str, Any]:
     """What papermill passes to ``chapter``: the profile's parameters, ``parameters`` over them,
     and ``download=True`` when asked and the chapter has a ``download`` parameter."""
     params = chapter_parameters(chapter, profile, root)
@@ -271,8 +319,15 @@ def run_parameters(chapter: str, profile: str, root: Path = ROOT, *, parameters:
     return params
 
 
-def execute_chapter(chapter: str, profile: str, build_dir: Path, *, parameters: dict[str, Any] | None = None,
-                    root: Path = ROOT, download: bool = False) -> Path:
+def execute_chapter(
+    chapter: str,
+    profile: str,
+    build_dir: Path,
+    *,
+    parameters: dict[str, Any] | None = None,
+    root: Path = ROOT,
+    download: bool = False,
+) -> Path:
     """Execute one chapter with papermill and move it into place; return the executed notebook's path.
 
     ``parameters`` override the profile's; ``download=True`` lets the chapter download its
@@ -294,27 +349,55 @@ def execute_chapter(chapter: str, profile: str, build_dir: Path, *, parameters: 
         source, output = stage / "source.ipynb", stage / f"{chapter}.ipynb"
         jupytext.write(jupytext.read(root / "notebooks" / f"{chapter}.py"), source)
         (stage / "parameters.yml").write_text(yaml.safe_dump(params))
-        cmd = [sys.executable, "-m", "papermill", str(source), str(output), "-f", str(stage / "parameters.yml"),
-               "--cwd", str(root), "-k", "python3", "-l", "python", "--no-progress-bar", "--no-log-output",
-               "--log-level", "WARNING"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "papermill",
+            str(source),
+            str(output),
+            "-f",
+            str(stage / "parameters.yml"),
+            "--cwd",
+            str(root),
+            "-k",
+            "python3",
+            "-l",
+            "python",
+            "--no-progress-bar",
+            "--no-log-output",
+            "--log-level",
+            "WARNING",
+        ]
         with open(stage / "papermill.log", "w") as log:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                    env=_kernel_environment((stage / "results").resolve()))
+            proc = subprocess.Popen(
+                cmd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=_kernel_environment((stage / "results").resolve()),
+            )
             try:
                 code = proc.wait()
             except BaseException:  # Ctrl-C or SIGTERM: papermill shuts its kernel down on SIGTERM
                 _stop(proc)
                 kept = [p for p in _keep_failed(stage, chapter, build_dir) if p.suffix == ".ipynb"]
-                print(f"{_LOG} {chapter} interrupted; its previous notebook and results are unchanged"
-                      + (f"; what it had run is kept in {kept[0]}" if kept else ""), file=sys.stderr, flush=True)
+                print(
+                    f"{_LOG} {chapter} interrupted; its previous notebook and results are unchanged"
+                    + (f"; what it had run is kept in {kept[0]}" if kept else ""),
+                    file=sys.stderr,
+                    flush=True,
+                )
                 raise
         if code != 0:
             error = _error_of(output) or _tail(stage / "papermill.log")
             kept = _keep_failed(stage, chapter, build_dir)
-            where = (f"the notebook as far as it ran is kept in {kept[0]}" if kept[0].suffix == ".ipynb"
-                     else "no notebook was written") + f"; papermill's log: {kept[-1]}"
-            raise ChapterFailed(f"{chapter} failed: {error}\n{where}; its previous notebook and results are "
-                                f"unchanged")
+            where = (
+                f"the notebook as far as it ran is kept in {kept[0]}"
+                if kept[0].suffix == ".ipynb"
+                else "no notebook was written"
+            ) + f"; papermill's log: {kept[-1]}"
+            raise ChapterFailed(
+                f"{chapter} failed: {error}\n{where}; its previous notebook and results are unchanged"
+            )
         return _commit(stage, chapter, build_dir)
 
 
@@ -340,6 +423,7 @@ def _tail(path: Path, lines: int = 15) -> str:
 
 # --------------------------------------------------------------------------- the ledger page
 
+
 @dataclass
 class ChapterResults:
     """What the results folder holds for one chapter (``run`` is None when it is unusable)."""
@@ -361,8 +445,15 @@ def scan_results(results_dir: Path, names: list[str], profile: str | None = None
     for chapter in names:
         path = results_dir / f"{chapter}.json"
         if not path.exists():
-            out.append(ChapterResults(chapter, None, "missing", f"no results file {path}: the chapter has not "
-                                      f"run in this build folder, or recorded nothing"))
+            out.append(
+                ChapterResults(
+                    chapter,
+                    None,
+                    "missing",
+                    f"no results file {path}: the chapter has not "
+                    f"run in this build folder, or recorded nothing",
+                )
+            )
             continue
         try:
             run = read_results_file(path)
@@ -370,14 +461,26 @@ def scan_results(results_dir: Path, names: list[str], profile: str | None = None
             out.append(ChapterResults(chapter, None, "unreadable", str(err)))
             continue
         if profile is not None and run["profile"] != profile:
-            out.append(ChapterResults(chapter, run, "other profile", f"results of the {run['profile']!r} profile, "
-                                      f"this build's is {profile!r}"))
+            out.append(
+                ChapterResults(
+                    chapter,
+                    run,
+                    "other profile",
+                    f"results of the {run['profile']!r} profile, this build's is {profile!r}",
+                )
+            )
         else:
             out.append(ChapterResults(chapter, run, "ok"))
     for path in sorted(results_dir.glob("*.json")):
         if path.stem not in names:
-            out.append(ChapterResults(path.stem, None, "stray", f"{path}: not a chapter of _toc.yml (a stray "
-                                      f"file?); ignored, remove it"))
+            out.append(
+                ChapterResults(
+                    path.stem,
+                    None,
+                    "stray",
+                    f"{path}: not a chapter of _toc.yml (a stray file?); ignored, remove it",
+                )
+            )
     return out
 
 
@@ -404,12 +507,31 @@ def ledger_page(results_dir: Path, root: Path = ROOT, profile: str | None = None
         run_held = sum(bool(r["holds"]) for r in run_tested)
         tested, held = tested + len(run_tested), held + run_held
         status = "ok" if c.status == "ok" else f"**{run['profile']} profile**"
-        runs.append([run["chapter"], run["profile"], run["device_name"], run["seed"], f"{run['seconds']:.0f} s",
-                     run["started"], f"{run_held} of {len(run_tested)}", status])
+        runs.append(
+            [
+                run["chapter"],
+                run["profile"],
+                run["device_name"],
+                run["seed"],
+                f"{run['seconds']:.0f} s",
+                run["started"],
+                f"{run_held} of {len(run_tested)}",
+                status,
+            ]
+        )
         for r in run["results"]:
-            rows.append([run["chapter"], r["claim"] or "–", r["name"], fmt_value(r["value"], r["unit"]),
-                         fmt_value(r["paper"], r["unit"]), r["source"] or "–", r["context"] or "–",
-                         HOLDS_MARK[r["holds"]] if r["holds"] is not None else "reported"])
+            rows.append(
+                [
+                    run["chapter"],
+                    r["claim"] or "–",
+                    r["name"],
+                    fmt_value(r["value"], r["unit"]),
+                    fmt_value(r["paper"], r["unit"]),
+                    r["source"] or "–",
+                    r["context"] or "–",
+                    HOLDS_MARK[r["holds"]] if r["holds"] is not None else "reported",
+                ]
+            )
     problems = [c for c in scanned if c.status != "ok"]
     lines = [
         "(ledger)=",
@@ -434,8 +556,11 @@ def ledger_page(results_dir: Path, root: Path = ROOT, profile: str | None = None
     lines += [
         "## The runs",
         "",
-        markdown_table(["chapter", "profile", "device", "seed", "run time", "started (UTC)", "claims held",
-                        "status"], runs, raw=["status"]),
+        markdown_table(
+            ["chapter", "profile", "device", "seed", "run time", "started (UTC)", "claims held", "status"],
+            runs,
+            raw=["status"],
+        ),
         "",
         "## Every result",
         "",
@@ -443,22 +568,27 @@ def ledger_page(results_dir: Path, root: Path = ROOT, profile: str | None = None
         "*context* holds a paper's number from another setting (another data set or protocol), "
         "which is not compared with ours.",
         "",
-        markdown_table(["chapter", "claim", "result", "ours", "paper", "source", "context", "holds"], rows,
-                       raw=["holds"]),
+        markdown_table(
+            ["chapter", "claim", "result", "ours", "paper", "source", "context", "holds"], rows, raw=["holds"]
+        ),
     ]
     return "\n".join(lines) + "\n"
 
 
 def ledger_problems(results_dir: Path, root: Path = ROOT) -> list[str]:
     """What keeps the ledger from being whole (missing, unreadable and stray files), one line each."""
-    return [f"{c.chapter} ({c.status}): {c.problem}" for c in scan_results(results_dir, chapters(root))
-            if c.status in ("missing", "unreadable", "stray")]
+    return [
+        f"{c.chapter} ({c.status}): {c.problem}"
+        for c in scan_results(results_dir, chapters(root))
+        if c.status in ("missing", "unreadable", "stray")
+    ]
 
 
 # --------------------------------------------------------------------------- the site
 
+
 def _read_timings(build_dir: Path) -> dict[str, Any]:
-    """``{"profile": last profile, "chapters": {name: {"profile", "seconds"}}}`` (empty if none or unreadable)."""
+    """``{"profile": last, "chapters": {name: {"profile", "seconds"}}}`` (empty if none or unreadable)."""
     path = build_dir / "timings.json"
     try:
         data = json.loads(path.read_text())
@@ -476,8 +606,23 @@ def environment_page(build_dir: Path) -> str:
 
     import torch
 
-    packages = ["torch", "torchvision", "numpy", "scipy", "scikit-learn", "pot", "mlxtend", "matplotlib",
-                "tqdm", "jupyter-book", "sphinx", "myst-nb", "jupytext", "papermill", "nbval"]
+    packages = [
+        "torch",
+        "torchvision",
+        "numpy",
+        "scipy",
+        "scikit-learn",
+        "pot",
+        "mlxtend",
+        "matplotlib",
+        "tqdm",
+        "jupyter-book",
+        "sphinx",
+        "myst-nb",
+        "jupytext",
+        "papermill",
+        "nbval",
+    ]
     versions = []
     for name in packages:
         try:
@@ -489,7 +634,8 @@ def environment_page(build_dir: Path) -> str:
     lines = [
         "# Build environment",
         "",
-        f"Built {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with the `{timings['profile'] or 'unknown'}` "
+        f"Built {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with the "
+        f"`{timings['profile'] or 'unknown'}` "
         f"profile on {platform.platform()}, Python {platform.python_version()}, {os.cpu_count()} CPU cores, "
         f"GPU: {gpu}.",
         "",
@@ -499,9 +645,12 @@ def environment_page(build_dir: Path) -> str:
     if timings["chapters"]:
         rows = [[name, t["profile"], f"{t['seconds']:.1f}"] for name, t in timings["chapters"].items()]
         total = sum(t["seconds"] for t in timings["chapters"].values())
-        lines += ["Execution time of each chapter's last run in this build folder (seconds):", "",
-                  markdown_table(["chapter", "profile", "seconds"], [*rows, ["all chapters", "", f"{total:.1f}"]]),
-                  ""]
+        lines += [
+            "Execution time of each chapter's last run in this build folder (seconds):",
+            "",
+            markdown_table(["chapter", "profile", "seconds"], [*rows, ["all chapters", "", f"{total:.1f}"]]),
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -516,8 +665,10 @@ def build_site(build_dir: Path, root: Path = ROOT, profile: str | None = None) -
     names = chapters(root)
     missing = [c for c in names if not (build_dir / "notebooks" / f"{c}.ipynb").exists()]
     if missing:
-        raise BuildError(f"chapters not executed in {build_dir} yet: {', '.join(missing)} "
-                         f"(run python -m infoclust.book --chapters {' '.join(missing)})")
+        raise BuildError(
+            f"chapters not executed in {build_dir} yet: {', '.join(missing)} "
+            f"(run python -m infoclust.book --chapters {' '.join(missing)})"
+        )
     with build_lock(build_dir):
         src = build_dir / "src"
         if src.exists():
@@ -539,8 +690,21 @@ def build_site(build_dir: Path, root: Path = ROOT, profile: str | None = None) -
         html, new, old = build_dir / "html", build_dir / ".html-new", build_dir / ".html-old"
         for folder in (new, old):
             shutil.rmtree(folder, ignore_errors=True)
-        cmd = [sys.executable, "-m", "sphinx", "-b", "html", "-W", "-n", "--keep-going", "-q",
-               "-d", str(build_dir / "doctrees"), str(src), str(new)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "sphinx",
+            "-b",
+            "html",
+            "-W",
+            "-n",
+            "--keep-going",
+            "-q",
+            "-d",
+            str(build_dir / "doctrees"),
+            str(src),
+            str(new),
+        ]
         subprocess.run(cmd, check=True)
         with _interrupts_held():
             if html.exists():
@@ -550,8 +714,15 @@ def build_site(build_dir: Path, root: Path = ROOT, profile: str | None = None) -
     return html
 
 
-def build_book(profile: str = "default", build_dir: Path | None = None, only: list[str] | None = None,
-               root: Path = ROOT, *, download: bool = False, site: bool = True) -> Path | None:
+def build_book(
+    profile: str = "default",
+    build_dir: Path | None = None,
+    only: list[str] | None = None,
+    root: Path = ROOT,
+    *,
+    download: bool = False,
+    site: bool = True,
+) -> Path | None:
     """Execute the chapters (all, or ``only``) and render the site (unless ``site=False``).
 
     Returns the site's folder (None without a site). Chapter names are checked before
@@ -589,18 +760,35 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infoclust.book", description=__doc__.split("\n")[0])
-    parser.add_argument("--profile", choices=PROFILES, default=None,
-                        help="papermill profile (default: default; with --site-only: the last build's)")
+    parser.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default=None,
+        help="papermill profile (default: default; with --site-only: the last build's)",
+    )
     parser.add_argument("--build-dir", type=Path, default=None, help="default: <root>/_build")
     parser.add_argument("--root", type=Path, default=ROOT, help="the project folder (holding _toc.yml)")
     what = parser.add_mutually_exclusive_group()
-    what.add_argument("--chapters", nargs="+", metavar="CHAPTER", default=None,
-                      help="execute only these chapters (the others' notebooks must exist)")
-    what.add_argument("--site-only", action="store_true",
-                      help="execute nothing: render the site and ledger from the notebooks and results there")
-    parser.add_argument("--no-site", action="store_true", help="execute the chapters, leave the site as it is")
-    parser.add_argument("--download", action="store_true",
-                        help="let chapters download missing data sets (passes download=True)")
+    what.add_argument(
+        "--chapters",
+        nargs="+",
+        metavar="CHAPTER",
+        default=None,
+        help="execute only these chapters (the others' notebooks must exist)",
+    )
+    what.add_argument(
+        "--site-only",
+        action="store_true",
+        help="execute nothing: render the site and ledger from the notebooks and results there",
+    )
+    parser.add_argument(
+        "--no-site", action="store_true", help="execute the chapters, leave the site as it is"
+    )
+    parser.add_argument(
+        "--download",
+        action="store_true",
+        help="let chapters download missing data sets (passes download=True)",
+    )
     args = parser.parse_args(argv)
     if args.site_only and (args.no_site or args.download):
         parser.error("--site-only executes nothing: it takes neither --no-site nor --download")
@@ -613,11 +801,20 @@ def main(argv: list[str] | None = None) -> int:
             html = build_site(build_dir, root, profile)
             print(f"{_LOG} site in {html} (nothing executed)", flush=True)
         else:
-            build_book(args.profile or "default", build_dir, args.chapters, root,
-                       download=args.download, site=not args.no_site)
+            build_book(
+                args.profile or "default",
+                build_dir,
+                args.chapters,
+                root,
+                download=args.download,
+                site=not args.no_site,
+            )
     except subprocess.CalledProcessError as err:
-        print(f"{_LOG} FAILED: {' '.join(map(str, err.cmd[:4]))} ... exited with {err.returncode}; "
-              f"the previous site (if any) is unchanged", file=sys.stderr)
+        print(
+            f"{_LOG} FAILED: {' '.join(map(str, err.cmd[:4]))} ... exited with {err.returncode}; "
+            f"the previous site (if any) is unchanged",
+            file=sys.stderr,
+        )
         return 1
     except BuildError as err:
         print(f"{_LOG} FAILED: {err}", file=sys.stderr)
@@ -630,7 +827,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_site:
         problems = ledger_problems(build_dir / "results", root)
         if problems:
-            print(f"{_LOG} the site was built, but the ledger is not whole (marked on its page):\n  "
-                  + "\n  ".join(problems), file=sys.stderr)
+            print(
+                f"{_LOG} the site was built, but the ledger is not whole (marked on its page):\n  "
+                + "\n  ".join(problems),
+                file=sys.stderr,
+            )
             return 1
     return 0

@@ -32,6 +32,7 @@ Every violation raises :class:`~infoclust.utils.ParameterError` whose message st
 the parameter's name. Checks that the library makes anyway (a learning rate is positive,
 a data set exists) are left to it.
 """
+
 from __future__ import annotations
 
 import ast
@@ -78,15 +79,24 @@ def _annotation(name: str, node: ast.expr) -> tuple[type | None, type | None, bo
     optional = any(isinstance(p, ast.Constant) and p.value is None for p in parts)
     kinds = [p for p in parts if not (isinstance(p, ast.Constant) and p.value is None)]
     if len(kinds) != 1:
-        raise ValueError(f"parameter {name}: annotate one type (optionally '| None'), not {ast.unparse(node)!r}")
+        raise ValueError(
+            f"parameter {name}: annotate one type (optionally '| None'), not {ast.unparse(node)!r}"
+        )
     k = kinds[0]
     if isinstance(k, ast.Name) and k.id in _TYPES:
         return _TYPES[k.id], None, optional
-    if isinstance(k, ast.Subscript) and isinstance(k.value, ast.Name) and k.value.id == "list" \
-            and isinstance(k.slice, ast.Name) and k.slice.id in _TYPES:
+    if (
+        isinstance(k, ast.Subscript)
+        and isinstance(k.value, ast.Name)
+        and k.value.id == "list"
+        and isinstance(k.slice, ast.Name)
+        and k.slice.id in _TYPES
+    ):
         return list, _TYPES[k.slice.id], optional
-    raise ValueError(f"parameter {name}: unsupported annotation {ast.unparse(node)!r} "
-                     f"(bool, int, float, str, list[...], optionally '| None')")
+    raise ValueError(
+        f"parameter {name}: unsupported annotation {ast.unparse(node)!r} "
+        f"(bool, int, float, str, list[...], optionally '| None')"
+    )
 
 
 def _infer(value: Any) -> tuple[type | None, type | None]:
@@ -118,7 +128,9 @@ def parameters_of(source: str) -> dict[str, Parameter]:
         try:
             default = ast.literal_eval(value)
         except ValueError:
-            raise ValueError(f"parameter {name}: the default must be a literal, not {ast.unparse(value)!r}") from None
+            raise ValueError(
+                f"parameter {name}: the default must be a literal, not {ast.unparse(value)!r}"
+            ) from None
         if annotation is not None:
             kind, item, optional = _annotation(name, annotation)
         else:
@@ -146,10 +158,15 @@ def _coerce(p: Parameter, value: Any) -> Any:
         return None
     if p.kind is list:
         if isinstance(value, str) and p.item is not str and value.lstrip().startswith("["):
-            raise ParameterError(f"{p.name}={value!r} is a string, not a list: papermill's -p passes text; "
-                                 f"give a list with -y \"{p.name}: {value}\" (or one value with -p)")
+            raise ParameterError(
+                f"{p.name}={value!r} is a string, not a list: papermill's -p passes text; "
+                f'give a list with -y "{p.name}: {value}" (or one value with -p)'
+            )
         items = list(value) if isinstance(value, (list, tuple)) else [value]
-        return [_check_type(f"{p.name}[{i}]" if len(items) > 1 else p.name, p.item, v) for i, v in enumerate(items)]
+        return [
+            _check_type(f"{p.name}[{i}]" if len(items) > 1 else p.name, p.item, v)
+            for i, v in enumerate(items)
+        ]
     return _check_type(p.name, p.kind, value)
 
 
@@ -162,7 +179,9 @@ def _check_interval(name: str, value: float, interval: str) -> None:
         raise ValueError(f"bounds for {name}: {interval!r} is not an interval such as '[2, inf)' or '(0, 1]'")
     left, low, high, right = match.groups()
     low, high = float(low), float(high)
-    if not (low < value if left == "(" else low <= value) or not (value < high if right == ")" else value <= high):
+    if not (low < value if left == "(" else low <= value) or not (
+        value < high if right == ")" else value <= high
+    ):
         fmt = lambda v: "inf" if math.isinf(v) else f"{v:g}"  # noqa: E731
         raise ParameterError(f"{name}={value!r} must be in {left}{fmt(low)}, {fmt(high)}{right}")
 
@@ -186,7 +205,9 @@ def check_parameters(
         if name not in defaults:
             close = difflib.get_close_matches(name, names, 1)
             hint = f"; did you mean {close[0]}?" if close else ""
-            raise ParameterError(f"{name} is not a parameter of {chapter}{hint} Its parameters: {', '.join(names)}")
+            raise ParameterError(
+                f"{name} is not a parameter of {chapter}{hint} Its parameters: {', '.join(names)}"
+            )
     for name in {**(choices or {}), **(bounds or {})}:
         if name not in defaults:
             raise ValueError(f"choices/bounds name {name!r}, which is not a parameter of {chapter}")
@@ -194,15 +215,15 @@ def check_parameters(
     for name, p in defaults.items():
         value = _coerce(p, namespace[name])
         items = value if isinstance(value, list) else [value]
-        label = (lambda i: f"{name}[{i}]" if len(items) > 1 else name)
+        labels = [f"{name}[{i}]" if len(items) > 1 else name for i in range(len(items))]
         if choices and name in choices:
             allowed = list(choices[name])
             for i, v in enumerate(items):
-                check_choice(label(i), v, allowed)
+                check_choice(labels[i], v, allowed)
         if bounds and name in bounds:
             for i, v in enumerate(items):
                 if v is not None:
-                    _check_interval(label(i), v, bounds[name])
+                    _check_interval(labels[i], v, bounds[name])
         namespace[name] = values[name] = value
     return values
 
@@ -213,17 +234,24 @@ def _history(namespace: Mapping[str, Any], chapter: str) -> tuple[str, list[str]
     injected = [i for i, src in enumerate(cells) if src.lstrip().startswith(INJECTED_HEADER)]
     if injected:
         i = injected[-1]
-        names = [n.targets[0].id for n in ast.parse(cells[i]).body
-                 if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name)]
+        names = [
+            n.targets[0].id
+            for n in ast.parse(cells[i]).body
+            if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name)
+        ]
         return cells[i - 1], names
-    for src in reversed(cells):  # run by hand in Jupyter: the last cell that assigns only literals, profile too
+    for src in reversed(
+        cells
+    ):  # run by hand in Jupyter: the last cell that assigns only literals, profile too
         try:
             if "profile" in parameters_of(src):
                 return src, []
         except (SyntaxError, ValueError):
             continue
-    raise RuntimeError(f"{chapter}: start() found no parameters cell in IPython's input history; run the "
-                       f"chapter's cells in order in Jupyter or with papermill")
+    raise RuntimeError(
+        f"{chapter}: start() found no parameters cell in IPython's input history; run the "
+        f"chapter's cells in order in Jupyter or with papermill"
+    )
 
 
 def start(
@@ -261,11 +289,13 @@ def start(
         with the parameter's name.
     """
     source, injected = _history(namespace, chapter)
-    values = check_parameters(namespace, parameters_of(source), injected, chapter=chapter, choices=choices,
-                              bounds=bounds)
+    values = check_parameters(
+        namespace, parameters_of(source), injected, chapter=chapter, choices=choices, bounds=bounds
+    )
     for required in ("seed", "device", "profile"):
         if required not in values:
             raise ValueError(f"{chapter}: the parameters cell must define {required}")
     configure_threads()  # a fixed count ($INFOCLUST_NUM_THREADS or the CPUs), never the load's
-    return Ledger.start(chapter, profile=values["profile"], seed=values["seed"], device=values["device"],
-                        parameters=values)
+    return Ledger.start(
+        chapter, profile=values["profile"], seed=values["seed"], device=values["device"], parameters=values
+    )

@@ -12,6 +12,7 @@ failed run never replaces good results. A chapter run by hand (Jupyter, papermil
 to ``_build/scratch/results`` under the project root (the folder holding ``_toc.yml``,
 searched upwards from the working directory), never into the book's results.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,8 +27,18 @@ import torch
 
 from ..utils import atomic_write, check_choice, device_name, resolve_device, run_info, seed_everything
 
-__all__ = ["Ledger", "Result", "ResultsFileError", "results_dir", "load_results", "read_results_file",
-           "results_markdown", "markdown_table", "md_cell", "write_atomic"]
+__all__ = [
+    "Ledger",
+    "Result",
+    "ResultsFileError",
+    "results_dir",
+    "load_results",
+    "read_results_file",
+    "results_markdown",
+    "markdown_table",
+    "md_cell",
+    "write_atomic",
+]
 
 CHAPTER_PROFILES = ("smoke", "default", "full", "custom")
 
@@ -107,8 +118,15 @@ class Ledger:
     parameters: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def start(cls, chapter: str, *, profile: str, seed: int, device: str = "auto",
-              parameters: dict[str, Any] | None = None) -> "Ledger":
+    def start(
+        cls,
+        chapter: str,
+        *,
+        profile: str,
+        seed: int,
+        device: str = "auto",
+        parameters: dict[str, Any] | None = None,
+    ) -> "Ledger":
         """Begin a chapter run: check the profile, seed everything, pick the device, set the
         plot style, print what makes the run reproducible, and return its ledger.
 
@@ -123,8 +141,10 @@ class Ledger:
 
         use_style()
         info = run_info(seed, dev, profile)
-        print(f"{chapter}: profile {profile}, seed {seed}, device {info['device_name']}, "
-              f"torch {info['torch']}, started {info['started']}")
+        print(
+            f"{chapter}: profile {profile}, seed {seed}, device {info['device_name']}, "
+            f"torch {info['torch']}, started {info['started']}"
+        )
         return cls(chapter, profile, dev, seed, generator=generator, parameters=dict(parameters or {}))
 
     @property
@@ -154,8 +174,17 @@ class Ledger:
         value = float(value)
         if not math.isfinite(value):
             raise ValueError(f"result {name!r} is not finite: {value}")
-        res = Result(name, value, unit, None if paper is None else float(paper), source, claim,
-                     None if holds is None else bool(holds), seconds, context)
+        res = Result(
+            name,
+            value,
+            unit,
+            None if paper is None else float(paper),
+            source,
+            claim,
+            None if holds is None else bool(holds),
+            seconds,
+            context,
+        )
         self.results = [r for r in self.results if r.name != name] + [res]
         self.save()
 
@@ -201,7 +230,9 @@ def markdown_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, raw
         row = list(row)
         if len(row) != len(columns):
             raise ValueError(f"a row has {len(row)} cells, the table {len(columns)} columns: {row}")
-        lines.append("| " + " | ".join(str(v) if c in raw else md_cell(v) for c, v in zip(columns, row)) + " |")
+        lines.append(
+            "| " + " | ".join(str(v) if c in raw else md_cell(v) for c, v in zip(columns, row)) + " |"
+        )
     return "\n".join(lines)
 
 
@@ -217,15 +248,37 @@ def results_markdown(results: list[Result]) -> str:
     """A Markdown table of results (ours, the paper's for the same measurement, its source,
     whether the claim holds); a column of other settings' numbers when any result has one."""
     with_context = any(r.context for r in results)
-    columns = ["result", "ours", "paper", "source", *(["context (not comparable)"] if with_context else []),
-               "holds"]
-    rows = [[r.name, fmt_value(r.value, r.unit), fmt_value(r.paper, r.unit), r.source or "–",
-             *([r.context or "–"] if with_context else []), HOLDS_MARK[r.holds]] for r in results]
+    columns = [
+        "result",
+        "ours",
+        "paper",
+        "source",
+        *(["context (not comparable)"] if with_context else []),
+        "holds",
+    ]
+    rows = [
+        [
+            r.name,
+            fmt_value(r.value, r.unit),
+            fmt_value(r.paper, r.unit),
+            r.source or "–",
+            *([r.context or "–"] if with_context else []),
+            HOLDS_MARK[r.holds],
+        ]
+        for r in results
+    ]
     return markdown_table(columns, rows, raw=["holds"])
 
 
-_RUN_FIELDS = {"chapter": str, "profile": str, "device_name": str, "seed": int, "started": str,
-               "seconds": (int, float), "results": list}
+_RUN_FIELDS = {
+    "chapter": str,
+    "profile": str,
+    "device_name": str,
+    "seed": int,
+    "started": str,
+    "seconds": (int, float),
+    "results": list,
+}
 _RESULT_FIELDS = {f.name for f in fields(Result)}
 
 
@@ -239,8 +292,10 @@ def read_results_file(path: str | Path) -> dict[str, Any]:
     try:
         run = json.loads(path.read_text())
     except json.JSONDecodeError as err:
-        raise ResultsFileError(f"{path}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}); "
-                               f"the file is damaged, e.g. cut off: rerun the chapter") from None
+        raise ResultsFileError(
+            f"{path}: not valid JSON (line {err.lineno}, column {err.colno}: {err.msg}); "
+            f"the file is damaged, e.g. cut off: rerun the chapter"
+        ) from None
     except (OSError, UnicodeDecodeError) as err:
         raise ResultsFileError(f"{path}: cannot be read ({err})") from None
     if not isinstance(run, dict):
