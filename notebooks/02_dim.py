@@ -298,11 +298,12 @@ for name, acc in probe.items():
 # %% tags=["hide-input"]
 paper_probe_l = {"jsd": 67.0, "nce": 69.1}.get(estimator)
 ledger.record(f"linear probe on Y, DIM(G) ({dataset}, {estimator})", 100 * probe["DIM(G)"], unit="%",
-              paper=43.2, source="DIM paper, CIFAR10, non-linear probe on Y",
+              context="DIM paper, Table 1: 43.2 % (CIFAR10, non-linear probe on Y)",
               seconds=train_seconds["DIM(G)"])
 ledger.record(f"linear probe on Y, DIM(L) ({dataset}, {estimator})", 100 * probe["DIM(L)"], unit="%",
-              paper=paper_probe_l, source=f"DIM paper, CIFAR10, DIM(L) {estimator.upper()}, non-linear probe on Y"
-              if paper_probe_l else "", claim="DIM(L) gives a better code than DIM(G) (probe accuracy)",
+              context=f"DIM paper, Table 1: {paper_probe_l} % (CIFAR10, DIM(L) {estimator.upper()}, "
+              f"non-linear probe on Y)" if paper_probe_l else "",
+              claim="DIM(L) gives a better code than DIM(G) (probe accuracy)",
               holds=probe["DIM(L)"] > probe["DIM(G)"], seconds=train_seconds["DIM(L)"])
 ledger.record(f"linear probe on pixels ({dataset})", 100 * probe["pixels"], unit="%")
 glue("probe_g", 100 * probe["DIM(G)"], display=False)

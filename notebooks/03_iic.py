@@ -356,7 +356,7 @@ for name, sc in ablation.items():
 full_acc = ablation["full recipe"]["acc"]
 for name, sc in ablation.items():
     ledger.record(f"ablation, {name}: accuracy ({ablation_epochs} epochs each)", 100 * sc["acc"], unit="%",
-                  paper=paper_ablation[name], source="IIC paper, ablation (STL10)",
+                  context=f"IIC paper, ablation on STL10: {paper_ablation[name]} %",
                   claim=None if name == "full recipe" else f"{name} lowers accuracy",
                   holds=None if name == "full recipe" else bool(sc["acc"] < full_acc))
 
@@ -383,7 +383,7 @@ reached = [h["seconds"] for h in model.history_ if h["acc"][h["subhead"]] >= 0.9
 if reached:
     ledger.record("IIC training time to 95 % (lowest-loss sub-head)", reached[0], unit="s",
                   claim="IIC reaches 95 % on mnist5k within 10 min of training on a 2-core CPU",
-                  source="issue target", holds=bool(reached[0] <= 600))
+                  source="this book's own target", holds=bool(reached[0] <= 600))
 ledger.record(f"IIC training throughput ({trunk} trunk, {input_size} px)", last["pairs"] / model.train_seconds_,
               unit="pairs/s", seconds=model.train_seconds_)
 glue("iic_acc", 100 * scores["acc"], display=False)
@@ -399,7 +399,7 @@ display(Markdown(ledger.markdown()))
 #
 # ## Exercises
 #
-# 1. Set `lamb` to 1.5 and to 0.5. Which way does the loss then lean, towards balanced
+# 1. Set `lamb` to 1 (the paper's value) and to 0.5. Which way does the loss then lean, towards balanced
 #    clusters or towards confident ones? Check it on the cluster sizes.
 # 2. Replace `MNISTTransform` by the identity, `g=lambda b: b`. What does IIC learn, and
 #    what is $I(z; z')$ at the end? Why is that a trap rather than a success?

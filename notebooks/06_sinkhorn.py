@@ -179,9 +179,9 @@ plt.show()
 # %% tags=["hide-input"]
 ledger.record("projections inside their ball by POT's exact W2 (3 radii)", float(inside),
               claim="every projected output lies in its ball by POT's exact W2 (tolerance 0.1 %)",
-              source="issue target", holds=inside)
+              source="this book's own check", holds=inside)
 ledger.record("largest relative mass error of a projection", mass_err,
-              claim="the projection conserves mass (within 1e-6)", source="issue target",
+              claim="the projection conserves mass (within 1e-6)", source="this book's own check",
               holds=mass_err <= 1e-6)
 
 # %% [markdown]
@@ -237,7 +237,7 @@ ledger.record("Lambert W, largest relative error against SciPy", lw_err,
 finite = all(v[3] for v in safety.values())
 ledger.record("projection finite at lambda = 1e3, 1e4, 1e5, zero pixels included", float(finite),
               claim="no overflow at lambda >= 1000 and no NaN from zero pixels",
-              source="references.md, known issues of the reference", holds=finite)
+              source="this book's own check (the reference code overflows there)", holds=finite)
 
 # %% [markdown]
 # ## A small CNN, then attacked

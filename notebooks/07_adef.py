@@ -113,7 +113,7 @@ print(f"{dataset}: {len(x_train)} training and {len(x_test)} test images of shap
 #
 # ADef attacks a trained model. We train the library's `SmallCNN` (two convolution blocks
 # and a two-layer head) on the training split for `epochs` epochs with random translations
-# of up to two pixels, then keep the test digits that it classifies correctly: those are
+# of up to one pixel (`train_classifier`'s default `max_shift=1`), then keep the test digits that it classifies correctly: those are
 # the ones an attack can flip.
 
 # %% tags=["hide-input"]
@@ -146,7 +146,7 @@ glue("adef_overshot", int(res.overshot.sum()), display=False)
 glue("adef_seconds", t_adef["seconds"], display=False)
 glue("adef_n", len(targets), display=False)
 ledger.record(f"ADef success rate on correctly classified {dataset} test digits", 100 * success, unit="%",
-              source="issue 6 target (settings of Alaifari et al. 2019, MNIST)",
+              source="this book's own target (settings of Alaifari et al. 2019, MNIST)",
               claim="ADef changes the label of at least 95 % of correctly classified test digits",
               holds=success >= 0.95, seconds=t_adef["seconds"])
 if len(tn):

@@ -120,3 +120,16 @@ def test_page_in_headless_chromium(page, server, browser):
     assert raw_tex == 0, f"{raw_tex} math elements left untypeset"
     assert broken == [], f"images that did not load: {broken}"
     assert errors == [], f"console errors: {errors}"
+
+
+def _talk_table(text: str) -> str:
+    start = text.index("| talk section | chapter | module | entry points |")
+    return text[start:text.index("\n\n", start)]
+
+
+def test_readme_and_introduction_share_one_table():
+    readme = (book.ROOT / "README.md").read_text()
+    intro = (book.ROOT / "book" / "intro.md").read_text()
+    assert _talk_table(readme) == _talk_table(intro)
+    for chapter in book.chapters():
+        assert f"`{chapter}`" in _talk_table(readme), f"{chapter} missing from the table"
