@@ -20,11 +20,10 @@ Results are printed and written to ``_build/benchmarks/bench_iic.json``.
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 import torch
 
+from _common import write_results
 import infoclust as ic
 from infoclust.augment import crop_resize
 from infoclust.iic import IIC
@@ -91,10 +90,7 @@ def main() -> None:
         reached = "not reached" if res["seconds_to_target"] is None else f"{res['seconds_to_target']:.0f} s"
         print(f"mnist5k, {CPU_RECIPE}: {args.target:.0%} after {reached}; final accuracy "
               f"{res['final_accuracy']:.4f} after {res['train_seconds']:.0f} s", flush=True)
-    path = Path("_build/benchmarks/bench_iic.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2))
-    print(f"written to {path}")
+    write_results("bench_iic", out)
 
 
 if __name__ == "__main__":

@@ -7,12 +7,12 @@ Usage: ``.venv/bin/python benchmarks/bench_kmeans.py [--repeats 3]``.
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
 from sklearn.cluster import KMeans as SKLearnKMeans
 
+import _common
 import infoclust as ic
 
 
@@ -29,14 +29,7 @@ def large_set() -> tuple[str, torch.Tensor]:
 
 
 def best_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return _common.best_time(fn, repeats)[0]
 
 
 def main() -> None:

@@ -23,11 +23,11 @@ Results are printed and written to ``_build/benchmarks/bench_perturb.json``.
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 import torch
 
+import _common
+from _common import write_results
 import infoclust as ic
 from infoclust.adef import adef
 from infoclust.classifiers import random_classifier
@@ -36,14 +36,8 @@ from infoclust.projected_sinkhorn import project_wasserstein_ball
 
 
 def best_time(fn, repeats: int) -> tuple[float, object]:
-    """Run ``fn`` once to warm up, then ``repeats`` times; the shortest wall time and its result."""
-    out = fn()
-    best = float("inf")
-    for _ in range(repeats):
-        with ic.timer() as t:
-            out = fn()
-        best = min(best, t["seconds"])
-    return best, out
+    """One warm-up call, then the shortest of ``repeats`` timed ones, and its result."""
+    return _common.best_time(fn, repeats, warmup=1)
 
 
 def projections_per_second(
@@ -133,10 +127,7 @@ def main() -> None:
         b = run["algorithm1"]
         print(f"  Algorithm 1: {b['images_per_second']:,.1f} images/s (batch {b['batch']}, "
               f"{b['mean_steps']:.2f} accepted steps on average)", flush=True)
-    path = Path("_build/benchmarks/bench_perturb.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2))
-    print(f"written to {path}")
+    write_results("bench_perturb", out)
 
 
 if __name__ == "__main__":

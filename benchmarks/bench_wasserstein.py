@@ -18,13 +18,12 @@ Usage: ``.venv/bin/python benchmarks/bench_wasserstein.py [--pairs 256] [--reg 8
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 import numpy as np
 import ot
 import torch
 
+from _common import write_results
 import infoclust as ic
 from infoclust.wasserstein import grid_cost, to_histogram, w2_exact, w2_sinkhorn
 
@@ -103,9 +102,7 @@ def main() -> None:
         extra = f", rel. error to exact: mean {100 * err[0]:.2f} %, max {100 * err[1]:.2f} %" if err else ""
         print(f"{label:>72}: {row['seconds']:7.3f} s, {row['pairs/s']:9.1f} pairs/s, "
               f"x{row['speed-up vs ot.emd2 loop']:6.2f} vs ot.emd2 loop{extra}", flush=True)
-    out = Path("_build/benchmarks/bench_wasserstein.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"args": vars(args), "results": rows}, indent=2))
+    write_results("bench_wasserstein", {"args": vars(args), "results": rows})
 
 
 if __name__ == "__main__":
