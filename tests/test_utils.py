@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 import torch
@@ -76,6 +77,9 @@ def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
             raise RuntimeError("half way")
     assert target.read_text() == "old"
     assert [p.name for p in target.parent.iterdir()] == ["r.json"]  # no temporary file left
+    umask = os.umask(0)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # readable like any file, not mkstemp's 0600
     with ic.utils.atomic_write(target, "wb") as f:
         f.write(b"new")
     assert target.read_bytes() == b"new"
