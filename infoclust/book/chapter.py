@@ -40,10 +40,11 @@ import difflib
 import math
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterable, Mapping, MutableMapping
 
 from ..utils import ParameterError, check_bool, check_choice, check_int, check_number, configure_threads
-from .ledger import Ledger
+from .ledger import Ledger, _project_root
 
 __all__ = ["Parameter", "parameters_of", "check_parameters", "start"]
 
@@ -228,8 +229,31 @@ def check_parameters(
     return values
 
 
+def _source_cell(chapter: str) -> str | None:
+    """The parameters cell of ``notebooks/<chapter>.py`` under the project root (None if not found)."""
+    path = _project_root(Path.cwd().resolve()) / "notebooks" / f"{chapter}.py"
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return None
+    starts = [i for i, line in enumerate(lines) if line.startswith("# %%") and '"parameters"' in line]
+    if len(starts) != 1:
+        return None
+    body = []
+    for line in lines[starts[0] + 1:]:
+        if line.startswith("# %%"):
+            break
+        body.append(line)
+    return "\n".join(body)
+
+
 def _history(namespace: Mapping[str, Any], chapter: str) -> tuple[str, list[str]]:
-    """The parameters cell's source and the names papermill injected, from IPython's ``In``."""
+    """The parameters cell's source and the names papermill injected.
+
+    From IPython's input history ``In`` (papermill, and Jupyter by hand); where the history
+    is not kept (nbval reruns cells without storing them), from the chapter's source file,
+    with no injected names to check (the run that made the notebook checked them).
+    """
     cells = list(namespace.get("In") or [])[:-1]  # the last entry is the running set-up cell
     injected = [i for i, src in enumerate(cells) if src.lstrip().startswith(INJECTED_HEADER)]
     if injected:
@@ -240,17 +264,18 @@ def _history(namespace: Mapping[str, Any], chapter: str) -> tuple[str, list[str]
             if isinstance(n, ast.Assign) and isinstance(n.targets[0], ast.Name)
         ]
         return cells[i - 1], names
-    for src in reversed(
-        cells
-    ):  # run by hand in Jupyter: the last cell that assigns only literals, profile too
+    for src in reversed(cells):  # run by hand in Jupyter: the last cell assigning only literals, profile too
         try:
             if "profile" in parameters_of(src):
                 return src, []
         except (SyntaxError, ValueError):
             continue
+    source = _source_cell(chapter)
+    if source is not None:
+        return source, []
     raise RuntimeError(
-        f"{chapter}: start() found no parameters cell in IPython's input history; run the "
-        f"chapter's cells in order in Jupyter or with papermill"
+        f"{chapter}: start() found no parameters cell, neither in IPython's input history nor in "
+        f"notebooks/{chapter}.py; run the chapter's cells in order in Jupyter or with papermill"
     )
 
 
