@@ -298,10 +298,10 @@ for name, acc in probe.items():
 # %% tags=["hide-input"]
 paper_probe_l = {"jsd": 67.0, "nce": 69.1}.get(estimator)
 ledger.record(f"linear probe on Y, DIM(G) ({dataset}, {estimator})", 100 * probe["DIM(G)"], unit="%",
-              context="DIM paper, Table 1: 43.2 % (CIFAR10, non-linear probe on Y)",
+              context="DIM paper: 43.2 % (CIFAR10, non-linear probe on Y)",
               seconds=train_seconds["DIM(G)"])
 ledger.record(f"linear probe on Y, DIM(L) ({dataset}, {estimator})", 100 * probe["DIM(L)"], unit="%",
-              context=f"DIM paper, Table 1: {paper_probe_l} % (CIFAR10, DIM(L) {estimator.upper()}, "
+              context=f"DIM paper: {paper_probe_l} % (CIFAR10, DIM(L) {estimator.upper()}, "
               f"non-linear probe on Y)" if paper_probe_l else "",
               claim="DIM(L) gives a better code than DIM(G) (probe accuracy)",
               holds=probe["DIM(L)"] > probe["DIM(G)"], seconds=train_seconds["DIM(L)"])

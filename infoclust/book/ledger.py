@@ -168,7 +168,7 @@ class Ledger:
 
         ``paper`` is the paper's number for the same measurement (same data and protocol),
         with its ``source``; a paper's number from another setting belongs in ``context``
-        (text, e.g. ``"DIM paper, Table 1: 72.6 % on CIFAR-10"``). ``holds`` says whether
+        (text, e.g. ``"DIM paper: 43.2 % (CIFAR10, non-linear probe on Y)"``). ``holds`` says whether
         the claim is reproduced; leave it ``None`` for numbers that are reported, not tested.
         """
         value = float(value)
