@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from infoclust.book import build as book
+from infoclust.book.chapter import check_parameters, parameters_of
 
 CHAPTERS = book.chapters()
 SECTIONS = ("What you will learn", "The idea", "Running it", "Results beside the paper", "Exercises",
@@ -116,3 +117,15 @@ def test_bad_parameters_stop_the_setup(case, tmp_path):
                             kernel_name="python3", progress_bar=False)
     assert err.value.ename == "ParameterError"
     assert err.value.evalue.startswith(message), err.value.evalue
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+@pytest.mark.parametrize("profile", book.PROFILES)
+def test_profiles_pass_the_parameter_checks(chapter, profile):
+    """Every profile's values have the types of the parameters cell's defaults (no kernel needed)."""
+    nb = _source(chapter)
+    cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
+    defaults = parameters_of(cell.source)
+    given = book.chapter_parameters(chapter, profile)
+    namespace = {**{k: p.default for k, p in defaults.items()}, **given}
+    check_parameters(namespace, defaults, list(given), chapter=chapter)
