@@ -1,22 +1,25 @@
-"""Throughput of the perturbations of talk section 4: projections, ADef and Algorithm 1.
+"""Throughput of the perturbations of talk section 4: projections, ADef, Algorithm 1 and the pools.
 
 1. Projections per second: :func:`projections_per_second` (Wong et al.'s projected Sinkhorn
    onto a Wasserstein ball, 28 x 28 images).
-2. ADef images per second: :func:`infoclust.adef.adef` with the paper's MNIST settings
-   (sigma 0.5, overshoot 1.2, all candidates) against the talk's random classifier on
-   mnist5k digits, a fixed number of iterations per image (``--adef-iter``, no early stop is
-   possible for a digit the random net cannot flip, so the count is reported too).
-3. Algorithm 1 images per second: :func:`infoclust.w2_algorithm.w2_perturbation` on the same
-   digits (eps 0.5, eta 0.25, alpha 0.25, at most 15 steps), with the mean number of
-   accepted steps; its exact W2 runs on the CPU whatever the device.
+2. The pools of chapter 9: :class:`~infoclust.transforms.ADefPerturbation`,
+   :class:`~infoclust.w2_algorithm.W2Perturbation` and
+   :class:`~infoclust.transforms.SinkhornPerturbation` with chapter 9's settings (the centre
+   20 px of mnist5k digits resized to ``--size`` px, 5 iterations, radius 0.5, eta 0.3, 20
+   projection iterations, a fresh random classifier of 10 classes per batch of 250 for
+   Algorithm 1), one copy per image: images per second and the time for 5,000 images.
+3. ADef with the paper's MNIST settings (sigma 0.5, overshoot 1.2, all candidates) and
+   Algorithm 1 (eps 0.5, eta 0.25, alpha 0.25, at most 15 steps, all candidates) against the
+   talk's random classifier on 28 x 28 mnist5k digits.
 
-Every measurement runs once to warm up and then ``--repeats`` times; the best time counts.
-Runs on the CPU and, when one is present, on the GPU.
+Times are CPU seconds of this process (``time.process_time``) with ``--threads`` torch threads
+(default 1), so that a busy machine slows the wall clock but not the numbers; the best of
+``--repeats`` runs after a warm-up counts. On a GPU the wall time is reported instead.
 
 Usage::
 
     .venv/bin/python benchmarks/bench_perturb.py
-    .venv/bin/python benchmarks/bench_perturb.py --batch 256 --devices cpu
+    .venv/bin/python benchmarks/bench_perturb.py --size 24 --n 500 --devices cpu
 
 Results are printed and written to ``_build/benchmarks/bench_perturb.json``.
 """
@@ -30,14 +33,22 @@ import _common
 from _common import write_results
 import infoclust as ic
 from infoclust.adef import adef
+from infoclust.augment import crop_resize
 from infoclust.classifiers import random_classifier
-from infoclust.w2_algorithm import w2_perturbation
 from infoclust.projected_sinkhorn import project_wasserstein_ball
+from infoclust.transforms import ADefPerturbation, SinkhornPerturbation
+from infoclust.w2_algorithm import W2Perturbation, w2_perturbation
+
+#: Images per pool in chapter 9's experiment.
+POOL_IMAGES = 5000
 
 
-def best_time(fn, repeats: int) -> tuple[float, object]:
-    """One warm-up call, then the shortest of ``repeats`` timed ones, and its result."""
-    return _common.best_time(fn, repeats, warmup=1)
+def best_time(fn, repeats: int, device: torch.device) -> tuple[float, object]:
+    """One warm-up call, then the shortest of ``repeats`` timed ones, and its result.
+
+    CPU: process time (all threads of this process); GPU: synchronised wall time.
+    """
+    return _common.best_time(fn, repeats, warmup=1, process_time=device.type == "cpu")
 
 
 def projections_per_second(
@@ -57,7 +68,7 @@ def projections_per_second(
 
     Each image: uniform noise with 80 % of the pixels zeroed (digit-like sparsity), and
     ``w`` = the image plus uniform noise of size 0.1. Runs once to warm up, then
-    ``repeats`` times; reports the best time.
+    ``repeats`` times; reports the best wall time.
 
     Returns
     -------
@@ -83,50 +94,92 @@ def projections_per_second(
             "device": str(dev)}
 
 
-def bench_adef(x: torch.Tensor, model, iters: int, repeats: int) -> dict:
-    seconds, res = best_time(lambda: adef(model, x, sigma=0.5, overshoot=1.2, max_iter=iters), repeats)
+def chapter9_pools(x: torch.Tensor, repeats: int, device: torch.device, batch_size: int = 250,
+                   seed: int = 0) -> dict:
+    """Each expensive g of chapter 9 on ``x`` in batches of ``batch_size``, one copy per image.
+
+    Returns ``{name: {"images_per_second", "seconds_for_5000", ...}}``.
+    """
+    pools = {
+        "ADef": ADefPerturbation(max_iter=5, n_random_classes=10, seed=seed),
+        "Algorithm 1": W2Perturbation(0.5, 0.3, max_iter=5, n_random_classes=10, redraw=True, seed=seed),
+        "projected Sinkhorn": SinkhornPerturbation(0.5, max_iter=5, proj_iter=20, n_random_classes=10, seed=seed),
+    }
+    out = {}
+    for name, g in pools.items():
+        extra: dict = {}
+
+        def fill(g=g, extra=extra):
+            parts, solved, tests = [], 0, 0
+            for xb in x.split(batch_size):
+                parts.append(g(xb))
+                if isinstance(g, W2Perturbation):
+                    solved, tests = solved + g.last_result_.solved, tests + g.last_result_.tests
+            if tests:
+                extra["exact_solves_per_test"] = solved / tests
+            return torch.cat(parts)
+
+        seconds, _ = best_time(fill, repeats, device)
+        rate = len(x) / seconds
+        out[name] = {"images_per_second": rate, "seconds_for_5000": POOL_IMAGES / rate, **extra}
+    return out
+
+
+def bench_adef(x: torch.Tensor, model, iters: int, repeats: int, device: torch.device) -> dict:
+    seconds, res = best_time(lambda: adef(model, x, sigma=0.5, overshoot=1.2, max_iter=iters), repeats, device)
     return {"images_per_second": len(x) / seconds, "seconds": seconds, "batch": len(x),
             "mean_iterations": res.iterations.float().mean().item(), "changed": res.changed.float().mean().item()}
 
 
-def bench_algorithm1(x: torch.Tensor, model, repeats: int) -> dict:
+def bench_algorithm1(x: torch.Tensor, model, repeats: int, device: torch.device) -> dict:
     def run():
-        return w2_perturbation(model, x, 0.5, 0.25, alpha=0.25, sigma=0.5, max_steps=15,
+        return w2_perturbation(model, x, 0.5, 0.25, alpha=0.25, sigma=0.5, max_iter=15,
                                generator=torch.Generator().manual_seed(0))
-    seconds, res = best_time(run, repeats)
+    seconds, res = best_time(run, repeats, device)
     return {"images_per_second": len(x) / seconds, "seconds": seconds, "batch": len(x),
-            "mean_steps": res.steps.float().mean().item()}
+            "mean_steps": res.steps.float().mean().item(), "exact_solves_per_test": res.solved / res.tests}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when present")
-    parser.add_argument("--batch", type=int, default=64, help="digits per ADef / Algorithm 1 batch")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads on the CPU")
+    parser.add_argument("--n", type=int, default=500, help="digits per pool measurement")
+    parser.add_argument("--size", type=int, default=16, help="side of chapter 9's resized centre crop")
+    parser.add_argument("--batch", type=int, default=64, help="digits per 28 x 28 ADef / Algorithm 1 batch")
     parser.add_argument("--proj-batch", type=int, default=100, help="images per projection batch")
-    parser.add_argument("--adef-iter", type=int, default=10, help="ADef iteration cap")
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--adef-iter", type=int, default=10, help="ADef iteration cap (28 x 28)")
+    parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     devices = args.devices or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
-    x_cpu, _ = ic.load_dataset("mnist5k", n=args.batch, seed=0)
-    out = {"torch": torch.__version__, "runs": []}
+    x28, _ = ic.load_dataset("mnist5k", n=max(args.n, args.batch), seed=0)
+    crops = crop_resize(x28[:args.n], 20, args.size)
+    out = {"torch": torch.__version__, "threads": args.threads, "size": args.size, "runs": []}
     for name in devices:
         dev = ic.resolve_device(name)
-        x = x_cpu.to(dev)
         model = random_classifier(1, 10, seed=0, device=dev)
         run = {"device": str(dev), "device_name": ic.utils.device_name(dev),
-               "projection": projections_per_second(args.proj_batch, device=dev, repeats=args.repeats),
-               "adef": bench_adef(x, model, args.adef_iter, args.repeats),
-               "algorithm1": bench_algorithm1(x, model, args.repeats)}
+               "projection": projections_per_second(args.proj_batch, device=dev, repeats=max(args.repeats, 1)),
+               "pools": chapter9_pools(crops.to(dev), args.repeats, dev),
+               "adef": bench_adef(x28[:args.batch].to(dev), model, args.adef_iter, args.repeats, dev),
+               "algorithm1": bench_algorithm1(x28[:args.batch].to(dev), model, args.repeats, dev)}
         out["runs"].append(run)
         print(f"{run['device_name']}:", flush=True)
         print(f"  projected Sinkhorn: {run['projection']['images_per_second']:,.1f} projections/s "
               f"(batch {args.proj_batch}, {run['projection']['n_iter']} iterations)")
+        print(f"  chapter 9's pools ({args.n} digits, {args.size} x {args.size}):")
+        for pool, r in run["pools"].items():
+            solves = f", exact W2 for {r['exact_solves_per_test']:.0%} of the tests" if "exact_solves_per_test" in r else ""
+            print(f"    {pool}: {r['images_per_second']:,.1f} images/s, {r['seconds_for_5000']:.0f} s for "
+                  f"{POOL_IMAGES:,} images{solves}")
         a = run["adef"]
-        print(f"  ADef: {a['images_per_second']:,.1f} images/s (batch {a['batch']}, "
+        print(f"  ADef, 28 x 28: {a['images_per_second']:,.1f} images/s (batch {a['batch']}, "
               f"{a['mean_iterations']:.1f} iterations on average, label changed {a['changed']:.0%})")
         b = run["algorithm1"]
-        print(f"  Algorithm 1: {b['images_per_second']:,.1f} images/s (batch {b['batch']}, "
-              f"{b['mean_steps']:.2f} accepted steps on average)", flush=True)
+        print(f"  Algorithm 1, 28 x 28: {b['images_per_second']:,.1f} images/s (batch {b['batch']}, "
+              f"{b['mean_steps']:.2f} accepted steps on average, exact W2 for {b['exact_solves_per_test']:.0%} "
+              "of the tests)", flush=True)
     write_results("bench_perturb", out)
 
 

@@ -17,8 +17,10 @@ then needed only inside the bracket. Both bounds cost a few sorts of 1-D histogr
   computed and the smaller cost kept.
 
 On Algorithm 1's trial points for mnist5k digits (16 x 16 and 24 x 24) the lower bound is
-0.9 of W2 in the median and the upper bound 1.5; with them the walks of chapter 9's
-settings need the exact solver for about a third of their tests (bench_perturb.py).
+0.9 of W2 in the median and the upper bound 1.5; with them (and the triangle inequality
+through the walk's previous point, :mod:`infoclust.w2_algorithm`) the walks of chapter 9's
+settings on 16 x 16 digits need the exact solver for about 40 % of their tests
+(``benchmarks/bench_perturb.py``).
 All arithmetic is float64; the bounds are widened by ``1e-9`` relative against rounding.
 """
 from __future__ import annotations

@@ -19,8 +19,9 @@ step is added to an accumulated field and the ORIGINAL image is re-warped by it.
 
 Both tests of the loop compare W2 with a threshold (``eps``, and for the coin ``u <
 p(xi | x)``), and both are decided exactly: by certified bounds ``L <= W2 <= U`` (cheap
-1-D transport problems, :mod:`infoclust._w2_bounds`) when the threshold lies outside the
-bracket, and otherwise by the exact distance (:func:`infoclust.wasserstein.w2_exact`, POT's
+1-D transport problems, :mod:`infoclust._w2_bounds`, tightened by the triangle inequality
+through the walk's previous point) when the threshold lies outside the bracket, and
+otherwise by the exact distance (:func:`infoclust.wasserstein.w2_exact`, POT's
 network simplex). Every returned image therefore lies inside its ball, and the walks are
 the ones that exact distances alone would give (``bounds=False`` computes them so).
 
@@ -98,9 +99,15 @@ def _histograms(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return hist, ok
 
 
-def _w2_brackets(trial: torch.Tensor, x: torch.Tensor, bounds: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _w2_brackets(trial: torch.Tensor, x: torch.Tensor, current: torch.Tensor, current_lower: torch.Tensor,
+                 current_upper: torch.Tensor, bounds: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """``lower <= W2(trial[i], x[i]) <= upper``, infinite where the trial lost all its mass.
 
+    The bounds of :func:`~infoclust._w2_bounds.w2_bounds` between ``trial`` and ``x``, tightened
+    by the triangle inequality through the walk's current point ``x'`` (``current``), whose
+    distance to ``x`` lies in ``[current_lower, current_upper]``:
+    ``W2(x'', x) <= W2(x', x) + W2(x'', x')`` and ``W2(x'', x) >= W2(x', x) - W2(x'', x')``, with
+    ``W2(x'', x')`` (one small step) bounded above by its own Knothe-Rosenblatt coupling.
     A deformation can push a whole image out of the frame: it is then no histogram, and
     outside every ball. With ``bounds=False`` the bracket is (0, inf): every test is solved.
     """
@@ -110,7 +117,10 @@ def _w2_brackets(trial: torch.Tensor, x: torch.Tensor, bounds: bool) -> tuple[to
         return torch.where(ok, 0.0, inf), inf
     lower, upper = inf.clone(), inf.clone()
     if bool(ok.any()):
-        lower[ok], upper[ok] = w2_bounds(hist[ok], _histograms(x[ok])[0])
+        lo, up = w2_bounds(hist[ok], _histograms(x[ok])[0])
+        step = w2_bounds(hist[ok], _histograms(current[ok])[0])[1]
+        lower[ok] = torch.maximum(lo, current_lower[ok] - step)
+        upper[ok] = torch.minimum(up, current_upper[ok] + step)
     return lower, upper
 
 
@@ -184,8 +194,8 @@ def w2_perturbation(
     targets = _targets(logits, labels, candidates)
     field = x.new_zeros(n, 2, h, w)
     current = x.clone()                                      # line 2: x' := x
-    dist = torch.zeros(n, dtype=torch.float64, device=dev)
-    exact = torch.ones(n, dtype=torch.bool, device=dev)
+    dist = torch.zeros(n, dtype=torch.float64, device=dev)  # W2(x', x), or an upper bound of it
+    dist_lower = torch.zeros(n, dtype=torch.float64, device=dev)
     steps = torch.zeros(n, dtype=torch.long, device=dev)
     end = torch.full((n,), 2, dtype=torch.long, device=dev)
     active = torch.ones(n, dtype=torch.bool, device=dev)
@@ -201,7 +211,7 @@ def w2_perturbation(
         trial_field = field[idx] + alpha * step
         trial = warp(x[idx], trial_field)                    # line 4: x'' := ADefStep(x')
         coin = torch.rand(idx.numel(), generator=generator, dtype=torch.float64).to(dev)
-        lower, upper = _w2_brackets(trial, x[idx], bounds)
+        lower, upper = _w2_brackets(trial, x[idx], current[idx], dist_lower[idx], dist[idx], bounds)
         # each test is settled unless its threshold lies inside the bracket [lower, upper]
         unsure = ((lower <= eps) & (eps < upper)) | (
             (upper <= eps) & (coin >= perturbation_density(upper, eta)) & (coin < perturbation_density(lower, eta)))
@@ -216,11 +226,11 @@ def w2_perturbation(
         end[left], active[left] = 1, False
         acc = idx[inside]                                    # line 6: x' := x''
         field[acc], current[acc] = trial_field[inside], trial[inside]
-        dist[acc], exact[acc] = upper[inside], lower[inside] == upper[inside]
+        dist[acc], dist_lower[acc] = upper[inside], lower[inside]
         steps[acc] += 1
         stop = acc[coin[inside] < perturbation_density(upper[inside], eta)]   # lines 7-8: return x'
         end[stop], active[stop] = 0, False
-    return PerturbationResult(current, field, dist, exact, steps, end, solved, tests)
+    return PerturbationResult(current, field, dist, dist_lower == dist, steps, end, solved, tests)
 
 
 class W2Perturbation:
