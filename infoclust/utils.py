@@ -40,6 +40,7 @@ __all__ = [
     "check_labels",
     "check_generator",
     "make_generator",
+    "stream_seed",
     "forked_global_rng",
     "draw_seed",
     "seed_everything",
@@ -135,6 +136,19 @@ def check_seed(name: str, value: Any) -> int:
         raise ParameterError(f"{name}=None: give an integer seed in [0, {SEED_MAX}] "
                              f"(runs must be reproducible)")
     return check_int(name, value, 0, SEED_MAX)
+
+
+def stream_seed(seed: int, stream: int) -> int:
+    """An independent seed for random stream ``stream`` of something seeded with ``seed``.
+
+    Where one seed must drive several generators (an estimator's default g beside its
+    batch order; in one training run, a pool's choice of copy and then the paper's g),
+    seeding each with ``seed`` itself would give them the same random numbers. NumPy's
+    ``SeedSequence([seed, stream])`` decorrelates them.
+    """
+    seed = check_seed("seed", seed)
+    stream = check_int("stream", stream, 0)
+    return int(np.random.SeedSequence([seed, stream]).generate_state(1)[0])
 
 
 def make_generator(seed_or_generator: int | torch.Generator, name: str = "seed") -> torch.Generator:

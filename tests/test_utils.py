@@ -102,3 +102,13 @@ def test_thread_count_is_fixed_by_the_variable_not_the_load(monkeypatch):
         monkeypatch.setenv("INFOCLUST_NUM_THREADS", bad)
         with pytest.raises(ic.ParameterError, match="^INFOCLUST_NUM_THREADS="):
             ic.utils.num_threads()
+
+
+def test_stream_seed_decorrelates_streams():
+    stream_seed = ic.utils.stream_seed
+    assert len({stream_seed(0, 1), stream_seed(0, 2), stream_seed(1, 1)}) == 3
+    assert stream_seed(5, 1) == stream_seed(5, 1)
+    with pytest.raises(ic.ParameterError, match="seed"):
+        stream_seed(-1, 0)
+    with pytest.raises(ic.ParameterError, match="stream"):
+        stream_seed(0, -1)

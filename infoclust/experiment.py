@@ -1,0 +1,317 @@
+"""Paired IIC experiments: does a transformation g (or a recipe change) help IIC, seed by seed?
+
+The talk's open question (section 4) is whether IIC (talk, eq. 4) gains from perturbations
+that are small in the Wasserstein distance, used as its transformation g. This module runs
+that comparison as a designed experiment and measures why a g helps or not.
+
+* :func:`run_arms` trains IIC once per *arm* (a transformation g and/or changed IIC
+  parameters, :class:`Arm`) and per seed. The seed is the pairing: every arm run with seed
+  ``s`` starts from the same initial network and sees the images in the same order (IIC's
+  own seeded generators), and each arm's g is made afresh for the run from the same seed
+  (:attr:`Arm.make_g`), so a run never depends on what ran before it.
+* :func:`compare_arms` turns the runs into paired differences against a reference arm
+  (:func:`infoclust.metrics.paired_difference`: mean, t-interval, verdict, smallest
+  detectable effect).
+* :func:`cluster_change_rate` is the invariance of a trained model to a g: how often the
+  cluster of ``g(x)`` differs from that of ``x``.
+* :func:`w2_shift` is the exact Wasserstein distance ``W2(x, g(x))`` per image, the quantity
+  in the talk's density p(xi | x) ~ exp(-d_W(x, x + xi)^2 / eta^2) (talk, eq. 6).
+"""
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .iic import IIC
+from .metrics import PairedDifference, evaluate, paired_difference
+from .utils import (ParameterError, check_generator, check_images, check_int, check_seed, num_threads,
+                    resolve_device)
+from .wasserstein import w2_exact
+
+__all__ = ["Arm", "Run", "run_arms", "compare_arms", "cluster_change_rate", "w2_shift"]
+
+Transform = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One recipe of a paired comparison.
+
+    Attributes
+    ----------
+    name : str
+        Label in tables and figures.
+    make_g : callable or None
+        ``make_g(seed)`` returns the transformation g for the run with that seed, made
+        afresh (with its own generators seeded from ``seed``); None keeps IIC's default g.
+    params : mapping
+        IIC parameters that differ from the common recipe (e.g. ``{"n_subheads": 1}``).
+    """
+
+    name: str
+    make_g: Callable[[int], Transform] | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Run:
+    """One IIC run of :func:`run_arms`.
+
+    Attributes
+    ----------
+    arm, seed
+        Which arm, which seed.
+    acc, nmi, ari : float
+        Scores of the lowest-loss sub-head at the end (labels used only to score).
+    seconds : float
+        Training time (scoring excluded).
+    epochs, times, curve : np.ndarray
+        The scored epochs of the history, their training time so far, and the accuracy of
+        the sub-head that had the lowest loss at that epoch.
+    model : IIC or None
+        The fitted estimator, when the arm was listed in ``keep``.
+    """
+
+    arm: str
+    seed: int
+    acc: float
+    nmi: float
+    ari: float
+    seconds: float
+    epochs: np.ndarray
+    times: np.ndarray
+    curve: np.ndarray
+    model: IIC | None = None
+
+
+#: What the worker processes of :func:`run_arms` read: set before they are forked, cleared after.
+_JOB: dict[str, Any] = {}
+
+
+def _fit(arm_index: int, seed: int) -> Run:
+    """One run of :func:`run_arms` (in this process or a forked worker, on one CPU thread)."""
+    x, y, arm, recipe = _JOB["x"], _JOB["y"], _JOB["arms"][arm_index], _JOB["recipe"]
+    g = arm.make_g(seed) if arm.make_g is not None else None
+    model = IIC(**{**recipe, **arm.params}, g=g, seed=seed, verbose=False).fit(x, y)
+    hist = model.history_
+    scores = evaluate(y, model.labels_)
+    keep = arm.name in _JOB["keep"]
+    if keep and _JOB["worker"]:  # pools and closures do not travel back between processes
+        model.g = model.g_ = None
+    return Run(arm.name, seed, scores["acc"], scores["nmi"], scores["ari"], model.train_seconds_,
+               np.array([h["epoch"] for h in hist]), np.array([h["seconds"] for h in hist]),
+               np.array([h["acc"][h["subhead"]] for h in hist]), model if keep else None)
+
+
+def _worker_start() -> None:
+    torch.set_num_threads(1)
+    _JOB["worker"] = True
+
+
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def run_arms(x: torch.Tensor, y: torch.Tensor | np.ndarray, arms: Sequence[Arm], seeds: Sequence[int],
+             recipe: Mapping[str, Any], *, keep: Sequence[str] = (), n_jobs: int | None = None,
+             verbose: bool = True) -> dict[str, list[Run]]:
+    """Train IIC on ``x`` for every arm and seed; runs with the same seed are paired.
+
+    For each seed and arm: ``IIC(**recipe, **arm.params, g=arm.make_g(seed),
+    seed=seed).fit(x, y)``. IIC draws its initial network and its batch order from its
+    seed, so the arms of one seed share both; each g is made for its run, so no run's
+    randomness depends on the runs before it.
+
+    On the CPU every run uses one thread, and ``n_jobs`` runs go in parallel in forked
+    worker processes: small networks use two cores better as two runs than as one run on
+    two threads, and a run's numbers then do not depend on the machine's core count (sums
+    split over threads are added in another order, and training amplifies the last bits).
+    A run is reproduced bit for bit by rerunning it alone. On a GPU the runs go one after
+    the other in this process.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Training images (N, C, H, H).
+    y : array-like
+        Labels, used only to score (accuracy, NMI, ARI) and for the curves.
+    arms : sequence of Arm
+        Distinct names.
+    seeds : sequence of int
+        One run per seed and arm.
+    recipe : mapping
+        IIC parameters common to all arms (``seed`` and ``g`` excluded).
+    keep : sequence of str
+        Names of the arms whose fitted models are kept in :attr:`Run.model` (a model
+        trained in a worker process comes back without its g: ``g`` and ``g_`` are None).
+    n_jobs : int or None
+        Worker processes on the CPU; None: :func:`infoclust.utils.num_threads` (``$INFOCLUST_NUM_THREADS``,
+        else the CPUs this process may use). Ignored on a GPU.
+    verbose : bool
+        A progress bar over the runs.
+
+    Returns
+    -------
+    dict
+        ``{arm name: [Run per seed, in the order of seeds]}``.
+    """
+    names = [arm.name for arm in arms]
+    if not arms or len(set(names)) != len(names):
+        raise ParameterError(f"arms must have distinct names, got {names}")
+    seeds = [check_seed("seeds", s) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ParameterError(f"seeds must be distinct, got {seeds}")
+    for key in ("seed", "g"):
+        if key in recipe or any(key in arm.params for arm in arms):
+            raise ParameterError(f"recipe and Arm.params must not set {key!r}: run_arms sets it per run")
+    unknown = sorted(set(keep) - set(names))
+    if unknown:
+        raise ParameterError(f"keep names arms that are not run: {unknown}")
+    n_jobs = num_threads() if n_jobs is None else check_int("n_jobs", n_jobs, 1)
+    on_cpu = resolve_device(recipe.get("device", "auto")).type == "cpu"
+    tasks = [(i, seed) for seed in seeds for i in range(len(arms))]
+    _JOB.update(x=x, y=np.asarray(torch.as_tensor(y).cpu()), arms=list(arms), recipe=dict(recipe), keep=set(keep),
+                worker=False)
+    done: dict[tuple[int, int], Run] = {}
+    try:
+        with tqdm(total=len(tasks), desc="IIC runs", disable=not verbose) as bar:
+            if on_cpu and n_jobs > 1 and len(tasks) > 1:
+                context = multiprocessing.get_context("fork")
+                with ProcessPoolExecutor(min(n_jobs, len(tasks)), mp_context=context,
+                                         initializer=_worker_start) as pool:
+                    futures = {pool.submit(_fit, *task): task for task in tasks}
+                    for future in as_completed(futures):
+                        done[futures[future]] = future.result()
+                        bar.update(1)
+            else:
+                with _one_thread() if on_cpu else nullcontext():
+                    for task in tasks:
+                        done[task] = _fit(*task)
+                        bar.update(1)
+    finally:
+        _JOB.clear()
+    return {arm.name: [done[(i, seed)] for seed in seeds] for i, arm in enumerate(arms)}
+
+
+def compare_arms(runs: Mapping[str, Sequence[Run]], reference: str, *, metric: str = "acc",
+                 scale: float = 100.0, confidence: float = 0.95) -> dict[str, PairedDifference]:
+    """Paired difference of every arm against ``reference``, seed by seed.
+
+    Parameters
+    ----------
+    runs : mapping
+        As returned by :func:`run_arms`.
+    reference : str
+        The arm every other arm is compared with.
+    metric : {"acc", "nmi", "ari", "seconds"}
+        The score compared.
+    scale : float
+        Factor applied to the scores (100: accuracy in points).
+    confidence : float
+        Coverage of the intervals.
+
+    Returns
+    -------
+    dict
+        ``{arm name: PairedDifference(arm - reference)}`` for every arm but the reference,
+        over the seeds that both ran.
+    """
+    if reference not in runs:
+        raise ParameterError(f"reference={reference!r} is not one of the arms {list(runs)}")
+    if metric not in ("acc", "nmi", "ari", "seconds"):
+        raise ParameterError(f"metric={metric!r} is not one of ['acc', 'nmi', 'ari', 'seconds']")
+    ref = {r.seed: scale * getattr(r, metric) for r in runs[reference]}
+    out = {}
+    for name, arm_runs in runs.items():
+        if name == reference:
+            continue
+        mine = {r.seed: scale * getattr(r, metric) for r in arm_runs}
+        shared = [s for s in ref if s in mine]
+        if len(shared) < 2:
+            raise ParameterError(f"arm {name!r} shares {len(shared)} seeds with {reference!r}; a paired "
+                                 f"comparison needs at least two")
+        out[name] = paired_difference([mine[s] for s in shared], [ref[s] for s in shared], confidence=confidence)
+    return out
+
+
+@torch.no_grad()
+def cluster_change_rate(model: IIC, x: torch.Tensor, g: Transform, *, n_draws: int = 1) -> float:
+    """Fraction of images whose cluster changes under g: mean of ``[c(g(x_i)) != c(x_i)]``.
+
+    ``c`` is the model's reported clustering (the main head's lowest-loss sub-head). IIC
+    trains for ``c(g x) = c(x)`` with its own g (talk, eq. 4); the rate for another g says
+    how far the invariance learnt with the first extends to the second (0: fully invariant;
+    about ``1 - 1/k`` for balanced clusters assigned at random).
+
+    Parameters
+    ----------
+    model : IIC
+        A fitted estimator.
+    x : torch.Tensor
+        Images of the shape it was trained on.
+    g : callable
+        Batch -> batch of the same shape.
+    n_draws : int
+        Independent draws of ``g(x)`` averaged over.
+    """
+    n_draws = check_int("n_draws", n_draws, 1)
+    x = check_images("x", x, dtype=torch.float32)
+    base = model.predict(x)
+    changed = 0.0
+    for _ in range(n_draws):
+        gx = torch.cat([g(xb.to(model.device_)).cpu() for xb in x.split(1000)])
+        changed += float(np.mean(model.predict(gx) != base))
+    return changed / n_draws
+
+
+@torch.no_grad()
+def w2_shift(x: torch.Tensor, g: Transform, *, generator: torch.Generator | None = None,
+             n: int | None = None) -> np.ndarray:
+    """Exact ``W2(x_i, g(x_i))`` per image, in pixels (talk, eq. 5 with q = 2).
+
+    Each image and its transform are normalised to histograms of mass 1
+    (:func:`infoclust.wasserstein.w2_exact`), so W2 measures how far g moves the ink, not
+    how it changes the total brightness. An image that g empties (no ink left in the
+    frame) gets ``inf``.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Non-negative images (N, C, H, W).
+    g : callable
+        Batch -> batch of the same shape.
+    generator : torch.Generator or None
+        Draws the random subset when ``n`` is given (None: torch's global generator).
+    n : int or None
+        Use a random subset of this many images; None: all.
+
+    Returns
+    -------
+    np.ndarray
+        Shape (n,), float64.
+    """
+    generator = check_generator("generator", generator)
+    x = check_images("x", x, dtype=torch.float32, nonnegative=True)
+    if n is not None:
+        n = check_int("n", n, 1, len(x))
+        x = x[torch.randperm(len(x), generator=generator)[:n].to(x.device)]
+    gx = g(x).clamp_min(0)
+    out = np.full(len(x), np.inf)
+    ok = (gx.flatten(1).sum(1) > 0).cpu().numpy()
+    if ok.any():
+        out[ok] = w2_exact(x[ok], gx[ok]).cpu().numpy()
+    return out

@@ -1,0 +1,127 @@
+import numpy as np
+import pytest
+import torch
+
+from infoclust import ParameterError
+from infoclust.augment import MNISTTransform
+from infoclust.deform import RandomDeformation
+from infoclust.experiment import Arm, cluster_change_rate, compare_arms, run_arms, w2_shift
+from infoclust.metrics import paired_difference
+from infoclust.transforms import compose
+from infoclust.utils import make_generator, stream_seed
+
+RECIPE = dict(n_clusters=3, n_overclusters=None, n_subheads=2, trunk=((4, 8), 3), epochs=2, batch_size=16,
+              repeats=2, lr=1e-2, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def data():
+    gen = torch.Generator().manual_seed(0)
+    y = torch.arange(48) % 3
+    x = torch.zeros(48, 1, 8, 8)
+    for c in range(3):  # three blobs at different places, with noise
+        x[y == c, :, 2 * c:2 * c + 3, 1:7] = 1.0
+    return (x + 0.2 * torch.rand(x.shape, generator=gen)).clamp(0, 1), y
+
+
+def paper(seed):
+    return MNISTTransform(seed=stream_seed(seed, 1))
+
+
+def deformed_then_paper(seed):
+    return compose(RandomDeformation(0.5, generator=make_generator(stream_seed(seed, 2))), paper(seed))
+
+
+def test_runs_are_paired_and_independent_of_what_ran_before(data):
+    x, y = data
+    arms = [Arm("paper", paper), Arm("paper again", paper), Arm("deformed", deformed_then_paper)]
+    runs = run_arms(x, y, arms, [0, 1], RECIPE, keep=["paper"], verbose=False)
+    assert [r.seed for r in runs["deformed"]] == [0, 1]
+    # same seed, same g: same initial network, data order and draws, hence the very same run
+    for a, b in zip(runs["paper"], runs["paper again"]):
+        np.testing.assert_array_equal(a.curve, b.curve)
+        assert a.acc == b.acc
+    assert runs["paper"][0].model is not None and runs["deformed"][0].model is None
+    # one (arm, seed) alone reproduces its run inside the full loop
+    alone = run_arms(x, y, [arms[2]], [1], RECIPE, verbose=False)["deformed"][0]
+    np.testing.assert_array_equal(alone.curve, runs["deformed"][1].curve)
+    assert len(alone.curve) == len(alone.epochs) == len(alone.times) == RECIPE["epochs"] + 1
+
+
+def test_worker_processes_give_the_numbers_of_one_process(data):
+    """Every CPU run uses one thread, so where it runs (a forked worker or here) does not matter."""
+    x, y = data
+    threads = torch.get_num_threads()
+    arms = [Arm("paper", paper), Arm("deformed", deformed_then_paper)]
+    here = run_arms(x, y, arms, [0, 1], RECIPE, keep=["deformed"], n_jobs=1, verbose=False)
+    forked = run_arms(x, y, arms, [0, 1], RECIPE, keep=["deformed"], n_jobs=2, verbose=False)
+    for name in here:
+        for a, b in zip(here[name], forked[name]):
+            assert (a.acc, a.seed) == (b.acc, b.seed)
+            np.testing.assert_array_equal(a.curve, b.curve)
+    assert here["deformed"][0].model.g is not None and forked["deformed"][0].model.g is None
+    np.testing.assert_array_equal(here["deformed"][1].model.predict(x), forked["deformed"][1].model.predict(x))
+    assert torch.get_num_threads() == threads  # restored after the one-thread runs
+
+
+def test_compare_arms_pairs_by_seed(data):
+    x, y = data
+    runs = run_arms(x, y, [Arm("paper", paper), Arm("deformed", deformed_then_paper)], [0, 1, 2], RECIPE,
+                    verbose=False)
+    d = compare_arms(runs, "paper")
+    assert list(d) == ["deformed"]
+    want = paired_difference([100 * r.acc for r in runs["deformed"]], [100 * r.acc for r in runs["paper"]])
+    assert d["deformed"] == want
+    with pytest.raises(ParameterError, match="reference"):
+        compare_arms(runs, "nope")
+    with pytest.raises(ParameterError, match="metric"):
+        compare_arms(runs, "paper", metric="loss")
+    with pytest.raises(ParameterError, match="at least two"):
+        compare_arms({"paper": runs["paper"], "one": runs["deformed"][:1]}, "paper")
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(arms=[Arm("a"), Arm("a")]), "distinct names"),
+    (dict(seeds=[0, 0]), "seeds must be distinct"),
+    (dict(seeds=[-1]), "seeds"),
+    (dict(recipe={**RECIPE, "seed": 3}), "must not set 'seed'"),
+    (dict(arms=[Arm("a", params={"g": None})]), "must not set 'g'"),
+    (dict(keep=["b"]), "keep"),
+    (dict(n_jobs=0), "n_jobs"),
+])
+def test_run_arms_bad_arguments(data, kwargs, match):
+    x, y = data
+    args = {**dict(arms=[Arm("a")], seeds=[0], recipe=RECIPE), **kwargs}
+    with pytest.raises(ParameterError, match=match):
+        run_arms(x, y, args["arms"], args["seeds"], args["recipe"], keep=args.get("keep", ()),
+                 n_jobs=args.get("n_jobs"), verbose=False)
+
+
+def test_cluster_change_rate(data):
+    x, y = data
+    model = run_arms(x, y, [Arm("paper", paper)], [0], RECIPE, keep=["paper"], verbose=False)["paper"][0].model
+    assert cluster_change_rate(model, x, lambda b: b) == 0.0
+    constant = x[:1]
+    share = np.mean(model.predict(x) == model.predict(constant)[0])
+    rate = cluster_change_rate(model, x, lambda b: constant.expand_as(b).clone(), n_draws=2)
+    assert rate == pytest.approx(1 - share)
+    with pytest.raises(ParameterError, match="n_draws"):
+        cluster_change_rate(model, x, lambda b: b, n_draws=0)
+
+
+def test_w2_shift_is_the_exact_distance():
+    x = torch.zeros(3, 1, 8, 8)
+    x[0, 0, 3, 2:5] = 1.0
+    x[1, 0, 1:4, 3] = 0.5
+    x[2, 0, 4, 4] = 1.0
+    assert np.allclose(w2_shift(x, lambda b: b), 0.0)
+    shifted = w2_shift(x, lambda b: torch.roll(b, 1, -1))  # one pixel to the right: W2 = 1 px
+    np.testing.assert_allclose(shifted, 1.0, atol=1e-6)
+    emptied = w2_shift(x, lambda b: b * torch.tensor([1.0, 0.0, 1.0]).view(3, 1, 1, 1))
+    assert np.isinf(emptied[1]) and emptied[0] == pytest.approx(0.0, abs=1e-9)
+    gen = torch.Generator().manual_seed(0)
+    assert w2_shift(x, lambda b: torch.roll(b, 2, -2), n=2, generator=gen).shape == (2,)
+    with pytest.raises(TypeError, match="generator"):
+        w2_shift(x, lambda b: b, generator=0)
+    with pytest.raises(ParameterError, match="negative"):
+        w2_shift(x - 1, lambda b: b)
