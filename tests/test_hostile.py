@@ -44,11 +44,10 @@ PASSING = """
 utils-check_int-str utils-check_int-float utils-check_int-bool utils-check_number-str
 utils-check_number-nan utils-check_choice-case utils-check_bool-no utils-seed_everything-none
 utils-seed_everything-negative utils-seed_everything-huge utils-seed_everything-float
-utils-seed_everything-max utils-resolve_device-gpu utils-resolve_device-int
-utils-check_finite-nan
+utils-seed_everything-max utils-resolve_device-gpu utils-resolve_device-int utils-check_finite-nan
 data-name-case data-name-unknown data-n-zero data-n-negative data-n-float data-n-string data-n-too-many
 data-mnist-missing data-mnist-label-file-missing data-mnist-idx-files data-root-is-a-file
-data-read_idx-missing
+data-read_idx-missing data-read_idx-not-idx
 metrics-length-mismatch metrics-empty metrics-float-labels metrics-float-tensor-labels metrics-negative
 metrics-2d metrics-strings metrics-huge-ids-nmi metrics-int32-tensor metrics-nmi-length metrics-ari-float
 metrics-evaluate-empty metrics-compare-one-run metrics-compare-nan metrics-compare-confidence-one
@@ -59,25 +58,30 @@ kmeans-init-wrong-shape kmeans-init-nan kmeans-init-with-n_init kmeans-seed-none
 kmeans-seed-float kmeans-device-gpu kmeans-fit-1d kmeans-fit-nan kmeans-fit-inf kmeans-fit-uint8
 kmeans-fit-numpy-float64 kmeans-fit-noncontiguous kmeans-fit-float16 kmeans-fit-list
 kmeans-predict-other-size kmeans-predict-nan kmeans-predict-noncontiguous kmeans-predict-numpy
-kmeans-plusplus-generator-int
+kmeans-plusplus-generator-int kmeans-seed-huge kmeans-fit-empty kmeans-max_iter-cap
+kmeans-predict-unfitted kmeans-predict-empty
 iic-n_clusters-one iic-n_clusters-float iic-n_overclusters-one iic-n_subheads-zero iic-trunk-unknown
-iic-g-string iic-epochs-zero iic-epochs-none iic-batch_size-one
-iic-batch_size-too-big iic-repeats-zero iic-main_passes-zero iic-over_passes-negative iic-lr-zero
-iic-lr-nan iic-lamb-negative iic-seed-none iic-seed-negative iic-seed-string iic-amp-string iic-device-gpu
-iic-fit-rank3 iic-fit-nan iic-fit-inf iic-fit-y-length iic-fit-y-2d iic-g-changes-shape
-iic-g-returns-numpy iic-fit-uint8 iic-fit-numpy-float64 iic-fit-float16 iic-fit-noncontiguous
-iic-fit-non-square iic-predict-nan iic-predict-rank3 iic-predict-head iic-predict-subhead
-iic-predict-numpy iic-predict-noncontiguous iic-predict_proba-float64 iic-loss-shape-mismatch
-iic-loss-lamb-negative iic-joint-1d iic-information-negative iic-information-nonsquare
+iic-g-string iic-epochs-zero iic-epochs-none iic-batch_size-one iic-batch_size-too-big iic-repeats-zero
+iic-main_passes-zero iic-over_passes-negative iic-lr-zero iic-lr-nan iic-lamb-negative iic-seed-none
+iic-seed-negative iic-seed-string iic-amp-string iic-device-gpu iic-fit-rank3 iic-fit-nan iic-fit-inf
+iic-fit-y-length iic-fit-y-2d iic-g-changes-shape iic-g-returns-numpy iic-fit-uint8 iic-fit-numpy-float64
+iic-fit-float16 iic-fit-noncontiguous iic-fit-non-square iic-predict-nan iic-predict-rank3
+iic-predict-head iic-predict-subhead iic-predict-numpy iic-predict-noncontiguous iic-predict_proba-float64
+iic-loss-shape-mismatch iic-loss-lamb-negative iic-joint-1d iic-information-negative
+iic-information-nonsquare iic-verbose-string iic-fit-empty iic-fit-too-small iic-fit-y-float
+iic-g-returns-nan iic-predict-unfitted iic-predict-other-size iic-predict-other-channels iic-predict-empty
+iic-predict-uint8 iic-clusternet-trunk-unknown
 dim-alpha-negative dim-all-zero dim-estimator-unknown dim-local_critic-unknown dim-code_dim-zero
 dim-widths-two dim-widths-zero dim-critic_dim-zero dim-epochs-zero dim-batch_size-one dim-lr-zero
 dim-seed-none dim-seed-negative dim-device-gpu dim-fit-empty dim-fit-rank3 dim-fit-nan dim-fit-inf
 dim-fit-one-image dim-fit-uint8 dim-fit-numpy dim-fit-float64 dim-fit-noncontiguous dim-transform-nan
-dim-transform-numpy-float64 dim-transform-noncontiguous dim-probe-test_size
+dim-transform-numpy-float64 dim-transform-noncontiguous dim-probe-test_size dim-fit-too-small
+dim-transform-unfitted dim-transform-other-size dim-transform-other-channels dim-transform-empty
+dim-partial_fit-other-size
 mi-jsd-1d mi-jsd-one-sample mi-dv-nonsquare mi-nce-numpy mi-estimate-unknown mi-gaussian-dim-zero
 mi-gaussian-rho-one mi-gaussian-rho-two mi-correlated-n-zero mi-correlated-generator-int
 mi-correlated-device-gpu mi-curve-estimator mi-curve-true_mi-empty mi-curve-true_mi-negative
-mi-curve-steps-zero mi-curve-batch-one mi-curve-generator-int
+mi-curve-steps-zero mi-curve-batch-one mi-curve-generator-int mi-curve-dim-zero
 classifiers-cnn-channels-zero classifiers-cnn-classes-one classifiers-cnn-width-zero
 classifiers-train-rank3 classifiers-train-y-length classifiers-train-epochs-zero
 classifiers-train-batch-zero classifiers-train-lr-nan classifiers-train-generator-int
@@ -105,9 +109,8 @@ pgd-alpha-zero pgd-iter-negative pgd-lam-zero pgd-kernel-even
 adef-rank3 adef-sigma-negative adef-overshoot-zero adef-max_iter-zero adef-candidates-zero
 adef-candidates-too-many adef-tol-negative adef-numpy adef-noncontiguous adef-step-labels-shape
 adef-step-sigma-nan adef-g-sigma-negative adef-g-overshoot-small adef-g-max_iter-zero adef-g-classes-one
-adef-g-seed-none adef-g-seed-negative
-adef-nan adef-inf adef-empty adef-channels adef-too-small adef-uint8 adef-float64 adef-step-labels-float
-adef-step-labels-range adef-step-nan adef-g-nan
+adef-g-seed-none adef-g-seed-negative adef-nan adef-inf adef-empty adef-channels adef-too-small adef-uint8
+adef-float64 adef-step-labels-float adef-step-labels-range adef-step-nan adef-g-nan
 deform-warp-rank3 deform-warp-field-channels deform-warp-field-size deform-warp-numpy deform-warp-float64
 deform-warp-noncontiguous deform-filter-sigma-negative deform-filter-sigma-nan deform-filter-rank3
 deform-filter-noncontiguous deform-gradient-1px deform-t_norm-channels deform-field_norm-unknown
@@ -115,10 +118,9 @@ deform-affine-h-zero deform-affine-scale-zero deform-affine-angle-nan deform-aff
 deform-random-n-zero deform-random-magnitude-negative deform-random-magnitude-length
 deform-random-sigma-negative deform-random-norm-unknown deform-g-magnitude-negative
 deform-g-magnitude-triple deform-g-magnitude-reversed deform-g-sigma-negative deform-g-norm-unknown
-deform-g-rank3 deform-g-noncontiguous deform-g-float64
-deform-warp-nan deform-warp-field-nan deform-warp-empty deform-warp-uint8 deform-filter-nan
-deform-affine-shift-one deform-random-generator-int deform-g-nan deform-g-inf deform-g-empty
-deform-g-uint8 deform-g-seed-none deform-g-seed-negative
+deform-g-rank3 deform-g-noncontiguous deform-g-float64 deform-warp-nan deform-warp-field-nan
+deform-warp-empty deform-warp-uint8 deform-filter-nan deform-affine-shift-one deform-random-generator-int
+deform-g-nan deform-g-inf deform-g-empty deform-g-uint8 deform-g-seed-none deform-g-seed-negative
 w2alg-rank3 w2alg-eps-negative w2alg-eta-zero w2alg-alpha-zero w2alg-max_iter-zero w2alg-generator-int
 w2alg-candidates-zero w2alg-numpy w2alg-noncontiguous w2alg-g-eps-negative w2alg-g-eta-zero
 w2alg-g-seed-none w2alg-g-seed-negative w2alg-g-classes-one w2alg-g-candidates-zero w2alg-g-noncontiguous
@@ -130,7 +132,7 @@ transforms-sinkhorn-nan transforms-pool-g-string transforms-pool-duplicates tran
 transforms-pool-batch-zero transforms-pool-g-shape transforms-compose-empty transforms-compose-number
 transforms-sinkhorn-kernel-even transforms-sinkhorn-noncontiguous transforms-pool-g-numpy
 transforms-pool-seed-none transforms-pool-x-nan transforms-pool-x-empty transforms-pool-unknown-image
-build-chapters-unknown build-profile-unknown
+build-chapters-unknown build-profile-unknown build-chapters-no-names build-chapters-unknown-after-known
 """.split()
 
 
