@@ -124,12 +124,13 @@ def _targets(logits: torch.Tensor, labels: torch.Tensor, candidates) -> torch.Te
 
 
 def _smallest_step(x: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor,
-                   field: torch.Tensor | None, sigma: float) -> torch.Tensor:
+                   field: torch.Tensor | None, sigma: float, max_norm: float = float("inf")) -> torch.Tensor:
     """The step of :func:`adef_step` from ``logits = model(x)`` (``x`` a leaf that requires grad).
 
     The margin gradients of the candidates take one backward pass each through the graph
     of ``logits`` (freed after the last). ``||S a||^2 = <a, S^2 a>`` since ``S`` is
-    symmetric, so the filter runs once, as ``S^2``.
+    symmetric, so the filter runs once, as ``S^2``. A candidate whose accumulated field would
+    reach ``max_norm`` is not taken; an image without an admissible candidate gets a zero step.
     """
     n, k = targets.shape
     margins = logits.gather(1, targets) - logits.gather(1, labels[:, None])           # (N, K')
@@ -143,8 +144,10 @@ def _smallest_step(x: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, 
     scale = torch.where(usable, -margins.detach() / norm2.clamp_min(torch.finfo(norm2.dtype).tiny), 0.0)
     steps = scale[..., None, None, None] * s2a
     total = steps if field is None else steps + field.unsqueeze(1)
-    size = total.pow(2).sum(2).flatten(2).amax(2).masked_fill(~usable, float("inf"))
-    return steps[torch.arange(n, device=x.device), size.argmin(1)]
+    size = total.pow(2).sum(2).flatten(2).amax(2).sqrt()
+    size = size.masked_fill(~usable | (size >= max_norm), float("inf"))
+    best = steps[torch.arange(n, device=x.device), size.argmin(1)]
+    return torch.where(torch.isfinite(size.amin(1))[:, None, None, None], best, 0.0)
 
 
 def adef_step(
@@ -215,6 +218,7 @@ def adef(
     overshoot: float = 1.2,
     max_iter: int = 100,
     candidates: int | None = None,
+    max_norm: float = float("inf"),
     tol: float = 1e-4,
 ) -> ADefResult:
     """ADef (Alaifari, Alberti, Gauksson 2019, Algorithm 1; talk section 4.4) on a batch.
@@ -224,20 +228,23 @@ def adef(
     labels are the ``candidates`` next-highest classes on the original image. Each iteration
     adds :func:`adef_step` to the accumulated field ``tau`` and re-warps the ORIGINAL image
     by ``tau``; an image stops as soon as its label changes, or after ``max_iter``
-    iterations. Finally the field of every image that still has its original label, or
-    lies on a decision boundary (two logits within :data:`BOUNDARY_TOL`), is multiplied by
-    ``overshoot`` (the paper's eta) and its original warped once more; a successful field
-    is left as it is (the authors' reference code does the same).
+    iterations, or when no candidate step keeps its field's T-norm below ``max_norm``.
+    Finally the field of every image that still has its original label, or lies on a
+    decision boundary (two logits within :data:`BOUNDARY_TOL`), is multiplied by
+    ``overshoot`` (the paper's eta; less where that would reach ``max_norm``) and its
+    original warped once more; a successful field is left as it is (the authors' reference
+    code does the same).
 
-    Two departures from the authors' code, both about stopping. On a piecewise-linear
+    Two departures from the authors' code. On a piecewise-linear
     (ReLU) network the linearised step lands almost exactly on the decision boundary, so
     some iterates approach it geometrically from the original side and never cross; only
     the overshoot flips them. ``tol`` stops such an image once its step is shorter than
     ``tol`` pixels: with the geometric convergence seen there, the remaining iterations
     would add about ``tol`` to the field, each at full cost (the authors stop an image when
     the T-norm of its field changes by less than 1e-10, a rule ``tol=0`` keeps in spirit:
-    the iterations then run to ``max_iter``). And the authors' ``max_norm``, a cap on the
-    T-norm, is not offered.
+    the iterations then run to ``max_iter``). And outside the frame the deformed image is
+    zero, where the authors repeat the border pixel (the same on MNIST, whose border is
+    black).
 
     Parameters
     ----------
@@ -256,6 +263,9 @@ def adef(
     candidates : int or None
         How many labels to try per step, the highest-ranked on the original image other
         than its label (the authors' ``ind_candidates``); ``None`` tries every class.
+    max_norm : float
+        Largest T-norm of a field, in pixels (the authors' ``max_norm``; default: no cap). It
+        bounds the deformation where the classifier is hard to flip, as a random one can be.
     tol : float
         Stop an image whose step has a T-norm below ``tol`` pixels (see above).
 
@@ -270,6 +280,8 @@ def adef(
     overshoot = check_number("overshoot", overshoot, 1.0)
     max_iter = check_int("max_iter", max_iter, 1)
     tol = check_number("tol", tol, 0.0)
+    if max_norm != float("inf"):
+        max_norm = check_number("max_norm", max_norm, 0.0, strict_low=True)
     n, _, h, w = images.shape
     dev = images.device
     with torch.no_grad():
@@ -284,13 +296,14 @@ def adef(
         for _ in range(max_iter):
             if logits is None:  # the graph of the last label check serves the next step
                 logits = model(x)
-            step = _smallest_step(x, logits, original[idx], targets[idx], field[idx], sigma)
+            step = _smallest_step(x, logits, original[idx], targets[idx], field[idx], sigma, max_norm)
             field[idx] += step
             iterations[idx] += 1
             current = warp(images[idx], field[idx])
             x = current.detach().requires_grad_(True)
             logits = model(x)
-            keep = (logits.detach().argmax(1) == original[idx]) & (t_norm(step) >= tol)
+            size = t_norm(step)
+            keep = (logits.detach().argmax(1) == original[idx]) & (size >= tol) & (size > 0)
             if not bool(keep.any()):
                 break
             if not bool(keep.all()):
@@ -298,10 +311,10 @@ def adef(
     with torch.no_grad():
         final = model(warp(images, field))
     top = final.max(1, keepdim=True).values
-    overshot = (final.argmax(1) == original) | ((final >= top - BOUNDARY_TOL).sum(1) > 1)
-    if overshoot != 1.0 and bool(overshot.any()):
-        field[overshot] *= overshoot
+    # the authors' overshoot: where the label has not changed or ties, at most up to max_norm
+    factor = (max_norm / t_norm(field).clamp_min(torch.finfo(field.dtype).tiny)).clamp(1.0, overshoot)
+    overshot = ((final.argmax(1) == original) | ((final >= top - BOUNDARY_TOL).sum(1) > 1)) & (factor > 1.0)
+    field[overshot] *= factor[overshot, None, None, None]
     deformed = warp(images, field)
     label = _predict(model, deformed)
-    return ADefResult(deformed, field, original, label, label != original, overshot & (overshoot != 1.0),
-                      iterations, t_norm(field))
+    return ADefResult(deformed, field, original, label, label != original, overshot, iterations, t_norm(field))

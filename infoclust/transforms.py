@@ -108,8 +108,8 @@ class ADefPerturbation:
 
     Parameters
     ----------
-    sigma, overshoot, max_iter
-        As in :func:`infoclust.adef.adef`.
+    sigma, overshoot, max_iter, max_norm
+        As in :func:`infoclust.adef.adef` (``max_norm``: a cap on the T-norm, in pixels).
     candidates : int or None
         Candidate labels per step (:func:`infoclust.adef.adef`; ``None``: all). The default,
         1, tries only the random classifier's highest other class: on 250 mnist5k digits
@@ -122,24 +122,27 @@ class ADefPerturbation:
     """
 
     def __init__(self, *, sigma: float = 0.5, overshoot: float = 1.2, max_iter: int = 20,
-                 candidates: int | None = 1, n_random_classes: int = 10, seed: int = 0) -> None:
+                 candidates: int | None = 1, max_norm: float = float("inf"), n_random_classes: int = 10,
+                 seed: int = 0) -> None:
         self.random_classifier = LazyRandomClassifier(n_random_classes, seed)
         self.n_random_classes, self.seed = self.random_classifier.n_random_classes, self.random_classifier.seed
         self.sigma = check_number("sigma", sigma, 0.0)
         self.overshoot = check_number("overshoot", overshoot, 1.0)
         self.max_iter = check_int("max_iter", max_iter, 1)
+        self.max_norm = max_norm if max_norm == float("inf") else check_number("max_norm", max_norm, 0.0,
+                                                                                strict_low=True)
         self.candidates = candidates if candidates is None else check_int(
             "candidates", candidates, 1, self.n_random_classes - 1)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = check_images("x", x)
         res = adef(self.random_classifier.model_for(x), x, sigma=self.sigma, overshoot=self.overshoot,
-                   max_iter=self.max_iter, candidates=self.candidates)
+                   max_iter=self.max_iter, candidates=self.candidates, max_norm=self.max_norm)
         return res.images.to(device=x.device, dtype=x.dtype)
 
     def __repr__(self) -> str:
         return (f"ADefPerturbation(sigma={self.sigma}, max_iter={self.max_iter}, candidates={self.candidates}, "
-                f"n_random_classes={self.n_random_classes}, seed={self.seed})")
+                f"max_norm={self.max_norm}, n_random_classes={self.n_random_classes}, seed={self.seed})")
 
 
 def fingerprint(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

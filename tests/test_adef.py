@@ -51,6 +51,17 @@ def test_adef_finds_the_known_minimal_deformation(max_iter):
     torch.testing.assert_close(res.t_norm, t_norm(res.field))
 
 
+def test_max_norm_caps_the_steps_and_the_overshoot():
+    x, model, _ = ramp_and_linear_model()
+    stuck = adef(model, x, sigma=0.0, max_norm=0.9 * SHIFT)  # the only step reaches SHIFT
+    assert not stuck.changed.item() and stuck.t_norm.item() == 0.0 and stuck.iterations.item() == 1
+    capped = adef(model, x, sigma=0.0, max_norm=1.1 * SHIFT, overshoot=1.2)  # the overshoot stops at 1.1
+    assert capped.overshot.item() and capped.changed.item()
+    assert capped.t_norm.item() == pytest.approx(1.1 * SHIFT, rel=1e-6)
+    with pytest.raises(ParameterError, match="max_norm"):
+        adef(model, x, max_norm=0.0)
+
+
 def test_tol_stops_an_iterate_that_sits_on_the_boundary():
     x, model, _ = ramp_and_linear_model()
     res = adef(model, x, sigma=0.0, max_iter=50, tol=1e-4)
