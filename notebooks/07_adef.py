@@ -99,6 +99,7 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 import infoclust as ic
+from infoclust import plot as icp
 from infoclust.adef import adef
 from infoclust.classifiers import SmallCNN, accuracy, predict, random_classifier, train_classifier
 
@@ -167,29 +168,13 @@ print(f"  label changed for {success:.4f}, T-norm median {np.median(tn):.4f} px 
 # point of the original image that the deformed image shows at $p$.
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "ADef on the trained CNN. Top: original test digits with the CNN's label. Middle: the deformed digits with their new label. Bottom: the deformation field on the original (every second pixel; arrow from p to p + tau(p), true length in pixels).", "name": "fig-adef-examples"}}
-def draw_field(ax, image, field, step=2):
-    h, w = image.shape[-2:]
-    ax.imshow(image[0].cpu(), cmap="gray_r", vmin=0, vmax=1)
-    yy, xx = np.mgrid[0:h:step, 0:w:step]
-    f = field.cpu().numpy()[:, ::step, ::step]
-    ax.quiver(xx, yy, f[0], f[1], color="tab:red", angles="xy", scale_units="xy", scale=1, width=0.012)
-    ax.set_xlim(-0.5, w - 0.5)
-    ax.set_ylim(h - 0.5, -0.5)
-
-
 show = min(6, len(targets))
-fig, axes = plt.subplots(3, show, figsize=(1.6 * show, 5.0), squeeze=False)
-for j in range(show):
-    axes[0, j].imshow(targets[j, 0].cpu(), cmap="gray_r", vmin=0, vmax=1)
-    axes[0, j].set_title(f"label {res.original_label[j].item()}", fontsize=9)
-    axes[1, j].imshow(res.images[j, 0].cpu(), cmap="gray_r", vmin=0, vmax=1)
-    axes[1, j].set_title(f"-> {res.label[j].item()}, T {res.t_norm[j].item():.2f}", fontsize=9)
-    draw_field(axes[2, j], targets[j], res.field[j])
-for ax in axes.flat:
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.grid(False)
-plt.tight_layout()
+fig, axes = plt.subplots(3, show, figsize=(1.6 * show, 5.0), squeeze=False, layout="constrained")
+icp.image_grid([targets[:show], res.images[:show]], axes=axes[:2], fontsize=9,
+               titles=[[f"label {c}" for c in res.original_label[:show].tolist()],
+                       [f"-> {c}, T {t:.2f}" for c, t in zip(res.label[:show].tolist(), res.t_norm[:show].tolist())]])
+for ax, image, field in zip(axes[2], targets, res.field):
+    icp.vector_field(field, image=image, ax=ax)
 plt.show()
 
 # %% [markdown]
@@ -256,6 +241,9 @@ for s in sigmas:
     with ic.timer() as t_s:
         r = adef(cnn, targets[:n_sweep], sigma=s, overshoot=overshoot, max_iter=max_iter)
     sweep[s] = (r, t_s["seconds"])
+for s, (r, secs) in sweep.items():
+    if r.changed.any():
+        ledger.record(f"ADef median T-norm, sigma = {s:g}", r.t_norm[r.changed].median().item(), unit="px", seconds=secs)
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -267,16 +255,12 @@ for s, (r, _) in sweep.items():
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "A typical digit (its T-norm at the chapter's sigma is the median one) deformed by ADef with increasing smoothing width sigma: the deformed digit (top, with the new label and the T-norm) and the field (bottom).", "name": "fig-adef-sigma"}}
 typical = int((same.t_norm - same.t_norm.median()).abs().argmin())
-fig, axes = plt.subplots(2, len(sigmas), figsize=(1.9 * len(sigmas), 4.0), squeeze=False)
-for j, (s, (r, _)) in enumerate(sweep.items()):
-    axes[0, j].imshow(r.images[typical, 0].cpu(), cmap="gray_r", vmin=0, vmax=1)
-    axes[0, j].set_title(f"sigma {s:g}: -> {r.label[typical].item()}, T {r.t_norm[typical].item():.2f}", fontsize=8)
-    draw_field(axes[1, j], targets[typical], r.field[typical])
-for ax in axes.flat:
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.grid(False)
-plt.tight_layout()
+fig, axes = plt.subplots(2, len(sigmas), figsize=(1.9 * len(sigmas), 4.0), squeeze=False, layout="constrained")
+icp.image_grid([[r.images[typical] for r, _ in sweep.values()]], axes=axes[:1],
+               titles=[[f"sigma {s:g}: -> {r.label[typical].item()}, T {r.t_norm[typical].item():.2f}"
+                        for s, (r, _) in sweep.items()]])
+for ax, (r, _) in zip(axes[1], sweep.values()):
+    icp.vector_field(r.field[typical], image=targets[typical], ax=ax)
 plt.show()
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "T-norms of the successful deformations for each smoothing width (same digits; box: quartiles).", "name": "fig-adef-sigma-tnorm"}}
@@ -286,9 +270,6 @@ ax.set_xlabel("sigma (pixels)")
 ax.set_ylabel("T-norm (pixels)")
 plt.tight_layout()
 plt.show()
-for s, (r, secs) in sweep.items():
-    if r.changed.any():
-        ledger.record(f"ADef median T-norm, sigma = {s:g}", r.t_norm[r.changed].median().item(), unit="px", seconds=secs)
 
 # %% [markdown]
 # ## With the talk's random classifier
@@ -318,23 +299,18 @@ print(f"random classifier with {n_random_classes} classes: labels of the digits 
 print(f"  changed {res_r.changed.float().mean().item():.4f}, median T-norm {np.median(tn_r):.4f} px, "
       f"mean iterations {res_r.iterations.float().mean().item():.4f}")
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "ADef against the random, non-trainable classifier: T-norms of the successful deformations beside those against the trained CNN on the same digits (left), and three examples: deformed digit and field (right).", "name": "fig-adef-random"}}
-fig = plt.figure(figsize=(8.0, 3.2))
-ax = fig.add_subplot(1, 3, 1)
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "ADef against the random, non-trainable classifier: T-norms of the successful deformations beside those against the trained CNN on the same digits (left), and two examples: deformed digit and field (right).", "name": "fig-adef-random"}}
+fig = plt.figure(figsize=(8.0, 3.2), layout="constrained")
+grid = fig.add_gridspec(2, 3)
+ax = fig.add_subplot(grid[:, 0])
 ax.hist([same.t_norm[same.changed].cpu().numpy(), tn_r], bins=20, label=["trained CNN", "random net"])
 ax.set_xlabel("T-norm (pixels)")
 ax.legend()
-for j in range(min(2, len(res_r.images))):
-    a = fig.add_subplot(2, 3, 2 + j)
-    a.imshow(res_r.images[j, 0].cpu(), cmap="gray_r", vmin=0, vmax=1)
-    a.set_title(f"{res_r.original_label[j].item()} -> {res_r.label[j].item()}", fontsize=8)
-    b = fig.add_subplot(2, 3, 5 + j)
-    draw_field(b, targets[j], res_r.field[j])
-    for axx in (a, b):
-        axx.set_xticks([])
-        axx.set_yticks([])
-        axx.grid(False)
-plt.tight_layout()
+n_ex = min(2, len(res_r.images))
+icp.image_grid([res_r.images[:n_ex]], axes=[[fig.add_subplot(grid[0, 1 + j]) for j in range(n_ex)]],
+               titles=[[f"{a} -> {b}" for a, b in zip(res_r.original_label[:n_ex].tolist(), res_r.label[:n_ex].tolist())]])
+for j in range(n_ex):
+    icp.vector_field(res_r.field[j], image=targets[j], ax=fig.add_subplot(grid[1, 1 + j]))
 plt.show()
 
 # %% [markdown]
