@@ -113,6 +113,7 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 import infoclust as ic
+from infoclust import plot as icp
 from infoclust.classifiers import random_classifier
 from infoclust.w2_algorithm import W2Perturbation, w2_perturbation
 from infoclust.wasserstein import w2_exact
@@ -141,13 +142,8 @@ path = [w2_perturbation(net, digits[:1], 100.0, 1e-9, alpha=alpha, sigma=sigma, 
 path_w2 = [0.0] + w2_exact(torch.cat([p.images for p in path]), digits[:1]).tolist()
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "The path of Algorithm 1's ADef steps from one digit against the random classifier (no stopping): the digit after each step, titled with its exact W2 distance to the original in pixels.", "name": "fig-w2alg-path"}}
-fig, axes = plt.subplots(1, path_steps + 1, figsize=(1.3 * (path_steps + 1), 1.8))
-for k, ax in enumerate(axes):
-    img = digits[0] if k == 0 else path[k - 1].images[0]
-    ax.imshow(img[0].cpu(), cmap="gray_r", vmin=0, vmax=1)
-    ax.set_title("x" if k == 0 else f"{k}: {path_w2[k]:.2f}", fontsize=8)
-    ax.axis("off")
-plt.tight_layout()
+icp.image_grid(torch.cat([digits[:1]] + [p.images[:1] for p in path]),
+               titles=["x"] + [f"{k}: {d:.2f}" for k, d in enumerate(path_w2[1:], start=1)], size=1.2)
 plt.show()
 
 # %% [markdown]
@@ -181,19 +177,9 @@ for (eps, eta), (r, _) in runs.items():
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Samples of Algorithm 1: the original digits (top row) and one sample per setting (eps, eta), titled with its exact W2 distance to the original (pixels).", "name": "fig-w2alg-samples"}}
 cols = min(8, n_images)
-fig, axes = plt.subplots(len(runs) + 1, cols, figsize=(1.1 * cols, 1.25 * (len(runs) + 1)), squeeze=False)
-for j in range(cols):
-    axes[0, j].imshow(digits[j, 0].cpu(), cmap="gray_r", vmin=0, vmax=1)
-    for i, ((eps, eta), (r, _)) in enumerate(runs.items(), start=1):
-        axes[i, j].imshow(r.images[j, 0].cpu(), cmap="gray_r", vmin=0, vmax=1)
-        axes[i, j].set_title(f"{exact_w2[(eps, eta)][j].item():.2f}", fontsize=7)
-for i, (eps, eta) in enumerate([("x", "")] + list(runs)):
-    axes[i, 0].set_ylabel("original" if i == 0 else f"eps {eps:g}\neta {eta:g}", fontsize=7)
-for ax in axes.flat:
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.grid(False)
-plt.tight_layout()
+icp.image_grid([digits[:cols]] + [r.images[:cols] for r, _ in runs.values()],
+               titles=[None] + [[f"{d:.2f}" for d in exact_w2[setting][:cols].tolist()] for setting in runs],
+               row_labels=["original"] + [f"eps {eps:g}\neta {eta:g}" for eps, eta in runs], fontsize=7)
 plt.show()
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Left: exact W2 distance of the samples to their originals for each setting (dots; the bar marks eps). Right: number of accepted ADef steps per walk.", "name": "fig-w2alg-distributions"}}
@@ -288,15 +274,9 @@ cols = min(8, len(batch))
 first = (gx, w2_exact(gx[:cols], batch[:cols]))
 again = g(batch[:cols])
 second = (again, w2_exact(again, batch[:cols]))
-fig, axes = plt.subplots(3, cols, figsize=(1.1 * cols, 3.6), squeeze=False)
-for j in range(cols):
-    axes[0, j].imshow(batch[j, 0].cpu(), cmap="gray_r", vmin=0, vmax=1)
-    for i, (imgs, d) in enumerate((first, second), start=1):
-        axes[i, j].imshow(imgs[j, 0].cpu(), cmap="gray_r", vmin=0, vmax=1)
-        axes[i, j].set_title(f"{d[j].item():.2f}", fontsize=7)
-for ax in axes.flat:
-    ax.axis("off")
-plt.tight_layout()
+icp.image_grid([batch[:cols]] + [imgs[:cols] for imgs, _ in (first, second)],
+               titles=[None] + [[f"{v:.2f}" for v in d.tolist()] for _, d in (first, second)],
+               row_labels=["x", "g x", "g x"], fontsize=7)
 plt.show()
 
 # %% [markdown]
