@@ -98,6 +98,7 @@ from IPython.display import Markdown, display
 from tqdm.auto import tqdm
 
 import infoclust as ic
+from infoclust import plot as icp
 from infoclust.augment import MNISTTransform, crop_resize
 from infoclust.deform import RandomDeformation
 from infoclust.iic import IIC
@@ -148,15 +149,7 @@ print(f"{len(transforms)} transformations")
 shown = x[:6]
 names = list(cheap) + list(pools)
 torch.manual_seed(seed)
-rows = [shown] + [transforms[n](shown) for n in names]
-fig, axes = plt.subplots(len(rows), 6, figsize=(6.5, 1.15 * len(rows)))
-for r, (row, label) in enumerate(zip(rows, ["x"] + names)):
-    for c in range(6):
-        axes[r, c].imshow(row[c, 0].detach().cpu().clamp(0, 1).numpy(), cmap="gray_r", vmin=0, vmax=1)
-        axes[r, c].set_xticks([])
-        axes[r, c].set_yticks([])
-    axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=7)
-plt.tight_layout()
+icp.image_grid([shown] + [transforms[n](shown) for n in names], row_labels=["x"] + names, fontsize=7)
 plt.show()
 
 # %% tags=["hide-input"]
