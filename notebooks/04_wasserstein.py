@@ -112,6 +112,7 @@ from IPython.display import Markdown, display
 from myst_nb import glue
 
 import infoclust as ic
+from infoclust import plot as icp
 from infoclust.deform import affine_field, warp
 from infoclust.wasserstein import grid_cost, sample_perturbation, to_histogram, w2_exact, w2_sinkhorn
 
@@ -177,9 +178,7 @@ for ax, (name, c) in zip(axes, curves.items()):
     ax.plot(c["values"], c["l2"] / max(c["l2"].max(), 1e-12), "s-", label="L2")
     ax.set_xlabel(name)
     ax.set_ylim(0, 1.3)
-    inset = ax.inset_axes([0.68, 0.05, 0.3, 0.3])
-    inset.imshow(c["images"][-1, 0].numpy())
-    inset.axis("off")
+    icp.image(c["images"][-1], ax=ax.inset_axes([0.68, 0.05, 0.3, 0.3]))
 axes[0].set_ylabel("distance / its maximum")
 axes[0].legend(loc="upper left")
 plt.tight_layout()
@@ -332,27 +331,19 @@ for eta, res in runs.items():
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Left: an 8 x 8 digit and samples x + xi of eq. (6) for several eta (rows), titled with their exact W2 to the digit. Right: mean W2 over the chains along the Metropolis-Hastings run.", "name": "fig-w2-samples"}}
 show = min(n_chains, 5)
-fig = plt.figure(figsize=(10.0, 1.6 * len(runs) + 0.4))
+fig = plt.figure(figsize=(10.0, 1.6 * len(runs) + 0.4), layout="constrained")
 grid = fig.add_gridspec(len(runs), show + 3)
-for row, (eta, res) in enumerate(runs.items()):
-    ax = fig.add_subplot(grid[row, 0])
-    ax.imshow(small[0, 0].numpy())
-    ax.set_title("x" if row == 0 else "", fontsize=8)
-    ax.set_ylabel(f"eta {eta:g}", fontsize=8)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    for k in range(show):
-        ax = fig.add_subplot(grid[row, k + 1])
-        ax.imshow(res.samples[k, 0].numpy())
-        ax.set_title(f"W2 {res.distances[k]:.2f}", fontsize=8)
-        ax.axis("off")
+icp.image_grid([[small[0]] + list(res.samples[:show]) for res in runs.values()],
+               axes=[[fig.add_subplot(grid[r, c]) for c in range(show + 1)] for r in range(len(runs))],
+               titles=[["x" if r == 0 else None] + [f"W2 {d:.2f}" for d in res.distances[:show]]
+                       for r, res in enumerate(runs.values())],
+               row_labels=[f"eta {eta:g}" for eta in runs])
 trace_ax = fig.add_subplot(grid[:, show + 1:])
 for eta, res in runs.items():
     trace_ax.plot(res.trace.numpy(), label=f"eta {eta:g}")
 trace_ax.set_xlabel("step")
 trace_ax.set_ylabel("mean W2 of the chains (px)")
 trace_ax.legend()
-plt.tight_layout()
 plt.show()
 
 # %% tags=["hide-input"]
