@@ -44,6 +44,10 @@ def test_skeleton(chapter):
     assert "{bibliography}" in markdown
     profiles = yaml.safe_load((book.ROOT / "notebooks" / "profiles.yml").read_text())[chapter]
     assert set(profiles) == {"smoke", "default", "full"}
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "figure" in cell.metadata.get("mystnb", {}):
+            name = cell.metadata["mystnb"]["figure"]["name"]
+            assert cell.source.rstrip().endswith("plt.show()"), f"figure {name} does not end with plt.show()"
     checked = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith("# NBVAL_CHECK_OUTPUT")]
     assert checked, "no cell marked NBVAL_CHECK_OUTPUT: nothing would be compared on rerun"
     code = [c.source for c in nb.cells if c.cell_type == "code"]
@@ -65,7 +69,9 @@ def test_smoke_run(chapter, smoke):
         if cell.cell_type == "code" and "figure" in cell.metadata.get("mystnb", {}):
             images = [o for o in cell.outputs if "image/png" in o.get("data", {})]
             name = cell.metadata["mystnb"]["figure"]["name"]
-            assert len(images) == 1, f"figure {name} has {len(images)} images"
+            assert len(images) == len(cell.outputs) == 1, (
+                f"figure {name} has {len(images)} images and {len(cell.outputs)} outputs: a figure cell only "
+                f"draws (print, glue and records go elsewhere)")
     results = json.loads((smoke(chapter).parent.parent / "results" / f"{chapter}.json").read_text())
     assert results["profile"] == "smoke" and results["results"], "the chapter recorded no result"
 
