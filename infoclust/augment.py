@@ -20,7 +20,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .utils import ParameterError, check_generator, check_int, check_number, check_seed, make_generator
+from .utils import (ParameterError, check_generator, check_images, check_int, check_number, check_seed,
+                    make_generator)
 
 __all__ = ["crop_resize", "random_affine", "colour_jitter", "MNISTTransform"]
 
@@ -43,6 +44,7 @@ def crop_resize(x: torch.Tensor, crop: int, size: int) -> torch.Tensor:
     torch.Tensor
         (N, C, size, size), bilinear resampling, on ``x.device``.
     """
+    x = check_images("x", x)
     crop = check_int("crop", crop, 1, min(x.shape[-2:]))
     size = check_int("size", size, 1)
     top, left = (x.shape[-2] - crop) // 2, (x.shape[-1] - crop) // 2
@@ -69,6 +71,17 @@ def random_affine(x: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor,
     shift : torch.Tensor
         (N, 2) centre of the sampled window, (x, y) in [-1, 1] units.
     """
+    x = check_images("x", x)
+    n = len(x)
+    for name, value, shape in (("angle", angle, (n,)), ("scale", scale, (n,)), ("shift", shift, (n, 2))):
+        if not torch.is_tensor(value) or tuple(value.shape) != shape:
+            got = tuple(value.shape) if torch.is_tensor(value) else type(value).__name__
+            raise ParameterError(f"{name} must be a tensor of shape {shape} (one per image of x), got {got}")
+    return _affine(x, *(t.to(device=x.device) for t in (angle, scale, shift)))
+
+
+def _affine(x: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """:func:`random_affine` on checked inputs."""
     cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
     theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1),
                          torch.stack([sin, cos, shift[:, 1]], 1)], 1).to(x.dtype)
@@ -97,6 +110,16 @@ def colour_jitter(x: torch.Tensor, brightness: float = 0.4, contrast: float = 0.
     None: torch's global CPU generator), whatever the device of ``x``.
     """
     generator = check_generator("generator", generator)
+    x = check_images("x", x)
+    for name, value, high in (("brightness", brightness, 1), ("contrast", contrast, 1),
+                              ("saturation", saturation, 1), ("hue", hue, 0.5)):
+        check_number(name, value, 0, high)
+    return _jitter(x, brightness, contrast, saturation, hue, generator)
+
+
+def _jitter(x: torch.Tensor, brightness: float, contrast: float, saturation: float, hue: float,
+            generator: torch.Generator | None) -> torch.Tensor:
+    """:func:`colour_jitter` on checked inputs."""
     n = x.shape[0]
     per_image = (n,) + (1,) * (x.dim() - 1)
     out = x * _uniform(n, 1 - brightness, 1 + brightness, x, generator).view(per_image)
@@ -164,16 +187,18 @@ class MNISTTransform:
 
     def __init__(self, max_angle: float = 25.0, p_rotate: float = 0.5,
                  scales: tuple[float, ...] = (0.8, 1.0, 1.2), extent: float = 1.4,
-                 jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.125), *, seed: int = 0) -> None:
+                 jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.125), *,
+                 seed: int = 0) -> None:
         self.max_angle = check_number("max_angle", max_angle, 0, 180)
         self.p_rotate = check_number("p_rotate", p_rotate, 0, 1)
-        if not scales:
-            raise ParameterError("scales must hold at least one window side")
+        if not isinstance(scales, (tuple, list)) or not scales:
+            raise ParameterError(f"scales={scales!r} must be a non-empty tuple of window sides")
         self.scales = tuple(check_number("scales", s, 0, strict_low=True) for s in scales)
         self.extent = check_number("extent", extent, max(self.scales))
-        if len(jitter) != 4:
+        if not isinstance(jitter, (tuple, list)) or len(jitter) != 4:
             raise ParameterError(f"jitter={jitter!r} must hold 4 numbers")
         self.jitter = tuple(check_number("jitter", j, 0, 1) for j in jitter)
+        check_number("jitter", self.jitter[3], 0, 0.5)  # the hue shift, in turns
         self.seed = check_seed("seed", seed)
         self.generator = make_generator(self.seed)
 
@@ -182,10 +207,11 @@ class MNISTTransform:
                 f"scales={self.scales}, extent={self.extent}, jitter={self.jitter}, seed={self.seed})")
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = check_images("x", x)
         n, gen = x.shape[0], self.generator
         angle = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(self.max_angle)
         angle = angle * (torch.rand(n, generator=gen) < self.p_rotate)
         scale = torch.tensor(self.scales)[torch.randint(len(self.scales), (n,), generator=gen)]
         shift = (torch.rand(n, 2, generator=gen) * 2 - 1) * (self.extent - scale).unsqueeze(1)
         angle, scale, shift = (t.to(device=x.device, dtype=x.dtype) for t in (angle, scale, shift))
-        return colour_jitter(random_affine(x, angle, scale, shift), *self.jitter, generator=gen)
+        return _jitter(_affine(x, angle, scale, shift), *self.jitter, gen)

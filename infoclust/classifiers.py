@@ -15,8 +15,8 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .utils import (ParameterError, check_bool, check_generator, check_int, check_number, check_seed,
-                    forked_global_rng, resolve_device)
+from .utils import (ParameterError, check_bool, check_generator, check_images, check_int, check_labels,
+                    check_not_diverged, check_number, check_seed, forked_global_rng, resolve_device)
 
 __all__ = ["SmallCNN", "train_classifier", "predict", "accuracy", "random_classifier"]
 
@@ -60,6 +60,30 @@ class SmallCNN(nn.Module):
         return self.head(self.features(x))
 
 
+def _check_model_images(model: nn.Module, x) -> torch.Tensor:
+    """``x`` checked as images for ``model``: its parameters' dtype, its first convolution's channels."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.float32)
+    channels = next((m.in_channels for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    return check_images("x", x, dtype=dtype, channels=channels)
+
+
+@torch.no_grad()
+def _n_outputs(model: nn.Module, x: torch.Tensor) -> int:
+    """The number of classes of ``model``: the width of its output on one image of ``x`` (in eval mode).
+
+    Raises :class:`~infoclust.utils.ParameterError` naming ``x`` when the model cannot take its images.
+    """
+    training = model.training
+    try:
+        return model.eval()(x[:1]).shape[-1]
+    except RuntimeError as err:
+        raise ParameterError(f"x: the model cannot take images of shape {tuple(x.shape[1:])} ({err})") from None
+    finally:
+        model.train(training)
+
+
 def _shift(x: torch.Tensor, max_shift: int, gen: torch.Generator | None) -> torch.Tensor:
     """Translate every image of the batch by its own random integer offset (zero fill)."""
     n, _, h, w = x.shape
@@ -97,8 +121,9 @@ def train_classifier(
     ----------
     model : nn.Module
         Maps ``(N, C, H, W)`` images to ``(N, K)`` logits; moved to ``device``.
-    x, y : torch.Tensor
-        Images in [0, 1] and integer labels in ``[0, K)``.
+    x, y : torch.Tensor or np.ndarray
+        Images (N, C, H, W) in [0, 1] (converted to the model's dtype) and integer labels in
+        ``[0, K)``.
     epochs, batch_size, lr : int, int, float
         Passes over the data, mini-batch size and the initial Adam learning rate.
     max_shift : int
@@ -114,25 +139,30 @@ def train_classifier(
     -------
     nn.Module
         The same model, trained, on ``device``, in eval mode.
+
+    Raises
+    ------
+    TrainingDivergedError
+        When the loss becomes non-finite (say at which epoch and step; lower ``lr``).
     """
     epochs = check_int("epochs", epochs, 1)
     batch_size = check_int("batch_size", batch_size, 1)
     lr = check_number("lr", lr, 0.0, strict_low=True)
     max_shift = check_int("max_shift", max_shift, 0)
-    if x.ndim != 4 or y.shape != (x.shape[0],):
-        raise ParameterError(f"x must be (N, C, H, W) and y (N,); got {tuple(x.shape)}, {tuple(y.shape)}")
+    x = _check_model_images(model, x)
     gen = check_generator("generator", generator)
     check_bool("verbose", verbose)
     dev = resolve_device(device)
-    model = model.to(dev).train()
-    x, y = x.to(dev), y.to(dev)
+    model, x = model.to(dev), x.to(dev)
+    y = check_labels("y", y, len(x), _n_outputs(model, x)).to(dev)
+    model.train()
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     steps = epochs * -(-len(x) // batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     bar = tqdm(range(epochs), desc="train", disable=not verbose)
-    for _ in bar:
+    for epoch in bar:
         total = 0.0
-        for idx in torch.randperm(len(x), generator=gen).split(batch_size):
+        for step, idx in enumerate(torch.randperm(len(x), generator=gen).split(batch_size), 1):
             idx = idx.to(dev)
             xb = _shift(x[idx], max_shift, gen) if max_shift else x[idx]
             loss = nn.functional.cross_entropy(model(xb), y[idx])
@@ -140,14 +170,18 @@ def train_classifier(
             loss.backward()
             opt.step()
             sched.step()
-            total += loss.item() * len(idx)
+            value = check_not_diverged("train_classifier", "the loss", loss.item(), epoch=epoch + 1,
+                                       step=step, lower=f"lr (now {lr})")
+            total += value * len(idx)
         bar.set_postfix(loss=f"{total / len(x):.4f}")
     return model.eval()
 
 
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """Arg-max class of ``model`` for every image of ``x`` (on ``x``'s device), in batches."""
+    """Arg-max class of ``model`` for every image of ``x`` (on ``x``'s device; CPU for arrays), in batches."""
+    x = _check_model_images(model, x)
+    batch_size = check_int("batch_size", batch_size, 1)
     dev = next(model.parameters()).device
     out = [model(xb.to(dev)).argmax(1).to(x.device) for xb in x.split(batch_size)]
     return torch.cat(out)
@@ -155,7 +189,8 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
     """Fraction of ``x`` that ``model`` labels as ``y`` (a float in [0, 1])."""
-    return (predict(model, x, batch_size) == y.to(x.device)).float().mean().item()
+    pred = predict(model, x, batch_size)
+    return (pred.cpu() == check_labels("y", y, len(pred))).float().mean().item()
 
 
 def random_classifier(

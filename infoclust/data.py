@@ -18,13 +18,15 @@ raises :class:`DatasetUnavailable`, which says where it looked and how to get th
 from __future__ import annotations
 
 import gzip
+import math
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .utils import ParameterError, check_choice, check_generator, check_int, check_number
+from .utils import ParameterError, check_bool, check_choice, check_generator, check_int, check_number, check_seed
 
 __all__ = ["DATASETS", "DatasetUnavailable", "load_dataset", "default_root", "read_idx", "train_test_split"]
 
@@ -42,16 +44,32 @@ def default_root() -> Path:
 
 
 def read_idx(path: str | Path) -> np.ndarray:
-    """Read an IDX file (the MNIST format; gzip allowed) into a NumPy array."""
+    """Read an IDX file (the MNIST format; gzip allowed) into a NumPy array.
+
+    Raises :class:`~infoclust.utils.ParameterError`, naming the file, for a file that is
+    not an unsigned-byte IDX file, and for a damaged or truncated one (an interrupted
+    download): delete it and download it again.
+    """
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        data = fh.read()
-    if data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-        raise ValueError(f"{path} is not an unsigned-byte IDX file")
-    ndim = data[3]
+    again = "delete it and download it again (load_dataset(..., download=True))"
+    try:
+        with opener(path, "rb") as fh:
+            data = fh.read()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as err:
+        raise ParameterError(f"{path} is damaged or truncated ({err}); {again}") from None
+    if data[:3] != b"\x00\x00\x08"[:len(data)]:
+        raise ParameterError(f"{path} is not an unsigned-byte IDX file")
+    ndim = data[3] if len(data) > 3 else 0
+    offset = 4 + 4 * ndim
+    if len(data) < max(offset, 4):
+        raise ParameterError(f"{path} is truncated inside its header ({len(data)} bytes); {again}")
     shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+    expected = offset + math.prod(shape)
+    if len(data) != expected:
+        raise ParameterError(f"{path} holds {len(data)} bytes but its header {shape} needs {expected}: "
+                             f"the file is truncated or damaged; {again}")
+    return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(shape)
 
 
 def _to_tensors(x: np.ndarray, y: np.ndarray, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,6 +107,11 @@ def _torchvision(name: str, root: Path, download: bool):
     try:
         if name in ("mnist", "fashion-mnist"):
             cls = tvd.MNIST if name == "mnist" else tvd.FashionMNIST
+            for path in sorted((root / cls.__name__ / "raw").glob("*-ubyte")):
+                try:  # a truncated file is named here, not deep inside torchvision
+                    read_idx(path)
+                except ParameterError as err:
+                    raise DatasetUnavailable(f"data set {name!r} is damaged: {err}") from None
             for train in (True, False):
                 ds = cls(str(root), train=train, download=download)
                 parts.append((ds.data.numpy()[:, None], ds.targets.numpy()))
@@ -156,6 +179,12 @@ def load_dataset(
         ``int64`` class labels, shape (N,).
     """
     check_choice("dataset", name, DATASETS)
+    check_bool("download", download)
+    seed = check_seed("seed", seed)
+    if root is not None and not isinstance(root, (str, os.PathLike)):
+        raise TypeError(f"root must be a path (str or pathlib.Path) or None, got {type(root).__name__}")
+    if n is not None:
+        n = check_int("n", n, 1)
     root = Path(root) if root is not None else default_root()
     if name == "digits":
         x, y = _digits()
@@ -166,7 +195,6 @@ def load_dataset(
     else:
         x, y = _torchvision(name, root, download)
     if n is not None:
-        n = check_int("n", n, 1)
         if n > len(x):
             raise ParameterError(f"n={n} exceeds the {len(x)} samples of {name!r}")
         idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]

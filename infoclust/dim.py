@@ -26,7 +26,6 @@ is never matched; we do not.
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Callable
 
 import numpy as np
@@ -37,9 +36,10 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from .mi import ESTIMATORS, mi_estimate
-from .utils import (ParameterError, TrainingDivergedError, check_bool, check_choice, check_images, check_int,
-                    check_number, check_seed, forked_global_rng, resolve_device, timer)
+from .mi import ESTIMATORS, _estimate
+from .utils import (ParameterError, check_bool, check_choice, check_finite, check_images, check_int,
+                    check_labels, check_not_diverged, check_number, check_seed, forked_global_rng,
+                    resolve_device, timer)
 
 __all__ = ["PRESETS", "Encoder", "GlobalCritic", "LocalCritic", "PriorDiscriminator", "PriorMatching",
            "DeepInfoMax", "linear_probe"]
@@ -177,7 +177,8 @@ class PriorMatching:
 
     With :math:`D = \\sigma(\\text{logit})` the value of the game is
 
-    .. math:: \\hat D_\\phi = E_{\\mathbb V}[\\log D_\\phi(v)] + E_{\\mathbb P}[\\log(1 - D_\\phi(\\sigma(y)))]
+    .. math::
+        \\hat D_\\phi = E_{\\mathbb V}[\\log D_\\phi(v)] + E_{\\mathbb P}[\\log(1 - D_\\phi(\\sigma(y)))]
 
     with ``log D = -sp(-logit)`` and ``log(1 - D) = -sp(logit)``; it is ``-log 4`` when ``D``
     cannot tell codes from prior draws and 0 when it tells them apart perfectly. The
@@ -220,7 +221,8 @@ class PriorMatching:
         return self._value(*self._logits(y))
 
     def encoder_terms(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(value, non_saturating)``: eq. (7)'s value and the encoder's term :math:`-E[\\log D(\\sigma(y))]`.
+        """``(value, non_saturating)``: eq. (7)'s value and the encoder's term
+        :math:`-E[\\log D(\\sigma(y))]`.
 
         One draw of the prior for both; differentiable with respect to ``y``.
         """
@@ -366,6 +368,9 @@ class DeepInfoMax(TransformerMixin, BaseEstimator):
     def _batch(self, x: Any) -> torch.Tensor:
         """A checked training batch on ``device_``; builds the networks at the first one."""
         x = self._check_x(x)
+        if len(x) < 2:
+            raise ParameterError(f"x needs at least 2 images per batch (each image's negatives are the "
+                                 f"others), got {len(x)}")
         if not hasattr(self, "encoder_"):
             self._build(x)
         return x.to(self.device_)
@@ -386,7 +391,7 @@ class DeepInfoMax(TransformerMixin, BaseEstimator):
     def _encoder_step(self, x: torch.Tensor) -> dict[str, float]:
         self.encoder_.train()
         y, c = self.encoder_(x)  # encode the batch
-        terms = {name: mi_estimate(s, self.estimator) for name, s in self._score_matrices(c, y).items()}
+        terms = {name: _estimate(s, self.estimator) for name, s in self._score_matrices(c, y).items()}
         loss = y.new_zeros(())
         for name, weight in (("global_mi", self.alpha), ("local_mi", self.beta)):
             if name in terms:
@@ -410,7 +415,9 @@ class DeepInfoMax(TransformerMixin, BaseEstimator):
         return self._encoder_step(self._batch(x))
 
     def prior_step(self, x: torch.Tensor | np.ndarray | None = None) -> float:
-        """One Adam step of the discriminator *up* the prior term (:meth:`PriorMatching.step`); the encoder is held.
+        """One Adam step of the discriminator *up* the prior term (:meth:`PriorMatching.step`).
+
+        The encoder is held.
 
         Uses the codes of the last :meth:`encoder_step` when ``x`` is None, else encodes ``x``.
         Returns the prior term's value before the step.
@@ -434,11 +441,9 @@ class DeepInfoMax(TransformerMixin, BaseEstimator):
         return terms
 
     def _check_terms(self, terms: dict[str, float], epoch: int | None) -> None:
-        bad = {k: v for k, v in terms.items() if not math.isfinite(v)}
-        if bad:
-            where = f"epoch {epoch}, " if epoch is not None else ""
-            raise TrainingDivergedError(
-                f"DeepInfoMax training diverged: {bad} at {where}step {self.n_steps_}; lower lr (now {self.lr})")
+        for name, value in terms.items():
+            check_not_diverged("DeepInfoMax training", f"the {name} term", value, epoch=epoch,
+                               step=self.n_steps_, lower=f"lr (now {self.lr})")
 
     def partial_fit(self, x: torch.Tensor | np.ndarray, y=None) -> "DeepInfoMax":
         """One alternation on the batch ``x`` (encoder step, then discriminator step if gamma > 0).
@@ -521,8 +526,17 @@ def linear_probe(features, labels, *, test_size: float = 0.2, seed: int = 0) -> 
     from sklearn.preprocessing import StandardScaler
 
     f = features.detach().cpu().numpy() if torch.is_tensor(features) else np.asarray(features)
-    t = labels.detach().cpu().numpy() if torch.is_tensor(labels) else np.asarray(labels)
+    if f.ndim < 2 or len(f) == 0 or not np.issubdtype(f.dtype, np.number):
+        raise ParameterError(f"features must be a non-empty numeric array (n, d), got shape {f.shape} "
+                             f"{f.dtype}")
+    check_finite("features", f)
+    t = check_labels("labels", labels, len(f)).numpy()
+    classes, counts = np.unique(t, return_counts=True)
+    if len(classes) < 2 or counts.min() < 2:
+        raise ParameterError(f"labels must hold at least 2 classes of at least 2 samples each (the split is "
+                             f"stratified), got classes {classes.tolist()} with {counts.tolist()} samples")
     check_number("test_size", test_size, 0.0, 1.0, strict_low=True)
+    seed = check_seed("seed", seed)
     f_tr, f_te, t_tr, t_te = train_test_split(f.reshape(len(f), -1), t, test_size=test_size,
                                               random_state=seed, stratify=t)
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))

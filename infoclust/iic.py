@@ -34,9 +34,9 @@ from tqdm.auto import tqdm
 
 from .augment import MNISTTransform
 from .metrics import cluster_accuracy
-from .utils import (ParameterError, TrainingDivergedError, check_bool, check_choice, check_images, check_int,
-                    check_labels, check_number, check_seed, forked_global_rng, resolve_device, stream_seed,
-                    timer)
+from .utils import (ParameterError, check_bool, check_choice, check_finite, check_images,
+                    check_int, check_labels, check_not_diverged, check_number, check_seed, forked_global_rng,
+                    resolve_device, stream_seed, timer)
 
 __all__ = ["joint_counts", "loss_from_counts", "joint_distribution", "iic_loss", "information",
            "lowest_loss_subhead", "ClusterNet", "TRUNKS", "trunk_min_size", "IIC"]
@@ -150,6 +150,11 @@ def iic_loss(z: torch.Tensor, z_tf: torch.Tensor, lamb: float = 1.0) -> torch.Te
         (...): a scalar for (n, k) inputs, differentiable with respect to ``z`` and ``z_tf``.
     """
     lamb = check_number("lamb", lamb, 0)
+    for name, value in (("z", z), ("z_tf", z_tf)):
+        if not torch.is_tensor(value) or not value.is_floating_point():
+            got = value.dtype if torch.is_tensor(value) else type(value).__name__
+            raise TypeError(f"{name} must be a floating-point tensor of cluster probabilities, got {got}")
+        check_finite(name, value)
     dtype = torch.promote_types(z.dtype, torch.float32)  # no log of half-precision numbers
     return loss_from_counts(joint_counts(z.to(dtype), z_tf.to(dtype)), lamb)
 
@@ -171,6 +176,7 @@ def information(p: torch.Tensor | np.ndarray) -> dict[str, float]:
         ``{"mi": I(z; z'), "h_z": H(z), "h_z_given_z": H(z | z')}``.
     """
     p = torch.as_tensor(p, dtype=torch.float64)
+    check_finite("p", p)
     if p.dim() != 2 or p.shape[0] != p.shape[1] or (p < 0).any() or p.sum() <= 0:
         raise ParameterError("p must be a square, non-negative matrix with a positive sum")
     p = p / p.sum()
@@ -256,6 +262,12 @@ class ClusterNet(nn.Module):
                  n_subheads: int = 5, trunk: str | tuple = "vgg") -> None:
         super().__init__()
         channels, ksize = _trunk_spec(trunk)
+        check_int("in_channels", in_channels, 1)
+        check_int("input_size", input_size, trunk_min_size(trunk))
+        check_int("n_clusters", n_clusters, 2)
+        if n_overclusters is not None:
+            check_int("n_overclusters", n_overclusters, 2)
+        check_int("n_subheads", n_subheads, 1)
         layers: list[nn.Module] = []
         c_in = in_channels
         for i, c in enumerate(channels):
@@ -374,8 +386,8 @@ class IIC(ClusterMixin, BaseEstimator):
     def __init__(self, n_clusters: int = 10, *, n_overclusters: int | None = 50, n_subheads: int = 5,
                  trunk: str | tuple = "vgg", g: Callable[[torch.Tensor], torch.Tensor] | None = None,
                  epochs: int = 10, batch_size: int = 140, repeats: int = 5, main_passes: int = 2,
-                 over_passes: int = 1, lr: float = 1e-4, lamb: float = 1.0, eval_every: int = 1, seed: int = 0,
-                 device: str = "auto", amp: bool | str = "auto", verbose: bool = True) -> None:
+                 over_passes: int = 1, lr: float = 1e-4, lamb: float = 1.0, eval_every: int = 1,
+                 seed: int = 0, device: str = "auto", amp: bool | str = "auto", verbose: bool = True) -> None:
         self.n_clusters = n_clusters
         self.n_overclusters = n_overclusters
         self.n_subheads = n_subheads
@@ -473,8 +485,9 @@ class IIC(ClusterMixin, BaseEstimator):
         opt.step()
         return loss.item()
 
-    def _train_epoch(self, x: torch.Tensor, opt: torch.optim.Optimizer, epoch: int) -> tuple[list[float], int]:
-        """One epoch (the head schedule of :meth:`_heads`); returns the main head's batch losses and the pairs seen.
+    def _train_epoch(self, x: torch.Tensor, opt: torch.optim.Optimizer,
+                     epoch: int) -> tuple[list[float], int]:
+        """One epoch (the head schedule of :meth:`_heads`); the main head's batch losses and the pairs seen.
 
         Raises :class:`~infoclust.utils.TrainingDivergedError` at the first non-finite loss.
         """
@@ -484,10 +497,8 @@ class IIC(ClusterMixin, BaseEstimator):
             for b in range(len(order) // self.batch_size):
                 step += 1
                 loss = self._step(x[order[b * self.batch_size:(b + 1) * self.batch_size]], head, opt)
-                if not math.isfinite(loss):
-                    raise TrainingDivergedError(
-                        f"IIC training diverged: the loss became {loss} in epoch {epoch}, step {step} "
-                        f"({head} head); lower lr (now {self.lr}), or check that g returns finite images")
+                check_not_diverged("IIC training", f"the {head} head's loss", loss, epoch=epoch, step=step,
+                                   lower=f"lr (now {self.lr}), or check that g returns finite images")
                 pairs += self.batch_size * self.repeats
                 if head == "main":
                     main_losses.append(loss)
@@ -495,13 +506,15 @@ class IIC(ClusterMixin, BaseEstimator):
 
     @torch.no_grad()
     def _score(self, x: torch.Tensor, y: np.ndarray | None) -> tuple[dict[str, Any], np.ndarray]:
-        """Full-data losses, I and chosen sub-head per head (label-free), with y accuracies; and the clusters."""
+        """Full-data loss, I, chosen sub-head of each head (label-free), with y accuracies; clusters."""
         self.net_.eval()
         counts: dict[str, Any] = {head: 0.0 for head in self.net_.heads}
         pred = []
         for xb in x.split(1000):
             with self._autocast():
-                h, h_tf = self.net_.trunk(xb), self.net_.trunk(self._perturb(xb))
+                x_tf = self._perturb(xb)
+                check_finite("g(x)", x_tf)  # training checks its loss; scoring (from epoch 0) checks g
+                h, h_tf = self.net_.trunk(xb), self.net_.trunk(x_tf)
                 z = {head: (self.net_.cluster(h, head), self.net_.cluster(h_tf, head)) for head in counts}
             for head, (zh, zh_tf) in z.items():  # the counts in float32, outside the autocast
                 counts[head] = counts[head] + joint_counts(zh.float(), zh_tf.float())
@@ -551,7 +564,7 @@ class IIC(ClusterMixin, BaseEstimator):
         return self
 
     def _train(self, x: torch.Tensor, y: np.ndarray | None) -> None:
-        """The epoch loop: :meth:`_train_epoch`, and :meth:`_score` every ``eval_every`` epochs and at the end."""
+        """The epoch loop: :meth:`_train_epoch`; :meth:`_score` every ``eval_every`` epochs and at the end."""
         opt = torch.optim.Adam(self.net_.parameters(), lr=self.lr)
         seconds, pairs, losses = 0.0, 0, []
         rec, pred = self._score(x, y)
@@ -572,8 +585,8 @@ class IIC(ClusterMixin, BaseEstimator):
         bar.close()
         last = self.history_[-1]
         self.subhead_losses_ = np.asarray(last["loss"])
-        self.best_subheads_ = {head: last[key] for head, key in (("main", "subhead"), ("over", "subhead_over"))
-                               if key in last}
+        self.best_subheads_ = {head: last[key] for head, key in (("main", "subhead"),
+                                                                 ("over", "subhead_over")) if key in last}
         self.best_subhead_ = self.best_subheads_["main"]
         self.labels_ = pred[self.best_subhead_]
         self.train_seconds_ = seconds

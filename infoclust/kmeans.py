@@ -27,8 +27,8 @@ from scipy import sparse
 from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .utils import (ConvergenceWarning, ParameterError, check_bool, check_choice, check_finite, check_int,
-                    check_number, check_seed, resolve_device)
+from .utils import (ConvergenceWarning, ParameterError, check_bool, check_choice, check_finite,
+                    check_generator, check_int, check_number, check_seed, resolve_device)
 
 __all__ = ["KMeans", "kmeans_plusplus", "pairwise_sq_dists"]
 
@@ -49,7 +49,10 @@ def _as_matrix(name: str, x, device: torch.device) -> torch.Tensor:
         x = np.asarray(x)
         if np.iscomplexobj(x):
             raise ParameterError(f"{name} has complex dtype {x.dtype}: Complex data not supported")
-        x = torch.from_numpy(np.array(x, dtype=np.float32))  # a writable float32 copy
+        try:
+            x = torch.from_numpy(np.array(x, dtype=np.float32))  # a writable float32 copy
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"{name} must hold real numbers ({err})") from None
     if x.is_complex():
         raise ParameterError(f"{name} has complex dtype {x.dtype}: Complex data not supported")
     if x.ndim < 2:
@@ -60,14 +63,23 @@ def _as_matrix(name: str, x, device: torch.device) -> torch.Tensor:
         raise ParameterError(f"{name} holds 0 samples (shape {tuple(x.shape)}); at least 1 is required")
     x = x.detach().reshape(len(x), -1)
     if x.shape[1] == 0:
-        raise ParameterError(f"{name} has 0 feature(s) (shape={tuple(x.shape)}) while a minimum of 1 is required.")
+        raise ParameterError(f"{name} has 0 feature(s) (shape={tuple(x.shape)}) while a minimum of 1 is "
+                             f"required.")
     x = x.to(device=device, dtype=torch.float32).contiguous()
     check_finite(name, x)
     return x
 
 
 def pairwise_sq_dists(x: torch.Tensor, c: torch.Tensor, x_sq: torch.Tensor | None = None) -> torch.Tensor:
-    """Squared Euclidean distances ``||x_i - c_j||^2`` as ``|x|^2 - 2 x.c + |c|^2``, clamped at 0."""
+    """Squared Euclidean distances ``||x_i - c_j||^2`` as ``|x|^2 - 2 x.c + |c|^2``, clamped at 0.
+
+    ``x`` (n, d) and ``c`` (k, d) are tensors; ``x_sq`` the squared norms of ``x``'s rows, if known.
+    """
+    if not (torch.is_tensor(x) and torch.is_tensor(c)) or x.ndim != 2 or c.ndim != 2 \
+            or x.shape[1] != c.shape[1]:
+        shapes = [tuple(a.shape) if torch.is_tensor(a) else type(a).__name__ for a in (x, c)]
+        raise ParameterError(f"x and c must be tensors (n, d) and (k, d) with the same d, got {shapes[0]} "
+                             f"and {shapes[1]}")
     x_sq = (x * x).sum(1) if x_sq is None else x_sq
     d = torch.addmm((c * c).sum(1).unsqueeze(0), x, c.T, alpha=-2.0)
     return d.add_(x_sq.unsqueeze(1)).clamp_(min=0.0)
@@ -107,7 +119,7 @@ def _cluster_sums(x: torch.Tensor, labels: torch.Tensor, k: int, onehot: bool | 
     return counts, sums
 
 
-def kmeans_plusplus(x: torch.Tensor, n_clusters: int, generator: torch.Generator,
+def kmeans_plusplus(x: torch.Tensor, n_clusters: int, generator: torch.Generator | None,
                     n_local_trials: int | None = None) -> torch.Tensor:
     """Greedy k-means++ seeding: each new centre is the best of ``2 + ln k`` D^2-samples.
 
@@ -117,12 +129,19 @@ def kmeans_plusplus(x: torch.Tensor, n_clusters: int, generator: torch.Generator
         Data, shape (n, d).
     n_clusters : int
         Number of centres k.
-    generator : torch.Generator
-        CPU generator for the draws (reproducible on every device).
+    generator : torch.Generator or None
+        CPU generator for the draws (reproducible on every device); None: torch's global one.
     n_local_trials : int, optional
         Candidates per centre; default ``2 + int(ln k)``.
     """
+    if not torch.is_tensor(x) or x.ndim != 2 or not x.is_floating_point():
+        got = f"{tuple(x.shape)} {x.dtype}" if torch.is_tensor(x) else type(x).__name__
+        raise TypeError(f"x must be a floating-point tensor of shape (n, d), got {got}")
     n = len(x)
+    check_int("n_clusters", n_clusters, 1, n)
+    generator = check_generator("generator", generator)
+    if n_local_trials is not None:
+        check_int("n_local_trials", n_local_trials, 1)
     trials = n_local_trials or 2 + int(math.log(n_clusters))
     x_sq = (x * x).sum(1)
     first = int(torch.randint(n, (1,), generator=generator))
@@ -299,7 +318,7 @@ class KMeans(ClusterMixin, BaseEstimator):
         check_is_fitted(self)
         x = _as_matrix("x", x, self.device_)
         if x.shape[1] != self.n_features_in_:
-            raise ParameterError(f"x has {x.shape[1]} features, but KMeans is expecting {self.n_features_in_} "
-                                 f"features as input (the data passed to fit)")
+            raise ParameterError(f"x has {x.shape[1]} features, but KMeans is expecting "
+                                 f"{self.n_features_in_} features as input (the data passed to fit)")
         labels, _ = _assign(x, torch.from_numpy(self.cluster_centers_).to(x.device), (x * x).sum(1))
         return labels.cpu().numpy()

@@ -26,15 +26,18 @@ __all__ = ["contingency", "hungarian_match", "cluster_accuracy", "nmi", "ari", "
 
 
 def _as_labels(name: str, a: np.ndarray | torch.Tensor | list) -> np.ndarray:
+    """Integer labels (n,) as int64: ``TypeError`` for other types and dtypes, ParameterError otherwise."""
     if torch.is_tensor(a):
         a = a.detach().cpu().numpy()
+    if not isinstance(a, (np.ndarray, list, tuple)):
+        raise TypeError(f"{name} must be an array, tensor or list of integer labels, got {type(a).__name__}")
     a = np.asarray(a)
     if a.ndim != 1:
-        raise ParameterError(f"{name} must be one-dimensional, got shape {a.shape}")
-    if a.size and not np.issubdtype(a.dtype, np.integer):
-        raise ParameterError(f"{name} must hold integer labels, got dtype {a.dtype}")
+        raise ParameterError(f"{name} must be one-dimensional (n,), got shape {a.shape}")
+    if a.size and a.dtype.kind not in "iu":
+        raise TypeError(f"{name} has dtype {a.dtype}; labels must be integers (e.g. {name}.astype(int))")
     if a.size and a.min() < 0:
-        raise ParameterError(f"{name} must hold non-negative labels")
+        raise ParameterError(f"{name} must hold non-negative labels, got {a.min()}")
     return a.astype(np.int64)
 
 
@@ -47,23 +50,37 @@ def _pair(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
     return t, p
 
 
-def contingency(y_true, y_pred) -> np.ndarray:
-    """Counts ``C[i, j]`` of samples in cluster ``i`` with class ``j``."""
+def _contingency(y_true, y_pred) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Counts of (cluster, class) pairs over the clusters and classes present, and their ids."""
     t, p = _pair(y_true, y_pred)
-    c = np.zeros((p.max() + 1, t.max() + 1), dtype=np.int64)
+    classes, t = np.unique(t, return_inverse=True)  # dense indices: label ids may be huge
+    clusters, p = np.unique(p, return_inverse=True)
+    c = np.zeros((len(clusters), len(classes)), dtype=np.int64)
     np.add.at(c, (p, t), 1)
-    return c
+    return c, clusters, classes
+
+
+def contingency(y_true, y_pred) -> np.ndarray:
+    """Counts ``C[i, j]`` of samples in the i-th cluster with the j-th class, of those present.
+
+    Rows are the clusters that occur in ``y_pred`` and columns the classes that occur in
+    ``y_true``, both in increasing order (for labels 0..k-1 that all occur, row i is cluster i).
+    """
+    return _contingency(y_true, y_pred)[0]
 
 
 def hungarian_match(y_true, y_pred) -> dict[int, int]:
-    """The one-to-one map cluster -> class that maximises the number of hits."""
-    c = contingency(y_true, y_pred)
+    """The one-to-one map cluster -> class that maximises the number of hits (clusters present only)."""
+    c, clusters, classes = _contingency(y_true, y_pred)
     rows, cols = linear_sum_assignment(c, maximize=True)
-    return {int(r): int(k) for r, k in zip(rows, cols)}
+    return {int(clusters[r]): int(classes[k]) for r, k in zip(rows, cols)}
 
 
 def cluster_accuracy(y_true, y_pred) -> float:
-    """Fraction of samples whose cluster is matched to their class (one-to-one)."""
+    """Fraction of samples whose cluster is matched to their class (one-to-one).
+
+    Any non-negative integer ids work: they are relabelled densely before the matching.
+    """
     c = contingency(y_true, y_pred)
     rows, cols = linear_sum_assignment(c, maximize=True)
     return float(c[rows, cols].sum() / c.sum())

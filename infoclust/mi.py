@@ -34,8 +34,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .utils import (ParameterError, check_bool, check_choice, check_generator, check_int, check_number, draw_seed,
-                    forked_global_rng, resolve_device)
+from .utils import (ParameterError, check_bool, check_choice, check_finite, check_generator, check_int,
+                    check_not_diverged, check_number, draw_seed, forked_global_rng, resolve_device)
 
 __all__ = ["ESTIMATORS", "jsd_mi", "dv_mi", "infonce_mi", "mi_estimate", "gaussian_mi",
            "correlated_gaussians", "SeparableCritic", "mi_training_curve"]
@@ -43,13 +43,15 @@ __all__ = ["ESTIMATORS", "jsd_mi", "dv_mi", "infonce_mi", "mi_estimate", "gaussi
 ESTIMATORS = ("jsd", "dv", "nce")
 
 
-def _check_scores(scores: torch.Tensor) -> torch.Tensor:
-    """Return ``scores`` as (N, N, L), checking that it is square in its first two axes."""
+def _check_scores(scores: torch.Tensor, finite: bool = True) -> torch.Tensor:
+    """Return ``scores`` as (N, N, L), checking that it is square in its first two axes (and finite)."""
     if not torch.is_tensor(scores) or scores.ndim not in (2, 3) or scores.shape[0] != scores.shape[1]:
         shape = tuple(scores.shape) if torch.is_tensor(scores) else type(scores).__name__
         raise ParameterError(f"scores must be a tensor of shape (N, N) or (N, N, L), got {shape}")
     if scores.shape[0] < 2:
         raise ParameterError("scores needs a batch of N >= 2 samples (negatives are the other samples)")
+    if finite:
+        check_finite("scores", scores)
     return scores if scores.ndim == 3 else scores.unsqueeze(-1)
 
 
@@ -80,7 +82,10 @@ def jsd_mi(scores: torch.Tensor) -> torch.Tensor:
     torch.Tensor
         Scalar estimate (differentiable), averaged over locations.
     """
-    s = _check_scores(scores)
+    return _jsd(_check_scores(scores))
+
+
+def _jsd(s: torch.Tensor) -> torch.Tensor:
     pos, neg = _split(s)
     n = s.shape[0]
     e_pos = (-F.softplus(-pos)).mean(0)
@@ -106,7 +111,10 @@ def dv_mi(scores: torch.Tensor) -> torch.Tensor:
     torch.Tensor
         Scalar estimate in nats (differentiable), averaged over locations.
     """
-    s = _check_scores(scores)
+    return _dv(_check_scores(scores))
+
+
+def _dv(s: torch.Tensor) -> torch.Tensor:
     pos, neg = _split(s)
     n = s.shape[0]
     log_mean_exp = torch.logsumexp(s.masked_fill(~neg, -math.inf), dim=(0, 1)) - math.log(n * (n - 1))
@@ -132,17 +140,26 @@ def infonce_mi(scores: torch.Tensor) -> torch.Tensor:
     torch.Tensor
         Scalar estimate in nats (differentiable), averaged over locations.
     """
-    s = _check_scores(scores)
+    return _nce(_check_scores(scores))
+
+
+def _nce(s: torch.Tensor) -> torch.Tensor:
     pos, _ = _split(s)
     return (pos - torch.logsumexp(s, dim=0)).mean() + math.log(s.shape[0])
 
 
-_FUNCTIONS = {"jsd": jsd_mi, "dv": dv_mi, "nce": infonce_mi}
+_FORMULAS = {"jsd": _jsd, "dv": _dv, "nce": _nce}
 
 
 def mi_estimate(scores: torch.Tensor, estimator: str = "jsd") -> torch.Tensor:
     """The estimate named ``estimator`` (``"jsd"``, ``"dv"`` or ``"nce"``) of ``scores``."""
-    return _FUNCTIONS[check_choice("estimator", estimator, ESTIMATORS)](scores)
+    return _FORMULAS[check_choice("estimator", estimator, ESTIMATORS)](_check_scores(scores))
+
+
+def _estimate(scores: torch.Tensor, estimator: str) -> torch.Tensor:
+    """:func:`mi_estimate` without the NaN check, which costs a device sync: for training loops
+    that check their own terms for divergence."""
+    return _FORMULAS[estimator](_check_scores(scores, finite=False))
 
 
 def gaussian_mi(dim: int, rho: float) -> float:
@@ -170,6 +187,7 @@ def correlated_gaussians(n: int, dim: int, rho: float, *, generator: torch.Gener
     """
     check_int("n", n, 1)
     gaussian_mi(dim, rho)
+    generator = check_generator("generator", generator)
     device = resolve_device(device)
     x = torch.randn(n, dim, generator=generator).to(device)
     eps = torch.randn(n, dim, generator=generator).to(device)
@@ -240,8 +258,10 @@ def mi_training_curve(estimator: str, *, true_mi: tuple[float, ...] = (2.0, 4.0,
     check_int("steps_per_level", steps_per_level, 1)
     check_int("batch_size", batch_size, 2)
     check_number("lr", lr, 0.0, strict_low=True)
-    if not true_mi or any(m <= 0 for m in true_mi):
+    if not isinstance(true_mi, (tuple, list)) or not true_mi:
         raise ParameterError(f"true_mi={true_mi!r} must be a non-empty tuple of positive numbers")
+    for m in true_mi:
+        check_number("true_mi", m, 0.0, strict_low=True)
     gen = check_generator("generator", generator)
     check_bool("verbose", verbose)
     dev = resolve_device(device)
@@ -251,18 +271,21 @@ def mi_training_curve(estimator: str, *, true_mi: tuple[float, ...] = (2.0, 4.0,
     opt = torch.optim.Adam(critic.parameters(), lr=lr)
     out: dict[str, list[float]] = {"true": [], **{e: [] for e in ESTIMATORS}}
     bar = tqdm(total=len(true_mi) * steps_per_level, desc=f"critic ({estimator})", disable=not verbose)
-    for mi in true_mi:
+    for level, mi in enumerate(true_mi):
         rho = _rho_for(mi, dim)
-        for _ in range(steps_per_level):
+        for step in range(steps_per_level):
             x, y = correlated_gaussians(batch_size, dim, rho, generator=gen, device=dev)
             scores = critic(x, y)
-            loss = -mi_estimate(scores, estimator)
+            loss = -_estimate(scores, estimator)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            check_not_diverged(f"the critic's training (level {level + 1}, {mi} nats)",
+                               f"the {estimator} loss", loss.item(), epoch=None, step=step + 1,
+                               lower=f"lr (now {lr})")
             with torch.no_grad():
-                for name, fn in _FUNCTIONS.items():
-                    out[name].append(float(fn(scores)))
+                for name in ESTIMATORS:
+                    out[name].append(float(_estimate(scores, name)))
             out["true"].append(mi)
             bar.update()
     bar.close()

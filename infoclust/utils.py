@@ -12,6 +12,7 @@ global generators (:func:`seed_everything`); library code never does.
 """
 from __future__ import annotations
 
+import math
 import os
 import platform
 import random
@@ -36,6 +37,7 @@ __all__ = [
     "check_bool",
     "check_seed",
     "check_finite",
+    "check_not_diverged",
     "check_images",
     "check_labels",
     "check_generator",
@@ -206,6 +208,24 @@ def check_finite(name: str, x: torch.Tensor | np.ndarray) -> None:
     finite = torch.isfinite(x).all().item() if torch.is_tensor(x) else np.isfinite(x).all()
     if not finite:
         raise ParameterError(f"{name} contains NaN or infinite values")
+
+
+#: A training loss or estimate beyond this magnitude has diverged: the library's losses are a few
+#: nats while training works, and a value of a million means the weights have blown up.
+DIVERGENCE_BOUND = 1e6
+
+
+def check_not_diverged(what: str, quantity: str, value: float, *, epoch: int | None, step: int,
+                       lower: str) -> float:
+    """Return ``value`` unless it is non-finite or beyond :data:`DIVERGENCE_BOUND`; then raise.
+
+    Raises :class:`TrainingDivergedError` saying that ``what`` diverged, ``quantity``'s value,
+    at which ``epoch`` (None: not counted) and ``step``, and which setting to ``lower``.
+    """
+    if math.isfinite(value) and abs(value) <= DIVERGENCE_BOUND:
+        return value
+    when = (f"epoch {epoch}, " if epoch is not None else "") + f"step {step}"
+    raise TrainingDivergedError(f"{what} diverged: {quantity} became {value:.4g} in {when}; lower {lower}")
 
 
 def check_images(

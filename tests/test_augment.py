@@ -73,3 +73,37 @@ def test_crop_resize():
 def test_bad_parameters_are_named(kwargs, name):
     with pytest.raises(ParameterError, match=name):
         MNISTTransform(**kwargs)
+
+
+def test_draws_do_not_depend_on_the_global_generator_and_leave_it_alone():
+    x = torch.rand(8, 3, 12, 12)
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    a = MNISTTransform(seed=5)(x)
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.manual_seed(1)
+    assert torch.equal(MNISTTransform(seed=5)(x), a)
+    b = colour_jitter(x, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(colour_jitter(x, generator=torch.Generator().manual_seed(2)), b)
+
+
+def test_bad_seeds_generators_and_images_are_named():
+    with pytest.raises(ParameterError, match="seed"):
+        MNISTTransform(seed=None)
+    with pytest.raises(TypeError, match="generator"):
+        colour_jitter(torch.rand(2, 3, 4, 4), generator=3)
+    with pytest.raises(ParameterError, match="hue"):
+        colour_jitter(torch.rand(2, 3, 4, 4), hue=0.7)
+    with pytest.raises(ParameterError, match="x is an empty batch"):
+        MNISTTransform()(torch.rand(0, 1, 8, 8))
+    with pytest.raises(TypeError, match="x has dtype torch.uint8"):
+        MNISTTransform()(torch.zeros(2, 1, 8, 8, dtype=torch.uint8))
+    with pytest.raises(ParameterError, match=r"shift must be a tensor of shape \(2, 2\)"):
+        random_affine(torch.rand(2, 1, 4, 4), torch.zeros(2), torch.ones(2), torch.zeros(2))
+
+
+def test_numpy_and_noncontiguous_batches_work():
+    x = torch.rand(4, 1, 12, 12)
+    noncontig = x.transpose(-1, -2).contiguous().transpose(-1, -2)
+    assert torch.equal(MNISTTransform(seed=1)(noncontig), MNISTTransform(seed=1)(x))
+    assert torch.equal(MNISTTransform(seed=1)(x.numpy()), MNISTTransform(seed=1)(x))

@@ -4,7 +4,7 @@ import torch
 
 from infoclust.classifiers import SmallCNN, accuracy, predict, random_classifier, train_classifier
 from infoclust.data import load_dataset
-from infoclust.utils import ParameterError
+from infoclust.utils import ParameterError, TrainingDivergedError
 
 
 @pytest.mark.parametrize("size, channels, classes", [(28, 1, 10), (8, 1, 3), (32, 3, 50)])
@@ -79,3 +79,36 @@ def test_random_classifier_is_frozen_seeded_and_leaves_the_global_rng_alone():
     a(x).logsumexp(1).sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
     assert a(x).shape == (3, 17)
+
+
+def test_inputs_are_converted_or_named():
+    x, y = load_dataset("digits", n=64, seed=0)
+    a = train_classifier(_seeded_cnn(), x.double().numpy(), y.numpy(), epochs=1, device="cpu", verbose=False,
+                         generator=torch.Generator().manual_seed(0))
+    b = train_classifier(_seeded_cnn(), x, y, epochs=1, device="cpu", verbose=False,
+                         generator=torch.Generator().manual_seed(0))
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert torch.equal(predict(a, x.numpy()), predict(a, x))
+    with pytest.raises(TypeError, match="y has dtype torch.float32"):
+        train_classifier(_seeded_cnn(), x, y.float(), epochs=1, verbose=False)
+    with pytest.raises(TypeError, match="x has dtype torch.uint8"):
+        train_classifier(_seeded_cnn(), (x * 255).to(torch.uint8), y, epochs=1, verbose=False)
+    with pytest.raises(ParameterError, match="x is an empty batch"):
+        predict(a, x[:0])
+    with pytest.raises(ParameterError, match="y must have shape"):
+        accuracy(a, x, y[:3])
+
+
+def test_diverging_training_names_epoch_step_and_lr():
+    x, y = load_dataset("digits", n=64, seed=0)
+    model = _seeded_cnn()
+    with torch.no_grad():
+        model.head[-1].weight.fill_(float("inf"))
+    with pytest.raises(TrainingDivergedError, match=r"diverged.*epoch 1, step 1; lower lr"):
+        train_classifier(model, x, y, epochs=1, device="cpu", verbose=False)
+
+
+def _seeded_cnn():
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return SmallCNN(1, 10, width=4)

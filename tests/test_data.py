@@ -143,3 +143,34 @@ def test_train_test_split_is_seeded_and_never_empty():
             ic.data.train_test_split(x, y, bad)
     with pytest.raises(TypeError, match="generator"):
         ic.data.train_test_split(x, y, 0.5, generator=3)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_truncated_idx_files_are_named_with_the_remedy(tmp_path, gz):
+    import gzip
+
+    good = tmp_path / "good"
+    write_idx(good, np.arange(60).reshape(3, 4, 5))
+    data = good.read_bytes()
+    path = tmp_path / ("cut.gz" if gz else "cut")
+    if gz:
+        path.write_bytes(gzip.compress(data)[:-10])  # an interrupted download
+    else:
+        path.write_bytes(data[:-7])
+    with pytest.raises(ic.ParameterError, match=r"cut.*(truncated|damaged).*delete it and download it again"):
+        read_idx(path)
+    assert read_idx(good).shape == (3, 4, 5)
+    header_only = tmp_path / "header"
+    header_only.write_bytes(data[:6])
+    with pytest.raises(ic.ParameterError, match="header"):
+        read_idx(header_only)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"seed": None}, ic.ParameterError, "seed"), ({"seed": -1}, ic.ParameterError, "seed"),
+    ({"download": "no"}, ic.ParameterError, "download"), ({"n": 0}, ic.ParameterError, "n=0"),
+    ({"root": 3}, TypeError, "root"),
+])
+def test_bad_arguments_are_named(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        ic.load_dataset("digits", **kwargs)

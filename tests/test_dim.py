@@ -9,7 +9,7 @@ from torch.nn import functional as F
 
 from infoclust import load_dataset
 from infoclust.dim import PRESETS, DeepInfoMax, Encoder, GlobalCritic, LocalCritic, linear_probe
-from infoclust.utils import ParameterError
+from infoclust.utils import ParameterError, TrainingDivergedError
 
 SMALL = {"widths": (8, 16, 32), "code_dim": 16, "critic_dim": 32, "device": "cpu", "verbose": False}
 
@@ -79,7 +79,8 @@ def test_discriminator_and_encoder_move_in_opposite_directions(digits):
         model.encoder_step(x)
         after_e = _prior_term(model, v, codes())
         assert after_e < after_d, "the encoder must descend the prior term"
-        assert all(torch.equal(disc_before[k], t) for k, t in model.prior_.discriminator.state_dict().items()), \
+        disc_after = model.prior_.discriminator.state_dict()
+        assert all(torch.equal(disc_before[k], t) for k, t in disc_after.items()), \
             "encoder_step moved the discriminator"
 
 
@@ -132,3 +133,54 @@ def test_linear_probe():
     noise = torch.randn(400, 4, generator=g)
     assert linear_probe(separable, labels) == 1.0
     assert linear_probe(noise, labels) < 0.5
+
+
+def test_images_too_small_for_the_encoder_are_named(digits):
+    with pytest.raises(ParameterError, match=r"x images are 4 x 4 pixels; at least 8 x 8"):
+        DeepInfoMax(**SMALL).fit(digits[0][:64, :, :4, :4])
+
+
+def test_transform_needs_the_training_image_shape(digits):
+    x = digits[0][:64]
+    model = DeepInfoMax(epochs=1, batch_size=32, **SMALL).fit(x)
+    with pytest.raises(ParameterError, match=r"x has images of shape \(1, 12, 12\), but this DeepInfoMax"):
+        model.transform(torch.rand(4, 1, 12, 12))
+    with pytest.raises(ParameterError, match="x has 3 channels, expected 1"):
+        model.transform(torch.rand(4, 3, 8, 8))
+    with pytest.raises(ParameterError, match="x has 3 channels"):
+        model.partial_fit(torch.rand(4, 3, 8, 8))
+    np.testing.assert_array_equal(model.transform(x.numpy().astype(np.float64)), model.transform(x))
+
+
+def test_awkward_but_valid_images_train_alike(digits):
+    x = digits[0][:64]
+    kw = dict(epochs=1, batch_size=32, **SMALL)
+    ref = DeepInfoMax(**kw).fit_transform(x)
+    for other in (x.numpy().astype(np.float64), x.transpose(-1, -2).contiguous().transpose(-1, -2)):
+        np.testing.assert_array_equal(DeepInfoMax(**kw).fit(other).transform(x), ref)
+
+
+def test_prior_step_without_codes_asks_for_a_batch():
+    with pytest.raises(ParameterError, match="x=None"):
+        DeepInfoMax(**SMALL).prior_step()
+
+
+def test_diverging_training_names_epoch_step_and_lr(digits):
+    with pytest.raises(TrainingDivergedError,
+                       match=r"DeepInfoMax training diverged.*epoch 1, step \d+; lower lr \(now 1000000.0\)"):
+        DeepInfoMax(epochs=2, batch_size=32, lr=1e6, **SMALL).fit(digits[0][:128])
+
+
+def test_linear_probe_checks_its_inputs():
+    labels = torch.arange(40) % 4
+    with pytest.raises(TypeError, match="labels has dtype"):
+        linear_probe(torch.rand(40, 3), labels.float())
+    with pytest.raises(ParameterError, match="features contains NaN"):
+        linear_probe(torch.full((40, 3), float("nan")), labels)
+    with pytest.raises(ParameterError, match="seed"):
+        linear_probe(torch.rand(40, 3), labels, seed=None)
+
+
+def test_a_batch_needs_two_images(digits):
+    with pytest.raises(ParameterError, match="x needs at least 2 images"):
+        DeepInfoMax(**SMALL).partial_fit(digits[0][:1])

@@ -61,10 +61,11 @@ def test_kmeans_passes_sklearn_checks(estimator, check):
 
 
 #: The checks of scikit-learn's API suite that never fit on 2-D data, so apply to image estimators.
-API_CHECKS = [checks.check_estimator_cloneable, checks.check_estimator_repr, checks.check_no_attributes_set_in_init,
-              checks.check_parameters_default_constructible, checks.check_get_params_invariance,
-              checks.check_set_params, checks.check_do_not_raise_errors_in_init_or_set_params,
-              checks.check_estimator_tags_renamed, checks.check_valid_tag_types, checks.check_mixin_order]
+API_CHECKS = [checks.check_estimator_cloneable, checks.check_estimator_repr,
+              checks.check_no_attributes_set_in_init, checks.check_parameters_default_constructible,
+              checks.check_get_params_invariance, checks.check_set_params,
+              checks.check_do_not_raise_errors_in_init_or_set_params, checks.check_estimator_tags_renamed,
+              checks.check_valid_tag_types, checks.check_mixin_order]
 
 
 @pytest.mark.parametrize("check", API_CHECKS, ids=lambda c: c.__name__)
@@ -159,7 +160,8 @@ def test_pipeline_and_grid_search(digits):
 
 
 def _global_state():
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1].copy(), "python": random.getstate()}
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1].copy(),
+             "python": random.getstate()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state()
     return state

@@ -47,11 +47,14 @@ utils-seed_everything-negative utils-seed_everything-huge utils-seed_everything-
 utils-seed_everything-max utils-resolve_device-gpu utils-resolve_device-int utils-check_finite-nan
 data-name-case data-name-unknown data-n-zero data-n-negative data-n-float data-n-string data-n-too-many
 data-mnist-missing data-mnist-label-file-missing data-mnist-idx-files data-root-is-a-file
-data-read_idx-missing data-read_idx-not-idx
+data-read_idx-missing data-read_idx-not-idx data-seed-none data-seed-negative data-seed-string
+data-download-string data-mnist-truncated-images data-mnist-truncated-labels data-read_idx-truncated
+data-read_idx-empty
 metrics-length-mismatch metrics-empty metrics-float-labels metrics-float-tensor-labels metrics-negative
 metrics-2d metrics-strings metrics-huge-ids-nmi metrics-int32-tensor metrics-nmi-length metrics-ari-float
 metrics-evaluate-empty metrics-compare-one-run metrics-compare-nan metrics-compare-confidence-one
 metrics-compare-unpaired metrics-compare-strings
+metrics-huge-ids-pred metrics-huge-ids-true metrics-huge-ids-hungarian
 kmeans-n_clusters-zero kmeans-n_clusters-float kmeans-n_clusters-too-many kmeans-n_init-zero
 kmeans-max_iter-zero kmeans-tol-negative kmeans-tol-nan kmeans-empty-unknown kmeans-init-misspelt
 kmeans-init-wrong-shape kmeans-init-nan kmeans-init-with-n_init kmeans-seed-none kmeans-seed-negative
@@ -59,39 +62,52 @@ kmeans-seed-float kmeans-device-gpu kmeans-fit-1d kmeans-fit-nan kmeans-fit-inf 
 kmeans-fit-numpy-float64 kmeans-fit-noncontiguous kmeans-fit-float16 kmeans-fit-list
 kmeans-predict-other-size kmeans-predict-nan kmeans-predict-noncontiguous kmeans-predict-numpy
 kmeans-plusplus-generator-int kmeans-seed-huge kmeans-fit-empty kmeans-max_iter-cap
-kmeans-predict-unfitted kmeans-predict-empty
-iic-n_clusters-one iic-n_clusters-float iic-n_overclusters-one iic-n_subheads-zero iic-trunk-unknown
-iic-g-string iic-epochs-zero iic-epochs-none iic-batch_size-one iic-batch_size-too-big iic-repeats-zero
-iic-main_passes-zero iic-over_passes-negative iic-lr-zero iic-lr-nan iic-lamb-negative iic-seed-none
-iic-seed-negative iic-seed-string iic-amp-string iic-device-gpu iic-fit-rank3 iic-fit-nan iic-fit-inf
-iic-fit-y-length iic-fit-y-2d iic-g-changes-shape iic-g-returns-numpy iic-fit-uint8 iic-fit-numpy-float64
-iic-fit-float16 iic-fit-noncontiguous iic-fit-non-square iic-predict-nan iic-predict-rank3
-iic-predict-head iic-predict-subhead iic-predict-numpy iic-predict-noncontiguous iic-predict_proba-float64
-iic-loss-shape-mismatch iic-loss-lamb-negative iic-joint-1d iic-information-negative
-iic-information-nonsquare iic-verbose-string iic-fit-empty iic-fit-too-small iic-fit-y-float
-iic-g-returns-nan iic-predict-unfitted iic-predict-other-size iic-predict-other-channels iic-predict-empty
-iic-predict-uint8 iic-clusternet-trunk-unknown
+kmeans-predict-unfitted kmeans-predict-empty iic-n_clusters-one iic-n_clusters-float
+iic-n_overclusters-one iic-n_subheads-zero iic-trunk-unknown iic-g-string iic-epochs-zero iic-epochs-none
+iic-batch_size-one iic-batch_size-too-big iic-repeats-zero iic-main_passes-zero iic-over_passes-negative
+iic-lr-zero iic-lr-nan iic-lamb-negative iic-seed-none iic-seed-negative iic-seed-string iic-amp-string
+iic-device-gpu iic-fit-rank3 iic-fit-nan iic-fit-inf iic-fit-y-length iic-fit-y-2d iic-g-changes-shape
+iic-g-returns-numpy iic-fit-uint8 iic-fit-numpy-float64 iic-fit-float16 iic-fit-noncontiguous
+iic-fit-non-square iic-predict-nan iic-predict-rank3 iic-predict-head iic-predict-subhead
+iic-predict-numpy iic-predict-noncontiguous iic-predict_proba-float64 iic-loss-shape-mismatch
+iic-loss-lamb-negative iic-joint-1d iic-information-negative iic-information-nonsquare iic-verbose-string
+iic-fit-empty iic-fit-too-small iic-fit-y-float iic-g-returns-nan iic-predict-unfitted
+iic-predict-other-size iic-predict-other-channels iic-predict-empty iic-predict-uint8
+iic-clusternet-trunk-unknown kmeans-fit-list-of-strings kmeans-plusplus-zero kmeans-plusplus-too-many
+kmeans-pairwise-mismatch iic-clusternet-too-small iic-loss-nan iic-loss-numpy iic-information-nan
+iic-clusternet-channels-zero
 dim-alpha-negative dim-all-zero dim-estimator-unknown dim-local_critic-unknown dim-code_dim-zero
 dim-widths-two dim-widths-zero dim-critic_dim-zero dim-epochs-zero dim-batch_size-one dim-lr-zero
 dim-seed-none dim-seed-negative dim-device-gpu dim-fit-empty dim-fit-rank3 dim-fit-nan dim-fit-inf
 dim-fit-one-image dim-fit-uint8 dim-fit-numpy dim-fit-float64 dim-fit-noncontiguous dim-transform-nan
 dim-transform-numpy-float64 dim-transform-noncontiguous dim-probe-test_size dim-fit-too-small
 dim-transform-unfitted dim-transform-other-size dim-transform-other-channels dim-transform-empty
-dim-partial_fit-other-size
-mi-jsd-1d mi-jsd-one-sample mi-dv-nonsquare mi-nce-numpy mi-estimate-unknown mi-gaussian-dim-zero
-mi-gaussian-rho-one mi-gaussian-rho-two mi-correlated-n-zero mi-correlated-generator-int
-mi-correlated-device-gpu mi-curve-estimator mi-curve-true_mi-empty mi-curve-true_mi-negative
-mi-curve-steps-zero mi-curve-batch-one mi-curve-generator-int mi-curve-dim-zero
+dim-partial_fit-other-size mi-jsd-1d mi-jsd-one-sample mi-dv-nonsquare mi-nce-numpy mi-estimate-unknown
+mi-gaussian-dim-zero mi-gaussian-rho-one mi-gaussian-rho-two mi-correlated-n-zero
+mi-correlated-generator-int mi-correlated-device-gpu mi-curve-estimator mi-curve-true_mi-empty
+mi-curve-true_mi-negative mi-curve-steps-zero mi-curve-batch-one mi-curve-generator-int mi-curve-dim-zero
+dim-diverges-lr dim-partial_fit-one-image dim-probe-nan dim-probe-length dim-probe-float-labels
+dim-probe-one-class mi-jsd-nan mi-curve-true_mi-string
 classifiers-cnn-channels-zero classifiers-cnn-classes-one classifiers-cnn-width-zero
 classifiers-train-rank3 classifiers-train-y-length classifiers-train-epochs-zero
 classifiers-train-batch-zero classifiers-train-lr-nan classifiers-train-generator-int
 classifiers-train-max_shift-negative classifiers-train-noncontiguous classifiers-predict-noncontiguous
 classifiers-random-classes-one classifiers-random-seed-none classifiers-random-seed-negative
 classifiers-random-device-gpu classifiers-random-seed-max
+classifiers-train-y-float classifiers-train-y-negative classifiers-train-x-nan classifiers-train-x-empty
+classifiers-train-channels classifiers-train-diverges classifiers-train-uint8 classifiers-train-numpy
+classifiers-train-float64 classifiers-train-int32-labels classifiers-predict-rank3
+classifiers-predict-nan classifiers-predict-empty classifiers-predict-channels classifiers-predict-numpy
+classifiers-predict-float64 classifiers-accuracy-y-length classifiers-accuracy-y-float
+classifiers-train-y-out-of-range classifiers-train-too-small
 augment-crop-too-big augment-crop-zero augment-size-zero augment-crop-uint8 augment-crop-noncontiguous
 augment-transform-max_angle-negative augment-transform-p_rotate-two augment-transform-scales-empty
 augment-transform-scales-zero augment-transform-extent-small augment-transform-jitter-short
 augment-transform-noncontiguous augment-transform-float64
+augment-crop-rank3 augment-crop-nan augment-crop-empty augment-crop-numpy
+augment-jitter-brightness-negative augment-jitter-brightness-big augment-jitter-nan
+augment-affine-angle-length augment-transform-scales-number augment-transform-nan augment-transform-rank3
+augment-transform-empty augment-transform-uint8
 w2-histogram-negative w2-histogram-nan w2-histogram-zero-mass w2-histogram-5d w2-grid_cost-zero
 w2-grid_cost-float w2-exact-size-mismatch w2-exact-count-mismatch w2-exact-negative w2-exact-max_iter-zero
 w2-exact-numpy w2-exact-noncontiguous w2-exact-uint8 w2-exact-float16 w2-exact-hw w2-sinkhorn-reg-zero

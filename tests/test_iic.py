@@ -11,7 +11,7 @@ from infoclust.augment import MNISTTransform
 from infoclust.data import load_dataset
 from infoclust.iic import (IIC, ClusterNet, information, iic_loss, joint_counts, joint_distribution,
                           loss_from_counts, lowest_loss_subhead)
-from infoclust.utils import ParameterError
+from infoclust.utils import ParameterError, TrainingDivergedError
 
 TINY = ((8, 16), 3)  # a trunk small enough for unit tests
 
@@ -107,7 +107,8 @@ def digits():
 
 
 def _fit(x, y=None, **kw):
-    args = dict(n_clusters=10, n_overclusters=20, n_subheads=2, trunk=TINY, epochs=2, batch_size=100, repeats=2,
+    args = dict(n_clusters=10, n_overclusters=20, n_subheads=2, trunk=TINY, epochs=2, batch_size=100,
+                repeats=2,
                 lr=3e-3, verbose=False)
     return IIC(**{**args, **kw}).fit(x, y)
 
@@ -155,7 +156,8 @@ def test_custom_g_is_used(digits):
 
 
 @pytest.mark.parametrize("kwargs, name", [
-    ({"n_clusters": 1}, "n_clusters"), ({"n_overclusters": 1}, "n_overclusters"), ({"n_subheads": 0}, "n_subheads"),
+    ({"n_clusters": 1}, "n_clusters"), ({"n_overclusters": 1}, "n_overclusters"),
+    ({"n_subheads": 0}, "n_subheads"),
     ({"trunk": "resnet"}, "trunk"), ({"epochs": None}, "epochs"), ({"repeats": 0}, "repeats"),
     ({"lr": 0}, "lr"), ({"lamb": -1}, "lamb"), ({"batch_size": 10_000}, "batch_size"),
     ({"g": 3}, "g"), ({"device": "nope"}, "device"),
@@ -177,6 +179,8 @@ def test_bad_inputs_raise(digits):
         _fit(x, g=lambda b: b.cpu().numpy())
     with pytest.raises(ParameterError, match="y must have shape"):
         _fit(x, y[:10])
+    with pytest.raises(ParameterError, match=r"g must map a batch .* same shape, dtype and device"):
+        _fit(x, g=lambda b: b.double())
     with pytest.raises(NotFittedError):
         IIC().predict(x)
 
@@ -215,6 +219,59 @@ def test_history_records_the_chosen_subhead_and_eval_every(digits):
     m = _fit(x, y, epochs=3, eval_every=2)
     assert [h["epoch"] for h in m.history_] == [0, 2, 3]  # the last epoch is always scored
     for h in m.history_:
-        assert h["subhead"] == lowest_loss_subhead(h["loss"]) and h["subhead_over"] == lowest_loss_subhead(h["loss_over"])
+        assert h["subhead"] == lowest_loss_subhead(h["loss"])
+        assert h["subhead_over"] == lowest_loss_subhead(h["loss_over"])
     assert m.best_subhead_ == m.history_[-1]["subhead"]
     assert m.history_[1]["pairs"] == 2 * 3 * 6 * 100 * 2  # epochs x passes x batches x pairs per batch
+
+
+def test_images_too_small_for_the_trunk_are_named():
+    x = torch.rand(120, 1, 3, 3)
+    with pytest.raises(ParameterError, match=r"x images are 3 x 3 pixels; at least 4 x 4"):
+        _fit(x, trunk="small")
+    with pytest.raises(ParameterError, match=r"at least 8 x 8"):
+        _fit(torch.rand(120, 1, 6, 6), trunk="vgg")
+
+
+@pytest.mark.parametrize("bad, error, match", [
+    (lambda x: x[:0], ParameterError, "x is an empty batch"),
+    (lambda x: x[:, 0], ParameterError, r"x must have shape \(N, C, H, W\)"),
+    (lambda x: (x * 255).to(torch.uint8), TypeError, "x has dtype torch.uint8"),
+    (lambda x: x[..., :7], ParameterError, "x must be square"),
+])
+def test_bad_images_are_named(digits, bad, error, match):
+    with pytest.raises(error, match=match):
+        _fit(bad(digits[0]))
+
+
+def test_awkward_but_valid_images_train_alike(digits):
+    x = digits[0][:200]
+    ref = _fit(x, epochs=1).history_[-1]["loss"]
+    noncontig = x.transpose(-1, -2).contiguous().transpose(-1, -2)
+    for other in (x.numpy().astype(np.float64), noncontig, x.double()):
+        assert _fit(other, epochs=1).history_[-1]["loss"] == ref
+
+
+def test_predict_needs_the_training_image_shape(digits):
+    x, y = digits
+    m = _fit(x, epochs=1)
+    with pytest.raises(ParameterError, match=r"x has images of shape \(1, 12, 12\), but this IIC was fitted "
+                                             r"on \(1, 8, 8\)"):
+        m.predict(torch.rand(4, 1, 12, 12))
+    with pytest.raises(ParameterError, match="x has 3 channels, expected 1"):
+        m.predict(torch.rand(4, 3, 8, 8))
+    np.testing.assert_array_equal(m.predict(x.numpy().astype(np.float16)), m.predict(x.half()))
+
+
+def test_labels_are_checked(digits):
+    x, y = digits
+    with pytest.raises(TypeError, match="y has dtype torch.float32"):
+        _fit(x, y.float())
+
+
+def test_diverging_training_names_epoch_step_and_setting(digits):
+    x, _ = digits
+    with pytest.raises(TrainingDivergedError, match=r"IIC training diverged.*epoch 1, step 1.*lower lr"):
+        _fit(x, g=lambda b: b * float("nan") if len(b) == 200 else b)  # NaN in training batches only
+    with pytest.raises(ParameterError, match=r"g\(x\) contains NaN"):
+        _fit(x, g=lambda b: b * float("nan"))  # caught by the scoring before training

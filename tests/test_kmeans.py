@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -5,7 +7,7 @@ from sklearn.cluster import KMeans as SKLearnKMeans
 from sklearn.datasets import make_blobs
 from sklearn.exceptions import NotFittedError
 
-from infoclust import KMeans, ParameterError, cluster_accuracy
+from infoclust import ConvergenceWarning, KMeans, ParameterError, cluster_accuracy
 from infoclust.kmeans import kmeans_plusplus
 
 
@@ -128,3 +130,57 @@ def test_cluster_sums_by_one_hot_chunks_equal_index_add():
     torch.testing.assert_close(hot_counts, counts)
     torch.testing.assert_close(hot_sums, sums)
     assert counts[2] == 0 and counts.sum() == 103
+
+
+def test_stopping_at_max_iter_warns():
+    x, _ = blobs(n=2000, k=8, d=20, std=3.0, seed=3)  # overlapping: many iterations
+    with pytest.warns(ConvergenceWarning, match="max_iter=2"):
+        KMeans(8, max_iter=2, device="cpu").fit(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        KMeans(8, max_iter=300, device="cpu").fit(x)
+
+
+@pytest.mark.parametrize("x, error, match", [
+    (torch.rand(10), ParameterError, "Reshape your data"),
+    (torch.rand(0, 3), ParameterError, "x holds 0 samples"),
+    (torch.rand(5, 0), ParameterError, r"x has 0 feature\(s\)"),
+    (np.ones((6, 2)) + 1j, ParameterError, "x has complex dtype"),
+    (np.array([[1, "a"], [2, "b"]], dtype=object), TypeError, "number"),
+])
+def test_bad_data_named(x, error, match):
+    with pytest.raises(error, match=match):
+        KMeans(1, device="cpu").fit(x)
+
+
+def test_sparse_data_is_refused():
+    from scipy import sparse
+
+    with pytest.raises(TypeError, match="x is a sparse matrix"):
+        KMeans(2, device="cpu").fit(sparse.csr_matrix(np.eye(4)))
+
+
+def test_awkward_but_valid_data_works():
+    x, _ = blobs(n=100, k=3, d=4)
+    ref = KMeans(3, device="cpu").fit(x)
+    noncontig = x.T.contiguous().T
+    assert not noncontig.is_contiguous()
+    for other in (x.numpy().astype(np.float64), x.tolist(), noncontig, x.double()):
+        np.testing.assert_array_equal(KMeans(3, device="cpu").fit(other).labels_, ref.labels_)
+    np.testing.assert_array_equal(ref.predict(x.numpy().astype(np.float64)), ref.labels_)
+
+
+def test_predict_needs_the_fitted_feature_count():
+    km = KMeans(2, device="cpu").fit(torch.rand(10, 3))
+    with pytest.raises(ParameterError, match="x has 2 features, but KMeans is expecting 3"):
+        km.predict(torch.rand(4, 2))
+
+
+def test_kmeans_plusplus_checks_its_arguments():
+    x = torch.rand(10, 2)
+    with pytest.raises(TypeError, match="generator"):
+        kmeans_plusplus(x, 3, 0)
+    with pytest.raises(ParameterError, match="n_clusters"):
+        kmeans_plusplus(x, 11, None)
+    with pytest.raises(TypeError, match="x must be"):
+        kmeans_plusplus(x.numpy(), 3, None)

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 from scipy import stats
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
@@ -43,16 +44,30 @@ def test_nmi_ari_agree_with_sklearn():
     assert ari(y, pred) == pytest.approx(adjusted_rand_score(y, pred))
 
 
-@pytest.mark.parametrize("y, pred, match", [
-    ([0, 1], [0, 1, 1], "differ in length"),
-    ([0.5, 1.0], [0, 1], "integer"),
-    ([[0, 1]], [[0, 1]], "one-dimensional"),
-    ([], [], "empty"),
-    ([0, -1], [0, 1], "non-negative"),
+@pytest.mark.parametrize("y, pred, error, match", [
+    ([0, 1], [0, 1, 1], ParameterError, "differ in length"),
+    ([0.5, 1.0], [0, 1], TypeError, "y_true has dtype float64; labels must be integers"),
+    ([0, 1], [True, False], TypeError, "y_pred has dtype bool"),
+    ([[0, 1]], [[0, 1]], ParameterError, "y_true must be one-dimensional"),
+    ([], [], ParameterError, "empty"),
+    ([0, -1], [0, 1], ParameterError, "y_true must hold non-negative"),
+    ([0, 1], ["a", "b"], TypeError, "y_pred has dtype"),
 ])
-def test_bad_inputs(y, pred, match):
-    with pytest.raises(ParameterError, match=match):
+def test_bad_inputs(y, pred, error, match):
+    with pytest.raises(error, match=match):
         cluster_accuracy(np.array(y), np.array(pred))
+    with pytest.raises(TypeError, match="y_pred must be"):
+        cluster_accuracy(np.array([0, 1]), "01")
+
+
+def test_huge_label_ids_are_relabelled_densely():
+    """Ids up to 5e8 used to allocate a 5e8-row contingency table (and kill the process)."""
+    y = np.array([0, 0, 1, 1, 2])
+    pred = np.array([7, 7, 5 * 10**8, 5 * 10**8, 10**12])
+    assert cluster_accuracy(y, pred) == 1.0
+    assert hungarian_match(y, pred) == {7: 0, 5 * 10**8: 1, 10**12: 2}
+    assert contingency(y, pred).shape == (3, 3)
+    assert cluster_accuracy(torch.tensor([3, 3, 9]), torch.tensor([2**40, 2**40, 0])) == 1.0
 
 
 def test_paired_difference_matches_scipy_paired_t():

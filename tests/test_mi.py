@@ -1,6 +1,7 @@
 """MI estimators (infoclust.mi) on score matrices whose answer is known."""
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -94,10 +95,37 @@ def test_bad_inputs_raise():
 
 def test_training_curve_tracks_mi_and_nce_saturates():
     curve = mi_training_curve("nce", true_mi=(1.0, 6.0), dim=4, steps_per_level=150, batch_size=16,
-                              lr=2e-3, generator=torch.Generator().manual_seed(0), device="cpu", verbose=False)
+                              lr=2e-3, generator=torch.Generator().manual_seed(0), device="cpu",
+                              verbose=False)
     assert set(curve) == {"true", "jsd", "dv", "nce"}
     assert len(curve["true"]) == 300
     early, late = curve["nce"][100:150].mean(), curve["nce"][250:].mean()
     assert 0.5 < early < 1.5  # close to the true 1 nat
     assert late <= math.log(16) + 1e-5 < 6.0  # capped below the true 6 nats
     assert late > early
+
+
+def test_training_curve_checks_its_arguments():
+    with pytest.raises(TypeError, match="generator"):
+        mi_training_curve("nce", steps_per_level=1, generator=0, verbose=False)
+    with pytest.raises(ParameterError, match="true_mi"):
+        mi_training_curve("nce", true_mi=(1.0, -2.0), steps_per_level=1, verbose=False)
+    with pytest.raises(TypeError, match="generator"):
+        correlated_gaussians(4, 2, 0.5, generator=1)
+
+
+def test_training_curve_repeats_itself_for_a_generator():
+    kw = dict(true_mi=(1.0,), dim=2, steps_per_level=5, batch_size=8, device="cpu", verbose=False)
+    a = mi_training_curve("dv", generator=torch.Generator().manual_seed(3), **kw)
+    b = mi_training_curve("dv", generator=torch.Generator().manual_seed(3), **kw)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_non_finite_scores_are_named():
+    s = torch.zeros(4, 4)
+    s[1, 2] = float("nan")
+    for estimator in ESTIMATORS:
+        with pytest.raises(ParameterError, match="scores contains NaN"):
+            mi_estimate(s, estimator)
+    with pytest.raises(ParameterError, match="scores contains NaN"):
+        jsd_mi(s.fill_(float("inf")))

@@ -112,3 +112,34 @@ def test_stream_seed_decorrelates_streams():
         stream_seed(-1, 0)
     with pytest.raises(ic.ParameterError, match="stream"):
         stream_seed(0, -1)
+
+
+def test_forked_global_rng_seeds_inside_and_restores_after():
+    torch.manual_seed(7)
+    before = torch.get_rng_state()
+    with ic.utils.forked_global_rng(3):
+        inside = torch.rand(2)
+    assert torch.equal(torch.get_rng_state(), before)
+    with ic.utils.forked_global_rng(3):
+        assert torch.equal(torch.rand(2), inside)
+    with pytest.raises(ic.ParameterError, match="seed"):
+        with ic.utils.forked_global_rng(None):
+            pass
+
+
+def test_draw_seed_takes_a_generator_or_the_global_one():
+    one = ic.utils.draw_seed(torch.Generator().manual_seed(1))
+    assert one == ic.utils.draw_seed(torch.Generator().manual_seed(1))
+    assert 0 <= ic.utils.draw_seed(None) <= ic.utils.SEED_MAX
+    with pytest.raises(TypeError, match="generator"):
+        ic.utils.draw_seed(5)
+
+
+def test_check_not_diverged_names_where_and_what_to_lower():
+    assert ic.utils.check_not_diverged("training", "the loss", 2.5, epoch=1, step=3, lower="lr") == 2.5
+    for value in (float("nan"), float("inf"), 1e7):
+        with pytest.raises(ic.TrainingDivergedError,
+                           match="training diverged: the loss became .* in epoch 2, step 5; lower lr"):
+            ic.utils.check_not_diverged("training", "the loss", value, epoch=2, step=5, lower="lr")
+    with pytest.raises(ic.TrainingDivergedError, match="in step 5;"):
+        ic.utils.check_not_diverged("training", "the loss", float("nan"), epoch=None, step=5, lower="lr")
