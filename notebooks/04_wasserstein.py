@@ -272,8 +272,9 @@ big = exact.numpy() > 2.0
 ledger.record(f"mean |relative error| of entropic W2 (eps = {reg:g} px^2, debiased cost)", 100 * mean_err,
               unit="%", claim="entropic W2 within 2 % of POT's exact W2 on MNIST pairs (this book's own target)",
               source="ot.emd2", holds=mean_err <= 0.02, seconds=times[reg, "debiased cost"])
-ledger.record(f"max |relative error|, pairs with W2 > 2 px (eps = {reg:g})", 100 * float(np.abs(head[big]).max()),
-              unit="%")
+if big.any():  # 8 x 8 digits (dataset digits) are rarely 2 px apart
+    ledger.record(f"max |relative error|, pairs with W2 > 2 px (eps = {reg:g})",
+                  100 * float(np.abs(head[big]).max()), unit="%")
 ledger.record(f"max |relative error|, all pairs (eps = {reg:g})", 100 * float(np.abs(head).max()), unit="%")
 ledger.record(f"time, exact W2 loop over {n_pairs} pairs (CPU)", t_exact["seconds"], unit="s",
               seconds=t_exact["seconds"])

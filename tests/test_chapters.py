@@ -15,6 +15,7 @@ import yaml
 
 from infoclust.book import build as book
 from infoclust.book.chapter import check_parameters, parameters_of
+from infoclust.data import DATASETS
 
 CHAPTERS = book.chapters()
 SECTIONS = ("What you will learn", "The idea", "Running it", "Results beside the paper", "Exercises",
@@ -135,3 +136,26 @@ def test_profiles_pass_the_parameter_checks(chapter, profile):
     given = book.chapter_parameters(chapter, profile)
     namespace = {**{k: p.default for k, p in defaults.items()}, **given}
     check_parameters(namespace, defaults, list(given), chapter=chapter)
+
+
+def _listed_data_sets(chapter: str) -> list[str]:
+    """The data sets the parameters cell's comment offers: ``dataset = "..."  # a | b | c (...)``."""
+    source = (book.ROOT / "notebooks" / f"{chapter}.py").read_text()
+    line = re.search(r"^dataset = .*#(.*)$", source, re.MULTILINE)
+    return re.findall(r"[\w-]+", line[1].split("(")[0]) if line else []
+
+
+@pytest.mark.parametrize("chapter", [c for c in CHAPTERS if _listed_data_sets(c)])
+def test_listed_data_sets_are_data_sets(chapter):
+    assert set(_listed_data_sets(chapter)) <= set(DATASETS), _listed_data_sets(chapter)
+
+
+def test_wasserstein_chapter_runs_on_digits(tmp_path):
+    """Chapter 4 offers ``dataset digits``: its smoke run on 8 x 8 digits must finish (it crashed on a
+    maximum over the empty set of pairs more than 2 px apart)."""
+    assert "digits" in _listed_data_sets("04_wasserstein")
+    nb = nbformat.read(book.execute_chapter("04_wasserstein", "smoke", tmp_path, parameters={"dataset": "digits"}),
+                       as_version=4)
+    assert not [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    results = json.loads((tmp_path / "results" / "04_wasserstein.json").read_text())
+    assert results["results"]
