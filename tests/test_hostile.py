@@ -149,6 +149,7 @@ transforms-pool-batch-zero transforms-pool-g-shape transforms-compose-empty tran
 transforms-sinkhorn-kernel-even transforms-sinkhorn-noncontiguous transforms-pool-g-numpy
 transforms-pool-seed-none transforms-pool-x-nan transforms-pool-x-empty transforms-pool-unknown-image
 build-chapters-unknown build-profile-unknown build-chapters-no-names build-chapters-unknown-after-known
+build-chapter_parameters-unknown build-chapter_parameters-profile
 """.split()
 
 

@@ -48,7 +48,7 @@ from typing import Any, Iterator
 
 import yaml
 
-from ..utils import thread_environment
+from ..utils import ParameterError, check_choice, thread_environment
 from .chapter import parameters_of
 from .ledger import HOLDS_MARK, ResultsFileError, fmt_value, markdown_table, read_results_file, write_atomic
 
@@ -128,11 +128,10 @@ def check_chapter_names(names: list[str] | None, root: Path = ROOT) -> list[str]
 
 def chapter_parameters(chapter: str, profile: str, root: Path = ROOT) -> dict[str, Any]:
     """Papermill parameters of ``chapter`` for ``profile``, with ``profile`` itself injected."""
-    if profile not in PROFILES:
-        raise ValueError(f"profile={profile!r} is not one of {PROFILES}")
+    check_choice("profile", profile, PROFILES)
     table = yaml.safe_load((Path(root) / "notebooks" / "profiles.yml").read_text()) or {}
     if chapter not in table:
-        raise KeyError(f"notebooks/profiles.yml has no entry for chapter {chapter!r}")
+        raise ParameterError(f"chapter={chapter!r} has no entry in notebooks/profiles.yml")
     params = dict(table[chapter].get(profile) or {})
     params["profile"] = profile
     return params
