@@ -17,6 +17,8 @@ is classified automatically:
 ``silent``
     no error although one was due (a bad input accepted, a NaN or infinite result, a result
     that is provably wrong, or no warning where a solver stopped before converging).
+``unclear`` also counts the hangs: a case with no answer within its time limit (``hang`` in
+the ``--table`` counts).
 ``lost``
     data lost: the process would have been aborted (``MemoryError`` under this script's
     address-space limit, where an unlimited process exhausts the machine's memory), or the
@@ -32,7 +34,14 @@ today's. A name that exists in neither form is reported as ``absent`` and not co
 
 Usage::
 
-    python benchmarks/hostile_battery.py [--json OUT] [-k SUBSTRING] [--no-chapters] [--list]
+    python benchmarks/hostile_battery.py [--json OUT] [-k SUBSTRING] [--no-chapters] [--no-build] [--list]
+    python benchmarks/hostile_battery.py --table BEFORE.json AFTER.json [--table-chapters CHAPTERS.json]
+
+The first form writes every case's outcome to ``_build/benchmarks/hostile_<commit>.json`` (or
+``--json OUT``). The second writes ``benchmarks/hostile_battery_results.json``: the counts of two
+such runs (e.g. the commit before the round and main), with each case's outcome on both, so the
+table in the report can be checked and redone; ``--table-chapters`` takes the chapter cases'
+outcomes on the "after" side from a separate (slower) run.
 
 It uses one thread and at most 6 GiB of address space. The library's cases take about two
 minutes of CPU; the chapter and build cases start a Jupyter kernel each (about 10 s each on an
@@ -1544,7 +1553,7 @@ def _failed_rerun() -> dict[str, Any] | Verdict:
             "results": (build / "results" / "01_hostile.json").read_text() == results}
 
 
-def all_cases(chapters: bool = True) -> list[Case]:
+def all_cases() -> list[Case]:
     if not CASES:
         for make in (_utils_cases, _data_cases, _metrics_cases, _kmeans_cases, _iic_cases, _dim_cases,
                      _mi_cases,
@@ -1553,7 +1562,7 @@ def all_cases(chapters: bool = True) -> list[Case]:
             make()
         ids = [c.id for c in CASES]
         assert len(ids) == len(set(ids)), "duplicate case ids"
-    return [c for c in CASES if chapters or c.area not in ("chapters", "build")]
+    return list(CASES)
 
 
 # --------------------------------------------------------------------------- main
@@ -1577,18 +1586,67 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {"tried": len(tried), "absent": len(rows) - len(tried), **counts, "by_owner": by_owner}
 
 
+#: The committed before/after table (``--table``).
+TABLE = Path(__file__).resolve().parent / "hostile_battery_results.json"
+
+
+def write_table(before: Path, after: Path, chapters: Path | None = None) -> dict[str, Any]:
+    """Counts before and after, and each case's outcome on both, into :data:`TABLE`."""
+    runs = {"before": json.loads(before.read_text()), "after": json.loads(after.read_text())}
+    sources = {"before": [str(before)], "after": [str(after)]}
+    if chapters is not None:  # the chapter cases of "after" come from their own run
+        extra = json.loads(chapters.read_text())
+        chapter_rows = {r["id"]: r for r in extra["cases"] if r["area"] == "chapters"}
+        rows = [r for r in runs["after"]["cases"] if r["id"] not in chapter_rows]
+        runs["after"] = {"summary": {**runs["after"]["summary"], "chapters_from": extra["summary"]["commit"]},
+                         "cases": rows + list(chapter_rows.values())}
+        sources["after"].append(str(chapters))
+    table: dict[str, Any] = {"command": "python benchmarks/hostile_battery.py --table BEFORE AFTER", "runs": {}}
+    for side, run in runs.items():
+        s = run["summary"]
+        table["runs"][side] = {
+            "commit": s["commit"], **({"chapters_from": s["chapters_from"]} if "chapters_from" in s else {}),
+            "seconds": s.get("seconds"), "load": s.get("load"), "from": sources[side],
+            "areas": sorted({r["area"] for r in run["cases"] if r["outcome"] != "absent"}),
+            **{k: v for k, v in summarise(run["cases"]).items() if k != "by_owner"},
+            "hang": sum(r["detail"].startswith("no answer within") for r in run["cases"])}
+    outcomes = {side: {r["id"]: r["outcome"] for r in run["cases"]} for side, run in runs.items()}
+    table["cases"] = {i: [outcomes["before"].get(i, "-"), outcomes["after"].get(i, "-")]
+                      for i in sorted(set(outcomes["before"]) | set(outcomes["after"]))}
+    _write_results(TABLE.stem, table, folder=TABLE.parent)
+    return table
+
+
+def _write_results(name: str, data: dict[str, Any], **kw: Any) -> Path:
+    """The benchmarks' results file (``_common.write_results``), imported late: it needs today's library."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _common import write_results
+
+    return write_results(name, data, **kw)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", type=Path, default=None, help="write every case's outcome here")
     parser.add_argument("-k", default="", help="run only the cases whose id contains this")
-    parser.add_argument("--no-chapters", action="store_true", help="skip the chapter and build cases")
+    parser.add_argument("--no-chapters", action="store_true",
+                        help="skip the chapter cases (a real chapter's kernel each: minutes under load)")
+    parser.add_argument("--no-build", action="store_true", help="skip the build cases")
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
+    parser.add_argument("--table", nargs=2, type=Path, metavar=("BEFORE", "AFTER"),
+                        help="write the before/after counts of two runs' JSON to " + str(TABLE))
+    parser.add_argument("--table-chapters", type=Path, default=None,
+                        help="with --table: the chapter cases' outcomes after, from this run's JSON")
     args = parser.parse_args(argv)
+    if args.table:
+        write_table(*args.table, args.table_chapters)
+        return 0
     torch.set_num_threads(1)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("INFOCLUST_RESULTS_DIR", str(TMP / "results"))
     limit_memory()
-    cases = [c for c in all_cases(not args.no_chapters) if args.k in c.id]
+    skip = {area for area, off in (("chapters", args.no_chapters), ("build", args.no_build)) if off}
+    cases = [c for c in all_cases() if args.k in c.id and c.area not in skip]
     if args.list:
         for c in cases:
             print(f"{c.id:45s} {c.area:20s} {c.expect:7s} {' '.join(c.names)}")
@@ -1611,9 +1669,12 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({k: v for k, v in summary.items() if k != "by_owner"}))
     for owner, counts in sorted(summary["by_owner"].items()):
         print(f"  {owner:14s} {counts}")
-    out = args.json or Path(tempfile.gettempdir()) / f"hostile_{commit or 'tree'}.json"
-    out.write_text(json.dumps({"summary": summary, "cases": rows}, indent=1))
-    print(f"written {out}")
+    data = {"summary": summary, "cases": rows}
+    if args.json:  # a plain write: an old commit under test may have no infoclust.utils.atomic_write
+        args.json.write_text(json.dumps(data, indent=1))
+        print(f"written {args.json}")
+    else:
+        _write_results(f"hostile_{commit or 'tree'}", data)
     shutil.rmtree(TMP, ignore_errors=True)
     return 0
 
