@@ -246,6 +246,16 @@ def test_damaged_and_stray_results_are_named_and_marked(project):
     assert "`01_a` (missing)" in book.ledger_page(results, project)
 
 
+def test_results_of_another_profile_are_marked(project):
+    """A smoke run's results in a default build's ledger: marked in the runs table and the warning."""
+    results = project / "_build" / "results"
+    page = book.ledger_page(results, project, "default")
+    assert "- `01_a` (other profile): results of the 'smoke' profile, this build's is 'default'" in page
+    assert page.count("**smoke profile**") == 2
+    assert [c.status for c in book.scan_results(results, ["01_a", "02_b"], "default")] == ["other profile"] * 2
+    assert "**smoke profile**" not in book.ledger_page(results, project, "smoke")
+
+
 def test_site_only_renders_the_ledger_from_what_is_there(project):
     """No chapter executes; a damaged results file is marked on the page and the exit status is 1."""
     before = _files(project)
