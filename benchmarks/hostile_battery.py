@@ -1590,30 +1590,33 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
 TABLE = Path(__file__).resolve().parent / "hostile_battery_results.json"
 
 
-def write_table(before: Path, after: Path, chapters: Path | None = None) -> dict[str, Any]:
-    """Counts before and after, and each case's outcome on both, into :data:`TABLE`."""
+def write_table(before: Path, after: Path, chapters: Path | None = None, out: Path = TABLE) -> dict[str, Any]:
+    """Counts before and after, and each case's outcome on both, into ``out``."""
     runs = {"before": json.loads(before.read_text()), "after": json.loads(after.read_text())}
-    sources = {"before": [str(before)], "after": [str(after)]}
     if chapters is not None:  # the chapter cases of "after" come from their own run
         extra = json.loads(chapters.read_text())
         chapter_rows = {r["id"]: r for r in extra["cases"] if r["area"] == "chapters"}
         rows = [r for r in runs["after"]["cases"] if r["id"] not in chapter_rows]
         runs["after"] = {"summary": {**runs["after"]["summary"], "chapters_from": extra["summary"]["commit"]},
                          "cases": rows + list(chapter_rows.values())}
-        sources["after"].append(str(chapters))
-    table: dict[str, Any] = {"command": "python benchmarks/hostile_battery.py --table BEFORE AFTER", "runs": {}}
+    table: dict[str, Any] = {"how": [
+        "PYTHONPATH=<a worktree at the before commit> python benchmarks/hostile_battery.py --json before.json",
+        "python benchmarks/hostile_battery.py --no-chapters --json after.json",
+        "python benchmarks/hostile_battery.py -k chapter- --json chapters.json",
+        "python benchmarks/hostile_battery.py --table before.json after.json --table-chapters chapters.json"],
+        "runs": {}}
     for side, run in runs.items():
         s = run["summary"]
         table["runs"][side] = {
             "commit": s["commit"], **({"chapters_from": s["chapters_from"]} if "chapters_from" in s else {}),
-            "seconds": s.get("seconds"), "load": s.get("load"), "from": sources[side],
+            "seconds": s.get("seconds"), "load": s.get("load"),
             "areas": sorted({r["area"] for r in run["cases"] if r["outcome"] != "absent"}),
             **{k: v for k, v in summarise(run["cases"]).items() if k != "by_owner"},
             "hang": sum(r["detail"].startswith("no answer within") for r in run["cases"])}
     outcomes = {side: {r["id"]: r["outcome"] for r in run["cases"]} for side, run in runs.items()}
     table["cases"] = {i: [outcomes["before"].get(i, "-"), outcomes["after"].get(i, "-")]
                       for i in sorted(set(outcomes["before"]) | set(outcomes["after"]))}
-    _write_results(TABLE.stem, table, folder=TABLE.parent)
+    _write_results(out.stem, table, folder=out.parent)
     return table
 
 

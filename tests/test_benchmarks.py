@@ -13,6 +13,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))  # where the scripts import _common
 def _load(name: str):
     spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault(name, module)  # dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
@@ -30,3 +31,26 @@ def test_common_best_time_and_results_file(tmp_path):
     assert seconds >= 0 and result == 4 and len(calls) == 4
     path = common.write_results("bench_x", {"rate": 1.5}, folder=tmp_path)
     assert json.loads(path.read_text()) == {"rate": 1.5}
+
+
+def test_hostile_battery_table_counts_both_runs(tmp_path):
+    battery = _load("hostile_battery")
+    row = lambda i, area, outcome, detail="": {"id": i, "area": area, "owner": "build", "outcome": outcome,  # noqa: E731
+                                                "detail": detail}
+    before = {"summary": {"commit": "aaa"}, "cases": [row("a", "utils", "silent"), row("b", "utils", "unclear",
+                                                      "no answer within 60 s"), row("c", "chapters", "lost")]}
+    after = {"summary": {"commit": "bbb"}, "cases": [row("a", "utils", "clear"), row("b", "utils", "clear"),
+                                                     row("c", "chapters", "lost")]}
+    chapters = {"summary": {"commit": "ccc"}, "cases": [row("c", "chapters", "correct")]}
+    paths = []
+    for name, data in (("before", before), ("after", after), ("chapters", chapters)):
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps(data))
+    table = battery.write_table(*paths, out=tmp_path / "table.json")
+    assert json.loads((tmp_path / "table.json").read_text()) == table
+    assert {"commit": "aaa", "tried": 3, "silent": 1, "unclear": 1, "lost": 1, "hang": 1}.items() <= \
+        table["runs"]["before"].items()
+    assert table["runs"]["after"]["chapters_from"] == "ccc"
+    assert (table["runs"]["after"]["clear"], table["runs"]["after"]["correct"], table["runs"]["after"]["lost"]) == \
+        (2, 1, 0)
+    assert table["cases"] == {"a": ["silent", "clear"], "b": ["unclear", "clear"], "c": ["lost", "correct"]}
