@@ -25,21 +25,27 @@ Differences from the reference implementation (``locuslab/projected_sinkhorn``):
   overflows at :math:`\\lambda = 1000`;
 * zero pixels of ``x`` give :math:`\\alpha = +\\infty` (no mass leaves them) instead of
   ``log 0`` NaNs;
-* the dual objective used for the stopping rule is evaluated with its arguments in the
-  right order (the reference swaps :math:`\\beta` and :math:`e^{-\\alpha}`);
+* the dual objective is evaluated with its arguments in the right order (the reference
+  swaps :math:`\\beta` and :math:`e^{-\\alpha}`), and iteration stops on a certified
+  duality gap instead of a small change of that objective (which stops far from the
+  converged projection, the earlier the larger lambda);
 * the output conserves ``x``'s mass exactly and lies in the ball (its plan costs at most
   ``eps``), whatever the iteration count (see :func:`project_wasserstein_ball`).
+
 """
 from __future__ import annotations
 
 import math
+import warnings
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
-from .utils import ParameterError, check_int, check_number
+from ._attack import prepare_attack, run_attack
+from .exact_projection import ExactSteps, local_cost
+from .utils import ConvergenceWarning, ParameterError, check_choice, check_images, check_int, check_number
 
 __all__ = [
     "lambertw",
@@ -135,39 +141,15 @@ def lambertw(x: torch.Tensor) -> torch.Tensor:
 # Local transport on the pixel grid
 # ----------------------------------------------------------------------------------------
 
-def local_cost(kernel_size: int = 5, p: float = 2.0, dtype: torch.dtype = torch.float64,
-               device: torch.device | str | None = None) -> torch.Tensor:
-    """Cost :math:`(d_i^2 + d_j^2)^{p/2}` of moving mass by each offset of a k x k window.
+def _window_exp(a: torch.Tensor, logk: torch.Tensor, k: int):
+    """Shifted exponentials of the k x k windows: ``exp(log K_o - a_{q+o} - top_q)``.
 
-    Returns a flat tensor of ``k * k`` costs in the row-major order of ``F.unfold``.
-    """
-    kernel_size = check_int("kernel_size", kernel_size, 1)
-    if kernel_size % 2 == 0:
-        raise ParameterError(f"kernel_size={kernel_size} must be odd (a window centred on the pixel)")
-    p = check_number("p", p, 0.0, strict_low=True)
-    d = torch.arange(kernel_size, dtype=dtype, device=device) - kernel_size // 2
-    return ((d[:, None] ** 2 + d[None, :] ** 2) ** (p / 2)).flatten()
-
-
-def _window_lse(a: torch.Tensor, logk: torch.Tensor, k: int,
-                weights: torch.Tensor | None = None, full_plan: bool = False):
-    r"""Local product of the kernel with :math:`e^{-a}`, as a log, for every pixel q:
-
-    .. math:: L_q = \log \sum_o \exp(\log K_o - a_{q+o})
-
-    over the k x k window offsets ``o``; offsets outside the image carry nothing, nor do
-    pixels where ``a = +inf``. ``a`` is (N, C, H, W), ``logk`` (N, k*k, 1); returns ``L``
-    of shape (N, C, H*W) (``-inf`` where the whole window is empty).
-
-    With ``weights`` ``u`` (N, C, H*W) it also returns the mass per offset of the plan
-    :math:`P_{q,o} = u_q\, e^{\log K_o - a_{q+o} - L_q}`, summed over q and channels,
-    shape (N, k*k): with ``a = beta`` and ``u = x`` this is the plan of the alpha step.
-    ``full_plan=True`` returns ``P`` itself, (N, C, k*k, H*W), instead.
-
-    The exponentials are shifted by the window's largest term, computed in place on the
-    unfolded windows (one (N, C, k*k, H*W) buffer), so that the largest is exactly 1 and
-    no argument falls into the slow subnormal range (:func:`_exp`; the clipped terms are
-    below 1e-34 relative to the largest).
+    ``a`` is (N, C, H, W), ``logk`` (N, k*k, 1). Offsets outside the image and pixels where
+    ``a = +inf`` carry nothing. Returns the buffer (N, C, k*k, H*W), whose largest entry per
+    pixel q is exactly 1 (the shift ``top_q`` is the window's largest term, so that no
+    argument falls into the slow subnormal range, :func:`_exp`; clipped terms are below
+    1e-34 relative to the largest), its sums over the window (N, C, H*W) and the log-sum-exp
+    ``L_q = log sum_o exp(log K_o - a_{q+o})`` (``-inf`` where the whole window is empty).
     """
     n, c, h, w = a.shape
     r = k // 2
@@ -178,12 +160,101 @@ def _window_lse(a: torch.Tensor, logk: torch.Tensor, k: int,
     win.sub_(top0).clamp_min_(_log_tiny(win.dtype)).exp_()
     total = win.sum(2)                                            # (N, C, HW)
     lse = torch.where(torch.isfinite(top[:, :, 0]), top0[:, :, 0] + torch.log(total), float("-inf"))
-    if weights is None:
-        return lse
-    if full_plan:
-        return win.mul_((weights / total)[:, :, None])
-    per_offset = torch.einsum("ncoq,ncq->no", win, weights / total)
-    return lse, per_offset
+    return win, total, lse
+
+
+def _window_lse(a: torch.Tensor, logk: torch.Tensor, k: int) -> torch.Tensor:
+    r"""Local product of the kernel with :math:`e^{-a}`, as a log, for every pixel q:
+    :math:`L_q = \log \sum_o \exp(\log K_o - a_{q+o})` over the k x k window offsets ``o``,
+    shape (N, C, H*W) (see :func:`_window_exp`)."""
+    return _window_exp(a, logk, k)[2]
+
+
+@dataclass
+class _RowPlan:
+    """The plan of an alpha step, :math:`\\Pi_{q,o} = x_q \\pi_{q,o}`, summarised per pixel q.
+
+    ``pi`` holds the window weights :math:`\\pi_{q,o}` (rows sum to 1), shape
+    (N, C, k*k, H*W); ``lse`` is :math:`L_q` of :func:`_window_exp`.
+    """
+
+    pi: torch.Tensor
+    lse: torch.Tensor
+
+    def per_offset(self, xs: torch.Tensor) -> torch.Tensor:
+        """Mass moved by each offset, summed over pixels and channels, (N, k*k)."""
+        return torch.einsum("ncoq,ncq->no", self.pi, xs)
+
+    def entropy(self, xs: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """:math:`\\sum \\Pi \\log \\Pi` of :math:`t \\Pi + (1 - t)\\,\\mathrm{diag}(x)` per image, float64.
+
+        Mixing only changes the entries of offset (0, 0), ``d_q = x_q \\pi_{q,0}``:
+        ``sum = t (H - sum_q d_q log d_q) + t log t (1 - sum_q d_q) + sum_q m_q log m_q`` with
+        ``H = sum_q x_q (log x_q + sum_o pi log pi)`` and ``m_q = t d_q + (1 - t) x_q``.
+        """
+        x64 = xs.double()
+        pi_log_pi = torch.xlogy(self.pi, self.pi).sum(2).double()          # sum_o pi log pi
+        rows = torch.xlogy(x64, x64) + x64 * pi_log_pi
+        stay = x64 * self.pi[:, :, self.pi.shape[2] // 2].double()          # d_q
+        t = t.double().view(-1, 1, 1)
+        mixed = t * stay + (1 - t) * x64
+        out = (t * (rows - torch.xlogy(stay, stay)) + torch.xlogy(t, t) * (x64 - stay)
+               + torch.xlogy(mixed, mixed))
+        return out.sum((1, 2))
+
+
+def _alpha_step(beta: torch.Tensor, log_x: torch.Tensor, logk: torch.Tensor, k: int, shape) -> tuple:
+    """Wong et al.'s alpha block, :math:`\\alpha = \\log(K e^{-\\beta}) - \\log x`: the rows
+    of the plan sum to ``x``. Returns alpha (+inf where x = 0) and the plan (:class:`_RowPlan`)."""
+    win, total, lse = _window_exp(beta.view(shape), logk, k)
+    return lse - log_x, _RowPlan(win.div_(total[:, :, None].clamp_min(torch.finfo(win.dtype).tiny)), lse)
+
+
+def _beta_step(lse: torch.Tensor, ws: torch.Tensor, lam: float) -> torch.Tensor:
+    """Wong et al.'s beta block, :math:`\\beta = W_0(\\lambda e^{\\lambda w} \\odot K^T e^{-\\alpha})
+    - \\lambda w`, by :func:`lambertw_exp` on the log of its argument; ``lse`` is
+    :math:`\\log K^T e^{-\\alpha}` (:func:`_window_lse` of alpha)."""
+    return lambertw_exp(math.log(lam) + lam * ws + lse) - lam * ws
+
+
+def _delivered(lse: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """Column sums :math:`e^{-\\beta_j} (K^T e^{-\\alpha})_j` of the plan: what it delivers to
+    each pixel (0 where no source is in reach); ``lse`` as in :func:`_beta_step`."""
+    return torch.where(torch.isfinite(lse), _exp(lse - beta), 0.0)
+
+
+def _dual_objective(alpha, beta, psi, xs, ws, eps, lam: float) -> torch.Tensor:
+    """Wong et al.'s dual :math:`g(\\alpha, \\beta, \\psi)` (of the problem multiplied by lambda)
+    right after an alpha step, where the plan's total mass is that of ``x``; float64.
+
+    :math:`-\\|\\beta\\|^2/(2\\lambda) - \\beta^T w` is evaluated as
+    :math:`\\tfrac\\lambda2(\\|w\\|^2 - \\|w + \\beta/\\lambda\\|^2)`, without the cancelling
+    terms of size lambda.
+    """
+    x64, w64 = xs.double(), ws.double()
+    inner_alpha_x = torch.where(xs > 0, alpha.double() * x64, 0.0).sum((1, 2))
+    z = w64 + beta.double() / lam
+    sq_w, sq_z = w64.pow(2).sum((1, 2)), z.pow(2).sum((1, 2))
+    return 0.5 * lam * (sq_w - sq_z) - psi.double() * eps.double() - inner_alpha_x - x64.sum((1, 2))
+
+
+def _newton_psi(psi: torch.Tensor, per_offset: torch.Tensor, cost: torch.Tensor, eps: torch.Tensor):
+    """Wong et al.'s psi block: one Newton step on the dual, kept >= 0.
+
+    :math:`g'(\\psi) = \\langle \\Pi, C\\rangle - \\varepsilon`, :math:`g''(\\psi) = -\\langle \\Pi, C^2\\rangle`;
+    the step is halved (at most 7 times, as the reference code) while it would make psi
+    negative, then psi is clipped at 0.
+    """
+    slope = (per_offset * cost).sum(1) - eps
+    curvature = (per_offset * cost * cost).sum(1)
+    delta = slope / curvature.clamp_min(torch.finfo(psi.dtype).tiny)
+    t = torch.ones_like(psi)
+    for _ in range(7):
+        neg = psi + t * delta < 0
+        if not neg.any():
+            break
+        t = torch.where(neg, t / 2, t)
+    return (psi + t * delta).clamp_min(0.0)
 
 
 def _as_eps(eps, n: int, like: torch.Tensor) -> torch.Tensor:
@@ -196,6 +267,65 @@ def _as_eps(eps, n: int, like: torch.Tensor) -> torch.Tensor:
     return eps
 
 
+def _log_kernel(psi: torch.Tensor, cost: torch.Tensor) -> torch.Tensor:
+    """:math:`\\log K = -\\psi C - 1` per image and window offset, (N, k*k, 1)."""
+    return -psi.view(-1, 1, 1) * cost.view(1, -1, 1) - 1.0
+
+
+_CHECK_EVERY = 5  # iterations between two certificates of convergence (each costs about two iterations)
+
+
+@dataclass
+class _Certificate:
+    """A feasible output of the projection and how far it is from the converged one."""
+
+    z: torch.Tensor          # (N, C, H*W) unit-mass output, in the ball
+    t: torch.Tensor          # (N,) mixing weight with "stay in place" (1: none needed)
+    plan: _RowPlan
+    cost: torch.Tensor       # (N,) transport cost of the mixed plan, per unit mass
+    objective: torch.Tensor  # (N,) dual value g (lambda-scaled)
+    gap: torch.Tensor        # (N,) certified distance to the converged projection, relative
+    converged: torch.Tensor  # (N,) gap <= tol
+
+
+@dataclass
+class _Problem:
+    """The data of one projection, in float64 for the certificates."""
+
+    xs: torch.Tensor
+    ws: torch.Tensor
+    log_x: torch.Tensor
+    eps: torch.Tensor
+    cost: torch.Tensor
+    lam: float
+    k: int
+    shape: tuple
+    scale: torch.Tensor      # ||w - x|| per image (unit mass), the unit of the gap
+    tol: float = 0.0
+
+    def certify(self, beta: torch.Tensor, psi: torch.Tensor) -> _Certificate:
+        """Output and duality gap at the dual point (beta, psi), in float64.
+
+        The alpha step gives a plan whose rows sum to x; mixed with "stay in place" where
+        it costs more than eps, it is feasible, with primal value
+        :math:`P = \\tfrac12\\|w - z\\|^2 + \\tfrac1\\lambda \\sum \\Pi \\log \\Pi`; the dual
+        value :math:`g/\\lambda` at (alpha, beta, psi) is a lower bound of the optimum. ``P`` is
+        1-strongly convex in z, so :math:`\\|z - z^\\star\\| \\le \\sqrt{2(P - g/\\lambda)}`.
+        """
+        n = len(self.xs)
+        beta, psi = beta.double(), psi.double()
+        logk = _log_kernel(psi, self.cost)
+        alpha, plan = _alpha_step(beta, self.log_x, logk, self.k, self.shape)
+        objective = _dual_objective(alpha, beta, psi, self.xs, self.ws, self.eps, self.lam)
+        z = _delivered(_window_lse(alpha.view(self.shape), logk, self.k), beta)
+        plan_cost = (plan.per_offset(self.xs) * self.cost).sum(1)
+        t = (self.eps / plan_cost.clamp_min(1e-300)).clamp(max=1.0)
+        z = self.xs + t.view(n, 1, 1) * (z - self.xs)
+        primal = 0.5 * (self.ws - z).pow(2).sum((1, 2)) + plan.entropy(self.xs, t) / self.lam
+        gap = (2 * (primal - objective / self.lam).clamp_min(0.0)).sqrt() / self.scale
+        return _Certificate(z, t, plan, t * plan_cost, objective, gap, gap <= self.tol)
+
+
 def project_wasserstein_ball(
     w: torch.Tensor,
     x: torch.Tensor,
@@ -204,15 +334,15 @@ def project_wasserstein_ball(
     lam: float = 1000.0,
     kernel_size: int = 5,
     p: float = 2.0,
-    max_iter: int = 100,
-    tol: float = 1e-4,
+    max_iter: int = 200,
+    tol: float = 1e-3,
     return_info: bool = False,
 ):
     """Project the images ``w`` onto the Wasserstein balls of radius ``eps`` around ``x``.
 
     Solves Wong et al.'s entropic projection (talk eq. (7) with the entropy term of the
     module docstring) by their projected Sinkhorn iterations: block-coordinate ascent on
-    the dual
+    the dual (Wong et al. 2019, eq. (10) and Algorithm 1)
 
     .. math::
 
@@ -221,7 +351,7 @@ def project_wasserstein_ball(
 
     of the problem multiplied by :math:`\\lambda` (the plan is
     :math:`\\Pi_{ij} = e^{-\\alpha_i} K_{ij} e^{-\\beta_j}`, :math:`K = e^{-\\psi C - 1}`),
-    each block maximised in turn:
+    each block maximised in turn, in the paper's order:
 
     * :math:`\\alpha = \\log(K e^{-\\beta}) - \\log x` (rows of the plan sum to ``x``);
     * :math:`\\beta = W_0(\\lambda e^{\\lambda w} \\odot K^T e^{-\\alpha}) - \\lambda w`,
@@ -230,139 +360,138 @@ def project_wasserstein_ball(
       the step ``t`` halved (at most 7 times, as the reference) while it would make
       :math:`\\psi` negative, then :math:`\\psi` clipped at 0.
 
-    We take the blocks in the order alpha, psi, beta (the paper: alpha, beta, psi), so
-    that the Newton step reuses the plan of the alpha step: one pass over the windows
-    fewer per iteration, the same fixed point. Initialisation as the paper:
-    :math:`\\beta = \\log(1/m)`, :math:`\\psi = 1`.
+    Initialisation as the paper: :math:`\\beta = \\log(1/m)`, :math:`\\psi = 1`. The
+    products with ``K`` are local: only offsets inside the ``kernel_size`` window carry
+    mass (``F.unfold``), per channel.
 
-    The products with ``K`` are local: only offsets inside the ``kernel_size`` window
-    carry mass (``F.unfold``), per channel. Iteration stops when the relative change of
-    ``g`` (evaluated right after the alpha step, where :math:`\\sum \\Pi = \\sum x`) is
-    below ``tol`` for every image, or after ``max_iter`` iterations. The output is the
-    column sums of the plan after a last alpha step, so its rows sum to ``x`` exactly and
-    the output has exactly ``x``'s mass; at convergence it equals the paper's
-    :math:`z = w + \\beta / \\lambda`, which before convergence is off by the marginal
-    error (2 % of the mass at ``tol = 1e-4`` in our tests). Finally, where that plan
-    still costs more than ``eps`` (``psi`` not yet converged), it is mixed with the plan
-    that leaves every pixel in place, :math:`t\\Pi + (1 - t)\\,\\mathrm{diag}(x)` with
-    :math:`t = \\varepsilon / \\langle \\Pi, C\\rangle`, i.e. :math:`z \\leftarrow x + t(z - x)`:
-    the output is then always in the ball (our addition; ``t = 1`` at convergence).
+    **Output and stopping rule (ours).** After every alpha step the plan's rows sum to
+    ``x`` exactly; its column sums are the candidate output. Where that plan costs more than
+    ``eps`` (psi not yet converged) it is mixed with the plan that leaves every pixel in
+    place, :math:`t\\Pi + (1 - t)\\,\\mathrm{diag}(x)` with
+    :math:`t = \\varepsilon / \\langle \\Pi, C\\rangle`, i.e. :math:`z \\leftarrow x + t(z - x)`.
+    So the output always conserves ``x``'s mass and lies in the ball, whatever the
+    iteration count (at convergence ``t = 1`` and ``z = w + \\beta/\\lambda``, the paper's
+    output). The primal objective :math:`P = \\tfrac12\\|w - z\\|^2 + \\tfrac1\\lambda\\sum
+    \\Pi\\log\\Pi` of that feasible plan and the dual value :math:`g / \\lambda` bound the
+    optimum from both sides, and :math:`P` is 1-strongly convex in ``z``, so
+    :math:`\\|z - z^\\star\\| \\le \\sqrt{2 (P - g/\\lambda)}`. Iteration stops when that
+    bound is below ``tol * ||w - x||`` for every image (unit-mass images): the output is
+    then certified within ``tol`` (relative) of the converged entropic projection
+    :math:`z^\\star`. The paper and its code stop on a small change of the dual objective
+    instead, which stops far too early for large lambda (the objective is of size lambda,
+    its relative change tiny long before convergence).
 
     Parameters
     ----------
     w, x : torch.Tensor
-        Shape (N, C, H, W); ``x`` non-negative (zero pixels allowed), ``w`` any real.
-        Both are divided by ``x``'s total mass per image before projecting.
+        Floating-point images (N, C, H, W); ``x`` non-negative (zero pixels allowed),
+        ``w`` any real. Both are divided by ``x``'s total mass per image before
+        projecting. Integer images are rejected (scale uint8 images: ``x.float() / 255``).
     eps : float or torch.Tensor
         Radius per image (a number or shape (N,)): the largest transport cost
         :math:`\\langle \\Pi, C\\rangle` of a unit mass, in pixels^p.
     lam : float
-        Entropic regularisation :math:`\\lambda` (> 0). Larger is closer to the exact
-        projection; any value is safe here (the log domain cannot overflow).
+        Entropic regularisation :math:`\\lambda` (> 0). The converged projection gets
+        closer to the exact (unregularised) one as lambda grows, and the log domain cannot
+        overflow at any lambda; but the dual ascent needs more iterations for larger
+        lambda, about in proportion: on MNIST digits (28 x 28, 5 x 5 window, radius 0.5)
+        about 30 iterations at ``lam = 100``, 150 at 1e3, 800 at 1e4 and 7,000 at 1e5 for
+        ``tol = 1e-3``. Beyond what ``max_iter`` allows the output is a feasible but
+        unconverged point and a :class:`~infoclust.utils.ConvergenceWarning` says so.
     kernel_size : int
         Odd side ``k`` of the transport window (5 by default; the paper uses 7 on MNIST).
     p : float
         Exponent of the ground cost; 2 gives the squared Euclidean (W2) cost.
     max_iter : int
-        Most dual iterations.
+        Most dual iterations (alpha, beta, psi blocks).
     tol : float
-        Relative change of the dual objective under which an image counts as converged.
+        Certified distance to the converged projection, relative to ``||w - x||`` (see the
+        stopping rule above).
     return_info : bool
-        Also return a dict with ``n_iter``, ``objective`` (the last dual value divided by
-        lambda, i.e. in the units of the primal objective, (N,)), ``psi`` (N,), ``cost``
-        (transport cost of the final plan per unit mass, (N,)), ``plan`` (the final plan on
-        the original mass scale, shape (N, C, k*k, H, W): the mass that each pixel sends
-        by each window offset; its sums over offsets are ``x``, and the output is what it
-        delivers) and ``offsets`` ((k*k, 2), the (di, dj) of each offset).
+        Also return a dict with ``n_iter``, ``converged`` ((N,) bool), ``gap`` (the bound
+        :math:`\\sqrt{2 (P - g/\\lambda)} / \\|w - x\\|` per image), ``objective`` (the last
+        dual value divided by lambda, i.e. in the units of the primal objective, (N,)),
+        ``psi`` (N,), ``cost`` (transport cost of the final plan per unit mass, (N,)),
+        ``plan`` (the final plan on the original mass scale, shape (N, C, k*k, H, W): the
+        mass that each pixel sends by each window offset; its sums over offsets are
+        ``x``, and the output is what it delivers) and ``offsets`` ((k*k, 2), the (di, dj)
+        of each offset).
 
     Returns
     -------
     torch.Tensor
         The projections, shape and dtype of ``w``; with ``return_info`` a pair.
 
+    Warns
+    -----
+    ConvergenceWarning
+        When some image is not within ``tol`` after ``max_iter`` iterations.
+
     Notes
     -----
-    Computation is in float32 for float32 (and half) inputs, float64 for float64 ones;
-    the objective avoids the cancelling terms of size :math:`\\lambda` by writing
-    :math:`-\\|\\beta\\|^2/(2\\lambda) - \\beta^T w = \\tfrac\\lambda2(\\|w\\|^2 - \\|w + \\beta/\\lambda\\|^2)`.
+    Computation is in float32 for float32 (and half) inputs, float64 for float64 ones; the
+    objectives are summed in float64. Our log-domain updates differ from the reference
+    code as the module docstring says.
     """
-    if w.ndim != 4 or w.shape != x.shape:
+    w = check_images("w", w)
+    x = check_images("x", x, nonnegative=True)
+    if w.shape != x.shape:
         raise ParameterError(f"w and x must both be (N, C, H, W) of one shape; got "
                              f"{tuple(w.shape)} and {tuple(x.shape)}")
     lam = check_number("lam", lam, 0.0, strict_low=True)
     max_iter = check_int("max_iter", max_iter, 1)
     tol = check_number("tol", tol, 0.0, strict_low=True)
-    if (x < 0).any() or not torch.isfinite(x).all() or not torch.isfinite(w).all():
-        raise ParameterError("x must be finite and >= 0, and w finite")
-    n, c, h, wd = x.shape
+    n, c, h, width = x.shape
+    shape = (n, c, h, width)
     k = kernel_size
     dtype = torch.promote_types(w.dtype, torch.float32)
     cost = local_cost(k, p, dtype, x.device)                     # (k*k,)
     with torch.no_grad():
         mass = x.to(dtype).flatten(1).sum(1)
         mass = torch.where(mass > 0, mass, torch.ones_like(mass)).view(n, 1, 1)
-        xs = x.to(dtype).view(n, c, h * wd) / mass
-        ws = w.to(dtype).view(n, c, h * wd) / mass
+        xs = x.to(dtype).view(n, c, h * width) / mass
+        ws = w.to(dtype).view(n, c, h * width) / mass
         eps_t = _as_eps(eps, n, xs)
         log_x = torch.log(xs)                                     # -inf on zero pixels
-        has_mass = xs > 0
-        ww = ws.pow(2).sum((1, 2))
-
-        def as_image(a):
-            return a.view(n, c, h, wd)
-
-        beta = torch.full_like(xs, -math.log(c * h * wd))
+        x_norm = xs.double().flatten(1).norm(dim=1)
+        scale = torch.maximum((ws - xs).double().flatten(1).norm(dim=1), 1e-3 * x_norm).clamp_min(1e-300)
+        beta = torch.full_like(xs, -math.log(c * h * width))
         psi = torch.ones(n, dtype=dtype, device=x.device)
-        old = None
+        problem = _Problem(xs.double(), ws.double(), xs.double().log(), eps_t.double(), cost.double(), lam, k,
+                           shape, scale, tol)
         for it in range(1, max_iter + 1):
-            logk = (-psi.view(-1, 1, 1) * cost.view(1, -1, 1) - 1.0)         # (N, k*k, 1)
-            # alpha block; its plan has row sums x, so sum(Pi) = 1 in the objective
-            lse, per_offset = _window_lse(as_image(beta), logk, k, weights=xs)
-            alpha = lse - log_x                                   # +inf where x = 0
-            ax = torch.where(has_mass, alpha * xs, 0.0).sum((1, 2))
-            zb = ws + beta / lam
-            obj = 0.5 * lam * (ww - zb.pow(2).sum((1, 2))) - psi * eps_t - ax - xs.sum((1, 2))
-            # psi block: Newton step (g' = <Pi, C> - eps, g'' = -<Pi, C^2>), halving search
-            d1 = (per_offset * cost).sum(1)
-            d2 = (per_offset * cost * cost).sum(1)
-            delta = (d1 - eps_t) / d2.clamp_min(torch.finfo(dtype).tiny)
-            t = torch.ones_like(psi)
-            for _ in range(7):
-                neg = psi + t * delta < 0
-                if not neg.any():
+            logk = _log_kernel(psi, cost)
+            alpha, plan = _alpha_step(beta, log_x, logk, k, shape)
+            beta_next = _beta_step(_window_lse(alpha.view(shape), logk, k), ws, lam)
+            psi = _newton_psi(psi, plan.per_offset(xs), cost, eps_t)
+            beta = beta_next
+            if it % _CHECK_EVERY == 0 or it == max_iter:
+                cert = problem.certify(beta, psi)
+                if bool(cert.converged.all()):
                     break
-                t = torch.where(neg, t / 2, t)
-            psi = (psi + t * delta).clamp_min(0.0)
-            # beta block, by Lambert W on the log of its argument
-            logk = (-psi.view(-1, 1, 1) * cost.view(1, -1, 1) - 1.0)
-            lw = lambertw_exp(math.log(lam) + lam * ws + _window_lse(as_image(alpha), logk, k))
-            beta = lw - lam * ws
-            if old is not None and ((obj - old).abs() <= tol * torch.maximum(obj.abs(), old.abs())).all():
-                break
-            old = obj
-        # final alpha step, then z = column sums of the plan (whose row sums are x exactly)
-        lse, per_offset = _window_lse(as_image(beta), logk, k, weights=xs)
-        alpha = lse - log_x
-        lse = _window_lse(as_image(alpha), logk, k)
-        z = torch.where(torch.isfinite(lse), _exp(lse - beta), 0.0)   # 0: no source in reach
-        # feasibility: mixing the plan with "stay in place" scales its cost by t <= 1
-        cost_z = (per_offset * cost).sum(1)
-        t = (eps_t / cost_z.clamp_min(torch.finfo(dtype).tiny)).clamp(max=1.0).view(n, 1, 1)
-        z = xs + t * (z - xs)
-        out = (z * mass).view(n, c, h, wd).to(w.dtype)
+        out = (cert.z * mass).view(shape).to(w.dtype)
+    if not bool(cert.converged.all()):
+        bad = int((~cert.converged).sum())
+        warnings.warn(f"project_wasserstein_ball: {bad} of {n} projections not within tol={tol:g} of the "
+                      f"converged projection after max_iter={max_iter} iterations (largest certified "
+                      f"distance {float(cert.gap.max()):.2g}); raise max_iter or lower lam={lam:g} (the "
+                      f"outputs are in the ball, but not yet the projection)", ConvergenceWarning,
+                      stacklevel=2)
     if not return_info:
         return out
     d = torch.arange(k, device=x.device) - k // 2
     offsets = torch.stack(torch.meshgrid(d, d, indexing="ij"), -1).view(-1, 2)
-    plan = t[..., None] * _window_lse(as_image(beta), logk, k, weights=xs, full_plan=True)
-    plan[:, :, (k * k) // 2] += (1 - t) * xs                       # offset (0, 0)
-    plan = plan * mass[..., None]
+    t = cert.t.view(n, 1, 1)
+    full = cert.plan.pi * (t[..., None] * problem.xs[:, :, None])
+    full[:, :, (k * k) // 2] += (1 - t) * problem.xs              # offset (0, 0)
     info = {
         "n_iter": it,
-        "objective": obj / lam,
-        "psi": psi,
-        "cost": t.view(n) * cost_z,
-        "plan": plan.view(n, c, k * k, h, wd).to(w.dtype),
+        "converged": cert.converged,
+        "gap": cert.gap,
+        "objective": cert.objective / lam,
+        "psi": psi.to(w.dtype),
+        "cost": cert.cost,
+        "plan": (full * mass.double()[..., None]).view(n, c, k * k, h, width).to(w.dtype),
         "offsets": offsets,
     }
     return out, info
@@ -372,11 +501,35 @@ def project_wasserstein_ball(
 # The attack
 # ----------------------------------------------------------------------------------------
 
+class _SinkhornSteps:
+    """Wong et al.'s PGD steps (talk eq. (8)): a signed-gradient step on the pixels, the
+    projection onto the ball around the clean image, clipping to [0, 1]. Projections that
+    stop at their cap are counted, not warned one by one."""
+
+    def __init__(self, x: torch.Tensor, alpha: float, projection: dict) -> None:
+        self.x, self.alpha, self.projection = x, alpha, projection
+        self.x_adv = x.clone()
+        self.unconverged = self.calls = 0
+
+    def images(self, rows: torch.Tensor) -> torch.Tensor:
+        return self.x_adv[rows]
+
+    def step(self, rows: torch.Tensor, grad: torch.Tensor, eps: torch.Tensor, t: int) -> None:
+        w = self.x_adv[rows] + self.alpha * grad.sign()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            z, info = project_wasserstein_ball(w, self.x[rows], eps, return_info=True, **self.projection)
+        self.x_adv[rows] = z.clamp_(0.0, 1.0)
+        self.calls += len(rows)
+        self.unconverged += int((~info["converged"]).sum())
+
+
 def wasserstein_pgd(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor | None = None,
     *,
+    projection: str = "sinkhorn",
     eps0: float = 0.7,
     eps_factor: float = 1.1,
     eps_every: int = 10,
@@ -384,20 +537,30 @@ def wasserstein_pgd(
     lam: float = 1000.0,
     kernel_size: int = 7,
     p: float = 2.0,
-    n_iter: int = 200,
-    proj_iter: int = 100,
-    proj_tol: float = 1e-4,
-    progress: bool = True,
+    max_iter: int = 200,
+    proj_iter: int = 200,
+    proj_tol: float = 1e-3,
+    verbose: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Wasserstein PGD (Wong et al. 2019; talk eq. (8)) on a batch.
+    """Wasserstein PGD (talk eq. (8)) on a batch, with either projection.
 
-    Each iteration, for every image still classified as ``y``: a signed-gradient step of
-    size ``alpha`` on the cross-entropy, :math:`w = x_t + \\alpha\\, \\mathrm{sign}\\nabla l`,
-    then :func:`project_wasserstein_ball` around the clean ``x`` with the image's own
-    radius, then clipping to [0, 1]. Every ``eps_every`` iterations the radius of each
-    image that is still correct grows by ``eps_factor``; an image stops being attacked
-    as soon as it is misclassified, so its radius is the one that fooled it. Defaults are
-    the paper's MNIST settings.
+    ``projection="sinkhorn"`` (Wong et al. 2019): each iteration, for every image still
+    classified as ``y``, a signed-gradient step of size ``alpha`` on the cross-entropy,
+    :math:`w = x_t + \\alpha\\, \\mathrm{sign}\\nabla l`, then :func:`project_wasserstein_ball`
+    around the clean ``x`` with the image's own radius, then clipping to [0, 1] (as the
+    paper; clipping removes mass, so a clipped image can leave its ball).
+
+    ``projection="exact"`` (Wu, Wang and Yu 2020, section 4): the iterate is a transport
+    plan of ``x``'s mass; a gradient step of size ``alpha`` on the plan (the loss gradient
+    with respect to the plan, divided by its largest entry), the exact projection
+    :func:`infoclust.exact_projection.project_plan` onto the plans of the ball, and
+    :func:`infoclust.exact_projection.fit_in_box`, so every iterate is in the ball and in
+    [0, 1] (``lam``, ``proj_iter`` and ``proj_tol`` are not used).
+
+    Every ``eps_every`` iterations the radius of each image that is still correct grows
+    by ``eps_factor``; an image stops being attacked as soon as it is misclassified, so
+    its radius is the one that fooled it. Defaults are the paper's MNIST settings
+    (Wong et al.; Wu et al. use the same step 0.1 on MNIST).
 
     Parameters
     ----------
@@ -406,19 +569,25 @@ def wasserstein_pgd(
         with respect to the input only (a frozen :func:`infoclust.classifiers.random_classifier`
         works). The batch is moved to the model's device.
     x : torch.Tensor
-        Clean images (N, C, H, W) in [0, 1].
+        Clean floating-point images (N, C, H, W) in [0, 1].
     y : torch.Tensor, optional
-        Labels. ``None`` uses the model's own predictions on ``x`` -- the talk's
-        label-free use for clustering (then every image starts correctly "classified").
+        Integer labels in ``[0, K)`` for the model's K outputs (checked: labels outside
+        would count every image as fooled at radius 0). ``None`` uses the model's own
+        predictions on ``x`` -- the talk's label-free use for clustering (then every image
+        starts correctly "classified").
+    projection : {"sinkhorn", "exact"}
+        Wong et al.'s entropic projection of the image, or Wu et al.'s exact projection of
+        the plan.
     eps0, eps_factor, eps_every : float, float, int
         Initial radius, its growth factor (>= 1) and the iterations between growths.
     alpha : float
-        Size of the l-infinity step on the pixels.
+        Step size: of the l-infinity step on the pixels ("sinkhorn"), of the normalised
+        gradient step on the plan ("exact").
     lam, kernel_size, p, proj_iter, proj_tol
         Passed to :func:`project_wasserstein_ball` (``max_iter``, ``tol``).
-    n_iter : int
-        PGD iterations.
-    progress : bool
+    max_iter : int
+        PGD iterations (the paper: 200).
+    verbose : bool
         Show a tqdm bar.
 
     Returns
@@ -426,44 +595,35 @@ def wasserstein_pgd(
     x_adv : torch.Tensor
         The attacked images (the last iterate where the attack failed).
     eps : torch.Tensor
-        (N,) the radius of each image at the end: where ``success`` it is the radius at
-        which it was fooled (0 for images misclassified before any step).
+        (N,) float64, the radius of each image at the end: where ``success`` it is the
+        radius at which it was fooled (0 for images misclassified before any step).
     success : torch.Tensor
         (N,) bool, whether the prediction differs from ``y``.
+
+    Warns
+    -----
+    ConvergenceWarning
+        Once, if some projections stopped at ``proj_iter`` before ``proj_tol`` (their
+        outputs are in the ball but not the converged projection).
     """
-    eps0 = check_number("eps0", eps0, 0.0, strict_low=True)
-    eps_factor = check_number("eps_factor", eps_factor, 1.0)
-    eps_every = check_int("eps_every", eps_every, 1)
     alpha = check_number("alpha", alpha, 0.0, strict_low=True)
-    n_iter = check_int("n_iter", n_iter, 0)
-    if x.ndim != 4:
-        raise ParameterError(f"x must be (N, C, H, W), got {tuple(x.shape)}")
-    dev = next(iter(model.parameters())).device
-    x = x.to(dev)
-    with torch.no_grad():
-        pred = model(x).argmax(1)
-    y = pred if y is None else y.to(dev)
-    if y.shape != (len(x),):
-        raise ParameterError(f"y must have shape ({len(x)},), got {tuple(y.shape)}")
-    x_adv = x.clone()
-    success = pred != y
-    eps = torch.where(success, 0.0, eps0).to(x.dtype)
-    for t in tqdm(range(n_iter), desc="W-PGD", disable=not progress):
-        active = (~success).nonzero().flatten()
-        if len(active) == 0:
-            break
-        xa = x_adv[active].requires_grad_(True)
-        loss = F.cross_entropy(model(xa), y[active], reduction="sum")
-        (grad,) = torch.autograd.grad(loss, xa)
-        with torch.no_grad():
-            z = project_wasserstein_ball(xa + alpha * grad.sign(), x[active], eps[active],
-                                         lam=lam, kernel_size=kernel_size, p=p,
-                                         max_iter=proj_iter, tol=proj_tol).clamp_(0.0, 1.0)
-            x_adv[active] = z
-            success[active] = model(z).argmax(1) != y[active]
-            if (t + 1) % eps_every == 0:
-                eps = torch.where(success, eps, eps * eps_factor)
-    return x_adv, eps, success
+    check_choice("projection", projection, ("sinkhorn", "exact"))
+    local_cost(kernel_size, p)  # checks kernel_size and p before the first step
+    x, y, pred = prepare_attack(model, x, y)
+    if projection == "exact":
+        state = ExactSteps(x, alpha, kernel_size, p)
+    else:
+        state = _SinkhornSteps(x, alpha, {
+            "lam": check_number("lam", lam, 0.0, strict_low=True), "kernel_size": kernel_size, "p": p,
+            "max_iter": check_int("proj_iter", proj_iter, 1),
+            "tol": check_number("proj_tol", proj_tol, 0.0, strict_low=True)})
+    out = run_attack(model, y, pred, state, eps0=eps0, eps_factor=eps_factor, eps_every=eps_every,
+                     max_iter=max_iter, verbose=verbose, desc=f"W-PGD ({projection})")
+    if projection == "sinkhorn" and state.unconverged:
+        warnings.warn(f"wasserstein_pgd: {state.unconverged} of {state.calls} projections stopped at "
+                      f"proj_iter={proj_iter} before proj_tol={proj_tol:g} (lam={lam:g}); their outputs are in "
+                      f"the ball but not the converged projection", ConvergenceWarning, stacklevel=2)
+    return out
 
 
 def robust_accuracy(eps: torch.Tensor, success: torch.Tensor, radii) -> torch.Tensor:

@@ -92,7 +92,7 @@ class SinkhornPerturbation:
         xf = x.float()
         out, _, _ = wasserstein_pgd(self.random_classifier.model_for(xf), xf, eps0=self.eps, eps_factor=1.0,
                                     alpha=self.alpha, lam=self.lam, kernel_size=self.kernel_size,
-                                    n_iter=self.max_iter, proj_iter=self.proj_iter, progress=False)
+                                    max_iter=self.max_iter, proj_iter=self.proj_iter, verbose=False)
         return out.to(x.dtype)
 
     def __repr__(self) -> str:

@@ -1,5 +1,6 @@
 """Tests of infoclust.wasserstein: histograms, exact and entropic W2, the eq. (6) sampler."""
 import math
+import warnings
 
 import numpy as np
 import ot
@@ -9,7 +10,7 @@ from scipy import stats
 
 from infoclust.wasserstein import (acceptance_probability, grid_cost, perturbation_density,
                                    sample_perturbation, to_histogram, w2_exact, w2_sinkhorn)
-from infoclust.utils import ParameterError
+from infoclust.utils import ConvergenceWarning, ParameterError
 
 
 def _blobs(n, h=10, w=10, seed=0):
@@ -41,6 +42,10 @@ def test_histogram_bad_inputs():
         to_histogram(torch.zeros(2, 1, 4, 4))
     with pytest.raises(ParameterError, match="NaN"):
         to_histogram(torch.full((1, 1, 2, 2), float("nan")))
+    with pytest.raises(ParameterError, match="a contains NaN"):
+        w2_sinkhorn(torch.full((1, 1, 2, 2), float("inf")), torch.ones(1, 1, 2, 2))
+    with pytest.raises(TypeError, match="x.float"):
+        w2_exact(torch.ones(1, 1, 4, 4, dtype=torch.uint8), torch.ones(1, 1, 4, 4))
 
 
 def test_grid_cost():
@@ -133,6 +138,22 @@ def test_sinkhorn_dtypes_and_bad_parameters():
         w2_sinkhorn(_blobs(2), _blobs(3))
     with pytest.raises(ParameterError, match="negative"):
         w2_exact(x - 1.0, y)
+
+
+def test_solvers_stopped_at_their_cap_warn():
+    from infoclust.data import load_dataset
+
+    x, _ = load_dataset("mnist5k", n=4, seed=1)
+    # the network simplex stopped after 100 iterations returns a value far from the optimum
+    with pytest.warns(ConvergenceWarning, match="2 of 2 pairs are not optimal.*max_iter=100"):
+        capped = w2_exact(x[:2], x[2:], max_iter=100)
+    assert not torch.allclose(capped, w2_exact(x[:2], x[2:]), rtol=0.05)
+    # a small regularisation leaves the marginals far from the target after max_iter
+    with pytest.warns(ConvergenceWarning, match="marginal error"):
+        w2_sinkhorn(x[:2], x[2:], reg=0.01, max_iter=50)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        w2_sinkhorn(x[:2], x[2:])
 
 
 def test_density_and_acceptance_rule_of_eq6():

@@ -1,0 +1,257 @@
+"""Wu et al.'s exact projection, the entropic oracle and the attacks (infoclust.exact_projection).
+
+Feasibility and optimality are checked by independent computations: a dense transport
+matrix built entry by entry from the plan's offsets, POT's exact W2 (a linear program),
+SciPy's SLSQP on the projection's quadratic program and SciPy's linprog on the oracle's
+linear program.
+"""
+import math
+import warnings
+
+import numpy as np
+import pytest
+import scipy.optimize
+import torch
+
+from infoclust.classifiers import random_classifier
+from infoclust.data import load_dataset
+from infoclust.exact_projection import (LocalPlan, entropic_lmo, fit_in_box, local_cost, project_plan,
+                                        wasserstein_frank_wolfe)
+from infoclust.projected_sinkhorn import wasserstein_pgd
+from infoclust.utils import ConvergenceWarning, ParameterError
+from infoclust.wasserstein import grid_cost, w2_exact
+
+
+@pytest.fixture(scope="module")
+def digits():
+    x, _ = load_dataset("mnist5k", n=4, seed=5)
+    return x
+
+
+def small(seed=0, n=2, size=5):
+    """Tiny non-negative images with some empty pixels, in [0, 1]."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 1, size, size, generator=g) * (torch.rand(n, 1, size, size, generator=g) < 0.6)
+
+
+def dense(plan: LocalPlan, i: int) -> np.ndarray:
+    """Image i's plan as an (HW, HW) matrix, entry by entry from the offsets (independent of
+    the plan's own target indices)."""
+    _, c, h, w = plan.shape
+    k = int(math.isqrt(plan.mass.shape[1]))
+    out = np.zeros((h * w, h * w))
+    mass = plan.mass.numpy()
+    for r in (plan.image == i).nonzero().flatten().tolist():
+        pixel = int(plan.source[r]) % (h * w)
+        for o in range(k * k):
+            di, dj = o // k - k // 2, o % k - k // 2
+            ti, tj = pixel // w + di, pixel % w + dj
+            if 0 <= ti < h and 0 <= tj < w:
+                out[pixel, ti * w + tj] += mass[r, o]
+            else:
+                assert mass[r, o] == 0.0
+    return out
+
+
+def check_feasible(plan: LocalPlan, x: torch.Tensor, eps: float, tol: float = 1e-6):
+    """Marginals and cost of every image's plan, from its dense matrix; and POT's W2."""
+    h, w = x.shape[-2:]
+    cost = grid_cost(h, w).numpy()
+    z = plan.images()
+    for i in range(len(x)):
+        p = dense(plan, i)
+        m = float(x[i].double().sum())
+        assert p.min() >= 0
+        np.testing.assert_allclose(p.sum(1), x[i, 0].double().flatten().numpy(), atol=tol * m, rtol=0)
+        np.testing.assert_allclose(p.sum(0), z[i, 0].flatten().numpy(), atol=tol * m, rtol=0)
+        assert (p * cost).sum() <= eps * m * (1 + tol)
+    assert (w2_exact(x, z) ** 2 <= eps * (1 + tol)).all()
+
+
+# ---------------------------------------------------------------- plans
+
+def test_stay_plan_and_local_cost():
+    x = small()
+    plan = LocalPlan.stay(x, 3)
+    assert len(plan.mass) == int((x > 0).sum())
+    torch.testing.assert_close(plan.images(), x.double())
+    assert (plan.transport_cost() == 0).all()
+    torch.testing.assert_close(local_cost(3), torch.tensor([2.0, 1, 2, 1, 0, 1, 2, 1, 2], dtype=torch.float64))
+    with pytest.raises(ParameterError, match="kernel_size"):
+        LocalPlan.stay(x, 4)
+    with pytest.raises(TypeError, match="x has dtype"):
+        LocalPlan.stay((x * 255).to(torch.uint8))
+
+
+def test_select_keeps_each_images_plan():
+    x = small(n=4)
+    plan = LocalPlan.stay(x, 3)
+    plan.mass += 0.01 * torch.rand(plan.mass.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    plan.mass *= plan.valid
+    rows = torch.tensor([1, 3])
+    sub = plan.select(rows)
+    torch.testing.assert_close(sub.images(), plan.images()[rows])
+    torch.testing.assert_close(sub.mass, plan.mass[plan.rows_of(rows)])
+
+
+# ---------------------------------------------------------------- the exact projection
+
+@pytest.mark.parametrize("eps", [0.05, 0.3, 2.0])
+def test_projection_is_feasible_to_1e6_by_independent_checks(digits, eps):
+    plan = LocalPlan.stay(digits, 5)
+    g = torch.Generator().manual_seed(0)
+    values = plan.mass + 0.2 * torch.randn(plan.mass.shape, generator=g, dtype=torch.float64)
+    out = project_plan(plan, values, eps)
+    check_feasible(out, digits, eps)
+    # the constraint is active for small radii: the budget is spent (to rtol)
+    if eps <= 0.3:
+        budget = eps * digits.double().sum((1, 2, 3))
+        torch.testing.assert_close(out.transport_cost(), budget, rtol=1e-8, atol=0)
+
+
+def _slsqp_projection(plan: LocalPlan, values: torch.Tensor, eps: float):
+    """The projection's quadratic program for one image, solved by SciPy on the valid entries
+    (from the stay plan, which is feasible)."""
+    valid = plan.valid.numpy()
+    owner = np.nonzero(valid)[0]
+    v = values.numpy()[valid]
+    c = np.broadcast_to(plan.cost.numpy(), valid.shape)[valid]
+    x = plan.source_mass().numpy()
+    a_eq = np.stack([(owner == r) * 1.0 for r in range(len(x))])
+    cons = [{"type": "eq", "fun": lambda p: a_eq @ p - x, "jac": lambda p: a_eq},
+            {"type": "ineq", "fun": lambda p: np.array([eps * x.sum() - c @ p]), "jac": lambda p: -c[None]}]
+    res = scipy.optimize.minimize(lambda p: 0.5 * ((p - v) ** 2).sum(), plan.mass.numpy()[valid],
+                                  jac=lambda p: p - v, bounds=[(0, None)] * len(v), constraints=cons,
+                                  method="SLSQP", options={"ftol": 1e-12, "maxiter": 3000})
+    assert res.success, res.message
+    return res.x, valid
+
+
+def test_projection_agrees_with_a_generic_qp_solver():
+    x = small(seed=3, n=1, size=5)
+    plan = LocalPlan.stay(x, 3)
+    g = torch.Generator().manual_seed(2)
+    values = plan.mass + 0.3 * torch.randn(plan.mass.shape, generator=g, dtype=torch.float64)
+    out = project_plan(plan, values, 0.2)
+    ref, valid = _slsqp_projection(plan, values, 0.2)
+    ours = out.mass.numpy()[valid]
+    objective = lambda p: 0.5 * ((p - values.numpy()[valid]) ** 2).sum()  # noqa: E731
+    assert objective(ours) <= objective(ref) + 1e-9
+    np.testing.assert_allclose(ours, ref, atol=1e-5)
+
+
+def test_point_inside_the_ball_is_its_own_projection(digits):
+    plan = LocalPlan.stay(digits, 5)
+    inside = plan.mass.clone()
+    inside[:, 12] *= 0.9
+    inside[:, 13] += 0.1 * plan.mass[:, 12] * plan.valid[:, 13]      # a tenth of the mass one pixel right
+    inside[:, 12] += 0.1 * plan.mass[:, 12] * ~plan.valid[:, 13]
+    out = project_plan(plan, inside, 0.5)
+    torch.testing.assert_close(out.mass, inside, rtol=0, atol=1e-15)
+
+
+def test_projection_stopped_early_warns_and_stays_feasible(digits):
+    plan = LocalPlan.stay(digits, 5)
+    values = plan.mass + 0.2 * torch.randn(plan.mass.shape, generator=torch.Generator().manual_seed(0),
+                                           dtype=torch.float64)
+    with pytest.warns(ConvergenceWarning, match="project_plan"):
+        out = project_plan(plan, values, 0.1, max_iter=1)
+    check_feasible(out, digits, 0.1)
+    with pytest.raises(ParameterError, match="values must have"):
+        project_plan(plan, values[:, :3], 0.1)
+    with pytest.raises(ParameterError, match="eps"):
+        project_plan(plan, values, -1.0)
+
+
+# ---------------------------------------------------------------- the oracle and the box
+
+def test_entropic_oracle_is_feasible_and_near_the_linear_program():
+    x = small(seed=4, n=1, size=5)
+    plan = LocalPlan.stay(x, 3)
+    direction = torch.randn(plan.mass.shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    eps, gamma = 0.3, 1e-3
+    out = entropic_lmo(plan, direction, eps, gamma)
+    check_feasible(out, x, eps)
+    # the linear program max <P, G> over the same set, by SciPy
+    valid = plan.valid.numpy()
+    owner = np.nonzero(valid)[0]
+    g = direction.numpy()[valid]
+    c = plan.cost.numpy()[None, :].repeat(len(valid), 0)[valid]
+    rows = plan.source_mass().numpy()
+    a_eq = np.stack([(owner == r) * 1.0 for r in range(len(rows))])
+    lp = scipy.optimize.linprog(-g, A_ub=c[None], b_ub=[eps * rows.sum()], A_eq=a_eq, b_eq=rows, bounds=(0, None))
+    assert lp.status == 0
+    value = float(out.mass.numpy()[valid] @ g)
+    # the entropy term costs at most gamma * sum_q x_q log(window size)
+    assert -lp.fun - gamma * rows.sum() * math.log(9) - 1e-9 <= value <= -lp.fun + 1e-9
+
+
+def test_fit_in_box_keeps_the_plan_in_the_ball_and_the_image_in_0_1(digits):
+    plan = LocalPlan.stay(digits, 5)
+    values = plan.mass + 0.3 * torch.randn(plan.mass.shape, generator=torch.Generator().manual_seed(3),
+                                           dtype=torch.float64)
+    projected = project_plan(plan, values, 0.5)
+    assert projected.images().max() > 1.0          # the projection alone overflows some pixels
+    boxed = fit_in_box(projected)
+    assert boxed.images().max() <= 1.0 + 1e-12
+    assert (boxed.transport_cost() <= projected.transport_cost() + 1e-15).all()
+    check_feasible(boxed, digits, 0.5)
+
+
+# ---------------------------------------------------------------- the attacks
+
+class OnePixel(torch.nn.Module):
+    """Class 1 iff the pixel (3, 3) is brighter than 0.05."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(50.0))
+
+    def forward(self, x):
+        s = self.scale * (x[:, 0, 3, 3] - 0.05)
+        return torch.stack([-s, s], 1)
+
+
+@pytest.mark.parametrize("attack", ["sinkhorn", "exact", "frank-wolfe"])
+def test_every_attack_fools_a_one_pixel_classifier_inside_the_ball(attack):
+    x = torch.zeros(2, 1, 7, 7)
+    x[:, 0, 3, 4] = 1.0                                 # one pixel away: cost 1 per unit mass
+    y = torch.zeros(2, dtype=torch.long)
+    kw = {"eps0": 0.2, "eps_factor": 1.0, "kernel_size": 3, "max_iter": 10, "verbose": False}
+    if attack == "frank-wolfe":
+        x_adv, eps, success = wasserstein_frank_wolfe(OnePixel(), x, y, **kw)
+    else:
+        x_adv, eps, success = wasserstein_pgd(OnePixel(), x, y, projection=attack, alpha=0.2, lam=1e4, **kw)
+    assert success.all() and (x_adv[:, 0, 3, 3] > 0.05).all()
+    # exact attacks are in the ball to rounding; projected Sinkhorn's clipping may add a little
+    slack = 1e-2 if attack == "sinkhorn" else 1e-6
+    assert (w2_exact(x, x_adv) ** 2 <= 0.2 * (1 + slack)).all()
+
+
+def test_exact_attacks_on_digits_return_feasible_images(digits):
+    model = random_classifier(1, 10, seed=0, device="cpu")
+    kw = {"eps0": 0.3, "eps_factor": 1.5, "eps_every": 2, "kernel_size": 5, "max_iter": 6, "verbose": False}
+    for x_adv, eps, success in (wasserstein_pgd(model, digits, None, projection="exact", **kw),
+                                wasserstein_frank_wolfe(model, digits, None, **kw)):
+        assert x_adv.dtype == digits.dtype and (x_adv >= 0).all() and (x_adv <= 1).all()
+        torch.testing.assert_close(x_adv.sum((1, 2, 3)), digits.sum((1, 2, 3)), rtol=1e-5, atol=0)
+        assert (w2_exact(digits, x_adv) ** 2 <= eps * (1 + 1e-5)).all()
+        with torch.no_grad():
+            assert torch.equal(success, model(x_adv).argmax(1) != model(digits).argmax(1))
+
+
+def test_attack_inputs_are_checked(digits):
+    model = random_classifier(1, 10, seed=0, device="cpu")
+    with pytest.raises(ParameterError, match=r"y must hold labels in \[0, 10\)"):
+        wasserstein_frank_wolfe(model, digits, torch.full((4,), 10), verbose=False)
+    with pytest.raises(ParameterError, match="gamma"):
+        wasserstein_frank_wolfe(model, digits, None, gamma=0.0, verbose=False)
+    with pytest.raises(ParameterError, match="projection"):
+        wasserstein_pgd(model, digits, None, projection="dual", verbose=False)
+    nan = digits.clone()
+    nan[0, 0, 5, 5] = float("nan")
+    with pytest.raises(ParameterError, match="x contains NaN"):
+        wasserstein_frank_wolfe(model, nan, None, verbose=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        wasserstein_frank_wolfe(model, digits, None, max_iter=1, verbose=False)
