@@ -32,29 +32,35 @@ class AttackState(Protocol):
         their radii, ``t`` the iteration (from 0)."""
 
 
-def _device_of(model: nn.Module) -> torch.device:
+def _device_and_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
     for tensor in (*model.parameters(), *model.buffers()):
-        return tensor.device
-    return torch.device("cpu")
+        if tensor.is_floating_point():
+            return tensor.device, tensor.dtype
+    return torch.device("cpu"), torch.float32
 
 
 def prepare_attack(model: nn.Module, x, y) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Check an attack's inputs; return ``x`` and the labels on the model's device and the
     model's clean predictions.
 
-    ``x`` must be floating-point images (N, C, H, W) in [0, 1], finite; ``y`` integer labels
-    in ``[0, K)`` for the model's ``K`` outputs, or None for the model's own predictions
-    (the talk's label-free use). A label outside the model's classes would make every image
+    ``x`` must be floating-point images (N, C, H, W) in [0, 1], finite (NumPy arrays are
+    taken; the images are cast to the model's floating type); ``y`` integer labels in
+    ``[0, K)`` for the model's ``K`` outputs, or None for the model's own predictions (the
+    talk's label-free use). A label outside the model's classes would make every image
     count as fooled before any step.
     """
     x = check_images("x", x, nonnegative=True)
     if bool((x > 1).any()):
         raise ParameterError(f"x must be images in [0, 1], got pixels up to {x.max().item():.3g} (scale them "
                              f"first, e.g. x / 255)")
-    dev = _device_of(model)
-    x = x.to(dev)
-    with torch.no_grad():
-        logits = model(x)
+    dev, dtype = _device_and_dtype(model)
+    x = x.to(device=dev, dtype=dtype)
+    try:
+        with torch.no_grad():
+            logits = model(x)
+    except RuntimeError as err:
+        raise ParameterError(f"x of shape {tuple(x.shape)} does not fit the model (its channels or size?): "
+                             f"{err}") from err
     if logits.ndim != 2 or len(logits) != len(x):
         raise ParameterError(f"model must map (N, C, H, W) images to (N, K) logits, got {tuple(logits.shape)}")
     pred = logits.argmax(1)

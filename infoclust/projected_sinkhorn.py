@@ -45,7 +45,8 @@ from torch.nn import functional as F
 
 from ._attack import prepare_attack, run_attack
 from .exact_projection import ExactSteps, local_cost
-from .utils import ConvergenceWarning, ParameterError, check_choice, check_images, check_int, check_number
+from .utils import (ConvergenceWarning, ParameterError, check_choice, check_finite, check_images, check_int,
+                    check_number)
 
 __all__ = [
     "lambertw",
@@ -633,7 +634,13 @@ def robust_accuracy(eps: torch.Tensor, success: torch.Tensor, radii) -> torch.Te
     ``<= r``. Because the attack grows the radius per image, one run gives the whole
     curve, as in Wong et al.'s figures.
     """
-    radii = torch.as_tensor(radii, dtype=eps.dtype, device=eps.device).flatten()
-    fooled = success[None, :] & (eps[None, :] <= radii[:, None] * (1 + 1e-6))
+    eps, success = torch.as_tensor(eps), torch.as_tensor(success)
+    if eps.ndim != 1 or success.shape != eps.shape:
+        raise ParameterError(f"eps and success must be two (N,) tensors, got shapes {tuple(eps.shape)} and "
+                             f"{tuple(success.shape)}")
+    check_finite("eps", eps)
+    radii = torch.as_tensor(radii, dtype=eps.dtype if eps.is_floating_point() else torch.float64,
+                            device=eps.device).flatten()
+    check_finite("radii", radii)
+    fooled = success.bool()[None, :] & (eps[None, :] <= radii[:, None] * (1 + 1e-6))
     return 1.0 - fooled.float().mean(1)
-

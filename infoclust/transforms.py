@@ -65,7 +65,7 @@ class SinkhornPerturbation:
     eps : float
         Radius of the Wasserstein ball (pixels, as in the projection).
     max_iter : int
-        PGD iterations (``n_iter`` of :func:`~infoclust.projected_sinkhorn.wasserstein_pgd`).
+        PGD iterations (``max_iter`` of :func:`~infoclust.projected_sinkhorn.wasserstein_pgd`).
     alpha, lam, kernel_size, proj_iter
         As in :func:`infoclust.projected_sinkhorn.wasserstein_pgd`.
     n_random_classes : int

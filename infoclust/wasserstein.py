@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 from ._grid_sinkhorn import axis_cost, entropic_values
-from .utils import ConvergenceWarning, ParameterError, check_choice, check_images, check_int, check_number
+from .utils import (ConvergenceWarning, ParameterError, check_choice, check_finite, check_generator, check_images,
+                    check_int, check_number)
 
 __all__ = [
     "to_histogram",
@@ -42,8 +43,11 @@ __all__ = [
 
 
 def _as_batch(name: str, x: torch.Tensor | np.ndarray) -> torch.Tensor:
-    """(H, W) -> (1, 1, H, W); (C, H, W) -> (1, C, H, W); (N, C, H, W) unchanged."""
+    """(H, W) -> (1, 1, H, W); (C, H, W) -> (1, C, H, W); (N, C, H, W) unchanged. Integer
+    images become float64: a histogram does not depend on the images' scale."""
     x = torch.as_tensor(x)
+    if not x.is_floating_point() and not x.is_complex() and x.dtype != torch.bool:
+        x = x.double()
     if x.dim() == 2:
         return x[None, None]
     if x.dim() == 3:
@@ -52,6 +56,19 @@ def _as_batch(name: str, x: torch.Tensor | np.ndarray) -> torch.Tensor:
         return x
     raise ParameterError(f"{name} must have shape (H, W), (C, H, W) or (N, C, H, W), "
                          f"got {tuple(x.shape)}")
+
+
+def _histograms(name: str, images, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """:func:`to_histogram` with errors that name the argument ``name``."""
+    x = check_images(name, _as_batch(name, images), nonnegative=True)
+    x = x.to(dtype or x.dtype)
+    h = x.sum(1).flatten(1)
+    mass = h.sum(1, keepdim=True)
+    empty = (mass[:, 0] <= 0).nonzero().flatten()
+    if len(empty):
+        raise ParameterError(f"{name}: images {empty[:5].tolist()} have zero total mass; the "
+                             "Wasserstein distance is defined between histograms of mass 1")
+    return h / mass
 
 
 def to_histogram(images: torch.Tensor | np.ndarray, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -63,11 +80,11 @@ def to_histogram(images: torch.Tensor | np.ndarray, dtype: torch.dtype | None = 
     Parameters
     ----------
     images : array-like
-        Floating-point images of shape (N, C, H, W), (C, H, W) or (H, W); non-negative,
-        finite, each image with positive total mass (integer images are rejected: scale
-        uint8 images with ``x.float() / 255``).
+        Images of shape (N, C, H, W), (C, H, W) or (H, W); non-negative, finite, each
+        image with positive total mass. Integer images (e.g. uint8 in 0..255) are taken
+        as they are: the histogram does not depend on the scale.
     dtype : torch.dtype, optional
-        Floating type of the result (default: that of ``images``).
+        Floating type of the result (default: that of ``images``, float64 for integers).
 
     Returns
     -------
@@ -81,17 +98,9 @@ def to_histogram(images: torch.Tensor | np.ndarray, dtype: torch.dtype | None = 
         On negative or non-finite pixels, or an image whose mass is zero (a histogram
         cannot be made from it, and dividing would give NaN).
     TypeError
-        On integer or boolean images.
+        On boolean images, or what is not an array.
     """
-    x = check_images("images", _as_batch("images", images), nonnegative=True)
-    x = x.to(dtype or x.dtype)
-    h = x.sum(1).flatten(1)
-    mass = h.sum(1, keepdim=True)
-    empty = (mass[:, 0] <= 0).nonzero().flatten()
-    if len(empty):
-        raise ParameterError(f"images {empty[:5].tolist()} have zero total mass; the "
-                             "Wasserstein distance is defined between histograms of mass 1")
-    return h / mass
+    return _histograms("images", images, dtype)
 
 
 def grid_cost(h: int, w: int, dtype: torch.dtype = torch.float64,
@@ -155,8 +164,8 @@ def w2_exact(a, b, max_iter: int = 1_000_000) -> torch.Tensor:
     a, b = _pair_batches(a, b)
     device = a.device
     h, w = a.shape[-2:]
-    ha = to_histogram(a.detach().cpu(), torch.float64).numpy()
-    hb = to_histogram(b.detach().cpu(), torch.float64).numpy()
+    ha = _histograms("a", a.detach().cpu(), torch.float64).numpy()
+    hb = _histograms("b", b.detach().cpu(), torch.float64).numpy()
     cost = grid_cost(h, w).numpy()
     out = np.empty(len(ha))
     failed: dict[int, str] = {}
@@ -274,8 +283,8 @@ def w2_sinkhorn(
     a, b = _pair_batches(a, b)
     hh, ww = a.shape[-2:]
     with torch.no_grad():
-        ha = to_histogram(a.detach(), dtype).view(-1, hh, ww)
-        hb = to_histogram(b.detach(), dtype).to(ha.device).view(-1, hh, ww)
+        ha = _histograms("a", a.detach(), dtype).view(-1, hh, ww)
+        hb = _histograms("b", b.detach(), dtype).to(ha.device).view(-1, hh, ww)
         n = len(ha)
         if mode != "none":  # the symmetric problems in the same batch: see _sinkhorn_scaling
             ha, hb = torch.cat((ha, ha, hb)), torch.cat((hb, ha, hb))
@@ -308,6 +317,7 @@ def perturbation_density(dist: torch.Tensor | float, eta: float) -> torch.Tensor
     """
     eta = check_number("eta", eta, 0.0, strict_low=True)
     dist = torch.as_tensor(dist, dtype=torch.float64)
+    check_finite("dist", dist)
     return torch.exp(-dist ** 2 / eta ** 2)
 
 
@@ -396,6 +406,7 @@ def sample_perturbation(
     eta = check_number("eta", eta, 0.0, strict_low=True)
     n_chains = check_int("n_chains", n_chains, 1)
     n_steps = check_int("n_steps", n_steps, 1)
+    check_generator("generator", generator)
     xb = check_images("x", _as_batch("x", x), nonnegative=True)
     if xb.shape[:2] != (1, 1):
         raise ParameterError(f"x must be one single-channel image (1, H, W) or (H, W), got {tuple(x.shape)}")
@@ -404,7 +415,7 @@ def sample_perturbation(
         raise ParameterError("x must have at least 2 pixels")
     start = time.perf_counter()
     mass = xb.double().sum()
-    hist = to_histogram(xb.detach().cpu(), torch.float64)            # (1, HW)
+    hist = _histograms("x", xb.detach().cpu(), torch.float64)         # (1, HW)
     p_idx, q_idx = _grid_edges(hh, ww)
     ref = hist.view(1, 1, hh, ww)
     state = hist.repeat(n_chains, 1)

@@ -274,7 +274,7 @@ ledger.record("SmallCNN clean test accuracy", 100 * clean, unit="%", paper=99.0,
 # %% tags=["hide-input"]
 xa, ya = x_test[:n_attack].to(dev), y_test[:n_attack].to(dev)
 attack_kw = dict(eps0=eps0, eps_factor=eps_factor, eps_every=eps_every, alpha=alpha,
-                 kernel_size=kernel_size, n_iter=n_iter, proj_iter=proj_iter)
+                 kernel_size=kernel_size, max_iter=n_iter, proj_iter=proj_iter)
 with ic.timer() as t_attack:
     x_adv, eps_adv, fooled = wasserstein_pgd(cnn, xa, ya, lam=lam, **attack_kw)
 radii = np.round(np.arange(0.0, eps0 * eps_factor ** (n_iter // eps_every) + 1e-9, 0.05), 2)
@@ -365,7 +365,7 @@ rnd = random_classifier(x.shape[1], n_random_classes, seed=seed, device=dev)
 xr = x_test[n_attack:n_attack + n_random].to(dev)
 with ic.timer() as t_random:
     x_rnd, _, flipped = wasserstein_pgd(rnd, xr, None, eps0=random_eps, eps_factor=1.0, alpha=alpha,
-                                        lam=lam, kernel_size=kernel_size, n_iter=random_iter,
+                                        lam=lam, kernel_size=kernel_size, max_iter=random_iter,
                                         proj_iter=proj_iter)
 w2_rnd = (w2_exact(xr.cpu(), x_rnd.cpu()) ** 2).numpy()
 cnn_same = float((predict(cnn, x_rnd) == predict(cnn, xr)).float().mean())

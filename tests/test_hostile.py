@@ -122,6 +122,11 @@ proj-p-zero proj-x-zero-mass proj-float64 proj-float16 proj-lam-1e+02 proj-lam-1
 proj-lam-1e+07 proj-lam-1e+08 proj-lambertw-negative proj-local_cost-even proj-local_cost-p-negative
 pgd-labels-length pgd-x-rank3 pgd-x-nan pgd-eps0-zero pgd-eps_factor-small pgd-eps_every-zero
 pgd-alpha-zero pgd-iter-negative pgd-lam-zero pgd-kernel-even
+w2-histogram-empty w2-exact-nan w2-exact-zero-mass w2-exact-empty w2-exact-max_iter-cap w2-sinkhorn-nan
+w2-sinkhorn-empty w2-sinkhorn-reg-0.01 w2-sinkhorn-max_iter-cap w2-density-dist-nan w2-mh-negative w2-mh-nan
+w2-mh-zero-mass proj-empty proj-numpy proj-noncontiguous proj-max_iter-cap proj-lam-1e+05 proj-lam-1e+06
+proj-lam-monotone pgd-labels-1-based pgd-labels-float pgd-x-empty pgd-x-channels pgd-proj_iter-zero
+pgd-x-float64 pgd-x-numpy pgd-x-noncontiguous pgd-robust-length pgd-robust-radii-nan
 adef-rank3 adef-sigma-negative adef-overshoot-zero adef-max_iter-zero adef-candidates-zero
 adef-candidates-too-many adef-tol-negative adef-numpy adef-noncontiguous adef-step-labels-shape
 adef-step-sigma-nan adef-g-sigma-negative adef-g-overshoot-small adef-g-max_iter-zero adef-g-classes-one
