@@ -65,6 +65,13 @@
 #   "inside the ball" is a fact, not an approximation, and the walks are those that exact
 #   distances alone would give (`bounds=False` runs them so). The returned `w2` is exact
 #   where `exact` is set and a certified upper bound otherwise;
+# - **no projection**: a step that would leave the ball is not projected back, neither by
+#   projected Sinkhorn nor by the exact projection of chapter 6; the walk ends at its last
+#   point inside. A projection would replace the deformation by some transport of mass (the
+#   point of the ball nearest to $x''$ in the Euclidean norm, inside a local window), so
+#   $g x$ would no longer be $x$ warped by a smooth field, and the talk's test is on the
+#   exact $W_2$ of the whole grid, not on the windowed transport cost those projections
+#   bound. Staying inside is then a matter of exact tests, not of a solver's accuracy;
 # - **`max_iter` caps the walk**: the talk's loop stops almost surely, but after about
 #   $\exp(\varepsilon^2/\eta^2)$ steps when $\eta \ll \varepsilon$. A capped walk returns its
 #   last point inside the ball, like the other two exits.
