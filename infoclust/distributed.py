@@ -19,7 +19,8 @@ loss, and the gradient must flow back through that combination. This module hold
   :func:`gather_rows` to put blocks back together (evaluation);
 * :func:`check_same_on_all_ranks`, the set-up check that every rank has the same parameters,
   seed, data and network;
-* :func:`spawn`, which runs a function on W local processes (tests, benchmarks, the chapter).
+* :func:`spawn`, which runs a function on W local processes, and :func:`fit_in_processes`,
+  which fits an estimator that way (tests, benchmarks, the chapter).
 
 **Why the gradients are averaged.** With the collectives above, every rank computes the loss
 of the *whole* batch, :math:`L_r = L`. Their backward passes compute, on rank r, the gradient
@@ -50,10 +51,11 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from .utils import ParameterError, check_int
 
-__all__ = ["rank", "world_size", "is_distributed", "is_main_process", "init_from_env", "local_device",
+__all__ = ["rank", "world_size", "is_distributed", "is_main_process", "init_from_env", "setup", "local_device",
+           "check_device",
            "all_reduce_sum", "all_gather_cat", "gather_rows", "broadcast_object", "average_gradients",
            "SyncBatchNorm", "synchronised_batchnorm", "shard", "shard_sizes",
-           "check_batch", "check_same_on_all_ranks", "spawn"]
+           "check_batch", "describe_params", "check_same_on_all_ranks", "spawn", "fit_in_processes"]
 
 
 # --------------------------------------------------------------------------- ranks
@@ -107,6 +109,17 @@ def init_from_env(backend: str | None = None, timeout_s: float = 600.0) -> bool:
     return is_distributed()
 
 
+def setup() -> None:
+    """What an estimator's ``fit`` does first: join ``torchrun``'s group (:func:`init_from_env`), GPU per rank.
+
+    Under NCCL each rank is put on its own GPU before the first collective (the set-up
+    checks already communicate through it).
+    """
+    init_from_env()
+    if is_distributed() and dist.get_backend() == "nccl":
+        local_device(torch.device("cuda"))
+
+
 def local_device(device: torch.device) -> torch.device:
     """The GPU of this rank when ``device`` is CUDA without an index: ``cuda:LOCAL_RANK``.
 
@@ -119,6 +132,14 @@ def local_device(device: torch.device) -> torch.device:
     index = int(os.environ.get("LOCAL_RANK", rank() % max(torch.cuda.device_count(), 1)))
     torch.cuda.set_device(index)
     return torch.device("cuda", index)
+
+
+def check_device(device: torch.device) -> torch.device:
+    """Return ``device`` if the process group's backend can reduce tensors there (NCCL: CUDA only)."""
+    if is_distributed() and dist.get_backend() == "nccl" and device.type != "cuda":
+        raise ParameterError(f"device={str(device)!r} cannot train in an NCCL process group (GPUs only); use "
+                             f"device='auto' or 'cuda', or the gloo backend for CPU processes")
+    return device
 
 
 # --------------------------------------------------------------------------- collectives
@@ -368,6 +389,23 @@ def _digest(value: Any) -> str:
     return repr(value)
 
 
+def describe_params(params: Mapping[str, Any]) -> dict[str, str]:
+    """Parameters as texts that are equal in two processes exactly when the values are.
+
+    The ``repr`` of each value, except where it holds a memory address (functions, objects
+    without their own ``repr``): there the qualified name of the function or class. Used to
+    compare estimators across ranks and with a checkpoint.
+    """
+    out = {}
+    for name, value in params.items():
+        text = repr(value)
+        if " at 0x" in text:
+            kind = value if hasattr(value, "__qualname__") else type(value)
+            text = f"{kind.__module__}.{kind.__qualname__}"
+        out[name] = text
+    return out
+
+
 def check_same_on_all_ranks(values: Mapping[str, Any]) -> None:
     """Raise :class:`ParameterError` on every rank if any value differs between ranks.
 
@@ -411,6 +449,25 @@ def _worker(rank_: int, fn: Callable, world: int, port: int, backend: str, threa
         results.put((rank_, buf.getvalue()))
     finally:
         dist.destroy_process_group()
+
+
+def _fit_copy(estimator: Any, x: Any, y: Any, fit_params: dict) -> Any:
+    from sklearn.base import clone
+
+    model = clone(estimator).fit(x, y, **fit_params)
+    return model if is_main_process() else None
+
+
+def fit_in_processes(estimator: Any, x: Any, y: Any = None, *, world: int = 2, threads: int | None = 1,
+                     **fit_params: Any) -> Any:
+    """Fit a copy of ``estimator`` on ``(x, y)`` in ``world`` local processes; return rank 0's fitted copy.
+
+    Every process gets the whole data and fits an unfitted clone (same parameters, same
+    seed), so they train data-parallel as under ``torchrun``; CPU processes, gloo, ``threads``
+    threads each (see :func:`spawn`). For checking that W processes reproduce one, and for
+    measuring them, on one machine.
+    """
+    return spawn(_fit_copy, world, estimator, x, y, fit_params, threads=threads)[0]
 
 
 def spawn(fn: Callable[..., Any], world: int, *args: Any, backend: str = "gloo",
