@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import random
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from . import distributed as D
 from .utils import ParameterError, atomic_write
 
 __all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "rng_states", "restore_rng_states",
-           "check_compatible"]
+           "check_compatible", "write_training_state", "read_training_state"]
 
 #: The ``format`` entry of every checkpoint written here (checked when loading).
 FORMAT = "infoclust-checkpoint-1"
@@ -173,3 +174,41 @@ def check_compatible(path: str | os.PathLike, saved: Mapping[str, Any], current:
         if saved.get(name) != current.get(name):
             raise ParameterError(f"{name}={current.get(name)} differs from the checkpoint {path}'s "
                                  f"{name}={saved.get(name)}; resume with the same parameters (or start afresh)")
+
+
+#: Estimator parameters that a resumed fit may change: more epochs, another device, quiet.
+RESUMABLE = ("epochs", "device", "verbose", "checkpoint")
+
+
+def write_training_state(path: str | os.PathLike, state: Mapping[str, Any],
+                         generators: Mapping[str, torch.Generator]) -> None:
+    """An estimator's checkpoint at the end of an epoch: every rank calls this, rank 0 writes.
+
+    Adds the random states of every rank (:func:`rng_states`, a collective) and the world
+    size to ``state`` (the networks, optimisers, history, epoch, parameters), then rank 0
+    writes it with :func:`save_checkpoint`.
+    """
+    full = {**state, "rng": rng_states(generators), "world_size": D.world_size()}
+    if D.is_main_process():
+        save_checkpoint(path, full)
+
+
+def read_training_state(path: str | os.PathLike, params: Mapping[str, str], epochs: int) -> dict[str, Any] | None:
+    """The checkpoint an estimator's resumed ``fit`` continues from, or None when there is none yet.
+
+    Rank 0 reads the file and sends it to every rank (on several nodes only rank 0's node
+    needs it). Raises :class:`ParameterError` when the checkpoint's parameters differ from
+    ``params`` (other than :data:`RESUMABLE`'s) or it is past ``epochs``. A missing file
+    warns and returns None: the fit starts afresh (the first run of a job that is restarted
+    with ``--resume`` after every pre-emption).
+    """
+    if not D.broadcast_object(Path(path).is_file() if D.is_main_process() else None):
+        if D.is_main_process():
+            warnings.warn(f"checkpoint={str(path)!r} does not exist yet: training starts afresh", stacklevel=3)
+        return None
+    state = D.broadcast_object(load_checkpoint(path) if D.is_main_process() else None)
+    check_compatible(path, state["params"], params, ignore=RESUMABLE)
+    if state["epoch"] > epochs:
+        raise ParameterError(f"epochs={epochs} is below the checkpoint {path}'s epoch {state['epoch']}; "
+                             f"resume with epochs >= {state['epoch']}")
+    return state

@@ -26,6 +26,7 @@ is never matched; we do not.
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Callable
 
 import numpy as np
@@ -36,6 +37,8 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from . import checkpoint as C
+from . import distributed as D
 from .mi import ESTIMATORS, _estimate
 from .utils import (ParameterError, check_bool, check_choice, check_finite, check_images, check_int,
                     check_labels, check_not_diverged, check_number, check_seed, forked_global_rng,
@@ -209,7 +212,7 @@ class PriorMatching:
 
     def _logits(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Discriminator logits on fresh prior draws ``v ~ Uniform[0, 1]^d`` and on ``sigmoid(y)``."""
-        v = torch.rand(y.shape, generator=self.generator).to(y.device)
+        v = torch.rand(y.shape, generator=self.generator).to(device=y.device, dtype=y.dtype)
         return self.discriminator(v), self.discriminator(torch.sigmoid(y))
 
     @staticmethod
@@ -237,12 +240,24 @@ class PriorMatching:
         value = self.value(y.detach())
         self.optimizer.zero_grad(set_to_none=True)
         (-self.gamma * value).backward()
+        D.average_gradients(self.discriminator.parameters())  # the ranks' codes are the same gathered batch
         self.optimizer.step()
         return float(value.detach())
 
 
 class DeepInfoMax(TransformerMixin, BaseEstimator):
     """Deep InfoMax as a scikit-learn transformer: ``DeepInfoMax(...).fit(x).transform(x)``.
+
+    Under ``torchrun`` (any ``torch.distributed`` process group) :meth:`fit` trains
+    data-parallel with the mathematics of one process (:mod:`infoclust.distributed`): every
+    process draws the same batch order, encodes its block of each batch, and the codes of
+    the whole batch are gathered (gradient included), so that each process scores its
+    images' maps against every code of the batch; the score blocks are gathered too, and
+    the estimators, with their negatives from the whole batch, and the prior game see what
+    one process would see. Batch norm uses the whole batch's statistics and the gradients
+    are averaged. ``batch_size`` is the global batch and must be a multiple of the number
+    of processes. The training methods (:meth:`partial_fit`, :meth:`encoder_step`,
+    :meth:`prior_step`) take the whole batch on every process likewise.
 
     Parameters
     ----------
@@ -271,7 +286,11 @@ class DeepInfoMax(TransformerMixin, BaseEstimator):
     device : str
         ``"auto"``, ``"cpu"``, ``"cuda"``...
     verbose : bool
-        Show a tqdm progress bar.
+        Show a tqdm progress bar (on rank 0).
+    checkpoint : str or None
+        File written atomically after every epoch with the networks, both optimisers, the
+        history and the random states of every process (:mod:`infoclust.checkpoint`);
+        ``fit(x, resume=True)`` continues from it.
 
     Attributes
     ----------
@@ -294,7 +313,7 @@ class DeepInfoMax(TransformerMixin, BaseEstimator):
     def __init__(self, *, alpha: float = 0.0, beta: float = 1.0, gamma: float = 0.1, estimator: str = "jsd",
                  local_critic: str = "dot", code_dim: int = 64, widths: tuple[int, int, int] = (32, 64, 128),
                  critic_dim: int = 128, epochs: int = 10, batch_size: int = 64, lr: float = 1e-4,
-                 seed: int = 0, device: str = "auto", verbose: bool = True) -> None:
+                 seed: int = 0, device: str = "auto", verbose: bool = True, checkpoint: str | None = None) -> None:
         self.alpha = alpha
         self.beta = beta
         self.gamma = gamma
@@ -309,6 +328,7 @@ class DeepInfoMax(TransformerMixin, BaseEstimator):
         self.seed = seed
         self.device = device
         self.verbose = verbose
+        self.checkpoint = checkpoint
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -333,6 +353,8 @@ class DeepInfoMax(TransformerMixin, BaseEstimator):
         check_number("lr", self.lr, 0.0, strict_low=True)
         check_seed("seed", self.seed)
         check_bool("verbose", self.verbose)
+        if self.checkpoint is not None and not isinstance(self.checkpoint, (str, os.PathLike)):
+            raise TypeError(f"checkpoint must be a path (str) or None, got {type(self.checkpoint).__name__}")
 
     def _check_x(self, x: Any, name: str = "x") -> torch.Tensor:
         """Images as a contiguous float32 tensor; once built, of the training images' shape."""
@@ -347,7 +369,7 @@ class DeepInfoMax(TransformerMixin, BaseEstimator):
     def _build(self, x: torch.Tensor) -> None:
         """Create the networks and optimisers for images shaped like ``x`` (checked)."""
         self._check_params()
-        self.device_ = resolve_device(self.device)
+        self.device_ = D.check_device(D.local_device(resolve_device(self.device)))
         self._generator = torch.Generator().manual_seed(self.seed)
         with forked_global_rng(self.seed):  # torch's default initialisation, on the CPU, from the seed
             enc = Encoder(x.shape[1], x.shape[2], tuple(self.widths), code_dim=self.code_dim)
@@ -364,6 +386,14 @@ class DeepInfoMax(TransformerMixin, BaseEstimator):
         self.history_ = {"global_mi": [], "local_mi": [], "prior": [], "seconds": [], "callback": []}
         self.n_steps_ = 0
         self.image_shape_ = tuple(x.shape[1:])
+        D.check_same_on_all_ranks({"the initial encoder": self.encoder_, "the initial global critic": global_critic,
+                                   "the initial local critic": local_critic,
+                                   "the initial discriminator": self.prior_.discriminator})
+
+    def _networks(self) -> dict[str, nn.Module]:
+        """What a checkpoint keeps of the networks, by name."""
+        return {"encoder": self.encoder_, "global_critic": self.global_critic_,
+                "local_critic": self.local_critic_, "discriminator": self.prior_.discriminator}
 
     def _batch(self, x: Any) -> torch.Tensor:
         """A checked training batch on ``device_``; builds the networks at the first one."""
@@ -390,8 +420,11 @@ class DeepInfoMax(TransformerMixin, BaseEstimator):
 
     def _encoder_step(self, x: torch.Tensor) -> dict[str, float]:
         self.encoder_.train()
-        y, c = self.encoder_(x)  # encode the batch
-        terms = {name: _estimate(s, self.estimator) for name, s in self._score_matrices(c, y).items()}
+        with D.synchronised_batchnorm(self.encoder_):
+            y, c = self.encoder_(x[D.shard(len(x))])  # encode this rank's block of the batch
+        y = D.all_gather_cat(y)  # the codes of the whole batch (gradient included)
+        scores = {name: D.all_gather_cat(s) for name, s in self._score_matrices(c, y).items()}  # rows: maps
+        terms = {name: _estimate(s, self.estimator) for name, s in scores.items()}
         loss = y.new_zeros(())
         for name, weight in (("global_mi", self.alpha), ("local_mi", self.beta)):
             if name in terms:
@@ -401,6 +434,7 @@ class DeepInfoMax(TransformerMixin, BaseEstimator):
             loss = loss + self.gamma * non_saturating
         self._opt.zero_grad(set_to_none=True)
         loss.backward()
+        D.average_gradients(p for group in self._opt.param_groups for p in group["params"])
         self._opt.step()
         self._last_codes = y.detach()
         return {k: float(v.detach()) for k, v in terms.items()}
@@ -428,8 +462,8 @@ class DeepInfoMax(TransformerMixin, BaseEstimator):
             y = self._last_codes
         else:
             x = self._batch(x)
-            with torch.no_grad():
-                y = self.encoder_(x)[0]
+            with torch.no_grad(), D.synchronised_batchnorm(self.encoder_):
+                y = D.all_gather_cat(self.encoder_(x[D.shard(len(x))])[0])
         return self.prior_.step(y)
 
     def _alternation(self, x: torch.Tensor) -> dict[str, float]:
@@ -455,26 +489,50 @@ class DeepInfoMax(TransformerMixin, BaseEstimator):
         self._check_terms(self.last_terms_, None)
         return self
 
-    def fit(self, x, y=None, *, callback: Callable[["DeepInfoMax", int], Any] | None = None) -> "DeepInfoMax":
+    def fit(self, x, y=None, *, callback: Callable[["DeepInfoMax", int], Any] | None = None,
+            resume: bool = False) -> "DeepInfoMax":
         """Train on images ``x`` (N, C, H, H) in [0, 1] for ``epochs`` epochs; ``y`` is ignored.
 
         ``callback(model, epoch)`` runs after every epoch (e.g. to evaluate the code as it
-        trains); what it returns is appended to ``history_["callback"]``. Raises
-        :class:`~infoclust.utils.TrainingDivergedError` when a term becomes non-finite.
+        trains); what it returns is appended to ``history_["callback"]``. With
+        ``resume=True`` training continues from the file ``checkpoint`` (if it exists;
+        otherwise it starts afresh with a warning); on the CPU the result is bit-identical to
+        a run that was never interrupted. Under ``torch.distributed`` (launched by
+        ``torchrun``, whose process group ``fit`` joins) it trains data-parallel (class
+        docstring). Raises :class:`~infoclust.utils.TrainingDivergedError` when a term
+        becomes non-finite, :class:`~infoclust.utils.ParameterError` for processes with
+        different parameters, seeds, data or networks, a batch that does not divide among
+        them, and a checkpoint of other parameters.
         """
+        D.setup()
+        D.check_same_on_all_ranks({**D.describe_params(self.get_params()), "x": x, "resume": resume})
         self._check_params()
+        check_bool("resume", resume)
+        if resume and self.checkpoint is None:
+            raise ParameterError("resume=True needs checkpoint=PATH (the file to continue from)")
         for attr in ("image_shape_", "encoder_", "_last_codes"):  # a refit starts from scratch
             self.__dict__.pop(attr, None)
         x = self._check_x(x)
         n = len(x)
         if n < 2:
             raise ParameterError(f"x needs at least 2 images, got {n}")
+        size = min(self.batch_size, n)
+        D.check_batch(size, n)
         self._build(x)
         x = x.to(self.device_)
-        size = min(self.batch_size, n)
         batches = n // size  # drop the ragged last batch: every batch has N negatives' worth
-        bar = tqdm(total=self.epochs * batches, desc="DIM", disable=not self.verbose)
-        for epoch in range(1, self.epochs + 1):
+        start = 1
+        if resume and (state := C.read_training_state(self.checkpoint, D.describe_params(self.get_params()),
+                                                      self.epochs)) is not None:
+            for name, net in self._networks().items():
+                net.load_state_dict(state[name])
+            self._opt.load_state_dict(state["optimizer"])
+            self.prior_.optimizer.load_state_dict(state["prior_optimizer"])
+            C.restore_rng_states(state["rng"], {"dim": self._generator})
+            self.history_, self.n_steps_, start = state["history"], state["n_steps"], state["epoch"] + 1
+        bar = tqdm(total=self.epochs * batches, initial=(start - 1) * batches, desc="DIM",
+                   disable=not (self.verbose and D.is_main_process()))
+        for epoch in range(start, self.epochs + 1):
             sums: dict[str, float] = {}
             with timer() as t:
                 order = torch.randperm(n, generator=self._generator).to(self.device_)
@@ -490,6 +548,12 @@ class DeepInfoMax(TransformerMixin, BaseEstimator):
             if callback is not None:
                 self.history_["callback"].append(callback(self, epoch))
             bar.set_postfix({k: f"{v / batches:.3f}" for k, v in sums.items()})
+            if self.checkpoint is not None:
+                C.write_training_state(self.checkpoint, {
+                    "estimator": "DeepInfoMax", "params": D.describe_params(self.get_params()), "epoch": epoch,
+                    "n_steps": self.n_steps_, "history": self.history_, "optimizer": self._opt.state_dict(),
+                    "prior_optimizer": self.prior_.optimizer.state_dict(),
+                    **{name: net.state_dict() for name, net in self._networks().items()}}, {"dim": self._generator})
         bar.close()
         return self
 

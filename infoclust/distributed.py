@@ -82,13 +82,14 @@ def is_main_process() -> bool:
 
 
 def init_from_env(backend: str | None = None, timeout_s: float = 600.0) -> bool:
-    """Join the process group described by ``torchrun``'s environment; True if one is joined.
+    """Join the process group described by ``torchrun``'s environment; True if this call joined it.
 
     ``torchrun`` sets ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``, ``MASTER_ADDR`` and
-    ``MASTER_PORT``. Without them (a plain ``python`` run), or with ``WORLD_SIZE=1``, nothing
-    happens and False is returned. The backend defaults to NCCL when CUDA is available (each
-    rank then uses GPU ``LOCAL_RANK``) and gloo otherwise. An already initialised group is
-    kept.
+    ``MASTER_PORT``. Without them (a plain ``python`` run), with ``WORLD_SIZE=1``, or when a
+    group is already initialised, nothing happens and False is returned; a True return
+    means the caller may ``torch.distributed.destroy_process_group()`` when done. The
+    backend defaults to NCCL when CUDA is available (each rank then uses GPU
+    ``LOCAL_RANK``) and gloo otherwise.
 
     Parameters
     ----------
@@ -97,16 +98,14 @@ def init_from_env(backend: str | None = None, timeout_s: float = 600.0) -> bool:
     timeout_s : float
         How long a collective waits for the other ranks before failing.
     """
-    if dist.is_initialized():
-        return is_distributed()
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    if dist.is_initialized() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return False
     if backend is None:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s))
-    return is_distributed()
+    return True
 
 
 def setup() -> None:
@@ -287,9 +286,9 @@ class SyncBatchNorm(_BatchNorm):
         xf = x.to(torch.promote_types(x.dtype, torch.float32))
         count = torch.tensor(float(xf.numel() // xf.shape[1]), dtype=xf.dtype, device=xf.device)
         dist.all_reduce(count)
-        mean = all_reduce_sum(xf.sum(dims)) / count
+        mean = _AllReduceSum.apply(xf.sum(dims)) / count
         centred = xf - mean.view(shape)
-        var = all_reduce_sum((centred * centred).sum(dims)) / count
+        var = _AllReduceSum.apply((centred * centred).sum(dims)) / count
         out = centred * torch.rsqrt(var + self.eps).view(shape)
         if self.affine:
             out = out * self.weight.view(shape) + self.bias.view(shape)
@@ -377,15 +376,24 @@ def check_batch(batch_size: int, n_images: int, name: str = "batch_size") -> int
     return batch_size // w
 
 
+def _tensor_bytes(t: torch.Tensor) -> bytes:
+    t = t.detach().cpu().contiguous().reshape(-1)
+    return (t.to(torch.uint8) if t.dtype == torch.bool or not t.numel() else t.view(torch.uint8)).numpy().tobytes()
+
+
 def _digest(value: Any) -> str:
-    """A short text that equals across ranks iff the value does (tensors by a hash of their bytes)."""
+    """A short text that equals across ranks iff the value does (tensors and modules by a hash of their bytes)."""
     if isinstance(value, np.ndarray):
         value = torch.from_numpy(np.ascontiguousarray(value))
     if torch.is_tensor(value):
-        t = value.detach().cpu().contiguous()
-        data = t.view(torch.uint8) if t.dtype != torch.bool and t.numel() else t.to(torch.uint8)
-        h = hashlib.sha256(data.numpy().tobytes()).hexdigest()[:16]
-        return f"{tuple(t.shape)} {t.dtype} sha256:{h}"
+        h = hashlib.sha256(_tensor_bytes(value)).hexdigest()[:16]
+        return f"{tuple(value.shape)} {value.dtype} sha256:{h}"
+    if isinstance(value, nn.Module):
+        h = hashlib.sha256()
+        for name, t in value.state_dict().items():
+            h.update(name.encode())
+            h.update(_tensor_bytes(t))
+        return f"{type(value).__name__} sha256:{h.hexdigest()[:16]}"
     return repr(value)
 
 
@@ -409,9 +417,9 @@ def describe_params(params: Mapping[str, Any]) -> dict[str, str]:
 def check_same_on_all_ranks(values: Mapping[str, Any]) -> None:
     """Raise :class:`ParameterError` on every rank if any value differs between ranks.
 
-    ``values`` maps a name (an estimator parameter, "seed", "x", "network parameters") to a
-    value: tensors and arrays are compared by a hash of their bytes, other values by their
-    ``repr``. Every rank receives every rank's digests, so all ranks raise the same error at
+    ``values`` maps a name (an estimator parameter, "seed", "x", "the initial network") to a
+    value: tensors, arrays and modules (their state) are compared by a hash of their bytes,
+    other values by their ``repr``. Every rank receives every rank's digests, so all ranks raise the same error at
     once instead of some waiting forever in a collective. Call it before anything that can
     fail differently on different ranks. Without a process group it does nothing.
     """

@@ -20,6 +20,7 @@ over samples) and :func:`loss_from_counts` (symmetrise, normalise, loss), with
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from typing import Any
@@ -32,6 +33,8 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import checkpoint as C
+from . import distributed as D
 from .augment import MNISTTransform
 from .metrics import cluster_accuracy
 from .utils import (ParameterError, check_bool, check_choice, check_finite, check_images,
@@ -203,6 +206,12 @@ def lowest_loss_subhead(losses: Sequence[float] | np.ndarray) -> int:
 
 # --------------------------------------------------------------------------- network
 
+
+def _at_least_float32(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in float32, or float64 if it is (never the bfloat16 of an autocast)."""
+    return t.to(torch.promote_types(t.dtype, torch.float32))
+
+
 #: Trunks: conv channels, kernel size. ``vgg`` is the paper's MNIST trunk (5x5 convs
 #: 64-128-256-512, batch norm, max-pooling; IIC paper, supplementary material); ``small``
 #: is a narrower one that trains on a laptop CPU in minutes.
@@ -286,7 +295,7 @@ class ClusterNet(nn.Module):
 
     def cluster(self, h: torch.Tensor, head: str = "main") -> torch.Tensor:
         """Cluster probabilities of ``head`` from trunk features ``h``, (n_subheads, N, k)."""
-        return torch.stack([F.softmax(lin(h).float(), dim=1) for lin in self.heads[head]])
+        return torch.stack([F.softmax(_at_least_float32(lin(h)), dim=1) for lin in self.heads[head]])
 
     def forward(self, x: torch.Tensor, head: str = "main") -> torch.Tensor:
         """Cluster probabilities of ``head`` for images ``x``, shape (n_subheads, N, k)."""
@@ -309,6 +318,15 @@ class IIC(ClusterMixin, BaseEstimator):
 
     Training is bounded by ``epochs``; for time-to-accuracy, read ``seconds`` and ``acc``
     off :attr:`history_`.
+
+    Under ``torchrun`` (any ``torch.distributed`` process group) :meth:`fit` trains
+    data-parallel with the mathematics of one process (:mod:`infoclust.distributed`): every
+    process draws the same batch order and the same g for the whole batch, feeds its block
+    of the batch's images (with their copies) to the network, sums its sub-heads' joint
+    counts with every other process's, gradient included, before the loss, normalises batch
+    norm with the whole batch's statistics and averages the gradients. ``batch_size`` is the
+    global batch and must be a multiple of the number of processes. Only rank 0 shows
+    progress and writes the checkpoint.
 
     Parameters
     ----------
@@ -351,7 +369,13 @@ class IIC(ClusterMixin, BaseEstimator):
     amp : bool or "auto"
         Mixed precision (bfloat16 autocast); ``"auto"`` uses it on CUDA only.
     verbose : bool
-        Show a tqdm progress bar.
+        Show a tqdm progress bar (on rank 0).
+    checkpoint : str or None
+        File written atomically after every epoch with the network, the optimiser, the
+        history and the random states of every process (:mod:`infoclust.checkpoint`);
+        ``fit(x, resume=True)`` continues from it. A ``g`` of one's own keeps its random
+        state across a resume if it draws from torch's global generator or exposes its
+        :class:`torch.Generator` as ``g.generator`` (as ``MNISTTransform`` does).
 
     Attributes
     ----------
@@ -387,7 +411,8 @@ class IIC(ClusterMixin, BaseEstimator):
                  trunk: str | tuple = "vgg", g: Callable[[torch.Tensor], torch.Tensor] | None = None,
                  epochs: int = 10, batch_size: int = 140, repeats: int = 5, main_passes: int = 2,
                  over_passes: int = 1, lr: float = 1e-4, lamb: float = 1.0, eval_every: int = 1,
-                 seed: int = 0, device: str = "auto", amp: bool | str = "auto", verbose: bool = True) -> None:
+                 seed: int = 0, device: str = "auto", amp: bool | str = "auto", verbose: bool = True,
+                 checkpoint: str | None = None) -> None:
         self.n_clusters = n_clusters
         self.n_overclusters = n_overclusters
         self.n_subheads = n_subheads
@@ -405,6 +430,7 @@ class IIC(ClusterMixin, BaseEstimator):
         self.device = device
         self.amp = amp
         self.verbose = verbose
+        self.checkpoint = checkpoint
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -432,6 +458,8 @@ class IIC(ClusterMixin, BaseEstimator):
         check_seed("seed", self.seed)
         check_choice("amp", self.amp, ("auto", True, False))
         check_bool("verbose", self.verbose)
+        if self.checkpoint is not None and not isinstance(self.checkpoint, (str, os.PathLike)):
+            raise TypeError(f"checkpoint must be a path (str) or None, got {type(self.checkpoint).__name__}")
 
     def _check_x(self, x: Any, name: str = "x") -> torch.Tensor:
         """Images as a contiguous float32 tensor; after fit, of the training images' shape."""
@@ -471,17 +499,25 @@ class IIC(ClusterMixin, BaseEstimator):
         return torch.randperm(n, generator=self._order_generator)
 
     def _step(self, xb: torch.Tensor, head: str, opt: torch.optim.Optimizer) -> float:
-        """One Adam step of ``head``'s sub-heads (and the trunk) on the batch ``xb``; returns the loss."""
+        """One Adam step of ``head``'s sub-heads (and the trunk) on the batch ``xb``; returns the loss.
+
+        Under ``torch.distributed`` every rank passes the whole batch: g perturbs all of it (the
+        draws of one process), each rank runs its block (:func:`~infoclust.distributed.shard`),
+        and the joint counts are summed over the ranks before the loss.
+        """
         # x is the same for every repeat, so E(x) is computed once per image and repeated;
         # batch-norm statistics of the repeated batch equal those of the distinct images.
         x_tf = self._perturb(xb.repeat_interleave(self.repeats, 0))
+        mine = D.shard(len(xb))
+        xb, x_tf = xb[mine], x_tf[mine.start * self.repeats:mine.stop * self.repeats]
         with self._autocast():
             z = self.net_(xb, head).repeat_interleave(self.repeats, 1)
             z_tf = self.net_(x_tf, head)
-        counts = joint_counts(z.float(), z_tf.float())  # (n_subheads, k, k), a sum over the batch
-        loss = loss_from_counts(counts, self.lamb).mean()
+        counts = joint_counts(_at_least_float32(z), _at_least_float32(z_tf))  # (n_subheads, k, k): a sum
+        loss = loss_from_counts(D.all_reduce_sum(counts), self.lamb).mean()  # the whole batch's, on every rank
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        D.average_gradients(self.net_.parameters())  # = one process's gradient (distributed module docstring)
         opt.step()
         return loss.item()
 
@@ -511,16 +547,17 @@ class IIC(ClusterMixin, BaseEstimator):
         counts: dict[str, Any] = {head: 0.0 for head in self.net_.heads}
         pred = []
         for xb in x.split(1000):
+            xb_tf, mine = self._perturb(xb), D.shard(len(xb))  # g of the whole chunk; this rank's block
+            check_finite("g(x)", xb_tf)  # training checks its loss; scoring (from epoch 0) checks g
             with self._autocast():
-                x_tf = self._perturb(xb)
-                check_finite("g(x)", x_tf)  # training checks its loss; scoring (from epoch 0) checks g
-                h, h_tf = self.net_.trunk(xb), self.net_.trunk(x_tf)
+                h, h_tf = self.net_.trunk(xb[mine]), self.net_.trunk(xb_tf[mine])
                 z = {head: (self.net_.cluster(h, head), self.net_.cluster(h_tf, head)) for head in counts}
             for head, (zh, zh_tf) in z.items():  # the counts in float32, outside the autocast
-                counts[head] = counts[head] + joint_counts(zh.float(), zh_tf.float())
-            pred.append(z["main"][0].argmax(2).cpu())
+                counts[head] = counts[head] + joint_counts(_at_least_float32(zh), _at_least_float32(zh_tf))
+            pred.append(D.gather_rows(z["main"][0].argmax(2).t(), len(xb)).t().cpu())
         rec: dict[str, Any] = {}
         for head, c in counts.items():
+            c = D.all_reduce_sum(c)
             suffix = "" if head == "main" else "_over"
             joint = _symmetric_joint(c)
             rec["loss" + suffix] = loss_from_counts(c, self.lamb).tolist()
@@ -534,23 +571,35 @@ class IIC(ClusterMixin, BaseEstimator):
         self.net_.train()
         return rec, pred
 
-    def fit(self, x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray | None = None) -> "IIC":
+    def fit(self, x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray | None = None, *,
+            resume: bool = False) -> "IIC":
         """Train on square images ``x`` (N, C, H, H); ``y`` (integer labels) only for the history.
+
+        With ``resume=True``, training continues from the file ``checkpoint`` (if it exists;
+        otherwise it starts afresh with a warning) up to ``epochs``; on the CPU the result
+        is bit-identical to a run that was never interrupted. Under ``torch.distributed``
+        (launched by ``torchrun``, whose process group ``fit`` joins) it trains
+        data-parallel (class docstring).
 
         Raises :class:`~infoclust.utils.ParameterError` for bad parameters or images (NaN,
         wrong rank, too small for the trunk), ``TypeError`` for integer images,
         :class:`~infoclust.utils.ParameterError` for a ``g`` that changes the batch's shape,
-        dtype or device, and :class:`~infoclust.utils.TrainingDivergedError` if the loss
-        becomes non-finite.
+        dtype or device, for processes with different parameters, seeds, data or networks, a
+        ``batch_size`` that does not divide among them, and a checkpoint of other parameters;
+        and :class:`~infoclust.utils.TrainingDivergedError` if the loss becomes non-finite.
         """
+        D.setup()
+        D.check_same_on_all_ranks({**D.describe_params(self.get_params()), "x": x, "y": y, "resume": resume})
         self._check_params()
+        check_bool("resume", resume)
+        if resume and self.checkpoint is None:
+            raise ParameterError("resume=True needs checkpoint=PATH (the file to continue from)")
         for attr in ("image_shape_", "net_"):  # a refit starts from scratch
             self.__dict__.pop(attr, None)
         x = self._check_x(x)
         y = None if y is None else check_labels("y", y, len(x)).numpy()
-        if len(x) < self.batch_size:
-            raise ParameterError(f"batch_size={self.batch_size} exceeds the {len(x)} images")
-        self.device_ = resolve_device(self.device)
+        D.check_batch(self.batch_size, len(x))
+        self.device_ = D.check_device(D.local_device(resolve_device(self.device)))
         with forked_global_rng(self.seed, self.device_):
             net = ClusterNet(x.shape[1], x.shape[-1], self.n_clusters, self.n_overclusters, self.n_subheads,
                              self.trunk)  # built on the CPU: the seeded initialisation is the same everywhere
@@ -559,18 +608,39 @@ class IIC(ClusterMixin, BaseEstimator):
             self.net_ = net.to(self.device_, memory_format=torch.channels_last)
             self.g_ = self.g if self.g is not None else MNISTTransform(seed=stream_seed(self.seed, 1))
             self._order_generator = torch.Generator().manual_seed(self.seed)
-            self._train(x.to(self.device_), y)
+            D.check_same_on_all_ranks({"the initial network": self.net_})
+            state = C.read_training_state(self.checkpoint, D.describe_params(self.get_params()), self.epochs) if resume else None
+            with D.synchronised_batchnorm(self.net_):
+                self._train(x.to(self.device_), y, state)
         self.image_shape_ = tuple(x.shape[1:])
         return self
 
-    def _train(self, x: torch.Tensor, y: np.ndarray | None) -> None:
-        """The epoch loop: :meth:`_train_epoch`; :meth:`_score` every ``eval_every`` epochs and at the end."""
+    def _generators(self) -> dict[str, torch.Generator]:
+        """The random generators a checkpoint keeps: the batch order's, and g's if it exposes one."""
+        gens = {"order": self._order_generator}
+        if isinstance(getattr(self.g_, "generator", None), torch.Generator):
+            gens["g"] = self.g_.generator
+        return gens
+
+    def _train(self, x: torch.Tensor, y: np.ndarray | None, state: dict[str, Any] | None = None) -> None:
+        """The epoch loop: :meth:`_train_epoch`, and :meth:`_score` every ``eval_every`` epochs and at the end.
+
+        ``state``: a checkpoint (:func:`~infoclust.checkpoint.read_training_state`) to continue from.
+        """
         opt = torch.optim.Adam(self.net_.parameters(), lr=self.lr)
-        seconds, pairs, losses = 0.0, 0, []
-        rec, pred = self._score(x, y)
-        self.history_ = [{"epoch": 0, "seconds": 0.0, "pairs": 0, "train_loss": math.nan, **rec}]
-        bar = tqdm(total=self.epochs, disable=not self.verbose, desc="IIC", unit="epoch")
-        for epoch in range(1, self.epochs + 1):
+        if state is None:
+            start, seconds, pairs, losses = 1, 0.0, 0, []
+            rec, pred = self._score(x, y)
+            self.history_ = [{"epoch": 0, "seconds": 0.0, "pairs": 0, "train_loss": math.nan, **rec}]
+        else:
+            self.net_.load_state_dict(state["net"])
+            opt.load_state_dict(state["optimizer"])
+            C.restore_rng_states(state["rng"], self._generators())
+            self.history_, pred = state["history"], state["pred"]
+            start, seconds, pairs, losses = state["epoch"] + 1, state["seconds"], state["pairs"], state["losses"]
+        bar = tqdm(total=self.epochs, initial=start - 1, disable=not (self.verbose and D.is_main_process()),
+                   desc="IIC", unit="epoch")
+        for epoch in range(start, self.epochs + 1):
             with timer() as t:
                 epoch_losses, epoch_pairs = self._train_epoch(x, opt, epoch)
             seconds, pairs, losses = seconds + t["seconds"], pairs + epoch_pairs, losses + epoch_losses
@@ -582,6 +652,11 @@ class IIC(ClusterMixin, BaseEstimator):
                 bar.set_postfix(loss=f"{rec['loss'][rec['subhead']]:.3f}",
                                 **({"acc": f"{rec['acc'][rec['subhead']]:.3f}"} if y is not None else {}))
             bar.update(1)
+            if self.checkpoint is not None:
+                C.write_training_state(self.checkpoint, {
+                    "estimator": "IIC", "params": D.describe_params(self.get_params()), "epoch": epoch, "seconds": seconds,
+                    "pairs": pairs, "losses": losses, "history": self.history_, "pred": pred,
+                    "net": self.net_.state_dict(), "optimizer": opt.state_dict()}, self._generators())
         bar.close()
         last = self.history_[-1]
         self.subhead_losses_ = np.asarray(last["loss"])

@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from infoclust import distributed as D
+from infoclust.augment import MNISTTransform
+from infoclust.dim import DeepInfoMax
+from infoclust.iic import IIC, ClusterNet
+from infoclust.mi import ESTIMATORS
 from infoclust.utils import ParameterError
 
 RTOL = 1e-6
@@ -41,10 +46,96 @@ def _bn_run(net: nn.Module, x: torch.Tensor, weight: torch.Tensor) -> dict:
             "buffers": {n: b.clone() for n, b in net.named_buffers()}}
 
 
+# ------------------------------------------------------------------ IIC and DIM, one step and 20 steps
+
+BATCH, STEPS = 6, 20  # 6 images divide among 2 and 3 processes
+
+
+def _images(n: int = 4 * BATCH) -> torch.Tensor:
+    return torch.rand(n, 1, 8, 8, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+
+
+def _iic() -> IIC:
+    """A tiny IIC in float64, built as fit builds it (2 sub-heads, both heads)."""
+    model = IIC(3, n_overclusters=5, n_subheads=2, trunk=((4, 8), 3), batch_size=BATCH, repeats=2, lr=1e-2,
+                lamb=1.2, device="cpu", amp=False, verbose=False)
+    model.device_ = torch.device("cpu")
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model.net_ = ClusterNet(1, 8, 3, 5, 2, ((4, 8), 3)).double()
+    model.g_ = MNISTTransform(seed=1)
+    return model
+
+
+def _grads(params) -> dict:
+    return {name: p.grad.clone() for name, p in params if p.grad is not None}
+
+
+def _iic_runs() -> dict:
+    """IIC: one step of each head (loss, gradients), then 20 Adam steps (parameters)."""
+    model, x, out = _iic(), _images(), {}
+    with D.synchronised_batchnorm(model.net_):
+        for i, head in enumerate(("main", "over")):
+            record = torch.optim.SGD(model.net_.parameters(), lr=0.0)  # a step that moves nothing
+            loss = model._step(x[i * BATCH:(i + 1) * BATCH], head, record)
+            out[head] = {"loss": loss, "grads": _grads(model.net_.named_parameters())}
+        adam = torch.optim.Adam(model.net_.parameters(), lr=model.lr)
+        for s in range(STEPS):
+            b = s % (len(x) // BATCH)
+            model._step(x[b * BATCH:(b + 1) * BATCH], "over" if s % 3 == 0 else "main", adam)
+    out["params"] = {n: p.detach().clone() for n, p in model.net_.named_parameters()}
+    return out
+
+
+def _dim(estimator: str) -> DeepInfoMax:
+    model = DeepInfoMax(alpha=1.0, beta=1.0, gamma=1.0, estimator=estimator, widths=(4, 8, 8), code_dim=6,
+                        critic_dim=8, batch_size=BATCH, lr=1e-2, seed=2, device="cpu", verbose=False)
+    model._build(_images(BATCH).float())
+    for net in model._networks().values():
+        net.double()  # same parameter objects: the optimisers follow
+    return model
+
+
+def _dim_runs(estimator: str) -> dict:
+    """DIM with all three terms: one alternation (terms, gradients), then 20 with Adam (parameters)."""
+    model, x = _dim(estimator), _images()
+    adam, adam_prior = model._opt, model.prior_.optimizer
+    model._opt = torch.optim.SGD([p for g in adam.param_groups for p in g["params"]], lr=0.0)
+    model.prior_.optimizer = torch.optim.SGD(model.prior_.discriminator.parameters(), lr=0.0)
+    nets = model._networks()
+    terms = model._encoder_step(x[:BATCH])
+    mi_grads = {f"{k}.{n}": p.grad.clone() for k in ("encoder", "global_critic", "local_critic")
+                for n, p in nets[k].named_parameters()}
+    model.prior_.step(model._last_codes)
+    out = {"terms": terms, "grads": {**mi_grads, **{f"discriminator.{n}": g for n, g in
+                                                     _grads(nets["discriminator"].named_parameters()).items()}}}
+    model._opt, model.prior_.optimizer = adam, adam_prior
+    for s in range(STEPS):
+        b = s % (len(x) // BATCH)
+        model._alternation(x[b * BATCH:(b + 1) * BATCH])
+    out["params"] = {f"{k}.{n}": p.detach().clone() for k, net in nets.items() for n, p in net.named_parameters()}
+    return out
+
+
+def _plain_all_reduce(x: torch.Tensor) -> torch.Tensor:
+    """The common bug: ``dist.all_reduce(P)``, which autograd does not see (value summed, gradient local)."""
+    total = x.detach().clone()
+    dist.all_reduce(total)
+    return x + (total - x.detach())
+
+
 def _scenarios() -> dict:
     """Everything the tests check, run on every rank of a spawned group."""
     r, w = D.rank(), D.world_size()
     out: dict = {"rank": r, "world": w}
+    out["iic"] = _iic_runs()
+    out["dim"] = {e: _dim_runs(e) for e in ESTIMATORS}
+    right = D.all_reduce_sum
+    D.all_reduce_sum = _plain_all_reduce  # what IIC's step would be with the plain collective
+    try:
+        out["iic_plain"] = _iic_runs()
+    finally:
+        D.all_reduce_sum = right
 
     # batch norm on the global batch, blocks of uneven length
     net = _bn_net()
@@ -96,6 +187,59 @@ def ranks(request):
 
 def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
     return torch.allclose(a, b, rtol=RTOL, atol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def one_process():
+    return {"iic": _iic_runs(), "dim": {e: _dim_runs(e) for e in ESTIMATORS}}
+
+
+def _worst(got: dict, ref: dict) -> float:
+    """Largest relative difference over a dict of tensors, each scaled by its largest entry.
+
+    The scale is at least 1e-8: a bias followed by batch norm has a gradient that is zero in
+    exact arithmetic and about 1e-16 in float64, which is compared in absolute terms.
+    """
+    assert got.keys() == ref.keys()
+    return max(float((got[k] - ref[k]).abs().max() / ref[k].abs().max().clamp_min(1e-8)) for k in ref)
+
+
+@pytest.mark.parametrize("head", ["main", "over"])
+def test_iic_step_equals_one_process_on_the_concatenated_batch(ranks, one_process, head):
+    ref = one_process["iic"][head]
+    assert len(ref["grads"]) == 2 + 2 * 2 + 2 * 2  # 2 convolutions, 2 batch norms, this head's 2 sub-heads
+    for r in ranks:
+        assert r["iic"][head]["loss"] == pytest.approx(ref["loss"], rel=RTOL)
+        assert _worst(r["iic"][head]["grads"], ref["grads"]) < RTOL
+
+
+def test_iic_twenty_adam_steps_equal_one_process(ranks, one_process):
+    for r in ranks:
+        assert _worst(r["iic"]["params"], one_process["iic"]["params"]) < 1e-5
+
+
+def test_the_plain_all_reduce_scales_gradients_by_one_over_world_size_and_is_caught(ranks, one_process):
+    """``dist.all_reduce`` on the joint gives the right loss and gradients W times too small."""
+    w, ref = len(ranks), one_process["iic"]["main"]
+    for r in ranks:
+        plain = r["iic_plain"]["main"]
+        assert plain["loss"] == pytest.approx(ref["loss"], rel=RTOL)
+        assert _worst({k: w * g for k, g in plain["grads"].items()}, ref["grads"]) < RTOL
+        assert _worst(plain["grads"], ref["grads"]) > 0.3  # the equality test above would fail
+        assert _worst(r["iic_plain"]["params"], one_process["iic"]["params"]) > 1e-3
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS)
+def test_dim_step_and_twenty_steps_equal_one_process(ranks, one_process, estimator):
+    ref = one_process["dim"][estimator]
+    assert {k.split(".")[0] for k in ref["grads"]} == {"encoder", "global_critic", "local_critic", "discriminator"}
+    for r in ranks:
+        got = r["dim"][estimator]
+        assert got["terms"].keys() == ref["terms"].keys() == {"global_mi", "local_mi", "prior"}
+        for name, value in ref["terms"].items():
+            assert got["terms"][name] == pytest.approx(value, rel=RTOL), name
+        assert _worst(got["grads"], ref["grads"]) < RTOL
+        assert _worst(got["params"], ref["params"]) < 1e-5
 
 
 def test_without_a_process_group_everything_is_one_process():
