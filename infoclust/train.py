@@ -1,0 +1,186 @@
+"""Train IIC or Deep InfoMax from the command line, on one process or on many with ``torchrun``.
+
+For runs that do not belong in a notebook: paper-scale training that lasts hours, on one
+GPU or several, resumable after a crash or a pre-emption::
+
+    python -m infoclust.train iic --dataset fashion-mnist --epochs 50 --out runs/x
+    python -m infoclust.train iic --dataset fashion-mnist --epochs 50 --out runs/x --resume
+    torchrun --nproc-per-node 4 -m infoclust.train iic --dataset fashion-mnist --epochs 50 --out runs/x
+    python -m infoclust.train dim --dataset mnist5k --epochs 10 --out runs/d
+
+The options of ``iic`` are chapter 03's parameters (``--n-clusters``, ``--batch-size``,
+``--repeats``, ``--lr``, ``--lamb``, ``--trunk``, ``--input-size``, ``--crop``, ...), those of
+``dim`` chapter 02's. Under ``torchrun`` the processes train data-parallel
+(:mod:`infoclust.distributed`): ``--batch-size`` is the global batch, split evenly, and the
+result is that of one process on the same data. Rank 0 shows the progress bar and writes, in
+``--out``: ``checkpoint.pt`` after every epoch (atomically; ``--resume`` continues from it),
+``history.json``, and ``metrics.json`` with the final scores (accuracy, NMI and ARI of IIC's
+lowest-loss sub-head; the linear-probe accuracy of DIM's codes), the settings and the world
+size.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from . import distributed as D
+from .augment import crop_resize
+from .data import DATASETS, load_dataset
+from .dim import PRESETS, DeepInfoMax, linear_probe
+from .iic import IIC, TRUNKS
+from .metrics import evaluate
+from .mi import ESTIMATORS
+from .utils import atomic_write, check_int, device_name
+
+__all__ = ["build_parser", "main", "default_view"]
+
+
+def default_view(side: int) -> tuple[int, int]:
+    """``(crop, input_size)`` when not given: the chapter's 20 px of 28 px digits at 16 px, else all."""
+    return (20, 16) if side == 28 else (side, side)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="mnist5k", choices=DATASETS)
+    p.add_argument("--data-root", default=None, help="folder of torchvision's files (default ~/.cache/infoclust)")
+    p.add_argument("--download", action="store_true", help="let torchvision download a missing data set")
+    p.add_argument("--n-images", type=int, default=None, help="train on a random subset of this many images")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the estimator's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads of each process (default: torch's)")
+    p.add_argument("--out", type=Path, required=True, help="folder for checkpoint.pt, history.json, metrics.json")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if it exists")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m infoclust.train``: sub-commands ``iic`` and ``dim``."""
+    parser = argparse.ArgumentParser(prog="python -m infoclust.train", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="model", required=True)
+    iic = sub.add_parser("iic", help="Invariant Information Clustering (chapter 03)")
+    _common(iic)
+    iic.add_argument("--crop", type=int, default=None,
+                     help="centre crop, px (default: 20 of 28 px digits, else the whole image)")
+    iic.add_argument("--input-size", type=int, default=None,
+                     help="the crop is resized to this side, px (default: 16 for 28 px digits, else the crop)")
+    iic.add_argument("--trunk", default="small", choices=list(TRUNKS))
+    iic.add_argument("--n-clusters", type=int, default=10)
+    iic.add_argument("--n-overclusters", type=int, default=50, help="0: no overclustering head")
+    iic.add_argument("--n-subheads", type=int, default=5)
+    iic.add_argument("--batch-size", type=int, default=32, help="distinct images per (global) batch")
+    iic.add_argument("--repeats", type=int, default=4)
+    iic.add_argument("--lamb", type=float, default=1.5)
+    iic.add_argument("--main-passes", type=int, default=2)
+    iic.add_argument("--over-passes", type=int, default=1)
+    iic.add_argument("--eval-every", type=int, default=1, help="score on all the data every this many epochs")
+    iic.set_defaults(lr=2e-3)
+    dim = sub.add_parser("dim", help="Deep InfoMax (chapter 02)")
+    _common(dim)
+    dim.add_argument("--preset", default="DIM(L)", choices=list(PRESETS))
+    dim.add_argument("--estimator", default="jsd", choices=list(ESTIMATORS))
+    dim.add_argument("--local-critic", default="dot", choices=["dot", "concat"])
+    dim.add_argument("--code-dim", type=int, default=64)
+    dim.add_argument("--batch-size", type=int, default=64)
+    dim.set_defaults(lr=1e-3)
+    return parser
+
+
+def _load(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
+    """The data set, read by rank 0 first when it may download (so that ranks do not race)."""
+    def read() -> tuple[torch.Tensor, torch.Tensor]:
+        return load_dataset(args.dataset, root=args.data_root, download=args.download, n=args.n_images,
+                            seed=args.seed)
+
+    if args.download and D.is_distributed():
+        if D.is_main_process():
+            read()
+        dist.barrier()
+    return read()
+
+
+def _iic(args: argparse.Namespace, x: torch.Tensor, y: torch.Tensor) -> tuple[dict, list]:
+    crop, size = default_view(x.shape[-1])
+    crop, size = args.crop or crop, args.input_size or size
+    x = crop_resize(x, crop, size)
+    model = IIC(args.n_clusters, n_overclusters=args.n_overclusters or None, n_subheads=args.n_subheads,
+                trunk=args.trunk, epochs=args.epochs, batch_size=args.batch_size, repeats=args.repeats,
+                main_passes=args.main_passes, over_passes=args.over_passes, lr=args.lr, lamb=args.lamb,
+                eval_every=args.eval_every, seed=args.seed, device=args.device, verbose=not args.quiet,
+                checkpoint=str(args.out / "checkpoint.pt"))
+    model.fit(x, y, resume=args.resume)
+    last = model.history_[-1]
+    scores = evaluate(y, model.labels_)
+    metrics = {"subhead": model.best_subhead_, **{k: float(v) for k, v in scores.items()},
+               "subhead_acc": [float(a) for a in last["acc"]], "subhead_loss": [float(v) for v in last["loss"]],
+               "epochs": last["epoch"], "pairs": last["pairs"], "train_seconds": model.train_seconds_,
+               "pairs_per_second": last["pairs"] / model.train_seconds_ if model.train_seconds_ else math.nan,
+               "crop": crop, "input_size": size, "device": device_name(model.device_)}
+    history = [{k: v for k, v in rec.items() if k != "joint"} for rec in model.history_]
+    return metrics, history
+
+
+def _dim(args: argparse.Namespace, x: torch.Tensor, y: torch.Tensor) -> tuple[dict, dict]:
+    model = DeepInfoMax(**PRESETS[args.preset], estimator=args.estimator, local_critic=args.local_critic,
+                        code_dim=args.code_dim, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                        seed=args.seed, device=args.device, verbose=not args.quiet,
+                        checkpoint=str(args.out / "checkpoint.pt"))
+    model.fit(x, resume=args.resume)
+    codes = model.transform(x)
+    metrics = {"linear_probe_acc": linear_probe(codes, y, seed=args.seed),
+               "train_seconds": float(np.sum(model.history_["seconds"])), "device": device_name(model.device_),
+               **{k: float(v[-1]) for k, v in model.history_.items() if k in ("global_mi", "local_mi", "prior")}}
+    history = {k: v for k, v in model.history_.items() if k != "callback"}
+    return metrics, history
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, (np.generic,)):
+        return obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``); return the metrics (on every rank)."""
+    args = build_parser().parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(check_int("threads", args.threads, 1))
+    joined = D.init_from_env()
+    try:
+        x, y = _load(args)
+        metrics, history = (_iic if args.model == "iic" else _dim)(args, x, y)
+        settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+        out = {"model": args.model, "dataset": args.dataset, "images": len(x), "world_size": D.world_size(),
+               "settings": settings, **metrics}
+        if D.is_main_process():
+            for name, content in (("history.json", history), ("metrics.json", out)):
+                with atomic_write(args.out / name) as f:
+                    json.dump(_jsonable(content), f, indent=1)
+            shown = {k: out[k] for k in ("acc", "nmi", "ari", "linear_probe_acc") if k in out}
+            print(f"{args.model} on {args.dataset} ({D.world_size()} process(es)): "
+                  + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()) + f"; written to {args.out}", flush=True)
+        return out
+    finally:
+        if joined:
+            dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
