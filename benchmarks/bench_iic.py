@@ -5,6 +5,9 @@
    batches of 140 images x 5 repeats. Timed over the second epoch of ``IIC.fit`` on random
    images, so that warm-up (cuDNN autotuning, allocator) is excluded. The authors' 2018 log
    shows about 1,270 pairs/s for the VGG trunk on one GPU.
+   With ``--nproc N`` the throughput is measured for 1 and for N data-parallel processes
+   (:mod:`infoclust.distributed`: gloo with ``cores / N`` threads each on the CPU, NCCL with
+   one GPU each), both started the same way, and their ratio is printed.
 2. Time to 95 %: trains the chapter's default CPU recipe (or the one given) on mnist5k for
    ``--epochs`` epochs and reads off the per-epoch history the training seconds until the
    lowest-loss sub-head first reaches 95 % accuracy.
@@ -14,17 +17,20 @@ Usage::
     .venv/bin/python benchmarks/bench_iic.py                     # both, on device "auto"
     .venv/bin/python benchmarks/bench_iic.py --skip-accuracy --trunk vgg small
     .venv/bin/python benchmarks/bench_iic.py --device cuda --images 14000
+    .venv/bin/python benchmarks/bench_iic.py --skip-accuracy --trunk small --nproc 2
 
 Results are printed and written to ``_build/benchmarks/bench_iic.json``.
 """
 from __future__ import annotations
 
 import argparse
+import os
 
 import torch
 
 from _common import write_results
 import infoclust as ic
+from infoclust import distributed as D
 from infoclust.augment import crop_resize
 from infoclust.iic import IIC
 
@@ -41,6 +47,16 @@ def throughput(trunk: str, device: str, images: int, amp: str | bool) -> dict:
     pairs = second["pairs"] - first["pairs"]
     seconds = second["seconds"] - first["seconds"]
     return {"trunk": trunk, "pairs": pairs, "seconds": seconds, "pairs_per_s": pairs / seconds}
+
+
+def throughput_processes(trunk: str, device: str, images: int, amp: str | bool, world: int) -> dict:
+    """:func:`throughput` of ``world`` data-parallel local processes (rank 0's clock, all pairs)."""
+    dev = ic.resolve_device(device)
+    cuda = dev.type == "cuda"
+    threads = None if cuda else max(1, (os.cpu_count() or 1) // world)
+    res = D.spawn(throughput, world, trunk, device, images, amp, backend="nccl" if cuda else "gloo",
+                  threads=threads)[0]
+    return {**res, "processes": world, "threads_per_process": threads}
 
 
 def time_to_accuracy(device: str, epochs: int, target: float, seed: int, recipe: dict) -> dict:
@@ -72,6 +88,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=15, help="training epochs of the accuracy run")
     parser.add_argument("--target", type=float, default=0.95)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--nproc", type=int, default=None,
+                        help="also measure this many data-parallel processes against one (both spawned)")
     args = parser.parse_args()
     dev = ic.resolve_device(args.device)
     if dev.type == "cuda":
@@ -80,10 +98,16 @@ def main() -> None:
     images = args.images or (14_000 if dev.type == "cuda" else 280)
     out = {"device": ic.utils.device_name(dev), "torch": torch.__version__, "throughput": []}
     for trunk in args.trunk:
-        res = throughput(trunk, str(dev), images, amp)
-        out["throughput"].append(res)
-        print(f"{trunk:>6} trunk, 24x24, {out['device']}: {res['pairs_per_s']:,.0f} pairs/s "
-              f"({res['pairs']:,} pairs in {res['seconds']:.1f} s)", flush=True)
+        runs = ([throughput(trunk, str(dev), images, amp)] if args.nproc is None else
+                [throughput_processes(trunk, str(dev), images, amp, w) for w in (1, args.nproc)])
+        out["throughput"] += runs
+        for res in runs:
+            procs = f", {res['processes']} process(es)" if "processes" in res else ""
+            print(f"{trunk:>6} trunk, 24x24, {out['device']}{procs}: {res['pairs_per_s']:,.0f} pairs/s "
+                  f"({res['pairs']:,} pairs in {res['seconds']:.1f} s)", flush=True)
+        if args.nproc is not None:
+            print(f"{trunk:>6} trunk: {args.nproc} processes / 1 process = "
+                  f"{runs[1]['pairs_per_s'] / runs[0]['pairs_per_s']:.2f}", flush=True)
     if not args.skip_accuracy:
         res = time_to_accuracy(str(dev), args.epochs, args.target, args.seed, CPU_RECIPE)
         out["time_to_accuracy"] = res

@@ -145,8 +145,8 @@ def restore_rng_states(states: list[dict[str, Any]], generators: Mapping[str, to
     w, r = D.world_size(), D.rank()
     if len(states) != w:
         if any(not _equal(s, states[0]) for s in states[1:]):
-            raise ParameterError(f"the checkpoint was written by {len(states)} processes with different random "
-                                 f"states; resume it with {len(states)} processes, not {w}")
+            raise ParameterError(f"the checkpoint was written by {len(states)} processes with different "
+                                 f"random states; resume it with {len(states)} processes, not {w}")
         r = 0
     state = states[r]
     for name, g in generators.items():
@@ -173,7 +173,8 @@ def check_compatible(path: str | os.PathLike, saved: Mapping[str, Any], current:
             continue
         if saved.get(name) != current.get(name):
             raise ParameterError(f"{name}={current.get(name)} differs from the checkpoint {path}'s "
-                                 f"{name}={saved.get(name)}; resume with the same parameters (or start afresh)")
+                                 f"{name}={saved.get(name)}; resume with the same parameters "
+                                 f"(or start afresh)")
 
 
 #: Estimator parameters that a resumed fit may change: more epochs, another device, quiet.
@@ -193,7 +194,8 @@ def write_training_state(path: str | os.PathLike, state: Mapping[str, Any],
         save_checkpoint(path, full)
 
 
-def read_training_state(path: str | os.PathLike, params: Mapping[str, str], epochs: int) -> dict[str, Any] | None:
+def read_training_state(path: str | os.PathLike, params: Mapping[str, str],
+                        epochs: int) -> dict[str, Any] | None:
     """The checkpoint an estimator's resumed ``fit`` continues from, or None when there is none yet.
 
     Rank 0 reads the file and sends it to every rank (on several nodes only rank 0's node
@@ -204,7 +206,8 @@ def read_training_state(path: str | os.PathLike, params: Mapping[str, str], epoc
     """
     if not D.broadcast_object(Path(path).is_file() if D.is_main_process() else None):
         if D.is_main_process():
-            warnings.warn(f"checkpoint={str(path)!r} does not exist yet: training starts afresh", stacklevel=3)
+            warnings.warn(f"checkpoint={str(path)!r} does not exist yet: training starts afresh",
+                          stacklevel=3)
         return None
     state = D.broadcast_object(load_checkpoint(path) if D.is_main_process() else None)
     check_compatible(path, state["params"], params, ignore=RESUMABLE)

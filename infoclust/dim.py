@@ -313,7 +313,8 @@ class DeepInfoMax(TransformerMixin, BaseEstimator):
     def __init__(self, *, alpha: float = 0.0, beta: float = 1.0, gamma: float = 0.1, estimator: str = "jsd",
                  local_critic: str = "dot", code_dim: int = 64, widths: tuple[int, int, int] = (32, 64, 128),
                  critic_dim: int = 128, epochs: int = 10, batch_size: int = 64, lr: float = 1e-4,
-                 seed: int = 0, device: str = "auto", verbose: bool = True, checkpoint: str | None = None) -> None:
+                 seed: int = 0, device: str = "auto", verbose: bool = True,
+                 checkpoint: str | None = None) -> None:
         self.alpha = alpha
         self.beta = beta
         self.gamma = gamma
@@ -386,9 +387,8 @@ class DeepInfoMax(TransformerMixin, BaseEstimator):
         self.history_ = {"global_mi": [], "local_mi": [], "prior": [], "seconds": [], "callback": []}
         self.n_steps_ = 0
         self.image_shape_ = tuple(x.shape[1:])
-        D.check_same_on_all_ranks({"the initial encoder": self.encoder_, "the initial global critic": global_critic,
-                                   "the initial local critic": local_critic,
-                                   "the initial discriminator": self.prior_.discriminator})
+        D.check_same_on_all_ranks({f"the initial {name.replace('_', ' ')}": net
+                                   for name, net in self._networks().items()})
 
     def _networks(self) -> dict[str, nn.Module]:
         """What a checkpoint keeps of the networks, by name."""
@@ -550,10 +550,12 @@ class DeepInfoMax(TransformerMixin, BaseEstimator):
             bar.set_postfix({k: f"{v / batches:.3f}" for k, v in sums.items()})
             if self.checkpoint is not None:
                 C.write_training_state(self.checkpoint, {
-                    "estimator": "DeepInfoMax", "params": D.describe_params(self.get_params()), "epoch": epoch,
-                    "n_steps": self.n_steps_, "history": self.history_, "optimizer": self._opt.state_dict(),
+                    "estimator": "DeepInfoMax", "params": D.describe_params(self.get_params()),
+                    "epoch": epoch, "n_steps": self.n_steps_, "history": self.history_,
+                    "optimizer": self._opt.state_dict(),
                     "prior_optimizer": self.prior_.optimizer.state_dict(),
-                    **{name: net.state_dict() for name, net in self._networks().items()}}, {"dim": self._generator})
+                    **{name: net.state_dict() for name, net in self._networks().items()}},
+                    {"dim": self._generator})
         bar.close()
         return self
 

@@ -51,8 +51,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from .utils import ParameterError, check_int
 
-__all__ = ["rank", "world_size", "is_distributed", "is_main_process", "init_from_env", "setup", "local_device",
-           "check_device",
+__all__ = ["rank", "world_size", "is_distributed", "is_main_process", "init_from_env", "setup",
+           "local_device", "check_device",
            "all_reduce_sum", "all_gather_cat", "gather_rows", "broadcast_object", "average_gradients",
            "SyncBatchNorm", "synchronised_batchnorm", "shard", "shard_sizes",
            "check_batch", "describe_params", "check_same_on_all_ranks", "spawn", "fit_in_processes"]
@@ -109,7 +109,7 @@ def init_from_env(backend: str | None = None, timeout_s: float = 600.0) -> bool:
 
 
 def setup() -> None:
-    """What an estimator's ``fit`` does first: join ``torchrun``'s group (:func:`init_from_env`), GPU per rank.
+    """What an estimator's ``fit`` does first: join ``torchrun``'s group (:func:`init_from_env`).
 
     Under NCCL each rank is put on its own GPU before the first collective (the set-up
     checks already communicate through it).
@@ -211,7 +211,8 @@ def gather_rows(x: torch.Tensor, n: int) -> torch.Tensor:
         return x
     sizes = shard_sizes(n)
     if x.shape[0] != sizes[rank()]:
-        raise ParameterError(f"x holds {x.shape[0]} rows, but rank {rank()}'s block of {n} has {sizes[rank()]}")
+        raise ParameterError(f"x holds {x.shape[0]} rows, but rank {rank()}'s block of {n} rows "
+                             f"has {sizes[rank()]}")
     padded = x.new_zeros((max(sizes),) + tuple(x.shape[1:]))
     padded[:x.shape[0]] = x
     parts = [torch.empty_like(padded) for _ in sizes]
@@ -378,11 +379,12 @@ def check_batch(batch_size: int, n_images: int, name: str = "batch_size") -> int
 
 def _tensor_bytes(t: torch.Tensor) -> bytes:
     t = t.detach().cpu().contiguous().reshape(-1)
-    return (t.to(torch.uint8) if t.dtype == torch.bool or not t.numel() else t.view(torch.uint8)).numpy().tobytes()
+    raw = t.to(torch.uint8) if t.dtype == torch.bool or not t.numel() else t.view(torch.uint8)
+    return raw.numpy().tobytes()
 
 
 def _digest(value: Any) -> str:
-    """A short text that equals across ranks iff the value does (tensors and modules by a hash of their bytes)."""
+    """A short text that equals across ranks iff the value does (tensors, modules: a hash of their bytes)."""
     if isinstance(value, np.ndarray):
         value = torch.from_numpy(np.ascontiguousarray(value))
     if torch.is_tensor(value):
@@ -419,9 +421,10 @@ def check_same_on_all_ranks(values: Mapping[str, Any]) -> None:
 
     ``values`` maps a name (an estimator parameter, "seed", "x", "the initial network") to a
     value: tensors, arrays and modules (their state) are compared by a hash of their bytes,
-    other values by their ``repr``. Every rank receives every rank's digests, so all ranks raise the same error at
-    once instead of some waiting forever in a collective. Call it before anything that can
-    fail differently on different ranks. Without a process group it does nothing.
+    other values by their ``repr``. Every rank receives every rank's digests, so all ranks
+    raise the same error at once instead of some waiting forever in a collective. Call it
+    before anything that can fail differently on different ranks. Without a process group it
+    does nothing.
     """
     if not is_distributed():
         return

@@ -514,7 +514,7 @@ class IIC(ClusterMixin, BaseEstimator):
             z = self.net_(xb, head).repeat_interleave(self.repeats, 1)
             z_tf = self.net_(x_tf, head)
         counts = joint_counts(_at_least_float32(z), _at_least_float32(z_tf))  # (n_subheads, k, k): a sum
-        loss = loss_from_counts(D.all_reduce_sum(counts), self.lamb).mean()  # the whole batch's, on every rank
+        loss = loss_from_counts(D.all_reduce_sum(counts), self.lamb).mean()  # the whole batch's, every rank
         opt.zero_grad(set_to_none=True)
         loss.backward()
         D.average_gradients(self.net_.parameters())  # = one process's gradient (distributed module docstring)
@@ -609,7 +609,8 @@ class IIC(ClusterMixin, BaseEstimator):
             self.g_ = self.g if self.g is not None else MNISTTransform(seed=stream_seed(self.seed, 1))
             self._order_generator = torch.Generator().manual_seed(self.seed)
             D.check_same_on_all_ranks({"the initial network": self.net_})
-            state = C.read_training_state(self.checkpoint, D.describe_params(self.get_params()), self.epochs) if resume else None
+            state = (C.read_training_state(self.checkpoint, D.describe_params(self.get_params()), self.epochs)
+                     if resume else None)
             with D.synchronised_batchnorm(self.net_):
                 self._train(x.to(self.device_), y, state)
         self.image_shape_ = tuple(x.shape[1:])
@@ -623,7 +624,7 @@ class IIC(ClusterMixin, BaseEstimator):
         return gens
 
     def _train(self, x: torch.Tensor, y: np.ndarray | None, state: dict[str, Any] | None = None) -> None:
-        """The epoch loop: :meth:`_train_epoch`, and :meth:`_score` every ``eval_every`` epochs and at the end.
+        """The epoch loop: :meth:`_train_epoch`, and :meth:`_score` every ``eval_every`` epochs and last.
 
         ``state``: a checkpoint (:func:`~infoclust.checkpoint.read_training_state`) to continue from.
         """
@@ -637,7 +638,8 @@ class IIC(ClusterMixin, BaseEstimator):
             opt.load_state_dict(state["optimizer"])
             C.restore_rng_states(state["rng"], self._generators())
             self.history_, pred = state["history"], state["pred"]
-            start, seconds, pairs, losses = state["epoch"] + 1, state["seconds"], state["pairs"], state["losses"]
+            start, seconds = state["epoch"] + 1, state["seconds"]
+            pairs, losses = state["pairs"], state["losses"]
         bar = tqdm(total=self.epochs, initial=start - 1, disable=not (self.verbose and D.is_main_process()),
                    desc="IIC", unit="epoch")
         for epoch in range(start, self.epochs + 1):
@@ -654,9 +656,10 @@ class IIC(ClusterMixin, BaseEstimator):
             bar.update(1)
             if self.checkpoint is not None:
                 C.write_training_state(self.checkpoint, {
-                    "estimator": "IIC", "params": D.describe_params(self.get_params()), "epoch": epoch, "seconds": seconds,
-                    "pairs": pairs, "losses": losses, "history": self.history_, "pred": pred,
-                    "net": self.net_.state_dict(), "optimizer": opt.state_dict()}, self._generators())
+                    "estimator": "IIC", "params": D.describe_params(self.get_params()), "epoch": epoch,
+                    "seconds": seconds, "pairs": pairs, "losses": losses, "history": self.history_,
+                    "pred": pred, "net": self.net_.state_dict(), "optimizer": opt.state_dict()},
+                    self._generators())
         bar.close()
         last = self.history_[-1]
         self.subhead_losses_ = np.asarray(last["loss"])

@@ -50,7 +50,8 @@ def default_view(side: int) -> tuple[int, int]:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="mnist5k", choices=DATASETS)
-    p.add_argument("--data-root", default=None, help="folder of torchvision's files (default ~/.cache/infoclust)")
+    p.add_argument("--data-root", default=None,
+                   help="folder of torchvision's files (default ~/.cache/infoclust)")
     p.add_argument("--download", action="store_true", help="let torchvision download a missing data set")
     p.add_argument("--n-images", type=int, default=None, help="train on a random subset of this many images")
     p.add_argument("--epochs", type=int, default=10)
@@ -58,7 +59,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None, help="CPU threads of each process (default: torch's)")
-    p.add_argument("--out", type=Path, required=True, help="folder for checkpoint.pt, history.json, metrics.json")
+    p.add_argument("--out", type=Path, required=True,
+                   help="folder for checkpoint.pt, history.json, metrics.json")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if it exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -72,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     iic.add_argument("--crop", type=int, default=None,
                      help="centre crop, px (default: 20 of 28 px digits, else the whole image)")
     iic.add_argument("--input-size", type=int, default=None,
-                     help="the crop is resized to this side, px (default: 16 for 28 px digits, else the crop)")
+                     help="the crop is resized to this side, px (default: 16 for 28 px digits, "
+                          "else the crop)")
     iic.add_argument("--trunk", default="small", choices=list(TRUNKS))
     iic.add_argument("--n-clusters", type=int, default=10)
     iic.add_argument("--n-overclusters", type=int, default=50, help="0: no overclustering head")
@@ -121,7 +124,8 @@ def _iic(args: argparse.Namespace, x: torch.Tensor, y: torch.Tensor) -> tuple[di
     last = model.history_[-1]
     scores = evaluate(y, model.labels_)
     metrics = {"subhead": model.best_subhead_, **{k: float(v) for k, v in scores.items()},
-               "subhead_acc": [float(a) for a in last["acc"]], "subhead_loss": [float(v) for v in last["loss"]],
+               "subhead_acc": [float(a) for a in last["acc"]],
+               "subhead_loss": [float(v) for v in last["loss"]],
                "epochs": last["epoch"], "pairs": last["pairs"], "train_seconds": model.train_seconds_,
                "pairs_per_second": last["pairs"] / model.train_seconds_ if model.train_seconds_ else math.nan,
                "crop": crop, "input_size": size, "device": device_name(model.device_)}
@@ -137,8 +141,9 @@ def _dim(args: argparse.Namespace, x: torch.Tensor, y: torch.Tensor) -> tuple[di
     model.fit(x, resume=args.resume)
     codes = model.transform(x)
     metrics = {"linear_probe_acc": linear_probe(codes, y, seed=args.seed),
-               "train_seconds": float(np.sum(model.history_["seconds"])), "device": device_name(model.device_),
-               **{k: float(v[-1]) for k, v in model.history_.items() if k in ("global_mi", "local_mi", "prior")}}
+               "train_seconds": float(np.sum(model.history_["seconds"])),
+               "device": device_name(model.device_),
+               **{k: float(model.history_[k][-1]) for k in ("global_mi", "local_mi", "prior")}}
     history = {k: v for k, v in model.history_.items() if k != "callback"}
     return metrics, history
 
@@ -174,8 +179,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 with atomic_write(args.out / name) as f:
                     json.dump(_jsonable(content), f, indent=1)
             shown = {k: out[k] for k in ("acc", "nmi", "ari", "linear_probe_acc") if k in out}
-            print(f"{args.model} on {args.dataset} ({D.world_size()} process(es)): "
-                  + ", ".join(f"{k} {v:.4f}" for k, v in shown.items()) + f"; written to {args.out}", flush=True)
+            scores = ", ".join(f"{k} {v:.4f}" for k, v in shown.items())
+            print(f"{args.model} on {args.dataset} ({D.world_size()} process(es)): {scores}; "
+                  f"written to {args.out}", flush=True)
         return out
     finally:
         if joined:

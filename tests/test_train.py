@@ -17,8 +17,9 @@ from infoclust.train import main
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS_PER_EPOCH = 3 * (96 // 24)  # one overclustering and two main passes of 4 batches
-ARGS = ["iic", "--dataset", "digits", "--n-images", "96", "--epochs", "3", "--batch-size", "24", "--repeats", "2",
-        "--n-subheads", "2", "--n-overclusters", "12", "--device", "cpu", "--threads", "1", "--quiet"]
+ARGS = ["iic", "--dataset", "digits", "--n-images", "96", "--epochs", "3", "--batch-size", "24",
+        "--repeats", "2", "--n-subheads", "2", "--n-overclusters", "12", "--device", "cpu", "--threads", "1",
+        "--quiet"]
 
 # Runs the command and kills itself with SIGKILL in the middle of epoch 2 (its 7th step).
 KILLER = f"""
