@@ -59,8 +59,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None, help="CPU threads of each process (default: torch's)")
-    p.add_argument("--out", type=Path, required=True,
-                   help="folder for checkpoint.pt, history.json, metrics.json")
+    p.add_argument("--out", type=Path, default=None,
+                   help="folder for checkpoint.pt, history.json, metrics.json (default runs/MODEL-DATASET)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if it exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -165,6 +165,7 @@ def _jsonable(obj: Any) -> Any:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the command line ``argv`` (default ``sys.argv[1:]``); return the metrics (on every rank)."""
     args = build_parser().parse_args(argv)
+    args.out = args.out or Path("runs") / f"{args.model}-{args.dataset}"
     if args.threads is not None:
         torch.set_num_threads(check_int("threads", args.threads, 1))
     joined = D.init_from_env()

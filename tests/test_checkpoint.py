@@ -81,3 +81,28 @@ def test_check_compatible_names_the_parameter():
     C.check_compatible("x.pt", {"lr": "0.1", "epochs": "5"}, {"lr": "0.1", "epochs": "9"}, ignore=("epochs",))
     with pytest.raises(ParameterError, match=r"^lr=0.2 differs from the checkpoint x.pt's lr=0.1"):
         C.check_compatible("x.pt", {"lr": "0.1"}, {"lr": "0.2"})
+
+
+def _dim(tmp_path, epochs):
+    from infoclust.dim import DeepInfoMax
+
+    return DeepInfoMax(widths=(4, 8, 8), code_dim=6, critic_dim=8, epochs=epochs, batch_size=16, lr=1e-2,
+                       gamma=1.0, seed=4, device="cpu", verbose=False, checkpoint=str(tmp_path / "dim.pt"))
+
+
+def test_deep_infomax_resumes_bit_identically(tmp_path):
+    from infoclust.data import load_dataset
+
+    x = load_dataset("digits", n=64, seed=0)[0]
+    whole = _dim(tmp_path / "whole", 3).fit(x)
+    _dim(tmp_path / "part", 2).fit(x)  # stopped after epoch 2, as if killed in epoch 3
+    assert C.load_checkpoint(tmp_path / "part" / "dim.pt")["epoch"] == 2
+    resumed = _dim(tmp_path / "part", 3).fit(x, resume=True)
+    for name, net in whole._networks().items():
+        other = resumed._networks()[name].state_dict()
+        assert all(torch.equal(t, other[k]) for k, t in net.state_dict().items()), name
+    assert resumed.history_["local_mi"] == whole.history_["local_mi"] and resumed.n_steps_ == whole.n_steps_
+    with pytest.warns(UserWarning, match="does not exist yet"):
+        _dim(tmp_path / "fresh", 1).fit(x, resume=True)
+    with pytest.raises(ParameterError, match="resume=True needs checkpoint"):
+        _dim(tmp_path, 1).set_params(checkpoint=None).fit(x, resume=True)
