@@ -148,13 +148,13 @@ class _AllReduceSum(torch.autograd.Function):
     """y = sum over ranks of x; its adjoint: the gradient of x is the sum over ranks of dy."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
         out = x.detach().clone().contiguous()
         dist.all_reduce(out)
         return out
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         grad = grad.detach().clone().contiguous()
         dist.all_reduce(grad)
         return grad
@@ -164,7 +164,7 @@ class _AllGatherCat(torch.autograd.Function):
     """y = the ranks' blocks x concatenated on dim 0; adjoint: rank r's block of the summed dy."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
         x = x.detach().contiguous()
         parts = [torch.empty_like(x) for _ in range(world_size())]
         dist.all_gather(parts, x)
@@ -172,7 +172,7 @@ class _AllGatherCat(torch.autograd.Function):
         return torch.cat(parts)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         grad = grad.detach().clone().contiguous()
         dist.all_reduce(grad)  # gloo has no reduce_scatter; the blocks are small (codes, scores)
         return grad.narrow(0, rank() * ctx.rows, ctx.rows)
@@ -278,7 +278,7 @@ class SyncBatchNorm(_BatchNorm):
         if x.dim() < 2:
             raise ValueError(f"expected at least 2D input (got {x.dim()}D input)")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input_dim(x)
         if not (self.training and is_distributed()):
             return super().forward(x)

@@ -178,6 +178,17 @@ def _scenarios() -> dict:
     except ParameterError as err:
         out["images_error"] = str(err)
     out["per_rank"] = D.check_batch(2 * w, 2 * w)
+    x = _images().float()
+    try:  # each process with its own seed
+        IIC(3, n_overclusters=None, n_subheads=1, trunk=((4,), 3), epochs=1, batch_size=2 * w, seed=r,
+            device="cpu", verbose=False).fit(x)
+    except ParameterError as err:
+        out["iic_seed_error"] = str(err)
+    try:
+        DeepInfoMax(widths=(4, 8, 8), code_dim=6, critic_dim=8, epochs=1, batch_size=w + 1, device="cpu",
+                    verbose=False).fit(x)
+    except ParameterError as err:
+        out["dim_batch_error"] = str(err)
     return out
 
 
@@ -297,6 +308,8 @@ def test_bad_setups_fail_on_every_rank_with_a_clear_error(ranks):
         assert r["x_error"].startswith("x differs between processes") and "sha256" in r["x_error"]
         assert r["batch_error"].startswith(f"batch_size={w + 1} does not divide among the {w} processes")
         assert "exceeds the" in r["images_error"] and r["per_rank"] == 2
+        assert r["iic_seed_error"].startswith("seed differs between processes (rank 0: 0; rank 1: 1")
+        assert r["dim_batch_error"].startswith(f"batch_size={w + 1} does not divide among the {w} processes")
 
 
 def _fail() -> None:
