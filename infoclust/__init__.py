@@ -22,6 +22,9 @@ Around them: :mod:`~infoclust.data` (data sets), :mod:`~infoclust.metrics` (scor
 paired comparisons), :mod:`~infoclust.classifiers` (the attacked CNN, the random
 classifier), :mod:`~infoclust.utils` (checks, randomness, devices), :mod:`infoclust.plot`
 (figures; imported on its own) and :mod:`infoclust.book` (chapter runs, ledger, site).
+Beyond one machine: :mod:`~infoclust.distributed` (IIC and DIM data-parallel under
+``torchrun``), :mod:`~infoclust.checkpoint` (resumable runs) and ``python -m
+infoclust.train`` (training without a notebook).
 """
 from .book.ledger import Ledger, load_results, results_markdown
 from .data import DATASETS, DatasetUnavailable, load_dataset
