@@ -505,7 +505,7 @@ class DeepInfoMax(TransformerMixin, BaseEstimator):
         them, and a checkpoint of other parameters.
         """
         D.setup()
-        D.check_same_on_all_ranks({**D.describe_params(self.get_params()), "x": x, "resume": resume})
+        D.check_same_on_all_ranks({**self.get_params(), "x": x, "resume": resume})
         self._check_params()
         check_bool("resume", resume)
         if resume and self.checkpoint is None:

@@ -396,7 +396,16 @@ def _digest(value: Any) -> str:
             h.update(name.encode())
             h.update(_tensor_bytes(t))
         return f"{type(value).__name__} sha256:{h.hexdigest()[:16]}"
-    return repr(value)
+    return _text(value)
+
+
+def _text(value: Any) -> str:
+    """``repr(value)``, or the qualified name of a function or class where the repr holds an address."""
+    text = repr(value)
+    if " at 0x" in text:
+        kind = value if hasattr(value, "__qualname__") else type(value)
+        text = f"{kind.__module__}.{kind.__qualname__}"
+    return text
 
 
 def describe_params(params: Mapping[str, Any]) -> dict[str, str]:
@@ -406,14 +415,7 @@ def describe_params(params: Mapping[str, Any]) -> dict[str, str]:
     without their own ``repr``): there the qualified name of the function or class. Used to
     compare estimators across ranks and with a checkpoint.
     """
-    out = {}
-    for name, value in params.items():
-        text = repr(value)
-        if " at 0x" in text:
-            kind = value if hasattr(value, "__qualname__") else type(value)
-            text = f"{kind.__module__}.{kind.__qualname__}"
-        out[name] = text
-    return out
+    return {name: _text(value) for name, value in params.items()}
 
 
 def check_same_on_all_ranks(values: Mapping[str, Any]) -> None:
@@ -421,7 +423,8 @@ def check_same_on_all_ranks(values: Mapping[str, Any]) -> None:
 
     ``values`` maps a name (an estimator parameter, "seed", "x", "the initial network") to a
     value: tensors, arrays and modules (their state) are compared by a hash of their bytes,
-    other values by their ``repr``. Every rank receives every rank's digests, so all ranks
+    other values by their ``repr`` (functions and objects by their qualified name, as in
+    :func:`describe_params`). Every rank receives every rank's digests, so all ranks
     raise the same error at once instead of some waiting forever in a collective. Call it
     before anything that can fail differently on different ranks. Without a process group it
     does nothing.

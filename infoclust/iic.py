@@ -589,7 +589,7 @@ class IIC(ClusterMixin, BaseEstimator):
         and :class:`~infoclust.utils.TrainingDivergedError` if the loss becomes non-finite.
         """
         D.setup()
-        D.check_same_on_all_ranks({**D.describe_params(self.get_params()), "x": x, "y": y, "resume": resume})
+        D.check_same_on_all_ranks({**self.get_params(), "x": x, "y": y, "resume": resume})
         self._check_params()
         check_bool("resume", resume)
         if resume and self.checkpoint is None:
