@@ -265,6 +265,16 @@ def w2_sinkhorn(
     ConvergenceWarning
         When some plan's marginal error is still above ``tol`` after ``max_iter``
         iterations (e.g. ``reg = 0.01`` on MNIST at the default ``max_iter``).
+
+    Notes
+    -----
+    Not for small distances. The entropic plan blurs mass over about a pixel even at the
+    smallest ``reg`` worth its time, and the debiasing removes that blur only where both
+    images are equally sharp: between a digit and its own deformation by 0.5 to 2 pixels
+    the error is tens of per cent, a few per cent still at 4 pixels, where it is about 1 %
+    between different digits (chapter 04; ``benchmarks/bench_wasserstein.py``,
+    small-perturbation row). Use :func:`w2_exact` there, as :func:`sample_perturbation` and
+    :func:`infoclust.w2_algorithm.w2_perturbation` do.
     """
     reg = check_number("reg", reg, 0.0, strict_low=True)
     tol = check_number("tol", tol, 0.0, strict_low=True)
@@ -395,7 +405,11 @@ def sample_perturbation(
         Number of chains (= samples returned) and of proposals per chain.
     distance : callable
         ``distance(a, b)`` -> (N,) W2 distances of matched batches; :func:`w2_exact`
-        by default, e.g. ``functools.partial(w2_sinkhorn, reg=...)`` for large images.
+        by default, and keep it so: eq. (6) weighs distances of the order of ``eta``, a
+        pixel or less, where :func:`w2_sinkhorn` is off by tens of per cent (it blurs
+        mass over about a pixel; chapter 04 and ``benchmarks/bench_wasserstein.py``
+        measure it on random deformations of 0.5 to 4 pixels). On a 28 x 28 digit the
+        exact distance of one proposal costs a few milliseconds.
     generator : torch.Generator, optional
         Source of randomness.
 

@@ -54,3 +54,35 @@ def test_hostile_battery_table_counts_both_runs(tmp_path):
     assert (table["runs"]["after"]["clear"], table["runs"]["after"]["correct"], table["runs"]["after"]["lost"]) == \
         (2, 1, 0)
     assert table["cases"] == {"a": ["silent", "clear"], "b": ["unclear", "clear"], "c": ["lost", "correct"]}
+
+
+def test_peer_table_values_against_exact_w2():
+    """Every peer of bench_wasserstein's table, at its finest default setting, on 3 digit pairs:
+    the exact solvers agree with w2_exact to rounding, the entropic ones within 10 %; the table
+    picks per tier only runs that meet it (a unit slip, e.g. GeomLoss's |x - y|^2 / 2, fails here)."""
+    import numpy as np
+    import torch
+
+    import infoclust as ic
+    from infoclust.wasserstein import w2_exact
+
+    bench = _load("bench_wasserstein")
+    x, _ = ic.load_dataset("mnist5k", n=6, seed=0)
+    a, b = x[:3], x[3:]
+    exact = w2_exact(a, b).numpy()
+    ladders = {name: solver[2][-1:] for name, solver in bench.SOLVERS.items()}
+    if not bench._has_geomloss():
+        ladders.pop("geomloss SamplesLoss (tensorized)")
+    table = bench.peer_table(a, b, exact, ladders=ladders)
+    assert {r["solver"] for r in table["runs"]} == set(ladders)
+    for run in table["runs"]:
+        tol = 1e-6 if run["solver"] in bench.EXACT else 0.10
+        assert run["max error"] <= tol, run
+        assert run["pairs/s"] > 0
+    for tier, (above, limit) in bench.TIERS.items():
+        for run in table["tiers"][tier].values():
+            key = "mean error" if above == 0 else "mean error W2 > 2 px"
+            assert run is None or run[key] <= limit
+    small = bench.deformation_pairs(a, magnitudes=(1.0,), generator=torch.Generator().manual_seed(0))
+    assert small[1.0].shape == a.shape and (small[1.0] >= 0).all()
+    assert np.all(w2_exact(a, small[1.0]).numpy() > 0)
