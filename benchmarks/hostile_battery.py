@@ -1144,19 +1144,31 @@ def _projection_cases() -> None:
     works("proj-float16", "projected_sinkhorn", lambda: P(w().half(), x().half()),
           lambda z: None if bool(torch.isfinite(z).all()) else "NaN in the projection")
     warns("proj-max_iter-cap", "projected_sinkhorn", lambda: P(w(), x(), max_iter=2), "max_iter ~converge")
+    @functools.cache
+    def at_lam(lam: float) -> tuple[torch.Tensor, tuple[warnings.WarningMessage, ...]]:
+        """One projection per lam and its warnings, shared by the lam cases and the sweep (seconds each)."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            z = P(w(), x(), lam=lam, max_iter=400)
+        return z, tuple(caught)
+
+    def projected(lam: float) -> torch.Tensor:
+        z, caught = at_lam(lam)
+        for m in caught:  # said again to whoever asks second
+            warnings.warn_explicit(m.message, m.category, m.filename, m.lineno)
+        return z
+
     for lam in (1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8):
         # the docstring: "Larger is closer to the exact projection; any value is safe here"
-        either(f"proj-lam-{lam:.0e}", "projected_sinkhorn",
-               lambda lam=lam: P(w(), x(), lam=lam, max_iter=400),
+        either(f"proj-lam-{lam:.0e}", "projected_sinkhorn", lambda lam=lam: projected(lam),
                "lam max_iter ~converge", _in_ball(X28(2), 0.5), timeout=120)
 
     def lam_sweep():
         """A larger lam must not give a worse projection (farther from w) unless the solver warned."""
         lams, d, warned = (1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8), [], []
         for lam in lams:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                d.append(float((P(w(), x(), lam=lam, max_iter=400) - w()).pow(2).sum()))
+            z, caught = at_lam(lam)
+            d.append(float((z - w()).pow(2).sum()))
             warned.append(bool(caught))
         worse = [i + 1 for i in range(len(d) - 1) if d[i + 1] > d[i] * 1.02 + 1e-6 and not warned[i + 1]]
         text = ", ".join(f"{lam:g}: {v:.4g}{' (warned)' if wv else ''}" for lam, v,
