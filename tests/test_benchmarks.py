@@ -60,7 +60,6 @@ def test_peer_table_values_against_exact_w2():
     """Every peer of bench_wasserstein's table, at its finest default setting, on 3 digit pairs:
     the exact solvers agree with w2_exact to rounding, the entropic ones within 10 %; the table
     picks per tier only runs that meet it (a unit slip, e.g. GeomLoss's |x - y|^2 / 2, fails here)."""
-    import numpy as np
     import torch
 
     import infoclust as ic
@@ -73,7 +72,10 @@ def test_peer_table_values_against_exact_w2():
     ladders = {name: solver[2][-1:] for name, solver in bench.SOLVERS.items()}
     if not bench._has_geomloss():
         ladders.pop("geomloss SamplesLoss (tensorized)")
-    table = bench.peer_table(a, b, exact, ladders=ladders)
+    deformed = bench.deformation_pairs(a, magnitudes=(1.0,))[1.0]
+    assert deformed.shape == a.shape and (deformed >= 0).all() and not torch.equal(deformed, a)
+    small = {1.0: (a, deformed, w2_exact(a, deformed).numpy())}
+    table = bench.peer_table(a, b, exact, ladders=ladders, small=small)
     assert {r["solver"] for r in table["runs"]} == set(ladders)
     for run in table["runs"]:
         tol = 1e-6 if run["solver"] in bench.EXACT else 0.10
@@ -83,6 +85,6 @@ def test_peer_table_values_against_exact_w2():
         for run in table["tiers"][tier].values():
             key = "mean error" if above == 0 else "mean error W2 > 2 px"
             assert run is None or run[key] <= limit
-    small = bench.deformation_pairs(a, magnitudes=(1.0,), generator=torch.Generator().manual_seed(0))
-    assert small[1.0].shape == a.shape and (small[1.0] >= 0).all()
-    assert np.all(w2_exact(a, small[1.0]).numpy() > 0)
+    assert set(table["small"]) == set(ladders)
+    for name in bench.EXACT:
+        assert table["small"][name]["mean error"][1.0] <= 1e-6
