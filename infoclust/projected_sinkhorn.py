@@ -407,7 +407,16 @@ def project_wasserstein_ball(
         Most dual iterations (alpha, beta, psi blocks).
     tol : float
         Certified distance to the converged projection, relative to ``||w - x||`` (see the
-        stopping rule above).
+        stopping rule above). The bound is loose: at the default 1e-3, on six MNIST test
+        digits in float32 (``lam = 1000``, 7 x 7 window, radius 0.5; references at
+        ``tol = 1e-6`` in float64) the measured distance to the converged projection was
+        3.6e-4 of ``||w - x||`` (1.4e-4 of the projection's norm, 1.7e-4 at the worst
+        pixel; 70 iterations) for a +-0.1 sign step, and 2.9e-4 (3.4e-4, 4.8e-4; 65
+        iterations) for the digits moved by two pixels. This library's earlier rule (a
+        small relative change of the objective) stopped about 1e-2 away, the authors' code
+        within about 2e-4. In float32 the certificate itself is only good to about 6e-4
+        (rounding), so a smaller ``tol`` may never be certified (it ran to ``max_iter``
+        for the sign step at 2e-4): pass float64 images for tighter tolerances.
     return_info : bool
         Also return a dict with ``n_iter``, ``converged`` ((N,) bool), ``gap`` (the bound
         :math:`\\sqrt{2 (P - g/\\lambda)} / \\|w - x\\|` per image), ``objective`` (the last
