@@ -20,6 +20,7 @@ from __future__ import annotations
 import gzip
 import math
 import os
+import warnings
 import zlib
 from pathlib import Path
 
@@ -28,7 +29,8 @@ import torch
 
 from .utils import ParameterError, check_bool, check_choice, check_generator, check_int, check_number, check_seed
 
-__all__ = ["DATASETS", "DatasetUnavailable", "load_dataset", "default_root", "read_idx", "train_test_split"]
+__all__ = ["DATASETS", "DatasetUnavailable", "load_dataset", "load_first_available", "default_root", "read_idx",
+           "train_test_split"]
 
 DATASETS = ("digits", "mnist5k", "fashion-mnist", "mnist", "cifar10", "stl10")
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -241,3 +243,34 @@ def train_test_split(
     perm = torch.randperm(len(x), generator=generator)
     test, train = perm[:n_test], perm[n_test:]
     return x[train], x[test], y[train], y[test]
+
+
+def load_first_available(names: list[str] | tuple[str, ...], **kwargs) -> tuple[str, torch.Tensor, torch.Tensor]:
+    """The first of ``names`` whose files are here: ``(name, x, y)``.
+
+    For a run planned on a large data set that may be absent (the full profile's MNIST) with
+    a stand-in that is always here (``mnist5k``). Each data set passed over is named in a
+    ``UserWarning`` with the reason, so that the switch is never silent.
+
+    Parameters
+    ----------
+    names : sequence of str
+        Data set names of :data:`DATASETS`, in order of preference.
+    **kwargs
+        Passed to :func:`load_dataset` (``root``, ``download``, ``n``, ``seed``).
+
+    Raises
+    ------
+    DatasetUnavailable
+        When none of them is available (the last one's message).
+    """
+    if isinstance(names, str) or not names:
+        raise ParameterError(f"names={names!r} must be a non-empty list of data set names")
+    for name in names:
+        check_choice("names", name, DATASETS)
+    for name, stand_in in zip(names[:-1], names[1:]):
+        try:
+            return (name, *load_dataset(name, **kwargs))
+        except DatasetUnavailable as err:
+            warnings.warn(f"{err} Using {stand_in!r} instead.", UserWarning, stacklevel=2)
+    return (names[-1], *load_dataset(names[-1], **kwargs))

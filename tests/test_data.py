@@ -174,3 +174,17 @@ def test_truncated_idx_files_are_named_with_the_remedy(tmp_path, gz):
 def test_bad_arguments_are_named(kwargs, error, match):
     with pytest.raises(error, match=match):
         ic.load_dataset("digits", **kwargs)
+
+
+def test_first_available_data_set_says_what_it_passed_over(tmp_path):
+    with pytest.warns(UserWarning, match="'mnist' is not available.*Using 'digits' instead"):
+        name, x, y = ic.data.load_first_available(["mnist", "digits"], root=tmp_path / "empty", n=10)
+    assert name == "digits" and x.shape == (10, 1, 8, 8) and len(y) == 10
+    name, _, _ = ic.data.load_first_available(["digits", "mnist"], n=5)
+    assert name == "digits"
+    with pytest.raises(ic.DatasetUnavailable):
+        ic.data.load_first_available(["mnist", "cifar10"], root=tmp_path / "empty")
+    with pytest.raises(ic.ParameterError, match="names"):
+        ic.data.load_first_available("digits")
+    with pytest.raises(ic.ParameterError, match="names"):
+        ic.data.load_first_available(["digits", "nope"])
