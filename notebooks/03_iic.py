@@ -20,9 +20,10 @@
 #   distribution $\mathbf{P}$ of the two cluster assignments, and where k-means (chapter 1)
 #   degenerates on the same images and IIC does not;
 # - how IIC is trained: sub-heads, an overclustering head, sample repeats and the
-#   label-free choice of the reported sub-head; and how far a 2-core CPU gets in ten
-#   minutes beside the paper's 99.2 % on MNIST;
-# - which of the paper's ingredients matter, in an ablation beside the paper's.
+#   label-free choice of the reported sub-head; and how far a 2-core CPU gets in about a
+#   minute beside the paper's 99.2 % on MNIST;
+# - which of the paper's ingredients matter on digits, in an ablation with paired seeds and
+#   confidence intervals, and how that compares in direction with the paper's on STL10.
 #
 # ## The idea
 #
@@ -94,17 +95,18 @@ data_root = None  # folder of torchvision's files (None: ~/.cache/infoclust)
 download = False  # let torchvision download a missing data set
 n_images: int | None = None  # train on a random subset of this many images (None: all)
 crop = 20  # centre crop of the original images, px (the paper's MNIST view)
-input_size = 16  # the crop is resized to this side, px (24 in the paper)
+input_size = 12  # the crop is resized to this side, px (24 in the paper)
 trunk = "small"  # "small" (CPU) or "vgg" (the paper's network)
 n_clusters = 10  # k, clusters of the main head
 n_overclusters: int | None = 50  # clusters of the overclustering head (None: no such head)
 n_subheads = 5  # sub-heads per head
-epochs = 15  # training epochs (one epoch: 1 overclustering + 2 main passes)
+epochs = 6  # training epochs (one epoch: 1 overclustering + 2 main passes)
 batch_size = 32  # distinct images per batch (140 in the paper)
 repeats = 4  # sample repeats: each image r times per batch, each with its own g (5 in the paper)
 lr = 2e-3  # Adam learning rate (1e-4 in the paper, for the VGG trunk)
 lamb = 1.5  # weight of the marginal entropies in the loss (1: exactly -I, as in the paper)
-ablation_epochs = 2  # epochs of each run of the ablation
+ablation_epochs = 4  # epochs of each run of the ablation
+ablation_seeds = 5  # paired seeds of each ablation arm
 seed = 0
 device = "auto"
 profile = "custom"
@@ -119,10 +121,12 @@ from myst_nb import glue
 import infoclust as ic
 from infoclust import plot as icp
 from infoclust.augment import MNISTTransform, crop_resize
+from infoclust.experiment import Arm, compare_arms, run_arms
 from infoclust.iic import IIC, information, joint_distribution
 
-ledger = ic.book.start("03_iic", globals(), bounds={"ablation_epochs": "[1, inf)"})
-x_raw, y = ic.load_dataset(dataset, root=data_root, download=download, n=n_images, seed=seed)
+ledger = ic.book.start("03_iic", globals(), bounds={"ablation_epochs": "[1, inf)", "ablation_seeds": "[2, inf)"})
+dataset, x_raw, y = ic.data.load_first_available([dataset, "mnist5k"] if dataset == "mnist" else [dataset],
+                                                  root=data_root, download=download, n=n_images, seed=seed)
 x = crop_resize(x_raw, crop, input_size)
 recipe = dict(n_clusters=n_clusters, n_overclusters=n_overclusters, n_subheads=n_subheads, trunk=trunk, epochs=epochs,
               batch_size=batch_size, repeats=repeats, lr=lr, lamb=lamb,
@@ -191,11 +195,13 @@ plt.show()
 # with the lowest loss on the training data, recorded for every epoch in `history_`.
 # Training runs for `epochs` epochs.
 #
-# The default profile departs from the paper's MNIST recipe in four places so that ten
-# minutes on a 2-core CPU suffice: a narrow trunk (3x3 convolutions with 16, 32 and 64
-# channels instead of 5x5 with 64 to 512) on 16 px instead of 24 px inputs; batches of
-# 32 images x 4 repeats instead of 140 x 5, hence many more Adam steps per second; a
-# learning rate of 2e-3 instead of 1e-4; and $\lambda = 1.5$ in {eq}`eq-iic-loss`. With
+# The default profile departs from the paper's MNIST recipe in four places so that about
+# a minute on a 2-core CPU suffices: a narrow trunk (3x3 convolutions with 16, 32 and 64
+# channels instead of 5x5 with 64 to 512) on 12 px instead of 24 px inputs (the digit's
+# centre 20 px, downsampled); batches of 32 images x 4 repeats instead of 140 x 5, hence
+# many more Adam steps per second; a learning rate of 2e-3 instead of 1e-4; and
+# $\lambda = 1.5$ in {eq}`eq-iic-loss`. Of the input sizes tried (12 and 16 px), 12 px
+# reached 95 % in fewer CPU seconds: a third less work per image, and no slower per epoch. With
 # $\lambda = 1$, our short trial runs stalled near 85 % with two digit classes sharing one
 # cluster while another class was split in two (a plateau that users of the reference code
 # report too, near 88 %). Since $\mathcal{L} = -I(z; z') - (\lambda - 1)\,(H(z) + H(z'))$, a
@@ -325,40 +331,68 @@ if n_overclusters:
 # %% [markdown]
 # ## Ablation
 #
-# Each of the three training devices is removed in turn, and every variant, the full
-# recipe included, trains for the same `ablation_epochs` epochs (passes over the images)
-# from the same seed. The
-# paper's ablation is on STL10 with its full budget, so its numbers say which device
-# matters there, not what to expect here: after a few epochs, a variant that does less
-# work per epoch (no overclustering passes) or has fewer heads to agree can be ahead, and
-# the `holds` column of the results reports what this run measured.
+# Each of the three training devices is removed in turn. Every arm, the full recipe
+# included, trains for `ablation_epochs` epochs, enough for the full recipe to come near
+# its plateau, once per seed of `ablation_seeds` paired seeds: with seed $s$ every arm
+# starts from the same trunk initialisation, sees the images in the same order and draws
+# the same $g$ (chapter 9 explains the design). Each removal is judged by the mean of its
+# per-seed accuracy differences with the full recipe and the 95 % confidence interval of
+# that mean (`infoclust.metrics.paired_difference`); the verdict follows from the interval.
+#
+# The paper's ablation is on STL10, whose distractor images are what the
+# overclustering head is for; it says which device matters there, and is shown beside ours
+# for the direction only. Its numbers measure another data set and budget, so they are
+# context, not a reference for ours. Removing sample repeats also removes work: the arm
+# sees a fifth of the pairs per epoch.
 
 # %% tags=["hide-input"]
-variants = {
-    "full recipe": {},
-    "no overclustering": dict(n_overclusters=None),
-    "one sub-head": dict(n_subheads=1),
-    "no sample repeats": dict(repeats=1),
-}
-paper_ablation = {"full recipe": 59.6, "no overclustering": 43.8, "one sub-head": 57.6,
-                  "no sample repeats": 47.0}
-ablation = {}
-for name, change in variants.items():
-    run = IIC(**{**recipe, "epochs": ablation_epochs, **change, "verbose": False}).fit(x, y)
-    ablation[name] = ic.evaluate(y, run.labels_)
+ablation_arms = [Arm("full recipe"), Arm("no overclustering", params={"n_overclusters": None}),
+                 Arm("one sub-head", params={"n_subheads": 1}), Arm("no sample repeats", params={"repeats": 1})]
+paper_drop = {"no overclustering": 59.6 - 43.8, "one sub-head": 59.6 - 57.6, "no sample repeats": 59.6 - 47.0}
+ablation_recipe = {**{k_: v for k_, v in recipe.items() if k_ != "seed"}, "epochs": ablation_epochs,
+                   "eval_every": ablation_epochs}
+ablation = run_arms(x, y, ablation_arms, [seed + s for s in range(ablation_seeds)], ablation_recipe)
+ablation_diffs = compare_arms(ablation, "full recipe")
+full_runs = np.array([r.acc for r in ablation["full recipe"]])
+lines = ["| arm | accuracy % (mean ± sd) | vs full recipe (points) | 95 % CI | verdict | detectable | "
+         "paper, STL10 (context) |", "|---|---|---|---|---|---|---|"]
+for name, rs in ablation.items():
+    acc = 100 * np.array([r.acc for r in rs])
+    cells = ["reference"] + [""] * 3 + ["59.6 %"]
+    if name in ablation_diffs:
+        d = ablation_diffs[name]
+        cells = [f"{d.mean:+.2f}", f"[{d.low:+.2f}, {d.high:+.2f}]", f"**{d.verdict}**", f"{d.detectable:.2f}",
+                 f"{-paper_drop[name]:+.1f} points"]
+    lines.append(f"| {name} | {acc.mean():.2f} ± {acc.std(ddof=1):.2f} | " + " | ".join(cells) + " |")
+display(Markdown("\n".join(lines)))
 
 # %%
 # NBVAL_CHECK_OUTPUT
-for name, sc in ablation.items():
-    print(f"{name:>18}: accuracy {sc['acc']:.4f}  NMI {sc['nmi']:.4f}  ARI {sc['ari']:.4f}")
+for name, rs in ablation.items():
+    print(f"{name:>18}: accuracy {np.mean([r.acc for r in rs]):.4f} over seeds {[r.seed for r in rs]}")
+for name, d in ablation_diffs.items():
+    print(f"{name:>18}: {d.mean:+.3f} points [{d.low:+.3f}, {d.high:+.3f}] {d.verdict}")
 
 # %% tags=["hide-input"]
-full_acc = ablation["full recipe"]["acc"]
-for name, sc in ablation.items():
-    ledger.record(f"ablation, {name}: accuracy ({ablation_epochs} epochs each)", 100 * sc["acc"], unit="%",
-                  context=f"IIC paper, ablation on STL10: {paper_ablation[name]} %",
-                  claim=None if name == "full recipe" else f"{name} lowers accuracy",
-                  holds=None if name == "full recipe" else bool(sc["acc"] < full_acc))
+ledger.record(f"ablation, full recipe: accuracy (mean of {ablation_seeds} seeds, {ablation_epochs} epochs)",
+              100 * full_runs.mean(), unit="%")
+for name, d in ablation_diffs.items():
+    ledger.record(f"ablation, {name}: accuracy change from the full recipe ({d.n} paired seeds)", d.mean,
+                  unit="points", claim=f"the device matters: removing it lowers accuracy (95 % CI below 0; measured "
+                  f"[{d.low:+.2f}, {d.high:+.2f}], {d.verdict})",
+                  context=f"IIC paper, ablation on STL10 (direction only): {-paper_drop[name]:+.1f} points",
+                  holds=d.verdict == "hurts")
+words = {"hurts": "lowers accuracy here too: the device matters on digits",
+         "improves": "raises accuracy here: on digits the device costs more than it brings",
+         "cannot tell": "makes no difference that this design can see"}
+device_of = {"no overclustering": "the overclustering head", "one sub-head": "all sub-heads but one",
+             "no sample repeats": "the sample repeats"}
+display(Markdown("On STL10 the paper lost accuracy with every removal, most without overclustering. On "
+                 f"{dataset}, " + "; ".join(
+                     f"removing {device_of[name]} {words[d.verdict]} "
+                     f"({d.mean:+.2f} points, 95 % CI [{d.low:+.2f}, {d.high:+.2f}]"
+                     + (f"; detectable {d.detectable:.2f}" if d.verdict == "cannot tell" else "") + ")"
+                     for name, d in ablation_diffs.items()) + "."))
 
 # %% [markdown]
 # ## Results beside the paper's
@@ -373,17 +407,19 @@ for name, sc in ablation.items():
 mean_acc = float(np.mean([sc["acc"] for sc in sub_scores]))
 ledger.record(f"IIC accuracy on {dataset}, lowest-loss sub-head", 100 * scores["acc"], unit="%", paper=99.2,
               source="IIC paper, Table 1 (MNIST)",
-              claim="IIC clusters MNIST digits to at least 95 % accuracy (10 min on a 2-core CPU)",
+              claim=f"IIC clusters MNIST digits to at least 95 % accuracy ({epochs} epochs, small trunk)",
               holds=bool(scores["acc"] >= 0.95), seconds=model.train_seconds_)
 ledger.record(f"IIC accuracy on {dataset}, mean over sub-heads", 100 * mean_acc, unit="%", paper=98.4,
               source="IIC paper, Table 1 (MNIST)")
 ledger.record(f"IIC NMI on {dataset}", scores["nmi"])
 ledger.record(f"IIC ARI on {dataset}", scores["ari"])
-reached = [h["seconds"] for h in model.history_ if h["acc"][h["subhead"]] >= 0.95]
+reached = [h for h in model.history_ if h["acc"][h["subhead"]] >= 0.95]
 if reached:
-    ledger.record("IIC training time to 95 % (lowest-loss sub-head)", reached[0], unit="s",
-                  claim="IIC reaches 95 % on mnist5k within 10 min of training on a 2-core CPU",
-                  source="this book's own target", holds=bool(reached[0] <= 600))
+    ledger.record("IIC training time to 95 % (lowest-loss sub-head)", reached[0]["seconds"], unit="s",
+                  seconds=reached[0]["seconds"])
+ledger.record("IIC epochs to 95 % (lowest-loss sub-head)", reached[0]["epoch"] if reached else epochs + 1,
+              claim=f"IIC reaches 95 % on mnist5k within {epochs} epochs", source="this book's own target",
+              holds=bool(reached))
 ledger.record(f"IIC training throughput ({trunk} trunk, {input_size} px)", last["pairs"] / model.train_seconds_,
               unit="pairs/s", seconds=model.train_seconds_)
 glue("iic_acc", 100 * scores["acc"], display=False)
@@ -394,7 +430,7 @@ display(Markdown(ledger.markdown()))
 # In this run the reported sub-head reached {glue:text}`iic_acc:.1f` % after
 # {glue:text}`iic_time:.0f` s of training. The gap to the paper's 99.2 % has several
 # sources that the `full` profile removes: a network with a fraction of the paper's
-# width on smaller inputs, 5,000 instead of 70,000 images, minutes instead of hours, and
+# width on smaller inputs, 5,000 instead of 70,000 images, a minute instead of hours, and
 # the CPU recipe's batches, learning rate and $\lambda$ (see "Training IIC").
 
 # %% [markdown]
