@@ -14,19 +14,23 @@
 #
 # ## What you will learn
 #
-# - how to run the experiment that the talk proposes: IIC {cite}`ji2019iic` trained with the
-#   perturbations of chapters 5 to 8 as its transformation $g$, beside the paper's own $g$;
-# - how to compare training recipes honestly: same network, same training budget, several seeds,
-#   and a difference stated with its uncertainty;
-# - how to make expensive perturbations affordable: compute them once per image into a pool
-#   that training samples from, and count that time.
+# - whether IIC {cite}`ji2019iic` gains from the talk's perturbations (chapters 5 to 8) as
+#   its transformation $g$, measured where IIC works: beside a baseline that clusters MNIST
+#   digits to 95 % and more;
+# - how to compare two training recipes so that the verdict survives a rebuild: paired
+#   seeds, a confidence interval from the paired differences, a verdict generated from the
+#   interval, and the smallest effect the design could have detected;
+# - why a perturbation helps or not: how far each $g$ moves an image in the Wasserstein
+#   distance, and how often the trained baseline changes its cluster under it;
+# - whether the answer carries over to a data set where IIC is far from saturated,
+#   Fashion-MNIST {cite}`xiao2017fashion`.
 #
 # ## The idea
 #
 # IIC maximises the mutual information between the cluster assignments of an image and of a
-# perturbed copy,
+# perturbed copy (talk, eq. 4),
 #
-# $$ \max_\psi \; \mathcal{I}\big(E_\psi(x), E_\psi(gx)\big), $$ (eq-exp-iic)
+# $$ \max_\psi \; I\big(E_\psi(x), E_\psi(gx)\big), $$ (eq-exp-iic)
 #
 # so $g$ decides what the clustering must be invariant to. The paper's $g$ for MNIST is a
 # random rotation, crop, scaling and colour jitter. The talk proposes perturbations that are
@@ -34,18 +38,34 @@
 #
 # $$ p(\xi \mid x) \propto \exp\!\big(-d_W(x, x+\xi)^2 / \eta^2\big), $$ (eq-exp-density)
 #
-# and realised by random deformations (chapter 5), projected-Sinkhorn attacks
-# {cite}`wong2019projected` (chapter 6) and ADef deformations {cite}`alaifari2019adef`
-# (chapter 7) against a random, untrained classifier, and by Algorithm 1, which walks by ADef
-# steps inside a Wasserstein ball and stops at random (chapter 8). The talk leaves open
-# whether these help; this chapter measures it.
+# and realised by random deformations without and with Gaussian smoothing (chapter 5),
+# projected-Sinkhorn attacks {cite}`wong2019projected` (chapter 6) and ADef deformations
+# {cite}`alaifari2019adef` (chapter 7) against a random, untrained classifier, and by
+# Algorithm 1, which walks by ADef steps inside a Wasserstein ball and stops at random
+# (chapter 8). The talk leaves open whether these help IIC; this chapter measures it.
 #
-# Every $g$ below gets the same network, the same number of epochs and the same seeds. The
-# adversarial ones (Sinkhorn, ADef, Algorithm 1) cost far more per image than a crop, so
-# each is computed `pool_copies` times per training image before training
+# **The design.** Every arm trains the same network for the same number of epochs. An arm
+# is run once per seed, and the seed pairs the arms: with seed $s$, every arm starts from
+# the same initial network, sees the images in the same order, and even draws the same
+# crops, rotations and jitter for the paper's $g$; the only difference between "paper's
+# $g$" and "perturbation + paper's $g$" is the perturbation. For each seed the difference
+# of accuracies $d_s$ is taken, and the mean $\bar d$ of $n$ seeds gets the paired
+# $t$-interval
+#
+# $$ \bar d \pm t_{0.975,\, n-1}\, \frac{s_d}{\sqrt n} , $$ (eq-exp-ci)
+#
+# with $s_d$ the standard deviation of the differences
+# (`infoclust.metrics.paired_difference`). The verdict follows from the interval alone:
+# *improves* if it lies above 0, *hurts* if below, *cannot tell* if it contains 0; for the
+# last, the design's *detectable effect* says how large a true difference would have been
+# found with probability 0.8. Pairing matters because seeds move both arms alike (a lucky
+# initialisation is lucky in both), and the differences cancel that.
+#
+# The adversarial perturbations (Sinkhorn, ADef, Algorithm 1) cost far more per image than
+# a crop, so each is computed `pool_copies` times per training image before training
 # (`infoclust.transforms.PerturbationPool`), and training draws one of an image's stored
-# copies whenever it needs $g(x)$; the pool's time is reported beside the training time.
-# Each is also combined with the paper's $g$ (pool first, then the paper's augmentations).
+# copies whenever it needs $g(x)$, with a generator seeded by the run's seed. The pool's
+# time is reported.
 #
 # ## Running it
 #
@@ -53,39 +73,52 @@
 # ```{include} ../book/running.md
 # ```
 #
-# The budget is counted in epochs, not seconds, so that a rerun with the same seed reproduces
-# every number; the training time of each run is reported beside it.
+# The `default` profile trains on all 5,000 images of `mnist5k` at 12 x 12 pixels with
+# chapter 3's small network, five paired seeds per comparison, two for the perturbations
+# alone. The budget is counted in epochs, not seconds, so that a rerun with the same seeds
+# reproduces every number. The `full` profile runs the same design at the paper's scale on
+# a GPU: the paper's network at 24 x 24 pixels, all of MNIST (when its files are present)
+# and all 70,000 Fashion-MNIST images, ten seeds.
 #
 # This chapter, for example:
 #
 # ```bash
-# .venv/bin/papermill 09_iic_perturbations.ipynb out.ipynb -p epochs 20 -p n_seeds 5 -p device cuda
+# .venv/bin/papermill 09_iic_perturbations.ipynb out.ipynb -p n_seeds 10 -p perturbations '["Algorithm 1"]'
 # ```
 
 # %% tags=["parameters"]
-dataset = "mnist5k"  # digits | mnist5k | fashion-mnist | mnist
+dataset = "mnist5k"  # digits | mnist5k | mnist (the full profile; then mnist5k when its files are absent)
 data_root = None  # folder of torchvision's files (None: ~/.cache/infoclust)
 download = False  # let torchvision download a missing data set
-n_images: int | None = 1000  # training images (a seeded subset; None: all)
+n_images: int | None = None  # training images (a seeded subset; None: all)
 crop = 20  # centre crop of the original images, px
-input_size = 16  # the crop is resized to this side, px (chapter 3's CPU recipe; 24 in the paper)
+input_size = 12  # the crop is resized to this side, px (24 in the paper)
 trunk = "small"  # IIC network: "small" (CPU) or "vgg" (the paper's)
-n_overclusters: int | None = 50  # clusters of the overclustering head (None: no such head)
-n_subheads = 3  # sub-heads per head
+n_overclusters: int | None = None  # clusters of the overclustering head (None: no such head; 50 in the paper)
+n_subheads = 5  # sub-heads per head
 batch_size = 32  # distinct images per batch
 repeats = 4  # sample repeats
-lr = 2e-3  # Adam learning rate
+lr = 0.002  # Adam learning rate
 lamb = 1.5  # weight of the marginal entropies in the IIC loss (chapter 3)
-epochs = 8  # training epochs per run (the same for every g)
-n_seeds = 3  # seeds per transformation
-pool_copies = 2  # stored perturbations per image for the expensive g
-deform_magnitude = 1.5  # random deformation: largest displacement, px
-deform_sigma = 2.0  # random deformation with smoothing: Gaussian width, px
-w2_eps = 0.5  # Wasserstein radius of the Sinkhorn attack and of Algorithm 1, px
-w2_eta = 0.3  # eta of eq. (6) in Algorithm 1
+epochs = 6  # training epochs per run (the same for every arm; an epoch is two passes of the main head)
+n_seeds = 5  # paired seeds of every comparison with the paper's g
+n_seeds_alone = 2  # seeds of each perturbation alone (without the paper's g)
+perturbations = ["random deformation", "smoothed random deformation", "projected Sinkhorn", "ADef",
+                 "Algorithm 1"]  # the talk's perturbations to test
+pool_copies = 2  # stored perturbations per image for the pooled (adversarial) g
+deform_magnitude = 0.75  # random deformation: largest displacement, px
+smooth_magnitude = 1.5  # smoothed random deformation: largest displacement, px
+deform_sigma = 1.0  # smoothed random deformation: Gaussian width, px
+w2_eps = 0.3  # Wasserstein radius of the Sinkhorn attack and of Algorithm 1, px
+w2_eta = 0.2  # eta of eq. (6) in Algorithm 1, px
+adef_overshoot = 1.2  # ADef's overshoot (the factor on its final field)
 n_random_classes = 10  # classes of the random classifier that the attacks use
 attack_iter = 5  # iterations of the Sinkhorn PGD and of ADef, steps of Algorithm 1
 proj_iter = 20  # iterations of each projected-Sinkhorn projection
+sweep_factors = [0.5, 2.0]  # strengths of the best combination tried besides its own (factors)
+n_check = 1000  # images for the W2 distances and the invariance rates
+fashion_images: int | None = 5000  # Fashion-MNIST subset (None: all 70,000; 0: skip)
+fashion_crop = 28  # centre crop of the Fashion-MNIST images, px (they fill the frame)
 seed = 0
 device = "auto"
 profile = "custom"
@@ -95,162 +128,394 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from IPython.display import Markdown, display
-from tqdm.auto import tqdm
+from myst_nb import glue
 
 import infoclust as ic
 from infoclust import plot as icp
 from infoclust.augment import MNISTTransform, crop_resize
-from infoclust.deform import RandomDeformation
-from infoclust.iic import IIC
-from infoclust.w2_algorithm import W2Perturbation
-from infoclust.transforms import ADefPerturbation, PerturbationPool, SinkhornPerturbation, compose
+from infoclust.experiment import Arm, cluster_change_rate, compare_arms, run_arms, w2_shift
+from infoclust.transforms import (ADefPerturbation, PerturbationPool, RandomDeformation, SinkhornPerturbation,
+                                  W2Perturbation, compose)
+from infoclust.utils import stream_seed
 
+TALK = ("random deformation", "smoothed random deformation", "projected Sinkhorn", "ADef", "Algorithm 1")
 ledger = ic.book.start(
-    "09_iic_perturbations", globals(), choices={"dataset": ("digits", "mnist5k", "fashion-mnist", "mnist")},
+    "09_iic_perturbations", globals(), choices={"dataset": ("digits", "mnist5k", "mnist"), "perturbations": TALK},
     bounds={"n_images": "[2, inf)", "crop": "[4, inf)", "input_size": "[4, inf)", "n_seeds": "[2, inf)",
-            "pool_copies": "[1, inf)"})
-x_raw, y = ic.load_dataset(dataset, root=data_root, download=download, n=n_images, seed=seed)
-x = crop_resize(x_raw, min(crop, x_raw.shape[-1]), input_size).to(ledger.device)
-print(f"{dataset}: {len(x)} images, {tuple(x.shape[1:])} after the centre crop")
+            "n_seeds_alone": "[1, inf)", "pool_copies": "[1, inf)", "sweep_factors": "(0, inf)",
+            "n_check": "[1, inf)", "fashion_images": "[0, inf)"})
+dataset, x_raw, y = ic.data.load_first_available([dataset, "mnist5k"] if dataset == "mnist" else [dataset],
+                                                  root=data_root, download=download, n=n_images, seed=seed)
+x = crop_resize(x_raw, min(crop, x_raw.shape[-1]), input_size)
+seeds = [seed + s for s in range(n_seeds)]
+recipe = dict(n_clusters=10, n_overclusters=n_overclusters, n_subheads=n_subheads, trunk=trunk,
+              epochs=epochs, batch_size=batch_size, repeats=repeats, lr=lr, lamb=lamb, eval_every=epochs,
+              device=str(ledger.device))
+print(f"{dataset}: {len(x)} images, {tuple(x.shape[1:])} after the centre crop; seeds {seeds}")
 
 # %% [markdown]
 # ## The transformations
 #
-# Six transformations and the five combinations of an alternative one with the paper's.
-# Building the pools is the expensive part; the table after the figure says how long each
-# took.
+# Each $g$ is made afresh for every run from the run's seed (its own generator:
+# `stream_seed(s, 1)` for the paper's $g$, `stream_seed(s, 2)` for the perturbation), so a
+# run never depends on the runs before it. The adversarial ones are pooled first; their
+# pools are filled once, from the chapter's seed, and shared by all runs.
 
 # %% tags=["hide-input"]
-baseline = MNISTTransform(seed=seed)
-cheap = {
-    "paper (crop, rotation, jitter)": baseline,
-    "random deformation": RandomDeformation(deform_magnitude, sigma=0.0),
-    "smoothed random deformation": RandomDeformation(deform_magnitude * 2, sigma=deform_sigma),
-}
-expensive = {
-    "projected Sinkhorn, random classifier": SinkhornPerturbation(
-        w2_eps, max_iter=attack_iter, proj_iter=proj_iter, n_random_classes=n_random_classes, seed=seed),
-    "ADef, random classifier": ADefPerturbation(max_iter=attack_iter, n_random_classes=n_random_classes, seed=seed),
-    "Algorithm 1 (W2 ball, eq. 6)": W2Perturbation(
-        w2_eps, w2_eta, max_iter=attack_iter, n_random_classes=n_random_classes, redraw=True, seed=seed),
-}
-pools, pool_seconds = {}, {}
-for name, g in expensive.items():
-    torch.manual_seed(seed)
-    pools[name] = PerturbationPool(g, x, pool_copies, batch_size=250, seed=seed)
-    pool_seconds[name] = pools[name].seconds
-transforms = dict(cheap)
-transforms.update(pools)
-for name in ["random deformation", "smoothed random deformation", *pools]:
-    transforms[f"{name} + paper"] = compose(transforms[name], baseline)
-print(f"{len(transforms)} transformations")
+pool_seconds = {}
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "Six training images (top row) and one draw of g(x) for each transformation (one row each; combinations with the paper's g not shown).", "name": "fig-exp-examples"}}
-shown = x[:6]
-names = list(cheap) + list(pools)
-torch.manual_seed(seed)
-icp.image_grid([shown] + [transforms[n](shown) for n in names], row_labels=["x"] + names, fontsize=7)
+
+def paper_g(s):
+    """The paper's g for the run with seed s."""
+    return MNISTTransform(seed=stream_seed(s, 1))
+
+
+def pooled(name, g, images):
+    """Fill a pool of g on the images once; each run then draws from it with its own seed."""
+    pool = PerturbationPool(g, images.to(ledger.device), pool_copies, batch_size=250, seed=seed, verbose=False)
+    pool_seconds[name] = (len(images) * pool_copies, pool.seconds)
+    return lambda s: pool.with_seed(stream_seed(s, 2))
+
+
+def make_perturbation(name, strength, images):
+    """The talk's perturbation ``name`` at ``strength`` (its main parameter) as a maker seed -> g."""
+    if name == "random deformation":
+        return lambda s: RandomDeformation(strength, seed=stream_seed(s, 2))
+    if name == "smoothed random deformation":
+        return lambda s: RandomDeformation(strength, sigma=deform_sigma, seed=stream_seed(s, 2))
+    label = f"{name} ({STRENGTH[name][0]} {strength:g})"
+    if name == "projected Sinkhorn":
+        g = SinkhornPerturbation(strength, max_iter=attack_iter, proj_iter=proj_iter,
+                                 n_random_classes=n_random_classes, seed=seed)
+    elif name == "ADef":
+        g = ADefPerturbation(max_iter=attack_iter, overshoot=strength, n_random_classes=n_random_classes, seed=seed)
+    else:
+        g = W2Perturbation(strength, w2_eta, max_iter=attack_iter, n_random_classes=n_random_classes, redraw=True,
+                           seed=seed)
+    return pooled(label, g, images)
+
+
+#: each perturbation's main parameter: its name and the value of the comparison
+STRENGTH = {"random deformation": ("largest displacement, px", deform_magnitude),
+            "smoothed random deformation": ("largest displacement, px", smooth_magnitude),
+            "projected Sinkhorn": ("radius, px", w2_eps), "ADef": ("overshoot", adef_overshoot),
+            "Algorithm 1": ("radius, px", w2_eps)}
+alone = {name: make_perturbation(name, STRENGTH[name][1], x) for name in perturbations}
+REFERENCE = "paper's g"
+makers = {REFERENCE: paper_g, **alone}
+
+# %% tags=["hide-input"]
+lines = ["| pooled transformation | perturbations | seconds | per second |", "|---|---|---|---|"]
+lines += [f"| {name} | {n:,} | {sec:.1f} | {n / sec:.0f} |" for name, (n, sec) in pool_seconds.items()]
+display(Markdown("\n".join(lines)))
+for name, (n, sec) in pool_seconds.items():
+    ledger.record(f"pool time, {name}", sec, unit="s", seconds=sec)
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Eight training images (top row) and one draw of each transformation g on them (one row each).", "name": "fig-exp-examples"}}
+shown = x[:8].to(ledger.device)
+icp.image_grid([shown.cpu()] + [makers[name](seed)(shown).cpu().clamp(0, 1) for name in makers],
+               row_labels=["x"] + list(makers), size=0.8, fontsize=7)
 plt.show()
 
-# %% tags=["hide-input"]
-display(Markdown("| pooled transformation | images x copies | seconds | images/s |\n|---|---|---|---|\n" + "\n".join(
-    f"| {n} | {len(x)} x {pool_copies} | {s:.1f} | {len(x) * pool_copies / s:.1f} |" for n, s in pool_seconds.items())))
-
 # %% [markdown]
-# ## Training
+# ## How far each g moves an image
 #
-# For every transformation and seed, IIC trains for `epochs` epochs (the overclustering head
-# and the main head alternately, as in chapter 3) and reports the main-head sub-head with the
-# lowest loss, chosen without labels. Labels are used only to score.
+# The talk's density {eq}`eq-exp-density` weighs a perturbation by the Wasserstein distance
+# it travels. {numref}`fig-exp-w2` shows the exact $W_2(x, g(x))$ (ink normalised to mass 1,
+# distance in pixels of the training images) for `n_check` random training images and each
+# $g$. Every Algorithm 1 sample must lie inside its ball; the check below measures it on a
+# random sample of its pool.
 
 # %% tags=["hide-input"]
-runs = {name: [] for name in transforms}
-with tqdm(total=len(transforms) * n_seeds, desc="IIC runs") as bar:
-    for name, g in transforms.items():
-        for s in range(n_seeds):
-            model = IIC(n_clusters=10, n_overclusters=n_overclusters, n_subheads=n_subheads, trunk=trunk, g=g, epochs=epochs,
-                        batch_size=batch_size, repeats=repeats, lr=lr, lamb=lamb, seed=seed + s,
-                        device=device, verbose=False).fit(x, y)
-            best = [h["acc"][h["subhead"]] for h in model.history_]
-            runs[name].append({**ic.evaluate(y, model.labels_), "seconds": model.train_seconds_,
-                               "curve": (np.array([h["seconds"] for h in model.history_]), np.array(best))})
-            bar.update(1)
-table = {name: {m: np.array([r[m] for r in rs]) for m in ("acc", "nmi", "ari", "seconds")}
-         for name, rs in runs.items()}
-
-# %% [markdown]
-# ## Results
-#
-# Mean and standard deviation over the seeds. The last column compares the accuracy with the
-# paper's transformation seed by seed (the same seed starts both from the same network): the
-# mean paired difference and the half-width of its 95 % confidence interval; an interval that
-# contains 0 is not called an effect.
-
-# %% tags=["hide-input"]
-ref = table["paper (crop, rotation, jitter)"]["acc"]
-
-
-def verdict(a: np.ndarray) -> tuple[float, float, str]:
-    """`ic.metrics.paired_difference` against the paper's g, in accuracy points."""
-    d = ic.metrics.paired_difference(100 * a, 100 * ref)
-    return d.mean, d.high - d.mean, d.verdict
-
-
-lines = ["| transformation g | accuracy % | NMI | ARI | train s | vs paper's g (points) |", "|---|---|---|---|---|---|"]
-for name, t in table.items():
-    diff, se, word = verdict(t["acc"])
-    cmp = "reference" if t["acc"] is ref else f"{diff:+.1f} ± {se:.1f}: {word}"
-    lines.append(f"| {name} | {100 * t['acc'].mean():.1f} ± {100 * t['acc'].std(ddof=1):.1f} | "
-                 f"{t['nmi'].mean():.3f} | {t['ari'].mean():.3f} | {t['seconds'].mean():.0f} | {cmp} |")
+check_gen = torch.Generator().manual_seed(seed)
+w2 = {name: w2_shift(x.to(ledger.device), make(seed), n=min(n_check, len(x)),
+                     generator=torch.Generator().manual_seed(seed)) for name, make in makers.items()}
+lines = ["| g | median W2 (px) | 90 % quantile | largest |", "|---|---|---|---|"]
+lines += [f"| {name} | {np.median(d):.3f} | {np.quantile(d, 0.9):.3f} | {d.max():.3f} |" for name, d in w2.items()]
 display(Markdown("\n".join(lines)))
+for name, d in w2.items():
+    ledger.record(f"median W2(x, g(x)), g = {name}", float(np.median(d)), unit="px")
+if "Algorithm 1" in w2:
+    worst = float(w2["Algorithm 1"].max())
+    ledger.record("largest W2(x, g(x)) of Algorithm 1's pool (exact, random sample)", worst, unit="px",
+                  claim=f"every Algorithm 1 sample lies inside its ball, W2 <= eps = {w2_eps:g} px",
+                  source="talk, Algorithm 1 (section 4.5)", holds=bool(worst <= w2_eps * (1 + 1e-9)))
+glue("paper_w2", float(np.median(w2[REFERENCE])), display=False)
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Exact Wasserstein distance W2(x, g(x)) between a training image and its transform, for each g (box: quartiles; whiskers: 5 and 95 % quantiles). The dashed line is the radius of the Sinkhorn attack and of Algorithm 1.", "name": "fig-exp-w2"}}
+fig, ax = plt.subplots(figsize=(7, 0.45 * len(w2) + 1), layout="constrained")
+finite = [d[np.isfinite(d)] for d in w2.values()]
+ax.boxplot(finite, vert=False, whis=(5, 95), showfliers=False)
+ax.set_yticks(range(1, len(w2) + 1), list(w2))
+ax.invert_yaxis()
+ax.axvline(w2_eps, ls="--", c="gray")
+ax.set_xlabel("W2(x, g(x)) (px)")
+plt.show()
+
+# %% [markdown]
+# The paper's crops, rotations and rescalings are not Wasserstein-small: their median
+# distance, {glue:text}`paper_w2:.2f` px, is several times the radius of the talk's ball.
+# What the talk's perturbations add to them is a small move of the ink, not a larger one.
+#
+# ## The baseline and the comparison that matters
+#
+# For every seed, IIC trains with the paper's $g$ alone and with each perturbation followed
+# by the paper's $g$ ($g = g_\text{paper} \circ g_\text{perturbation}$): the perturbations are
+# tested as what they would be in practice, an addition to the augmentations that make IIC
+# work, and the baseline is IIC as it works.
+#
+# The recipe is chapter 3's CPU recipe (small trunk, 12 px, batches of 32 images x 4
+# repeats, Adam at 2e-3, $\lambda = 1.5$, five sub-heads) without its overclustering head:
+# an epoch is then two passes of the main head instead of three passes, and on digits,
+# where there are no distractor classes for that head to absorb, the same CPU time brought
+# the main head to 95 % sooner in our trials (chapter 3's ablation measures the head's
+# effect at equal epochs). The `full` profile keeps the paper's overclustering head.
+
+# %% tags=["hide-input"]
+combined = {f"{name} + paper's g": (lambda make: lambda s: compose(make(s), paper_g(s)))(make)
+            for name, make in alone.items()}
+arms = [Arm(REFERENCE, paper_g)] + [Arm(name, make) for name, make in combined.items()]
+runs = run_arms(x, y, arms, seeds, recipe, keep=[REFERENCE])
+diffs = compare_arms(runs, REFERENCE)
+base_acc = np.array([r.acc for r in runs[REFERENCE]])
+ledger.record(f"IIC accuracy with the paper's g on {dataset}, mean of {n_seeds} seeds", 100 * base_acc.mean(),
+              unit="%", claim="the baseline works: IIC with the paper's g reaches 95 % (lowest-loss sub-head, "
+              "mean over seeds)", source="issue target", holds=bool(base_acc.mean() >= 0.95),
+              seconds=float(sum(r.seconds for r in runs[REFERENCE])))
+glue("base_acc", 100 * base_acc.mean(), display=False)
+glue("base_min", 100 * base_acc.min(), display=False)
+glue("run_seconds", float(np.mean([r.seconds for rs in runs.values() for r in rs])), display=False)
+
+
+def verdict_line(name, d):
+    """A table row: mean paired difference, its interval, verdict, detectable effect."""
+    return (f"| {name} | {d.mean:+.2f} | [{d.low:+.2f}, {d.high:+.2f}] | **{d.verdict}** | "
+            f"{d.detectable:.2f} |")
+
+
+def table(runs_, diffs_):
+    lines = ["| arm | accuracy % (mean ± sd) | NMI | train s |", "|---|---|---|---|"]
+    for name, rs in runs_.items():
+        acc = 100 * np.array([r.acc for r in rs])
+        lines.append(f"| {name} | {acc.mean():.2f} ± {acc.std(ddof=1) if len(acc) > 1 else 0:.2f} | "
+                     f"{np.mean([r.nmi for r in rs]):.3f} | {np.mean([r.seconds for r in rs]):.0f} |")
+    lines += ["", f"| vs the paper's g (points) | mean | 95 % CI | verdict | detectable (80 % power) |",
+              "|---|---|---|---|---|"]
+    lines += [verdict_line(name, d) for name, d in diffs_.items()]
+    return "\n".join(lines)
+
+
+display(Markdown(table(runs, diffs)))
 
 # %%
 # NBVAL_CHECK_OUTPUT
-for name, t in table.items():
-    print(f"{name:>45}: accuracy {t['acc'].mean():.4f} +- {t['acc'].std(ddof=1):.4f}, NMI {t['nmi'].mean():.4f}")
-
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "Accuracy of the lowest-loss sub-head against training time, mean over seeds, for each transformation alone (left) and combined with the paper's g (right).", "name": "fig-exp-curves"}}
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
-grid = np.linspace(0, max(r["curve"][0][-1] for rs in runs.values() for r in rs), 30)
 for name, rs in runs.items():
-    curves = np.array([np.interp(grid, *r["curve"]) for r in rs])
-    ax = axes[1] if name.endswith("+ paper") or name.startswith("paper") else axes[0]
-    ax.plot(grid, 100 * curves.mean(0), label=name)
-    if name.startswith("paper"):
-        axes[0].plot(grid, 100 * curves.mean(0), label=name, color="k", lw=2)
-for ax in axes:
-    ax.set_xlabel("training time (s)")
-    ax.legend(fontsize=6)
-axes[0].set_ylabel("accuracy (%)")
-plt.tight_layout()
+    print(f"{name:>45}: accuracy {np.mean([r.acc for r in rs]):.4f} over seeds {[r.seed for r in rs]}")
+for name, d in diffs.items():
+    print(f"{name:>45}: {d.mean:+.3f} points [{d.low:+.3f}, {d.high:+.3f}] {d.verdict}")
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Accuracy difference with the paper's g, seed by seed (dots) and the mean with its 95 % confidence interval (bar), for each perturbation added to the paper's g. An interval that crosses 0 cannot tell.", "name": "fig-exp-differences"}}
+fig, ax = plt.subplots(figsize=(7, 0.5 * len(diffs) + 1), layout="constrained")
+for i, (name, d) in enumerate(diffs.items()):
+    per_seed = 100 * (np.array([r.acc for r in runs[name]]) - base_acc)
+    ax.plot(per_seed, np.full(len(per_seed), i) + 0.15, "o", c="gray", ms=4, alpha=0.7)
+    colour = {"improves": "tab:green", "hurts": "tab:red"}.get(d.verdict, "tab:blue")
+    ax.errorbar(d.mean, i, xerr=[[d.mean - d.low], [d.high - d.mean]], fmt="s", c=colour, capsize=4)
+ax.axvline(0, c="k", lw=0.8)
+ax.set_yticks(range(len(diffs)), list(diffs))
+ax.invert_yaxis()
+ax.set_xlabel("accuracy difference with the paper's g (points)")
 plt.show()
 
 # %% tags=["hide-input"]
-for name, t in table.items():
-    diff, se, word = verdict(t["acc"])
-    ledger.record(f"IIC accuracy with g = {name}", 100 * t["acc"].mean(), unit="%",
-                  seconds=float(t["seconds"].sum()))
-best_name = max(table, key=lambda n: table[n]["acc"].mean())
-w2_name = "Algorithm 1 (W2 ball, eq. 6) + paper"
-diff, se, word = verdict(table[w2_name]["acc"])
-ledger.record("accuracy gain of Algorithm 1 + paper's g over the paper's g", diff, unit="points",
-              claim="the talk's W2 perturbations improve IIC over the paper's augmentations (95 % CI above 0)",
-              source="talk, section 4 (proposal)", holds=word == "improves")
+for name, d in diffs.items():
+    ledger.record(f"{name}: accuracy gain over the paper's g ({d.n} paired seeds)", d.mean, unit="points",
+                  claim=f"the talk's proposal: it improves IIC (95 % CI above 0; measured [{d.low:+.2f}, "
+                        f"{d.high:+.2f}], {d.verdict})", source="talk, section 4", holds=d.verdict == "improves")
+best = max(diffs, key=lambda n: diffs[n].mean)
+best_perturbation = best.removesuffix(" + paper's g")
+
+
+def sentence(name, d):
+    if d.verdict == "cannot tell":
+        return (f"*{name}* cannot be told apart from the paper's g at this size ({d.mean:+.2f} points, 95 % "
+                f"CI [{d.low:+.2f}, {d.high:+.2f}]; a true effect of {d.detectable:.2f} points would have been "
+                f"found with probability 0.8)")
+    return f"*{name}* {d.verdict} IIC: {d.mean:+.2f} points, 95 % CI [{d.low:+.2f}, {d.high:+.2f}]"
+
+
 display(Markdown(
-    f"In this run the best transformation was **{best_name}** "
-    f"({100 * table[best_name]['acc'].mean():.1f} %). Algorithm 1 combined with the paper's g differs "
-    f"from the paper's g alone by {diff:+.1f} ± {se:.1f} accuracy points: **{word}**."))
+    f"With the paper's g alone, IIC reached {100 * base_acc.mean():.1f} % on average over {n_seeds} seeds "
+    f"(lowest seed {100 * base_acc.min():.1f} %). Added to it, " + "; ".join(
+        sentence(n, d) for n, d in diffs.items()) + f". The largest mean difference is that of *{best}*."))
 
 # %% [markdown]
-# Read these numbers with their budget in mind: each run trains for seconds on a CPU, far
-# from the paper's hours on a GPU (99.2 % on all of MNIST, {cite}`ji2019iic` Table 1), and
-# the adversarial transformations see only `pool_copies` fixed perturbations per image, where
-# the cheap ones draw a fresh one at every step.
+# ## The perturbations alone
 #
+# Each perturbation can also *replace* the paper's $g$. With fewer seeds (the question is
+# not close), the table shows how much of IIC's accuracy each $g$ carries by itself; the
+# paired intervals against the paper's $g$ use the same seeds.
+
+# %% tags=["hide-input"]
+alone_seeds = seeds[:n_seeds_alone]
+alone_runs = run_arms(x, y, [Arm(name, make) for name, make in alone.items()], alone_seeds, recipe)
+alone_diffs = compare_arms({REFERENCE: runs[REFERENCE], **alone_runs}, REFERENCE) if n_seeds_alone > 1 else {}
+display(Markdown(table(alone_runs, alone_diffs)))
+for name, rs in alone_runs.items():
+    ledger.record(f"IIC accuracy with g = {name} alone, mean of {len(rs)} seeds",
+                  100 * np.mean([r.acc for r in rs]), unit="%")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+for name, rs in alone_runs.items():
+    print(f"{name:>30} alone: accuracy {np.mean([r.acc for r in rs]):.4f}")
+
+# %% [markdown]
+# ## Does the strength matter?
+#
+# The talk leaves the radius and $\eta$ open. For the combination with the largest mean
+# difference above, its main parameter is set to `sweep_factors` times its value in the
+# comparison (the overshoot of ADef to $1 + (\text{overshoot} - 1) \times$ factor, since ADef
+# needs at least 1), each with the same paired seeds.
+
+# %% tags=["hide-input"]
+label, strength = STRENGTH[best_perturbation]
+
+
+def scaled(factor):
+    if best_perturbation == "ADef":
+        return 1 + (strength - 1) * factor
+    return strength * factor
+
+
+levels = sorted({strength, *(scaled(f) for f in sweep_factors)})
+sweep_arms = [Arm(f"{label} {v:g}", (lambda make: lambda s: compose(make(s), paper_g(s)))(
+              make_perturbation(best_perturbation, v, x))) for v in levels if v != strength]
+sweep_runs = run_arms(x, y, sweep_arms, seeds, recipe)
+sweep_runs[f"{label} {strength:g}"] = runs[best]
+sweep_diffs = compare_arms({REFERENCE: runs[REFERENCE], **sweep_runs}, REFERENCE)
+sweep_diffs = {f"{label} {v:g}": sweep_diffs[f"{label} {v:g}"] for v in levels}
+display(Markdown(f"**{best}** at {len(levels)} strengths:\n\n" + "\n".join(
+    ["| strength | mean | 95 % CI | verdict | detectable (80 % power) |", "|---|---|---|---|---|"]
+    + [verdict_line(n, d) for n, d in sweep_diffs.items()])))
+for n, d in sweep_diffs.items():
+    ledger.record(f"{best_perturbation} + paper's g at {n}: accuracy gain over the paper's g", d.mean,
+                  unit="points", claim=f"improves IIC (95 % CI [{d.low:+.2f}, {d.high:+.2f}], {d.verdict})",
+                  source="talk, section 4", holds=d.verdict == "improves")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+for n, d in sweep_diffs.items():
+    print(f"{best_perturbation} {n}: {d.mean:+.3f} points [{d.low:+.3f}, {d.high:+.3f}] {d.verdict}")
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Accuracy difference with the paper's g (mean and 95 % confidence interval over the paired seeds) of the best combination at several strengths.", "name": "fig-exp-sweep"}}
+fig, ax = plt.subplots(figsize=(5, 3.2), layout="constrained")
+d_list = list(sweep_diffs.values())
+ax.errorbar(levels, [d.mean for d in d_list], yerr=[[d.mean - d.low for d in d_list],
+            [d.high - d.mean for d in d_list]], fmt="o-", capsize=4)
+ax.axhline(0, c="k", lw=0.8)
+ax.set(xlabel=f"{best_perturbation}: {label}", ylabel="difference with the paper's g (points)")
+plt.show()
+
+# %% [markdown]
+# ## Why: invariance of the trained baseline
+#
+# If a perturbation teaches IIC something, it is an invariance that the paper's $g$ does not
+# already teach. {numref}`fig-exp-invariance` measures it on the baselines trained above
+# (one per seed): the share of images whose cluster changes when $g$ is applied
+# (`infoclust.experiment.cluster_change_rate`). A $g$ to which the baseline is already
+# invariant has little left to teach.
+
+# %% tags=["hide-input"]
+check_x = x[torch.randperm(len(x), generator=check_gen)[:n_check]]
+change = {name: np.array([cluster_change_rate(r.model, check_x, make(r.seed)) for r in runs[REFERENCE]])
+          for name, make in makers.items()}
+for name, rate in change.items():
+    ledger.record(f"baseline's cluster changes under g = {name}", 100 * rate.mean(), unit="%")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+for name, rate in change.items():
+    print(f"{name:>30}: cluster changes for {rate.mean():.4f} of the images")
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Share of images whose cluster the trained baseline (paper's g) changes under each g: mean over the seeds' baselines (bar) and each baseline (dots).", "name": "fig-exp-invariance"}}
+fig, ax = plt.subplots(figsize=(7, 0.45 * len(change) + 1), layout="constrained")
+for i, rate in enumerate(change.values()):
+    ax.barh(i, 100 * rate.mean(), color="tab:blue", alpha=0.6)
+    ax.plot(100 * rate, np.full(len(rate), i), "o", c="k", ms=3)
+ax.set_yticks(range(len(change)), list(change))
+ax.invert_yaxis()
+ax.set_xlabel("images whose cluster changes under g (%)")
+plt.show()
+
+# %% [markdown]
+# ## A data set where IIC is not saturated: Fashion-MNIST
+#
+# On digits the baseline leaves little room. Fashion-MNIST {cite}`xiao2017fashion` has ten
+# classes of clothing at the same size, and IIC clusters it far less well. The
+# combination with the largest mean difference on MNIST (chosen there, so that the choice
+# does not flatter it here) is tested once against the paper's $g$ on a subset, with the
+# same recipe and paired seeds. The images are taken whole (`fashion_crop`), since clothes
+# fill the frame.
+
+# %% tags=["hide-input"]
+fashion = None
+if fashion_images != 0:
+    try:
+        xf_raw, yf = ic.load_dataset("fashion-mnist", root=data_root, download=download, n=fashion_images, seed=seed)
+    except ic.DatasetUnavailable as err:
+        print(f"Fashion-MNIST is not available here, so this section is skipped:\n{err}")
+    else:
+        xf = crop_resize(xf_raw, fashion_crop, input_size)
+        make_f = make_perturbation(best_perturbation, strength, xf)
+        f_arms = [Arm(REFERENCE, paper_g), Arm(best, lambda s: compose(make_f(s), paper_g(s)))]
+        fashion = run_arms(xf, yf, f_arms, seeds, recipe)
+        fd = compare_arms(fashion, REFERENCE)[best]
+        f_base = np.array([r.acc for r in fashion[REFERENCE]])
+        display(Markdown(f"Fashion-MNIST, {len(xf):,} images:\n\n" + table(fashion, {best: fd})))
+        ledger.record(f"IIC accuracy with the paper's g on Fashion-MNIST ({len(xf):,} images, {n_seeds} seeds)",
+                      100 * f_base.mean(), unit="%")
+        ledger.record(f"Fashion-MNIST: {best}: accuracy gain over the paper's g ({fd.n} paired seeds)", fd.mean,
+                      unit="points", claim=f"the best MNIST combination improves IIC on Fashion-MNIST too (95 % CI "
+                      f"[{fd.low:+.2f}, {fd.high:+.2f}], {fd.verdict})", source="talk, section 4",
+                      holds=fd.verdict == "improves")
+        display(Markdown(f"On Fashion-MNIST the paper's g reaches {100 * f_base.mean():.1f} % and "
+                         + sentence(best, fd) + "."))
+
+# %%
+# NBVAL_CHECK_OUTPUT
+if fashion is not None:
+    for name, rs in fashion.items():
+        print(f"Fashion-MNIST, {name}: accuracy {np.mean([r.acc for r in rs]):.4f}")
+
+# %% [markdown]
+# ## Reproducible from the seeds
+#
+# An earlier version of this chapter gave another verdict when it was rebuilt with the same
+# seeds. Its runs depended on more than their seeds: on the machine's thread count (a sum
+# split over threads adds its terms in another order, and training amplifies the last bits
+# into different clusterings), and, for the pooled perturbations, on the runs before them
+# (one generator served every run). And three seeds around a 71 % baseline left the verdict
+# to that noise. Here each run trains on one thread (two runs at a time on two cores) and
+# makes its own $g$ from its seed, so a run is a function of its seed. The check: the first
+# baseline run, repeated now in this process after every other run, must give the same
+# numbers bit for bit.
+
+# %% tags=["hide-input"]
+again = run_arms(x, y, arms[:1], seeds[:1], recipe, verbose=False)[REFERENCE][0]
+first = runs[REFERENCE][0]
+same = bool(again.acc == first.acc and np.array_equal(again.curve, first.curve))
+ledger.record(f"rerun of ({REFERENCE}, seed {seeds[0]}) after all other runs: accuracy", 100 * again.acc, unit="%",
+              claim="a run depends on its seed only (same numbers bit for bit at the same thread count)",
+              source="issue: the verdict must survive a rebuild", holds=same)
+print(f"first run {100 * first.acc:.4f} %, rerun {100 * again.acc:.4f} %: {'identical' if same else 'DIFFERENT'}")
+
+# %% [markdown]
 # ## Results beside the paper's
 #
-# The paper reports IIC with its own $g$ only; the talk proposes the others without results.
-# The ledger of this chapter:
+# The paper reports IIC with its own $g$ only (99.2 % on all 70,000 MNIST digits with its
+# network and hours of GPU training, {cite}`ji2019iic` Table 1); the talk proposes the
+# other perturbations without results, so every claim below is the talk's, tested here.
 
 # %% tags=["hide-input"]
 display(Markdown(ledger.markdown()))
@@ -258,13 +523,11 @@ display(Markdown(ledger.markdown()))
 # %% [markdown]
 # ## Exercises
 #
-# 1. Raise `pool_copies` to 8. Does the adversarial transformations' accuracy change? What does
-#    that tell you about the role of fresh randomness in $g$?
-# 2. The random classifier has `n_random_classes` outputs. Try 2 and 50: how do the perturbations
-#    (the figure) and the accuracy change?
-# 3. Algorithm 1 stops with probability $\exp(-W_2^2/\eta^2)$ after each accepted step. Plot
-#    the distribution of $W_2(x, g(x))$ over the pool for three values of `w2_eta` (hint:
-#    `infoclust.wasserstein.w2_exact`).
+# 1. Raise `pool_copies` to 8. Does the verdict of the pooled perturbations change? What does
+#    that say about the role of fresh randomness in $g$?
+# 2. The random classifier has `n_random_classes` outputs. Try 2 and 50: how do the
+#    perturbations ({numref}`fig-exp-examples`) and their W2 distances change?
+# 3. Halve `n_seeds`. How wide do the intervals get, and which verdicts change?
 # 4. Design a test: which of the transformations keeps the *class* of a digit? Train the
 #    chapter 6 CNN and measure its accuracy on $g(x)$ for each $g$.
 #

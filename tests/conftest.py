@@ -4,9 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import pytest
 
 from infoclust.book import build as book
+from infoclust.data import load_dataset
 
 SMOKE_DIR = book.ROOT / "_build" / "smoke"
 _executed: dict[str, Path | BaseException] = {}
@@ -28,3 +30,27 @@ def execute_smoke(chapter: str) -> Path:
 @pytest.fixture(scope="session")
 def smoke() -> Callable[[str], Path]:
     return execute_smoke
+
+
+#: Images in the tiny MNIST of ``mnist_root``: 600 "train" and 100 "t10k", real digits (mnist5k's first 700).
+N_TRAIN, N_TEST = 600, 100
+
+
+def _write_idx(path, array: np.ndarray) -> None:
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+@pytest.fixture(scope="module")
+def mnist_root(tmp_path_factory):
+    """A ``data_root`` holding a tiny MNIST as torchvision expects it: ``MNIST/raw/*-ubyte``."""
+    x, y = load_dataset("mnist5k", n=N_TRAIN + N_TEST, seed=0)
+    images = (x[:, 0] * 255).round().numpy().astype(np.uint8)
+    labels = y.numpy().astype(np.uint8)
+    root = tmp_path_factory.mktemp("data")
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for split, part in (("train", slice(0, N_TRAIN)), ("t10k", slice(N_TRAIN, None))):
+        _write_idx(raw / f"{split}-images-idx3-ubyte", images[part])
+        _write_idx(raw / f"{split}-labels-idx1-ubyte", labels[part])
+    return root

@@ -14,21 +14,20 @@ regularisations down to 1.2 px^2, where ``w2_sinkhorn`` hands problems to its lo
 MNIST read by torchvision) and 08 (Algorithm 1 timed on a batch of 700 images). The others
 differ from their default only in the data set, which 04 covers, and in sizes, except 02
 (a toy batch of 128) and 03 and 09 (the paper's VGG trunk on 24 px inputs, 140 images x 5
-repeats per batch: one epoch on 140 images alone costs about 50 s of CPU).
+repeats per batch: one epoch on 140 images alone costs about 50 s of CPU), which
+``tests/test_full_profile_iic.py`` runs with the same tiny MNIST (``mnist_root`` in conftest).
 """
 from __future__ import annotations
 
 import json
 
 import nbformat
-import numpy as np
 import pytest
 
 from infoclust.book import build as book
 from infoclust.data import load_dataset
 
-#: Images in the tiny MNIST: 600 "train" and 100 "t10k", real digits (mnist5k's first 700).
-N_TRAIN, N_TEST = 600, 100
+from conftest import N_TEST, N_TRAIN
 
 #: What a test may shrink: sizes only. A name here must not be a structural setting.
 SIZES = {
@@ -38,26 +37,6 @@ SIZES = {
 #: Settings that choose a code path; the full profile's values must reach the chapter.
 STRUCTURAL = {"dataset", "trunk", "input_size", "crop", "batch_size", "repeats", "n_subheads", "regs", "reg",
               "toy_batch", "estimator", "local_critic", "kernel_size", "lam", "n_timing"}
-
-
-def _write_idx(path, array: np.ndarray) -> None:
-    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    path.write_bytes(header + array.astype(np.uint8).tobytes())
-
-
-@pytest.fixture(scope="module")
-def mnist_root(tmp_path_factory):
-    """A ``data_root`` holding a tiny MNIST as torchvision expects it: ``MNIST/raw/*-ubyte``."""
-    x, y = load_dataset("mnist5k", n=N_TRAIN + N_TEST, seed=0)
-    images = (x[:, 0] * 255).round().numpy().astype(np.uint8)
-    labels = y.numpy().astype(np.uint8)
-    root = tmp_path_factory.mktemp("data")
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    for split, part in (("train", slice(0, N_TRAIN)), ("t10k", slice(N_TRAIN, None))):
-        _write_idx(raw / f"{split}-images-idx3-ubyte", images[part])
-        _write_idx(raw / f"{split}-labels-idx1-ubyte", labels[part])
-    return root
 
 
 def test_the_tiny_mnist_is_read_by_torchvision(mnist_root):

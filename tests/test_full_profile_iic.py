@@ -1,0 +1,46 @@
+"""The full (GPU) profile of the IIC chapters 03 and 09, run on the CPU at tiny size.
+
+The full profile is the paper's scale (its VGG trunk on 24 px inputs, batches of 140 images
+x 5 repeats, all of MNIST and of Fashion-MNIST, ten seeds): hours on a GPU. These runs keep
+every structural setting of it (``STRUCTURAL`` of ``tests/test_full_profiles.py``, which
+runs the other chapters' full profiles the same way) and shrink only sizes: one batch of
+images, one epoch, two seeds, one perturbation. MNIST is the tiny IDX set of the
+``mnist_root`` fixture, read by torchvision as the full profile reads the real one.
+A VGG run on 140 images costs about 50 s of CPU, so 09 takes several minutes.
+"""
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+
+from infoclust.book import build as book
+
+from test_full_profiles import STRUCTURAL
+
+SIZES = {
+    "03_iic": dict(n_images=140, epochs=1, ablation_epochs=1, ablation_seeds=2),
+    "09_iic_perturbations": dict(n_images=140, epochs=1, n_seeds=2, n_seeds_alone=1, perturbations=["Algorithm 1"],
+                                 pool_copies=1, attack_iter=2, proj_iter=5, sweep_factors=[2.0], n_check=20,
+                                 fashion_images=140),
+}
+
+
+@pytest.mark.parametrize("chapter", sorted(SIZES))
+def test_full_profile_runs_on_tiny_data(chapter, mnist_root, tmp_path):
+    full = book.chapter_parameters(chapter, "full")
+    assert (full["dataset"], full["trunk"], full["input_size"]) == ("mnist", "vgg", 24), "the paper's setting"
+    assert set(SIZES[chapter]) <= set(book.chapter_defaults(chapter)) and not set(SIZES[chapter]) & STRUCTURAL
+    params = {**SIZES[chapter], "data_root": str(mnist_root)}
+    notebook = book.execute_chapter(chapter, "full", tmp_path, parameters=params)
+    cells = nbformat.read(notebook, as_version=4).cells
+    assert not [o for c in cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    run = json.loads((tmp_path / "results" / f"{chapter}.json").read_text())
+    assert run["profile"] == "full" and run["results"]
+    injected = [c for c in cells if "injected-parameters" in c.metadata.get("tags", [])]
+    ran_with: dict = {}
+    exec(injected[0].source, {}, ran_with)  # papermill writes plain assignments
+    assert {k: ran_with[k] for k in set(full) & STRUCTURAL} == {k: full[k] for k in set(full) & STRUCTURAL}
+    printed = "".join(o.get("text", "") for c in cells for o in c.get("outputs", []))
+    assert "mnist: " in printed and "instead" not in printed, "MNIST itself, not the mnist5k stand-in"
