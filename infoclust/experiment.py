@@ -111,6 +111,18 @@ def _fit(arm_index: int, seed: int) -> Run:
                np.array([h["acc"][h["subhead"]] for h in hist]), model if keep else None)
 
 
+def _import_before_fork() -> None:
+    """Import what a first Adam step imports lazily (``torch._dynamo``, sympy: seconds of CPU).
+
+    Forked workers inherit the parent's imports; without this, every worker of every
+    :func:`run_arms` call would pay for them again. Touches no random generator.
+    """
+    weight = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.Adam([weight])
+    weight.sum().backward()
+    optimizer.step()
+
+
 def _worker_start() -> None:
     torch.set_num_threads(1)
     _JOB["worker"] = True
@@ -190,6 +202,7 @@ def run_arms(x: torch.Tensor, y: torch.Tensor | np.ndarray, arms: Sequence[Arm],
     try:
         with tqdm(total=len(tasks), desc="IIC runs", disable=not verbose) as bar:
             if on_cpu and n_jobs > 1 and len(tasks) > 1:
+                _import_before_fork()
                 context = multiprocessing.get_context("fork")
                 with ProcessPoolExecutor(min(n_jobs, len(tasks)), mp_context=context,
                                          initializer=_worker_start) as pool:
