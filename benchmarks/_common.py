@@ -20,8 +20,9 @@ __all__ = ["RESULTS_DIR", "best_time", "write_results"]
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "_build" / "benchmarks"
 
 
-def best_time(fn: Callable[[], Any], repeats: int = 3, warmup: int = 0, *,
-              process_time: bool = False) -> tuple[float, Any]:
+def best_time(
+    fn: Callable[[], Any], repeats: int = 3, warmup: int = 0, *, process_time: bool = False
+) -> tuple[float, Any]:
     """The shortest wall time of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones, and the
     last call's result. CUDA work is synchronised at both ends of each call (:func:`infoclust.timer`).
 

@@ -5,6 +5,7 @@ alternations (encoder step + discriminator step), then ``--steps`` timed ones. P
 line per device, preset and estimator. The GPU is measured when CUDA is present.
 Usage: ``.venv/bin/python benchmarks/bench_dim.py [--steps 20] [--estimators jsd nce]``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,13 +16,20 @@ import infoclust as ic
 from infoclust.dim import PRESETS, DeepInfoMax
 
 
-def throughput(x: torch.Tensor, preset: str, estimator: str, device: str, steps: int, batch_size: int,
-               local_critic: str) -> float:
+def throughput(
+    x: torch.Tensor, preset: str, estimator: str, device: str, steps: int, batch_size: int, local_critic: str
+) -> float:
     """Images per second of :meth:`DeepInfoMax.partial_fit` on batches of ``x``."""
-    model = DeepInfoMax(**PRESETS[preset], estimator=estimator, local_critic=local_critic,
-                        batch_size=batch_size, device=device, verbose=False)
+    model = DeepInfoMax(
+        **PRESETS[preset],
+        estimator=estimator,
+        local_critic=local_critic,
+        batch_size=batch_size,
+        device=device,
+        verbose=False,
+    )
     x = x.to(ic.resolve_device(device))
-    batches = [x[i * batch_size:(i + 1) * batch_size] for i in range(len(x) // batch_size)]
+    batches = [x[i * batch_size : (i + 1) * batch_size] for i in range(len(x) // batch_size)]
     for b in batches[:3]:  # warm-up: build the networks, first kernels, allocator
         model.partial_fit(b)
     with ic.timer() as t:
@@ -39,8 +47,11 @@ def main() -> None:
     args = parser.parse_args()
     x, _ = ic.load_dataset("mnist5k")
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; mnist5k, batch {args.batch_size}, "
-          f"{args.steps} timed steps, local critic {args.local_critic}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads; mnist5k, "
+        f"batch {args.batch_size}, "
+        f"{args.steps} timed steps, local critic {args.local_critic}"
+    )
     for device in devices:
         name = ic.utils.device_name(torch.device(device))
         for preset in PRESETS:

@@ -26,6 +26,7 @@ Usage::
 
 Results are printed and written to ``_build/benchmarks/bench_iic.json``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,8 +66,9 @@ def throughput_processes(trunk: str, device: str, images: int, amp: str | bool, 
     dev = ic.resolve_device(device)
     cuda = dev.type == "cuda"
     threads = None if cuda else max(1, (os.cpu_count() or 1) // world)
-    res = D.spawn(throughput, world, trunk, device, images, amp, backend="nccl" if cuda else "gloo",
-                  threads=threads)[0]
+    res = D.spawn(
+        throughput, world, trunk, device, images, amp, backend="nccl" if cuda else "gloo", threads=threads
+    )[0]
     return {**res, "processes": world, "threads_per_process": threads}
 
 
@@ -81,30 +83,44 @@ def time_to_accuracy(device: str, epochs: int, target: float, seed: int, recipe:
     reached = next((rec for rec in model.history_ if rec["acc"][rec["subhead"]] >= target), None)
     last = model.history_[-1]
     share = cpu / wall  # the part of a core (per thread) that this process got from the machine
-    return {"seed": seed, "target": target, "epochs_to_target": None if reached is None else reached["epoch"],
-            "seconds_to_target": None if reached is None else reached["seconds"],
-            "cpu_seconds_to_target": None if reached is None else reached["seconds"] * share,
-            "final_accuracy": last["acc"][last["subhead"]], "train_seconds": model.train_seconds_,
-            "fit_seconds": wall, "process_seconds": cpu,
-            "threads": torch.get_num_threads(), "pairs": last["pairs"]}
+    return {
+        "seed": seed,
+        "target": target,
+        "epochs_to_target": None if reached is None else reached["epoch"],
+        "seconds_to_target": None if reached is None else reached["seconds"],
+        "cpu_seconds_to_target": None if reached is None else reached["seconds"] * share,
+        "final_accuracy": last["acc"][last["subhead"]],
+        "train_seconds": model.train_seconds_,
+        "fit_seconds": wall,
+        "process_seconds": cpu,
+        "threads": torch.get_num_threads(),
+        "pairs": last["pairs"],
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
     parser.add_argument("--trunk", nargs="+", default=["vgg", "small"])
-    parser.add_argument("--images", type=int, default=None,
-                        help="random images per epoch (default 280 on CPU, 14000 on GPU)")
+    parser.add_argument(
+        "--images", type=int, default=None, help="random images per epoch (default 280 on CPU, 14000 on GPU)"
+    )
     parser.add_argument("--amp", default="auto", choices=["auto", "on", "off"])
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
-    parser.add_argument("--recipe", default="09", choices=sorted(CPU_RECIPES), help="the chapter whose recipe to time")
+    parser.add_argument(
+        "--recipe", default="09", choices=sorted(CPU_RECIPES), help="the chapter whose recipe to time"
+    )
     parser.add_argument("--epochs", type=int, default=5, help="training epochs of the accuracy runs")
     parser.add_argument("--target", type=float, default=0.95)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the accuracy runs")
-    parser.add_argument("--nproc", type=int, default=None,
-                        help="also measure this many data-parallel processes against one (both spawned)")
+    parser.add_argument(
+        "--nproc",
+        type=int,
+        default=None,
+        help="also measure this many data-parallel processes against one (both spawned)",
+    )
     args = parser.parse_args()
     dev = ic.resolve_device(args.device)
     if dev.type == "cuda":
@@ -113,28 +129,49 @@ def main() -> None:
     images = args.images or (14_000 if dev.type == "cuda" else 280)
     out = {"device": ic.utils.device_name(dev), "torch": torch.__version__, "throughput": []}
     for trunk in [] if args.skip_throughput else args.trunk:
-        runs = ([throughput(trunk, str(dev), images, amp)] if args.nproc is None else
-                [throughput_processes(trunk, str(dev), images, amp, w) for w in (1, args.nproc)])
+        runs = (
+            [throughput(trunk, str(dev), images, amp)]
+            if args.nproc is None
+            else [throughput_processes(trunk, str(dev), images, amp, w) for w in (1, args.nproc)]
+        )
         out["throughput"] += runs
         for res in runs:
             procs = f", {res['processes']} process(es)" if "processes" in res else ""
-            print(f"{trunk:>6} trunk, 24x24, {out['device']}{procs}: {res['pairs_per_s']:,.0f} pairs/s "
-                  f"({res['pairs']:,} pairs in {res['seconds']:.1f} s)", flush=True)
+            print(
+                f"{trunk:>6} trunk, 24x24, {out['device']}{procs}: {res['pairs_per_s']:,.0f} pairs/s "
+                f"({res['pairs']:,} pairs in {res['seconds']:.1f} s)",
+                flush=True,
+            )
         if args.nproc is not None:
-            print(f"{trunk:>6} trunk: {args.nproc} processes / 1 process = "
-                  f"{runs[1]['pairs_per_s'] / runs[0]['pairs_per_s']:.2f}", flush=True)
+            print(
+                f"{trunk:>6} trunk: {args.nproc} processes / 1 process = "
+                f"{runs[1]['pairs_per_s'] / runs[0]['pairs_per_s']:.2f}",
+                flush=True,
+            )
     if not args.skip_accuracy:
         torch.set_num_threads(args.threads)
         recipe = CPU_RECIPES[args.recipe]
         runs = [time_to_accuracy(str(dev), args.epochs, args.target, seed, recipe) for seed in args.seeds]
-        out["time_to_accuracy"] = {"recipe": recipe, "chapter": args.recipe, "input_size": CPU_INPUT, "runs": runs,
-                                   "mean_final_accuracy": float(np.mean([r["final_accuracy"] for r in runs]))}
+        out["time_to_accuracy"] = {
+            "recipe": recipe,
+            "chapter": args.recipe,
+            "input_size": CPU_INPUT,
+            "runs": runs,
+            "mean_final_accuracy": float(np.mean([r["final_accuracy"] for r in runs])),
+        }
         for r in runs:
-            reached = ("not reached" if r["seconds_to_target"] is None else
-                       f"epoch {r['epochs_to_target']}, {r['seconds_to_target']:.0f} s wall, "
-                       f"{r['cpu_seconds_to_target']:.0f} CPU s")
-            print(f"chapter {args.recipe} recipe, seed {r['seed']}, {r['threads']} thread(s): {args.target:.0%} at "
-                  f"{reached}; after {args.epochs} epochs {r['final_accuracy']:.4f}", flush=True)
+            reached = (
+                "not reached"
+                if r["seconds_to_target"] is None
+                else f"epoch {r['epochs_to_target']}, {r['seconds_to_target']:.0f} s wall, "
+                f"{r['cpu_seconds_to_target']:.0f} CPU s"
+            )
+            print(
+                f"chapter {args.recipe} recipe, seed {r['seed']}, {r['threads']} thread(s): "
+                f"{args.target:.0%} at "
+                f"{reached}; after {args.epochs} epochs {r['final_accuracy']:.4f}",
+                flush=True,
+            )
         print(f"mean final accuracy {out['time_to_accuracy']['mean_final_accuracy']:.4f}", flush=True)
     write_results("bench_iic", out)
 

@@ -4,6 +4,7 @@ Prints one line per data set with both times and the ratio infoclust / scikit-le
 (below 1: infoclust is faster), on the CPU, and the GPU time when CUDA is present.
 Usage: ``.venv/bin/python benchmarks/bench_kmeans.py [--repeats 3]``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,16 +41,24 @@ def main() -> None:
     args = parser.parse_args()
     small, _ = ic.load_dataset("mnist5k")
     sets = [("mnist5k", small.reshape(len(small), -1)), large_set()]
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; k=10, n_init={args.n_init}, "
-          f"max_iter={args.max_iter}, best of {args.repeats}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; k=10, n_init={args.n_init}, "
+        f"max_iter={args.max_iter}, best of {args.repeats}"
+    )
     for name, x in sets:
         xn = np.ascontiguousarray(x.numpy())
         kw = dict(n_init=args.n_init, max_iter=args.max_iter, seed=0)
         ours = best_time(lambda: ic.KMeans(10, device="cpu", **kw).fit(x), args.repeats)
-        sk = best_time(lambda: SKLearnKMeans(10, n_init=args.n_init, max_iter=args.max_iter, random_state=0,
-                                             algorithm="lloyd").fit(xn), args.repeats)
-        line = (f"{name:>22} ({len(x)} x {x.shape[1]}): infoclust {ours:.3f} s, scikit-learn {sk:.3f} s, "
-                f"ratio infoclust/sklearn {ours / sk:.2f}")
+        sk = best_time(
+            lambda: SKLearnKMeans(
+                10, n_init=args.n_init, max_iter=args.max_iter, random_state=0, algorithm="lloyd"
+            ).fit(xn),
+            args.repeats,
+        )
+        line = (
+            f"{name:>22} ({len(x)} x {x.shape[1]}): infoclust {ours:.3f} s, scikit-learn {sk:.3f} s, "
+            f"ratio infoclust/sklearn {ours / sk:.2f}"
+        )
         if torch.cuda.is_available():
             xg = x.cuda()
             ic.KMeans(10, device="cuda", **kw).fit(xg)  # warm-up

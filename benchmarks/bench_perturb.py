@@ -23,6 +23,7 @@ Usage::
 
 Results are printed and written to ``_build/benchmarks/bench_perturb.json``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -85,17 +86,18 @@ def projections_per_second(
     times, n_it = [], 0
     for _ in range(repeats + 1):
         with ic.timer() as tm:
-            _, info = project_wasserstein_ball(w, x, eps, lam=lam, kernel_size=kernel_size,
-                                               max_iter=max_iter, return_info=True)
+            _, info = project_wasserstein_ball(
+                w, x, eps, lam=lam, kernel_size=kernel_size, max_iter=max_iter, return_info=True
+            )
         times.append(tm["seconds"])
         n_it = info["n_iter"]
     best = min(times[1:])
-    return {"images_per_second": batch_size / best, "seconds": best, "n_iter": n_it,
-            "device": str(dev)}
+    return {"images_per_second": batch_size / best, "seconds": best, "n_iter": n_it, "device": str(dev)}
 
 
-def chapter9_pools(x: torch.Tensor, repeats: int, device: torch.device, batch_size: int = 250,
-                   seed: int = 0) -> dict:
+def chapter9_pools(
+    x: torch.Tensor, repeats: int, device: torch.device, batch_size: int = 250, seed: int = 0
+) -> dict:
     """Each expensive g of chapter 9 on ``x`` in batches of ``batch_size``, one copy per image.
 
     Returns ``{name: {"images_per_second", "seconds_for_5000", ...}}``.
@@ -103,7 +105,9 @@ def chapter9_pools(x: torch.Tensor, repeats: int, device: torch.device, batch_si
     pools = {
         "ADef": ADefPerturbation(max_iter=5, n_random_classes=10, seed=seed),
         "Algorithm 1": W2Perturbation(0.5, 0.3, max_iter=5, n_random_classes=10, redraw=True, seed=seed),
-        "projected Sinkhorn": SinkhornPerturbation(0.5, max_iter=5, proj_iter=20, n_random_classes=10, seed=seed),
+        "projected Sinkhorn": SinkhornPerturbation(
+            0.5, max_iter=5, proj_iter=20, n_random_classes=10, seed=seed
+        ),
     }
     out = {}
     for name, g in pools.items():
@@ -126,18 +130,39 @@ def chapter9_pools(x: torch.Tensor, repeats: int, device: torch.device, batch_si
 
 
 def bench_adef(x: torch.Tensor, model, iters: int, repeats: int, device: torch.device) -> dict:
-    seconds, res = best_time(lambda: adef(model, x, sigma=0.5, overshoot=1.2, max_iter=iters), repeats, device)
-    return {"images_per_second": len(x) / seconds, "seconds": seconds, "batch": len(x),
-            "mean_iterations": res.iterations.float().mean().item(), "changed": res.changed.float().mean().item()}
+    seconds, res = best_time(
+        lambda: adef(model, x, sigma=0.5, overshoot=1.2, max_iter=iters), repeats, device
+    )
+    return {
+        "images_per_second": len(x) / seconds,
+        "seconds": seconds,
+        "batch": len(x),
+        "mean_iterations": res.iterations.float().mean().item(),
+        "changed": res.changed.float().mean().item(),
+    }
 
 
 def bench_algorithm1(x: torch.Tensor, model, repeats: int, device: torch.device) -> dict:
     def run():
-        return w2_perturbation(model, x, 0.5, 0.25, alpha=0.25, sigma=0.5, max_iter=15,
-                               generator=torch.Generator().manual_seed(0))
+        return w2_perturbation(
+            model,
+            x,
+            0.5,
+            0.25,
+            alpha=0.25,
+            sigma=0.5,
+            max_iter=15,
+            generator=torch.Generator().manual_seed(0),
+        )
+
     seconds, res = best_time(run, repeats, device)
-    return {"images_per_second": len(x) / seconds, "seconds": seconds, "batch": len(x),
-            "mean_steps": res.steps.float().mean().item(), "exact_solves_per_test": res.solved / res.tests}
+    return {
+        "images_per_second": len(x) / seconds,
+        "seconds": seconds,
+        "batch": len(x),
+        "mean_steps": res.steps.float().mean().item(),
+        "exact_solves_per_test": res.solved / res.tests,
+    }
 
 
 def main() -> None:
@@ -154,32 +179,48 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     devices = args.devices or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
     x28, _ = ic.load_dataset("mnist5k", n=max(args.n, args.batch), seed=0)
-    crops = crop_resize(x28[:args.n], 20, args.size)
+    crops = crop_resize(x28[: args.n], 20, args.size)
     out = {"torch": torch.__version__, "threads": args.threads, "size": args.size, "runs": []}
     for name in devices:
         dev = ic.resolve_device(name)
         model = random_classifier(1, 10, seed=0, device=dev)
-        run = {"device": str(dev), "device_name": ic.utils.device_name(dev),
-               "projection": projections_per_second(args.proj_batch, device=dev, repeats=max(args.repeats, 1)),
-               "pools": chapter9_pools(crops.to(dev), args.repeats, dev),
-               "adef": bench_adef(x28[:args.batch].to(dev), model, args.adef_iter, args.repeats, dev),
-               "algorithm1": bench_algorithm1(x28[:args.batch].to(dev), model, args.repeats, dev)}
+        run = {
+            "device": str(dev),
+            "device_name": ic.utils.device_name(dev),
+            "projection": projections_per_second(args.proj_batch, device=dev, repeats=max(args.repeats, 1)),
+            "pools": chapter9_pools(crops.to(dev), args.repeats, dev),
+            "adef": bench_adef(x28[: args.batch].to(dev), model, args.adef_iter, args.repeats, dev),
+            "algorithm1": bench_algorithm1(x28[: args.batch].to(dev), model, args.repeats, dev),
+        }
         out["runs"].append(run)
         print(f"{run['device_name']}:", flush=True)
-        print(f"  projected Sinkhorn: {run['projection']['images_per_second']:,.1f} projections/s "
-              f"(batch {args.proj_batch}, {run['projection']['n_iter']} iterations)")
+        print(
+            f"  projected Sinkhorn: {run['projection']['images_per_second']:,.1f} projections/s "
+            f"(batch {args.proj_batch}, {run['projection']['n_iter']} iterations)"
+        )
         print(f"  chapter 9's pools ({args.n} digits, {args.size} x {args.size}):")
         for pool, r in run["pools"].items():
-            solves = f", exact W2 for {r['exact_solves_per_test']:.0%} of the tests" if "exact_solves_per_test" in r else ""
-            print(f"    {pool}: {r['images_per_second']:,.1f} images/s, {r['seconds_for_5000']:.0f} s for "
-                  f"{POOL_IMAGES:,} images{solves}")
+            solves = (
+                f", exact W2 for {r['exact_solves_per_test']:.0%} of the tests"
+                if "exact_solves_per_test" in r
+                else ""
+            )
+            print(
+                f"    {pool}: {r['images_per_second']:,.1f} images/s, {r['seconds_for_5000']:.0f} s for "
+                f"{POOL_IMAGES:,} images{solves}"
+            )
         a = run["adef"]
-        print(f"  ADef, 28 x 28: {a['images_per_second']:,.1f} images/s (batch {a['batch']}, "
-              f"{a['mean_iterations']:.1f} iterations on average, label changed {a['changed']:.0%})")
+        print(
+            f"  ADef, 28 x 28: {a['images_per_second']:,.1f} images/s (batch {a['batch']}, "
+            f"{a['mean_iterations']:.1f} iterations on average, label changed {a['changed']:.0%})"
+        )
         b = run["algorithm1"]
-        print(f"  Algorithm 1, 28 x 28: {b['images_per_second']:,.1f} images/s (batch {b['batch']}, "
-              f"{b['mean_steps']:.2f} accepted steps on average, exact W2 for {b['exact_solves_per_test']:.0%} "
-              "of the tests)", flush=True)
+        print(
+            f"  Algorithm 1, 28 x 28: {b['images_per_second']:,.1f} images/s (batch {b['batch']}, "
+            f"{b['mean_steps']:.2f} accepted steps on average, exact W2 for {b['exact_solves_per_test']:.0%} "
+            "of the tests)",
+            flush=True,
+        )
     write_results("bench_perturb", out)
 
 

@@ -32,6 +32,7 @@ error of every solver at its 2 % setting on digits against their own random defo
 Prints times, ratios and errors; writes them to ``_build/benchmarks/bench_wasserstein.json``.
 Usage: ``.venv/bin/python benchmarks/bench_wasserstein.py [--pairs 256] [--reg 8] [--peer-pairs 32]``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -61,8 +62,11 @@ def _errors(values: torch.Tensor | np.ndarray, exact: np.ndarray) -> tuple[float
 
 def _grid_points(h: int, w: int, n: int, device) -> torch.Tensor:
     """Pixel centres (row, column) of an h x w grid in pixels, repeated for n problems: (n, h*w, 2)."""
-    ii, jj = torch.meshgrid(torch.arange(h, dtype=torch.float32, device=device),
-                            torch.arange(w, dtype=torch.float32, device=device), indexing="ij")
+    ii, jj = torch.meshgrid(
+        torch.arange(h, dtype=torch.float32, device=device),
+        torch.arange(w, dtype=torch.float32, device=device),
+        indexing="ij",
+    )
     return torch.stack((ii.flatten(), jj.flatten()), 1).expand(n, -1, -1).contiguous()
 
 
@@ -86,8 +90,10 @@ def pot_solve_batch(a: torch.Tensor, b: torch.Tensor, reg: float, chunk: int = 1
     method = "sinkhorn" if reg >= 1.0 else "log_sinkhorn"
     out = []
     for i in range(0, len(ha), chunk):
-        p, q = ha[i:i + chunk], hb[i:i + chunk]
-        res = ot.batch.solve_batch(cost.expand(len(p), -1, -1), reg, p, q, method=method, max_iter=1000, tol=1e-3)
+        p, q = ha[i : i + chunk], hb[i : i + chunk]
+        res = ot.batch.solve_batch(
+            cost.expand(len(p), -1, -1), reg, p, q, method=method, max_iter=1000, tol=1e-3
+        )
         out.append(res.value_linear.detach().double().cpu())
     return torch.cat(out).clamp_min(0).sqrt().numpy()
 
@@ -101,7 +107,7 @@ def geomloss_sinkhorn(a: torch.Tensor, b: torch.Tensor, blur: float, chunk: int 
     ha, hb = to_histogram(a, torch.float32), to_histogram(b, torch.float32)
     out = []
     for i in range(0, len(ha), chunk):
-        p, q = ha[i:i + chunk], hb[i:i + chunk]
+        p, q = ha[i : i + chunk], hb[i : i + chunk]
         pts = _grid_points(*a.shape[-2:], len(p), a.device)
         out.append(loss(p, pts, q, pts).detach().double().cpu())
     return (2 * torch.cat(out)).clamp_min(0).sqrt().numpy()
@@ -132,8 +138,9 @@ OURS = "infoclust.w2_sinkhorn"
 EXACT = ("ot.emd2 loop (exact)", "infoclust.w2_exact (emd2 on supports)")
 
 
-def deformation_pairs(x: torch.Tensor, magnitudes=MAGNITUDES, sigma: float = 3.0,
-                      seed: int = 0) -> dict[float, torch.Tensor]:
+def deformation_pairs(
+    x: torch.Tensor, magnitudes=MAGNITUDES, sigma: float = 3.0, seed: int = 0
+) -> dict[float, torch.Tensor]:
     """Each image of ``x`` warped by its own random smooth field, per magnitude
     (:class:`infoclust.deform.RandomDeformation`: T-norm ``magnitude`` pixels, Gaussian
     smoothing ``sigma``; bilinear resampling keeps the pixels non-negative)."""
@@ -149,17 +156,24 @@ def _cpu_seconds(fn: Callable[[], np.ndarray], repeats: int, device: str) -> tup
     return best_time(fn, repeats=repeats, process_time=device == "cpu")
 
 
-def peer_table(a: torch.Tensor, b: torch.Tensor, exact: np.ndarray, ladders: dict[str, tuple] | None = None,
-               repeats: int = 1, device: str = "cpu", small: dict[float, tuple] | None = None) -> dict:
+def peer_table(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    exact: np.ndarray,
+    ladders: dict[str, tuple] | None = None,
+    repeats: int = 1,
+    device: str = "cpu",
+    small: dict[float, tuple] | None = None,
+) -> dict:
     """Every solver of :data:`SOLVERS` at every setting of its ladder on the pairs (a[i], b[i]).
 
     Returns ``{"runs": [...], "tiers": {tier: {solver: run or None}}, "ratio": {tier: x}}``: each
     run has the solver, its setting, pairs/s, the mean relative error to ``exact`` over all
     pairs and over the pairs with W2 > 2 px, and the largest; for each tier the fastest run of
     each solver that meets it, and pairs/s of ``w2_sinkhorn`` over the best peer, infoclust's
-    own ``w2_exact`` not counted (``None`` when one of them meets no setting). With ``small = {magnitude: (x, x_deformed,
-    exact)}``, ``"small"``: each solver's mean relative error per magnitude at its setting of
-    the first tier (its most accurate one where it meets no tier).
+    own ``w2_exact`` not counted (``None`` when one of them meets no setting). With
+    ``small = {magnitude: (x, x_deformed, exact)}``, ``"small"``: each solver's mean relative
+    error per magnitude at its setting of the first tier (its most accurate one where it meets no tier).
     """
     ladders = {k: v[2] for k, v in SOLVERS.items()} if ladders is None else ladders
     a, b = a.to(device), b.to(device)
@@ -175,12 +189,22 @@ def peer_table(a: torch.Tensor, b: torch.Tensor, exact: np.ndarray, ladders: dic
             seconds, values = _cpu_seconds(lambda: fn(a, b, setting), repeats, device)
             rel = _relative_errors(values, exact)
             big = exact > 2.0
-            runs.append({"solver": name, "setting": setting, "pairs/s": len(exact) / max(seconds, 1e-9),
-                         "seconds": seconds, "mean error": float(rel.mean()),
-                         "mean error W2 > 2 px": float(rel[big].mean()) if big.any() else float("nan"),
-                         "max error": float(rel.max())})
-            print(f"  {name} {SOLVERS[name][1]} {setting}: {runs[-1]['pairs/s']:.1f} pairs/s, mean error "
-                  f"{100 * rel.mean():.2f} %", flush=True)
+            runs.append(
+                {
+                    "solver": name,
+                    "setting": setting,
+                    "pairs/s": len(exact) / max(seconds, 1e-9),
+                    "seconds": seconds,
+                    "mean error": float(rel.mean()),
+                    "mean error W2 > 2 px": float(rel[big].mean()) if big.any() else float("nan"),
+                    "max error": float(rel.max()),
+                }
+            )
+            print(
+                f"  {name} {SOLVERS[name][1]} {setting}: {runs[-1]['pairs/s']:.1f} pairs/s, mean error "
+                f"{100 * rel.mean():.2f} %",
+                flush=True,
+            )
     tiers, ratio = {}, {}
     for tier, (above, limit) in TIERS.items():
         key = "mean error" if above == 0 else "mean error W2 > 2 px"
@@ -199,9 +223,13 @@ def peer_table(a: torch.Tensor, b: torch.Tensor, exact: np.ndarray, ladders: dic
             continue
         run = next(iter(tiers.values()))[name] or min(tried, key=lambda r: r["mean error"])
         fn, setting = SOLVERS[name][0], run["setting"]
-        deformed[name] = {"setting": setting, "mean error": {
-            m: float(_relative_errors(fn(xs.to(device), ys.to(device), setting), ex).mean())
-            for m, (xs, ys, ex) in small.items()}}
+        deformed[name] = {
+            "setting": setting,
+            "mean error": {
+                m: float(_relative_errors(fn(xs.to(device), ys.to(device), setting), ex).mean())
+                for m, (xs, ys, ex) in small.items()
+            },
+        }
     return {"runs": runs, "tiers": tiers, "ratio": ratio, "small": deformed}
 
 
@@ -217,13 +245,18 @@ def print_peer_table(table: dict, label: str) -> None:
                 closest = min((r[key] for r in tried), default=float("nan"))
                 print(f"  {name:>42}: not reached (best {key} {100 * closest:.2f} %)")
                 continue
-            print(f"  {name:>42}: {SOLVERS[name][1]} {run['setting']}, {run['pairs/s']:9.1f} pairs/s, "
-                  f"error mean {100 * run['mean error']:.2f} %, W2 > 2 px {100 * run['mean error W2 > 2 px']:.2f} %, "
-                  f"max {100 * run['max error']:.1f} %")
+            print(
+                f"  {name:>42}: {SOLVERS[name][1]} {run['setting']}, {run['pairs/s']:9.1f} pairs/s, "
+                f"error mean {100 * run['mean error']:.2f} %, "
+                f"W2 > 2 px {100 * run['mean error W2 > 2 px']:.2f} %, "
+                f"max {100 * run['max error']:.1f} %"
+            )
     print(f"{label} -- small perturbations: mean relative error, digit against its random deformation")
     for name, row in table["small"].items():
-        print(f"  {name:>42}: {SOLVERS[name][1]} {row['setting']}: "
-              + ", ".join(f"{m:g} px {100 * e:.1f} %" for m, e in row["mean error"].items()))
+        print(
+            f"  {name:>42}: {SOLVERS[name][1]} {row['setting']}: "
+            + ", ".join(f"{m:g} px {100 * e:.1f} %" for m, e in row["mean error"].items())
+        )
 
 
 def main() -> None:
@@ -234,32 +267,48 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3, help="best of this many runs")
     parser.add_argument("--gpu-pairs", type=int, default=16384, help="pairs in the GPU throughput batch")
-    parser.add_argument("--peer-pairs", type=int, default=32, help="pairs of the peer table (its first pairs)")
+    parser.add_argument(
+        "--peer-pairs", type=int, default=32, help="pairs of the peer table (its first pairs)"
+    )
     parser.add_argument("--small-pairs", type=int, default=8, help="digits per deformation magnitude")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads for every solver (0: torch's default)")
-    parser.add_argument("--peer-repeats", type=int, default=1, help="best of this many runs in the peer table")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads for every solver (0: torch's default)"
+    )
+    parser.add_argument(
+        "--peer-repeats", type=int, default=1, help="best of this many runs in the peer table"
+    )
     parser.add_argument("--skip-classic", action="store_true", help="only the peer table")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     x, _ = ic.load_dataset("mnist5k", n=2 * args.pairs, seed=args.seed)
-    a, b = x[: args.pairs], x[args.pairs:]
+    a, b = x[: args.pairs], x[args.pairs :]
     ha, hb = to_histogram(a, torch.float64).numpy(), to_histogram(b, torch.float64).numpy()
     cost = grid_cost(28, 28).numpy()
-    print(f"torch {torch.__version__}, POT {ot.__version__}, {torch.get_num_threads()} CPU threads; "
-          f"{args.pairs} mnist5k pairs, eps {args.reg:g} px^2, tol {args.tol:g}, best of {args.repeats}")
+    print(
+        f"torch {torch.__version__}, POT {ot.__version__}, {torch.get_num_threads()} CPU threads; "
+        f"{args.pairs} mnist5k pairs, eps {args.reg:g} px^2, tol {args.tol:g}, best of {args.repeats}"
+    )
     rows: dict[str, dict[str, float]] = {}
     if not args.skip_classic:
         classic_rows(args, a, b, ha, hb, cost, rows)
-    peers = {"uptime": os.getloadavg(), "threads": torch.get_num_threads(), "date": time.strftime("%Y-%m-%d %H:%M UTC",
-             time.gmtime()), "cpu": ic.utils.device_name(torch.device("cpu")), "pairs": args.peer_pairs,
-             "small_pairs": args.small_pairs}
+    peers = {
+        "uptime": os.getloadavg(),
+        "threads": torch.get_num_threads(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "cpu": ic.utils.device_name(torch.device("cpu")),
+        "pairs": args.peer_pairs,
+        "small_pairs": args.small_pairs,
+    }
     pa, pb = a[: args.peer_pairs], b[: args.peer_pairs]
     exact = w2_exact(pa, pb).numpy()
     xs = a[: args.small_pairs]
     small = {m: (xs, ys, w2_exact(xs, ys).numpy()) for m, ys in deformation_pairs(xs, seed=args.seed).items()}
-    print(f"peer table: {args.peer_pairs} pairs (exact W2 mean {exact.mean():.2f} px, {(exact > 2).sum()} above 2 px), "
-          f"{torch.get_num_threads()} thread(s), CPU seconds of this process; load average {peers['uptime']}")
+    print(
+        f"peer table: {args.peer_pairs} pairs (exact W2 mean {exact.mean():.2f} px, "
+        f"{(exact > 2).sum()} above 2 px), "
+        f"{torch.get_num_threads()} thread(s), CPU seconds of this process; load average {peers['uptime']}"
+    )
     for dev in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
         table = peer_table(pa, pb, exact, device=dev, small=small, repeats=args.peer_repeats)
         print_peer_table(table, f"{dev} ({ic.utils.device_name(torch.device(dev))})")
@@ -278,8 +327,9 @@ def classic_rows(args, a, b, ha, hb, cost, rows) -> None:
         out = []
         for p, q in zip(ha, hb):
             sp, sq = p > 0, q > 0
-            out.append(ot.sinkhorn2(p[sp], q[sq], cost[np.ix_(sp, sq)], args.reg, stopThr=args.tol,
-                                    numItermax=10000))
+            out.append(
+                ot.sinkhorn2(p[sp], q[sq], cost[np.ix_(sp, sq)], args.reg, stopThr=args.tol, numItermax=10000)
+            )
         return np.sqrt(out)
 
     base, emd_full = best(lambda: np.sqrt([ot.emd2(p, q, cost) for p, q in zip(ha, hb)]))
@@ -288,8 +338,11 @@ def classic_rows(args, a, b, ha, hb, cost, rows) -> None:
     rows["infoclust.w2_exact (emd2 on supports)"] = {"seconds": seconds, "pairs": args.pairs}
     assert np.allclose(exact, emd_full, rtol=1e-6), "w2_exact disagrees with ot.emd2"
     seconds, pot_sk = best(pot_sinkhorn)
-    rows["ot.sinkhorn2 loop (supports)"] = {"seconds": seconds, "pairs": args.pairs,
-                                            "errors": _errors(pot_sk, exact)}
+    rows["ot.sinkhorn2 loop (supports)"] = {
+        "seconds": seconds,
+        "pairs": args.pairs,
+        "errors": _errors(pot_sk, exact),
+    }
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     for dev in devices:
@@ -299,7 +352,10 @@ def classic_rows(args, a, b, ha, hb, cost, rows) -> None:
         for mode in ("cost", False):
             seconds, vals = best(lambda: w2_sinkhorn(ad, bd, reg=args.reg, debiased=mode, tol=args.tol).cpu())
             rows[f"infoclust.w2_sinkhorn debiased={mode!r} on {dev} ({name})"] = {
-                "seconds": seconds, "pairs": args.pairs, "errors": _errors(vals, exact)}
+                "seconds": seconds,
+                "pairs": args.pairs,
+                "errors": _errors(vals, exact),
+            }
         if dev == "cuda":
             pool, _ = ic.load_dataset("mnist5k")
             g = torch.Generator().manual_seed(args.seed)
@@ -308,15 +364,20 @@ def classic_rows(args, a, b, ha, hb, cost, rows) -> None:
             w2_sinkhorn(big_a, big_b, reg=args.reg, tol=args.tol)  # warm-up at this size
             seconds, _ = best(lambda: w2_sinkhorn(big_a, big_b, reg=args.reg, tol=args.tol))
             rows[f"infoclust.w2_sinkhorn debiased='cost' on {dev}, {args.gpu_pairs} pairs in one batch"] = {
-                "seconds": seconds, "pairs": args.gpu_pairs}
+                "seconds": seconds,
+                "pairs": args.gpu_pairs,
+            }
 
     for label, row in rows.items():
         row["pairs/s"] = row["pairs"] / row["seconds"]
         row["speed-up vs ot.emd2 loop"] = row["pairs/s"] / (args.pairs / base)
         err = row.get("errors")
         extra = f", rel. error to exact: mean {100 * err[0]:.2f} %, max {100 * err[1]:.2f} %" if err else ""
-        print(f"{label:>72}: {row['seconds']:7.3f} s, {row['pairs/s']:9.1f} pairs/s, "
-              f"x{row['speed-up vs ot.emd2 loop']:6.2f} vs ot.emd2 loop{extra}", flush=True)
+        print(
+            f"{label:>72}: {row['seconds']:7.3f} s, {row['pairs/s']:9.1f} pairs/s, "
+            f"x{row['speed-up vs ot.emd2 loop']:6.2f} vs ot.emd2 loop{extra}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -26,24 +26,56 @@ Beyond one machine: :mod:`~infoclust.distributed` (IIC and DIM data-parallel und
 ``torchrun``), :mod:`~infoclust.checkpoint` (resumable runs) and ``python -m
 infoclust.train`` (training without a notebook).
 """
+
 from .book.ledger import Ledger, load_results, results_markdown
 from .data import DATASETS, DatasetUnavailable, load_dataset
 from .dim import DeepInfoMax
 from .iic import IIC
 from .kmeans import KMeans
 from .metrics import ari, cluster_accuracy, evaluate, nmi
-from .utils import (ConvergenceWarning, ParameterError, TrainingDivergedError, check_bool, check_choice,
-                    check_finite, check_int, check_number, make_generator, resolve_device, run_info,
-                    seed_everything, timer)
+from .utils import (
+    ConvergenceWarning,
+    ParameterError,
+    TrainingDivergedError,
+    check_bool,
+    check_choice,
+    check_finite,
+    check_int,
+    check_number,
+    make_generator,
+    resolve_device,
+    run_info,
+    seed_everything,
+    timer,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "DATASETS", "DatasetUnavailable", "load_dataset",
-    "KMeans", "DeepInfoMax", "IIC",
-    "ari", "cluster_accuracy", "evaluate", "nmi",
-    "Ledger", "load_results", "results_markdown",
-    "ConvergenceWarning", "ParameterError", "TrainingDivergedError",
-    "check_bool", "check_choice", "check_finite", "check_int", "check_number",
-    "make_generator", "resolve_device", "run_info", "seed_everything", "timer",
+    "DATASETS",
+    "DatasetUnavailable",
+    "load_dataset",
+    "KMeans",
+    "DeepInfoMax",
+    "IIC",
+    "ari",
+    "cluster_accuracy",
+    "evaluate",
+    "nmi",
+    "Ledger",
+    "load_results",
+    "results_markdown",
+    "ConvergenceWarning",
+    "ParameterError",
+    "TrainingDivergedError",
+    "check_bool",
+    "check_choice",
+    "check_finite",
+    "check_int",
+    "check_number",
+    "make_generator",
+    "resolve_device",
+    "run_info",
+    "seed_everything",
+    "timer",
 ]

@@ -9,6 +9,7 @@ the one that fooled it. An attack is an object with two methods (:class:`AttackS
 the current images of some batch rows, and one step of those rows given the gradient of
 the loss with respect to their images.
 """
+
 from __future__ import annotations
 
 from typing import Protocol
@@ -51,26 +52,41 @@ def prepare_attack(model: nn.Module, x, y) -> tuple[torch.Tensor, torch.Tensor, 
     """
     x = check_images("x", x, nonnegative=True)
     if bool((x > 1).any()):
-        raise ParameterError(f"x must be images in [0, 1], got pixels up to {x.max().item():.3g} (scale them "
-                             f"first, e.g. x / 255)")
+        raise ParameterError(
+            f"x must be images in [0, 1], got pixels up to {x.max().item():.3g} (scale them "
+            f"first, e.g. x / 255)"
+        )
     dev, dtype = _device_and_dtype(model)
     x = x.to(device=dev, dtype=dtype)
     try:
         with torch.no_grad():
             logits = model(x)
     except RuntimeError as err:
-        raise ParameterError(f"x of shape {tuple(x.shape)} does not fit the model (its channels or size?): "
-                             f"{err}") from err
+        raise ParameterError(
+            f"x of shape {tuple(x.shape)} does not fit the model (its channels or size?): {err}"
+        ) from err
     if logits.ndim != 2 or len(logits) != len(x):
-        raise ParameterError(f"model must map (N, C, H, W) images to (N, K) logits, got {tuple(logits.shape)}")
+        raise ParameterError(
+            f"model must map (N, C, H, W) images to (N, K) logits, got {tuple(logits.shape)}"
+        )
     pred = logits.argmax(1)
     y = pred if y is None else check_labels("y", y, len(x), logits.shape[1]).to(dev)
     return x, y, pred
 
 
-def run_attack(model: nn.Module, y: torch.Tensor, pred: torch.Tensor, state: AttackState, *, eps0: float,
-               eps_factor: float, eps_every: int, max_iter: int, verbose: bool,
-               desc: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def run_attack(
+    model: nn.Module,
+    y: torch.Tensor,
+    pred: torch.Tensor,
+    state: AttackState,
+    *,
+    eps0: float,
+    eps_factor: float,
+    eps_every: int,
+    max_iter: int,
+    verbose: bool,
+    desc: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run ``state``'s steps with growing radii; return ``(x_adv, eps, success)``.
 
     ``eps`` (N,) is each image's radius at the end (where ``success``, the one that fooled

@@ -12,11 +12,13 @@ applying it costs two small matrix products per image. Two solvers, as POT keeps
 
 :func:`entropic_values` runs the first and hands what it cannot resolve to the second.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
+
 
 def axis_cost(n: int, dtype: torch.dtype, device: torch.device | str | None) -> torch.Tensor:
     """Squared distances ``(i - j)^2`` between the ``n`` positions of one grid axis, (n, n)."""
@@ -33,11 +35,12 @@ def _lse_axis(h: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
 
     When every entry of the log-kernel ``k`` is finite and above ``_LOG_KERNEL_FLOOR``, this
     is a matrix product with ``exp(k)`` after shifting each row of ``h`` by its maximum:
-    the shifted sum is then at least ``exp(min k)``, a normal float, so nothing underflows (exponents far below that are clamped, and their share
-    of the sum is below e^-40). Otherwise it is an explicit log-sum-exp over a
-    (..., P, Q) tensor, with the same clamping (``exp`` making denormal floats is many
-    times slower on x86 CPUs). Every row of ``h`` must hold a finite value: empty pixels
-    carry the log-mass ``_EMPTY`` rather than -inf.
+    the shifted sum is then at least ``exp(min k)``, a normal float, so nothing underflows
+    (exponents far below that are clamped, and their share of the sum is below e^-40).
+    Otherwise it is an explicit log-sum-exp over a (..., P, Q) tensor, with the same
+    clamping (``exp`` making denormal floats is many times slower on x86 CPUs).
+    Every row of ``h`` must hold a finite value: empty pixels carry the log-mass ``_EMPTY``
+    rather than -inf.
     """
     kmin = float(k.min())
     if kmin >= _LOG_KERNEL_FLOOR:
@@ -49,8 +52,14 @@ def _lse_axis(h: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     return (s - m).clamp_min_(-80.0).exp_().sum(-1).log_().add_(m[..., 0])
 
 
-def _grid_lse(h: torch.Tensor, ci: torch.Tensor, cj: torch.Tensor, eps: float,
-              wi: torch.Tensor | None = None, wj: torch.Tensor | None = None) -> torch.Tensor:
+def _grid_lse(
+    h: torch.Tensor,
+    ci: torch.Tensor,
+    cj: torch.Tensor,
+    eps: float,
+    wi: torch.Tensor | None = None,
+    wj: torch.Tensor | None = None,
+) -> torch.Tensor:
     """``log sum_q exp(h[q] - C[p, q] / eps) * wi * wj`` for every pixel p of every batch row.
 
     ``h`` has shape (B, H, W); the kernel ``exp(-C / eps)`` of the grid cost factorises into
@@ -61,8 +70,8 @@ def _grid_lse(h: torch.Tensor, ci: torch.Tensor, cj: torch.Tensor, eps: float,
     """
     kj = -cj / eps if wj is None else wj - cj / eps
     ki = -ci / eps if wi is None else wi - ci / eps
-    t = _lse_axis(h, kj)                                      # (B, H_q, W_p)
-    return _lse_axis(t.transpose(1, 2), ki).transpose(1, 2)   # (B, H_p, W_p)
+    t = _lse_axis(h, kj)  # (B, H_q, W_p)
+    return _lse_axis(t.transpose(1, 2), ki).transpose(1, 2)  # (B, H_p, W_p)
 
 
 @dataclass
@@ -73,8 +82,15 @@ class _SinkhornState:
     error: float
 
 
-def _sinkhorn_log(log_a: torch.Tensor, log_b: torch.Tensor, reg: float, tol: float,
-                  max_iter: int, scaling: float, omega: float) -> _SinkhornState:
+def _sinkhorn_log(
+    log_a: torch.Tensor,
+    log_b: torch.Tensor,
+    reg: float,
+    tol: float,
+    max_iter: int,
+    scaling: float,
+    omega: float,
+) -> _SinkhornState:
     """Log-domain Sinkhorn on a batch of grid histograms (B, H, W).
 
     Epsilon-scaling (one sweep per blur value, from the grid's squared diameter down to
@@ -132,16 +148,16 @@ def _transport_cost(state: _SinkhornState, log_a, log_b, reg: float) -> torch.Te
         return torch.logsumexp(both, dim=1).exp()
     ki, kj = (-ci / reg).exp(), (-cj / reg).exp()
     m = hb.amax(-1, keepdim=True)
-    e = (hb - m).clamp_min_(kmin - 40.0).exp_()                  # (B, H_q, W_q)
-    t0 = e @ kj.T                                                # (B, H_q, W_p)
-    col_cost = ((e @ (kj * cj).T) / t0).transpose(1, 2)          # mean column cost
-    l0 = (t0.log_() + m).transpose(1, 2)                         # (B, W_p, H_q)
+    e = (hb - m).clamp_min_(kmin - 40.0).exp_()  # (B, H_q, W_q)
+    t0 = e @ kj.T  # (B, H_q, W_p)
+    col_cost = ((e @ (kj * cj).T) / t0).transpose(1, 2)  # mean column cost
+    l0 = (t0.log_() + m).transpose(1, 2)  # (B, W_p, H_q)
     m2 = l0.amax(-1, keepdim=True)
     w = (l0 - m2).clamp_min_(kmin - 40.0).exp_()
-    d = w @ ki.T                                                 # (B, W_p, H_p)
+    d = w @ ki.T  # (B, W_p, H_p)
     mean_cost = (w @ (ki * ci).T + (w * col_cost) @ ki.T) / d
-    log_row = (d.log_() + m2).transpose(1, 2)                    # (B, H_p, W_p)
-    mass = (log_a + state.f / reg + log_row).exp_()              # row marginal of the plan
+    log_row = (d.log_() + m2).transpose(1, 2)  # (B, H_p, W_p)
+    mass = (log_a + state.f / reg + log_row).exp_()  # row marginal of the plan
     return (mass * mean_cost.transpose(1, 2)).flatten(1).sum(1)
 
 
@@ -163,8 +179,9 @@ def _kernel_apply(ki: torch.Tensor, x: torch.Tensor, kj: torch.Tensor) -> torch.
     return ki @ x @ kj
 
 
-def _sinkhorn_scaling(a: torch.Tensor, b: torch.Tensor, ki: torch.Tensor, kj: torch.Tensor,
-                      tol: float, max_iter: int) -> _ScalingState:
+def _sinkhorn_scaling(
+    a: torch.Tensor, b: torch.Tensor, ki: torch.Tensor, kj: torch.Tensor, tol: float, max_iter: int
+) -> _ScalingState:
     """Sinkhorn's matrix scaling (Cuturi 2013, Alg. 1) on a batch of grid histograms (N, H, W).
 
     The plan is ``P = diag(u) K diag(v)`` with the separable kernel of :func:`_kernel_apply`;
@@ -204,8 +221,15 @@ def _sinkhorn_scaling(a: torch.Tensor, b: torch.Tensor, ki: torch.Tensor, kj: to
     return _ScalingState(u_out, v_out, it, error)
 
 
-def _scaling_values(state: _ScalingState, a: torch.Tensor, b: torch.Tensor, ki: torch.Tensor,
-                    kj: torch.Tensor, reg: float, mode: str) -> torch.Tensor:
+def _scaling_values(
+    state: _ScalingState,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    ki: torch.Tensor,
+    kj: torch.Tensor,
+    reg: float,
+    mode: str,
+) -> torch.Tensor:
     """Per-row value of a scaling-domain plan ``P = diag(u) K diag(v)``.
 
     ``mode == "divergence"``: the dual value ``<a, f> + <b, g>`` with the potentials
@@ -223,8 +247,16 @@ def _scaling_values(state: _ScalingState, a: torch.Tensor, b: torch.Tensor, ki: 
     return (u * kcv).flatten(1).sum(1)
 
 
-def entropic_values(a: torch.Tensor, b: torch.Tensor, reg: float, mode: str, tol: float,
-                     max_iter: int, scaling: float, omega: float) -> tuple[torch.Tensor, dict]:
+def entropic_values(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    reg: float,
+    mode: str,
+    tol: float,
+    max_iter: int,
+    scaling: float,
+    omega: float,
+) -> tuple[torch.Tensor, dict]:
     """Entropic value of every pair (a[i], b[i]), shape (N,), and the solver's statistics.
 
     For ``reg >= _SCALING_MIN_REG``, matrix scaling in the dtype of ``a`` first

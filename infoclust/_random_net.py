@@ -15,6 +15,7 @@ into the convolution before it and the second into the linear layer after it cut
 time of a forward and nine backward passes on 16 x 16 digits from 574 to 220 ms per 250
 images (one CPU thread; ``benchmarks/bench_perturb.py``).
 """
+
 from __future__ import annotations
 
 import torch
@@ -30,8 +31,17 @@ __all__ = ["fold_small_cnn", "LazyRandomClassifier"]
 def _fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     """``bn(conv(x))`` in eval mode as one convolution."""
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    out = skip_init(nn.Conv2d, conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride,
-                    padding=conv.padding, dilation=conv.dilation, groups=conv.groups, bias=True)
+    out = skip_init(
+        nn.Conv2d,
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        stride=conv.stride,
+        padding=conv.padding,
+        dilation=conv.dilation,
+        groups=conv.groups,
+        bias=True,
+    )
     bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
     out.weight.data = conv.weight * scale.view(-1, 1, 1, 1)
     out.bias.data = (bias - bn.running_mean) * scale + bn.bias
@@ -60,11 +70,13 @@ def fold_small_cnn(model: SmallCNN, height: int, width: int) -> nn.Sequential:
     check_int("width", width, 1)
     conv1, bn1, relu1, pool1, conv2, bn2, relu2, pool2, adaptive = model.features
     flatten, linear1, relu3, linear2 = model.head
-    trunk = nn.Sequential(_fold_conv_bn(conv1, bn1), nn.ReLU(), pool1, _fold_conv_bn(conv2, bn2), nn.ReLU(), pool2)
+    trunk = nn.Sequential(
+        _fold_conv_bn(conv1, bn1), nn.ReLU(), pool1, _fold_conv_bn(conv2, bn2), nn.ReLU(), pool2
+    )
     device = conv1.weight.device
     channels, h, w = trunk(torch.zeros(1, conv1.in_channels, height, width, device=device)).shape[1:]
     basis = torch.eye(channels * h * w, device=device).view(-1, channels, h, w)
-    pooled = adaptive(basis).flatten(1)                       # (C h w, C 7 7): the pool as a matrix
+    pooled = adaptive(basis).flatten(1)  # (C h w, C 7 7): the pool as a matrix
     head = skip_init(nn.Linear, channels * h * w, linear1.out_features, device=device)
     head.weight.data = (pooled @ linear1.weight.T).T.contiguous()
     head.bias.data = linear1.bias.clone()
@@ -97,7 +109,9 @@ class LazyRandomClassifier:
         """
         key = (str(x.device), *x.shape[1:], draw)
         if self._latest is None or self._latest[0] != key:
-            net = random_classifier(x.shape[1], self.n_random_classes, (self.seed + draw) % 2**32, device=x.device)
+            net = random_classifier(
+                x.shape[1], self.n_random_classes, (self.seed + draw) % 2**32, device=x.device
+            )
             self._latest = (key, fold_small_cnn(net, *x.shape[-2:]))
         return self._latest[1]
 

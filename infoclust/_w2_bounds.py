@@ -23,6 +23,7 @@ settings on 16 x 16 digits need the exact solver for about 40 % of their tests
 (``benchmarks/bench_perturb.py``).
 All arithmetic is float64; the bounds are widened by ``1e-9`` relative against rounding.
 """
+
 from __future__ import annotations
 
 import torch
@@ -64,7 +65,7 @@ def _normalise(h: torch.Tensor) -> torch.Tensor:
 def _knothe_rosenblatt_sq(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Cost of the Knothe-Rosenblatt coupling of ``a, b`` (N, H, W): columns first, then rows within."""
     height = a.shape[1]
-    mass, i, j = _couple_1d(a.sum(1), b.sum(1))                                # (N, 2W)
+    mass, i, j = _couple_1d(a.sum(1), b.sum(1))  # (N, 2W)
     col_a = a.transpose(1, 2).gather(1, i.unsqueeze(-1).expand(-1, -1, height))  # (N, 2W, H)
     col_b = b.transpose(1, 2).gather(1, j.unsqueeze(-1).expand(-1, -1, height))
     inner = _w2_1d_sq(_normalise(col_a), _normalise(col_b))
@@ -86,6 +87,7 @@ def w2_bounds(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
         (N,) float64, in pixels.
     """
     lower = (_w2_1d_sq(a.sum(1), b.sum(1)) + _w2_1d_sq(a.sum(2), b.sum(2))).sqrt()
-    upper = torch.minimum(_knothe_rosenblatt_sq(a, b),
-                          _knothe_rosenblatt_sq(a.transpose(1, 2), b.transpose(1, 2))).sqrt()
+    upper = torch.minimum(
+        _knothe_rosenblatt_sq(a, b), _knothe_rosenblatt_sq(a.transpose(1, 2), b.transpose(1, 2))
+    ).sqrt()
     return lower * (1 - _SAFETY), upper * (1 + _SAFETY)

@@ -28,6 +28,7 @@ not changed or that lie on a decision boundary. The departures are listed in
 Fields follow :mod:`infoclust.deform`: shape ``(N, 2, H, W)`` in pixel units, channel 0
 the displacement along x (columns), channel 1 along y (rows).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
@@ -83,7 +84,9 @@ class ADefResult:
         return ADefResult(*(getattr(self, f.name)[index] for f in fields(self)))
 
 
-def check_model_images(model: nn.Module, images, name: str = "images", *, nonnegative: bool = False) -> torch.Tensor:
+def check_model_images(
+    model: nn.Module, images, name: str = "images", *, nonnegative: bool = False
+) -> torch.Tensor:
     """Check a classifier and a batch for it; return the batch on the model's device and dtype.
 
     ``model`` must be an ``nn.Module`` in eval mode (``TypeError`` / :class:`ParameterError`
@@ -92,16 +95,25 @@ def check_model_images(model: nn.Module, images, name: str = "images", *, nonneg
     the channel count of the model's first convolution (and ``nonnegative``).
     """
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module classifier (N, C, H, W) -> (N, K), got {type(model).__name__}")
+        raise TypeError(
+            f"model must be a torch.nn.Module classifier (N, C, H, W) -> (N, K), got {type(model).__name__}"
+        )
     if model.training:
-        raise ParameterError("model is in training mode: call model.eval() first (batch normalisation "
-                             "would use and update the statistics of the attacked batch)")
+        raise ParameterError(
+            "model is in training mode: call model.eval() first (batch normalisation "
+            "would use and update the statistics of the attacked batch)"
+        )
     param = next(model.parameters(), None)
     conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-    return check_images(name, images, dtype=param.dtype if param is not None else None,
-                        device=param.device if param is not None else None,
-                        channels=conv.in_channels if conv is not None else None, min_size=2,
-                        nonnegative=nonnegative)
+    return check_images(
+        name,
+        images,
+        dtype=param.dtype if param is not None else None,
+        device=param.device if param is not None else None,
+        channels=conv.in_channels if conv is not None else None,
+        min_size=2,
+        nonnegative=nonnegative,
+    )
 
 
 @torch.no_grad()
@@ -115,16 +127,26 @@ def _targets(logits: torch.Tensor, labels: torch.Tensor, candidates) -> torch.Te
     if candidates is None:
         count = n_classes - 1
     elif torch.is_tensor(candidates):
-        return check_labels("candidates", candidates.flatten(), candidates.numel(), n_classes).view(
-            candidates.shape).to(logits.device)
+        return (
+            check_labels("candidates", candidates.flatten(), candidates.numel(), n_classes)
+            .view(candidates.shape)
+            .to(logits.device)
+        )
     else:
         count = check_int("candidates", candidates, 1, n_classes - 1)
     others = logits.detach().scatter(1, labels[:, None], float("-inf"))
     return others.topk(count, dim=1).indices
 
 
-def _smallest_step(x: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor,
-                   field: torch.Tensor | None, sigma: float, max_norm: float = float("inf")) -> torch.Tensor:
+def _smallest_step(
+    x: torch.Tensor,
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    targets: torch.Tensor,
+    field: torch.Tensor | None,
+    sigma: float,
+    max_norm: float = float("inf"),
+) -> torch.Tensor:
     """The step of :func:`adef_step` from ``logits = model(x)`` (``x`` a leaf that requires grad).
 
     The margin gradients of the candidates take one backward pass each through the graph
@@ -133,13 +155,14 @@ def _smallest_step(x: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor, 
     reach ``max_norm`` is not taken; an image without an admissible candidate gets a zero step.
     """
     n, k = targets.shape
-    margins = logits.gather(1, targets) - logits.gather(1, labels[:, None])           # (N, K')
-    grads = torch.stack([torch.autograd.grad(margins[:, j].sum(), x, retain_graph=j < k - 1)[0]
-                         for j in range(k)], dim=1)                                   # (N, K', C, H, W)
+    margins = logits.gather(1, targets) - logits.gather(1, labels[:, None])  # (N, K')
+    grads = torch.stack(
+        [torch.autograd.grad(margins[:, j].sum(), x, retain_graph=j < k - 1)[0] for j in range(k)], dim=1
+    )  # (N, K', C, H, W)
     # a(p) = sum_c df/dx_c(p) * grad x_c(p): (N, K', 2, H, W)
     a = (grads.unsqueeze(3) * image_gradient(x.detach()).unsqueeze(1)).sum(2)
     s2a = gaussian_filter(a.flatten(0, 1), sigma, power=2).view_as(a)
-    norm2 = (a * s2a).flatten(2).sum(2)                                               # ||S a||^2
+    norm2 = (a * s2a).flatten(2).sum(2)  # ||S a||^2
     usable = norm2 > 0
     scale = torch.where(usable, -margins.detach() / norm2.clamp_min(torch.finfo(norm2.dtype).tiny), 0.0)
     steps = scale[..., None, None, None] * s2a
@@ -317,4 +340,6 @@ def adef(
     field[overshot] *= factor[overshot, None, None, None]
     deformed = warp(images, field)
     label = _predict(model, deformed)
-    return ADefResult(deformed, field, original, label, label != original, overshot, iterations, t_norm(field))
+    return ADefResult(
+        deformed, field, original, label, label != original, overshot, iterations, t_norm(field)
+    )

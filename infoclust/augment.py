@@ -13,6 +13,7 @@ that a seed gives the same perturbations on every device.
 Coordinates follow :func:`torch.nn.functional.affine_grid` with ``align_corners=False``:
 the image spans [-1, 1] on both axes, pixel centres at (2i + 1)/W - 1.
 """
+
 from __future__ import annotations
 
 import math
@@ -20,8 +21,15 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .utils import (ParameterError, check_generator, check_images, check_int, check_number, check_seed,
-                    make_generator)
+from .utils import (
+    ParameterError,
+    check_generator,
+    check_images,
+    check_int,
+    check_number,
+    check_seed,
+    make_generator,
+)
 
 __all__ = ["crop_resize", "random_affine", "colour_jitter", "MNISTTransform"]
 
@@ -48,12 +56,13 @@ def crop_resize(x: torch.Tensor, crop: int, size: int) -> torch.Tensor:
     crop = check_int("crop", crop, 1, min(x.shape[-2:]))
     size = check_int("size", size, 1)
     top, left = (x.shape[-2] - crop) // 2, (x.shape[-1] - crop) // 2
-    out = x[..., top:top + crop, left:left + crop]
+    out = x[..., top : top + crop, left : left + crop]
     return F.interpolate(out, size=(size, size), mode="bilinear", align_corners=False, antialias=crop > size)
 
 
-def random_affine(x: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor,
-                  shift: torch.Tensor) -> torch.Tensor:
+def random_affine(
+    x: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor
+) -> torch.Tensor:
     """Warp each image of ``x`` by its own rotation, zoom and translation.
 
     Output pixel p samples the input at ``R(angle) (scale * p) + shift`` (normalised
@@ -83,21 +92,29 @@ def random_affine(x: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor,
 def _affine(x: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     """:func:`random_affine` on checked inputs."""
     cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
-    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1),
-                         torch.stack([sin, cos, shift[:, 1]], 1)], 1).to(x.dtype)
+    theta = torch.stack(
+        [torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1
+    ).to(x.dtype)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def _uniform(n: int, low: float, high: float, like: torch.Tensor,
-             generator: torch.Generator | None) -> torch.Tensor:
+def _uniform(
+    n: int, low: float, high: float, like: torch.Tensor, generator: torch.Generator | None
+) -> torch.Tensor:
     """``n`` uniform draws in [low, high), drawn on the CPU and moved to ``like``'s device and dtype."""
     return torch.empty(n).uniform_(low, high, generator=generator).to(device=like.device, dtype=like.dtype)
 
 
-def colour_jitter(x: torch.Tensor, brightness: float = 0.4, contrast: float = 0.4,
-                  saturation: float = 0.4, hue: float = 0.125, *,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
+def colour_jitter(
+    x: torch.Tensor,
+    brightness: float = 0.4,
+    contrast: float = 0.4,
+    saturation: float = 0.4,
+    hue: float = 0.125,
+    *,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """Per-image random brightness, contrast, saturation and hue, like torchvision's ColorJitter.
 
     Factors are drawn uniformly from [1 - b, 1 + b] (brightness, contrast, saturation) and
@@ -111,21 +128,34 @@ def colour_jitter(x: torch.Tensor, brightness: float = 0.4, contrast: float = 0.
     """
     generator = check_generator("generator", generator)
     x = check_images("x", x)
-    for name, value, high in (("brightness", brightness, 1), ("contrast", contrast, 1),
-                              ("saturation", saturation, 1), ("hue", hue, 0.5)):
+    for name, value, high in (
+        ("brightness", brightness, 1),
+        ("contrast", contrast, 1),
+        ("saturation", saturation, 1),
+        ("hue", hue, 0.5),
+    ):
         check_number(name, value, 0, high)
     return _jitter(x, brightness, contrast, saturation, hue, generator)
 
 
-def _jitter(x: torch.Tensor, brightness: float, contrast: float, saturation: float, hue: float,
-            generator: torch.Generator | None) -> torch.Tensor:
+def _jitter(
+    x: torch.Tensor,
+    brightness: float,
+    contrast: float,
+    saturation: float,
+    hue: float,
+    generator: torch.Generator | None,
+) -> torch.Tensor:
     """:func:`colour_jitter` on checked inputs."""
     n = x.shape[0]
     per_image = (n,) + (1,) * (x.dim() - 1)
     out = x * _uniform(n, 1 - brightness, 1 + brightness, x, generator).view(per_image)
     out = out.clamp(0, 1)
-    grey = out.mean(1, keepdim=True) if x.shape[1] != 3 else (
-        0.299 * out[:, :1] + 0.587 * out[:, 1:2] + 0.114 * out[:, 2:3])
+    grey = (
+        out.mean(1, keepdim=True)
+        if x.shape[1] != 3
+        else (0.299 * out[:, :1] + 0.587 * out[:, 1:2] + 0.114 * out[:, 2:3])
+    )
     c = _uniform(n, 1 - contrast, 1 + contrast, x, generator).view(per_image)
     out = (c * out + (1 - c) * grey.mean((1, 2, 3), keepdim=True)).clamp(0, 1)
     if x.shape[1] == 3:
@@ -185,10 +215,16 @@ class MNISTTransform:
     torch.Size([8, 1, 24, 24])
     """
 
-    def __init__(self, max_angle: float = 25.0, p_rotate: float = 0.5,
-                 scales: tuple[float, ...] = (0.8, 1.0, 1.2), extent: float = 1.4,
-                 jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.125), *,
-                 seed: int = 0) -> None:
+    def __init__(
+        self,
+        max_angle: float = 25.0,
+        p_rotate: float = 0.5,
+        scales: tuple[float, ...] = (0.8, 1.0, 1.2),
+        extent: float = 1.4,
+        jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.125),
+        *,
+        seed: int = 0,
+    ) -> None:
         self.max_angle = check_number("max_angle", max_angle, 0, 180)
         self.p_rotate = check_number("p_rotate", p_rotate, 0, 1)
         if not isinstance(scales, (tuple, list)) or not scales:
@@ -203,8 +239,10 @@ class MNISTTransform:
         self.generator = make_generator(self.seed)
 
     def __repr__(self) -> str:
-        return (f"MNISTTransform(max_angle={self.max_angle}, p_rotate={self.p_rotate}, "
-                f"scales={self.scales}, extent={self.extent}, jitter={self.jitter}, seed={self.seed})")
+        return (
+            f"MNISTTransform(max_angle={self.max_angle}, p_rotate={self.p_rotate}, "
+            f"scales={self.scales}, extent={self.extent}, jitter={self.jitter}, seed={self.seed})"
+        )
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = check_images("x", x)

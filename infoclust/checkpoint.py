@@ -15,6 +15,7 @@ reaches bit-identical parameters to one that was never interrupted (tested).
 * :func:`rng_states` collects the random states of every rank (a collective under
   ``torch.distributed``); :func:`restore_rng_states` gives each rank its own back.
 """
+
 from __future__ import annotations
 
 import os
@@ -31,8 +32,16 @@ import torch.distributed as dist
 from . import distributed as D
 from .utils import ParameterError, atomic_write
 
-__all__ = ["FORMAT", "save_checkpoint", "load_checkpoint", "rng_states", "restore_rng_states",
-           "check_compatible", "write_training_state", "read_training_state"]
+__all__ = [
+    "FORMAT",
+    "save_checkpoint",
+    "load_checkpoint",
+    "rng_states",
+    "restore_rng_states",
+    "check_compatible",
+    "write_training_state",
+    "read_training_state",
+]
 
 #: The ``format`` entry of every checkpoint written here (checked when loading).
 FORMAT = "infoclust-checkpoint-1"
@@ -145,8 +154,10 @@ def restore_rng_states(states: list[dict[str, Any]], generators: Mapping[str, to
     w, r = D.world_size(), D.rank()
     if len(states) != w:
         if any(not _equal(s, states[0]) for s in states[1:]):
-            raise ParameterError(f"the checkpoint was written by {len(states)} processes with different "
-                                 f"random states; resume it with {len(states)} processes, not {w}")
+            raise ParameterError(
+                f"the checkpoint was written by {len(states)} processes with different "
+                f"random states; resume it with {len(states)} processes, not {w}"
+            )
         r = 0
     state = states[r]
     for name, g in generators.items():
@@ -161,8 +172,12 @@ def restore_rng_states(states: list[dict[str, Any]], generators: Mapping[str, to
     random.setstate(state["python"])
 
 
-def check_compatible(path: str | os.PathLike, saved: Mapping[str, Any], current: Mapping[str, Any],
-                     ignore: tuple[str, ...] = ()) -> None:
+def check_compatible(
+    path: str | os.PathLike,
+    saved: Mapping[str, Any],
+    current: Mapping[str, Any],
+    ignore: tuple[str, ...] = (),
+) -> None:
     """Raise :class:`ParameterError` naming the first parameter that differs from the checkpoint's.
 
     ``saved`` and ``current`` map parameter names to their ``repr``; names in ``ignore``
@@ -172,17 +187,20 @@ def check_compatible(path: str | os.PathLike, saved: Mapping[str, Any], current:
         if name in ignore:
             continue
         if saved.get(name) != current.get(name):
-            raise ParameterError(f"{name}={current.get(name)} differs from the checkpoint {path}'s "
-                                 f"{name}={saved.get(name)}; resume with the same parameters "
-                                 f"(or start afresh)")
+            raise ParameterError(
+                f"{name}={current.get(name)} differs from the checkpoint {path}'s "
+                f"{name}={saved.get(name)}; resume with the same parameters "
+                f"(or start afresh)"
+            )
 
 
 #: Estimator parameters that a resumed fit may change: more epochs, another device, quiet.
 RESUMABLE = ("epochs", "device", "verbose", "checkpoint")
 
 
-def write_training_state(path: str | os.PathLike, state: Mapping[str, Any],
-                         generators: Mapping[str, torch.Generator]) -> None:
+def write_training_state(
+    path: str | os.PathLike, state: Mapping[str, Any], generators: Mapping[str, torch.Generator]
+) -> None:
     """An estimator's checkpoint at the end of an epoch: every rank calls this, rank 0 writes.
 
     Adds the random states of every rank (:func:`rng_states`, a collective) and the world
@@ -194,8 +212,9 @@ def write_training_state(path: str | os.PathLike, state: Mapping[str, Any],
         save_checkpoint(path, full)
 
 
-def read_training_state(path: str | os.PathLike, params: Mapping[str, str],
-                        epochs: int) -> dict[str, Any] | None:
+def read_training_state(
+    path: str | os.PathLike, params: Mapping[str, str], epochs: int
+) -> dict[str, Any] | None:
     """The checkpoint an estimator's resumed ``fit`` continues from, or None when there is none yet.
 
     Rank 0 reads the file and sends it to every rank (on several nodes only rank 0's node
@@ -206,12 +225,15 @@ def read_training_state(path: str | os.PathLike, params: Mapping[str, str],
     """
     if not D.broadcast_object(Path(path).is_file() if D.is_main_process() else None):
         if D.is_main_process():
-            warnings.warn(f"checkpoint={str(path)!r} does not exist yet: training starts afresh",
-                          stacklevel=3)
+            warnings.warn(
+                f"checkpoint={str(path)!r} does not exist yet: training starts afresh", stacklevel=3
+            )
         return None
     state = D.broadcast_object(load_checkpoint(path) if D.is_main_process() else None)
     check_compatible(path, state["params"], params, ignore=RESUMABLE)
     if state["epoch"] > epochs:
-        raise ParameterError(f"epochs={epochs} is below the checkpoint {path}'s epoch {state['epoch']}; "
-                             f"resume with epochs >= {state['epoch']}")
+        raise ParameterError(
+            f"epochs={epochs} is below the checkpoint {path}'s epoch {state['epoch']}; "
+            f"resume with epochs >= {state['epoch']}"
+        )
     return state

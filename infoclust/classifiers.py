@@ -9,14 +9,26 @@ need a differentiable classifier. Two kinds are used in the book:
   label ``y``, so perturbations are driven by a random, non-trainable network with an
   arbitrary number of classes, attacked on its own predictions.
 """
+
 from __future__ import annotations
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .utils import (ParameterError, check_bool, check_generator, check_images, check_int, check_labels,
-                    check_not_diverged, check_number, check_seed, forked_global_rng, resolve_device)
+from .utils import (
+    ParameterError,
+    check_bool,
+    check_generator,
+    check_images,
+    check_int,
+    check_labels,
+    check_not_diverged,
+    check_number,
+    check_seed,
+    forked_global_rng,
+    resolve_device,
+)
 
 __all__ = ["SmallCNN", "train_classifier", "predict", "accuracy", "random_classifier"]
 
@@ -48,8 +60,14 @@ class SmallCNN(nn.Module):
         n_classes = check_int("n_classes", n_classes, 2)
         width = check_int("width", width, 1)
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, width, 5, padding=2), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(width, 2 * width, 5, padding=2), nn.BatchNorm2d(2 * width), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(in_channels, width, 5, padding=2),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 5, padding=2),
+            nn.BatchNorm2d(2 * width),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
             nn.AdaptiveAvgPool2d(7),
         )
         self.head = nn.Sequential(
@@ -79,7 +97,9 @@ def _n_outputs(model: nn.Module, x: torch.Tensor) -> int:
     try:
         return model.eval()(x[:1]).shape[-1]
     except RuntimeError as err:
-        raise ParameterError(f"x: the model cannot take images of shape {tuple(x.shape[1:])} ({err})") from None
+        raise ParameterError(
+            f"x: the model cannot take images of shape {tuple(x.shape[1:])} ({err})"
+        ) from None
     finally:
         model.train(training)
 
@@ -90,10 +110,10 @@ def _shift(x: torch.Tensor, max_shift: int, gen: torch.Generator | None) -> torc
     pad = nn.functional.pad(x, (max_shift,) * 4)
     dy, dx = torch.randint(0, 2 * max_shift + 1, (2, n), generator=gen).to(x.device)
     out = torch.empty_like(x)
-    for i in range(2 * max_shift + 1):          # one slice per offset, not per image
+    for i in range(2 * max_shift + 1):  # one slice per offset, not per image
         for j in range(2 * max_shift + 1):
             sel = (dy == i) & (dx == j)
-            out[sel] = pad[sel, :, i:i + h, j:j + w]
+            out[sel] = pad[sel, :, i : i + h, j : j + w]
     return out
 
 
@@ -170,8 +190,14 @@ def train_classifier(
             loss.backward()
             opt.step()
             sched.step()
-            value = check_not_diverged("train_classifier", "the loss", loss.item(), epoch=epoch + 1,
-                                       step=step, lower=f"lr (now {lr})")
+            value = check_not_diverged(
+                "train_classifier",
+                "the loss",
+                loss.item(),
+                epoch=epoch + 1,
+                step=step,
+                lower=f"lr (now {lr})",
+            )
             total += value * len(idx)
         bar.set_postfix(loss=f"{total / len(x):.4f}")
     return model.eval()

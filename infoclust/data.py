@@ -15,6 +15,7 @@ name                      size                   source
 Nothing is downloaded unless ``download=True`` is passed. A data set that cannot be found
 raises :class:`DatasetUnavailable`, which says where it looked and how to get the files.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -27,10 +28,25 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .utils import ParameterError, check_bool, check_choice, check_generator, check_int, check_number, check_seed
+from .utils import (
+    ParameterError,
+    check_bool,
+    check_choice,
+    check_generator,
+    check_int,
+    check_number,
+    check_seed,
+)
 
-__all__ = ["DATASETS", "DatasetUnavailable", "load_dataset", "load_first_available", "default_root", "read_idx",
-           "train_test_split"]
+__all__ = [
+    "DATASETS",
+    "DatasetUnavailable",
+    "load_dataset",
+    "load_first_available",
+    "default_root",
+    "read_idx",
+    "train_test_split",
+]
 
 DATASETS = ("digits", "mnist5k", "fashion-mnist", "mnist", "cifar10", "stl10")
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
@@ -60,17 +76,19 @@ def read_idx(path: str | Path) -> np.ndarray:
             data = fh.read()
     except (EOFError, gzip.BadGzipFile, zlib.error) as err:
         raise ParameterError(f"{path} is damaged or truncated ({err}); {again}") from None
-    if data[:3] != b"\x00\x00\x08"[:len(data)]:
+    if data[:3] != b"\x00\x00\x08"[: len(data)]:
         raise ParameterError(f"{path} is not an unsigned-byte IDX file")
     ndim = data[3] if len(data) > 3 else 0
     offset = 4 + 4 * ndim
     if len(data) < max(offset, 4):
         raise ParameterError(f"{path} is truncated inside its header ({len(data)} bytes); {again}")
-    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     expected = offset + math.prod(shape)
     if len(data) != expected:
-        raise ParameterError(f"{path} holds {len(data)} bytes but its header {shape} needs {expected}: "
-                             f"the file is truncated or damaged; {again}")
+        raise ParameterError(
+            f"{path} holds {len(data)} bytes but its header {shape} needs {expected}: "
+            f"the file is truncated or damaged; {again}"
+        )
     return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(shape)
 
 
@@ -134,8 +152,10 @@ def _torchvision(name: str, root: Path, download: bool):
 
 def _fashion_mnist(root: Path, download: bool):
     files = {
-        "x_train": "train-images-idx3-ubyte.gz", "y_train": "train-labels-idx1-ubyte.gz",
-        "x_test": "t10k-images-idx3-ubyte.gz", "y_test": "t10k-labels-idx1-ubyte.gz",
+        "x_train": "train-images-idx3-ubyte.gz",
+        "y_train": "train-labels-idx1-ubyte.gz",
+        "x_test": "t10k-images-idx3-ubyte.gz",
+        "y_test": "t10k-labels-idx1-ubyte.gz",
     }
     found = {k: next(DEBIAN_FASHION_MNIST.rglob(v), None) for k, v in files.items()}
     if all(found.values()):
@@ -245,7 +265,9 @@ def train_test_split(
     return x[train], x[test], y[train], y[test]
 
 
-def load_first_available(names: list[str] | tuple[str, ...], **kwargs) -> tuple[str, torch.Tensor, torch.Tensor]:
+def load_first_available(
+    names: list[str] | tuple[str, ...], **kwargs
+) -> tuple[str, torch.Tensor, torch.Tensor]:
     """The first of ``names`` whose files are here: ``(name, x, y)``.
 
     For a run planned on a large data set that may be absent (the full profile's MNIST) with

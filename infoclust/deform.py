@@ -14,6 +14,7 @@ Alaifari et al. 2019, eq. (1)). Conventions used by every function here:
   normalised units and a constant field of one pixel shifts the image by exactly one
   pixel (``out[..., j] = in[..., j + 1]``). Outside the image the value is zero.
 """
+
 from __future__ import annotations
 
 import math
@@ -21,8 +22,16 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .utils import (ParameterError, check_choice, check_generator, check_images, check_int, check_number,
-                    check_seed, resolve_device)
+from .utils import (
+    ParameterError,
+    check_choice,
+    check_generator,
+    check_images,
+    check_int,
+    check_number,
+    check_seed,
+    resolve_device,
+)
 
 __all__ = [
     "warp",
@@ -63,8 +72,9 @@ def warp(images: torch.Tensor, field: torch.Tensor) -> torch.Tensor:
     field = _check_field(field)
     n, _, h, w = images.shape
     if field.shape[2:] != images.shape[2:] or field.shape[0] not in (1, n):
-        raise ParameterError(f"field shape {tuple(field.shape)} does not match images "
-                             f"shape {tuple(images.shape)}")
+        raise ParameterError(
+            f"field shape {tuple(field.shape)} does not match images shape {tuple(images.shape)}"
+        )
     field = field.to(device=images.device, dtype=images.dtype).expand(n, -1, -1, -1)
     ys = torch.arange(h, device=images.device, dtype=images.dtype)
     xs = torch.arange(w, device=images.device, dtype=images.dtype)
@@ -77,7 +87,9 @@ def warp(images: torch.Tensor, field: torch.Tensor) -> torch.Tensor:
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
 
 
-def _filter_matrix(n: int, sigma: float, power: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+def _filter_matrix(
+    n: int, sigma: float, power: int, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
     """The 1-D filter of :func:`gaussian_filter` on ``n`` pixels as an (n, n) matrix, to the ``power``.
 
     Row ``i`` holds the kernel centred on pixel ``i`` (truncated at 4 sigma, normalised to sum
@@ -199,8 +211,9 @@ def affine_field(
         raise ParameterError(f"shift={shift!r} must be a pair (dx, dy) of pixels")
     dx, dy = (check_number("shift", s) for s in shift)
     dev = torch.device("cpu") if device is None else resolve_device(device)
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64),
-                            indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij"
+    )
     u = xs - (w - 1) / 2 - dx
     v = ys - (h - 1) / 2 - dy
     # rows grow downwards, so a counter-clockwise rotation on screen is clockwise in (x, y)
@@ -259,8 +272,9 @@ def random_field(
     if torch.is_tensor(magnitude):
         mag = magnitude.detach().to(device=dev, dtype=torch.float32).reshape(-1)
         if mag.numel() not in (1, n) or not torch.isfinite(mag).all() or (mag < 0).any():
-            raise ParameterError(f"magnitude must hold 1 or n={n} finite values >= 0, got shape "
-                                 f"{tuple(magnitude.shape)}")
+            raise ParameterError(
+                f"magnitude must hold 1 or n={n} finite values >= 0, got shape {tuple(magnitude.shape)}"
+            )
     else:
         mag = torch.tensor([check_number("magnitude", magnitude, 0.0)], device=dev)
     gen_dev = generator.device if generator is not None else dev
@@ -330,5 +344,7 @@ class RandomDeformation:
         return warp(x, field.to(x.dtype))
 
     def __repr__(self) -> str:
-        return (f"RandomDeformation(magnitude={self.magnitude}, sigma={self.sigma}, "
-                f"norm={self.norm!r}, seed={self.seed})")
+        return (
+            f"RandomDeformation(magnitude={self.magnitude}, sigma={self.sigma}, "
+            f"norm={self.norm!r}, seed={self.seed})"
+        )

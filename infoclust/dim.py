@@ -5,7 +5,8 @@ The talk's eq. (1) (section 3.1) has three parts, weighted by :math:`\\alpha, \\
 .. math::
     \\arg\\min_{\\omega_1,\\omega_2,\\psi} -\\Big(\\alpha \\hat I_{\\omega_1,\\psi}(X; E_\\psi(X))
     + \\frac{\\beta}{M^2} \\sum_{i=1}^{M^2} \\hat I_{\\omega_2,\\psi}(X^{(i)}; E_\\psi(X))\\Big)
-    + \\arg\\min_\\psi \\arg\\max_\\phi \\gamma \\hat D_\\phi(\\mathbb V \\,\\|\\, \\mathbb U_{\\psi,\\mathbb P})
+    + \\arg\\min_\\psi \\arg\\max_\\phi
+    \\gamma \\hat D_\\phi(\\mathbb V \\,\\|\\, \\mathbb U_{\\psi,\\mathbb P})
 
 (the talk writes the MI terms inside an arg min; they are maximised). :class:`Encoder` maps an
 image to a local ``M x M`` feature map :math:`C_\\psi(x)` and a global code
@@ -16,7 +17,9 @@ image to a local ``M x M`` feature map :math:`C_\\psi(x)` and a global code
 The prior term (DIM eq. 7) matches the distribution of :math:`\\sigma(Y)` to
 :math:`\\mathbb V = \\mathrm{Uniform}[0,1]^{64}` with a discriminator :math:`D_\\phi`:
 
-.. math:: \\hat D_\\phi = E_{\\mathbb V}[\\log D_\\phi(v)] + E_{\\mathbb P}[\\log(1 - D_\\phi(\\sigma(E_\\psi(x))))]
+.. math::
+    \\hat D_\\phi = E_{\\mathbb V}[\\log D_\\phi(v)]
+    + E_{\\mathbb P}[\\log(1 - D_\\phi(\\sigma(E_\\psi(x))))]
 
 which the discriminator *maximises* and the encoder *minimises*, in alternating steps
 (:class:`PriorMatching`, used by :meth:`DeepInfoMax.encoder_step` and
@@ -24,6 +27,7 @@ which the discriminator *maximises* and the encoder *minimises*, in alternating 
 loss with both optimisers, so that the discriminator also descends the term and the prior
 is never matched; we do not.
 """
+
 from __future__ import annotations
 
 import os
@@ -40,12 +44,32 @@ from tqdm.auto import tqdm
 from . import checkpoint as C
 from . import distributed as D
 from .mi import ESTIMATORS, _estimate
-from .utils import (ParameterError, check_bool, check_choice, check_finite, check_images, check_int,
-                    check_labels, check_not_diverged, check_number, check_seed, forked_global_rng,
-                    resolve_device, timer)
+from .utils import (
+    ParameterError,
+    check_bool,
+    check_choice,
+    check_finite,
+    check_images,
+    check_int,
+    check_labels,
+    check_not_diverged,
+    check_number,
+    check_seed,
+    forked_global_rng,
+    resolve_device,
+    timer,
+)
 
-__all__ = ["PRESETS", "Encoder", "GlobalCritic", "LocalCritic", "PriorDiscriminator", "PriorMatching",
-           "DeepInfoMax", "linear_probe"]
+__all__ = [
+    "PRESETS",
+    "Encoder",
+    "GlobalCritic",
+    "LocalCritic",
+    "PriorDiscriminator",
+    "PriorMatching",
+    "DeepInfoMax",
+    "linear_probe",
+]
 
 #: The paper's two headline settings (DIM section 4): weights of the global, local and prior terms.
 PRESETS = {
@@ -78,24 +102,36 @@ class Encoder(nn.Module):
     #: Smallest image side: three halvings leave a 1 x 1 map.
     MIN_SIZE = 8
 
-    def __init__(self, in_channels: int, image_size: int, widths: tuple[int, int, int] = (32, 64, 128),
-                 hidden: int = 512, code_dim: int = 64) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        image_size: int,
+        widths: tuple[int, int, int] = (32, 64, 128),
+        hidden: int = 512,
+        code_dim: int = 64,
+    ) -> None:
         super().__init__()
         if image_size < self.MIN_SIZE:
-            raise ParameterError(f"image_size={image_size}: the encoder needs images of at least "
-                                 f"{self.MIN_SIZE} x {self.MIN_SIZE} pixels")
+            raise ParameterError(
+                f"image_size={image_size}: the encoder needs images of at least "
+                f"{self.MIN_SIZE} x {self.MIN_SIZE} pixels"
+            )
         w1, w2, w3 = widths
         self.local = nn.Sequential(
-            nn.Conv2d(in_channels, w1, 4, 2, 1), nn.ReLU(),
-            nn.Conv2d(w1, w2, 4, 2, 1), nn.BatchNorm2d(w2), nn.ReLU(),
+            nn.Conv2d(in_channels, w1, 4, 2, 1),
+            nn.ReLU(),
+            nn.Conv2d(w1, w2, 4, 2, 1),
+            nn.BatchNorm2d(w2),
+            nn.ReLU(),
         )
         self.top = nn.Sequential(nn.Conv2d(w2, w3, 4, 2, 1), nn.BatchNorm2d(w3), nn.ReLU(), nn.Flatten())
         with torch.no_grad():
             c = self.local(torch.zeros(2, in_channels, image_size, image_size))
             flat = self.top(c).shape[1]
         self.map_channels, self.map_size = c.shape[1], c.shape[2]
-        self.head = nn.Sequential(nn.Linear(flat, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
-                                  nn.Linear(hidden, code_dim))
+        self.head = nn.Sequential(
+            nn.Linear(flat, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Linear(hidden, code_dim)
+        )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(Y, C)``: code (N, code_dim) and local map (N, channels, M, M)."""
@@ -168,8 +204,13 @@ class PriorDiscriminator(nn.Module):
 
     def __init__(self, code_dim: int, hidden: tuple[int, int] = (512, 128)) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(code_dim, hidden[0]), nn.ReLU(), nn.Linear(hidden[0], hidden[1]),
-                                 nn.ReLU(), nn.Linear(hidden[1], 1))
+        self.net = nn.Sequential(
+            nn.Linear(code_dim, hidden[0]),
+            nn.ReLU(),
+            nn.Linear(hidden[0], hidden[1]),
+            nn.ReLU(),
+            nn.Linear(hidden[1], 1),
+        )
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         return self.net(u).squeeze(-1)
@@ -310,11 +351,25 @@ class DeepInfoMax(TransformerMixin, BaseEstimator):
     device_ : torch.device
     """
 
-    def __init__(self, *, alpha: float = 0.0, beta: float = 1.0, gamma: float = 0.1, estimator: str = "jsd",
-                 local_critic: str = "dot", code_dim: int = 64, widths: tuple[int, int, int] = (32, 64, 128),
-                 critic_dim: int = 128, epochs: int = 10, batch_size: int = 64, lr: float = 1e-4,
-                 seed: int = 0, device: str = "auto", verbose: bool = True,
-                 checkpoint: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        alpha: float = 0.0,
+        beta: float = 1.0,
+        gamma: float = 0.1,
+        estimator: str = "jsd",
+        local_critic: str = "dot",
+        code_dim: int = 64,
+        widths: tuple[int, int, int] = (32, 64, 128),
+        critic_dim: int = 128,
+        epochs: int = 10,
+        batch_size: int = 64,
+        lr: float = 1e-4,
+        seed: int = 0,
+        device: str = "auto",
+        verbose: bool = True,
+        checkpoint: str | None = None,
+    ) -> None:
         self.alpha = alpha
         self.beta = beta
         self.gamma = gamma
@@ -360,11 +415,19 @@ class DeepInfoMax(TransformerMixin, BaseEstimator):
     def _check_x(self, x: Any, name: str = "x") -> torch.Tensor:
         """Images as a contiguous float32 tensor; once built, of the training images' shape."""
         built = hasattr(self, "image_shape_")
-        x = check_images(name, x, dtype=torch.float32, channels=self.image_shape_[0] if built else None,
-                         min_size=Encoder.MIN_SIZE, square=True)
+        x = check_images(
+            name,
+            x,
+            dtype=torch.float32,
+            channels=self.image_shape_[0] if built else None,
+            min_size=Encoder.MIN_SIZE,
+            square=True,
+        )
         if built and tuple(x.shape[1:]) != self.image_shape_:
-            raise ParameterError(f"{name} has images of shape {tuple(x.shape[1:])}, but this DeepInfoMax was "
-                                 f"fitted on {self.image_shape_}")
+            raise ParameterError(
+                f"{name} has images of shape {tuple(x.shape[1:])}, but this DeepInfoMax was "
+                f"fitted on {self.image_shape_}"
+            )
         return x
 
     def _build(self, x: torch.Tensor) -> None:
@@ -381,26 +444,35 @@ class DeepInfoMax(TransformerMixin, BaseEstimator):
         self.global_critic_ = global_critic.to(self.device_)
         self.local_critic_ = local_critic.to(self.device_)
         self.prior_.discriminator.to(self.device_)
-        mi_params = [*self.encoder_.parameters(), *self.global_critic_.parameters(),
-                     *self.local_critic_.parameters()]
+        mi_params = [
+            *self.encoder_.parameters(),
+            *self.global_critic_.parameters(),
+            *self.local_critic_.parameters(),
+        ]
         self._opt = torch.optim.Adam(mi_params, lr=self.lr)
         self.history_ = {"global_mi": [], "local_mi": [], "prior": [], "seconds": [], "callback": []}
         self.n_steps_ = 0
         self.image_shape_ = tuple(x.shape[1:])
-        D.check_same_on_all_ranks({f"the initial {name.replace('_', ' ')}": net
-                                   for name, net in self._networks().items()})
+        D.check_same_on_all_ranks(
+            {f"the initial {name.replace('_', ' ')}": net for name, net in self._networks().items()}
+        )
 
     def _networks(self) -> dict[str, nn.Module]:
         """What a checkpoint keeps of the networks, by name."""
-        return {"encoder": self.encoder_, "global_critic": self.global_critic_,
-                "local_critic": self.local_critic_, "discriminator": self.prior_.discriminator}
+        return {
+            "encoder": self.encoder_,
+            "global_critic": self.global_critic_,
+            "local_critic": self.local_critic_,
+            "discriminator": self.prior_.discriminator,
+        }
 
     def _batch(self, x: Any) -> torch.Tensor:
         """A checked training batch on ``device_``; builds the networks at the first one."""
         x = self._check_x(x)
         if len(x) < 2:
-            raise ParameterError(f"x needs at least 2 images per batch (each image's negatives are the "
-                                 f"others), got {len(x)}")
+            raise ParameterError(
+                f"x needs at least 2 images per batch (each image's negatives are the others), got {len(x)}"
+            )
         if not hasattr(self, "encoder_"):
             self._build(x)
         return x.to(self.device_)
@@ -476,8 +548,14 @@ class DeepInfoMax(TransformerMixin, BaseEstimator):
 
     def _check_terms(self, terms: dict[str, float], epoch: int | None) -> None:
         for name, value in terms.items():
-            check_not_diverged("DeepInfoMax training", f"the {name} term", value, epoch=epoch,
-                               step=self.n_steps_, lower=f"lr (now {self.lr})")
+            check_not_diverged(
+                "DeepInfoMax training",
+                f"the {name} term",
+                value,
+                epoch=epoch,
+                step=self.n_steps_,
+                lower=f"lr (now {self.lr})",
+            )
 
     def partial_fit(self, x: torch.Tensor | np.ndarray, y=None) -> "DeepInfoMax":
         """One alternation on the batch ``x`` (encoder step, then discriminator step if gamma > 0).
@@ -489,8 +567,9 @@ class DeepInfoMax(TransformerMixin, BaseEstimator):
         self._check_terms(self.last_terms_, None)
         return self
 
-    def fit(self, x, y=None, *, callback: Callable[["DeepInfoMax", int], Any] | None = None,
-            resume: bool = False) -> "DeepInfoMax":
+    def fit(
+        self, x, y=None, *, callback: Callable[["DeepInfoMax", int], Any] | None = None, resume: bool = False
+    ) -> "DeepInfoMax":
         """Train on images ``x`` (N, C, H, H) in [0, 1] for ``epochs`` epochs; ``y`` is ignored.
 
         ``callback(model, epoch)`` runs after every epoch (e.g. to evaluate the code as it
@@ -522,22 +601,33 @@ class DeepInfoMax(TransformerMixin, BaseEstimator):
         x = x.to(self.device_)
         batches = n // size  # drop the ragged last batch: every batch has N negatives' worth
         start = 1
-        if resume and (state := C.read_training_state(self.checkpoint, D.describe_params(self.get_params()),
-                                                      self.epochs)) is not None:
+        if (
+            resume
+            and (
+                state := C.read_training_state(
+                    self.checkpoint, D.describe_params(self.get_params()), self.epochs
+                )
+            )
+            is not None
+        ):
             for name, net in self._networks().items():
                 net.load_state_dict(state[name])
             self._opt.load_state_dict(state["optimizer"])
             self.prior_.optimizer.load_state_dict(state["prior_optimizer"])
             C.restore_rng_states(state["rng"], {"dim": self._generator})
             self.history_, self.n_steps_, start = state["history"], state["n_steps"], state["epoch"] + 1
-        bar = tqdm(total=self.epochs * batches, initial=(start - 1) * batches, desc="DIM",
-                   disable=not (self.verbose and D.is_main_process()))
+        bar = tqdm(
+            total=self.epochs * batches,
+            initial=(start - 1) * batches,
+            desc="DIM",
+            disable=not (self.verbose and D.is_main_process()),
+        )
         for epoch in range(start, self.epochs + 1):
             sums: dict[str, float] = {}
             with timer() as t:
                 order = torch.randperm(n, generator=self._generator).to(self.device_)
                 for b in range(batches):
-                    self.last_terms_ = self._alternation(x[order[b * size:(b + 1) * size]])
+                    self.last_terms_ = self._alternation(x[order[b * size : (b + 1) * size]])
                     self._check_terms(self.last_terms_, epoch)
                     for k, v in self.last_terms_.items():
                         sums[k] = sums.get(k, 0.0) + v
@@ -549,13 +639,20 @@ class DeepInfoMax(TransformerMixin, BaseEstimator):
                 self.history_["callback"].append(callback(self, epoch))
             bar.set_postfix({k: f"{v / batches:.3f}" for k, v in sums.items()})
             if self.checkpoint is not None:
-                C.write_training_state(self.checkpoint, {
-                    "estimator": "DeepInfoMax", "params": D.describe_params(self.get_params()),
-                    "epoch": epoch, "n_steps": self.n_steps_, "history": self.history_,
-                    "optimizer": self._opt.state_dict(),
-                    "prior_optimizer": self.prior_.optimizer.state_dict(),
-                    **{name: net.state_dict() for name, net in self._networks().items()}},
-                    {"dim": self._generator})
+                C.write_training_state(
+                    self.checkpoint,
+                    {
+                        "estimator": "DeepInfoMax",
+                        "params": D.describe_params(self.get_params()),
+                        "epoch": epoch,
+                        "n_steps": self.n_steps_,
+                        "history": self.history_,
+                        "optimizer": self._opt.state_dict(),
+                        "prior_optimizer": self.prior_.optimizer.state_dict(),
+                        **{name: net.state_dict() for name, net in self._networks().items()},
+                    },
+                    {"dim": self._generator},
+                )
         bar.close()
         return self
 
@@ -568,7 +665,7 @@ class DeepInfoMax(TransformerMixin, BaseEstimator):
         self.encoder_.eval()
         ys, cs = [], []
         for s in range(0, len(x), batch_size):
-            y, c = self.encoder_(x[s:s + batch_size].to(self.device_))
+            y, c = self.encoder_(x[s : s + batch_size].to(self.device_))
             ys.append(y.cpu())
             cs.append(c.cpu())
         return torch.cat(ys), torch.cat(cs)
@@ -593,17 +690,21 @@ def linear_probe(features, labels, *, test_size: float = 0.2, seed: int = 0) -> 
 
     f = features.detach().cpu().numpy() if torch.is_tensor(features) else np.asarray(features)
     if f.ndim < 2 or len(f) == 0 or not np.issubdtype(f.dtype, np.number):
-        raise ParameterError(f"features must be a non-empty numeric array (n, d), got shape {f.shape} "
-                             f"{f.dtype}")
+        raise ParameterError(
+            f"features must be a non-empty numeric array (n, d), got shape {f.shape} {f.dtype}"
+        )
     check_finite("features", f)
     t = check_labels("labels", labels, len(f)).numpy()
     classes, counts = np.unique(t, return_counts=True)
     if len(classes) < 2 or counts.min() < 2:
-        raise ParameterError(f"labels must hold at least 2 classes of at least 2 samples each (the split is "
-                             f"stratified), got classes {classes.tolist()} with {counts.tolist()} samples")
+        raise ParameterError(
+            f"labels must hold at least 2 classes of at least 2 samples each (the split is "
+            f"stratified), got classes {classes.tolist()} with {counts.tolist()} samples"
+        )
     check_number("test_size", test_size, 0.0, 1.0, strict_low=True)
     seed = check_seed("seed", seed)
-    f_tr, f_te, t_tr, t_te = train_test_split(f.reshape(len(f), -1), t, test_size=test_size,
-                                              random_state=seed, stratify=t)
+    f_tr, f_te, t_tr, t_te = train_test_split(
+        f.reshape(len(f), -1), t, test_size=test_size, random_state=seed, stratify=t
+    )
     probe = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
     return float(probe.fit(f_tr, t_tr).score(f_te, t_te))

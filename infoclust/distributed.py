@@ -31,6 +31,7 @@ process on the concatenated batch. A plain ``dist.all_reduce`` on P (no backward
 same loss but leaves out the other ranks' share of the gradient, so the average is
 :math:`\\nabla L / W`: silently W times too small (tested in ``tests/test_distributed.py``).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -51,11 +52,30 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from .utils import ParameterError, check_int
 
-__all__ = ["rank", "world_size", "is_distributed", "is_main_process", "init_from_env", "setup",
-           "local_device", "check_device",
-           "all_reduce_sum", "all_gather_cat", "gather_rows", "broadcast_object", "average_gradients",
-           "SyncBatchNorm", "synchronised_batchnorm", "shard", "shard_sizes",
-           "check_batch", "describe_params", "check_same_on_all_ranks", "spawn", "fit_in_processes"]
+__all__ = [
+    "rank",
+    "world_size",
+    "is_distributed",
+    "is_main_process",
+    "init_from_env",
+    "setup",
+    "local_device",
+    "check_device",
+    "all_reduce_sum",
+    "all_gather_cat",
+    "gather_rows",
+    "broadcast_object",
+    "average_gradients",
+    "SyncBatchNorm",
+    "synchronised_batchnorm",
+    "shard",
+    "shard_sizes",
+    "check_batch",
+    "describe_params",
+    "check_same_on_all_ranks",
+    "spawn",
+    "fit_in_processes",
+]
 
 
 # --------------------------------------------------------------------------- ranks
@@ -136,8 +156,10 @@ def local_device(device: torch.device) -> torch.device:
 def check_device(device: torch.device) -> torch.device:
     """Return ``device`` if the process group's backend can reduce tensors there (NCCL: CUDA only)."""
     if is_distributed() and dist.get_backend() == "nccl" and device.type != "cuda":
-        raise ParameterError(f"device={str(device)!r} cannot train in an NCCL process group (GPUs only); use "
-                             f"device='auto' or 'cuda', or the gloo backend for CPU processes")
+        raise ParameterError(
+            f"device={str(device)!r} cannot train in an NCCL process group (GPUs only); use "
+            f"device='auto' or 'cuda', or the gloo backend for CPU processes"
+        )
     return device
 
 
@@ -211,10 +233,11 @@ def gather_rows(x: torch.Tensor, n: int) -> torch.Tensor:
         return x
     sizes = shard_sizes(n)
     if x.shape[0] != sizes[rank()]:
-        raise ParameterError(f"x holds {x.shape[0]} rows, but rank {rank()}'s block of {n} rows "
-                             f"has {sizes[rank()]}")
+        raise ParameterError(
+            f"x holds {x.shape[0]} rows, but rank {rank()}'s block of {n} rows has {sizes[rank()]}"
+        )
     padded = x.new_zeros((max(sizes),) + tuple(x.shape[1:]))
-    padded[:x.shape[0]] = x
+    padded[: x.shape[0]] = x
     parts = [torch.empty_like(padded) for _ in sizes]
     dist.all_gather(parts, padded.contiguous())
     return torch.cat([p[:s] for p, s in zip(parts, sizes)])
@@ -252,7 +275,7 @@ def average_gradients(parameters: Iterable[nn.Parameter]) -> None:
         flat /= w
         offset = 0
         for g in group:
-            g.copy_(flat[offset:offset + g.numel()].view_as(g))
+            g.copy_(flat[offset : offset + g.numel()].view_as(g))
             offset += g.numel()
 
 
@@ -296,7 +319,7 @@ class SyncBatchNorm(_BatchNorm):
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked.add_(1)
-                factor = (1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum)
+                factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
                 self.running_mean.lerp_(mean.detach().to(self.running_mean.dtype), factor)
                 unbiased = var.detach() * count / (count - 1).clamp_min(1)
                 self.running_var.lerp_(unbiased.to(self.running_var.dtype), factor)
@@ -369,11 +392,15 @@ def check_batch(batch_size: int, n_images: int, name: str = "batch_size") -> int
     w = world_size()
     batch_size = check_int(name, batch_size, 1)
     if batch_size % w:
-        raise ParameterError(f"{name}={batch_size} does not divide among the {w} processes: use a multiple "
-                             f"of {w} (the batch is the global batch, split evenly across processes)")
+        raise ParameterError(
+            f"{name}={batch_size} does not divide among the {w} processes: use a multiple "
+            f"of {w} (the batch is the global batch, split evenly across processes)"
+        )
     if n_images < batch_size:
-        raise ParameterError(f"{name}={batch_size} ({batch_size // w} images on each of {w} processes) "
-                             f"exceeds the {n_images} images")
+        raise ParameterError(
+            f"{name}={batch_size} ({batch_size // w} images on each of {w} processes) "
+            f"exceeds the {n_images} images"
+        )
     return batch_size // w
 
 
@@ -438,8 +465,10 @@ def check_same_on_all_ranks(values: Mapping[str, Any]) -> None:
         seen = [d.get(name) for d in everyone]
         if any(s != seen[0] for s in seen):
             shown = "; ".join(f"rank {r}: {s}" for r, s in enumerate(seen))
-            raise ParameterError(f"{name} differs between processes ({shown}); every process must run "
-                                 f"the same estimator, seed and data")
+            raise ParameterError(
+                f"{name} differs between processes ({shown}); every process must run "
+                f"the same estimator, seed and data"
+            )
 
 
 # --------------------------------------------------------------------------- local processes
@@ -451,12 +480,25 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _worker(rank_: int, fn: Callable, world: int, port: int, backend: str, threads: int | None,
-            results: Any, args: tuple) -> None:
+def _worker(
+    rank_: int,
+    fn: Callable,
+    world: int,
+    port: int,
+    backend: str,
+    threads: int | None,
+    results: Any,
+    args: tuple,
+) -> None:
     if threads is not None:
         torch.set_num_threads(threads)
-    dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{port}", rank=rank_, world_size=world,
-                            timeout=timedelta(seconds=120))
+    dist.init_process_group(
+        backend,
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank_,
+        world_size=world,
+        timeout=timedelta(seconds=120),
+    )
     try:
         buf = io.BytesIO()  # bytes, not tensors: shared-memory handles die with this process
         torch.save(fn(*args), buf)
@@ -472,8 +514,9 @@ def _fit_copy(estimator: Any, x: Any, y: Any, fit_params: dict) -> Any:
     return model if is_main_process() else None
 
 
-def fit_in_processes(estimator: Any, x: Any, y: Any = None, *, world: int = 2, threads: int | None = 1,
-                     **fit_params: Any) -> Any:
+def fit_in_processes(
+    estimator: Any, x: Any, y: Any = None, *, world: int = 2, threads: int | None = 1, **fit_params: Any
+) -> Any:
     """Fit a copy of ``estimator`` on ``(x, y)`` in ``world`` local processes; return rank 0's fitted copy.
 
     Every process gets the whole data and fits an unfitted clone (same parameters, same
@@ -484,8 +527,9 @@ def fit_in_processes(estimator: Any, x: Any, y: Any = None, *, world: int = 2, t
     return spawn(_fit_copy, world, estimator, x, y, fit_params, threads=threads)[0]
 
 
-def spawn(fn: Callable[..., Any], world: int, *args: Any, backend: str = "gloo",
-          threads: int | None = 1) -> list[Any]:
+def spawn(
+    fn: Callable[..., Any], world: int, *args: Any, backend: str = "gloo", threads: int | None = 1
+) -> list[Any]:
     """Run ``fn(*args)`` in ``world`` new processes forming a process group; return their results.
 
     A stand-in for ``torchrun --nproc-per-node world`` on one machine, for tests, benchmarks
@@ -498,8 +542,12 @@ def spawn(fn: Callable[..., Any], world: int, *args: Any, backend: str = "gloo",
     ctx = torch.multiprocessing.get_context("spawn")
     results = ctx.Queue()
     procs = torch.multiprocessing.start_processes(
-        _worker, args=(fn, world, _free_port(), backend, threads, results, args), nprocs=world,
-        join=False, start_method="spawn")
+        _worker,
+        args=(fn, world, _free_port(), backend, threads, results, args),
+        nprocs=world,
+        join=False,
+        start_method="spawn",
+    )
     out: dict[int, Any] = {}
 
     def drain() -> None:

@@ -7,7 +7,8 @@ the Wasserstein attack around an image ``x`` over transport plans instead of ima
 
 .. math::
 
-    \\mathcal{C}(x, \\varepsilon) = \\{\\Pi \\ge 0 : \\Pi 1 = x,\\; \\langle \\Pi, C\\rangle \\le \\varepsilon\\},
+    \\mathcal{C}(x, \\varepsilon)
+    = \\{\\Pi \\ge 0 : \\Pi 1 = x,\\; \\langle \\Pi, C\\rangle \\le \\varepsilon\\},
 
 whose images are exactly the images within transport cost :math:`\\varepsilon` of ``x``.
 As in :mod:`infoclust.projected_sinkhorn`, mass only moves inside a ``k x k`` window
@@ -44,6 +45,7 @@ Where we depart from the paper and its code (``watml/fast-wasserstein-adversaria
   three attacks compare on one schedule; the paper's code attacks at one fixed radius for
   300 iterations (MNIST: radius 0.5, 5 x 5 window, PGD step 0.1, ``gamma`` 1e-3).
 """
+
 from __future__ import annotations
 
 import math
@@ -66,8 +68,12 @@ __all__ = [
 ]
 
 
-def local_cost(kernel_size: int = 5, p: float = 2.0, dtype: torch.dtype = torch.float64,
-               device: torch.device | str | None = None) -> torch.Tensor:
+def local_cost(
+    kernel_size: int = 5,
+    p: float = 2.0,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
     """Cost :math:`(d_i^2 + d_j^2)^{p/2}` of moving mass by each offset of a k x k window.
 
     Returns a flat tensor of ``k * k`` costs in row-major order of the offsets
@@ -84,6 +90,7 @@ def local_cost(kernel_size: int = 5, p: float = 2.0, dtype: torch.dtype = torch.
 # ----------------------------------------------------------------------------------------
 # Plans on the support of x
 # ----------------------------------------------------------------------------------------
+
 
 @dataclass
 class LocalPlan:
@@ -129,7 +136,7 @@ class LocalPlan:
         pixel = source % (h * w)
         i, j = pixel // w, pixel % w
         d = torch.arange(k, device=x.device) - k // 2
-        di, dj = d.repeat_interleave(k), d.repeat(k)                  # row-major offsets
+        di, dj = d.repeat_interleave(k), d.repeat(k)  # row-major offsets
         ti, tj = i[:, None] + di, j[:, None] + dj
         valid = (ti >= 0) & (ti < h) & (tj >= 0) & (tj < w)
         target = torch.where(valid, source[:, None] + di * w + dj, source[:, None])
@@ -143,7 +150,9 @@ class LocalPlan:
 
     def per_image(self, values: torch.Tensor) -> torch.Tensor:
         """Sum (R,) row values per image, (N,)."""
-        return torch.zeros(self.n_images, dtype=values.dtype, device=values.device).index_add_(0, self.image, values)
+        return torch.zeros(self.n_images, dtype=values.dtype, device=values.device).index_add_(
+            0, self.image, values
+        )
 
     def per_image_max(self, values: torch.Tensor) -> torch.Tensor:
         """Largest of (R,) non-negative row values per image, (N,) (0 for an empty image)."""
@@ -176,9 +185,15 @@ class LocalPlan:
         new_index = torch.full((n,), -1, dtype=torch.long, device=images.device)
         new_index[images] = torch.arange(len(images), device=images.device)
         shift = (new_index[self.image[rows]] - self.image[rows]) * (c * h * w)
-        return LocalPlan(self.mass[rows], self.source[rows] + shift, new_index[self.image[rows]],
-                         self.target[rows] + shift[:, None], self.valid[rows], self.cost,
-                         (len(images), c, h, w))
+        return LocalPlan(
+            self.mass[rows],
+            self.source[rows] + shift,
+            new_index[self.image[rows]],
+            self.target[rows] + shift[:, None],
+            self.valid[rows],
+            self.cost,
+            (len(images), c, h, w),
+        )
 
     def rows_of(self, images: torch.Tensor) -> torch.Tensor:
         """Row indices of some images (in the order of :meth:`select`)."""
@@ -191,14 +206,16 @@ def _budget(plan: LocalPlan, eps) -> torch.Tensor:
     if eps.numel() == 1:
         eps = eps.expand(plan.n_images)
     if eps.shape != (plan.n_images,) or not torch.isfinite(eps).all() or (eps < 0).any():
-        raise ParameterError(f"eps must be a number or one value per image, finite and >= 0; got shape "
-                             f"{tuple(eps.shape)}")
+        raise ParameterError(
+            f"eps must be a number or one value per image, finite and >= 0; got shape {tuple(eps.shape)}"
+        )
     return eps * plan.per_image(plan.source_mass())
 
 
 # ----------------------------------------------------------------------------------------
 # The exact projection (Wu et al. 2020, section 4)
 # ----------------------------------------------------------------------------------------
+
 
 def _simplex_rows(u: torch.Tensor, total: torch.Tensor, valid: torch.Tensor):
     """Euclidean projection of every row of ``u`` onto ``{p >= 0, sum p = total}``, over the
@@ -212,7 +229,7 @@ def _simplex_rows(u: torch.Tensor, total: torch.Tensor, valid: torch.Tensor):
     ranked = u.sort(1, descending=True).values
     csum = ranked.cumsum(1) - total[:, None]
     count = torch.arange(1, u.shape[1] + 1, dtype=u.dtype, device=u.device)
-    support = (ranked * count > csum).sum(1, keepdim=True)              # rho: entries above theta
+    support = (ranked * count > csum).sum(1, keepdim=True)  # rho: entries above theta
     theta = csum.gather(1, support - 1) / support
     return (u - theta).clamp_min_(0.0), support[:, 0]
 
@@ -245,9 +262,12 @@ def _find_multiplier(evaluate, budget: torch.Tensor, hi: torch.Tensor, max_iter:
         if not bool(todo.any()):
             break
     if bool(todo.any()):
-        warnings.warn(f"{name}: the multiplier of {int(todo.sum())} of {len(budget)} images was not found in "
-                      f"max_iter={max_iter} steps (their plans are feasible but not yet optimal)",
-                      ConvergenceWarning, stacklevel=3)
+        warnings.warn(
+            f"{name}: the multiplier of {int(todo.sum())} of {len(budget)} images was not found in "
+            f"max_iter={max_iter} steps (their plans are feasible but not yet optimal)",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
     return evaluate(torch.where(need, hi, zero))[0]
 
 
@@ -256,8 +276,9 @@ def _cost_and_slope(plan: LocalPlan, mass: torch.Tensor, d_mass: torch.Tensor):
     return plan.per_image(mass @ plan.cost), plan.per_image(d_mass @ plan.cost)
 
 
-def project_plan(plan: LocalPlan, values: torch.Tensor, eps, *, max_iter: int = 60,
-                 rtol: float = 1e-9) -> LocalPlan:
+def project_plan(
+    plan: LocalPlan, values: torch.Tensor, eps, *, max_iter: int = 60, rtol: float = 1e-9
+) -> LocalPlan:
     """Exact Euclidean projection of ``values`` onto the plans of the ball (Wu et al. 2020).
 
     Solves, for every image,
@@ -313,7 +334,9 @@ def project_plan(plan: LocalPlan, values: torch.Tensor, eps, *, max_iter: int = 
     rtol = check_number("rtol", rtol, 0.0, strict_low=True)
     values = values.double()
     if values.shape != plan.mass.shape:
-        raise ParameterError(f"values must have the plan's shape {tuple(plan.mass.shape)}, got {tuple(values.shape)}")
+        raise ParameterError(
+            f"values must have the plan's shape {tuple(plan.mass.shape)}, got {tuple(values.shape)}"
+        )
     total = plan.source_mass()
     budget = _budget(plan, eps)
 
@@ -329,8 +352,15 @@ def project_plan(plan: LocalPlan, values: torch.Tensor, eps, *, max_iter: int = 
     return replace(plan, mass=_find_multiplier(evaluate, budget, hi, max_iter, rtol, "project_plan"))
 
 
-def entropic_lmo(plan: LocalPlan, direction: torch.Tensor, eps, gamma: float = 1e-3, *, max_iter: int = 60,
-                 rtol: float = 1e-9) -> LocalPlan:
+def entropic_lmo(
+    plan: LocalPlan,
+    direction: torch.Tensor,
+    eps,
+    gamma: float = 1e-3,
+    *,
+    max_iter: int = 60,
+    rtol: float = 1e-9,
+) -> LocalPlan:
     """The linear maximisation oracle of the ball with entropic smoothing (Wu et al. 2020, section 5).
 
     Solves, for every image,
@@ -373,8 +403,9 @@ def entropic_lmo(plan: LocalPlan, direction: torch.Tensor, eps, gamma: float = 1
     rtol = check_number("rtol", rtol, 0.0, strict_low=True)
     direction = direction.double()
     if direction.shape != plan.mass.shape:
-        raise ParameterError(f"direction must have the plan's shape {tuple(plan.mass.shape)}, "
-                             f"got {tuple(direction.shape)}")
+        raise ParameterError(
+            f"direction must have the plan's shape {tuple(plan.mass.shape)}, got {tuple(direction.shape)}"
+        )
     total = plan.source_mass()
     budget = _budget(plan, eps)
     cost = plan.cost
@@ -384,7 +415,7 @@ def entropic_lmo(plan: LocalPlan, direction: torch.Tensor, eps, gamma: float = 1
         weights = torch.softmax(logits, 1)
         mass = total[:, None] * weights
         mean = (weights * cost).sum(1, keepdim=True)
-        d_mass = mass * (cost - mean) / gamma       # minus the derivative of mass in mu
+        d_mass = mass * (cost - mean) / gamma  # minus the derivative of mass in mu
         return (mass, *_cost_and_slope(plan, mass, -d_mass))
 
     mass_all = plan.per_image(total)
@@ -434,6 +465,7 @@ def fit_in_box(plan: LocalPlan, upper: float = 1.0, max_passes: int = 20) -> Loc
 # ----------------------------------------------------------------------------------------
 # The attacks over plans
 # ----------------------------------------------------------------------------------------
+
 
 class _PlanSteps:
     """Attack state over plans (the paper's formulation): one :class:`LocalPlan` for the
@@ -545,5 +577,15 @@ def wasserstein_frank_wolfe(
     gamma = check_number("gamma", gamma, 0.0, strict_low=True)
     x, y, pred = prepare_attack(model, x, y)
     state = _FrankWolfeSteps(x, gamma, kernel_size, p)
-    return run_attack(model, y, pred, state, eps0=eps0, eps_factor=eps_factor, eps_every=eps_every,
-                      max_iter=max_iter, verbose=verbose, desc="W-FW")
+    return run_attack(
+        model,
+        y,
+        pred,
+        state,
+        eps0=eps0,
+        eps_factor=eps_factor,
+        eps_every=eps_every,
+        max_iter=max_iter,
+        verbose=verbose,
+        desc="W-FW",
+    )

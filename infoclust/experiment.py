@@ -17,6 +17,7 @@ that comparison as a designed experiment and measures why a g helps or not.
 * :func:`w2_shift` is the exact Wasserstein distance ``W2(x, g(x))`` per image, the quantity
   in the talk's density p(xi | x) ~ exp(-d_W(x, x + xi)^2 / eta^2) (talk, eq. 6).
 """
+
 from __future__ import annotations
 
 import multiprocessing
@@ -32,8 +33,15 @@ from tqdm.auto import tqdm
 
 from .iic import IIC
 from .metrics import PairedDifference, evaluate, paired_difference
-from .utils import (ParameterError, check_generator, check_images, check_int, check_seed, num_threads,
-                    resolve_device)
+from .utils import (
+    ParameterError,
+    check_generator,
+    check_images,
+    check_int,
+    check_seed,
+    num_threads,
+    resolve_device,
+)
 from .wasserstein import w2_exact
 
 __all__ = ["Arm", "Run", "run_arms", "compare_arms", "cluster_change_rate", "w2_shift"]
@@ -106,9 +114,18 @@ def _fit(arm_index: int, seed: int) -> Run:
     keep = arm.name in _JOB["keep"]
     if keep and _JOB["worker"]:  # pools and closures do not travel back between processes
         model.g = model.g_ = None
-    return Run(arm.name, seed, scores["acc"], scores["nmi"], scores["ari"], model.train_seconds_,
-               np.array([h["epoch"] for h in hist]), np.array([h["seconds"] for h in hist]),
-               np.array([h["acc"][h["subhead"]] for h in hist]), model if keep else None)
+    return Run(
+        arm.name,
+        seed,
+        scores["acc"],
+        scores["nmi"],
+        scores["ari"],
+        model.train_seconds_,
+        np.array([h["epoch"] for h in hist]),
+        np.array([h["seconds"] for h in hist]),
+        np.array([h["acc"][h["subhead"]] for h in hist]),
+        model if keep else None,
+    )
 
 
 def _import_before_fork() -> None:
@@ -138,9 +155,17 @@ def _one_thread() -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def run_arms(x: torch.Tensor, y: torch.Tensor | np.ndarray, arms: Sequence[Arm], seeds: Sequence[int],
-             recipe: Mapping[str, Any], *, keep: Sequence[str] = (), n_jobs: int | None = None,
-             verbose: bool = True) -> dict[str, list[Run]]:
+def run_arms(
+    x: torch.Tensor,
+    y: torch.Tensor | np.ndarray,
+    arms: Sequence[Arm],
+    seeds: Sequence[int],
+    recipe: Mapping[str, Any],
+    *,
+    keep: Sequence[str] = (),
+    n_jobs: int | None = None,
+    verbose: bool = True,
+) -> dict[str, list[Run]]:
     """Train IIC on ``x`` for every arm and seed; runs with the same seed are paired.
 
     For each seed and arm: ``IIC(**recipe, **arm.params, g=arm.make_g(seed),
@@ -196,16 +221,23 @@ def run_arms(x: torch.Tensor, y: torch.Tensor | np.ndarray, arms: Sequence[Arm],
     n_jobs = num_threads() if n_jobs is None else check_int("n_jobs", n_jobs, 1)
     on_cpu = resolve_device(recipe.get("device", "auto")).type == "cpu"
     tasks = [(i, seed) for seed in seeds for i in range(len(arms))]
-    _JOB.update(x=x, y=np.asarray(torch.as_tensor(y).cpu()), arms=list(arms), recipe=dict(recipe), keep=set(keep),
-                worker=False)
+    _JOB.update(
+        x=x,
+        y=np.asarray(torch.as_tensor(y).cpu()),
+        arms=list(arms),
+        recipe=dict(recipe),
+        keep=set(keep),
+        worker=False,
+    )
     done: dict[tuple[int, int], Run] = {}
     try:
         with tqdm(total=len(tasks), desc="IIC runs", disable=not verbose) as bar:
             if on_cpu and n_jobs > 1 and len(tasks) > 1:
                 _import_before_fork()
                 context = multiprocessing.get_context("fork")
-                with ProcessPoolExecutor(min(n_jobs, len(tasks)), mp_context=context,
-                                         initializer=_worker_start) as pool:
+                with ProcessPoolExecutor(
+                    min(n_jobs, len(tasks)), mp_context=context, initializer=_worker_start
+                ) as pool:
                     futures = {pool.submit(_fit, *task): task for task in tasks}
                     for future in as_completed(futures):
                         done[futures[future]] = future.result()
@@ -220,8 +252,14 @@ def run_arms(x: torch.Tensor, y: torch.Tensor | np.ndarray, arms: Sequence[Arm],
     return {arm.name: [done[(i, seed)] for seed in seeds] for i, arm in enumerate(arms)}
 
 
-def compare_arms(runs: Mapping[str, Sequence[Run]], reference: str, *, metric: str = "acc",
-                 scale: float = 100.0, confidence: float = 0.95) -> dict[str, PairedDifference]:
+def compare_arms(
+    runs: Mapping[str, Sequence[Run]],
+    reference: str,
+    *,
+    metric: str = "acc",
+    scale: float = 100.0,
+    confidence: float = 0.95,
+) -> dict[str, PairedDifference]:
     """Paired difference of every arm against ``reference``, seed by seed.
 
     Parameters
@@ -255,9 +293,13 @@ def compare_arms(runs: Mapping[str, Sequence[Run]], reference: str, *, metric: s
         mine = {r.seed: scale * getattr(r, metric) for r in arm_runs}
         shared = [s for s in ref if s in mine]
         if len(shared) < 2:
-            raise ParameterError(f"arm {name!r} shares {len(shared)} seeds with {reference!r}; a paired "
-                                 f"comparison needs at least two")
-        out[name] = paired_difference([mine[s] for s in shared], [ref[s] for s in shared], confidence=confidence)
+            raise ParameterError(
+                f"arm {name!r} shares {len(shared)} seeds with {reference!r}; a paired "
+                f"comparison needs at least two"
+            )
+        out[name] = paired_difference(
+            [mine[s] for s in shared], [ref[s] for s in shared], confidence=confidence
+        )
     return out
 
 
@@ -292,8 +334,9 @@ def cluster_change_rate(model: IIC, x: torch.Tensor, g: Transform, *, n_draws: i
 
 
 @torch.no_grad()
-def w2_shift(x: torch.Tensor, g: Transform, *, generator: torch.Generator | None = None,
-             n: int | None = None) -> np.ndarray:
+def w2_shift(
+    x: torch.Tensor, g: Transform, *, generator: torch.Generator | None = None, n: int | None = None
+) -> np.ndarray:
     """Exact ``W2(x_i, g(x_i))`` per image, in pixels (talk, eq. 5 with q = 2).
 
     Each image and its transform are normalised to histograms of mass 1

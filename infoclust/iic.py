@@ -17,6 +17,7 @@ over samples) and :func:`loss_from_counts` (symmetrise, normalise, loss), with
 (trunk, main head and overclustering head, each with several sub-heads); :class:`IIC`
 (the scikit-learn estimator that trains it).
 """
+
 from __future__ import annotations
 
 import math
@@ -37,12 +38,35 @@ from . import checkpoint as C
 from . import distributed as D
 from .augment import MNISTTransform
 from .metrics import cluster_accuracy
-from .utils import (ParameterError, check_bool, check_choice, check_finite, check_images,
-                    check_int, check_labels, check_not_diverged, check_number, check_seed, forked_global_rng,
-                    resolve_device, stream_seed, timer)
+from .utils import (
+    ParameterError,
+    check_bool,
+    check_choice,
+    check_finite,
+    check_images,
+    check_int,
+    check_labels,
+    check_not_diverged,
+    check_number,
+    check_seed,
+    forked_global_rng,
+    resolve_device,
+    stream_seed,
+    timer,
+)
 
-__all__ = ["joint_counts", "loss_from_counts", "joint_distribution", "iic_loss", "information",
-           "lowest_loss_subhead", "ClusterNet", "TRUNKS", "trunk_min_size", "IIC"]
+__all__ = [
+    "joint_counts",
+    "loss_from_counts",
+    "joint_distribution",
+    "iic_loss",
+    "information",
+    "lowest_loss_subhead",
+    "ClusterNet",
+    "TRUNKS",
+    "trunk_min_size",
+    "IIC",
+]
 
 
 # --------------------------------------------------------------------------- objective
@@ -67,8 +91,9 @@ def joint_counts(z: torch.Tensor, z_tf: torch.Tensor) -> torch.Tensor:
         (..., k, k), non-negative.
     """
     if z.dim() < 2 or z.shape != z_tf.shape:
-        raise ParameterError(f"z and z_tf must be (..., n, k) of equal shape, got {tuple(z.shape)} "
-                             f"and {tuple(z_tf.shape)}")
+        raise ParameterError(
+            f"z and z_tf must be (..., n, k) of equal shape, got {tuple(z.shape)} and {tuple(z_tf.shape)}"
+        )
     return z.transpose(-2, -1) @ z_tf
 
 
@@ -130,8 +155,9 @@ def joint_distribution(z: torch.Tensor, z_tf: torch.Tensor) -> torch.Tensor:
         (k, k) non-negative, sums to 1, symmetric.
     """
     if z.dim() != 2:
-        raise ParameterError(f"z and z_tf must be (n, k) of equal shape, got {tuple(z.shape)} "
-                             f"and {tuple(z_tf.shape)}")
+        raise ParameterError(
+            f"z and z_tf must be (n, k) of equal shape, got {tuple(z.shape)} and {tuple(z_tf.shape)}"
+        )
     return _symmetric_joint(joint_counts(z, z_tf))
 
 
@@ -229,8 +255,10 @@ def _trunk_spec(trunk: str | tuple) -> tuple[tuple[int, ...], int]:
         channels, ksize = trunk
         channels = tuple(check_int("trunk", c, 1) for c in channels)
     except (TypeError, ValueError):
-        raise ParameterError(f"trunk={trunk!r} must be one of {list(TRUNKS)} or a pair "
-                             f"(channels, kernel_size), e.g. ((16, 32), 3)") from None
+        raise ParameterError(
+            f"trunk={trunk!r} must be one of {list(TRUNKS)} or a pair "
+            f"(channels, kernel_size), e.g. ((16, 32), 3)"
+        ) from None
     if not channels:
         raise ParameterError(f"trunk={trunk!r} needs at least one convolution")
     return channels, check_int("trunk", ksize, 1)
@@ -267,8 +295,15 @@ class ClusterNet(nn.Module):
         after every block but the last.
     """
 
-    def __init__(self, in_channels: int, input_size: int, n_clusters: int, n_overclusters: int | None = 50,
-                 n_subheads: int = 5, trunk: str | tuple = "vgg") -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        input_size: int,
+        n_clusters: int,
+        n_overclusters: int | None = 50,
+        n_subheads: int = 5,
+        trunk: str | tuple = "vgg",
+    ) -> None:
         super().__init__()
         channels, ksize = _trunk_spec(trunk)
         check_int("in_channels", in_channels, 1)
@@ -280,8 +315,11 @@ class ClusterNet(nn.Module):
         layers: list[nn.Module] = []
         c_in = in_channels
         for i, c in enumerate(channels):
-            layers += [nn.Conv2d(c_in, c, ksize, padding=ksize // 2, bias=False),
-                       nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv2d(c_in, c, ksize, padding=ksize // 2, bias=False),
+                nn.BatchNorm2d(c),
+                nn.ReLU(inplace=True),
+            ]
             if i < len(channels) - 1:
                 layers.append(nn.MaxPool2d(2))
             c_in = c
@@ -289,7 +327,8 @@ class ClusterNet(nn.Module):
         with torch.no_grad():
             n_feat = self.trunk(torch.zeros(2, in_channels, input_size, input_size)).shape[1]
         self.heads = nn.ModuleDict(
-            {"main": nn.ModuleList(nn.Linear(n_feat, n_clusters) for _ in range(n_subheads))})
+            {"main": nn.ModuleList(nn.Linear(n_feat, n_clusters) for _ in range(n_subheads))}
+        )
         if n_overclusters:
             self.heads["over"] = nn.ModuleList(nn.Linear(n_feat, n_overclusters) for _ in range(n_subheads))
 
@@ -407,12 +446,28 @@ class IIC(ClusterMixin, BaseEstimator):
         Training time, scoring excluded.
     """
 
-    def __init__(self, n_clusters: int = 10, *, n_overclusters: int | None = 50, n_subheads: int = 5,
-                 trunk: str | tuple = "vgg", g: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                 epochs: int = 10, batch_size: int = 140, repeats: int = 5, main_passes: int = 2,
-                 over_passes: int = 1, lr: float = 1e-4, lamb: float = 1.0, eval_every: int = 1,
-                 seed: int = 0, device: str = "auto", amp: bool | str = "auto", verbose: bool = True,
-                 checkpoint: str | None = None) -> None:
+    def __init__(
+        self,
+        n_clusters: int = 10,
+        *,
+        n_overclusters: int | None = 50,
+        n_subheads: int = 5,
+        trunk: str | tuple = "vgg",
+        g: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        epochs: int = 10,
+        batch_size: int = 140,
+        repeats: int = 5,
+        main_passes: int = 2,
+        over_passes: int = 1,
+        lr: float = 1e-4,
+        lamb: float = 1.0,
+        eval_every: int = 1,
+        seed: int = 0,
+        device: str = "auto",
+        amp: bool | str = "auto",
+        verbose: bool = True,
+        checkpoint: str | None = None,
+    ) -> None:
         self.n_clusters = n_clusters
         self.n_overclusters = n_overclusters
         self.n_subheads = n_subheads
@@ -464,20 +519,33 @@ class IIC(ClusterMixin, BaseEstimator):
     def _check_x(self, x: Any, name: str = "x") -> torch.Tensor:
         """Images as a contiguous float32 tensor; after fit, of the training images' shape."""
         fitted = hasattr(self, "image_shape_")
-        x = check_images(name, x, dtype=torch.float32, channels=self.image_shape_[0] if fitted else None,
-                         min_size=trunk_min_size(self.trunk), square=True)
+        x = check_images(
+            name,
+            x,
+            dtype=torch.float32,
+            channels=self.image_shape_[0] if fitted else None,
+            min_size=trunk_min_size(self.trunk),
+            square=True,
+        )
         if fitted and tuple(x.shape[1:]) != self.image_shape_:
-            raise ParameterError(f"{name} has images of shape {tuple(x.shape[1:])}, but this IIC was fitted "
-                                 f"on {self.image_shape_}")
+            raise ParameterError(
+                f"{name} has images of shape {tuple(x.shape[1:])}, but this IIC was fitted "
+                f"on {self.image_shape_}"
+            )
         return x
 
     def _perturb(self, x: torch.Tensor) -> torch.Tensor:
         out = self.g_(x)
         if not torch.is_tensor(out) or out.shape != x.shape or out.device != x.device or out.dtype != x.dtype:
-            got = (f"{tuple(out.shape)} {out.dtype} on {out.device}" if torch.is_tensor(out)
-                   else type(out).__name__)
-            raise ParameterError(f"g must map a batch {tuple(x.shape)} {x.dtype} on {x.device} to one of the "
-                                 f"same shape, dtype and device, got {got}")
+            got = (
+                f"{tuple(out.shape)} {out.dtype} on {out.device}"
+                if torch.is_tensor(out)
+                else type(out).__name__
+            )
+            raise ParameterError(
+                f"g must map a batch {tuple(x.shape)} {x.dtype} on {x.device} to one of the "
+                f"same shape, dtype and device, got {got}"
+            )
         return out
 
     # ---------------------------------------------------------------- training
@@ -509,7 +577,7 @@ class IIC(ClusterMixin, BaseEstimator):
         # batch-norm statistics of the repeated batch equal those of the distinct images.
         x_tf = self._perturb(xb.repeat_interleave(self.repeats, 0))
         mine = D.shard(len(xb))
-        xb, x_tf = xb[mine], x_tf[mine.start * self.repeats:mine.stop * self.repeats]
+        xb, x_tf = xb[mine], x_tf[mine.start * self.repeats : mine.stop * self.repeats]
         with self._autocast():
             z = self.net_(xb, head).repeat_interleave(self.repeats, 1)
             z_tf = self.net_(x_tf, head)
@@ -521,8 +589,9 @@ class IIC(ClusterMixin, BaseEstimator):
         opt.step()
         return loss.item()
 
-    def _train_epoch(self, x: torch.Tensor, opt: torch.optim.Optimizer,
-                     epoch: int) -> tuple[list[float], int]:
+    def _train_epoch(
+        self, x: torch.Tensor, opt: torch.optim.Optimizer, epoch: int
+    ) -> tuple[list[float], int]:
         """One epoch (the head schedule of :meth:`_heads`); the main head's batch losses and the pairs seen.
 
         Raises :class:`~infoclust.utils.TrainingDivergedError` at the first non-finite loss.
@@ -532,9 +601,15 @@ class IIC(ClusterMixin, BaseEstimator):
             order = self._pass_order(len(x)).to(x.device)
             for b in range(len(order) // self.batch_size):
                 step += 1
-                loss = self._step(x[order[b * self.batch_size:(b + 1) * self.batch_size]], head, opt)
-                check_not_diverged("IIC training", f"the {head} head's loss", loss, epoch=epoch, step=step,
-                                   lower=f"lr (now {self.lr}), or check that g returns finite images")
+                loss = self._step(x[order[b * self.batch_size : (b + 1) * self.batch_size]], head, opt)
+                check_not_diverged(
+                    "IIC training",
+                    f"the {head} head's loss",
+                    loss,
+                    epoch=epoch,
+                    step=step,
+                    lower=f"lr (now {self.lr}), or check that g returns finite images",
+                )
                 pairs += self.batch_size * self.repeats
                 if head == "main":
                     main_losses.append(loss)
@@ -571,8 +646,13 @@ class IIC(ClusterMixin, BaseEstimator):
         self.net_.train()
         return rec, pred
 
-    def fit(self, x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray | None = None, *,
-            resume: bool = False) -> "IIC":
+    def fit(
+        self,
+        x: torch.Tensor | np.ndarray,
+        y: torch.Tensor | np.ndarray | None = None,
+        *,
+        resume: bool = False,
+    ) -> "IIC":
         """Train on square images ``x`` (N, C, H, H); ``y`` (integer labels) only for the history.
 
         With ``resume=True``, training continues from the file ``checkpoint`` (if it exists;
@@ -601,16 +681,20 @@ class IIC(ClusterMixin, BaseEstimator):
         D.check_batch(self.batch_size, len(x))
         self.device_ = D.check_device(D.local_device(resolve_device(self.device)))
         with forked_global_rng(self.seed, self.device_):
-            net = ClusterNet(x.shape[1], x.shape[-1], self.n_clusters, self.n_overclusters, self.n_subheads,
-                             self.trunk)  # built on the CPU: the seeded initialisation is the same everywhere
+            net = ClusterNet(
+                x.shape[1], x.shape[-1], self.n_clusters, self.n_overclusters, self.n_subheads, self.trunk
+            )  # built on the CPU: the seeded initialisation is the same everywhere
             # channels-last convolutions: 1.4x faster on the CPU for the small trunk at 12 px (and the
             # layout cuDNN prefers under bf16); the inputs need no conversion while they have one channel
             self.net_ = net.to(self.device_, memory_format=torch.channels_last)
             self.g_ = self.g if self.g is not None else MNISTTransform(seed=stream_seed(self.seed, 1))
             self._order_generator = torch.Generator().manual_seed(self.seed)
             D.check_same_on_all_ranks({"the initial network": self.net_})
-            state = (C.read_training_state(self.checkpoint, D.describe_params(self.get_params()), self.epochs)
-                     if resume else None)
+            state = (
+                C.read_training_state(self.checkpoint, D.describe_params(self.get_params()), self.epochs)
+                if resume
+                else None
+            )
             with D.synchronised_batchnorm(self.net_):
                 self._train(x.to(self.device_), y, state)
         self.image_shape_ = tuple(x.shape[1:])
@@ -640,31 +724,57 @@ class IIC(ClusterMixin, BaseEstimator):
             self.history_, pred = state["history"], state["pred"]
             start, seconds = state["epoch"] + 1, state["seconds"]
             pairs, losses = state["pairs"], state["losses"]
-        bar = tqdm(total=self.epochs, initial=start - 1, disable=not (self.verbose and D.is_main_process()),
-                   desc="IIC", unit="epoch")
+        bar = tqdm(
+            total=self.epochs,
+            initial=start - 1,
+            disable=not (self.verbose and D.is_main_process()),
+            desc="IIC",
+            unit="epoch",
+        )
         for epoch in range(start, self.epochs + 1):
             with timer() as t:
                 epoch_losses, epoch_pairs = self._train_epoch(x, opt, epoch)
             seconds, pairs, losses = seconds + t["seconds"], pairs + epoch_pairs, losses + epoch_losses
             if epoch % self.eval_every == 0 or epoch == self.epochs:
                 rec, pred = self._score(x, y)
-                self.history_.append({"epoch": epoch, "seconds": seconds, "pairs": pairs,
-                                      "train_loss": float(np.mean(losses)) if losses else math.nan, **rec})
+                self.history_.append(
+                    {
+                        "epoch": epoch,
+                        "seconds": seconds,
+                        "pairs": pairs,
+                        "train_loss": float(np.mean(losses)) if losses else math.nan,
+                        **rec,
+                    }
+                )
                 losses = []
-                bar.set_postfix(loss=f"{rec['loss'][rec['subhead']]:.3f}",
-                                **({"acc": f"{rec['acc'][rec['subhead']]:.3f}"} if y is not None else {}))
+                bar.set_postfix(
+                    loss=f"{rec['loss'][rec['subhead']]:.3f}",
+                    **({"acc": f"{rec['acc'][rec['subhead']]:.3f}"} if y is not None else {}),
+                )
             bar.update(1)
             if self.checkpoint is not None:
-                C.write_training_state(self.checkpoint, {
-                    "estimator": "IIC", "params": D.describe_params(self.get_params()), "epoch": epoch,
-                    "seconds": seconds, "pairs": pairs, "losses": losses, "history": self.history_,
-                    "pred": pred, "net": self.net_.state_dict(), "optimizer": opt.state_dict()},
-                    self._generators())
+                C.write_training_state(
+                    self.checkpoint,
+                    {
+                        "estimator": "IIC",
+                        "params": D.describe_params(self.get_params()),
+                        "epoch": epoch,
+                        "seconds": seconds,
+                        "pairs": pairs,
+                        "losses": losses,
+                        "history": self.history_,
+                        "pred": pred,
+                        "net": self.net_.state_dict(),
+                        "optimizer": opt.state_dict(),
+                    },
+                    self._generators(),
+                )
         bar.close()
         last = self.history_[-1]
         self.subhead_losses_ = np.asarray(last["loss"])
-        self.best_subheads_ = {head: last[key] for head, key in (("main", "subhead"),
-                                                                 ("over", "subhead_over")) if key in last}
+        self.best_subheads_ = {
+            head: last[key] for head, key in (("main", "subhead"), ("over", "subhead_over")) if key in last
+        }
         self.best_subhead_ = self.best_subheads_["main"]
         self.labels_ = pred[self.best_subhead_]
         self.train_seconds_ = seconds
@@ -672,21 +782,26 @@ class IIC(ClusterMixin, BaseEstimator):
     # ---------------------------------------------------------------- inference
 
     @torch.no_grad()
-    def predict_proba(self, x: torch.Tensor | np.ndarray, head: str = "main",
-                      subhead: int | None = None) -> np.ndarray:
+    def predict_proba(
+        self, x: torch.Tensor | np.ndarray, head: str = "main", subhead: int | None = None
+    ) -> np.ndarray:
         """Cluster probabilities (N, k) of one sub-head (default: the head's lowest-loss one)."""
         check_is_fitted(self)
         check_choice("head", head, list(self.net_.heads))
-        sub = (self.best_subheads_[head] if subhead is None
-               else check_int("subhead", subhead, 0, self.n_subheads - 1))
+        sub = (
+            self.best_subheads_[head]
+            if subhead is None
+            else check_int("subhead", subhead, 0, self.n_subheads - 1)
+        )
         x = self._check_x(x)
         self.net_.eval()
         with self._autocast():
             out = torch.cat([self.net_(xb.to(self.device_), head)[sub].float().cpu() for xb in x.split(1000)])
         return out.numpy()
 
-    def predict(self, x: torch.Tensor | np.ndarray, head: str = "main",
-                subhead: int | None = None) -> np.ndarray:
+    def predict(
+        self, x: torch.Tensor | np.ndarray, head: str = "main", subhead: int | None = None
+    ) -> np.ndarray:
         """Cluster of each image: argmax of :meth:`predict_proba`."""
         return self.predict_proba(x, head, subhead).argmax(1)
 

@@ -16,6 +16,7 @@ scikit-learn does, by moving each empty cluster's mean to the point farthest fro
 mean. Initialisation is uniform (``"random"``) or greedy k-means++ (Arthur & Vassilvitskii,
 2007, with ``2 + ln k`` local trials as in scikit-learn), or given centres.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,8 +28,18 @@ from scipy import sparse
 from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .utils import (ConvergenceWarning, ParameterError, check_bool, check_choice, check_finite,
-                    check_generator, check_int, check_number, check_seed, resolve_device)
+from .utils import (
+    ConvergenceWarning,
+    ParameterError,
+    check_bool,
+    check_choice,
+    check_finite,
+    check_generator,
+    check_int,
+    check_number,
+    check_seed,
+    resolve_device,
+)
 
 __all__ = ["KMeans", "kmeans_plusplus", "pairwise_sq_dists"]
 
@@ -56,15 +67,18 @@ def _as_matrix(name: str, x, device: torch.device) -> torch.Tensor:
     if x.is_complex():
         raise ParameterError(f"{name} has complex dtype {x.dtype}: Complex data not supported")
     if x.ndim < 2:
-        raise ParameterError(f"{name} must have shape (n_samples, n_features, ...), got {tuple(x.shape)}. "
-                             f"Reshape your data: {name}.reshape(-1, 1) for one feature, "
-                             f"{name}.reshape(1, -1) for one sample")
+        raise ParameterError(
+            f"{name} must have shape (n_samples, n_features, ...), got {tuple(x.shape)}. "
+            f"Reshape your data: {name}.reshape(-1, 1) for one feature, "
+            f"{name}.reshape(1, -1) for one sample"
+        )
     if len(x) == 0:
         raise ParameterError(f"{name} holds 0 samples (shape {tuple(x.shape)}); at least 1 is required")
     x = x.detach().reshape(len(x), -1)
     if x.shape[1] == 0:
-        raise ParameterError(f"{name} has 0 feature(s) (shape={tuple(x.shape)}) while a minimum of 1 is "
-                             f"required.")
+        raise ParameterError(
+            f"{name} has 0 feature(s) (shape={tuple(x.shape)}) while a minimum of 1 is required."
+        )
     x = x.to(device=device, dtype=torch.float32).contiguous()
     check_finite(name, x)
     return x
@@ -75,11 +89,16 @@ def pairwise_sq_dists(x: torch.Tensor, c: torch.Tensor, x_sq: torch.Tensor | Non
 
     ``x`` (n, d) and ``c`` (k, d) are tensors; ``x_sq`` the squared norms of ``x``'s rows, if known.
     """
-    if not (torch.is_tensor(x) and torch.is_tensor(c)) or x.ndim != 2 or c.ndim != 2 \
-            or x.shape[1] != c.shape[1]:
+    if (
+        not (torch.is_tensor(x) and torch.is_tensor(c))
+        or x.ndim != 2
+        or c.ndim != 2
+        or x.shape[1] != c.shape[1]
+    ):
         shapes = [tuple(a.shape) if torch.is_tensor(a) else type(a).__name__ for a in (x, c)]
-        raise ParameterError(f"x and c must be tensors (n, d) and (k, d) with the same d, got {shapes[0]} "
-                             f"and {shapes[1]}")
+        raise ParameterError(
+            f"x and c must be tensors (n, d) and (k, d) with the same d, got {shapes[0]} and {shapes[1]}"
+        )
     x_sq = (x * x).sum(1) if x_sq is None else x_sq
     d = torch.addmm((c * c).sum(1).unsqueeze(0), x, c.T, alpha=-2.0)
     return d.add_(x_sq.unsqueeze(1)).clamp_(min=0.0)
@@ -91,13 +110,14 @@ def _assign(x: torch.Tensor, c: torch.Tensor, x_sq: torch.Tensor) -> tuple[torch
     labels = torch.empty(len(x), dtype=torch.long, device=x.device)
     dist = torch.empty(len(x), dtype=x.dtype, device=x.device)
     for s in range(0, len(x), rows):
-        d = pairwise_sq_dists(x[s:s + rows], c, x_sq[s:s + rows])
-        dist[s:s + rows], labels[s:s + rows] = d.min(1)
+        d = pairwise_sq_dists(x[s : s + rows], c, x_sq[s : s + rows])
+        dist[s : s + rows], labels[s : s + rows] = d.min(1)
     return labels, dist
 
 
-def _cluster_sums(x: torch.Tensor, labels: torch.Tensor, k: int, onehot: bool | None = None,
-                  rows: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def _cluster_sums(
+    x: torch.Tensor, labels: torch.Tensor, k: int, onehot: bool | None = None, rows: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Size and sum of the rows of each cluster (step 3), as floats: shapes (k,) and (k, d).
 
     ``onehot`` (default: on CUDA) sums by one-hot matrix products over chunks of ``rows``
@@ -113,14 +133,15 @@ def _cluster_sums(x: torch.Tensor, labels: torch.Tensor, k: int, onehot: bool | 
         return counts.index_add_(0, labels, torch.ones_like(x[:, 0])), sums.index_add_(0, labels, x)
     rows = rows or max(1, _CHUNK_ELEMENTS // k)
     for s in range(0, len(x), rows):
-        hot = torch.nn.functional.one_hot(labels[s:s + rows], k).to(x.dtype)
+        hot = torch.nn.functional.one_hot(labels[s : s + rows], k).to(x.dtype)
         counts += hot.sum(0)
-        sums.addmm_(hot.T, x[s:s + rows])
+        sums.addmm_(hot.T, x[s : s + rows])
     return counts, sums
 
 
-def kmeans_plusplus(x: torch.Tensor, n_clusters: int, generator: torch.Generator | None,
-                    n_local_trials: int | None = None) -> torch.Tensor:
+def kmeans_plusplus(
+    x: torch.Tensor, n_clusters: int, generator: torch.Generator | None, n_local_trials: int | None = None
+) -> torch.Tensor:
     """Greedy k-means++ seeding: each new centre is the best of ``2 + ln k`` D^2-samples.
 
     Parameters
@@ -146,7 +167,7 @@ def kmeans_plusplus(x: torch.Tensor, n_clusters: int, generator: torch.Generator
     x_sq = (x * x).sum(1)
     first = int(torch.randint(n, (1,), generator=generator))
     centers = [x[first]]
-    closest = pairwise_sq_dists(x, x[first:first + 1], x_sq)[:, 0]
+    closest = pairwise_sq_dists(x, x[first : first + 1], x_sq)[:, 0]
     for _ in range(1, n_clusters):
         weights = closest.double().cpu()
         if weights.sum() <= 0:  # all points coincide with centres: draw uniformly
@@ -208,9 +229,19 @@ class KMeans(ClusterMixin, BaseEstimator):
         Where the computation ran.
     """
 
-    def __init__(self, n_clusters: int = 8, *, init: str | torch.Tensor | np.ndarray = "k-means++",
-                 n_init: int = 1, max_iter: int = 300, tol: float = 1e-4, empty: str = "relocate",
-                 seed: int = 0, device: str = "auto", keep_history: bool = False) -> None:
+    def __init__(
+        self,
+        n_clusters: int = 8,
+        *,
+        init: str | torch.Tensor | np.ndarray = "k-means++",
+        n_init: int = 1,
+        max_iter: int = 300,
+        tol: float = 1e-4,
+        empty: str = "relocate",
+        seed: int = 0,
+        device: str = "auto",
+        keep_history: bool = False,
+    ) -> None:
         self.n_clusters = n_clusters
         self.init = init
         self.n_init = n_init
@@ -236,12 +267,16 @@ class KMeans(ClusterMixin, BaseEstimator):
             return None
         init = _as_matrix("init", self.init, device)
         if init.shape != (self.n_clusters, n_features):
-            raise ParameterError(f"init has shape {tuple(init.shape)}, expected ({self.n_clusters}, {n_features})")
+            raise ParameterError(
+                f"init has shape {tuple(init.shape)}, expected ({self.n_clusters}, {n_features})"
+            )
         if self.n_init != 1:
             raise ParameterError(f"n_init={self.n_init} must be 1 when init is an array of centres")
         return init
 
-    def _initial_centers(self, x: torch.Tensor, given: torch.Tensor | None, gen: torch.Generator) -> torch.Tensor:
+    def _initial_centers(
+        self, x: torch.Tensor, given: torch.Tensor | None, gen: torch.Generator
+    ) -> torch.Tensor:
         if given is not None:
             return given.clone()
         if self.init == "random":
@@ -262,10 +297,15 @@ class KMeans(ClusterMixin, BaseEstimator):
             new_labels, dist = _assign(x, centers, x_sq)  # step 2
             counts, sums = _cluster_sums(x, new_labels, k)
             filled = counts > 0  # empty clusters keep their old mean...
-            new_centers = torch.where(filled[:, None], sums / counts.clamp_min(1.0)[:, None], centers)  # step 3
-            changed = (new_labels != labels).sum() if labels is not None else torch.tensor(len(x), device=x.device)
+            new_centers = torch.where(
+                filled[:, None], sums / counts.clamp_min(1.0)[:, None], centers
+            )  # step 3
+            changed = (
+                (new_labels != labels).sum() if labels is not None else torch.tensor(len(x), device=x.device)
+            )
             n_empty, n_changed, shift = torch.stack(
-                [(~filled).sum().to(x.dtype), changed.to(x.dtype), ((new_centers - centers) ** 2).sum()]).tolist()
+                [(~filled).sum().to(x.dtype), changed.to(x.dtype), ((new_centers - centers) ** 2).sum()]
+            ).tolist()
             if n_empty and self.empty == "relocate":  # ...unless repaired
                 empty = (~filled).nonzero().flatten()
                 new_centers[empty] = x[dist.topk(len(empty)).indices]
@@ -279,9 +319,16 @@ class KMeans(ClusterMixin, BaseEstimator):
                 break
         labels, dist = _assign(x, centers, x_sq)
         n_empty = int((torch.bincount(labels, minlength=k) == 0).sum())
-        return {"centers": centers, "labels": labels, "inertia": float(dist.double().sum()),
-                "n_iter": n_iter, "n_empty": n_empty, "relocated": relocated, "history": history,
-                "converged": converged}
+        return {
+            "centers": centers,
+            "labels": labels,
+            "inertia": float(dist.double().sum()),
+            "n_iter": n_iter,
+            "n_empty": n_empty,
+            "relocated": relocated,
+            "history": history,
+            "converged": converged,
+        }
 
     def fit(self, x, y=None) -> "KMeans":
         """Cluster ``x`` (n, d) or (n, C, H, W), flattened per sample. ``y`` is ignored.
@@ -300,8 +347,12 @@ class KMeans(ClusterMixin, BaseEstimator):
             if best is None or run["inertia"] < best["inertia"]:
                 best = run
         if not best["converged"]:
-            warnings.warn(f"KMeans stopped at max_iter={self.max_iter} before converging (tol={self.tol}); "
-                          f"raise max_iter", ConvergenceWarning, stacklevel=2)
+            warnings.warn(
+                f"KMeans stopped at max_iter={self.max_iter} before converging (tol={self.tol}); "
+                f"raise max_iter",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
         self.cluster_centers_ = best["centers"].cpu().numpy()
         self.labels_ = best["labels"].cpu().numpy()
         self.inertia_ = best["inertia"]
@@ -318,7 +369,9 @@ class KMeans(ClusterMixin, BaseEstimator):
         check_is_fitted(self)
         x = _as_matrix("x", x, self.device_)
         if x.shape[1] != self.n_features_in_:
-            raise ParameterError(f"x has {x.shape[1]} features, but KMeans is expecting "
-                                 f"{self.n_features_in_} features as input (the data passed to fit)")
+            raise ParameterError(
+                f"x has {x.shape[1]} features, but KMeans is expecting "
+                f"{self.n_features_in_} features as input (the data passed to fit)"
+            )
         labels, _ = _assign(x, torch.from_numpy(self.cluster_centers_).to(x.device), (x * x).sum(1))
         return labels.cpu().numpy()

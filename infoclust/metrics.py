@@ -9,6 +9,7 @@ Two training recipes are compared by :func:`paired_difference`: one score per se
 recipe, where a seed fixes the same initial network and data order in both recipes, so
 that the per-seed differences cancel what the seeds share.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -21,8 +22,17 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from .utils import ParameterError, check_number
 
-__all__ = ["contingency", "hungarian_match", "cluster_accuracy", "nmi", "ari", "evaluate", "VERDICTS",
-           "PairedDifference", "paired_difference"]
+__all__ = [
+    "contingency",
+    "hungarian_match",
+    "cluster_accuracy",
+    "nmi",
+    "ari",
+    "evaluate",
+    "VERDICTS",
+    "PairedDifference",
+    "paired_difference",
+]
 
 
 def _as_labels(name: str, a: np.ndarray | torch.Tensor | list) -> np.ndarray:
@@ -101,8 +111,6 @@ def ari(y_true, y_pred) -> float:
 def evaluate(y_true, y_pred) -> dict[str, float]:
     """``{"acc": ..., "nmi": ..., "ari": ...}`` for one clustering."""
     return {"acc": cluster_accuracy(y_true, y_pred), "nmi": nmi(y_true, y_pred), "ari": ari(y_true, y_pred)}
-
-
 
 
 #: The verdicts of :func:`paired_difference`, from the sign of its confidence interval.
@@ -211,7 +219,9 @@ def paired_difference(a, b, *, confidence: float = 0.95, power: float = 0.8) -> 
     half = t_crit * sd / np.sqrt(n)
     low, high = mean - half, mean + half
     verdict = VERDICTS[0] if low > 0 else VERDICTS[1] if high < 0 else VERDICTS[2]
-    return PairedDifference(mean, low, high, sd, n, confidence, _detectable(n, sd, t_crit, power), power, verdict)
+    return PairedDifference(
+        mean, low, high, sd, n, confidence, _detectable(n, sd, t_crit, power), power, verdict
+    )
 
 
 def _t_test_power(nc: float, df: int, t_crit: float) -> float:
@@ -220,6 +230,7 @@ def _t_test_power(nc: float, df: int, t_crit: float) -> float:
     T = (Z + nc) / S with S = sqrt(V / df), V ~ chi2(df): P = E_S[Phi(nc - t S) + Phi(-nc - t S)].
     (scipy's ``nct`` returns NaN at some arguments for small df; this integral does not.)
     """
+
     def at(u: float) -> float:
         s = np.sqrt(stats.chi2.ppf(u, df) / df)
         return float(stats.norm.sf(t_crit * s - nc) + stats.norm.cdf(-t_crit * s - nc))

@@ -25,6 +25,7 @@ The module also holds the toy problem with a known answer used to compare the es
 correlated Gaussians (:func:`correlated_gaussians`, :func:`gaussian_mi`) and a critic trained
 on them (:func:`mi_training_curve`).
 """
+
 from __future__ import annotations
 
 import math
@@ -34,11 +35,31 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .utils import (ParameterError, check_bool, check_choice, check_finite, check_generator, check_int,
-                    check_not_diverged, check_number, draw_seed, forked_global_rng, resolve_device)
+from .utils import (
+    ParameterError,
+    check_bool,
+    check_choice,
+    check_finite,
+    check_generator,
+    check_int,
+    check_not_diverged,
+    check_number,
+    draw_seed,
+    forked_global_rng,
+    resolve_device,
+)
 
-__all__ = ["ESTIMATORS", "jsd_mi", "dv_mi", "infonce_mi", "mi_estimate", "gaussian_mi",
-           "correlated_gaussians", "SeparableCritic", "mi_training_curve"]
+__all__ = [
+    "ESTIMATORS",
+    "jsd_mi",
+    "dv_mi",
+    "infonce_mi",
+    "mi_estimate",
+    "gaussian_mi",
+    "correlated_gaussians",
+    "SeparableCritic",
+    "mi_training_curve",
+]
 
 ESTIMATORS = ("jsd", "dv", "nce")
 
@@ -179,8 +200,14 @@ def _rho_for(mi: float, dim: int) -> float:
     return math.sqrt(1.0 - math.exp(-2.0 * mi / dim))
 
 
-def correlated_gaussians(n: int, dim: int, rho: float, *, generator: torch.Generator | None = None,
-                         device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+def correlated_gaussians(
+    n: int,
+    dim: int,
+    rho: float,
+    *,
+    generator: torch.Generator | None = None,
+    device: str | torch.device = "cpu",
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Draw ``n`` pairs ``(x, y)`` with ``y = rho x + sqrt(1 - rho^2) eps``, all ``dim``-dimensional.
 
     The MI between ``x`` and ``y`` is :func:`gaussian_mi` ``(dim, rho)``.
@@ -204,8 +231,13 @@ class SeparableCritic(nn.Module):
         super().__init__()
 
         def mlp() -> nn.Sequential:
-            return nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                                 nn.Linear(hidden, out))
+            return nn.Sequential(
+                nn.Linear(dim, hidden),
+                nn.ReLU(),
+                nn.Linear(hidden, hidden),
+                nn.ReLU(),
+                nn.Linear(hidden, out),
+            )
 
         self.g, self.h = mlp(), mlp()
 
@@ -214,10 +246,18 @@ class SeparableCritic(nn.Module):
         return self.g(x) @ self.h(y).T
 
 
-def mi_training_curve(estimator: str, *, true_mi: tuple[float, ...] = (2.0, 4.0, 6.0, 8.0),
-                      dim: int = 20, steps_per_level: int = 400, batch_size: int = 64, lr: float = 5e-4,
-                      generator: torch.Generator | None = None, device: str = "auto",
-                      verbose: bool = True) -> dict[str, np.ndarray]:
+def mi_training_curve(
+    estimator: str,
+    *,
+    true_mi: tuple[float, ...] = (2.0, 4.0, 6.0, 8.0),
+    dim: int = 20,
+    steps_per_level: int = 400,
+    batch_size: int = 64,
+    lr: float = 5e-4,
+    generator: torch.Generator | None = None,
+    device: str = "auto",
+    verbose: bool = True,
+) -> dict[str, np.ndarray]:
     """Train a critic by maximising one estimator on correlated Gaussians whose MI steps up.
 
     The true MI follows the staircase ``true_mi`` (``steps_per_level`` steps each); at every
@@ -280,9 +320,14 @@ def mi_training_curve(estimator: str, *, true_mi: tuple[float, ...] = (2.0, 4.0,
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            check_not_diverged(f"the critic's training (level {level + 1}, {mi} nats)",
-                               f"the {estimator} loss", loss.item(), epoch=None, step=step + 1,
-                               lower=f"lr (now {lr})")
+            check_not_diverged(
+                f"the critic's training (level {level + 1}, {mi} nats)",
+                f"the {estimator} loss",
+                loss.item(),
+                epoch=None,
+                step=step + 1,
+                lower=f"lr (now {lr})",
+            )
             with torch.no_grad():
                 for name in ESTIMATORS:
                     out[name].append(float(_estimate(scores, name)))

@@ -20,6 +20,7 @@ that the same digit looks the same in every figure, without ticks or grid. Vecto
 :func:`joint_heatmap`      IIC's joint distribution P of the clusters of x and g x
 =========================  ===================================================================
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -198,18 +199,20 @@ def _rows(images: Any, ncols: int | None) -> list[list[Any]]:
     """Split ``images`` into rows of single images (see :func:`image_grid`)."""
     if torch.is_tensor(images) or isinstance(images, np.ndarray):
         if images.ndim != 4:
-            raise ParameterError(f"images must be (N, C, H, W) or a list of rows, got shape "
-                                 f"{tuple(images.shape)}")
+            raise ParameterError(
+                f"images must be (N, C, H, W) or a list of rows, got shape {tuple(images.shape)}"
+            )
         flat = list(images)
         width = len(flat) if ncols is None else ncols
-        return [flat[i:i + width] for i in range(0, len(flat), max(width, 1))] or [[]]
+        return [flat[i : i + width] for i in range(0, len(flat), max(width, 1))] or [[]]
     if not isinstance(images, (list, tuple)):
         raise TypeError(f"images must be a tensor, an array or a list of rows, got {type(images).__name__}")
     rows = []
     for r, row in enumerate(images):
         if (torch.is_tensor(row) or isinstance(row, np.ndarray)) and row.ndim != 4:
-            raise ParameterError(f"images[{r}] must be a batch (N, C, H, W) or a list of images, got "
-                                 f"shape {tuple(row.shape)}")
+            raise ParameterError(
+                f"images[{r}] must be a batch (N, C, H, W) or a list of images, got shape {tuple(row.shape)}"
+            )
         rows.append(list(row))
     return rows
 
@@ -294,19 +297,25 @@ def image_grid(
         ncols = max(width, ncols or 1)
         extra_w = 0.9 if row_labels is not None else 0.0
         extra_h = 0.25 if titles is not None else 0.0
-        _, axes = plt.subplots(len(rows), ncols, squeeze=False, layout="constrained",
-                               figsize=(size * ncols + extra_w, (size + extra_h) * len(rows)))
+        _, axes = plt.subplots(
+            len(rows),
+            ncols,
+            squeeze=False,
+            layout="constrained",
+            figsize=(size * ncols + extra_w, (size + extra_h) * len(rows)),
+        )
     axes = np.asarray(axes, dtype=object)
     if axes.ndim == 1 and len(rows) == 1:
         axes = axes[None, :]
     if axes.ndim != 2 or axes.shape[0] != len(rows) or axes.shape[1] < width:
-        raise ParameterError(f"axes has shape {axes.shape}; {len(rows)} rows of up to {width} images "
-                             f"need ({len(rows)}, >= {width})")
+        raise ParameterError(
+            f"axes has shape {axes.shape}; {len(rows)} rows of up to {width} images "
+            f"need ({len(rows)}, >= {width})"
+        )
     for r, (row, row_titles) in enumerate(zip(rows, names)):
         for c, ax in enumerate(axes[r]):
             if c < len(row):
-                image(row[c], ax=ax, title=row_titles[c], vmin=vmin, vmax=vmax, cmap=cmap,
-                      fontsize=fontsize)
+                image(row[c], ax=ax, title=row_titles[c], vmin=vmin, vmax=vmax, cmap=cmap, fontsize=fontsize)
             else:
                 _blank(ax)
         if row_labels is not None and row_labels[r] is not None:
@@ -378,8 +387,21 @@ def vector_field(
             raise ParameterError(f"image is {img.shape[0]} x {img.shape[1]} but the field {h} x {w}")
         _draw_image(ax, img, 0.0, 1.0, IMAGE_CMAP, alpha=FIELD_BACKGROUND_ALPHA)
     yy, xx = np.nonzero(mask)
-    ax.quiver(xx, yy, f[0][mask], f[1][mask], color=color, angles="xy", scale_units="xy", scale=1.0,
-              width=width, headwidth=3, headlength=3, headaxislength=2.7, minlength=0)
+    ax.quiver(
+        xx,
+        yy,
+        f[0][mask],
+        f[1][mask],
+        color=color,
+        angles="xy",
+        scale_units="xy",
+        scale=1.0,
+        width=width,
+        headwidth=3,
+        headlength=3,
+        headaxislength=2.7,
+        minlength=0,
+    )
     ax.set_xlim(-0.5, w - 0.5)
     ax.set_ylim(h - 0.5, -0.5)
     ax.set_aspect("equal")
@@ -387,8 +409,9 @@ def vector_field(
     return ax
 
 
-def difference_map(diff: Any, *, ax: Axes | None = None, limit: float | None = None,
-                   cmap: str = DIFFERENCE_CMAP) -> Axes:
+def difference_map(
+    diff: Any, *, ax: Axes | None = None, limit: float | None = None, cmap: str = DIFFERENCE_CMAP
+) -> Axes:
     """Draw a signed difference, e.g. ``after - before``: red where mass was gained, blue where lost.
 
     Parameters
@@ -419,8 +442,14 @@ def difference_map(diff: Any, *, ax: Axes | None = None, limit: float | None = N
     return ax
 
 
-def joint_heatmap(p: Any, *, ax: Axes | None = None, order: Sequence[int] | None = None,
-                  vmax: float | None = None, cmap: str = JOINT_CMAP) -> Axes:
+def joint_heatmap(
+    p: Any,
+    *,
+    ax: Axes | None = None,
+    order: Sequence[int] | None = None,
+    vmax: float | None = None,
+    cmap: str = JOINT_CMAP,
+) -> Axes:
     """Draw IIC's joint distribution P (clusters of x in rows, of g x in columns) as a heat map.
 
     Parameters
@@ -452,8 +481,10 @@ def joint_heatmap(p: Any, *, ax: Axes | None = None, order: Sequence[int] | None
     if order is not None:
         order = [int(i) for i in order]
         if p.shape[0] != p.shape[1] or sorted(order) != list(range(p.shape[0])):
-            raise ParameterError(f"order must be a permutation of range({p.shape[0]}) for a square p, "
-                                 f"got {order} for shape {p.shape}")
+            raise ParameterError(
+                f"order must be a permutation of range({p.shape[0]}) for a square p, "
+                f"got {order} for shape {p.shape}"
+            )
         p = p[np.ix_(order, order)]
     if vmax is None:
         vmax = 1.0 / min(p.shape)

@@ -33,6 +33,7 @@ Differences from the reference implementation (``locuslab/projected_sinkhorn``):
   ``eps``), whatever the iteration count (see :func:`project_wasserstein_ball`).
 
 """
+
 from __future__ import annotations
 
 import math
@@ -45,8 +46,15 @@ from torch.nn import functional as F
 
 from ._attack import prepare_attack, run_attack
 from .exact_projection import ExactSteps, local_cost
-from .utils import (ConvergenceWarning, ParameterError, check_choice, check_finite, check_images, check_int,
-                    check_number)
+from .utils import (
+    ConvergenceWarning,
+    ParameterError,
+    check_choice,
+    check_finite,
+    check_images,
+    check_int,
+    check_number,
+)
 
 __all__ = [
     "lambertw",
@@ -61,6 +69,7 @@ __all__ = [
 # ----------------------------------------------------------------------------------------
 # Lambert W and an exp without the slow underflow path
 # ----------------------------------------------------------------------------------------
+
 
 def _log_tiny(dtype: torch.dtype) -> float:
     """A log below which exp is treated as 0: just above the smallest normal number.
@@ -104,7 +113,7 @@ def lambertw_exp(s: torch.Tensor, tol: float | None = None, max_iter: int = 20) 
     eps = torch.finfo(s.dtype).eps
     tol = 4 * eps if tol is None else check_number("tol", tol, 0.0, strict_low=True)
     floor = _log_tiny(s.dtype)
-    under = s <= floor                      # W_0(e^s) = e^s (1 - e^s + ...) underflows to 0
+    under = s <= floor  # W_0(e^s) = e^s (1 - e^s + ...) underflows to 0
     s = s.clamp(floor, torch.finfo(s.dtype).max / 4)
     big = s > 1
     v = torch.where(big, torch.log(torch.where(big, s - torch.log(s.abs()), 1.0)), s)
@@ -112,7 +121,7 @@ def lambertw_exp(s: torch.Tensor, tol: float | None = None, max_iter: int = 20) 
         ev = torch.exp(v)
         g = ev + v - s
         g1 = ev + 1.0
-        step = 2 * g / (2 * g1 - g * (ev / g1))   # Halley, divided through by g' (no overflow)
+        step = 2 * g / (2 * g1 - g * (ev / g1))  # Halley, divided through by g' (no overflow)
         v = v - step
         if (step.abs() <= tol * v.abs().clamp_min(1.0)).all():
             break
@@ -142,6 +151,7 @@ def lambertw(x: torch.Tensor) -> torch.Tensor:
 # Local transport on the pixel grid
 # ----------------------------------------------------------------------------------------
 
+
 def _window_exp(a: torch.Tensor, logk: torch.Tensor, k: int):
     """Shifted exponentials of the k x k windows: ``exp(log K_o - a_{q+o} - top_q)``.
 
@@ -159,7 +169,7 @@ def _window_exp(a: torch.Tensor, logk: torch.Tensor, k: int):
     top = win.amax(2, keepdim=True)
     top0 = torch.where(torch.isfinite(top), top, 0.0)
     win.sub_(top0).clamp_min_(_log_tiny(win.dtype)).exp_()
-    total = win.sum(2)                                            # (N, C, HW)
+    total = win.sum(2)  # (N, C, HW)
     lse = torch.where(torch.isfinite(top[:, :, 0]), top0[:, :, 0] + torch.log(total), float("-inf"))
     return win, total, lse
 
@@ -194,13 +204,16 @@ class _RowPlan:
         ``H = sum_q x_q (log x_q + sum_o pi log pi)`` and ``m_q = t d_q + (1 - t) x_q``.
         """
         x64 = xs.double()
-        pi_log_pi = torch.xlogy(self.pi, self.pi).sum(2).double()          # sum_o pi log pi
+        pi_log_pi = torch.xlogy(self.pi, self.pi).sum(2).double()  # sum_o pi log pi
         rows = torch.xlogy(x64, x64) + x64 * pi_log_pi
-        stay = x64 * self.pi[:, :, self.pi.shape[2] // 2].double()          # d_q
+        stay = x64 * self.pi[:, :, self.pi.shape[2] // 2].double()  # d_q
         t = t.double().view(-1, 1, 1)
         mixed = t * stay + (1 - t) * x64
-        out = (t * (rows - torch.xlogy(stay, stay)) + torch.xlogy(t, t) * (x64 - stay)
-               + torch.xlogy(mixed, mixed))
+        out = (
+            t * (rows - torch.xlogy(stay, stay))
+            + torch.xlogy(t, t) * (x64 - stay)
+            + torch.xlogy(mixed, mixed)
+        )
         return out.sum((1, 2))
 
 
@@ -242,7 +255,8 @@ def _dual_objective(alpha, beta, psi, xs, ws, eps, lam: float) -> torch.Tensor:
 def _newton_psi(psi: torch.Tensor, per_offset: torch.Tensor, cost: torch.Tensor, eps: torch.Tensor):
     """Wong et al.'s psi block: one Newton step on the dual, kept >= 0.
 
-    :math:`g'(\\psi) = \\langle \\Pi, C\\rangle - \\varepsilon`, :math:`g''(\\psi) = -\\langle \\Pi, C^2\\rangle`;
+    :math:`g'(\\psi) = \\langle \\Pi, C\\rangle - \\varepsilon`,
+    :math:`g''(\\psi) = -\\langle \\Pi, C^2\\rangle`;
     the step is halved (at most 7 times, as the reference code) while it would make psi
     negative, then psi is clipped at 0.
     """
@@ -263,8 +277,9 @@ def _as_eps(eps, n: int, like: torch.Tensor) -> torch.Tensor:
     if eps.numel() == 1:
         eps = eps.expand(n)
     if eps.shape != (n,) or not torch.isfinite(eps).all() or (eps < 0).any():
-        raise ParameterError(f"eps must be a number or one value per image, finite and >= 0; "
-                             f"got shape {tuple(eps.shape)}")
+        raise ParameterError(
+            f"eps must be a number or one value per image, finite and >= 0; got shape {tuple(eps.shape)}"
+        )
     return eps
 
 
@@ -280,12 +295,12 @@ _CHECK_EVERY = 5  # iterations between two certificates of convergence (each cos
 class _Certificate:
     """A feasible output of the projection and how far it is from the converged one."""
 
-    z: torch.Tensor          # (N, C, H*W) unit-mass output, in the ball
-    t: torch.Tensor          # (N,) mixing weight with "stay in place" (1: none needed)
+    z: torch.Tensor  # (N, C, H*W) unit-mass output, in the ball
+    t: torch.Tensor  # (N,) mixing weight with "stay in place" (1: none needed)
     plan: _RowPlan
-    cost: torch.Tensor       # (N,) transport cost of the mixed plan, per unit mass
+    cost: torch.Tensor  # (N,) transport cost of the mixed plan, per unit mass
     objective: torch.Tensor  # (N,) dual value g (lambda-scaled)
-    gap: torch.Tensor        # (N,) certified distance to the converged projection, relative
+    gap: torch.Tensor  # (N,) certified distance to the converged projection, relative
     converged: torch.Tensor  # (N,) gap <= tol
 
 
@@ -301,7 +316,7 @@ class _Problem:
     lam: float
     k: int
     shape: tuple
-    scale: torch.Tensor      # ||w - x|| per image (unit mass), the unit of the gap
+    scale: torch.Tensor  # ||w - x|| per image (unit mass), the unit of the gap
     tol: float = 0.0
 
     def certify(self, beta: torch.Tensor, psi: torch.Tensor) -> _Certificate:
@@ -446,8 +461,9 @@ def project_wasserstein_ball(
     w = check_images("w", w)
     x = check_images("x", x, nonnegative=True)
     if w.shape != x.shape:
-        raise ParameterError(f"w and x must both be (N, C, H, W) of one shape; got "
-                             f"{tuple(w.shape)} and {tuple(x.shape)}")
+        raise ParameterError(
+            f"w and x must both be (N, C, H, W) of one shape; got {tuple(w.shape)} and {tuple(x.shape)}"
+        )
     lam = check_number("lam", lam, 0.0, strict_low=True)
     max_iter = check_int("max_iter", max_iter, 1)
     tol = check_number("tol", tol, 0.0, strict_low=True)
@@ -455,20 +471,30 @@ def project_wasserstein_ball(
     shape = (n, c, h, width)
     k = kernel_size
     dtype = torch.promote_types(w.dtype, torch.float32)
-    cost = local_cost(k, p, dtype, x.device)                     # (k*k,)
+    cost = local_cost(k, p, dtype, x.device)  # (k*k,)
     with torch.no_grad():
         mass = x.to(dtype).flatten(1).sum(1)
         mass = torch.where(mass > 0, mass, torch.ones_like(mass)).view(n, 1, 1)
         xs = x.to(dtype).view(n, c, h * width) / mass
         ws = w.to(dtype).view(n, c, h * width) / mass
         eps_t = _as_eps(eps, n, xs)
-        log_x = torch.log(xs)                                     # -inf on zero pixels
+        log_x = torch.log(xs)  # -inf on zero pixels
         x_norm = xs.double().flatten(1).norm(dim=1)
         scale = torch.maximum((ws - xs).double().flatten(1).norm(dim=1), 1e-3 * x_norm).clamp_min(1e-300)
         beta = torch.full_like(xs, -math.log(c * h * width))
         psi = torch.ones(n, dtype=dtype, device=x.device)
-        problem = _Problem(xs.double(), ws.double(), xs.double().log(), eps_t.double(), cost.double(), lam, k,
-                           shape, scale, tol)
+        problem = _Problem(
+            xs.double(),
+            ws.double(),
+            xs.double().log(),
+            eps_t.double(),
+            cost.double(),
+            lam,
+            k,
+            shape,
+            scale,
+            tol,
+        )
         for it in range(1, max_iter + 1):
             logk = _log_kernel(psi, cost)
             alpha, plan = _alpha_step(beta, log_x, logk, k, shape)
@@ -482,18 +508,21 @@ def project_wasserstein_ball(
         out = (cert.z * mass).view(shape).to(w.dtype)
     if not bool(cert.converged.all()):
         bad = int((~cert.converged).sum())
-        warnings.warn(f"project_wasserstein_ball: {bad} of {n} projections not within tol={tol:g} of the "
-                      f"converged projection after max_iter={max_iter} iterations (largest certified "
-                      f"distance {float(cert.gap.max()):.2g}); raise max_iter or lower lam={lam:g} (the "
-                      f"outputs are in the ball, but not yet the projection)", ConvergenceWarning,
-                      stacklevel=2)
+        warnings.warn(
+            f"project_wasserstein_ball: {bad} of {n} projections not within tol={tol:g} of the "
+            f"converged projection after max_iter={max_iter} iterations (largest certified "
+            f"distance {float(cert.gap.max()):.2g}); raise max_iter or lower lam={lam:g} (the "
+            f"outputs are in the ball, but not yet the projection)",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
     if not return_info:
         return out
     d = torch.arange(k, device=x.device) - k // 2
     offsets = torch.stack(torch.meshgrid(d, d, indexing="ij"), -1).view(-1, 2)
     t = cert.t.view(n, 1, 1)
     full = cert.plan.pi * (t[..., None] * problem.xs[:, :, None])
-    full[:, :, (k * k) // 2] += (1 - t) * problem.xs              # offset (0, 0)
+    full[:, :, (k * k) // 2] += (1 - t) * problem.xs  # offset (0, 0)
     info = {
         "n_iter": it,
         "converged": cert.converged,
@@ -510,6 +539,7 @@ def project_wasserstein_ball(
 # ----------------------------------------------------------------------------------------
 # The attack
 # ----------------------------------------------------------------------------------------
+
 
 class _SinkhornSteps:
     """Wong et al.'s PGD steps (talk eq. (8)): a signed-gradient step on the pixels, the
@@ -623,16 +653,37 @@ def wasserstein_pgd(
     if projection == "exact":
         state = ExactSteps(x, alpha, kernel_size, p)
     else:
-        state = _SinkhornSteps(x, alpha, {
-            "lam": check_number("lam", lam, 0.0, strict_low=True), "kernel_size": kernel_size, "p": p,
-            "max_iter": check_int("proj_iter", proj_iter, 1),
-            "tol": check_number("proj_tol", proj_tol, 0.0, strict_low=True)})
-    out = run_attack(model, y, pred, state, eps0=eps0, eps_factor=eps_factor, eps_every=eps_every,
-                     max_iter=max_iter, verbose=verbose, desc=f"W-PGD ({projection})")
+        state = _SinkhornSteps(
+            x,
+            alpha,
+            {
+                "lam": check_number("lam", lam, 0.0, strict_low=True),
+                "kernel_size": kernel_size,
+                "p": p,
+                "max_iter": check_int("proj_iter", proj_iter, 1),
+                "tol": check_number("proj_tol", proj_tol, 0.0, strict_low=True),
+            },
+        )
+    out = run_attack(
+        model,
+        y,
+        pred,
+        state,
+        eps0=eps0,
+        eps_factor=eps_factor,
+        eps_every=eps_every,
+        max_iter=max_iter,
+        verbose=verbose,
+        desc=f"W-PGD ({projection})",
+    )
     if projection == "sinkhorn" and state.unconverged:
-        warnings.warn(f"wasserstein_pgd: {state.unconverged} of {state.calls} projections stopped at "
-                      f"proj_iter={proj_iter} before proj_tol={proj_tol:g} (lam={lam:g}); their outputs are in "
-                      f"the ball but not the converged projection", ConvergenceWarning, stacklevel=2)
+        warnings.warn(
+            f"wasserstein_pgd: {state.unconverged} of {state.calls} projections stopped at "
+            f"proj_iter={proj_iter} before proj_tol={proj_tol:g} (lam={lam:g}); their outputs are in "
+            f"the ball but not the converged projection",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
     return out
 
 
@@ -645,11 +696,14 @@ def robust_accuracy(eps: torch.Tensor, success: torch.Tensor, radii) -> torch.Te
     """
     eps, success = torch.as_tensor(eps), torch.as_tensor(success)
     if eps.ndim != 1 or success.shape != eps.shape:
-        raise ParameterError(f"eps and success must be two (N,) tensors, got shapes {tuple(eps.shape)} and "
-                             f"{tuple(success.shape)}")
+        raise ParameterError(
+            f"eps and success must be two (N,) tensors, got shapes {tuple(eps.shape)} and "
+            f"{tuple(success.shape)}"
+        )
     check_finite("eps", eps)
-    radii = torch.as_tensor(radii, dtype=eps.dtype if eps.is_floating_point() else torch.float64,
-                            device=eps.device).flatten()
+    radii = torch.as_tensor(
+        radii, dtype=eps.dtype if eps.is_floating_point() else torch.float64, device=eps.device
+    ).flatten()
     check_finite("radii", radii)
     fooled = success.bool()[None, :] & (eps[None, :] <= radii[:, None] * (1 + 1e-6))
     return 1.0 - fooled.float().mean(1)

@@ -18,6 +18,7 @@ result is that of one process on the same data. Rank 0 shows the progress bar an
 lowest-loss sub-head; the linear-probe accuracy of DIM's codes), the settings and the world
 size.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,8 +51,9 @@ def default_view(side: int) -> tuple[int, int]:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="mnist5k", choices=DATASETS)
-    p.add_argument("--data-root", default=None,
-                   help="folder of torchvision's files (default ~/.cache/infoclust)")
+    p.add_argument(
+        "--data-root", default=None, help="folder of torchvision's files (default ~/.cache/infoclust)"
+    )
     p.add_argument("--download", action="store_true", help="let torchvision download a missing data set")
     p.add_argument("--n-images", type=int, default=None, help="train on a random subset of this many images")
     p.add_argument("--epochs", type=int, default=10)
@@ -59,8 +61,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None, help="CPU threads of each process (default: torch's)")
-    p.add_argument("--out", type=Path, default=None,
-                   help="folder for checkpoint.pt, history.json, metrics.json (default runs/MODEL-DATASET)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for checkpoint.pt, history.json, metrics.json (default runs/MODEL-DATASET)",
+    )
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if it exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -71,11 +77,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="model", required=True)
     iic = sub.add_parser("iic", help="Invariant Information Clustering (chapter 03)")
     _common(iic)
-    iic.add_argument("--crop", type=int, default=None,
-                     help="centre crop, px (default: 20 of 28 px digits, else the whole image)")
-    iic.add_argument("--input-size", type=int, default=None,
-                     help="the crop is resized to this side, px (default: 16 for 28 px digits, "
-                          "else the crop)")
+    iic.add_argument(
+        "--crop",
+        type=int,
+        default=None,
+        help="centre crop, px (default: 20 of 28 px digits, else the whole image)",
+    )
+    iic.add_argument(
+        "--input-size",
+        type=int,
+        default=None,
+        help="the crop is resized to this side, px (default: 16 for 28 px digits, else the crop)",
+    )
     iic.add_argument("--trunk", default="small", choices=list(TRUNKS))
     iic.add_argument("--n-clusters", type=int, default=10)
     iic.add_argument("--n-overclusters", type=int, default=50, help="0: no overclustering head")
@@ -100,9 +113,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _load(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
     """The data set, read by rank 0 first when it may download (so that ranks do not race)."""
+
     def read() -> tuple[torch.Tensor, torch.Tensor]:
-        return load_dataset(args.dataset, root=args.data_root, download=args.download, n=args.n_images,
-                            seed=args.seed)
+        return load_dataset(
+            args.dataset, root=args.data_root, download=args.download, n=args.n_images, seed=args.seed
+        )
 
     if args.download and D.is_distributed():
         if D.is_main_process():
@@ -115,35 +130,66 @@ def _iic(args: argparse.Namespace, x: torch.Tensor, y: torch.Tensor) -> tuple[di
     crop, size = default_view(x.shape[-1])
     crop, size = args.crop or crop, args.input_size or size
     x = crop_resize(x, crop, size)
-    model = IIC(args.n_clusters, n_overclusters=args.n_overclusters or None, n_subheads=args.n_subheads,
-                trunk=args.trunk, epochs=args.epochs, batch_size=args.batch_size, repeats=args.repeats,
-                main_passes=args.main_passes, over_passes=args.over_passes, lr=args.lr, lamb=args.lamb,
-                eval_every=args.eval_every, seed=args.seed, device=args.device, verbose=not args.quiet,
-                checkpoint=str(args.out / "checkpoint.pt"))
+    model = IIC(
+        args.n_clusters,
+        n_overclusters=args.n_overclusters or None,
+        n_subheads=args.n_subheads,
+        trunk=args.trunk,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        repeats=args.repeats,
+        main_passes=args.main_passes,
+        over_passes=args.over_passes,
+        lr=args.lr,
+        lamb=args.lamb,
+        eval_every=args.eval_every,
+        seed=args.seed,
+        device=args.device,
+        verbose=not args.quiet,
+        checkpoint=str(args.out / "checkpoint.pt"),
+    )
     model.fit(x, y, resume=args.resume)
     last = model.history_[-1]
     scores = evaluate(y, model.labels_)
-    metrics = {"subhead": model.best_subhead_, **{k: float(v) for k, v in scores.items()},
-               "subhead_acc": [float(a) for a in last["acc"]],
-               "subhead_loss": [float(v) for v in last["loss"]],
-               "epochs": last["epoch"], "pairs": last["pairs"], "train_seconds": model.train_seconds_,
-               "pairs_per_second": last["pairs"] / model.train_seconds_ if model.train_seconds_ else math.nan,
-               "crop": crop, "input_size": size, "device": device_name(model.device_)}
+    metrics = {
+        "subhead": model.best_subhead_,
+        **{k: float(v) for k, v in scores.items()},
+        "subhead_acc": [float(a) for a in last["acc"]],
+        "subhead_loss": [float(v) for v in last["loss"]],
+        "epochs": last["epoch"],
+        "pairs": last["pairs"],
+        "train_seconds": model.train_seconds_,
+        "pairs_per_second": last["pairs"] / model.train_seconds_ if model.train_seconds_ else math.nan,
+        "crop": crop,
+        "input_size": size,
+        "device": device_name(model.device_),
+    }
     history = [{k: v for k, v in rec.items() if k != "joint"} for rec in model.history_]
     return metrics, history
 
 
 def _dim(args: argparse.Namespace, x: torch.Tensor, y: torch.Tensor) -> tuple[dict, dict]:
-    model = DeepInfoMax(**PRESETS[args.preset], estimator=args.estimator, local_critic=args.local_critic,
-                        code_dim=args.code_dim, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                        seed=args.seed, device=args.device, verbose=not args.quiet,
-                        checkpoint=str(args.out / "checkpoint.pt"))
+    model = DeepInfoMax(
+        **PRESETS[args.preset],
+        estimator=args.estimator,
+        local_critic=args.local_critic,
+        code_dim=args.code_dim,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        device=args.device,
+        verbose=not args.quiet,
+        checkpoint=str(args.out / "checkpoint.pt"),
+    )
     model.fit(x, resume=args.resume)
     codes = model.transform(x)
-    metrics = {"linear_probe_acc": linear_probe(codes, y, seed=args.seed),
-               "train_seconds": float(np.sum(model.history_["seconds"])),
-               "device": device_name(model.device_),
-               **{k: float(model.history_[k][-1]) for k in ("global_mi", "local_mi", "prior")}}
+    metrics = {
+        "linear_probe_acc": linear_probe(codes, y, seed=args.seed),
+        "train_seconds": float(np.sum(model.history_["seconds"])),
+        "device": device_name(model.device_),
+        **{k: float(model.history_[k][-1]) for k in ("global_mi", "local_mi", "prior")},
+    }
     history = {k: v for k, v in model.history_.items() if k != "callback"}
     return metrics, history
 
@@ -173,16 +219,25 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         x, y = _load(args)
         metrics, history = (_iic if args.model == "iic" else _dim)(args, x, y)
         settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-        out = {"model": args.model, "dataset": args.dataset, "images": len(x), "world_size": D.world_size(),
-               "settings": settings, **metrics}
+        out = {
+            "model": args.model,
+            "dataset": args.dataset,
+            "images": len(x),
+            "world_size": D.world_size(),
+            "settings": settings,
+            **metrics,
+        }
         if D.is_main_process():
             for name, content in (("history.json", history), ("metrics.json", out)):
                 with atomic_write(args.out / name) as f:
                     json.dump(_jsonable(content), f, indent=1)
             shown = {k: out[k] for k in ("acc", "nmi", "ari", "linear_probe_acc") if k in out}
             scores = ", ".join(f"{k} {v:.4f}" for k, v in shown.items())
-            print(f"{args.model} on {args.dataset} ({D.world_size()} process(es)): {scores}; "
-                  f"written to {args.out}", flush=True)
+            print(
+                f"{args.model} on {args.dataset} ({D.world_size()} process(es)): {scores}; "
+                f"written to {args.out}",
+                flush=True,
+            )
         return out
     finally:
         if joined:

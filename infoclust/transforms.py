@@ -27,6 +27,7 @@ arithmetic, exact), so it works with any trainer that calls ``g(batch)`` on rows
 training set, without passing indices. :func:`compose` chains transformations, e.g. a pool
 followed by the paper's augmentations.
 """
+
 from __future__ import annotations
 
 import copy
@@ -41,11 +42,27 @@ from .adef import adef
 from .augment import MNISTTransform
 from .deform import RandomDeformation
 from .projected_sinkhorn import wasserstein_pgd
-from .utils import ParameterError, check_bool, check_images, check_int, check_number, check_seed, make_generator
+from .utils import (
+    ParameterError,
+    check_bool,
+    check_images,
+    check_int,
+    check_number,
+    check_seed,
+    make_generator,
+)
 from .w2_algorithm import W2Perturbation
 
-__all__ = ["MNISTTransform", "RandomDeformation", "SinkhornPerturbation", "ADefPerturbation",
-           "W2Perturbation", "PerturbationPool", "compose", "fingerprint"]
+__all__ = [
+    "MNISTTransform",
+    "RandomDeformation",
+    "SinkhornPerturbation",
+    "ADefPerturbation",
+    "W2Perturbation",
+    "PerturbationPool",
+    "compose",
+    "fingerprint",
+]
 
 Transform = Callable[[torch.Tensor], torch.Tensor]
 _MODULUS = (1 << 61) - 1  # a Mersenne prime: products stay in int64 after the reduction below
@@ -74,10 +91,23 @@ class SinkhornPerturbation:
         Seed of the random classifier's weights, in [0, 2**32 - 1].
     """
 
-    def __init__(self, eps: float = 0.5, *, max_iter: int = 10, alpha: float = 0.1, lam: float = 1000.0,
-                 kernel_size: int = 5, proj_iter: int = 30, n_random_classes: int = 10, seed: int = 0) -> None:
+    def __init__(
+        self,
+        eps: float = 0.5,
+        *,
+        max_iter: int = 10,
+        alpha: float = 0.1,
+        lam: float = 1000.0,
+        kernel_size: int = 5,
+        proj_iter: int = 30,
+        n_random_classes: int = 10,
+        seed: int = 0,
+    ) -> None:
         self.random_classifier = LazyRandomClassifier(n_random_classes, seed)
-        self.n_random_classes, self.seed = self.random_classifier.n_random_classes, self.random_classifier.seed
+        self.n_random_classes, self.seed = (
+            self.random_classifier.n_random_classes,
+            self.random_classifier.seed,
+        )
         self.eps = check_number("eps", eps, 0.0, strict_low=True)
         self.max_iter = check_int("max_iter", max_iter, 1)
         self.alpha = check_number("alpha", alpha, 0.0, strict_low=True)
@@ -90,14 +120,25 @@ class SinkhornPerturbation:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = check_images("x", x, nonnegative=True)
         xf = x.float()
-        out, _, _ = wasserstein_pgd(self.random_classifier.model_for(xf), xf, eps0=self.eps, eps_factor=1.0,
-                                    alpha=self.alpha, lam=self.lam, kernel_size=self.kernel_size,
-                                    max_iter=self.max_iter, proj_iter=self.proj_iter, verbose=False)
+        out, _, _ = wasserstein_pgd(
+            self.random_classifier.model_for(xf),
+            xf,
+            eps0=self.eps,
+            eps_factor=1.0,
+            alpha=self.alpha,
+            lam=self.lam,
+            kernel_size=self.kernel_size,
+            max_iter=self.max_iter,
+            proj_iter=self.proj_iter,
+            verbose=False,
+        )
         return out.to(x.dtype)
 
     def __repr__(self) -> str:
-        return (f"SinkhornPerturbation(eps={self.eps}, max_iter={self.max_iter}, "
-                f"n_random_classes={self.n_random_classes}, seed={self.seed})")
+        return (
+            f"SinkhornPerturbation(eps={self.eps}, max_iter={self.max_iter}, "
+            f"n_random_classes={self.n_random_classes}, seed={self.seed})"
+        )
 
 
 class ADefPerturbation:
@@ -121,28 +162,52 @@ class ADefPerturbation:
         Seed of the random classifier's weights, in [0, 2**32 - 1].
     """
 
-    def __init__(self, *, sigma: float = 0.5, overshoot: float = 1.2, max_iter: int = 20,
-                 candidates: int | None = 1, max_norm: float = float("inf"), n_random_classes: int = 10,
-                 seed: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        sigma: float = 0.5,
+        overshoot: float = 1.2,
+        max_iter: int = 20,
+        candidates: int | None = 1,
+        max_norm: float = float("inf"),
+        n_random_classes: int = 10,
+        seed: int = 0,
+    ) -> None:
         self.random_classifier = LazyRandomClassifier(n_random_classes, seed)
-        self.n_random_classes, self.seed = self.random_classifier.n_random_classes, self.random_classifier.seed
+        self.n_random_classes, self.seed = (
+            self.random_classifier.n_random_classes,
+            self.random_classifier.seed,
+        )
         self.sigma = check_number("sigma", sigma, 0.0)
         self.overshoot = check_number("overshoot", overshoot, 1.0)
         self.max_iter = check_int("max_iter", max_iter, 1)
-        self.max_norm = max_norm if max_norm == float("inf") else check_number("max_norm", max_norm, 0.0,
-                                                                                strict_low=True)
-        self.candidates = candidates if candidates is None else check_int(
-            "candidates", candidates, 1, self.n_random_classes - 1)
+        self.max_norm = (
+            max_norm if max_norm == float("inf") else check_number("max_norm", max_norm, 0.0, strict_low=True)
+        )
+        self.candidates = (
+            candidates
+            if candidates is None
+            else check_int("candidates", candidates, 1, self.n_random_classes - 1)
+        )
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = check_images("x", x)
-        res = adef(self.random_classifier.model_for(x), x, sigma=self.sigma, overshoot=self.overshoot,
-                   max_iter=self.max_iter, candidates=self.candidates, max_norm=self.max_norm)
+        res = adef(
+            self.random_classifier.model_for(x),
+            x,
+            sigma=self.sigma,
+            overshoot=self.overshoot,
+            max_iter=self.max_iter,
+            candidates=self.candidates,
+            max_norm=self.max_norm,
+        )
         return res.images.to(device=x.device, dtype=x.dtype)
 
     def __repr__(self) -> str:
-        return (f"ADefPerturbation(sigma={self.sigma}, max_iter={self.max_iter}, candidates={self.candidates}, "
-                f"max_norm={self.max_norm}, n_random_classes={self.n_random_classes}, seed={self.seed})")
+        return (
+            f"ADefPerturbation(sigma={self.sigma}, max_iter={self.max_iter}, candidates={self.candidates}, "
+            f"max_norm={self.max_norm}, n_random_classes={self.n_random_classes}, seed={self.seed})"
+        )
 
 
 def fingerprint(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -184,8 +249,16 @@ class PerturbationPool:
         Time spent filling the pool.
     """
 
-    def __init__(self, g: Transform, x: torch.Tensor, n_copies: int = 4, *, batch_size: int = 256,
-                 seed: int = 0, verbose: bool = True) -> None:
+    def __init__(
+        self,
+        g: Transform,
+        x: torch.Tensor,
+        n_copies: int = 4,
+        *,
+        batch_size: int = 256,
+        seed: int = 0,
+        verbose: bool = True,
+    ) -> None:
         if not callable(g):
             raise TypeError(f"g must be a callable batch -> batch, got {type(g).__name__}")
         x = check_images("x", x)
@@ -208,7 +281,9 @@ class PerturbationPool:
                     if not torch.is_tensor(out):
                         raise TypeError(f"g must return a tensor batch, got {type(out).__name__}")
                     if out.shape != xb.shape:
-                        raise ParameterError(f"g changed the batch shape {tuple(xb.shape)} to {tuple(out.shape)}")
+                        raise ParameterError(
+                            f"g changed the batch shape {tuple(xb.shape)} to {tuple(out.shape)}"
+                        )
                     parts.append(out.detach())
                     bar.update(len(xb))
                 copies.append(torch.cat(parts))
@@ -219,14 +294,17 @@ class PerturbationPool:
         """Row of every image of ``x`` in the pool; raises if an image is not in it."""
         x = check_images("x", x)
         if x.shape[1:] != self.copies.shape[2:]:
-            raise ParameterError(f"x has images of shape {tuple(x.shape[1:])}; the pool holds "
-                                 f"{tuple(self.copies.shape[2:])}")
+            raise ParameterError(
+                f"x has images of shape {tuple(x.shape[1:])}; the pool holds {tuple(self.copies.shape[2:])}"
+            )
         keys = fingerprint(x, self.weights)
         pos = torch.searchsorted(self.keys, keys).clamp(max=len(self.keys) - 1)
         found = self.keys[pos] == keys
         if not bool(found.all()):
-            raise ParameterError(f"{int((~found).sum())} images of the batch are not in the pool: "
-                                 "a PerturbationPool serves only the images it was built from")
+            raise ParameterError(
+                f"{int((~found).sum())} images of the batch are not in the pool: "
+                "a PerturbationPool serves only the images it was built from"
+            )
         return self.order[pos]
 
     def with_seed(self, seed: int) -> "PerturbationPool":

@@ -10,6 +10,7 @@ One rule for randomness: classes take ``seed`` and own their generator; function
 :func:`make_generator` makes a generator from either. Only a chapter's set-up seeds the
 global generators (:func:`seed_everything`); library code never does.
 """
+
 from __future__ import annotations
 
 import math
@@ -135,8 +136,9 @@ def check_bool(name: str, value: Any) -> bool:
 def check_seed(name: str, value: Any) -> int:
     """Return ``value`` if it is an integer seed in ``[0, SEED_MAX]``, else raise."""
     if value is None:
-        raise ParameterError(f"{name}=None: give an integer seed in [0, {SEED_MAX}] "
-                             f"(runs must be reproducible)")
+        raise ParameterError(
+            f"{name}=None: give an integer seed in [0, {SEED_MAX}] (runs must be reproducible)"
+        )
     return check_int(name, value, 0, SEED_MAX)
 
 
@@ -167,8 +169,10 @@ def make_generator(seed_or_generator: int | torch.Generator, name: str = "seed")
 def check_generator(name: str, value: Any) -> torch.Generator | None:
     """Return ``value`` if it is a :class:`torch.Generator` or None, else raise ``TypeError``."""
     if value is not None and not isinstance(value, torch.Generator):
-        raise TypeError(f"{name} must be a torch.Generator or None, got {type(value).__name__} "
-                        f"(for a seed n, pass torch.Generator().manual_seed(n))")
+        raise TypeError(
+            f"{name} must be a torch.Generator or None, got {type(value).__name__} "
+            f"(for a seed n, pass torch.Generator().manual_seed(n))"
+        )
     return value
 
 
@@ -184,8 +188,11 @@ def forked_global_rng(seed: int, device: torch.device | str = "cpu") -> Iterator
     """
     seed = check_seed("seed", seed)
     device = torch.device(device)
-    cuda = [device.index if device.index is not None else torch.cuda.current_device()] \
-        if device.type == "cuda" else []
+    cuda = (
+        [device.index if device.index is not None else torch.cuda.current_device()]
+        if device.type == "cuda"
+        else []
+    )
     with torch.random.fork_rng(devices=cuda):
         torch.default_generator.manual_seed(seed)
         for index in cuda:
@@ -215,8 +222,9 @@ def check_finite(name: str, x: torch.Tensor | np.ndarray) -> None:
 DIVERGENCE_BOUND = 1e6
 
 
-def check_not_diverged(what: str, quantity: str, value: float, *, epoch: int | None, step: int,
-                       lower: str) -> float:
+def check_not_diverged(
+    what: str, quantity: str, value: float, *, epoch: int | None, step: int, lower: str
+) -> float:
     """Return ``value`` unless it is non-finite or beyond :data:`DIVERGENCE_BOUND`; then raise.
 
     Raises :class:`TrainingDivergedError` saying that ``what`` diverged, ``quantity``'s value,
@@ -251,21 +259,27 @@ def check_images(
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(np.ascontiguousarray(x))
     if not torch.is_tensor(x):
-        raise TypeError(f"{name} must be a torch.Tensor or numpy array of images (N, C, H, W), "
-                        f"got {type(x).__name__}")
+        raise TypeError(
+            f"{name} must be a torch.Tensor or numpy array of images (N, C, H, W), got {type(x).__name__}"
+        )
     if not x.is_floating_point():
-        raise TypeError(f"{name} has dtype {x.dtype}; images must be floating point in [0, 1] "
-                        f"(for uint8 images in 0..255 use x.float() / 255)")
+        raise TypeError(
+            f"{name} has dtype {x.dtype}; images must be floating point in [0, 1] "
+            f"(for uint8 images in 0..255 use x.float() / 255)"
+        )
     if x.dim() != 4:
         raise ParameterError(f"{name} must have shape (N, C, H, W), got {tuple(x.shape)}")
     if x.shape[0] == 0:
         raise ParameterError(f"{name} is an empty batch (shape {tuple(x.shape)})")
     if channels is not None and x.shape[1] != channels:
-        raise ParameterError(f"{name} has {x.shape[1]} channels, expected {channels} "
-                             f"(shape {tuple(x.shape)})")
+        raise ParameterError(
+            f"{name} has {x.shape[1]} channels, expected {channels} (shape {tuple(x.shape)})"
+        )
     if min(x.shape[-2:]) < min_size:
-        raise ParameterError(f"{name} images are {x.shape[-2]} x {x.shape[-1]} pixels; at least "
-                             f"{min_size} x {min_size} are needed")
+        raise ParameterError(
+            f"{name} images are {x.shape[-2]} x {x.shape[-1]} pixels; at least "
+            f"{min_size} x {min_size} are needed"
+        )
     if square and x.shape[-1] != x.shape[-2]:
         raise ParameterError(f"{name} must be square images (N, C, H, H), got {tuple(x.shape)}")
     x = x.to(device=device if device is not None else x.device, dtype=dtype or x.dtype)
@@ -289,8 +303,9 @@ def check_labels(name: str, y: Any, n: int, n_classes: int | None = None) -> tor
         raise ParameterError(f"{name} must have shape ({n},), got {tuple(y.shape)}")
     if n and (bool((y < 0).any()) or (n_classes is not None and bool((y >= n_classes).any()))):
         bound = f"[0, {n_classes})" if n_classes is not None else ">= 0"
-        raise ParameterError(f"{name} must hold labels in {bound}, got values from {int(y.min())} to "
-                             f"{int(y.max())}")
+        raise ParameterError(
+            f"{name} must hold labels in {bound}, got values from {int(y.min())} to {int(y.max())}"
+        )
     return y.to(device="cpu", dtype=torch.long)
 
 

@@ -32,6 +32,7 @@ rule), and ``max_iter`` caps the walk (the talk's loop ends almost surely, but a
 ``exp(eps^2 / eta^2)`` steps in the worst case); a capped walk returns its last point inside
 the ball, like the other two exits.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,8 +44,15 @@ from ._random_net import LazyRandomClassifier
 from ._w2_bounds import w2_bounds
 from .adef import _smallest_step, _targets, check_model_images
 from .deform import warp
-from .utils import (ParameterError, check_bool, check_generator, check_images, check_int, check_number,
-                    check_seed)
+from .utils import (
+    ParameterError,
+    check_bool,
+    check_generator,
+    check_images,
+    check_int,
+    check_number,
+    check_seed,
+)
 from .wasserstein import perturbation_density, to_histogram, w2_exact
 
 __all__ = ["END_REASONS", "PerturbationResult", "w2_perturbation", "W2Perturbation"]
@@ -99,8 +107,14 @@ def _histograms(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return hist, ok
 
 
-def _w2_brackets(trial: torch.Tensor, x: torch.Tensor, current: torch.Tensor, current_lower: torch.Tensor,
-                 current_upper: torch.Tensor, bounds: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _w2_brackets(
+    trial: torch.Tensor,
+    x: torch.Tensor,
+    current: torch.Tensor,
+    current_lower: torch.Tensor,
+    current_upper: torch.Tensor,
+    bounds: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``lower <= W2(trial[i], x[i]) <= upper``, infinite where the trial lost all its mass.
 
     The bounds of :func:`~infoclust._w2_bounds.w2_bounds` between ``trial`` and ``x``, tightened
@@ -177,8 +191,10 @@ def w2_perturbation(
     x = check_model_images(model, images, nonnegative=True).detach()
     empty = (x.flatten(1).sum(1) <= 0).nonzero().flatten()
     if len(empty):
-        raise ParameterError(f"images {empty[:5].tolist()} have zero total mass; each image is a histogram "
-                             "for W2 and needs positive mass")
+        raise ParameterError(
+            f"images {empty[:5].tolist()} have zero total mass; each image is a histogram "
+            "for W2 and needs positive mass"
+        )
     eps = check_number("eps", eps, 0.0)
     eta = check_number("eta", eta, 0.0, strict_low=True)
     alpha = check_number("alpha", alpha, 0.0, strict_low=True)
@@ -193,14 +209,14 @@ def w2_perturbation(
     labels = logits.argmax(1)
     targets = _targets(logits, labels, candidates)
     field = x.new_zeros(n, 2, h, w)
-    current = x.clone()                                      # line 2: x' := x
+    current = x.clone()  # line 2: x' := x
     dist = torch.zeros(n, dtype=torch.float64, device=dev)  # W2(x', x), or an upper bound of it
     dist_lower = torch.zeros(n, dtype=torch.float64, device=dev)
     steps = torch.zeros(n, dtype=torch.long, device=dev)
     end = torch.full((n,), 2, dtype=torch.long, device=dev)
     active = torch.ones(n, dtype=torch.bool, device=dev)
     solved = tests = 0
-    for _ in range(max_iter):                               # line 3: while TRUE
+    for _ in range(max_iter):  # line 3: while TRUE
         idx = active.nonzero().squeeze(1)
         if idx.numel() == 0:
             break
@@ -209,26 +225,29 @@ def w2_perturbation(
             # the candidate whose new field field + alpha * step is smallest: ADef's rule
             step = _smallest_step(xi, model(xi), labels[idx], targets[idx], field[idx] / alpha, sigma)
         trial_field = field[idx] + alpha * step
-        trial = warp(x[idx], trial_field)                    # line 4: x'' := ADefStep(x')
+        trial = warp(x[idx], trial_field)  # line 4: x'' := ADefStep(x')
         coin = torch.rand(idx.numel(), generator=generator, dtype=torch.float64).to(dev)
         lower, upper = _w2_brackets(trial, x[idx], current[idx], dist_lower[idx], dist[idx], bounds)
         # each test is settled unless its threshold lies inside the bracket [lower, upper]
         unsure = ((lower <= eps) & (eps < upper)) | (
-            (upper <= eps) & (coin >= perturbation_density(upper, eta)) & (coin < perturbation_density(lower, eta)))
+            (upper <= eps)
+            & (coin >= perturbation_density(upper, eta))
+            & (coin < perturbation_density(lower, eta))
+        )
         unsure &= torch.isfinite(lower)
         if bool(unsure.any()):
             d = w2_exact(trial[unsure], x[idx][unsure])
             lower[unsure], upper[unsure] = d, d
         solved += int(unsure.sum())
         tests += idx.numel()
-        inside = upper <= eps                                # line 5
-        left = idx[~inside]                                  # line 10: return x'
+        inside = upper <= eps  # line 5
+        left = idx[~inside]  # line 10: return x'
         end[left], active[left] = 1, False
-        acc = idx[inside]                                    # line 6: x' := x''
+        acc = idx[inside]  # line 6: x' := x''
         field[acc], current[acc] = trial_field[inside], trial[inside]
         dist[acc], dist_lower[acc] = upper[inside], lower[inside]
         steps[acc] += 1
-        stop = acc[coin[inside] < perturbation_density(upper[inside], eta)]   # lines 7-8: return x'
+        stop = acc[coin[inside] < perturbation_density(upper[inside], eta)]  # lines 7-8: return x'
         end[stop], active[stop] = 0, False
     return PerturbationResult(current, field, dist, dist_lower == dist, steps, end, solved, tests)
 
@@ -307,16 +326,29 @@ class W2Perturbation:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         x = check_images("x", x)
-        model = self.model if self.model is not None else self.random_classifier.model_for(
-            x, self.calls if self.redraw else 0)
+        model = (
+            self.model
+            if self.model is not None
+            else self.random_classifier.model_for(x, self.calls if self.redraw else 0)
+        )
         self.last_result_ = w2_perturbation(
-            model, x, self.eps, self.eta, alpha=self.alpha, sigma=self.sigma, candidates=self.candidates,
-            max_iter=self.max_iter, bounds=self.bounds, generator=self.generator,
+            model,
+            x,
+            self.eps,
+            self.eta,
+            alpha=self.alpha,
+            sigma=self.sigma,
+            candidates=self.candidates,
+            max_iter=self.max_iter,
+            bounds=self.bounds,
+            generator=self.generator,
         )
         self.calls += 1
         return self.last_result_.images.to(device=x.device, dtype=x.dtype)
 
     def __repr__(self) -> str:
-        return (f"W2Perturbation(eps={self.eps}, eta={self.eta}, alpha={self.alpha}, sigma={self.sigma}, "
-                f"max_iter={self.max_iter}, n_random_classes={self.n_random_classes}, redraw={self.redraw}, "
-                f"seed={self.seed})")
+        return (
+            f"W2Perturbation(eps={self.eps}, eta={self.eta}, alpha={self.alpha}, sigma={self.sigma}, "
+            f"max_iter={self.max_iter}, n_random_classes={self.n_random_classes}, redraw={self.redraw}, "
+            f"seed={self.seed})"
+        )

@@ -16,6 +16,7 @@ is talk eq. (5) with q = 2 and is measured in pixels. Three ways to compute it:
 * :func:`sample_perturbation` -- draws from the talk's eq. (6),
   :math:`p(\\xi | x) \\propto \\exp(-d_W(x, x + \\xi)^2 / \\eta^2)`, by Metropolis-Hastings.
 """
+
 from __future__ import annotations
 
 import time
@@ -27,8 +28,16 @@ import numpy as np
 import torch
 
 from ._grid_sinkhorn import axis_cost, entropic_values
-from .utils import (ConvergenceWarning, ParameterError, check_choice, check_finite, check_generator, check_images,
-                    check_int, check_number)
+from .utils import (
+    ConvergenceWarning,
+    ParameterError,
+    check_choice,
+    check_finite,
+    check_generator,
+    check_images,
+    check_int,
+    check_number,
+)
 
 __all__ = [
     "to_histogram",
@@ -54,8 +63,7 @@ def _as_batch(name: str, x: torch.Tensor | np.ndarray) -> torch.Tensor:
         return x[None]
     if x.dim() == 4:
         return x
-    raise ParameterError(f"{name} must have shape (H, W), (C, H, W) or (N, C, H, W), "
-                         f"got {tuple(x.shape)}")
+    raise ParameterError(f"{name} must have shape (H, W), (C, H, W) or (N, C, H, W), got {tuple(x.shape)}")
 
 
 def _histograms(name: str, images, dtype: torch.dtype | None = None) -> torch.Tensor:
@@ -66,8 +74,10 @@ def _histograms(name: str, images, dtype: torch.dtype | None = None) -> torch.Te
     mass = h.sum(1, keepdim=True)
     empty = (mass[:, 0] <= 0).nonzero().flatten()
     if len(empty):
-        raise ParameterError(f"{name}: images {empty[:5].tolist()} have zero total mass; the "
-                             "Wasserstein distance is defined between histograms of mass 1")
+        raise ParameterError(
+            f"{name}: images {empty[:5].tolist()} have zero total mass; the "
+            "Wasserstein distance is defined between histograms of mass 1"
+        )
     return h / mass
 
 
@@ -103,8 +113,9 @@ def to_histogram(images: torch.Tensor | np.ndarray, dtype: torch.dtype | None = 
     return _histograms("images", images, dtype)
 
 
-def grid_cost(h: int, w: int, dtype: torch.dtype = torch.float64,
-              device: torch.device | str | None = None) -> torch.Tensor:
+def grid_cost(
+    h: int, w: int, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None
+) -> torch.Tensor:
     """Squared Euclidean distances between the pixel centres of an h x w grid.
 
     ``C[p, q] = (i_p - i_q)^2 + (j_p - j_q)^2`` in pixels^2 for pixels in row-major order,
@@ -121,11 +132,14 @@ def _pair_batches(a, b) -> tuple[torch.Tensor, torch.Tensor]:
     a = check_images("a", _as_batch("a", a), nonnegative=True)
     b = check_images("b", _as_batch("b", b), nonnegative=True)
     if a.shape[2:] != b.shape[2:]:
-        raise ParameterError(f"a and b must have the same image size, got {tuple(a.shape)} "
-                             f"and {tuple(b.shape)}")
+        raise ParameterError(
+            f"a and b must have the same image size, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
     if len(a) != len(b) and 1 not in (len(a), len(b)):
-        raise ParameterError(f"a and b must hold the same number of images (or one of them "
-                             f"a single image), got {len(a)} and {len(b)}")
+        raise ParameterError(
+            f"a and b must hold the same number of images (or one of them "
+            f"a single image), got {len(a)} and {len(b)}"
+        )
     n = max(len(a), len(b))
     return a.expand(n, *a.shape[1:]), b.expand(n, *b.shape[1:])
 
@@ -174,14 +188,20 @@ def w2_exact(a, b, max_iter: int = 1_000_000) -> torch.Tensor:
         pp, qq = p[sp], q[sq]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # POT's; replaced by ours below
-            val, log = ot.emd2(pp / pp.sum(), qq / qq.sum(), cost[np.ix_(sp, sq)], numItermax=max_iter, log=True)
+            val, log = ot.emd2(
+                pp / pp.sum(), qq / qq.sum(), cost[np.ix_(sp, sq)], numItermax=max_iter, log=True
+            )
         if log["result_code"] != 1:  # 1: optimal (POT's network simplex)
             failed[i] = log["warning"] or f"result code {log['result_code']}"
         out[i] = np.sqrt(max(float(val), 0.0))
     if failed:
         first = next(iter(failed.items()))
-        warnings.warn(f"w2_exact: {len(failed)} of {len(ha)} pairs are not optimal (pair {first[0]}: "
-                      f"{first[1]}); raise max_iter={max_iter}", ConvergenceWarning, stacklevel=2)
+        warnings.warn(
+            f"w2_exact: {len(failed)} of {len(ha)} pairs are not optimal (pair {first[0]}: "
+            f"{first[1]}); raise max_iter={max_iter}",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
     return torch.as_tensor(out, device=device)
 
 
@@ -300,12 +320,16 @@ def w2_sinkhorn(
             ha, hb = torch.cat((ha, ha, hb)), torch.cat((hb, ha, hb))
         value, info = entropic_values(ha, hb, reg, mode, tol, max_iter, scaling, omega)
         if mode != "none":
-            value = value[:n] - 0.5 * (value[n:2 * n] + value[2 * n:])
+            value = value[:n] - 0.5 * (value[n : 2 * n] + value[2 * n :])
         out = value.clamp_min(0.0).sqrt()
     if not info["marginal_error"] < tol:
-        warnings.warn(f"w2_sinkhorn: marginal error {info['marginal_error']:.2g} > tol={tol:g} after "
-                      f"max_iter={max_iter} iterations (reg={reg:g}); raise max_iter, or reg, for values "
-                      f"of the entropic problem", ConvergenceWarning, stacklevel=2)
+        warnings.warn(
+            f"w2_sinkhorn: marginal error {info['marginal_error']:.2g} > tol={tol:g} after "
+            f"max_iter={max_iter} iterations (reg={reg:g}); raise max_iter, or reg, for values "
+            f"of the entropic problem",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
     if return_info:
         return out, info
     return out
@@ -314,6 +338,7 @@ def w2_sinkhorn(
 # ----------------------------------------------------------------------------------------
 # The perturbation model of talk eq. (6)
 # ----------------------------------------------------------------------------------------
+
 
 def perturbation_density(dist: torch.Tensor | float, eta: float) -> torch.Tensor:
     """Unnormalised density of talk eq. (6): :math:`\\exp(-d_W(x, x + \\xi)^2 / \\eta^2)`.
@@ -328,17 +353,18 @@ def perturbation_density(dist: torch.Tensor | float, eta: float) -> torch.Tensor
     eta = check_number("eta", eta, 0.0, strict_low=True)
     dist = torch.as_tensor(dist, dtype=torch.float64)
     check_finite("dist", dist)
-    return torch.exp(-dist ** 2 / eta ** 2)
+    return torch.exp(-(dist**2) / eta**2)
 
 
-def acceptance_probability(dist_current: torch.Tensor, dist_proposed: torch.Tensor,
-                           eta: float) -> torch.Tensor:
+def acceptance_probability(
+    dist_current: torch.Tensor, dist_proposed: torch.Tensor, eta: float
+) -> torch.Tensor:
     """Metropolis acceptance probability for the target of eq. (6) and a symmetric proposal:
     ``min(1, p(xi' | x) / p(xi | x)) = min(1, exp((d^2 - d'^2) / eta^2))``."""
     eta = check_number("eta", eta, 0.0, strict_low=True)
     d0 = torch.as_tensor(dist_current, dtype=torch.float64)
     d1 = torch.as_tensor(dist_proposed, dtype=torch.float64)
-    return torch.exp(((d0 ** 2 - d1 ** 2) / eta ** 2).clamp_max(0.0))
+    return torch.exp(((d0**2 - d1**2) / eta**2).clamp_max(0.0))
 
 
 @dataclass
@@ -429,7 +455,7 @@ def sample_perturbation(
         raise ParameterError("x must have at least 2 pixels")
     start = time.perf_counter()
     mass = xb.double().sum()
-    hist = _histograms("x", xb.detach().cpu(), torch.float64)         # (1, HW)
+    hist = _histograms("x", xb.detach().cpu(), torch.float64)  # (1, HW)
     p_idx, q_idx = _grid_edges(hh, ww)
     ref = hist.view(1, 1, hh, ww)
     state = hist.repeat(n_chains, 1)
@@ -446,12 +472,12 @@ def sample_perturbation(
         prop[rows, p] = u * m
         prop[rows, q] = m - u * m
         d_new = distance(ref, prop.view(n_chains, 1, hh, ww)).detach().cpu().double()
-        accept = torch.rand(n_chains, generator=generator, dtype=torch.float64) < \
-            acceptance_probability(dist, d_new, eta)
+        accept = torch.rand(n_chains, generator=generator, dtype=torch.float64) < acceptance_probability(
+            dist, d_new, eta
+        )
         state = torch.where(accept[:, None], prop, state)
         dist = torch.where(accept, d_new, dist)
         accepted += int(accept.sum())
         trace[step] = dist.mean()
     samples = (state * mass).view(n_chains, 1, hh, ww).to(device=xb.device, dtype=xb.dtype)
-    return MHResult(samples, dist, accepted / (n_chains * n_steps), trace,
-                    time.perf_counter() - start)
+    return MHResult(samples, dist, accepted / (n_chains * n_steps), trace, time.perf_counter() - start)

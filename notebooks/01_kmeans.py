@@ -143,9 +143,13 @@ runs = {
     "relocate": ic.KMeans(4, init=bad_init, empty="relocate", device="cpu").fit(pts),
 }
 dead = runs["keep"].n_empty_
-ledger.record("dead clusters from an unfortunate start (2-D blobs, k=4)", dead,
-              claim="k-means degenerates from an unfortunate initialisation (talk, section 3.2.1)",
-              source="talk, section 3.2.1", holds=dead > 0)
+ledger.record(
+    "dead clusters from an unfortunate start (2-D blobs, k=4)",
+    dead,
+    claim="k-means degenerates from an unfortunate initialisation (talk, section 3.2.1)",
+    source="talk, section 3.2.1",
+    holds=dead > 0,
+)
 glue("kmeans_dead", dead, display=False)
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "The same data and the same unfortunate initialisation (all means far to the lower left, black crosses; final means in red). Left: plain Lloyd iterations, where clusters die. Right: with empty clusters relocated to the farthest points.", "name": "fig-kmeans-degenerate"}}
@@ -180,20 +184,29 @@ match = ic.metrics.hungarian_match(y, km.labels_)
 # %%
 # NBVAL_CHECK_OUTPUT
 print(f"k-means on {dataset} pixels (k={n_clusters}, n_init={n_init}, seed={seed}):")
-print(f"  accuracy {scores['acc']:.4f}  NMI {scores['nmi']:.4f}  ARI {scores['ari']:.4f}  inertia {km.inertia_:.1f}")
+print(
+    f"  accuracy {scores['acc']:.4f}  NMI {scores['nmi']:.4f}  ARI {scores['ari']:.4f}  inertia {km.inertia_:.1f}"
+)
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "The k-means means on the data set's pixels, drawn as images and titled with the class matched to each cluster (Hungarian matching).", "name": "fig-kmeans-centres"}}
 centres = km.cluster_centers_.reshape(n_clusters, *x.shape[1:])
-icp.image_grid(centres, ncols=min(n_clusters, 10), titles=[f"class {match.get(j, '-')}" for j in range(n_clusters)])
+icp.image_grid(
+    centres, ncols=min(n_clusters, 10), titles=[f"class {match.get(j, '-')}" for j in range(n_clusters)]
+)
 plt.show()
 
 # %% tags=["hide-input"]
 paper_acc = {"mnist": 57.2, "mnist5k": 57.2, "cifar10": 22.9, "stl10": 19.2}.get(dataset)
-ledger.record(f"k-means accuracy on {dataset} pixels", 100 * scores["acc"], unit="%", paper=paper_acc,
-              source="IIC paper, Table 1 (k-means, full MNIST)" if paper_acc else "",
-              claim="k-means on raw pixels reaches the IIC paper's baseline (within 5 points)" if paper_acc else "",
-              holds=None if paper_acc is None else abs(100 * scores["acc"] - paper_acc) <= 5.0,
-              seconds=t_fit["seconds"])
+ledger.record(
+    f"k-means accuracy on {dataset} pixels",
+    100 * scores["acc"],
+    unit="%",
+    paper=paper_acc,
+    source="IIC paper, Table 1 (k-means, full MNIST)" if paper_acc else "",
+    claim="k-means on raw pixels reaches the IIC paper's baseline (within 5 points)" if paper_acc else "",
+    holds=None if paper_acc is None else abs(100 * scores["acc"] - paper_acc) <= 5.0,
+    seconds=t_fit["seconds"],
+)
 ledger.record(f"k-means NMI on {dataset} pixels", scores["nmi"])
 ledger.record(f"k-means ARI on {dataset} pixels", scores["ari"])
 glue("kmeans_acc", 100 * scores["acc"], display=False)
@@ -219,15 +232,21 @@ for s in range(n_seeds):
         seeding[init].append((run.inertia_, ic.cluster_accuracy(y, run.labels_), run.n_iter_))
 summary = {init: np.array(v) for init, v in seeding.items()}
 pp, rnd = summary["k-means++"][:, 0].mean(), summary["random"][:, 0].mean()
-ledger.record("mean inertia, k-means++ / random seeding", pp / rnd,
-              claim="k-means++ seeding reaches lower inertia than uniform seeding on average",
-              source="Arthur & Vassilvitskii (2007)", holds=bool(pp <= rnd))
+ledger.record(
+    "mean inertia, k-means++ / random seeding",
+    pp / rnd,
+    claim="k-means++ seeding reaches lower inertia than uniform seeding on average",
+    source="Arthur & Vassilvitskii (2007)",
+    holds=bool(pp <= rnd),
+)
 
 # %%
 # NBVAL_CHECK_OUTPUT
 for init, v in summary.items():
-    print(f"{init:>9}: inertia {v[:, 0].mean():.1f} +- {v[:, 0].std():.1f}, "
-          f"accuracy {v[:, 1].mean():.4f} +- {v[:, 1].std():.4f}, iterations {v[:, 2].mean():.1f}")
+    print(
+        f"{init:>9}: inertia {v[:, 0].mean():.1f} +- {v[:, 0].std():.1f}, "
+        f"accuracy {v[:, 1].mean():.4f} +- {v[:, 1].std():.4f}, iterations {v[:, 2].mean():.1f}"
+    )
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Final inertia (left) and clustering accuracy (right) of single k-means runs over seeds, for k-means++ and uniform seeding.", "name": "fig-kmeans-seeding"}}
 fig, axes = plt.subplots(1, 2, figsize=(7.5, 3.0))
@@ -248,19 +267,30 @@ plt.show()
 # %% tags=["hide-input"]
 start = X[torch.randperm(len(X), generator=ledger.generator)[:n_clusters]]
 ours = ic.KMeans(n_clusters, init=start, n_init=1, max_iter=max_iter, device="cpu").fit(X)
-theirs = SKLearnKMeans(n_clusters, init=start.numpy(), n_init=1, max_iter=max_iter, algorithm="lloyd").fit(X.numpy())
+theirs = SKLearnKMeans(n_clusters, init=start.numpy(), n_init=1, max_iter=max_iter, algorithm="lloyd").fit(
+    X.numpy()
+)
 rel = abs(ours.inertia_ - theirs.inertia_) / theirs.inertia_
-ledger.record("relative inertia difference to scikit-learn (same start)", rel,
-              claim="infoclust KMeans matches scikit-learn's inertia within 0.1 % from the same centres",
-              source="scikit-learn KMeans", holds=rel <= 1e-3)
+ledger.record(
+    "relative inertia difference to scikit-learn (same start)",
+    rel,
+    claim="infoclust KMeans matches scikit-learn's inertia within 0.1 % from the same centres",
+    source="scikit-learn KMeans",
+    holds=rel <= 1e-3,
+)
 with ic.timer() as t_ours:
     ic.KMeans(n_clusters, n_init=n_init, max_iter=max_iter, seed=seed, device="cpu").fit(X)
 with ic.timer() as t_sk:
     SKLearnKMeans(n_clusters, n_init=n_init, max_iter=max_iter, random_state=seed).fit(X.numpy())
-ledger.record("time, infoclust / scikit-learn (CPU, this run)", t_ours["seconds"] / t_sk["seconds"],
-              seconds=t_ours["seconds"] + t_sk["seconds"])
-print(f"same start: inertia {ours.inertia_:.2f} (infoclust) vs {theirs.inertia_:.2f} (scikit-learn), "
-      f"relative difference {rel:.2e}")
+ledger.record(
+    "time, infoclust / scikit-learn (CPU, this run)",
+    t_ours["seconds"] / t_sk["seconds"],
+    seconds=t_ours["seconds"] + t_sk["seconds"],
+)
+print(
+    f"same start: inertia {ours.inertia_:.2f} (infoclust) vs {theirs.inertia_:.2f} (scikit-learn), "
+    f"relative difference {rel:.2e}"
+)
 print(f"time with n_init={n_init}: infoclust {t_ours['seconds']:.2f} s, scikit-learn {t_sk['seconds']:.2f} s")
 
 # %% [markdown]

@@ -138,9 +138,16 @@ from infoclust import mi
 from infoclust.dim import DeepInfoMax, linear_probe
 
 ledger = ic.book.start(
-    "02_dim", globals(), choices={"estimator": mi.ESTIMATORS, "local_critic": ("dot", "concat")},
-    bounds={"toy_levels": "(0, inf)", "k_values": "[2, inf)", "n_seeds": "[2, inf)",
-            **dict.fromkeys(("alpha_g", "beta_g", "gamma_g", "alpha_l", "beta_l", "gamma_l"), "[0, inf)")})
+    "02_dim",
+    globals(),
+    choices={"estimator": mi.ESTIMATORS, "local_critic": ("dot", "concat")},
+    bounds={
+        "toy_levels": "(0, inf)",
+        "k_values": "[2, inf)",
+        "n_seeds": "[2, inf)",
+        **dict.fromkeys(("alpha_g", "beta_g", "gamma_g", "alpha_l", "beta_l", "gamma_l"), "[0, inf)"),
+    },
+)
 x, y = ic.load_dataset(dataset, root=data_root, download=download)
 n_classes = int(y.max()) + 1
 print(f"{dataset}: {tuple(x.shape)} images, {n_classes} classes")
@@ -162,15 +169,26 @@ print(f"{dataset}: {tuple(x.shape)} images, {n_classes} classes")
 curves = {}
 with ic.timer() as t_toy:
     for est in mi.ESTIMATORS:
-        curves[est] = mi.mi_training_curve(est, true_mi=tuple(toy_levels), dim=toy_dim, steps_per_level=toy_steps,
-                                           batch_size=toy_batch, generator=torch.Generator().manual_seed(seed),
-                                           device=ledger.device)
+        curves[est] = mi.mi_training_curve(
+            est,
+            true_mi=tuple(toy_levels),
+            dim=toy_dim,
+            steps_per_level=toy_steps,
+            batch_size=toy_batch,
+            generator=torch.Generator().manual_seed(seed),
+            device=ledger.device,
+        )
 # the estimate at the end of each level: mean of its last fifth of steps
 tail = max(1, toy_steps // 5)
-level_end = {name: np.array([c.reshape(len(toy_levels), toy_steps)[i, -tail:].mean()
-                             for i in range(len(toy_levels))])
-             for name, c in {"jsd critic, DV reading": curves["jsd"]["dv"], "dv": curves["dv"]["dv"],
-                             "nce": curves["nce"]["nce"], "jsd": curves["jsd"]["jsd"]}.items()}
+level_end = {
+    name: np.array([c.reshape(len(toy_levels), toy_steps)[i, -tail:].mean() for i in range(len(toy_levels))])
+    for name, c in {
+        "jsd critic, DV reading": curves["jsd"]["dv"],
+        "dv": curves["dv"]["dv"],
+        "nce": curves["nce"]["nce"],
+        "jsd": curves["jsd"]["jsd"],
+    }.items()
+}
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -179,13 +197,18 @@ for name, v in level_end.items():
     print(f"{name:>22} estimate: {np.round(v, 4)}")
 print(f"log N = {math.log(toy_batch):.4f}")
 
+
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "MI estimates while a critic is trained on correlated Gaussians whose true MI (black) steps up. Faint: per batch; solid: moving average. InfoNCE stalls below log N (dashed); DV follows the truth further but is noisy; the JSD value (right axis scale, at most log 4) only rises monotonically, while the DV reading of the JSD-trained critic tracks the MI.", "name": "fig-dim-estimators"}}
 def smooth(v, w=25):
     return np.convolve(v, np.ones(w) / w, mode="valid")
 
 
-shown = [("nce", "nce", "InfoNCE"), ("dv", "dv", "DV"), ("jsd", "dv", "JSD critic, DV reading"),
-         ("jsd", "jsd", "JSD value")]
+shown = [
+    ("nce", "nce", "InfoNCE"),
+    ("dv", "dv", "DV"),
+    ("jsd", "dv", "JSD critic, DV reading"),
+    ("jsd", "jsd", "JSD value"),
+]
 fig, ax = plt.subplots(figsize=(7.0, 4.0))
 steps = np.arange(len(curves["nce"]["true"]))
 ax.plot(steps, curves["nce"]["true"], color="k", lw=2, label="true MI")
@@ -193,7 +216,7 @@ for (trained, read, label), color in zip(shown, ("C0", "C1", "C2", "C3")):
     v = curves[trained][read]
     ax.plot(steps, v, color=color, alpha=0.15, lw=0.8)
     w = min(25, len(v))
-    ax.plot(steps[w - 1:], smooth(v, w), color=color, label=label)
+    ax.plot(steps[w - 1 :], smooth(v, w), color=color, label=label)
 ax.axhline(math.log(toy_batch), color="C0", ls="--", lw=1, label=f"log N = {math.log(toy_batch):.2f}")
 ax.set_xlabel("critic training step")
 ax.set_ylabel("nats")
@@ -204,11 +227,15 @@ plt.show()
 
 # %% tags=["hide-input"]
 nce_top, dv_top = level_end["nce"][-1], level_end["dv"][-1]
-ledger.record("InfoNCE estimate at the top MI level (toy)", nce_top, unit="nats",
-              claim=f"InfoNCE never exceeds log N = {math.log(toy_batch):.2f} nats, whatever the true MI",
-              source="van den Oord et al. (2018); DIM section 3.1", holds=bool(curves["nce"]["nce"].max()
-                                                                              <= math.log(toy_batch) + 1e-5),
-              seconds=t_toy["seconds"])
+ledger.record(
+    "InfoNCE estimate at the top MI level (toy)",
+    nce_top,
+    unit="nats",
+    claim=f"InfoNCE never exceeds log N = {math.log(toy_batch):.2f} nats, whatever the true MI",
+    source="van den Oord et al. (2018); DIM section 3.1",
+    holds=bool(curves["nce"]["nce"].max() <= math.log(toy_batch) + 1e-5),
+    seconds=t_toy["seconds"],
+)
 ledger.record("DV estimate at the top MI level (toy)", dv_top, unit="nats")
 ledger.record("true MI at the top level (toy)", toy_levels[-1], unit="nats")
 glue("toy_nce_top", float(nce_top), display=False)
@@ -235,10 +262,19 @@ glue("toy_logn", math.log(toy_batch), display=False)
 # the prior ($\gamma = 0$).
 
 # %% tags=["hide-input"]
-common = dict(estimator=estimator, local_critic=local_critic, epochs=epochs, batch_size=batch_size, lr=lr,
-              seed=seed, device=ledger.device)
-settings = {"DIM(G)": dict(alpha=alpha_g, beta=beta_g, gamma=gamma_g),
-            "DIM(L)": dict(alpha=alpha_l, beta=beta_l, gamma=gamma_l)}
+common = dict(
+    estimator=estimator,
+    local_critic=local_critic,
+    epochs=epochs,
+    batch_size=batch_size,
+    lr=lr,
+    seed=seed,
+    device=ledger.device,
+)
+settings = {
+    "DIM(G)": dict(alpha=alpha_g, beta=beta_g, gamma=gamma_g),
+    "DIM(L)": dict(alpha=alpha_l, beta=beta_l, gamma=gamma_l),
+}
 if ablate_prior:
     settings["DIM(L), no prior"] = dict(alpha=alpha_l, beta=beta_l, gamma=0.0)
 
@@ -255,8 +291,10 @@ for name, weights in settings.items():
     models[name] = DeepInfoMax(**weights, **common).fit(x, callback=track)
     train_seconds[name] = sum(models[name].history_["seconds"])  # training only, without `track`
     codes[name] = models[name].encode(x)[0]
-    print(f"{name}: {epochs} epochs in {train_seconds[name]:.1f} s "
-          f"({epochs * (len(x) // batch_size) * batch_size / train_seconds[name]:.0f} images/s)")
+    print(
+        f"{name}: {epochs} epochs in {train_seconds[name]:.1f} s "
+        f"({epochs * (len(x) // batch_size) * batch_size / train_seconds[name]:.0f} images/s)"
+    )
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Training curves, mean over each epoch's batches. Left: the MI estimate each model maximises (global for DIM(G), local for DIM(L)). Right: the prior term of eq. (2); the discriminator pushes it up towards 0, the encoder down; -log 4 (dashed) is the value when the discriminator cannot tell codes from uniform draws.", "name": "fig-dim-training"}}
 fig, axes = plt.subplots(1, 2, figsize=(8.0, 3.2))
@@ -297,14 +335,24 @@ for name, acc in probe.items():
 
 # %% tags=["hide-input"]
 paper_probe_l = {"jsd": 67.0, "nce": 69.1}.get(estimator)
-ledger.record(f"linear probe on Y, DIM(G) ({dataset}, {estimator})", 100 * probe["DIM(G)"], unit="%",
-              context="DIM paper: 43.2 % (CIFAR10, non-linear probe on Y)",
-              seconds=train_seconds["DIM(G)"])
-ledger.record(f"linear probe on Y, DIM(L) ({dataset}, {estimator})", 100 * probe["DIM(L)"], unit="%",
-              context=f"DIM paper: {paper_probe_l} % (CIFAR10, DIM(L) {estimator.upper()}, "
-              f"non-linear probe on Y)" if paper_probe_l else "",
-              claim="DIM(L) gives a better code than DIM(G) (probe accuracy)",
-              holds=probe["DIM(L)"] > probe["DIM(G)"], seconds=train_seconds["DIM(L)"])
+ledger.record(
+    f"linear probe on Y, DIM(G) ({dataset}, {estimator})",
+    100 * probe["DIM(G)"],
+    unit="%",
+    context="DIM paper: 43.2 % (CIFAR10, non-linear probe on Y)",
+    seconds=train_seconds["DIM(G)"],
+)
+ledger.record(
+    f"linear probe on Y, DIM(L) ({dataset}, {estimator})",
+    100 * probe["DIM(L)"],
+    unit="%",
+    context=f"DIM paper: {paper_probe_l} % (CIFAR10, DIM(L) {estimator.upper()}, non-linear probe on Y)"
+    if paper_probe_l
+    else "",
+    claim="DIM(L) gives a better code than DIM(G) (probe accuracy)",
+    holds=probe["DIM(L)"] > probe["DIM(G)"],
+    seconds=train_seconds["DIM(L)"],
+)
 ledger.record(f"linear probe on pixels ({dataset})", 100 * probe["pixels"], unit="%")
 glue("probe_g", 100 * probe["DIM(G)"], display=False)
 glue("probe_l", 100 * probe["DIM(L)"], display=False)
@@ -337,26 +385,43 @@ for name, f in feats.items():
 # %%
 # NBVAL_CHECK_OUTPUT
 for name, s in km_scores.items():
-    print(f"k-means (k={n_clusters}) on {name:>17}: accuracy {s['acc']:.4f}  NMI {s['nmi']:.4f}  ARI {s['ari']:.4f}")
+    print(
+        f"k-means (k={n_clusters}) on {name:>17}: accuracy {s['acc']:.4f}  NMI {s['nmi']:.4f}  ARI {s['ari']:.4f}"
+    )
 
 # %% tags=["hide-input"]
 paper_km = {"mnist": 57.2, "mnist5k": 57.2, "cifar10": 22.9, "stl10": 19.2}.get(dataset)
-ledger.record(f"k-means accuracy on pixels ({dataset})", 100 * km_scores["pixels"]["acc"], unit="%",
-              paper=paper_km, source="IIC paper, Table 1 (k-means on pixels, full data set)" if paper_km else "")
-ledger.record(f"k-means accuracy on DIM(L) code ({dataset})", 100 * km_scores["DIM(L)"]["acc"], unit="%",
-              claim="k-means on DIM's code clusters better than k-means on pixels (accuracy)",
-              holds=km_scores["DIM(L)"]["acc"] > km_scores["pixels"]["acc"])
+ledger.record(
+    f"k-means accuracy on pixels ({dataset})",
+    100 * km_scores["pixels"]["acc"],
+    unit="%",
+    paper=paper_km,
+    source="IIC paper, Table 1 (k-means on pixels, full data set)" if paper_km else "",
+)
+ledger.record(
+    f"k-means accuracy on DIM(L) code ({dataset})",
+    100 * km_scores["DIM(L)"]["acc"],
+    unit="%",
+    claim="k-means on DIM's code clusters better than k-means on pixels (accuracy)",
+    holds=km_scores["DIM(L)"]["acc"] > km_scores["pixels"]["acc"],
+)
 ledger.record(f"k-means accuracy on DIM(G) code ({dataset})", 100 * km_scores["DIM(G)"]["acc"], unit="%")
 ledger.record(f"k-means NMI on DIM(L) code ({dataset})", km_scores["DIM(L)"]["nmi"])
 ledger.record(f"k-means NMI on pixels ({dataset})", km_scores["pixels"]["nmi"])
 if ablate_prior:
-    ledger.record(f"k-means accuracy on DIM(L) code without prior ({dataset})",
-                  100 * km_scores["DIM(L), no prior"]["acc"], unit="%")
+    ledger.record(
+        f"k-means accuracy on DIM(L) code without prior ({dataset})",
+        100 * km_scores["DIM(L), no prior"]["acc"],
+        unit="%",
+    )
 glue("km_pixels", 100 * km_scores["pixels"]["acc"], display=False)
 glue("km_g", 100 * km_scores["DIM(G)"]["acc"], display=False)
 glue("km_l", 100 * km_scores["DIM(L)"]["acc"], display=False)
-glue("km_l0", f'{100 * km_scores["DIM(L), no prior"]["acc"]:.1f} %' if ablate_prior else "(not run)",
-     display=False)
+glue(
+    "km_l0",
+    f"{100 * km_scores['DIM(L), no prior']['acc']:.1f} %" if ablate_prior else "(not run)",
+    display=False,
+)
 
 # %% [markdown]
 # k-means on the DIM(L) code reaches {glue:text}`km_l:.1f` % against
@@ -396,7 +461,9 @@ beats = {name: int((v > km_scores["pixels"]["acc"]).sum()) for name, v in epoch_
 glue("ep_l_min", float(100 * epoch_km["DIM(L)"].min()), display=False)
 glue("ep_l_max", float(100 * epoch_km["DIM(L)"].max()), display=False)
 glue("ep_l_beats", beats["DIM(L)"], display=False)
-glue("ep_l0_beats", f"{beats['DIM(L), no prior']} of {epochs}" if ablate_prior else "(not run)", display=False)
+glue(
+    "ep_l0_beats", f"{beats['DIM(L), no prior']} of {epochs}" if ablate_prior else "(not run)", display=False
+)
 glue("ep_total", epochs, display=False)
 
 # %% [markdown]
@@ -426,9 +493,12 @@ for k in k_values:
         sweep[key].append(value)
 best_k = sweep["k"][int(np.argmax(sweep["acc"]))]
 glue("dim_best_k", best_k, display=False)
-ledger.record("best k by accuracy, k-means on DIM(L) code", best_k,
-              claim="DIM gives no hint of the number of clusters: k must be chosen (talk 3.1.2)",
-              source="talk, section 3.1.2")
+ledger.record(
+    "best k by accuracy, k-means on DIM(L) code",
+    best_k,
+    claim="DIM gives no hint of the number of clusters: k must be chosen (talk 3.1.2)",
+    source="talk, section 3.1.2",
+)
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -463,15 +533,16 @@ for name, f in feats.items():
         km = ic.KMeans(n_clusters, init="random", n_init=1, empty="keep", seed=s, device=ledger.device).fit(f)
         single[name].append((ic.cluster_accuracy(y, km.labels_), km.n_empty_))
 single = {name: np.array(v) for name, v in single.items()}
-sizes = {name: np.sort(np.bincount(km.labels_, minlength=n_clusters))[::-1]
-         for name, km in km_models.items()}
+sizes = {name: np.sort(np.bincount(km.labels_, minlength=n_clusters))[::-1] for name, km in km_models.items()}
 class_sizes = np.sort(np.bincount(y.numpy(), minlength=n_classes))[::-1]
 
 # %%
 # NBVAL_CHECK_OUTPUT
 for name, v in single.items():
-    print(f"single runs on {name:>17}: accuracy {v[:, 0].mean():.4f} +- {v[:, 0].std():.4f} "
-          f"(min {v[:, 0].min():.4f}, max {v[:, 0].max():.4f}), dead clusters {int(v[:, 1].sum())}")
+    print(
+        f"single runs on {name:>17}: accuracy {v[:, 0].mean():.4f} +- {v[:, 0].std():.4f} "
+        f"(min {v[:, 0].min():.4f}, max {v[:, 0].max():.4f}), dead clusters {int(v[:, 1].sum())}"
+    )
 for name, sz in sizes.items():
     print(f"cluster sizes on {name:>17}: largest {sz[0]}, smallest {sz[-1]}")
 print(f"class sizes: largest {class_sizes[0]}, smallest {class_sizes[-1]}")
@@ -493,9 +564,13 @@ plt.show()
 # %% tags=["hide-input"]
 spread = 100 * (single["DIM(L)"][:, 0].max() - single["DIM(L)"][:, 0].min())
 imbalance = {name: sz[0] / max(sz[-1], 1) for name, sz in sizes.items()}
-ledger.record("spread (max - min) of single-run k-means accuracy on DIM(L) code", spread, unit="points",
-              claim="clustering DIM's code inherits k-means' dependence on its initialisation (talk 3.1.2)",
-              source="talk, section 3.1.2")
+ledger.record(
+    "spread (max - min) of single-run k-means accuracy on DIM(L) code",
+    spread,
+    unit="points",
+    claim="clustering DIM's code inherits k-means' dependence on its initialisation (talk 3.1.2)",
+    source="talk, section 3.1.2",
+)
 ledger.record("largest / smallest k-means cluster on DIM(G) code", imbalance["DIM(G)"])
 ledger.record("largest / smallest class", class_sizes[0] / class_sizes[-1])
 glue("deg_spread", float(spread), display=False)

@@ -124,15 +124,34 @@ from infoclust.augment import MNISTTransform, crop_resize
 from infoclust.experiment import Arm, compare_arms, run_arms
 from infoclust.iic import IIC, information, joint_distribution
 
-ledger = ic.book.start("03_iic", globals(), bounds={"ablation_epochs": "[1, inf)", "ablation_seeds": "[2, inf)"})
-dataset, x_raw, y = ic.data.load_first_available([dataset, "mnist5k"] if dataset == "mnist" else [dataset],
-                                                  root=data_root, download=download, n=n_images, seed=seed)
+ledger = ic.book.start(
+    "03_iic", globals(), bounds={"ablation_epochs": "[1, inf)", "ablation_seeds": "[2, inf)"}
+)
+dataset, x_raw, y = ic.data.load_first_available(
+    [dataset, "mnist5k"] if dataset == "mnist" else [dataset],
+    root=data_root,
+    download=download,
+    n=n_images,
+    seed=seed,
+)
 x = crop_resize(x_raw, crop, input_size)
-recipe = dict(n_clusters=n_clusters, n_overclusters=n_overclusters, n_subheads=n_subheads, trunk=trunk, epochs=epochs,
-              batch_size=batch_size, repeats=repeats, lr=lr, lamb=lamb,
-              seed=seed, device=str(ledger.device))
-print(f"{dataset}: {tuple(x_raw.shape)} images, centre {crop} px resized to {input_size} px, "
-      f"{int(y.max()) + 1} classes")
+recipe = dict(
+    n_clusters=n_clusters,
+    n_overclusters=n_overclusters,
+    n_subheads=n_subheads,
+    trunk=trunk,
+    epochs=epochs,
+    batch_size=batch_size,
+    repeats=repeats,
+    lr=lr,
+    lamb=lamb,
+    seed=seed,
+    device=str(ledger.device),
+)
+print(
+    f"{dataset}: {tuple(x_raw.shape)} images, centre {crop} px resized to {input_size} px, "
+    f"{int(y.max()) + 1} classes"
+)
 
 # %% [markdown]
 # ## Why mutual information does not degenerate
@@ -169,7 +188,8 @@ fig, axes = plt.subplots(1, len(demos), figsize=(2.2 * len(demos), 2.8), layout=
 for ax, (name, (a, b)) in zip(axes, demos.items()):
     info = demo_info[name]
     icp.joint_heatmap(joint_distribution(a, b), ax=ax).set_title(
-        f"{name}\nI={info['mi']:.2f} H={info['h_z']:.2f}\nH(z|z')={info['h_z_given_z']:.2f}", fontsize=8)
+        f"{name}\nI={info['mi']:.2f} H={info['h_z']:.2f}\nH(z|z')={info['h_z_given_z']:.2f}", fontsize=8
+    )
 plt.show()
 
 # %% [markdown]
@@ -215,19 +235,25 @@ best = model.best_subhead_
 scores = ic.evaluate(y, model.labels_)
 sub_scores = [ic.evaluate(y, model.predict(x, subhead=s)) for s in range(n_subheads)]
 last = model.history_[-1]
-print(f"trained {epochs} epochs, {last['pairs']:,} pairs, in {model.train_seconds_:.0f} s "
-      f"({last['pairs'] / model.train_seconds_:.0f} pairs/s) on {ledger.device}")
+print(
+    f"trained {epochs} epochs, {last['pairs']:,} pairs, in {model.train_seconds_:.0f} s "
+    f"({last['pairs'] / model.train_seconds_:.0f} pairs/s) on {ledger.device}"
+)
 
 # %% [markdown]
 # The headline numbers of the sub-head with the lowest loss, and of every sub-head:
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print(f"IIC on {dataset}, lowest-loss sub-head {best}: accuracy {scores['acc']:.4f}  "
-      f"NMI {scores['nmi']:.4f}  ARI {scores['ari']:.4f}")
+print(
+    f"IIC on {dataset}, lowest-loss sub-head {best}: accuracy {scores['acc']:.4f}  "
+    f"NMI {scores['nmi']:.4f}  ARI {scores['ari']:.4f}"
+)
 for s, sc in enumerate(sub_scores):
-    print(f"  sub-head {s}: loss {model.subhead_losses_[s]:.4f}  accuracy {sc['acc']:.4f}  "
-          f"NMI {sc['nmi']:.4f}  ARI {sc['ari']:.4f}")
+    print(
+        f"  sub-head {s}: loss {model.subhead_losses_[s]:.4f}  accuracy {sc['acc']:.4f}  "
+        f"NMI {sc['nmi']:.4f}  ARI {sc['ari']:.4f}"
+    )
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Learning curves against training time (evaluation excluded): accuracy of each main-head sub-head (left; the lowest-loss sub-head at the end in black) and its mutual information I(z; z') on the training data (right; the maximum ln k dashed).", "name": "fig-iic-curves"}}
 secs = np.array([h["seconds"] for h in model.history_])
@@ -260,7 +286,8 @@ fig, axes = plt.subplots(1, len(picks), figsize=(2.4 * len(picks), 2.7), squeeze
 for ax, e in zip(axes[0], picks):
     p = model.history_[e]["joint"][best]
     icp.joint_heatmap(p, ax=ax, order=order).set_title(
-        f"{model.history_[e]['seconds']:.0f} s: I = {information(p)['mi']:.2f}", fontsize=9)
+        f"{model.history_[e]['seconds']:.0f} s: I = {information(p)['mi']:.2f}", fontsize=9
+    )
 plt.show()
 
 # %% [markdown]
@@ -279,14 +306,20 @@ bad_init = 3.0 + 0.01 * torch.arange(n_clusters, dtype=torch.float32).unsqueeze(
 km = ic.KMeans(n_clusters, init=bad_init, empty="keep", device=str(ledger.device)).fit(X)
 km_sizes = np.bincount(torch.as_tensor(km.labels_).cpu().numpy(), minlength=n_clusters)
 iic_sizes = np.bincount(model.labels_, minlength=n_clusters)
-ledger.record("k-means empty clusters from a far start (same images)", km.n_empty_,
-              claim="k-means degenerates from an unfortunate start where IIC does not",
-              source="talk, section 3.2.1", holds=bool(km.n_empty_ > 0 and (iic_sizes == 0).sum() == 0))
+ledger.record(
+    "k-means empty clusters from a far start (same images)",
+    km.n_empty_,
+    claim="k-means degenerates from an unfortunate start where IIC does not",
+    source="talk, section 3.2.1",
+    holds=bool(km.n_empty_ > 0 and (iic_sizes == 0).sum() == 0),
+)
 ledger.record("IIC smallest cluster / balanced size", iic_sizes.min() / (len(x) / n_clusters))
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print(f"k-means from a far start: {km.n_empty_} empty clusters, sizes {sorted(km_sizes.tolist(), reverse=True)}")
+print(
+    f"k-means from a far start: {km.n_empty_} empty clusters, sizes {sorted(km_sizes.tolist(), reverse=True)}"
+)
 print(f"IIC: {(iic_sizes == 0).sum()} empty clusters, sizes {sorted(iic_sizes.tolist(), reverse=True)}")
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Cluster sizes on the same images: k-means started with all means far from the data (left) puts everything into one cluster; IIC (right) does not.", "name": "fig-iic-vs-kmeans"}}
@@ -310,14 +343,21 @@ plt.show()
 if n_overclusters:
     over_mi0 = max(model.history_[0]["mi_over"])
     over_mi = max(last["mi_over"])
-    ledger.record("overclustering head I(z; z') after training", over_mi, unit="nats",
-                  claim="the overclustering head is trained (the reference MNIST script never trains it)",
-                  source="IIC reference code, greyscale script", holds=bool(over_mi > over_mi0 + 0.5))
+    ledger.record(
+        "overclustering head I(z; z') after training",
+        over_mi,
+        unit="nats",
+        claim="the overclustering head is trained (the reference MNIST script never trains it)",
+        source="IIC reference code, greyscale script",
+        holds=bool(over_mi > over_mi0 + 0.5),
+    )
     over = model.predict(x, head="over")
     over_purity = sum(np.bincount(y.numpy()[over == c_]).max() for c_ in np.unique(over)) / len(x)
     ledger.record("overclustering purity (majority class per cluster)", over_purity)
-    print(f"overclustering head: I rose from {over_mi0:.3f} to {over_mi:.3f} nats (ln {n_overclusters} = "
-          f"{np.log(n_overclusters):.3f}); {len(np.unique(over))} clusters used, purity {over_purity:.3f}")
+    print(
+        f"overclustering head: I rose from {over_mi0:.3f} to {over_mi:.3f} nats (ln {n_overclusters} = "
+        f"{np.log(n_overclusters):.3f}); {len(np.unique(over))} clusters used, purity {over_purity:.3f}"
+    )
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Eight random images from each of the twelve largest clusters of the overclustering head (one row per cluster, its size on the left).", "name": "fig-iic-overclusters"}}
 if n_overclusters:
@@ -346,23 +386,38 @@ if n_overclusters:
 # sees a fifth of the pairs per epoch.
 
 # %% tags=["hide-input"]
-ablation_arms = [Arm("full recipe"), Arm("no overclustering", params={"n_overclusters": None}),
-                 Arm("one sub-head", params={"n_subheads": 1}), Arm("no sample repeats", params={"repeats": 1})]
+ablation_arms = [
+    Arm("full recipe"),
+    Arm("no overclustering", params={"n_overclusters": None}),
+    Arm("one sub-head", params={"n_subheads": 1}),
+    Arm("no sample repeats", params={"repeats": 1}),
+]
 paper_drop = {"no overclustering": 59.6 - 43.8, "one sub-head": 59.6 - 57.6, "no sample repeats": 59.6 - 47.0}
-ablation_recipe = {**{k_: v for k_, v in recipe.items() if k_ != "seed"}, "epochs": ablation_epochs,
-                   "eval_every": ablation_epochs}
+ablation_recipe = {
+    **{k_: v for k_, v in recipe.items() if k_ != "seed"},
+    "epochs": ablation_epochs,
+    "eval_every": ablation_epochs,
+}
 ablation = run_arms(x, y, ablation_arms, [seed + s for s in range(ablation_seeds)], ablation_recipe)
 ablation_diffs = compare_arms(ablation, "full recipe")
 full_runs = np.array([r.acc for r in ablation["full recipe"]])
-lines = ["| arm | accuracy % (mean ± sd) | vs full recipe (points) | 95 % CI | verdict | detectable | "
-         "paper, STL10 (context) |", "|---|---|---|---|---|---|---|"]
+lines = [
+    "| arm | accuracy % (mean ± sd) | vs full recipe (points) | 95 % CI | verdict | detectable | "
+    "paper, STL10 (context) |",
+    "|---|---|---|---|---|---|---|",
+]
 for name, rs in ablation.items():
     acc = 100 * np.array([r.acc for r in rs])
     cells = ["reference"] + [""] * 3 + ["59.6 %"]
     if name in ablation_diffs:
         d = ablation_diffs[name]
-        cells = [f"{d.mean:+.2f}", f"[{d.low:+.2f}, {d.high:+.2f}]", f"**{d.verdict}**", f"{d.detectable:.2f}",
-                 f"{-paper_drop[name]:+.1f} points"]
+        cells = [
+            f"{d.mean:+.2f}",
+            f"[{d.low:+.2f}, {d.high:+.2f}]",
+            f"**{d.verdict}**",
+            f"{d.detectable:.2f}",
+            f"{-paper_drop[name]:+.1f} points",
+        ]
     lines.append(f"| {name} | {acc.mean():.2f} ± {acc.std(ddof=1):.2f} | " + " | ".join(cells) + " |")
 display(Markdown("\n".join(lines)))
 
@@ -374,25 +429,45 @@ for name, d in ablation_diffs.items():
     print(f"{name:>18}: {d.mean:+.3f} points [{d.low:+.3f}, {d.high:+.3f}] {d.verdict}")
 
 # %% tags=["hide-input"]
-ledger.record(f"ablation, full recipe: accuracy (mean of {ablation_seeds} seeds, {ablation_epochs} epochs)",
-              100 * full_runs.mean(), unit="%")
+ledger.record(
+    f"ablation, full recipe: accuracy (mean of {ablation_seeds} seeds, {ablation_epochs} epochs)",
+    100 * full_runs.mean(),
+    unit="%",
+)
 for name, d in ablation_diffs.items():
-    ledger.record(f"ablation, {name}: accuracy change from the full recipe ({d.n} paired seeds)", d.mean,
-                  unit="points", claim=f"the device matters: removing it lowers accuracy (95 % CI below 0; measured "
-                  f"[{d.low:+.2f}, {d.high:+.2f}], {d.verdict})",
-                  context=f"IIC paper, ablation on STL10 (direction only): {-paper_drop[name]:+.1f} points",
-                  holds=d.verdict == "hurts")
-words = {"hurts": "lowers accuracy here too: the device matters on digits",
-         "improves": "raises accuracy here: on digits the device costs more than it brings",
-         "cannot tell": "makes no difference that this design can see"}
-device_of = {"no overclustering": "the overclustering head", "one sub-head": "all sub-heads but one",
-             "no sample repeats": "the sample repeats"}
-display(Markdown("On STL10 the paper lost accuracy with every removal, most without overclustering. On "
-                 f"{dataset}, " + "; ".join(
-                     f"removing {device_of[name]} {words[d.verdict]} "
-                     f"({d.mean:+.2f} points, 95 % CI [{d.low:+.2f}, {d.high:+.2f}]"
-                     + (f"; detectable {d.detectable:.2f}" if d.verdict == "cannot tell" else "") + ")"
-                     for name, d in ablation_diffs.items()) + "."))
+    ledger.record(
+        f"ablation, {name}: accuracy change from the full recipe ({d.n} paired seeds)",
+        d.mean,
+        unit="points",
+        claim=f"the device matters: removing it lowers accuracy (95 % CI below 0; measured "
+        f"[{d.low:+.2f}, {d.high:+.2f}], {d.verdict})",
+        context=f"IIC paper, ablation on STL10 (direction only): {-paper_drop[name]:+.1f} points",
+        holds=d.verdict == "hurts",
+    )
+words = {
+    "hurts": "lowers accuracy here too: the device matters on digits",
+    "improves": "raises accuracy here: on digits the device costs more than it brings",
+    "cannot tell": "makes no difference that this design can see",
+}
+device_of = {
+    "no overclustering": "the overclustering head",
+    "one sub-head": "all sub-heads but one",
+    "no sample repeats": "the sample repeats",
+}
+display(
+    Markdown(
+        "On STL10 the paper lost accuracy with every removal, most without overclustering. On "
+        f"{dataset}, "
+        + "; ".join(
+            f"removing {device_of[name]} {words[d.verdict]} "
+            f"({d.mean:+.2f} points, 95 % CI [{d.low:+.2f}, {d.high:+.2f}]"
+            + (f"; detectable {d.detectable:.2f}" if d.verdict == "cannot tell" else "")
+            + ")"
+            for name, d in ablation_diffs.items()
+        )
+        + "."
+    )
+)
 
 # %% [markdown]
 # ## Results beside the paper's
@@ -405,23 +480,46 @@ display(Markdown("On STL10 the paper lost accuracy with every removal, most with
 
 # %% tags=["hide-input"]
 mean_acc = float(np.mean([sc["acc"] for sc in sub_scores]))
-ledger.record(f"IIC accuracy on {dataset}, lowest-loss sub-head", 100 * scores["acc"], unit="%", paper=99.2,
-              source="IIC paper, Table 1 (MNIST)",
-              claim=f"IIC clusters MNIST digits to at least 95 % accuracy ({epochs} epochs, small trunk)",
-              holds=bool(scores["acc"] >= 0.95), seconds=model.train_seconds_)
-ledger.record(f"IIC accuracy on {dataset}, mean over sub-heads", 100 * mean_acc, unit="%", paper=98.4,
-              source="IIC paper, Table 1 (MNIST)")
+ledger.record(
+    f"IIC accuracy on {dataset}, lowest-loss sub-head",
+    100 * scores["acc"],
+    unit="%",
+    paper=99.2,
+    source="IIC paper, Table 1 (MNIST)",
+    claim=f"IIC clusters MNIST digits to at least 95 % accuracy ({epochs} epochs, small trunk)",
+    holds=bool(scores["acc"] >= 0.95),
+    seconds=model.train_seconds_,
+)
+ledger.record(
+    f"IIC accuracy on {dataset}, mean over sub-heads",
+    100 * mean_acc,
+    unit="%",
+    paper=98.4,
+    source="IIC paper, Table 1 (MNIST)",
+)
 ledger.record(f"IIC NMI on {dataset}", scores["nmi"])
 ledger.record(f"IIC ARI on {dataset}", scores["ari"])
 reached = [h for h in model.history_ if h["acc"][h["subhead"]] >= 0.95]
 if reached:
-    ledger.record("IIC training time to 95 % (lowest-loss sub-head)", reached[0]["seconds"], unit="s",
-                  seconds=reached[0]["seconds"])
-ledger.record("IIC epochs to 95 % (lowest-loss sub-head)", reached[0]["epoch"] if reached else epochs + 1,
-              claim=f"IIC reaches 95 % on mnist5k within {epochs} epochs", source="this book's own target",
-              holds=bool(reached))
-ledger.record(f"IIC training throughput ({trunk} trunk, {input_size} px)", last["pairs"] / model.train_seconds_,
-              unit="pairs/s", seconds=model.train_seconds_)
+    ledger.record(
+        "IIC training time to 95 % (lowest-loss sub-head)",
+        reached[0]["seconds"],
+        unit="s",
+        seconds=reached[0]["seconds"],
+    )
+ledger.record(
+    "IIC epochs to 95 % (lowest-loss sub-head)",
+    reached[0]["epoch"] if reached else epochs + 1,
+    claim=f"IIC reaches 95 % on mnist5k within {epochs} epochs",
+    source="this book's own target",
+    holds=bool(reached),
+)
+ledger.record(
+    f"IIC training throughput ({trunk} trunk, {input_size} px)",
+    last["pairs"] / model.train_seconds_,
+    unit="pairs/s",
+    seconds=model.train_seconds_,
+)
 glue("iic_acc", 100 * scores["acc"], display=False)
 glue("iic_time", model.train_seconds_, display=False)
 display(Markdown(ledger.markdown()))
@@ -469,18 +567,26 @@ subset = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:
 small = {**recipe, "epochs": 1, "device": "cpu", "verbose": False}
 one_proc = IIC(**small).fit(x[subset], y[subset])
 two_procs = distributed.fit_in_processes(IIC(**small), x[subset], y[subset], world=2)
-flat_one, flat_two = (torch.cat([p.detach().reshape(-1) for p in m.net_.parameters()])
-                      for m in (one_proc, two_procs))
+flat_one, flat_two = (
+    torch.cat([p.detach().reshape(-1) for p in m.net_.parameters()]) for m in (one_proc, two_procs)
+)
 param_diff = float((flat_two - flat_one).norm() / flat_one.norm())
 loss_diff = float(np.abs(two_procs.subhead_losses_ - one_proc.subhead_losses_).max())
 same_labels = float(np.mean(two_procs.labels_ == one_proc.labels_))
-ledger.record("2 processes vs 1: largest difference of the sub-heads' losses after one epoch", loss_diff,
-              unit="nats", claim="two processes train like one on the same data (losses within 1e-4 nats)",
-              source="infoclust.distributed", holds=bool(loss_diff < 1e-4))
+ledger.record(
+    "2 processes vs 1: largest difference of the sub-heads' losses after one epoch",
+    loss_diff,
+    unit="nats",
+    claim="two processes train like one on the same data (losses within 1e-4 nats)",
+    source="infoclust.distributed",
+    holds=bool(loss_diff < 1e-4),
+)
 ledger.record("2 processes vs 1: relative difference of the parameters after one epoch", param_diff)
 ledger.record("2 processes vs 1: images in the same cluster", 100 * same_labels, unit="%")
-print(f"one epoch on {len(subset)} images: the sub-heads' losses differ by at most {loss_diff:.1e} nats, the "
-      f"parameters by {param_diff:.1e} (relative); {100 * same_labels:.1f} % of the images in the same cluster")
+print(
+    f"one epoch on {len(subset)} images: the sub-heads' losses differ by at most {loss_diff:.1e} nats, the "
+    f"parameters by {param_diff:.1e} (relative); {100 * same_labels:.1f} % of the images in the same cluster"
+)
 
 # %% [markdown]
 # In float32 the two runs are not bit-identical: two processes add the same numbers in

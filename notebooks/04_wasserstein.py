@@ -119,9 +119,17 @@ from infoclust import plot as icp
 from infoclust.deform import RandomDeformation, affine_field, warp
 from infoclust.wasserstein import grid_cost, sample_perturbation, to_histogram, w2_exact, w2_sinkhorn
 
-ledger = ic.book.start("04_wasserstein", globals(), bounds={
-    "n_pairs": "[2, inf)", "max_shift": "[1, inf)", "max_angle": "(0, 180]", "n_transform": "[2, inf)",
-    "n_deform": "[1, inf)"})
+ledger = ic.book.start(
+    "04_wasserstein",
+    globals(),
+    bounds={
+        "n_pairs": "[2, inf)",
+        "max_shift": "[1, inf)",
+        "max_angle": "(0, 180]",
+        "n_transform": "[2, inf)",
+        "n_deform": "[1, inf)",
+    },
+)
 try:
     x, y = ic.load_dataset(dataset, root=data_root, download=download, n=2 * n_pairs, seed=seed)
 except ic.ParameterError as err:  # name the chapter's parameter, not load_dataset's n
@@ -144,14 +152,26 @@ print(f"{dataset}: {tuple(x.shape)} images")
 digit = x[:1].double()  # float64 resampling: a zero field gives W2 = 0 to 1e-8 px
 h, w = digit.shape[-2:]
 hist = to_histogram(digit, torch.float64).view(h, w)
-ii, jj = torch.meshgrid(torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij")
+ii, jj = torch.meshgrid(
+    torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij"
+)
 radius = float(((hist * ((ii - (h - 1) / 2) ** 2 + (jj - (w - 1) / 2) ** 2)).sum()).sqrt())
 sweeps = {
-    "translation (pixels)": (np.arange(max_shift + 1.0), lambda t: affine_field(h, w, shift=(t, 0.0)), lambda t: t),
-    "rotation (degrees)": (np.linspace(0, max_angle, n_transform), lambda a: affine_field(h, w, angle=a),
-                           lambda a: 2 * np.sin(np.radians(a) / 2) * radius),
-    "scaling (factor)": (np.linspace(0.7, 1.3, n_transform), lambda s: affine_field(h, w, scale=s),
-                         lambda s: abs(s - 1) * radius),
+    "translation (pixels)": (
+        np.arange(max_shift + 1.0),
+        lambda t: affine_field(h, w, shift=(t, 0.0)),
+        lambda t: t,
+    ),
+    "rotation (degrees)": (
+        np.linspace(0, max_angle, n_transform),
+        lambda a: affine_field(h, w, angle=a),
+        lambda a: 2 * np.sin(np.radians(a) / 2) * radius,
+    ),
+    "scaling (factor)": (
+        np.linspace(0.7, 1.3, n_transform),
+        lambda s: affine_field(h, w, scale=s),
+        lambda s: abs(s - 1) * radius,
+    ),
 }
 curves = {}
 for name, (values, make, bound) in sweeps.items():
@@ -190,19 +210,37 @@ plt.show()
 
 # %% tags=["hide-input"]
 shift_err = float(np.abs(shift["w2"] - shift["values"]).max())
-excess = {k: float((c["w2"] ** 2 - c["bound"] ** 2).max()) for k, c in curves.items() if k != "translation (pixels)"}
+excess = {
+    k: float((c["w2"] ** 2 - c["bound"] ** 2).max()) for k, c in curves.items() if k != "translation (pixels)"
+}
 l2_sat = float(shift["l2"][1] / shift["l2"][-1])
-ledger.record("max |W2(shift by t px) - t|, t = 0..max_shift", shift_err, unit="px",
-              claim="W2 between an image and its translation by t pixels is t (pixel units)",
-              source="talk eq. (5)", holds=shift_err < 1e-6)
-ledger.record("rotation: max of W2^2 - (2 sin(theta/2) r)^2", excess["rotation (degrees)"], unit="px^2",
-              claim="W2 grows about linearly with the angle (transport bound plus resampling blur)",
-              source="talk, section 4.1")
-ledger.record("scaling: max of W2^2 - (|s - 1| r)^2", excess["scaling (factor)"], unit="px^2",
-              claim="W2 grows about linearly with |s - 1| (transport bound plus resampling blur)",
-              source="talk, section 4.1")
-ledger.record("L2(shift 1 px) / L2(shift max_shift px)", l2_sat,
-              claim="L2 saturates: a 1-pixel shift already costs most of a large one")
+ledger.record(
+    "max |W2(shift by t px) - t|, t = 0..max_shift",
+    shift_err,
+    unit="px",
+    claim="W2 between an image and its translation by t pixels is t (pixel units)",
+    source="talk eq. (5)",
+    holds=shift_err < 1e-6,
+)
+ledger.record(
+    "rotation: max of W2^2 - (2 sin(theta/2) r)^2",
+    excess["rotation (degrees)"],
+    unit="px^2",
+    claim="W2 grows about linearly with the angle (transport bound plus resampling blur)",
+    source="talk, section 4.1",
+)
+ledger.record(
+    "scaling: max of W2^2 - (|s - 1| r)^2",
+    excess["scaling (factor)"],
+    unit="px^2",
+    claim="W2 grows about linearly with |s - 1| (transport bound plus resampling blur)",
+    source="talk, section 4.1",
+)
+ledger.record(
+    "L2(shift 1 px) / L2(shift max_shift px)",
+    l2_sat,
+    claim="L2 saturates: a 1-pixel shift already costs most of a large one",
+)
 glue("w2_shift_err", shift_err, display=False)
 glue("w2_l2_sat", 100 * l2_sat, display=False)
 glue("w2_radius", radius, display=False)
@@ -238,17 +276,22 @@ entropic, times = {}, {}
 for r in sorted(set(regs) | {reg}):
     for label, mode in modes.items():
         with ic.timer() as t:
-            entropic[r, label] = w2_sinkhorn(a.to(ledger.device), b.to(ledger.device), reg=r,
-                                             debiased=mode).cpu()
+            entropic[r, label] = w2_sinkhorn(
+                a.to(ledger.device), b.to(ledger.device), reg=r, debiased=mode
+            ).cpu()
         times[r, label] = t["seconds"]
 rel = {k: ((v - exact) / exact).numpy() for k, v in entropic.items()}
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print(f"exact W2 over {n_pairs} pairs: mean {exact.mean():.4f} px, min {exact.min():.4f}, max {exact.max():.4f}")
+print(
+    f"exact W2 over {n_pairs} pairs: mean {exact.mean():.4f} px, min {exact.min():.4f}, max {exact.max():.4f}"
+)
 for (r, label), e in rel.items():
-    print(f"eps {r:4.1f} {label:>13}: mean relative error {e.mean():+.4f}, mean |.| {np.abs(e).mean():.4f}, "
-          f"max |.| {np.abs(e).max():.4f}")
+    print(
+        f"eps {r:4.1f} {label:>13}: mean relative error {e.mean():+.4f}, mean |.| {np.abs(e).mean():.4f}, "
+        f"max |.| {np.abs(e).max():.4f}"
+    )
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Left: entropic against exact W2 on random digit pairs for the default epsilon (pixels^2), one point per pair and way of reading the value off. Right: mean absolute relative error against epsilon.", "name": "fig-w2-entropic"}}
 fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.6))
@@ -273,21 +316,44 @@ plt.show()
 head = rel[reg, "debiased cost"]
 mean_err = float(np.abs(head).mean())
 big = exact.numpy() > 2.0
-ledger.record(f"mean |relative error| of entropic W2 (eps = {reg:g} px^2, debiased cost)", 100 * mean_err,
-              unit="%", claim="entropic W2 within 2 % of POT's exact W2 on MNIST pairs (this book's own target)",
-              source="ot.emd2", holds=mean_err <= 0.02, seconds=times[reg, "debiased cost"])
+ledger.record(
+    f"mean |relative error| of entropic W2 (eps = {reg:g} px^2, debiased cost)",
+    100 * mean_err,
+    unit="%",
+    claim="entropic W2 within 2 % of POT's exact W2 on MNIST pairs (this book's own target)",
+    source="ot.emd2",
+    holds=mean_err <= 0.02,
+    seconds=times[reg, "debiased cost"],
+)
 if big.any():  # 8 x 8 digits (dataset digits) are rarely 2 px apart
-    ledger.record(f"max |relative error|, pairs with W2 > 2 px (eps = {reg:g})",
-                  100 * float(np.abs(head[big]).max()), unit="%")
+    ledger.record(
+        f"max |relative error|, pairs with W2 > 2 px (eps = {reg:g})",
+        100 * float(np.abs(head[big]).max()),
+        unit="%",
+    )
 ledger.record(f"max |relative error|, all pairs (eps = {reg:g})", 100 * float(np.abs(head).max()), unit="%")
-ledger.record(f"time, exact W2 loop over {n_pairs} pairs (CPU)", t_exact["seconds"], unit="s",
-              seconds=t_exact["seconds"])
-ledger.record(f"time, batched entropic W2 of {n_pairs} pairs ({ledger.device.type})",
-              times[reg, "debiased cost"], unit="s", seconds=times[reg, "debiased cost"])
+ledger.record(
+    f"time, exact W2 loop over {n_pairs} pairs (CPU)",
+    t_exact["seconds"],
+    unit="s",
+    seconds=t_exact["seconds"],
+)
+ledger.record(
+    f"time, batched entropic W2 of {n_pairs} pairs ({ledger.device.type})",
+    times[reg, "debiased cost"],
+    unit="s",
+    seconds=times[reg, "debiased cost"],
+)
 speedup = t_emd["seconds"] / times[reg, "debiased cost"]
-ledger.record(f"speed-up of batched entropic W2 ({ledger.device.type}) over a loop of ot.emd2, {n_pairs} pairs",
-              speedup, unit="x", claim="at least 10x faster than a loop of ot.emd2 (this book's own target)",
-              source="ot.emd2", holds=speedup >= 10, seconds=t_emd["seconds"])
+ledger.record(
+    f"speed-up of batched entropic W2 ({ledger.device.type}) over a loop of ot.emd2, {n_pairs} pairs",
+    speedup,
+    unit="x",
+    claim="at least 10x faster than a loop of ot.emd2 (this book's own target)",
+    source="ot.emd2",
+    holds=speedup >= 10,
+    seconds=t_emd["seconds"],
+)
 worst = int(np.abs(head).argmax())
 glue("w2_reg", reg, display=False)
 glue("w2_mean_err", 100 * mean_err, display=False)
@@ -298,8 +364,10 @@ glue("w2_t_entropic", times[reg, "debiased cost"], display=False)
 glue("w2_t_emd", t_emd["seconds"], display=False)
 glue("w2_speedup", speedup, display=False)
 assert np.allclose(emd_loop, exact.numpy(), rtol=1e-6), "w2_exact disagrees with ot.emd2 on full histograms"
-print(f"ot.emd2 loop: {t_emd['seconds']:.2f} s; exact on supports: {t_exact['seconds']:.2f} s; "
-      f"entropic (eps {reg:g}, debiased cost): {times[reg, 'debiased cost']:.3f} s on {ledger.device}")
+print(
+    f"ot.emd2 loop: {t_emd['seconds']:.2f} s; exact on supports: {t_exact['seconds']:.2f} s; "
+    f"entropic (eps {reg:g}, debiased cost): {times[reg, 'debiased cost']:.3f} s on {ledger.device}"
+)
 
 # %% [markdown]
 # With $\varepsilon$ = {glue:text}`w2_reg:g` px² and the debiased cost, the entropic values are off by
@@ -338,30 +406,54 @@ for m in deform_magnitudes:
     ex = w2_exact(base, moved)
     en = w2_sinkhorn(base.to(ledger.device), moved.to(ledger.device), reg=reg).cpu()
     err = ((en - ex).abs() / ex).numpy()
-    small_rows.append({"magnitude": m, "exact": float(ex.mean()), "entropic": float(en.mean()),
-                       "mean error": float(err.mean()), "max error": float(err.max())})
+    small_rows.append(
+        {
+            "magnitude": m,
+            "exact": float(ex.mean()),
+            "entropic": float(en.mean()),
+            "mean error": float(err.mean()),
+            "max error": float(err.max()),
+        }
+    )
 
 # %%
 # NBVAL_CHECK_OUTPUT
 for r in small_rows:
-    print(f"deformation {r['magnitude']:g} px: exact W2 mean {r['exact']:.4f} px, entropic {r['entropic']:.4f} px, "
-          f"mean relative error {r['mean error']:.4f}, max {r['max error']:.4f}")
+    print(
+        f"deformation {r['magnitude']:g} px: exact W2 mean {r['exact']:.4f} px, entropic {r['entropic']:.4f} px, "
+        f"mean relative error {r['mean error']:.4f}, max {r['max error']:.4f}"
+    )
 
 # %% tags=["hide-input"]
-display(Markdown(
-    f"| deformation (px) | exact W2, mean (px) | entropic W2 (eps {reg:g}), mean (px) | mean error | max error |\n"
-    "|---:|---:|---:|---:|---:|\n"
-    + "\n".join(f"| {r['magnitude']:g} | {r['exact']:.2f} | {r['entropic']:.2f} | {100 * r['mean error']:.1f} % | "
-                f"{100 * r['max error']:.1f} % |" for r in small_rows)))
+display(
+    Markdown(
+        f"| deformation (px) | exact W2, mean (px) | entropic W2 (eps {reg:g}), mean (px) | mean error | max error |\n"
+        "|---:|---:|---:|---:|---:|\n"
+        + "\n".join(
+            f"| {r['magnitude']:g} | {r['exact']:.2f} | {r['entropic']:.2f} | {100 * r['mean error']:.1f} % | "
+            f"{100 * r['max error']:.1f} % |"
+            for r in small_rows
+        )
+    )
+)
 
 # %% tags=["hide-input"]
 for r in small_rows:
-    ledger.record(f"mean |relative error| of entropic W2 (eps = {reg:g}), digit vs its {r['magnitude']:g} px deformation",
-                  100 * r["mean error"], unit="%")
+    ledger.record(
+        f"mean |relative error| of entropic W2 (eps = {reg:g}), digit vs its {r['magnitude']:g} px deformation",
+        100 * r["mean error"],
+        unit="%",
+    )
 first, last = small_rows[0], small_rows[-1]
-ledger.record(f"entropic W2 off by more than 2 % at {first['magnitude']:g} px deformations", 100 * first["mean error"],
-              unit="%", claim="at the scale of eq. (6) the entropic W2 is not accurate: the sampler and Algorithm 1 "
-              "use the exact W2", source="ot.emd2", holds=first["mean error"] > 0.02)
+ledger.record(
+    f"entropic W2 off by more than 2 % at {first['magnitude']:g} px deformations",
+    100 * first["mean error"],
+    unit="%",
+    claim="at the scale of eq. (6) the entropic W2 is not accurate: the sampler and Algorithm 1 "
+    "use the exact W2",
+    source="ot.emd2",
+    holds=first["mean error"] > 0.02,
+)
 glue("w2_small_first_mag", first["magnitude"], display=False)
 glue("w2_small_first_err", 100 * first["mean error"], display=False)
 glue("w2_small_last_mag", last["magnitude"], display=False)
@@ -386,25 +478,33 @@ glue("w2_small_last_err", 100 * last["mean error"], display=False)
 
 # %% tags=["hide-input"]
 small, _ = ic.load_dataset("digits", n=1, seed=seed)
-runs = {eta: sample_perturbation(small[0], eta, n_chains=n_chains, n_steps=n_steps, generator=ledger.generator)
-        for eta in eta_values}
+runs = {
+    eta: sample_perturbation(small[0], eta, n_chains=n_chains, n_steps=n_steps, generator=ledger.generator)
+    for eta in eta_values
+}
 
 # %%
 # NBVAL_CHECK_OUTPUT
 for eta, res in runs.items():
-    print(f"eta {eta:.2f}: acceptance {res.acceptance_rate:.4f}, W2 of the samples mean {res.distances.mean():.4f} "
-          f"px (min {res.distances.min():.4f}, max {res.distances.max():.4f})")
+    print(
+        f"eta {eta:.2f}: acceptance {res.acceptance_rate:.4f}, W2 of the samples mean {res.distances.mean():.4f} "
+        f"px (min {res.distances.min():.4f}, max {res.distances.max():.4f})"
+    )
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Left: an 8 x 8 digit and samples x + xi of eq. (6) for several eta (rows), titled with their exact W2 to the digit. Right: mean W2 over the chains along the Metropolis-Hastings run.", "name": "fig-w2-samples"}}
 show = min(n_chains, 5)
 fig = plt.figure(figsize=(10.0, 1.6 * len(runs) + 0.4), layout="constrained")
 grid = fig.add_gridspec(len(runs), show + 3)
-icp.image_grid([[small[0]] + list(res.samples[:show]) for res in runs.values()],
-               axes=[[fig.add_subplot(grid[r, c]) for c in range(show + 1)] for r in range(len(runs))],
-               titles=[["x" if r == 0 else None] + [f"W2 {d:.2f}" for d in res.distances[:show]]
-                       for r, res in enumerate(runs.values())],
-               row_labels=[f"eta {eta:g}" for eta in runs])
-trace_ax = fig.add_subplot(grid[:, show + 1:])
+icp.image_grid(
+    [[small[0]] + list(res.samples[:show]) for res in runs.values()],
+    axes=[[fig.add_subplot(grid[r, c]) for c in range(show + 1)] for r in range(len(runs))],
+    titles=[
+        ["x" if r == 0 else None] + [f"W2 {d:.2f}" for d in res.distances[:show]]
+        for r, res in enumerate(runs.values())
+    ],
+    row_labels=[f"eta {eta:g}" for eta in runs],
+)
+trace_ax = fig.add_subplot(grid[:, show + 1 :])
 for eta, res in runs.items():
     trace_ax.plot(res.trace.numpy(), label=f"eta {eta:g}")
 trace_ax.set_xlabel("step")
@@ -415,14 +515,22 @@ plt.show()
 # %% tags=["hide-input"]
 for eta, res in runs.items():
     ledger.record(f"eq. (6) sampler, eta = {eta:g}: acceptance rate", res.acceptance_rate)
-    ledger.record(f"eq. (6) sampler, eta = {eta:g}: mean W2 of the samples", float(res.distances.mean()),
-                  unit="px", seconds=res.seconds)
+    ledger.record(
+        f"eq. (6) sampler, eta = {eta:g}: mean W2 of the samples",
+        float(res.distances.mean()),
+        unit="px",
+        seconds=res.seconds,
+    )
 per_step = sum(r.seconds for r in runs.values()) / (len(runs) * n_steps * n_chains)
 ledger.record("eq. (6) sampler: seconds per proposal (one exact W2, 8 x 8)", per_step, unit="s")
 increasing = bool(np.all(np.diff([float(r.distances.mean()) for r in runs.values()]) > 0))
-ledger.record("mean W2 of the samples increases with eta", float(increasing),
-              claim="larger eta admits perturbations farther away in W2 (eq. (6))",
-              source="talk eq. (6)", holds=increasing)
+ledger.record(
+    "mean W2 of the samples increases with eta",
+    float(increasing),
+    claim="larger eta admits perturbations farther away in W2 (eq. (6))",
+    source="talk eq. (6)",
+    holds=increasing,
+)
 glue("w2_per_step_ms", 1000 * per_step, display=False)
 
 # %% [markdown]

@@ -91,8 +91,7 @@ from infoclust import plot as icp
 from infoclust.deform import RandomDeformation, gaussian_filter, random_field, t_norm, warp
 from infoclust.wasserstein import w2_exact
 
-ledger = ic.book.start("05_deformation", globals(),
-                       bounds={"n_images": "[2, inf)", "magnitudes": "(0, inf)"})
+ledger = ic.book.start("05_deformation", globals(), bounds={"n_images": "[2, inf)", "magnitudes": "(0, inf)"})
 x, y = ic.load_dataset(dataset, root=data_root, download=download, n=n_images, seed=seed)
 x = x.to(ledger.device)
 print(f"{dataset}: {tuple(x.shape)} images")
@@ -107,7 +106,9 @@ print(f"{dataset}: {tuple(x.shape)} images")
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "One random field (i.i.d. normal vectors per pixel) smoothed by Gaussian filters of width sigma and scaled to a T-norm of 2 pixels, drawn every second pixel.", "name": "fig-deform-fields"}}
 h, w = x.shape[-2:]
 noise = torch.randn(1, 2, h, w, generator=ledger.generator)
-fig, axes = plt.subplots(1, len(sigmas), figsize=(2.6 * len(sigmas), 2.8), squeeze=False, layout="constrained")
+fig, axes = plt.subplots(
+    1, len(sigmas), figsize=(2.6 * len(sigmas), 2.8), squeeze=False, layout="constrained"
+)
 for ax, s in zip(axes[0], sigmas):
     f = gaussian_filter(noise, s)
     icp.vector_field(2.0 * f[0] / t_norm(f), ax=ax, step=2).set_title(f"sigma = {s:g}")
@@ -124,11 +125,18 @@ plt.show()
 digit = x[:1]
 rows, titles = [], []
 for r, s in enumerate(sigmas):
-    outs = [warp(digit, random_field(1, h, w, m, sigma=s, norm=norm, generator=ledger.generator,
-                                     device=ledger.device)) for m in magnitudes]
+    outs = [
+        warp(
+            digit,
+            random_field(1, h, w, m, sigma=s, norm=norm, generator=ledger.generator, device=ledger.device),
+        )
+        for m in magnitudes
+    ]
     rows.append(torch.cat([digit] + outs))
-    titles.append(["original" if r == 0 else None]
-                  + [f"m {m:g}: W2 {w2_exact(digit, o).item():.2f}" for m, o in zip(magnitudes, outs)])
+    titles.append(
+        ["original" if r == 0 else None]
+        + [f"m {m:g}: W2 {w2_exact(digit, o).item():.2f}" for m, o in zip(magnitudes, outs)]
+    )
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "A digit deformed by random fields (eq. eq-deform-field) for several filter widths sigma (rows) and T-norms (columns, pixels). Titles: W2 to the original (pixels).", "name": "fig-deform-digits"}}
 icp.image_grid(rows, titles=titles, row_labels=[f"sigma {s:g}" for s in sigmas], size=1.5)
@@ -148,8 +156,9 @@ excess_max = -np.inf  # largest W2 - T-norm
 with ic.timer() as t_dist:
     for i, s in enumerate(sigmas):
         for j, m in enumerate(magnitudes):
-            field = random_field(n_images, h, w, m, sigma=s, norm=norm, generator=ledger.generator,
-                                 device=ledger.device)
+            field = random_field(
+                n_images, h, w, m, sigma=s, norm=norm, generator=ledger.generator, device=ledger.device
+            )
             out = warp(x, field)
             d = w2_exact(x, out).cpu().numpy()
             w2[i, j] = d.mean()
@@ -182,8 +191,11 @@ plt.show()
 
 # %% tags=["hide-input"]
 for i, s in enumerate(sigmas):
-    ledger.record(f"mean W2 / magnitude, sigma = {s:g}", float((w2[i] / np.array(magnitudes)).mean()),
-                  seconds=t_dist["seconds"] if i == 0 else None)
+    ledger.record(
+        f"mean W2 / magnitude, sigma = {s:g}",
+        float((w2[i] / np.array(magnitudes)).mean()),
+        seconds=t_dist["seconds"] if i == 0 else None,
+    )
     ledger.record(f"mean L2 at magnitude {magnitudes[-1]:g} px, sigma = {s:g}", float(l2[i, -1]))
 ledger.record(f"largest W2 - magnitude ({norm}-norm) over digits and settings", excess_max, unit="px")
 glue("deform_excess", excess_max, display=False)
@@ -234,21 +246,35 @@ with ic.timer() as t_g:
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print(f"distinct outputs among 8 copies of one digit: RandomDeformation {distinct_ours}, "
-      f"torchvision ElasticTransform {distinct_theirs}")
+print(
+    f"distinct outputs among 8 copies of one digit: RandomDeformation {distinct_ours}, "
+    f"torchvision ElasticTransform {distinct_theirs}"
+)
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Eight copies of one digit through RandomDeformation (top: one field per image, T-norm drawn from [1, 2.5] px, sigma 2) and through torchvision's ElasticTransform (bottom: alpha 30, sigma 3; one field for the whole batch).", "name": "fig-deform-g"}}
 icp.image_grid([ours, theirs], row_labels=["RandomDeformation", "torchvision\nElasticTransform"])
 plt.show()
 
 # %% tags=["hide-input"]
-ledger.record("distinct deformations among 8 copies, RandomDeformation", distinct_ours,
-              claim="RandomDeformation draws one field per image of a batch", holds=distinct_ours == 8)
-ledger.record("distinct deformations among 8 copies, torchvision ElasticTransform", distinct_theirs,
-              claim="ElasticTransform shares one field across a batch tensor", source="torchvision.transforms.v2.ElasticTransform",
-              holds=distinct_theirs == 1)
-ledger.record(f"RandomDeformation on {len(batch)} images ({ledger.device.type})", t_g["seconds"], unit="s",
-              seconds=t_g["seconds"])
+ledger.record(
+    "distinct deformations among 8 copies, RandomDeformation",
+    distinct_ours,
+    claim="RandomDeformation draws one field per image of a batch",
+    holds=distinct_ours == 8,
+)
+ledger.record(
+    "distinct deformations among 8 copies, torchvision ElasticTransform",
+    distinct_theirs,
+    claim="ElasticTransform shares one field across a batch tensor",
+    source="torchvision.transforms.v2.ElasticTransform",
+    holds=distinct_theirs == 1,
+)
+ledger.record(
+    f"RandomDeformation on {len(batch)} images ({ledger.device.type})",
+    t_g["seconds"],
+    unit="s",
+    seconds=t_g["seconds"],
+)
 print(f"g on {len(batch)} images: {t_g['seconds'] * 1000:.1f} ms on {ledger.device}")
 
 # %% [markdown]

@@ -126,9 +126,18 @@ from infoclust.exact_projection import wasserstein_frank_wolfe
 from infoclust.projected_sinkhorn import lambertw, project_wasserstein_ball, robust_accuracy, wasserstein_pgd
 from infoclust.wasserstein import w2_exact
 
-ledger = ic.book.start("06_sinkhorn", globals(), choices={"dataset": ("mnist5k", "mnist", "fashion-mnist")},
-                       bounds={"n_images": "[100, inf)", "n_attack": "[1, inf)", "n_attack_paper": "[0, inf)",
-                               "random_iter": "[1, inf)", "n_random": "[1, inf)"})
+ledger = ic.book.start(
+    "06_sinkhorn",
+    globals(),
+    choices={"dataset": ("mnist5k", "mnist", "fashion-mnist")},
+    bounds={
+        "n_images": "[100, inf)",
+        "n_attack": "[1, inf)",
+        "n_attack_paper": "[0, inf)",
+        "random_iter": "[1, inf)",
+        "n_random": "[1, inf)",
+    },
+)
 if kernel_size % 2 == 0:
     raise ic.ParameterError(f"kernel_size={kernel_size} must be odd")
 dev = ledger.device
@@ -153,8 +162,9 @@ w0 = torch.roll(x0, shifts=2, dims=-1)
 radii_demo = [0.25, 1.0, 4.0]
 demo = []
 for r in radii_demo:
-    z, info = project_wasserstein_ball(w0.double(), x0.double(), r, lam=lam, kernel_size=5,
-                                       max_iter=300, tol=1e-6, return_info=True)
+    z, info = project_wasserstein_ball(
+        w0.double(), x0.double(), r, lam=lam, kernel_size=5, max_iter=300, tol=1e-6, return_info=True
+    )
     demo.append((r, z, info, w2_exact(x0, z).item() ** 2))
 mass_err = max(abs(z.sum().item() / x0.sum().item() - 1) for _, z, _, _ in demo)
 inside = all(w2 <= r * 1.001 for r, _, _, w2 in demo)
@@ -162,31 +172,47 @@ inside = all(w2 <= r * 1.001 for r, _, _, w2 in demo)
 # %%
 # NBVAL_CHECK_OUTPUT
 for r, z, info, w2 in demo:
-    print(f"radius {r:4.2f}: plan cost {info['cost'].item():.4f}, exact W2^2 (POT) {w2:.4f}, "
-          f"||z - w|| / ||x - w|| = {((z - w0).norm() / (x0 - w0).norm()).item():.4f}")
+    print(
+        f"radius {r:4.2f}: plan cost {info['cost'].item():.4f}, exact W2^2 (POT) {w2:.4f}, "
+        f"||z - w|| / ||x - w|| = {((z - w0).norm() / (x0 - w0).norm()).item():.4f}"
+    )
 print(f"largest relative mass error: {mass_err:.1e}")
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Top: the digit x, the target w (x moved two pixels right) and the projections of w onto Wasserstein balls around x of three radii (lambda as in the parameters, 5 x 5 window). Bottom: the radius-1 plan as the mean displacement of the mass leaving each pixel (arrows, drawn where x is bright), and the change z - x (red: mass gained, blue: lost).", "name": "fig-sinkhorn-projection"}}
 _, z1, info1, _ = demo[1]
-plan = info1["plan"][0, 0].float()                               # (k*k, H, W): mass sent by each offset
-step = info1["offsets"].flip(1).float()                          # (k*k, 2): (dj, di), x then y
+plan = info1["plan"][0, 0].float()  # (k*k, H, W): mass sent by each offset
+step = info1["offsets"].flip(1).float()  # (k*k, 2): (dj, di), x then y
 field = torch.einsum("ohw,oc->chw", plan, step) / plan.sum(0).clamp_min(1e-12)  # mean move, (2, H, W)
 fig, axes = plt.subplots(2, 5, figsize=(10, 4.4), layout="constrained")
-icp.image_grid(torch.cat([x0, w0] + [z.float() for _, z, _, _ in demo]), axes=axes[:1],
-               titles=["x", "w"] + [f"radius {r}" for r in radii_demo], fontsize=10)
-icp.vector_field(field, image=x0[0], ax=axes[1, 0], step=1, where=x0[0, 0] > 0.3).set_title("transport (radius 1)")
+icp.image_grid(
+    torch.cat([x0, w0] + [z.float() for _, z, _, _ in demo]),
+    axes=axes[:1],
+    titles=["x", "w"] + [f"radius {r}" for r in radii_demo],
+    fontsize=10,
+)
+icp.vector_field(field, image=x0[0], ax=axes[1, 0], step=1, where=x0[0, 0] > 0.3).set_title(
+    "transport (radius 1)"
+)
 icp.difference_map(z1[0] - x0[0].double(), ax=axes[1, 1]).set_title("z - x (radius 1)")
 for ax in axes[1, 2:]:
     ax.axis("off")
 plt.show()
 
 # %% tags=["hide-input"]
-ledger.record("projections inside their ball by POT's exact W2 (3 radii)", float(inside),
-              claim="every projected output lies in its ball by POT's exact W2 (tolerance 0.1 %)",
-              source="this book's own check", holds=inside)
-ledger.record("largest relative mass error of a projection", mass_err,
-              claim="the projection conserves mass (within 1e-6)", source="this book's own check",
-              holds=mass_err <= 1e-6)
+ledger.record(
+    "projections inside their ball by POT's exact W2 (3 radii)",
+    float(inside),
+    claim="every projected output lies in its ball by POT's exact W2 (tolerance 0.1 %)",
+    source="this book's own check",
+    holds=inside,
+)
+ledger.record(
+    "largest relative mass error of a projection",
+    mass_err,
+    claim="the projection conserves mass (within 1e-6)",
+    source="this book's own check",
+    holds=mass_err <= 1e-6,
+)
 
 # %% [markdown]
 # The larger the radius, the closer the projection gets to $w$; at radius 4 the whole
@@ -211,18 +237,23 @@ ledger.record("largest relative mass error of a projection", mass_err,
 
 # %% tags=["hide-input"]
 grid = np.logspace(-300, 300, 6001)
-lw_err = float(np.max(np.abs(lambertw(torch.from_numpy(grid)).numpy() - scipy.special.lambertw(grid).real)
-                      / scipy.special.lambertw(grid).real))
+lw_err = float(
+    np.max(
+        np.abs(lambertw(torch.from_numpy(grid)).numpy() - scipy.special.lambertw(grid).real)
+        / scipy.special.lambertw(grid).real
+    )
+)
 x8 = x_test[:8]
 w_step = x8 + alpha * torch.sign(torch.randn(x8.shape, generator=ledger.generator))
 mass8 = x8.flatten(1).sum(1).view(-1, 1, 1, 1)
 c_corner = float(2 * (kernel_size // 2) ** 2)
 safety = {}
 for lam_try in (1000.0, 1e4, 1e5):
-    z, info = project_wasserstein_ball(w_step, x8, 0.1, lam=lam_try, kernel_size=kernel_size, max_iter=50,
-                                       return_info=True)
-    over = bool(torch.isinf(torch.exp(lam_try * w_step / mass8)).any())            # float32
-    under = bool((torch.exp(-info["psi"].float() * c_corner - 1.0) == 0).any())      # float32
+    z, info = project_wasserstein_ball(
+        w_step, x8, 0.1, lam=lam_try, kernel_size=kernel_size, max_iter=50, return_info=True
+    )
+    over = bool(torch.isinf(torch.exp(lam_try * w_step / mass8)).any())  # float32
+    under = bool((torch.exp(-info["psi"].float() * c_corner - 1.0) == 0).any())  # float32
     safety[lam_try] = (over, under, info["psi"].max().item(), bool(torch.isfinite(z).all()))
 zero_share = float((x8 == 0).float().mean())
 
@@ -231,17 +262,27 @@ zero_share = float((x8 == 0).float().mean())
 print(f"Lambert W: largest relative error against SciPy over [1e-300, 1e300]: {lw_err:.1e}")
 print(f"{zero_share:.0%} of the pixels of the 8 digits are exactly 0")
 for lam_try, (over, under, psi_max, ok) in safety.items():
-    print(f"lambda {lam_try:>6g}: exp(lambda w) overflows in float32: {over!s:5}; largest psi {psi_max:.4f}, "
-          f"K underflows in float32: {under!s:5}; our projection finite: {ok}")
+    print(
+        f"lambda {lam_try:>6g}: exp(lambda w) overflows in float32: {over!s:5}; largest psi {psi_max:.4f}, "
+        f"K underflows in float32: {under!s:5}; our projection finite: {ok}"
+    )
 
 # %% tags=["hide-input"]
-ledger.record("Lambert W, largest relative error against SciPy", lw_err,
-              claim="our Lambert W matches scipy.special.lambertw (within 1e-12)",
-              source="scipy.special.lambertw", holds=lw_err <= 1e-12)
+ledger.record(
+    "Lambert W, largest relative error against SciPy",
+    lw_err,
+    claim="our Lambert W matches scipy.special.lambertw (within 1e-12)",
+    source="scipy.special.lambertw",
+    holds=lw_err <= 1e-12,
+)
 finite = all(v[3] for v in safety.values())
-ledger.record("projection finite at lambda = 1e3, 1e4, 1e5, zero pixels included", float(finite),
-              claim="no overflow at lambda >= 1000 and no NaN from zero pixels",
-              source="this book's own check (the reference code overflows there)", holds=finite)
+ledger.record(
+    "projection finite at lambda = 1e3, 1e4, 1e5, zero pixels included",
+    float(finite),
+    claim="no overflow at lambda >= 1000 and no NaN from zero pixels",
+    source="this book's own check (the reference code overflows there)",
+    holds=finite,
+)
 
 # %% [markdown]
 # ## A small CNN, then attacked
@@ -253,8 +294,14 @@ ledger.record("projection finite at lambda = 1e3, 1e4, 1e5, zero pixels included
 # %% tags=["hide-input"]
 with ic.timer() as t_train:
     torch.manual_seed(seed)
-    cnn = train_classifier(SmallCNN(x.shape[1], int(y.max()) + 1), x_train, y_train, epochs=epochs,
-                           device=dev, generator=torch.Generator().manual_seed(seed))
+    cnn = train_classifier(
+        SmallCNN(x.shape[1], int(y.max()) + 1),
+        x_train,
+        y_train,
+        epochs=epochs,
+        device=dev,
+        generator=torch.Generator().manual_seed(seed),
+    )
 clean = accuracy(cnn, x_test.to(dev), y_test.to(dev))
 
 # %%
@@ -262,10 +309,16 @@ clean = accuracy(cnn, x_test.to(dev), y_test.to(dev))
 print(f"SmallCNN clean test accuracy {clean:.4f} on {len(x_test)} test digits")
 
 # %% tags=["hide-input"]
-ledger.record("SmallCNN clean test accuracy", 100 * clean, unit="%", paper=99.0,
-              source="Wong et al. (2019), MNIST standard model",
-              claim="the attacked CNN has at least 98 % clean accuracy", holds=clean >= 0.98,
-              seconds=t_train["seconds"])
+ledger.record(
+    "SmallCNN clean test accuracy",
+    100 * clean,
+    unit="%",
+    paper=99.0,
+    source="Wong et al. (2019), MNIST standard model",
+    claim="the attacked CNN has at least 98 % clean accuracy",
+    holds=clean >= 0.98,
+    seconds=t_train["seconds"],
+)
 
 # %% [markdown]
 # Now Wasserstein PGD, {eq}`eq-sinkhorn-pgd`, on the first `n_attack` test digits with the
@@ -277,8 +330,15 @@ ledger.record("SmallCNN clean test accuracy", 100 * clean, unit="%", paper=99.0,
 
 # %% tags=["hide-input"]
 xa, ya = x_test[:n_attack].to(dev), y_test[:n_attack].to(dev)
-attack_kw = dict(eps0=eps0, eps_factor=eps_factor, eps_every=eps_every, alpha=alpha,
-                 kernel_size=kernel_size, max_iter=n_iter, proj_iter=proj_iter)
+attack_kw = dict(
+    eps0=eps0,
+    eps_factor=eps_factor,
+    eps_every=eps_every,
+    alpha=alpha,
+    kernel_size=kernel_size,
+    max_iter=n_iter,
+    proj_iter=proj_iter,
+)
 with ic.timer() as t_attack:
     x_adv, eps_adv, fooled = wasserstein_pgd(cnn, xa, ya, lam=lam, **attack_kw)
 radii = np.round(np.arange(0.0, eps0 * eps_factor ** (n_iter // eps_every) + 1e-9, 0.05), 2)
@@ -286,21 +346,28 @@ curve = robust_accuracy(eps_adv.cpu(), fooled.cpu(), radii).numpy()
 acc_at_1 = float(robust_accuracy(eps_adv.cpu(), fooled.cpu(), [1.0])[0])
 if n_attack_paper:
     with ic.timer() as t_paper:
-        _, eps_p, fooled_p = wasserstein_pgd(cnn, xa[:n_attack_paper], ya[:n_attack_paper], lam=lam_paper,
-                                             **attack_kw)
+        _, eps_p, fooled_p = wasserstein_pgd(
+            cnn, xa[:n_attack_paper], ya[:n_attack_paper], lam=lam_paper, **attack_kw
+        )
     curve_p = robust_accuracy(eps_p.cpu(), fooled_p.cpu(), radii).numpy()
     acc_at_1_p = float(robust_accuracy(eps_p.cpu(), fooled_p.cpu(), [1.0])[0])
-    acc_at_1_same = float(robust_accuracy(eps_adv[:n_attack_paper].cpu(), fooled[:n_attack_paper].cpu(), [1.0])[0])
+    acc_at_1_same = float(
+        robust_accuracy(eps_adv[:n_attack_paper].cpu(), fooled[:n_attack_paper].cpu(), [1.0])[0]
+    )
 # the adversarial digits by POT: inside their ball after the clipping to [0, 1]?
 w2_adv = w2_exact(xa[fooled].cpu(), x_adv[fooled].cpu()) ** 2
-inside_adv = float((w2_adv <= eps_adv[fooled].cpu().double() * 1.001).float().mean()) if fooled.any() else float("nan")
+inside_adv = (
+    float((w2_adv <= eps_adv[fooled].cpu().double() * 1.001).float().mean()) if fooled.any() else float("nan")
+)
 
 # %%
 # NBVAL_CHECK_OUTPUT
 print(f"lambda {lam:g}, {n_attack} digits: accuracy {curve[0]:.4f} clean, {acc_at_1:.4f} at radius 1.0")
 if n_attack_paper:
-    print(f"lambda {lam_paper:g}, first {n_attack_paper} digits: accuracy {acc_at_1_p:.4f} at radius 1.0 "
-          f"(lambda {lam:g} on the same digits: {acc_at_1_same:.4f})")
+    print(
+        f"lambda {lam_paper:g}, first {n_attack_paper} digits: accuracy {acc_at_1_p:.4f} at radius 1.0 "
+        f"(lambda {lam:g} on the same digits: {acc_at_1_same:.4f})"
+    )
 print(f"fooled digits inside their ball by POT after clipping: {inside_adv:.4f}")
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Accuracy of the SmallCNN under Wasserstein PGD against the radius (a digit counts as wrong from the radius that first fooled it). Our lambda on all attacked digits, the paper's lambda on the first ones, and the paper's MNIST point (4 % at radius 1.0).", "name": "fig-sinkhorn-accuracy"}}
@@ -316,15 +383,25 @@ ax.legend()
 plt.show()
 
 # %% tags=["hide-input"]
-ledger.record(f"SmallCNN accuracy at radius 1.0, lambda {lam:g}", 100 * acc_at_1, unit="%", paper=4.0,
-              source="Wong et al. (2019), MNIST standard model at eps = 1.0",
-              claim="Wasserstein PGD brings the CNN to at most 10 % accuracy at radius 1.0",
-              holds=acc_at_1 <= 0.10, seconds=t_attack["seconds"])
+ledger.record(
+    f"SmallCNN accuracy at radius 1.0, lambda {lam:g}",
+    100 * acc_at_1,
+    unit="%",
+    paper=4.0,
+    source="Wong et al. (2019), MNIST standard model at eps = 1.0",
+    claim="Wasserstein PGD brings the CNN to at most 10 % accuracy at radius 1.0",
+    holds=acc_at_1 <= 0.10,
+    seconds=t_attack["seconds"],
+)
 if n_attack_paper:
-    ledger.record(f"SmallCNN accuracy at radius 1.0, lambda {lam_paper:g} ({n_attack_paper} digits)",
-                  100 * acc_at_1_p, unit="%", paper=4.0,
-                  source="Wong et al. (2019), MNIST standard model at eps = 1.0",
-                  seconds=t_paper["seconds"])
+    ledger.record(
+        f"SmallCNN accuracy at radius 1.0, lambda {lam_paper:g} ({n_attack_paper} digits)",
+        100 * acc_at_1_p,
+        unit="%",
+        paper=4.0,
+        source="Wong et al. (2019), MNIST standard model at eps = 1.0",
+        seconds=t_paper["seconds"],
+    )
 ledger.record("fooled digits inside their ball by POT after clipping to [0, 1]", 100 * inside_adv, unit="%")
 glue("acc_at_1", 100 * acc_at_1, display=False)
 glue("acc_at_1_p", 100 * acc_at_1_p if n_attack_paper else float("nan"), display=False)
@@ -334,11 +411,17 @@ glue("inside_adv", 100 * inside_adv, display=False)
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Clean test digits (top), their Wasserstein adversarial examples (middle, titled with the CNN's new label and the radius that fooled it) and the change (bottom; red: mass gained, blue: lost).", "name": "fig-sinkhorn-examples"}}
 show = fooled.nonzero().flatten()[:8]
 new_labels = predict(cnn, x_adv[show]).tolist() if len(show) else []
-fig, axes = plt.subplots(3, max(len(show), 1), figsize=(1.3 * max(len(show), 1), 4.2), squeeze=False,
-                         layout="constrained")
-icp.image_grid([xa[show], x_adv[show]], axes=axes[:2],
-               titles=[[f"label {int(ya[i])}" for i in show],
-                       [f"-> {c}, eps {float(eps_adv[i]):.2f}" for i, c in zip(show, new_labels)]])
+fig, axes = plt.subplots(
+    3, max(len(show), 1), figsize=(1.3 * max(len(show), 1), 4.2), squeeze=False, layout="constrained"
+)
+icp.image_grid(
+    [xa[show], x_adv[show]],
+    axes=axes[:2],
+    titles=[
+        [f"label {int(ya[i])}" for i in show],
+        [f"-> {c}, eps {float(eps_adv[i]):.2f}" for i, c in zip(show, new_labels)],
+    ],
+)
 change = x_adv[show] - xa[show]
 for ax, d in zip(axes[2], change):
     icp.difference_map(d, ax=ax, limit=float(change.abs().max()))  # one range: the changes compare
@@ -391,14 +474,16 @@ with ic.timer() as t_exact:
     run_exact = wasserstein_pgd(cnn, xa, ya, projection="exact", alpha=alpha, **fw_kw)
 with ic.timer() as t_fw:
     run_fw = wasserstein_frank_wolfe(cnn, xa, ya, gamma=fw_gamma, **fw_kw)
-attacks = {"PGD + projected Sinkhorn": ((x_adv, eps_adv, fooled), t_attack["seconds"]),
-           "PGD + exact projection": (run_exact, t_exact["seconds"]),
-           "Frank-Wolfe": (run_fw, t_fw["seconds"])}
+attacks = {
+    "PGD + projected Sinkhorn": ((x_adv, eps_adv, fooled), t_attack["seconds"]),
+    "PGD + exact projection": (run_exact, t_exact["seconds"]),
+    "Frank-Wolfe": (run_fw, t_fw["seconds"]),
+}
 compared = {}
 for name, ((xo, eo, so), secs) in attacks.items():
     w2sq = (w2_exact(xa.cpu(), xo.cpu()) ** 2).numpy()
     radius = eo.cpu().numpy()
-    attacked = radius > 0                      # radius 0: misclassified before any step, left as it is
+    attacked = radius > 0  # radius 0: misclassified before any step, left as it is
     compared[name] = {
         "curve": robust_accuracy(eo.cpu(), so.cpu(), radii).numpy(),
         "correct_at_1": ~(so.cpu() & (eo.cpu() <= 1.0 * (1 + 1e-6))).numpy(),
@@ -409,42 +494,69 @@ for name, ((xo, eo, so), secs) in attacks.items():
 sinkhorn_curve = compared["PGD + projected Sinkhorn"]["curve"]
 exact_names = ("PGD + exact projection", "Frank-Wolfe")
 stronger = {n: bool((compared[n]["curve"] <= sinkhorn_curve + 1e-9).all()) for n in exact_names}
-paired = {n: ic.metrics.paired_difference(100.0 * compared[n]["correct_at_1"],
-                                          100.0 * compared["PGD + projected Sinkhorn"]["correct_at_1"])
-          for n in exact_names} if len(xa) >= 2 else {}
+paired = (
+    {
+        n: ic.metrics.paired_difference(
+            100.0 * compared[n]["correct_at_1"], 100.0 * compared["PGD + projected Sinkhorn"]["correct_at_1"]
+        )
+        for n in exact_names
+    }
+    if len(xa) >= 2
+    else {}
+)
 
 # %%
 # NBVAL_CHECK_OUTPUT
 print(f"{n_attack} digits, {n_iter} iterations, radius {eps0} x {eps_factor} every {eps_every}:")
 for name, c in compared.items():
-    at = {r: float(c["curve"][np.isclose(radii, r)][0]) for r in (0.7, 0.85, 1.0) if np.isclose(radii, r).any()}
-    print(f"  {name:25s} accuracy " + ", ".join(f"{a:.4f} at {r:g}" for r, a in at.items())
-          + f"; largest W2^2 / radius {c['ratio']:.4f}, largest mass change {c['mass']:.1e}")
+    at = {
+        r: float(c["curve"][np.isclose(radii, r)][0]) for r in (0.7, 0.85, 1.0) if np.isclose(radii, r).any()
+    }
+    print(
+        f"  {name:25s} accuracy "
+        + ", ".join(f"{a:.4f} at {r:g}" for r, a in at.items())
+        + f"; largest W2^2 / radius {c['ratio']:.4f}, largest mass change {c['mass']:.1e}"
+    )
 for name in exact_names:
     print(f"{name} never less accurate than projected Sinkhorn at any radius: {stronger[name]}")
 
 # %% tags=["hide-input"]
 for name, c in compared.items():
-    ledger.record(f"{name}: accuracy at radius 1.0", 100 * float(c["correct_at_1"].mean()), unit="%",
-                  seconds=c["seconds"] * len(xa))
+    ledger.record(
+        f"{name}: accuracy at radius 1.0",
+        100 * float(c["correct_at_1"].mean()),
+        unit="%",
+        seconds=c["seconds"] * len(xa),
+    )
     ledger.record(f"{name}: seconds per attacked digit", c["seconds"], unit="s")
-    ledger.record(f"{name}: largest exact W2^2 over the radius (POT)", c["ratio"],
-                  claim="every returned image is in its ball: POT's exact W2^2 at most the radius (1 + 1e-6) "
-                        "and the digit's mass kept (1e-6)",
-                  source="this book's own check", holds=c["ratio"] <= 1 + 1e-6 and c["mass"] <= 1e-6)
+    ledger.record(
+        f"{name}: largest exact W2^2 over the radius (POT)",
+        c["ratio"],
+        claim="every returned image is in its ball: POT's exact W2^2 at most the radius (1 + 1e-6) "
+        "and the digit's mass kept (1e-6)",
+        source="this book's own check",
+        holds=c["ratio"] <= 1 + 1e-6 and c["mass"] <= 1e-6,
+    )
     ledger.record(f"{name}: largest relative mass change of a returned image", c["mass"])
 all_stronger = all(stronger.values())
-ledger.record("exact-projection attacks at least as strong as projected Sinkhorn", float(all_stronger),
-              claim="exact projection attacks are at least as strong as projected Sinkhorn at equal radius "
-                    "(accuracy under PGD with the exact projection and under Frank-Wolfe never above projected "
-                    "Sinkhorn's, at any radius of the curve; same digits, schedule and iterations)",
-              source="Wu, Wang and Yu (2020), section 6",
-              context="Wu et al.: CIFAR-10 standard model at eps 0.005, 3.4 % left (exact) against 65.6 % "
-                      "(projected Sinkhorn); another data set and model, not compared",
-              holds=all_stronger)
+ledger.record(
+    "exact-projection attacks at least as strong as projected Sinkhorn",
+    float(all_stronger),
+    claim="exact projection attacks are at least as strong as projected Sinkhorn at equal radius "
+    "(accuracy under PGD with the exact projection and under Frank-Wolfe never above projected "
+    "Sinkhorn's, at any radius of the curve; same digits, schedule and iterations)",
+    source="Wu, Wang and Yu (2020), section 6",
+    context="Wu et al.: CIFAR-10 standard model at eps 0.005, 3.4 % left (exact) against 65.6 % "
+    "(projected Sinkhorn); another data set and model, not compared",
+    holds=all_stronger,
+)
 for name, d in paired.items():
-    ledger.record(f"{name} minus projected Sinkhorn: accuracy at radius 1.0 (paired)", d.mean, unit="points",
-                  context=f"{d.confidence:.0%} interval [{d.low:.1f}, {d.high:.1f}] over the {d.n} digits: {d.verdict}")
+    ledger.record(
+        f"{name} minus projected Sinkhorn: accuracy at radius 1.0 (paired)",
+        d.mean,
+        unit="points",
+        context=f"{d.confidence:.0%} interval [{d.low:.1f}, {d.high:.1f}] over the {d.n} digits: {d.verdict}",
+    )
 glue("three_stronger", "holds" if all_stronger else "does not hold", display=False)
 glue("exact_seconds", compared["PGD + exact projection"]["seconds"], display=False)
 glue("fw_seconds", compared["Frank-Wolfe"]["seconds"], display=False)
@@ -485,18 +597,29 @@ plt.show()
 
 # %% tags=["hide-input"]
 rnd = random_classifier(x.shape[1], n_random_classes, seed=seed, device=dev)
-xr = x_test[n_attack:n_attack + n_random].to(dev)
+xr = x_test[n_attack : n_attack + n_random].to(dev)
 with ic.timer() as t_random:
-    x_rnd, _, flipped = wasserstein_pgd(rnd, xr, None, eps0=random_eps, eps_factor=1.0, alpha=alpha,
-                                        lam=lam, kernel_size=kernel_size, max_iter=random_iter,
-                                        proj_iter=proj_iter)
+    x_rnd, _, flipped = wasserstein_pgd(
+        rnd,
+        xr,
+        None,
+        eps0=random_eps,
+        eps_factor=1.0,
+        alpha=alpha,
+        lam=lam,
+        kernel_size=kernel_size,
+        max_iter=random_iter,
+        proj_iter=proj_iter,
+    )
 w2_rnd = (w2_exact(xr.cpu(), x_rnd.cpu()) ** 2).numpy()
 cnn_same = float((predict(cnn, x_rnd) == predict(cnn, xr)).float().mean())
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print(f"random classifier ({n_random_classes} classes): label changed for {flipped.float().mean().item():.4f} "
-      f"of {len(xr)} digits at radius {random_eps}")
+print(
+    f"random classifier ({n_random_classes} classes): label changed for {flipped.float().mean().item():.4f} "
+    f"of {len(xr)} digits at radius {random_eps}"
+)
 print(f"exact W2^2 to x: median {np.median(w2_rnd):.4f}, largest {w2_rnd.max():.4f}")
 print(f"the trained CNN keeps its label on {cnn_same:.4f} of them")
 
@@ -506,13 +629,25 @@ icp.image_grid([xr[:m], x_rnd[:m]], titles=[None, [f"W2^2 {v:.2f}" for v in w2_r
 plt.show()
 
 # %% tags=["hide-input"]
-ledger.record(f"random-classifier label changed at radius {random_eps}", 100 * flipped.float().mean().item(),
-              unit="%", seconds=t_random["seconds"])
-ledger.record("trained CNN label kept on random-classifier perturbations", 100 * cnn_same, unit="%",
-              claim="perturbations from a random classifier keep the digit's class (CNN label kept on >= 90 %)",
-              source="our check of the talk's proposal (section 4.3)", holds=cnn_same >= 0.9)
-ledger.record("random-classifier perturbations inside their ball by POT (clipped)",
-              100 * float((w2_rnd <= random_eps * 1.001).mean()), unit="%")
+ledger.record(
+    f"random-classifier label changed at radius {random_eps}",
+    100 * flipped.float().mean().item(),
+    unit="%",
+    seconds=t_random["seconds"],
+)
+ledger.record(
+    "trained CNN label kept on random-classifier perturbations",
+    100 * cnn_same,
+    unit="%",
+    claim="perturbations from a random classifier keep the digit's class (CNN label kept on >= 90 %)",
+    source="our check of the talk's proposal (section 4.3)",
+    holds=cnn_same >= 0.9,
+)
+ledger.record(
+    "random-classifier perturbations inside their ball by POT (clipped)",
+    100 * float((w2_rnd <= random_eps * 1.001).mean()),
+    unit="%",
+)
 
 # %% [markdown]
 # The random network's label is a meaningless class, yet the attack on it moves mass

@@ -103,8 +103,9 @@ from infoclust import plot as icp
 from infoclust.adef import adef
 from infoclust.classifiers import SmallCNN, accuracy, predict, random_classifier, train_classifier
 
-ledger = ic.book.start("07_adef", globals(), bounds={
-    "n_attack": "[1, inf)", "max_iter": "[1, inf)", "n_sweep": "[1, inf)"})
+ledger = ic.book.start(
+    "07_adef", globals(), bounds={"n_attack": "[1, inf)", "max_iter": "[1, inf)", "n_sweep": "[1, inf)"}
+)
 x, y = ic.load_dataset(dataset, root=data_root, download=download, n=n_images, seed=seed)
 x_train, x_test, y_train, y_test = ic.data.train_test_split(x, y, test_fraction, generator=ledger.generator)
 print(f"{dataset}: {len(x_train)} training and {len(x_test)} test images of shape {tuple(x.shape[1:])}")
@@ -119,8 +120,14 @@ print(f"{dataset}: {len(x_train)} training and {len(x_test)} test images of shap
 
 # %% tags=["hide-input"]
 with ic.timer() as t_train:
-    cnn = train_classifier(SmallCNN(x.shape[1], int(y.max()) + 1), x_train, y_train, epochs=epochs,
-                           device=ledger.device, generator=torch.Generator().manual_seed(seed))
+    cnn = train_classifier(
+        SmallCNN(x.shape[1], int(y.max()) + 1),
+        x_train,
+        y_train,
+        epochs=epochs,
+        device=ledger.device,
+        generator=torch.Generator().manual_seed(seed),
+    )
 x_test_d, y_test_d = x_test.to(ledger.device), y_test.to(ledger.device)
 clean = accuracy(cnn, x_test_d, y_test_d)
 correct = (predict(cnn, x_test_d) == y_test_d).nonzero().squeeze(1)
@@ -146,10 +153,15 @@ glue("adef_capped", int((its == max_iter).sum()), display=False)
 glue("adef_overshot", int(res.overshot.sum()), display=False)
 glue("adef_seconds", t_adef["seconds"], display=False)
 glue("adef_n", len(targets), display=False)
-ledger.record(f"ADef success rate on correctly classified {dataset} test digits", 100 * success, unit="%",
-              source="this book's own target (settings of Alaifari et al. 2019, MNIST)",
-              claim="ADef changes the label of at least 95 % of correctly classified test digits",
-              holds=success >= 0.95, seconds=t_adef["seconds"])
+ledger.record(
+    f"ADef success rate on correctly classified {dataset} test digits",
+    100 * success,
+    unit="%",
+    source="this book's own target (settings of Alaifari et al. 2019, MNIST)",
+    claim="ADef changes the label of at least 95 % of correctly classified test digits",
+    holds=success >= 0.95,
+    seconds=t_adef["seconds"],
+)
 if len(tn):
     ledger.record("ADef median T-norm (successful, trained CNN)", float(np.median(tn)), unit="px")
 ledger.record("ADef mean iterations (trained CNN)", float(its.mean()))
@@ -158,9 +170,11 @@ ledger.record("ADef mean iterations (trained CNN)", float(its.mean()))
 # NBVAL_CHECK_OUTPUT
 print(f"SmallCNN clean test accuracy {clean:.4f}")
 print(f"ADef (sigma={sigma}, overshoot={overshoot}, max_iter={max_iter}) on {len(targets)} digits:")
-print(f"  label changed for {success:.4f}, T-norm median {np.median(tn):.4f} px "
-      f"(quartiles {np.quantile(tn, 0.25):.4f}, {np.quantile(tn, 0.75):.4f}), "
-      f"iterations mean {its.mean():.4f}")
+print(
+    f"  label changed for {success:.4f}, T-norm median {np.median(tn):.4f} px "
+    f"(quartiles {np.quantile(tn, 0.25):.4f}, {np.quantile(tn, 0.75):.4f}), "
+    f"iterations mean {its.mean():.4f}"
+)
 
 # %% [markdown]
 # {numref}`fig-adef-examples` shows six of them: the original, the deformed digit with its
@@ -170,9 +184,15 @@ print(f"  label changed for {success:.4f}, T-norm median {np.median(tn):.4f} px 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "ADef on the trained CNN. Top: original test digits with the CNN's label. Middle: the deformed digits with their new label. Bottom: the deformation field on the original (every second pixel; arrow from p to p + tau(p), true length in pixels).", "name": "fig-adef-examples"}}
 show = min(6, len(targets))
 fig, axes = plt.subplots(3, show, figsize=(1.6 * show, 5.0), squeeze=False, layout="constrained")
-icp.image_grid([targets[:show], res.images[:show]], axes=axes[:2], fontsize=9,
-               titles=[[f"label {c}" for c in res.original_label[:show].tolist()],
-                       [f"-> {c}, T {t:.2f}" for c, t in zip(res.label[:show].tolist(), res.t_norm[:show].tolist())]])
+icp.image_grid(
+    [targets[:show], res.images[:show]],
+    axes=axes[:2],
+    fontsize=9,
+    titles=[
+        [f"label {c}" for c in res.original_label[:show].tolist()],
+        [f"-> {c}, T {t:.2f}" for c, t in zip(res.label[:show].tolist(), res.t_norm[:show].tolist())],
+    ],
+)
 for ax, image, field in zip(axes[2], targets, res.field):
     icp.vector_field(field, image=image, ax=ax)
 plt.show()
@@ -197,16 +217,21 @@ plt.show()
 with ic.timer() as t_plain:
     plain = adef(cnn, targets[:n_sweep], sigma=sigma, overshoot=overshoot, max_iter=max_iter, tol=0.0)
 same = res[:n_sweep]
-ledger.record("ADef mean iterations, paper's stopping rule alone (tol = 0)", plain.iterations.float().mean().item(),
-              seconds=t_plain["seconds"])
+ledger.record(
+    "ADef mean iterations, paper's stopping rule alone (tol = 0)",
+    plain.iterations.float().mean().item(),
+    seconds=t_plain["seconds"],
+)
 glue("adef_tol_overshot", int(same.overshot.sum()), display=False)
 glue("adef_plain_overshot", int(plain.overshot.sum()), display=False)
 
 # %%
 # NBVAL_CHECK_OUTPUT
 for name, r in (("tol = 1e-4", same), ("tol = 0   ", plain)):
-    print(f"{name}: changed {r.changed.float().mean().item():.4f}, median T-norm {r.t_norm.median().item():.4f} px, "
-          f"mean iterations {r.iterations.float().mean().item():.4f}, at max_iter {(r.iterations == max_iter).sum().item()}")
+    print(
+        f"{name}: changed {r.changed.float().mean().item():.4f}, median T-norm {r.t_norm.median().item():.4f} px, "
+        f"mean iterations {r.iterations.float().mean().item():.4f}, at max_iter {(r.iterations == max_iter).sum().item()}"
+    )
 print(f"largest difference of T-norm per digit {(same.t_norm - plain.t_norm).abs().max().item():.4f} px")
 
 # %% [markdown]
@@ -243,29 +268,44 @@ for s in sigmas:
     sweep[s] = (r, t_s["seconds"])
 for s, (r, secs) in sweep.items():
     if r.changed.any():
-        ledger.record(f"ADef median T-norm, sigma = {s:g}", r.t_norm[r.changed].median().item(), unit="px", seconds=secs)
+        ledger.record(
+            f"ADef median T-norm, sigma = {s:g}", r.t_norm[r.changed].median().item(), unit="px", seconds=secs
+        )
 
 # %%
 # NBVAL_CHECK_OUTPUT
 for s, (r, _) in sweep.items():
     ok = r.t_norm[r.changed]
-    print(f"sigma {s:.1f}: changed {r.changed.float().mean().item():.4f}, "
-          f"median T-norm {ok.median().item() if len(ok) else float('nan'):.4f} px, "
-          f"mean iterations {r.iterations.float().mean().item():.4f}")
+    print(
+        f"sigma {s:.1f}: changed {r.changed.float().mean().item():.4f}, "
+        f"median T-norm {ok.median().item() if len(ok) else float('nan'):.4f} px, "
+        f"mean iterations {r.iterations.float().mean().item():.4f}"
+    )
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "A typical digit (its T-norm at the chapter's sigma is the median one) deformed by ADef with increasing smoothing width sigma: the deformed digit (top, with the new label and the T-norm) and the field (bottom).", "name": "fig-adef-sigma"}}
 typical = int((same.t_norm - same.t_norm.median()).abs().argmin())
-fig, axes = plt.subplots(2, len(sigmas), figsize=(1.9 * len(sigmas), 4.0), squeeze=False, layout="constrained")
-icp.image_grid([[r.images[typical] for r, _ in sweep.values()]], axes=axes[:1],
-               titles=[[f"sigma {s:g}: -> {r.label[typical].item()}, T {r.t_norm[typical].item():.2f}"
-                        for s, (r, _) in sweep.items()]])
+fig, axes = plt.subplots(
+    2, len(sigmas), figsize=(1.9 * len(sigmas), 4.0), squeeze=False, layout="constrained"
+)
+icp.image_grid(
+    [[r.images[typical] for r, _ in sweep.values()]],
+    axes=axes[:1],
+    titles=[
+        [
+            f"sigma {s:g}: -> {r.label[typical].item()}, T {r.t_norm[typical].item():.2f}"
+            for s, (r, _) in sweep.items()
+        ]
+    ],
+)
 for ax, (r, _) in zip(axes[1], sweep.values()):
     icp.vector_field(r.field[typical], image=targets[typical], ax=ax)
 plt.show()
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "T-norms of the successful deformations for each smoothing width (same digits; box: quartiles).", "name": "fig-adef-sigma-tnorm"}}
 fig, ax = plt.subplots(figsize=(5.0, 3.0))
-ax.boxplot([r.t_norm[r.changed].cpu().numpy() for r, _ in sweep.values()], tick_labels=[f"{s:g}" for s in sweep])
+ax.boxplot(
+    [r.t_norm[r.changed].cpu().numpy() for r, _ in sweep.values()], tick_labels=[f"{s:g}" for s in sweep]
+)
 ax.set_xlabel("sigma (pixels)")
 ax.set_ylabel("T-norm (pixels)")
 plt.tight_layout()
@@ -288,16 +328,22 @@ tn_r = res_r.t_norm[res_r.changed].cpu().numpy()
 glue("rand_success", 100 * res_r.changed.float().mean().item(), display=False)
 glue("rand_tnorm_median", float(np.median(tn_r)) if len(tn_r) else float("nan"), display=False)
 glue("rand_top_share", 100 * labels_r.max().item() / len(res_r.original_label), display=False)
-ledger.record("ADef success rate, random classifier", 100 * res_r.changed.float().mean().item(), unit="%",
-              seconds=t_rand["seconds"])
+ledger.record(
+    "ADef success rate, random classifier",
+    100 * res_r.changed.float().mean().item(),
+    unit="%",
+    seconds=t_rand["seconds"],
+)
 if len(tn_r):
     ledger.record("ADef median T-norm, random classifier", float(np.median(tn_r)), unit="px")
 
 # %%
 # NBVAL_CHECK_OUTPUT
 print(f"random classifier with {n_random_classes} classes: labels of the digits {labels_r.tolist()}")
-print(f"  changed {res_r.changed.float().mean().item():.4f}, median T-norm {np.median(tn_r):.4f} px, "
-      f"mean iterations {res_r.iterations.float().mean().item():.4f}")
+print(
+    f"  changed {res_r.changed.float().mean().item():.4f}, median T-norm {np.median(tn_r):.4f} px, "
+    f"mean iterations {res_r.iterations.float().mean().item():.4f}"
+)
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "ADef against the random, non-trainable classifier: T-norms of the successful deformations beside those against the trained CNN on the same digits (left), and two examples: deformed digit and field (right).", "name": "fig-adef-random"}}
 fig = plt.figure(figsize=(8.0, 3.2), layout="constrained")
@@ -307,8 +353,13 @@ ax.hist([same.t_norm[same.changed].cpu().numpy(), tn_r], bins=20, label=["traine
 ax.set_xlabel("T-norm (pixels)")
 ax.legend()
 n_ex = min(2, len(res_r.images))
-icp.image_grid([res_r.images[:n_ex]], axes=[[fig.add_subplot(grid[0, 1 + j]) for j in range(n_ex)]],
-               titles=[[f"{a} -> {b}" for a, b in zip(res_r.original_label[:n_ex].tolist(), res_r.label[:n_ex].tolist())]])
+icp.image_grid(
+    [res_r.images[:n_ex]],
+    axes=[[fig.add_subplot(grid[0, 1 + j]) for j in range(n_ex)]],
+    titles=[
+        [f"{a} -> {b}" for a, b in zip(res_r.original_label[:n_ex].tolist(), res_r.label[:n_ex].tolist())]
+    ],
+)
 for j in range(n_ex):
     icp.vector_field(res_r.field[j], image=targets[j], ax=fig.add_subplot(grid[1, 1 + j]))
 plt.show()

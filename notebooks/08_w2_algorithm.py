@@ -125,14 +125,19 @@ from infoclust.classifiers import random_classifier
 from infoclust.w2_algorithm import W2Perturbation, w2_perturbation
 from infoclust.wasserstein import w2_exact
 
-ledger = ic.book.start("08_w2_algorithm", globals(),
-                       bounds={"n_images": "[1, inf)", "path_steps": "[1, inf)", "n_timing": "[1, inf)"})
+ledger = ic.book.start(
+    "08_w2_algorithm",
+    globals(),
+    bounds={"n_images": "[1, inf)", "path_steps": "[1, inf)", "n_timing": "[1, inf)"},
+)
 x, y = ic.load_dataset(dataset, root=data_root, download=download, n=max(n_images, n_timing), seed=seed)
 x = x.to(ledger.device)
 digits = x[:n_images]
 net = random_classifier(x.shape[1], n_random_classes, seed=seed, device=ledger.device)
-print(f"{dataset}: {len(x)} images of shape {tuple(x.shape[1:])}; random classifier with "
-      f"{n_random_classes} classes")
+print(
+    f"{dataset}: {len(x)} images of shape {tuple(x.shape[1:])}; random classifier with "
+    f"{n_random_classes} classes"
+)
 
 # %% [markdown]
 # ## One walk, drawn
@@ -144,13 +149,18 @@ print(f"{dataset}: {len(x)} images of shape {tuple(x.shape[1:])}; random classif
 # leaves the ball.
 
 # %% tags=["hide-input"]
-path = [w2_perturbation(net, digits[:1], 100.0, 1e-9, alpha=alpha, sigma=sigma, max_iter=k)
-        for k in range(1, path_steps + 1)]
+path = [
+    w2_perturbation(net, digits[:1], 100.0, 1e-9, alpha=alpha, sigma=sigma, max_iter=k)
+    for k in range(1, path_steps + 1)
+]
 path_w2 = [0.0] + w2_exact(torch.cat([p.images for p in path]), digits[:1]).tolist()
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "The path of Algorithm 1's ADef steps from one digit against the random classifier (no stopping): the digit after each step, titled with its exact W2 distance to the original in pixels.", "name": "fig-w2alg-path"}}
-icp.image_grid(torch.cat([digits[:1]] + [p.images[:1] for p in path]),
-               titles=["x"] + [f"{k}: {d:.2f}" for k, d in enumerate(path_w2[1:], start=1)], size=1.2)
+icp.image_grid(
+    torch.cat([digits[:1]] + [p.images[:1] for p in path]),
+    titles=["x"] + [f"{k}: {d:.2f}" for k, d in enumerate(path_w2[1:], start=1)],
+    size=1.2,
+)
 plt.show()
 
 # %% [markdown]
@@ -178,15 +188,20 @@ glue("w2alg_solved", 100 * solved, display=False)
 for (eps, eta), (r, _) in runs.items():
     ends = torch.bincount(r.end.cpu(), minlength=3).tolist()
     d = exact_w2[(eps, eta)]
-    print(f"eps {eps:.2f} eta {eta:.2f}: W2 median {d.median().item():.4f} max {d.max().item():.4f}, "
-          f"steps mean {r.steps.float().mean().item():.4f}, ends (random stop, left ball, cap) {ends}, "
-          f"exact solves {r.solved} of {r.tests} tests")
+    print(
+        f"eps {eps:.2f} eta {eta:.2f}: W2 median {d.median().item():.4f} max {d.max().item():.4f}, "
+        f"steps mean {r.steps.float().mean().item():.4f}, ends (random stop, left ball, cap) {ends}, "
+        f"exact solves {r.solved} of {r.tests} tests"
+    )
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Samples of Algorithm 1: the original digits (top row) and one sample per setting (eps, eta), titled with its exact W2 distance to the original (pixels).", "name": "fig-w2alg-samples"}}
 cols = min(8, n_images)
-icp.image_grid([digits[:cols]] + [r.images[:cols] for r, _ in runs.values()],
-               titles=[None] + [[f"{d:.2f}" for d in exact_w2[setting][:cols].tolist()] for setting in runs],
-               row_labels=["original"] + [f"eps {eps:g}\neta {eta:g}" for eps, eta in runs], fontsize=7)
+icp.image_grid(
+    [digits[:cols]] + [r.images[:cols] for r, _ in runs.values()],
+    titles=[None] + [[f"{d:.2f}" for d in exact_w2[setting][:cols].tolist()] for setting in runs],
+    row_labels=["original"] + [f"eps {eps:g}\neta {eta:g}" for eps, eta in runs],
+    fontsize=7,
+)
 plt.show()
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Left: exact W2 distance of the samples to their originals for each setting (dots; the bar marks eps). Right: number of accepted ADef steps per walk.", "name": "fig-w2alg-distributions"}}
@@ -230,9 +245,13 @@ for (eps, eta), d in exact_w2.items():
     outside += int((d > eps * (1 + 1e-9)).sum())
     if eps > 0:
         worst = max(worst, float((d / eps).max()))
-ledger.record("Algorithm 1 samples outside their ball (exact W2, POT)", outside,
-              claim="every output of Algorithm 1 lies inside its Wasserstein ball (exact W2)",
-              source="talk, section 4.5 (Algorithm 1)", holds=outside == 0)
+ledger.record(
+    "Algorithm 1 samples outside their ball (exact W2, POT)",
+    outside,
+    claim="every output of Algorithm 1 lies inside its Wasserstein ball (exact W2)",
+    source="talk, section 4.5 (Algorithm 1)",
+    holds=outside == 0,
+)
 ledger.record("largest W2(x', x) / eps over all samples", worst)
 glue("w2alg_checked", checked, display=False)
 glue("w2alg_outside", outside, display=False)
@@ -256,34 +275,51 @@ print(f"{checked} samples checked, {outside} outside their ball; largest W2/eps 
 # problem on the CPU (POT).
 
 # %% tags=["hide-input"]
-g = W2Perturbation(eps_fixed, eta_fixed, alpha=alpha, sigma=sigma, max_iter=max_iter,
-                   n_random_classes=n_random_classes, redraw=True, seed=seed)
+g = W2Perturbation(
+    eps_fixed,
+    eta_fixed,
+    alpha=alpha,
+    sigma=sigma,
+    max_iter=max_iter,
+    n_random_classes=n_random_classes,
+    redraw=True,
+    seed=seed,
+)
 batch = x[:n_timing]
 with ic.timer() as t_batch:
     gx = g(batch)
 steps_batch = g.last_result_.steps.float().mean().item()
 solved_batch = g.last_result_.solved / g.last_result_.tests
 per_image = t_batch["seconds"] / len(batch)
-ledger.record(f"Algorithm 1 time per batch of {len(batch)} (eps {eps_fixed:g}, eta {eta_fixed:g})",
-              t_batch["seconds"], unit="s", seconds=t_batch["seconds"])
+ledger.record(
+    f"Algorithm 1 time per batch of {len(batch)} (eps {eps_fixed:g}, eta {eta_fixed:g})",
+    t_batch["seconds"],
+    unit="s",
+    seconds=t_batch["seconds"],
+)
 ledger.record("Algorithm 1 images per second", len(batch) / t_batch["seconds"], unit="images/s")
 glue("w2alg_batch_seconds", t_batch["seconds"], display=False)
 glue("w2alg_batch_n", len(batch), display=False)
 glue("w2alg_batch_steps", steps_batch, display=False)
 glue("w2alg_batch_rate", len(batch) / t_batch["seconds"], display=False)
 glue("w2alg_batch_solved", 100 * solved_batch, display=False)
-print(f"g(x) on a batch of {len(batch)}: {t_batch['seconds']:.2f} s on {ledger.device} "
-      f"({per_image * 1000:.0f} ms per image, {steps_batch:.2f} steps on average, "
-      f"exact solver for {100 * solved_batch:.0f} % of the tests)")
+print(
+    f"g(x) on a batch of {len(batch)}: {t_batch['seconds']:.2f} s on {ledger.device} "
+    f"({per_image * 1000:.0f} ms per image, {steps_batch:.2f} steps on average, "
+    f"exact solver for {100 * solved_batch:.0f} % of the tests)"
+)
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Two calls of g = W2Perturbation(redraw=True) on the same digits (rows 2 and 3) against the originals (row 1); titles: exact W2 to the original.", "name": "fig-w2alg-g"}}
 cols = min(8, len(batch))
 first = (gx, w2_exact(gx[:cols], batch[:cols]))
 again = g(batch[:cols])
 second = (again, w2_exact(again, batch[:cols]))
-icp.image_grid([batch[:cols]] + [imgs[:cols] for imgs, _ in (first, second)],
-               titles=[None] + [[f"{v:.2f}" for v in d.tolist()] for _, d in (first, second)],
-               row_labels=["x", "g x", "g x"], fontsize=7)
+icp.image_grid(
+    [batch[:cols]] + [imgs[:cols] for imgs, _ in (first, second)],
+    titles=[None] + [[f"{v:.2f}" for v in d.tolist()] for _, d in (first, second)],
+    row_labels=["x", "g x", "g x"],
+    fontsize=7,
+)
 plt.show()
 
 # %% [markdown]

@@ -105,8 +105,13 @@ lamb = 1.5  # weight of the marginal entropies in the IIC loss (chapter 3)
 epochs = 7  # training epochs per run (the same for every arm; an epoch is two passes of the main head)
 n_seeds = 5  # paired seeds of every comparison with the paper's g
 n_seeds_alone = 0  # seeds of each perturbation alone, without the paper's g (0: skip that section)
-perturbations = ["random deformation", "smoothed random deformation", "projected Sinkhorn", "ADef",
-                 "Algorithm 1"]  # the talk's perturbations to test
+perturbations = [
+    "random deformation",
+    "smoothed random deformation",
+    "projected Sinkhorn",
+    "ADef",
+    "Algorithm 1",
+]  # the talk's perturbations to test
 pool_copies = 2  # stored perturbations per image for the pooled (adversarial) g
 deform_magnitude = 0.75  # random deformation: largest displacement, px
 smooth_magnitude = 1.5  # smoothed random deformation: largest displacement, px
@@ -136,23 +141,55 @@ import infoclust as ic
 from infoclust import plot as icp
 from infoclust.augment import MNISTTransform, crop_resize
 from infoclust.experiment import Arm, cluster_change_rate, compare_arms, run_arms, w2_shift
-from infoclust.transforms import (ADefPerturbation, PerturbationPool, RandomDeformation, SinkhornPerturbation,
-                                  W2Perturbation, compose)
+from infoclust.transforms import (
+    ADefPerturbation,
+    PerturbationPool,
+    RandomDeformation,
+    SinkhornPerturbation,
+    W2Perturbation,
+    compose,
+)
 from infoclust.utils import stream_seed
 
 TALK = ("random deformation", "smoothed random deformation", "projected Sinkhorn", "ADef", "Algorithm 1")
 ledger = ic.book.start(
-    "09_iic_perturbations", globals(), choices={"dataset": ("digits", "mnist5k", "mnist"), "perturbations": TALK},
-    bounds={"n_images": "[2, inf)", "crop": "[4, inf)", "input_size": "[4, inf)", "n_seeds": "[2, inf)",
-            "n_seeds_alone": "[0, inf)", "pool_copies": "[1, inf)", "sweep_factors": "(0, inf)",
-            "n_check": "[1, inf)", "fashion_images": "[0, inf)"})
-dataset, x_raw, y = ic.data.load_first_available([dataset, "mnist5k"] if dataset == "mnist" else [dataset],
-                                                  root=data_root, download=download, n=n_images, seed=seed)
+    "09_iic_perturbations",
+    globals(),
+    choices={"dataset": ("digits", "mnist5k", "mnist"), "perturbations": TALK},
+    bounds={
+        "n_images": "[2, inf)",
+        "crop": "[4, inf)",
+        "input_size": "[4, inf)",
+        "n_seeds": "[2, inf)",
+        "n_seeds_alone": "[0, inf)",
+        "pool_copies": "[1, inf)",
+        "sweep_factors": "(0, inf)",
+        "n_check": "[1, inf)",
+        "fashion_images": "[0, inf)",
+    },
+)
+dataset, x_raw, y = ic.data.load_first_available(
+    [dataset, "mnist5k"] if dataset == "mnist" else [dataset],
+    root=data_root,
+    download=download,
+    n=n_images,
+    seed=seed,
+)
 x = crop_resize(x_raw, min(crop, x_raw.shape[-1]), input_size)
 seeds = [seed + s for s in range(n_seeds)]
-recipe = dict(n_clusters=10, n_overclusters=n_overclusters, n_subheads=n_subheads, trunk=trunk,
-              epochs=epochs, batch_size=batch_size, repeats=repeats, lr=lr, lamb=lamb, eval_every=epochs,
-              device=str(ledger.device))
+recipe = dict(
+    n_clusters=10,
+    n_overclusters=n_overclusters,
+    n_subheads=n_subheads,
+    trunk=trunk,
+    epochs=epochs,
+    batch_size=batch_size,
+    repeats=repeats,
+    lr=lr,
+    lamb=lamb,
+    eval_every=epochs,
+    device=str(ledger.device),
+)
 print(f"{dataset}: {len(x)} images, {tuple(x.shape[1:])} after the centre crop; seeds {seeds}")
 
 # %% [markdown]
@@ -174,7 +211,9 @@ def paper_g(s):
 
 def pooled(name, g, images):
     """Fill a pool of g on the images once; each run then draws from it with its own seed."""
-    pool = PerturbationPool(g, images.to(ledger.device), pool_copies, batch_size=250, seed=seed, verbose=False)
+    pool = PerturbationPool(
+        g, images.to(ledger.device), pool_copies, batch_size=250, seed=seed, verbose=False
+    )
     pool_seconds[name] = (len(images) * pool_copies, pool.seconds)
     return lambda s: pool.with_seed(stream_seed(s, 2))
 
@@ -187,21 +226,28 @@ def make_perturbation(name, strength, images):
         return lambda s: RandomDeformation(strength, sigma=deform_sigma, seed=stream_seed(s, 2))
     label = f"{name} ({STRENGTH[name][0]} {strength:g})"
     if name == "projected Sinkhorn":
-        g = SinkhornPerturbation(strength, max_iter=attack_iter, proj_iter=proj_iter,
-                                 n_random_classes=n_random_classes, seed=seed)
+        g = SinkhornPerturbation(
+            strength, max_iter=attack_iter, proj_iter=proj_iter, n_random_classes=n_random_classes, seed=seed
+        )
     elif name == "ADef":
-        g = ADefPerturbation(max_iter=attack_iter, overshoot=strength, n_random_classes=n_random_classes, seed=seed)
+        g = ADefPerturbation(
+            max_iter=attack_iter, overshoot=strength, n_random_classes=n_random_classes, seed=seed
+        )
     else:
-        g = W2Perturbation(strength, w2_eta, max_iter=attack_iter, n_random_classes=n_random_classes, redraw=True,
-                           seed=seed)
+        g = W2Perturbation(
+            strength, w2_eta, max_iter=attack_iter, n_random_classes=n_random_classes, redraw=True, seed=seed
+        )
     return pooled(label, g, images)
 
 
 #: each perturbation's main parameter: its name and the value of the comparison
-STRENGTH = {"random deformation": ("largest displacement, px", deform_magnitude),
-            "smoothed random deformation": ("largest displacement, px", smooth_magnitude),
-            "projected Sinkhorn": ("radius, px", w2_eps), "ADef": ("overshoot", adef_overshoot),
-            "Algorithm 1": ("radius, px", w2_eps)}
+STRENGTH = {
+    "random deformation": ("largest displacement, px", deform_magnitude),
+    "smoothed random deformation": ("largest displacement, px", smooth_magnitude),
+    "projected Sinkhorn": ("radius, px", w2_eps),
+    "ADef": ("overshoot", adef_overshoot),
+    "Algorithm 1": ("radius, px", w2_eps),
+}
 alone = {name: make_perturbation(name, STRENGTH[name][1], x) for name in perturbations}
 REFERENCE = "paper's g"
 makers = {REFERENCE: paper_g, **alone}
@@ -215,8 +261,12 @@ for name, (n, sec) in pool_seconds.items():
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Eight training images (top row) and one draw of each transformation g on them (one row each).", "name": "fig-exp-examples"}}
 shown = x[:8].to(ledger.device)
-icp.image_grid([shown.cpu()] + [makers[name](seed)(shown).cpu().clamp(0, 1) for name in makers],
-               row_labels=["x"] + list(makers), size=0.8, fontsize=7)
+icp.image_grid(
+    [shown.cpu()] + [makers[name](seed)(shown).cpu().clamp(0, 1) for name in makers],
+    row_labels=["x"] + list(makers),
+    size=0.8,
+    fontsize=7,
+)
 plt.show()
 
 # %% [markdown]
@@ -230,18 +280,29 @@ plt.show()
 
 # %% tags=["hide-input"]
 check_gen = torch.Generator().manual_seed(seed)
-w2 = {name: w2_shift(x.to(ledger.device), make(seed), n=min(n_check, len(x)),
-                     generator=torch.Generator().manual_seed(seed)) for name, make in makers.items()}
+w2 = {
+    name: w2_shift(
+        x.to(ledger.device), make(seed), n=min(n_check, len(x)), generator=torch.Generator().manual_seed(seed)
+    )
+    for name, make in makers.items()
+}
 lines = ["| g | median W2 (px) | 90 % quantile | largest |", "|---|---|---|---|"]
-lines += [f"| {name} | {np.median(d):.3f} | {np.quantile(d, 0.9):.3f} | {d.max():.3f} |" for name, d in w2.items()]
+lines += [
+    f"| {name} | {np.median(d):.3f} | {np.quantile(d, 0.9):.3f} | {d.max():.3f} |" for name, d in w2.items()
+]
 display(Markdown("\n".join(lines)))
 for name, d in w2.items():
     ledger.record(f"median W2(x, g(x)), g = {name}", float(np.median(d)), unit="px")
 if "Algorithm 1" in w2:
     worst = float(w2["Algorithm 1"].max())
-    ledger.record("largest W2(x, g(x)) of Algorithm 1's pool (exact, random sample)", worst, unit="px",
-                  claim=f"every Algorithm 1 sample lies inside its ball, W2 <= eps = {w2_eps:g} px",
-                  source="talk, Algorithm 1 (section 4.5)", holds=bool(worst <= w2_eps * (1 + 1e-9)))
+    ledger.record(
+        "largest W2(x, g(x)) of Algorithm 1's pool (exact, random sample)",
+        worst,
+        unit="px",
+        claim=f"every Algorithm 1 sample lies inside its ball, W2 <= eps = {w2_eps:g} px",
+        source="talk, Algorithm 1 (section 4.5)",
+        holds=bool(worst <= w2_eps * (1 + 1e-9)),
+    )
 glue("paper_w2", float(np.median(w2[REFERENCE])), display=False)
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Exact Wasserstein distance W2(x, g(x)) between a training image and its transform, for each g (box: quartiles; whiskers: 5 and 95 % quantiles). The dashed line is the radius of the Sinkhorn attack and of Algorithm 1.", "name": "fig-exp-w2"}}
@@ -274,16 +335,23 @@ plt.show()
 # effect at equal epochs). The `full` profile keeps the paper's overclustering head.
 
 # %% tags=["hide-input"]
-combined = {f"{name} + paper's g": (lambda make: lambda s: compose(make(s), paper_g(s)))(make)
-            for name, make in alone.items()}
+combined = {
+    f"{name} + paper's g": (lambda make: lambda s: compose(make(s), paper_g(s)))(make)
+    for name, make in alone.items()
+}
 arms = [Arm(REFERENCE, paper_g)] + [Arm(name, make) for name, make in combined.items()]
 runs = run_arms(x, y, arms, seeds, recipe, keep=[REFERENCE])
 diffs = compare_arms(runs, REFERENCE)
 base_acc = np.array([r.acc for r in runs[REFERENCE]])
-ledger.record(f"IIC accuracy with the paper's g on {dataset}, mean of {n_seeds} seeds", 100 * base_acc.mean(),
-              unit="%", claim="the baseline works: IIC with the paper's g reaches 95 % (lowest-loss sub-head, "
-              "mean over seeds)", source="issue target", holds=bool(base_acc.mean() >= 0.95),
-              seconds=float(sum(r.seconds for r in runs[REFERENCE])))
+ledger.record(
+    f"IIC accuracy with the paper's g on {dataset}, mean of {n_seeds} seeds",
+    100 * base_acc.mean(),
+    unit="%",
+    claim="the baseline works: IIC with the paper's g reaches 95 % (lowest-loss sub-head, mean over seeds)",
+    source="issue target",
+    holds=bool(base_acc.mean() >= 0.95),
+    seconds=float(sum(r.seconds for r in runs[REFERENCE])),
+)
 glue("base_acc", 100 * base_acc.mean(), display=False)
 glue("base_min", 100 * base_acc.min(), display=False)
 glue("run_seconds", float(np.mean([r.seconds for rs in runs.values() for r in rs])), display=False)
@@ -291,18 +359,24 @@ glue("run_seconds", float(np.mean([r.seconds for rs in runs.values() for r in rs
 
 def verdict_line(name, d):
     """A table row: mean paired difference, its interval, verdict, detectable effect."""
-    return (f"| {name} | {d.mean:+.2f} | [{d.low:+.2f}, {d.high:+.2f}] | **{d.verdict}** | "
-            f"{d.detectable:.2f} |")
+    return (
+        f"| {name} | {d.mean:+.2f} | [{d.low:+.2f}, {d.high:+.2f}] | **{d.verdict}** | {d.detectable:.2f} |"
+    )
 
 
 def table(runs_, diffs_):
     lines = ["| arm | accuracy % (mean ± sd) | NMI | train s |", "|---|---|---|---|"]
     for name, rs in runs_.items():
         acc = 100 * np.array([r.acc for r in rs])
-        lines.append(f"| {name} | {acc.mean():.2f} ± {acc.std(ddof=1) if len(acc) > 1 else 0:.2f} | "
-                     f"{np.mean([r.nmi for r in rs]):.3f} | {np.mean([r.seconds for r in rs]):.0f} |")
-    lines += ["", "| vs the paper's g (points) | mean | 95 % CI | verdict | detectable (80 % power) |",
-              "|---|---|---|---|---|"]
+        lines.append(
+            f"| {name} | {acc.mean():.2f} ± {acc.std(ddof=1) if len(acc) > 1 else 0:.2f} | "
+            f"{np.mean([r.nmi for r in rs]):.3f} | {np.mean([r.seconds for r in rs]):.0f} |"
+        )
+    lines += [
+        "",
+        "| vs the paper's g (points) | mean | 95 % CI | verdict | detectable (80 % power) |",
+        "|---|---|---|---|---|",
+    ]
     lines += [verdict_line(name, d) for name, d in diffs_.items()]
     return "\n".join(lines)
 
@@ -331,25 +405,37 @@ plt.show()
 
 # %% tags=["hide-input"]
 for name, d in diffs.items():
-    ledger.record(f"{name}: accuracy gain over the paper's g ({d.n} paired seeds)", d.mean, unit="points",
-                  claim=f"the talk's proposal: it improves IIC (95 % CI above 0; measured [{d.low:+.2f}, "
-                        f"{d.high:+.2f}], {d.verdict})", source="talk, section 4", holds=d.verdict == "improves")
+    ledger.record(
+        f"{name}: accuracy gain over the paper's g ({d.n} paired seeds)",
+        d.mean,
+        unit="points",
+        claim=f"the talk's proposal: it improves IIC (95 % CI above 0; measured [{d.low:+.2f}, "
+        f"{d.high:+.2f}], {d.verdict})",
+        source="talk, section 4",
+        holds=d.verdict == "improves",
+    )
 best = max(diffs, key=lambda n: diffs[n].mean)
 best_perturbation = best.removesuffix(" + paper's g")
 
 
 def sentence(name, d):
     if d.verdict == "cannot tell":
-        return (f"*{name}* cannot be told apart from the paper's g at this size ({d.mean:+.2f} points, 95 % "
-                f"CI [{d.low:+.2f}, {d.high:+.2f}]; a true effect of {d.detectable:.2f} points would have been "
-                f"found with probability 0.8)")
+        return (
+            f"*{name}* cannot be told apart from the paper's g at this size ({d.mean:+.2f} points, 95 % "
+            f"CI [{d.low:+.2f}, {d.high:+.2f}]; a true effect of {d.detectable:.2f} points would have been "
+            f"found with probability 0.8)"
+        )
     return f"*{name}* {d.verdict} IIC: {d.mean:+.2f} points, 95 % CI [{d.low:+.2f}, {d.high:+.2f}]"
 
 
-display(Markdown(
-    f"With the paper's g alone, IIC reached {100 * base_acc.mean():.1f} % on average over {n_seeds} seeds "
-    f"(lowest seed {100 * base_acc.min():.1f} %). Added to it, " + "; ".join(
-        sentence(n, d) for n, d in diffs.items()) + f". The largest mean difference is that of *{best}*."))
+display(
+    Markdown(
+        f"With the paper's g alone, IIC reached {100 * base_acc.mean():.1f} % on average over {n_seeds} seeds "
+        f"(lowest seed {100 * base_acc.min():.1f} %). Added to it, "
+        + "; ".join(sentence(n, d) for n, d in diffs.items())
+        + f". The largest mean difference is that of *{best}*."
+    )
+)
 
 # %% [markdown]
 # ## The perturbations alone
@@ -364,10 +450,17 @@ alone_seeds = seeds[:n_seeds_alone]
 alone_arms = [Arm(name, make) for name, make in alone.items()]
 alone_runs = run_arms(x, y, alone_arms, alone_seeds, recipe) if alone_seeds else {}
 alone_diffs = compare_arms({REFERENCE: runs[REFERENCE], **alone_runs}, REFERENCE) if n_seeds_alone > 1 else {}
-display(Markdown(table(alone_runs, alone_diffs) if alone_runs else "Skipped in this profile (`n_seeds_alone = 0`)."))
+display(
+    Markdown(
+        table(alone_runs, alone_diffs) if alone_runs else "Skipped in this profile (`n_seeds_alone = 0`)."
+    )
+)
 for name, rs in alone_runs.items():
-    ledger.record(f"IIC accuracy with g = {name} alone, mean of {len(rs)} seeds",
-                  100 * np.mean([r.acc for r in rs]), unit="%")
+    ledger.record(
+        f"IIC accuracy with g = {name} alone, mean of {len(rs)} seeds",
+        100 * np.mean([r.acc for r in rs]),
+        unit="%",
+    )
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -393,19 +486,36 @@ def scaled(factor):
 
 
 levels = sorted({strength, *(scaled(f) for f in sweep_factors)})
-sweep_arms = [Arm(f"{label} {v:g}", (lambda make: lambda s: compose(make(s), paper_g(s)))(
-              make_perturbation(best_perturbation, v, x))) for v in levels if v != strength]
+sweep_arms = [
+    Arm(
+        f"{label} {v:g}",
+        (lambda make: lambda s: compose(make(s), paper_g(s)))(make_perturbation(best_perturbation, v, x)),
+    )
+    for v in levels
+    if v != strength
+]
 sweep_runs = run_arms(x, y, sweep_arms, seeds, recipe)
 sweep_runs[f"{label} {strength:g}"] = runs[best]
 sweep_diffs = compare_arms({REFERENCE: runs[REFERENCE], **sweep_runs}, REFERENCE)
 sweep_diffs = {f"{label} {v:g}": sweep_diffs[f"{label} {v:g}"] for v in levels}
-display(Markdown(f"**{best}** at {len(levels)} strengths:\n\n" + "\n".join(
-    ["| strength | mean | 95 % CI | verdict | detectable (80 % power) |", "|---|---|---|---|---|"]
-    + [verdict_line(n, d) for n, d in sweep_diffs.items()])))
+display(
+    Markdown(
+        f"**{best}** at {len(levels)} strengths:\n\n"
+        + "\n".join(
+            ["| strength | mean | 95 % CI | verdict | detectable (80 % power) |", "|---|---|---|---|---|"]
+            + [verdict_line(n, d) for n, d in sweep_diffs.items()]
+        )
+    )
+)
 for n, d in sweep_diffs.items():
-    ledger.record(f"{best_perturbation} + paper's g at {n}: accuracy gain over the paper's g", d.mean,
-                  unit="points", claim=f"improves IIC (95 % CI [{d.low:+.2f}, {d.high:+.2f}], {d.verdict})",
-                  source="talk, section 4", holds=d.verdict == "improves")
+    ledger.record(
+        f"{best_perturbation} + paper's g at {n}: accuracy gain over the paper's g",
+        d.mean,
+        unit="points",
+        claim=f"improves IIC (95 % CI [{d.low:+.2f}, {d.high:+.2f}], {d.verdict})",
+        source="talk, section 4",
+        holds=d.verdict == "improves",
+    )
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -415,8 +525,13 @@ for n, d in sweep_diffs.items():
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Accuracy difference with the paper's g (mean and 95 % confidence interval over the paired seeds) of the best combination at several strengths.", "name": "fig-exp-sweep"}}
 fig, ax = plt.subplots(figsize=(5, 3.2), layout="constrained")
 d_list = list(sweep_diffs.values())
-ax.errorbar(levels, [d.mean for d in d_list], yerr=[[d.mean - d.low for d in d_list],
-            [d.high - d.mean for d in d_list]], fmt="o-", capsize=4)
+ax.errorbar(
+    levels,
+    [d.mean for d in d_list],
+    yerr=[[d.mean - d.low for d in d_list], [d.high - d.mean for d in d_list]],
+    fmt="o-",
+    capsize=4,
+)
 ax.axhline(0, c="k", lw=0.8)
 ax.set(xlabel=f"{best_perturbation}: {label}", ylabel="difference with the paper's g (points)")
 plt.show()
@@ -432,8 +547,10 @@ plt.show()
 
 # %% tags=["hide-input"]
 check_x = x[torch.randperm(len(x), generator=check_gen)[:n_check]]
-change = {name: np.array([cluster_change_rate(r.model, check_x, make(r.seed)) for r in runs[REFERENCE]])
-          for name, make in makers.items()}
+change = {
+    name: np.array([cluster_change_rate(r.model, check_x, make(r.seed)) for r in runs[REFERENCE]])
+    for name, make in makers.items()
+}
 for name, rate in change.items():
     ledger.record(f"baseline's cluster changes under g = {name}", 100 * rate.mean(), unit="%")
 
@@ -466,7 +583,9 @@ plt.show()
 fashion = None
 if fashion_images != 0:
     try:
-        xf_raw, yf = ic.load_dataset("fashion-mnist", root=data_root, download=download, n=fashion_images, seed=seed)
+        xf_raw, yf = ic.load_dataset(
+            "fashion-mnist", root=data_root, download=download, n=fashion_images, seed=seed
+        )
     except ic.DatasetUnavailable as err:
         print(f"Fashion-MNIST is not available here, so this section is skipped:\n{err}")
     else:
@@ -477,14 +596,27 @@ if fashion_images != 0:
         fd = compare_arms(fashion, REFERENCE)[best]
         f_base = np.array([r.acc for r in fashion[REFERENCE]])
         display(Markdown(f"Fashion-MNIST, {len(xf):,} images:\n\n" + table(fashion, {best: fd})))
-        ledger.record(f"IIC accuracy with the paper's g on Fashion-MNIST ({len(xf):,} images, {n_seeds} seeds)",
-                      100 * f_base.mean(), unit="%")
-        ledger.record(f"Fashion-MNIST: {best}: accuracy gain over the paper's g ({fd.n} paired seeds)", fd.mean,
-                      unit="points", claim=f"the best MNIST combination improves IIC on Fashion-MNIST too (95 % CI "
-                      f"[{fd.low:+.2f}, {fd.high:+.2f}], {fd.verdict})", source="talk, section 4",
-                      holds=fd.verdict == "improves")
-        display(Markdown(f"On Fashion-MNIST the paper's g reaches {100 * f_base.mean():.1f} % and "
-                         + sentence(best, fd) + "."))
+        ledger.record(
+            f"IIC accuracy with the paper's g on Fashion-MNIST ({len(xf):,} images, {n_seeds} seeds)",
+            100 * f_base.mean(),
+            unit="%",
+        )
+        ledger.record(
+            f"Fashion-MNIST: {best}: accuracy gain over the paper's g ({fd.n} paired seeds)",
+            fd.mean,
+            unit="points",
+            claim=f"the best MNIST combination improves IIC on Fashion-MNIST too (95 % CI "
+            f"[{fd.low:+.2f}, {fd.high:+.2f}], {fd.verdict})",
+            source="talk, section 4",
+            holds=fd.verdict == "improves",
+        )
+        display(
+            Markdown(
+                f"On Fashion-MNIST the paper's g reaches {100 * f_base.mean():.1f} % and "
+                + sentence(best, fd)
+                + "."
+            )
+        )
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -506,14 +638,24 @@ if fashion is not None:
 # process after every other run, must give the same numbers bit for bit.
 
 # %% tags=["hide-input"]
-rerun_name, rerun_x, rerun_y, first = ((f"{REFERENCE}, Fashion-MNIST", xf, yf, fashion[REFERENCE][0])
-                                       if fashion is not None else (REFERENCE, x, y, runs[REFERENCE][0]))
+rerun_name, rerun_x, rerun_y, first = (
+    (f"{REFERENCE}, Fashion-MNIST", xf, yf, fashion[REFERENCE][0])
+    if fashion is not None
+    else (REFERENCE, x, y, runs[REFERENCE][0])
+)
 again = run_arms(rerun_x, rerun_y, arms[:1], seeds[:1], recipe, verbose=False)[REFERENCE][0]
 same = bool(again.acc == first.acc and np.array_equal(again.curve, first.curve))
-ledger.record(f"rerun of ({rerun_name}, seed {seeds[0]}) after all other runs: accuracy", 100 * again.acc, unit="%",
-              claim="a run depends on its seed only (same numbers bit for bit at the same thread count)",
-              source="issue: the verdict must survive a rebuild", holds=same)
-print(f"first run {100 * first.acc:.4f} %, rerun {100 * again.acc:.4f} %: {'identical' if same else 'DIFFERENT'}")
+ledger.record(
+    f"rerun of ({rerun_name}, seed {seeds[0]}) after all other runs: accuracy",
+    100 * again.acc,
+    unit="%",
+    claim="a run depends on its seed only (same numbers bit for bit at the same thread count)",
+    source="issue: the verdict must survive a rebuild",
+    holds=same,
+)
+print(
+    f"first run {100 * first.acc:.4f} %, rerun {100 * again.acc:.4f} %: {'identical' if same else 'DIFFERENT'}"
+)
 
 # %% [markdown]
 # ## Results beside the paper's

@@ -1,4 +1,5 @@
 """Shared fixtures: chapters executed once per session with the smoke profile."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """ADef (infoclust.adef) on a linear classifier whose minimal deformation is known."""
+
 import numpy as np
 import pytest
 import torch
@@ -37,7 +38,7 @@ def test_step_is_the_minimal_translation_without_smoothing():
     x, model, w = ramp_and_linear_model()
     step = adef_step(model, x, torch.zeros(1, dtype=torch.long), sigma=0.0)
     expected = torch.zeros_like(step)
-    expected[0, 0] = SHIFT * w                      # uniform shift along x on the support
+    expected[0, 0] = SHIFT * w  # uniform shift along x on the support
     torch.testing.assert_close(step, expected, atol=1e-9, rtol=0)
 
 
@@ -165,7 +166,12 @@ def test_inputs_are_converted_and_validated():
     with pytest.raises(ParameterError, match="candidates"):
         adef_step(model, x, labels, candidates=torch.full((4, 2), 10))
     assert adef_step(model, x, labels.numpy()).shape == (4, 2, 28, 28)
-    assert adef_step(model, x, np.asarray(labels.tolist()), candidates=torch.tensor([[3]] * 4)).shape == (4, 2, 28, 28)
+    assert adef_step(model, x, np.asarray(labels.tolist()), candidates=torch.tensor([[3]] * 4)).shape == (
+        4,
+        2,
+        28,
+        28,
+    )
 
 
 def test_bad_parameters_raise():

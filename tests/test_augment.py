@@ -1,4 +1,5 @@
 """Tests of the batched perturbations g in infoclust.augment."""
+
 import math
 
 import pytest
@@ -66,10 +67,16 @@ def test_crop_resize():
         crop_resize(x, 30, 24)
 
 
-@pytest.mark.parametrize("kwargs, name", [
-    ({"max_angle": -1}, "max_angle"), ({"p_rotate": 2}, "p_rotate"), ({"scales": ()}, "scales"),
-    ({"scales": (0.8, 1.5)}, "extent"), ({"jitter": (0.4, 0.4)}, "jitter"),
-])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"max_angle": -1}, "max_angle"),
+        ({"p_rotate": 2}, "p_rotate"),
+        ({"scales": ()}, "scales"),
+        ({"scales": (0.8, 1.5)}, "extent"),
+        ({"jitter": (0.4, 0.4)}, "jitter"),
+    ],
+)
 def test_bad_parameters_are_named(kwargs, name):
     with pytest.raises(ParameterError, match=name):
         MNISTTransform(**kwargs)

@@ -1,4 +1,5 @@
 """The benchmarks' own helpers run at tiny sizes (the benchmarks themselves are not tests)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -35,12 +36,28 @@ def test_common_best_time_and_results_file(tmp_path):
 
 def test_hostile_battery_table_counts_both_runs(tmp_path):
     battery = _load("hostile_battery")
-    row = lambda i, area, outcome, detail="": {"id": i, "area": area, "owner": "build", "outcome": outcome,  # noqa: E731
-                                                "detail": detail}
-    before = {"summary": {"commit": "aaa"}, "cases": [row("a", "utils", "silent"), row("b", "utils", "unclear",
-                                                      "no answer within 60 s"), row("c", "chapters", "lost")]}
-    after = {"summary": {"commit": "bbb"}, "cases": [row("a", "utils", "clear"), row("b", "utils", "clear"),
-                                                     row("c", "chapters", "lost")]}
+
+    def row(i, area, outcome, detail=""):
+        return {
+            "id": i,
+            "area": area,
+            "owner": "build",
+            "outcome": outcome,
+            "detail": detail,
+        }
+
+    before = {
+        "summary": {"commit": "aaa"},
+        "cases": [
+            row("a", "utils", "silent"),
+            row("b", "utils", "unclear", "no answer within 60 s"),
+            row("c", "chapters", "lost"),
+        ],
+    }
+    after = {
+        "summary": {"commit": "bbb"},
+        "cases": [row("a", "utils", "clear"), row("b", "utils", "clear"), row("c", "chapters", "lost")],
+    }
     chapters = {"summary": {"commit": "ccc"}, "cases": [row("c", "chapters", "correct")]}
     paths = []
     for name, data in (("before", before), ("after", after), ("chapters", chapters)):
@@ -48,11 +65,15 @@ def test_hostile_battery_table_counts_both_runs(tmp_path):
         paths[-1].write_text(json.dumps(data))
     table = battery.write_table(*paths, out=tmp_path / "table.json")
     assert json.loads((tmp_path / "table.json").read_text()) == table
-    assert {"commit": "aaa", "tried": 3, "silent": 1, "unclear": 1, "lost": 1, "hang": 1}.items() <= \
-        table["runs"]["before"].items()
+    assert {"commit": "aaa", "tried": 3, "silent": 1, "unclear": 1, "lost": 1, "hang": 1}.items() <= table[
+        "runs"
+    ]["before"].items()
     assert table["runs"]["after"]["chapters_from"] == "ccc"
-    assert (table["runs"]["after"]["clear"], table["runs"]["after"]["correct"], table["runs"]["after"]["lost"]) == \
-        (2, 1, 0)
+    assert (
+        table["runs"]["after"]["clear"],
+        table["runs"]["after"]["correct"],
+        table["runs"]["after"]["lost"],
+    ) == (2, 1, 0)
     assert table["cases"] == {"a": ["silent", "clear"], "b": ["unclear", "clear"], "c": ["lost", "correct"]}
 
 

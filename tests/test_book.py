@@ -1,4 +1,5 @@
 """The smoke book renders, its generated pages tell the truth, and it reads in a real browser offline."""
+
 from __future__ import annotations
 
 import functools
@@ -87,9 +88,18 @@ def browser():
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--window-size=1280,1600"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1600",
+    ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
@@ -104,14 +114,19 @@ def test_page_in_headless_chromium(page, server, browser):
 
     browser.get(f"{server}/{page}")
     WebDriverWait(browser, 60).until(
-        lambda d: d.execute_script("return document.readyState") == "complete"
-        and d.execute_script("return document.querySelectorAll('mjx-container').length") > 0)
+        lambda d: (
+            d.execute_script("return document.readyState") == "complete"
+            and d.execute_script("return document.querySelectorAll('mjx-container').length") > 0
+        )
+    )
     n_math = browser.execute_script("return document.querySelectorAll('mjx-container').length")
     raw_tex = browser.execute_script(
         "return Array.from(document.querySelectorAll('.math')).filter("
-        "e => !e.querySelector('mjx-container')).length")
+        "e => !e.querySelector('mjx-container')).length"
+    )
     broken = browser.execute_script(
-        "return Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)")
+        "return Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)"
+    )
     errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
     shots = SMOKE_DIR / "screenshots"
     shots.mkdir(exist_ok=True)
@@ -124,7 +139,7 @@ def test_page_in_headless_chromium(page, server, browser):
 
 def _talk_table(text: str) -> str:
     start = text.index("| talk section | chapter | module | entry points |")
-    return text[start:text.index("\n\n", start)]
+    return text[start : text.index("\n\n", start)]
 
 
 def test_readme_and_introduction_share_one_table():

@@ -252,7 +252,9 @@ def test_results_of_another_profile_are_marked(project):
     page = book.ledger_page(results, project, "default")
     assert "- `01_a` (other profile): results of the 'smoke' profile, this build's is 'default'" in page
     assert page.count("**smoke profile**") == 2
-    assert [c.status for c in book.scan_results(results, ["01_a", "02_b"], "default")] == ["other profile"] * 2
+    assert [c.status for c in book.scan_results(results, ["01_a", "02_b"], "default")] == [
+        "other profile"
+    ] * 2
     assert "**smoke profile**" not in book.ledger_page(results, project, "smoke")
 
 

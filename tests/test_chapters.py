@@ -1,4 +1,5 @@
 """Every chapter in _toc.yml: skeleton, smoke run, reproducible outputs (nbval), clear errors."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,14 @@ from infoclust.book.chapter import check_parameters, parameters_of
 from infoclust.data import DATASETS
 
 CHAPTERS = book.chapters()
-SECTIONS = ("What you will learn", "The idea", "Running it", "Results beside the paper", "Exercises",
-            "References")
+SECTIONS = (
+    "What you will learn",
+    "The idea",
+    "Running it",
+    "Results beside the paper",
+    "Exercises",
+    "References",
+)
 
 
 def _source(chapter: str) -> nbformat.NotebookNode:
@@ -53,12 +60,14 @@ def test_skeleton(chapter):
     assert checked, "no cell marked NBVAL_CHECK_OUTPUT: nothing would be compared on rerun"
     code = [c.source for c in nb.cells if c.cell_type == "code"]
     setup = code[code.index(params[0].source) + 1]
-    assert re.search(rf'ic\.book\.start\(\s*"{chapter}",\s*globals\(\)', setup), \
+    assert re.search(rf'ic\.book\.start\(\s*"{chapter}",\s*globals\(\)', setup), (
         "the set-up cell must begin the run with ic.book.start(chapter, globals(), ...)"
+    )
     assert "ic.check_" not in "\n".join(code), "ic.book.start checks the parameters, not ic.check_* lines"
     assert "{include} ../book/running.md" in markdown, "'Running it' must include the shared book/running.md"
-    assert set(book.chapter_defaults(chapter)) >= {k for p in profiles.values() for k in (p or {})}, \
+    assert set(book.chapter_defaults(chapter)) >= {k for p in profiles.values() for k in (p or {})}, (
         "notebooks/profiles.yml sets a name that is not a parameter"
+    )
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
@@ -72,7 +81,8 @@ def test_smoke_run(chapter, smoke):
             name = cell.metadata["mystnb"]["figure"]["name"]
             assert len(images) == len(cell.outputs) == 1, (
                 f"figure {name} has {len(images)} images and {len(cell.outputs)} outputs: a figure cell only "
-                f"draws (print, glue and records go elsewhere)")
+                f"draws (print, glue and records go elsewhere)"
+            )
     results = json.loads((smoke(chapter).parent.parent / "results" / f"{chapter}.json").read_text())
     assert results["profile"] == "smoke" and results["results"], "the chapter recorded no result"
 
@@ -83,9 +93,23 @@ def test_outputs_reproduce(chapter, smoke, tmp_path):
     nb_path = smoke(chapter)
     env = dict(os.environ, INFOCLUST_RESULTS_DIR=str(tmp_path))
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "--nbval-lax", "-p", "no:cacheprovider", "-q",
-         "--rootdir", str(tmp_path), str(nb_path)],
-        cwd=book.ROOT, env=env, capture_output=True, text=True)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--nbval-lax",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "--rootdir",
+            str(tmp_path),
+            str(nb_path),
+        ],
+        cwd=book.ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
 
 
@@ -97,8 +121,14 @@ def test_bad_device_names_parameter(chapter, tmp_path):
     params = book.chapter_parameters(chapter, "smoke")
     params["device"] = "no-such-device"
     with pytest.raises(pm.PapermillExecutionError) as err:
-        pm.execute_notebook(str(src), str(out), parameters=params, cwd=str(book.ROOT),
-                            kernel_name="python3", progress_bar=False)
+        pm.execute_notebook(
+            str(src),
+            str(out),
+            parameters=params,
+            cwd=str(book.ROOT),
+            kernel_name="python3",
+            progress_bar=False,
+        )
     assert err.value.ename == "ParameterError"
     assert "device" in err.value.evalue
 
@@ -120,8 +150,14 @@ def test_bad_parameters_stop_the_setup(case, tmp_path):
     jupytext.write(_source(chapter), src)
     params = {**book.chapter_parameters(chapter, "smoke"), **given}
     with pytest.raises(pm.PapermillExecutionError) as err:
-        pm.execute_notebook(str(src), str(tmp_path / "out.ipynb"), parameters=params, cwd=str(book.ROOT),
-                            kernel_name="python3", progress_bar=False)
+        pm.execute_notebook(
+            str(src),
+            str(tmp_path / "out.ipynb"),
+            parameters=params,
+            cwd=str(book.ROOT),
+            kernel_name="python3",
+            progress_bar=False,
+        )
     assert err.value.ename == "ParameterError"
     assert err.value.evalue.startswith(message), err.value.evalue
 
@@ -154,8 +190,10 @@ def test_wasserstein_chapter_runs_on_digits(tmp_path):
     """Chapter 4 offers ``dataset digits``: its smoke run on 8 x 8 digits must finish (it crashed on a
     maximum over the empty set of pairs more than 2 px apart)."""
     assert "digits" in _listed_data_sets("04_wasserstein")
-    nb = nbformat.read(book.execute_chapter("04_wasserstein", "smoke", tmp_path, parameters={"dataset": "digits"}),
-                       as_version=4)
+    nb = nbformat.read(
+        book.execute_chapter("04_wasserstein", "smoke", tmp_path, parameters={"dataset": "digits"}),
+        as_version=4,
+    )
     assert not [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     results = json.loads((tmp_path / "results" / "04_wasserstein.json").read_text())
     assert results["results"]

@@ -1,4 +1,5 @@
 """Checkpoints (infoclust.checkpoint): atomic writes, round trips, random states."""
+
 from __future__ import annotations
 
 import random
@@ -13,8 +14,14 @@ from infoclust.utils import ParameterError
 
 def test_round_trip_keeps_tensors_arrays_and_plain_values(tmp_path):
     net = torch.nn.Linear(3, 2)
-    state = {"net": net.state_dict(), "history": [{"loss": [1.5, 2.0], "joint": np.eye(3)}],
-             "epoch": 4, "name": "IIC", "pair": (1, None), "scalar": np.float64(0.25)}
+    state = {
+        "net": net.state_dict(),
+        "history": [{"loss": [1.5, 2.0], "joint": np.eye(3)}],
+        "epoch": 4,
+        "name": "IIC",
+        "pair": (1, None),
+        "scalar": np.float64(0.25),
+    }
     path = C.save_checkpoint(tmp_path / "run" / "ckpt.pt", state)
     back = C.load_checkpoint(path)
     assert back["format"] == C.FORMAT and back["epoch"] == 4 and back["name"] == "IIC"
@@ -86,8 +93,19 @@ def test_check_compatible_names_the_parameter():
 def _dim(tmp_path, epochs):
     from infoclust.dim import DeepInfoMax
 
-    return DeepInfoMax(widths=(4, 8, 8), code_dim=6, critic_dim=8, epochs=epochs, batch_size=16, lr=1e-2,
-                       gamma=1.0, seed=4, device="cpu", verbose=False, checkpoint=str(tmp_path / "dim.pt"))
+    return DeepInfoMax(
+        widths=(4, 8, 8),
+        code_dim=6,
+        critic_dim=8,
+        epochs=epochs,
+        batch_size=16,
+        lr=1e-2,
+        gamma=1.0,
+        seed=4,
+        device="cpu",
+        verbose=False,
+        checkpoint=str(tmp_path / "dim.pt"),
+    )
 
 
 def test_deep_infomax_resumes_bit_identically(tmp_path):

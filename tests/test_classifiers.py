@@ -1,4 +1,5 @@
 """Classifiers (infoclust.classifiers): the small CNN, its training, the random classifier."""
+
 import pytest
 import torch
 
@@ -25,11 +26,27 @@ def test_training_learns_digits_and_is_reproducible():
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
     x_tr, y_tr, x_te, y_te = x[perm[:1400]], y[perm[:1400]], x[perm[1400:]], y[perm[1400:]]
     torch.manual_seed(0)
-    a = train_classifier(SmallCNN(1, 10, width=8), x_tr, y_tr, epochs=6, max_shift=0, device="cpu",
-                         generator=torch.Generator().manual_seed(1), verbose=False)
+    a = train_classifier(
+        SmallCNN(1, 10, width=8),
+        x_tr,
+        y_tr,
+        epochs=6,
+        max_shift=0,
+        device="cpu",
+        generator=torch.Generator().manual_seed(1),
+        verbose=False,
+    )
     torch.manual_seed(0)
-    b = train_classifier(SmallCNN(1, 10, width=8), x_tr, y_tr, epochs=6, max_shift=0, device="cpu",
-                         generator=torch.Generator().manual_seed(1), verbose=False)
+    b = train_classifier(
+        SmallCNN(1, 10, width=8),
+        x_tr,
+        y_tr,
+        epochs=6,
+        max_shift=0,
+        device="cpu",
+        generator=torch.Generator().manual_seed(1),
+        verbose=False,
+    )
     assert not a.training
     assert accuracy(a, x_te, y_te) > 0.9
     for pa, pb in zip(a.parameters(), b.parameters()):
@@ -47,7 +64,7 @@ def test_training_rejects_bad_parameters():
 
 
 def test_accuracy_and_predict_on_a_fixed_model():
-    class Brightness(torch.nn.Module):       # class 1 iff the mean pixel exceeds 0.5
+    class Brightness(torch.nn.Module):  # class 1 iff the mean pixel exceeds 0.5
         def __init__(self):
             super().__init__()
             self.w = torch.nn.Parameter(torch.tensor(1.0))
@@ -83,10 +100,18 @@ def test_random_classifier_is_frozen_seeded_and_leaves_the_global_rng_alone():
 
 def test_inputs_are_converted_or_named():
     x, y = load_dataset("digits", n=64, seed=0)
-    a = train_classifier(_seeded_cnn(), x.double().numpy(), y.numpy(), epochs=1, device="cpu", verbose=False,
-                         generator=torch.Generator().manual_seed(0))
-    b = train_classifier(_seeded_cnn(), x, y, epochs=1, device="cpu", verbose=False,
-                         generator=torch.Generator().manual_seed(0))
+    a = train_classifier(
+        _seeded_cnn(),
+        x.double().numpy(),
+        y.numpy(),
+        epochs=1,
+        device="cpu",
+        verbose=False,
+        generator=torch.Generator().manual_seed(0),
+    )
+    b = train_classifier(
+        _seeded_cnn(), x, y, epochs=1, device="cpu", verbose=False, generator=torch.Generator().manual_seed(0)
+    )
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
     assert torch.equal(predict(a, x.numpy()), predict(a, x))
     with pytest.raises(TypeError, match="y has dtype torch.float32"):

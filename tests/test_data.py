@@ -1,4 +1,5 @@
 """Data loading: offline sets, and the torchvision paths on tiny files written here."""
+
 import os
 import pickle
 
@@ -120,8 +121,9 @@ def test_read_idx_rejects_other_files(tmp_path):
         read_idx(bad)
 
 
-@pytest.mark.skipif(not DEBIAN_FASHION_MNIST.exists(),
-                    reason="Debian's dataset-fashion-mnist is not installed")
+@pytest.mark.skipif(
+    not DEBIAN_FASHION_MNIST.exists(), reason="Debian's dataset-fashion-mnist is not installed"
+)
 def test_fashion_mnist_from_debian():
     x, y = ic.load_dataset("fashion-mnist", n=1000)
     _check_shape(x, y, 1000, 1, 28)
@@ -166,11 +168,16 @@ def test_truncated_idx_files_are_named_with_the_remedy(tmp_path, gz):
         read_idx(header_only)
 
 
-@pytest.mark.parametrize("kwargs, error, match", [
-    ({"seed": None}, ic.ParameterError, "seed"), ({"seed": -1}, ic.ParameterError, "seed"),
-    ({"download": "no"}, ic.ParameterError, "download"), ({"n": 0}, ic.ParameterError, "n=0"),
-    ({"root": 3}, TypeError, "root"),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"seed": None}, ic.ParameterError, "seed"),
+        ({"seed": -1}, ic.ParameterError, "seed"),
+        ({"download": "no"}, ic.ParameterError, "download"),
+        ({"n": 0}, ic.ParameterError, "n=0"),
+        ({"root": 3}, TypeError, "root"),
+    ],
+)
 def test_bad_arguments_are_named(kwargs, error, match):
     with pytest.raises(error, match=match):
         ic.load_dataset("digits", **kwargs)

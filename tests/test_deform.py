@@ -1,11 +1,20 @@
 """Tests of infoclust.deform: warping conventions, smoothing, gradients, random fields."""
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from infoclust.deform import (RandomDeformation, affine_field, field_norm, gaussian_filter, image_gradient,
-                              random_field, t_norm, warp)
+from infoclust.deform import (
+    RandomDeformation,
+    affine_field,
+    field_norm,
+    gaussian_filter,
+    image_gradient,
+    random_field,
+    t_norm,
+    warp,
+)
 from infoclust.utils import ParameterError
 
 
@@ -72,14 +81,17 @@ def test_gaussian_filter_matches_separable_convolution_with_zero_padding():
         ref = F.conv2d(t.reshape(6, 1, 9, 13), k.view(1, 1, 1, -1), padding=(0, radius))
         ref = F.conv2d(ref, k.view(1, 1, -1, 1), padding=(radius, 0)).view_as(t)
         torch.testing.assert_close(gaussian_filter(t, sigma), ref)
-        torch.testing.assert_close(gaussian_filter(t, sigma, power=2), gaussian_filter(gaussian_filter(t, sigma), sigma))
+        torch.testing.assert_close(
+            gaussian_filter(t, sigma, power=2), gaussian_filter(gaussian_filter(t, sigma), sigma)
+        )
 
 
 def test_gaussian_filter_is_symmetric_operator():
     g = torch.Generator().manual_seed(2)
     u, v = torch.randn(1, 1, 9, 11, generator=g), torch.randn(1, 1, 9, 11, generator=g)
     assert (gaussian_filter(u, 2.0) * v).sum().item() == pytest.approx(
-        (u * gaussian_filter(v, 2.0)).sum().item(), rel=1e-5)
+        (u * gaussian_filter(v, 2.0)).sum().item(), rel=1e-5
+    )
 
 
 def test_image_gradient_of_a_ramp():
@@ -100,8 +112,9 @@ def test_t_norm_and_rms():
 @pytest.mark.parametrize("norm", ["max", "rms"])
 @pytest.mark.parametrize("sigma", [0.0, 2.0])
 def test_random_field_has_requested_size(norm, sigma):
-    f = random_field(5, 12, 10, 1.5, sigma=sigma, norm=norm, generator=torch.Generator().manual_seed(0),
-                     device="cpu")
+    f = random_field(
+        5, 12, 10, 1.5, sigma=sigma, norm=norm, generator=torch.Generator().manual_seed(0), device="cpu"
+    )
     assert f.shape == (5, 2, 12, 10)
     assert torch.allclose(field_norm(f, norm), torch.full((5,), 1.5), atol=1e-5)
     assert not torch.allclose(f[0], f[1])  # one field per sample

@@ -1,4 +1,5 @@
 """Deep InfoMax (infoclust.dim): critic shapes, the adversarial prior, and a short training run."""
+
 import copy
 
 import numpy as np
@@ -72,22 +73,27 @@ def test_discriminator_and_encoder_move_in_opposite_directions(digits):
         model.prior_step(x)
         after_d = _prior_term(model, v, codes())
         assert after_d > before, "the discriminator must ascend the prior term"
-        assert all(torch.equal(enc_before[k], t) for k, t in model.encoder_.state_dict().items()
-                   if "running" not in k and "num_batches" not in k), "prior_step moved the encoder"
+        assert all(
+            torch.equal(enc_before[k], t)
+            for k, t in model.encoder_.state_dict().items()
+            if "running" not in k and "num_batches" not in k
+        ), "prior_step moved the encoder"
 
         disc_before = copy.deepcopy(model.prior_.discriminator.state_dict())
         model.encoder_step(x)
         after_e = _prior_term(model, v, codes())
         assert after_e < after_d, "the encoder must descend the prior term"
         disc_after = model.prior_.discriminator.state_dict()
-        assert all(torch.equal(disc_before[k], t) for k, t in disc_after.items()), \
+        assert all(torch.equal(disc_before[k], t) for k, t in disc_after.items()), (
             "encoder_step moved the discriminator"
+        )
 
 
 def test_training_increases_jsd_estimate(digits):
     x, _ = digits
-    model = DeepInfoMax(**PRESETS["DIM(L)"], estimator="jsd", epochs=6, batch_size=32, lr=1e-3,
-                        **SMALL).fit(x, callback=lambda m, epoch: epoch)
+    model = DeepInfoMax(**PRESETS["DIM(L)"], estimator="jsd", epochs=6, batch_size=32, lr=1e-3, **SMALL).fit(
+        x, callback=lambda m, epoch: epoch
+    )
     assert model.history_["callback"] == [1, 2, 3, 4, 5, 6]
     local = model.history_["local_mi"]
     assert len(local) == 6 and np.isnan(model.history_["global_mi"]).all()
@@ -100,7 +106,9 @@ def test_training_increases_jsd_estimate(digits):
 
 def test_global_objective_trains(digits):
     x, _ = digits
-    model = DeepInfoMax(**PRESETS["DIM(G)"], estimator="nce", epochs=4, batch_size=32, lr=1e-3, **SMALL).fit(x)
+    model = DeepInfoMax(**PRESETS["DIM(G)"], estimator="nce", epochs=4, batch_size=32, lr=1e-3, **SMALL).fit(
+        x
+    )
     g = model.history_["global_mi"]
     assert g[-1] > g[0] and g[-1] <= np.log(32) + 1e-5
 
@@ -115,9 +123,14 @@ def test_seed_makes_runs_reproducible(digits):
 
 def test_bad_parameters_raise(digits):
     x = digits[0][:64]
-    for kwargs, name in [({"alpha": -1.0}, "alpha"), ({"estimator": "mine"}, "estimator"),
-                         ({"local_critic": "bilinear"}, "local_critic"), ({"epochs": 0}, "epochs"),
-                         ({"batch_size": 1}, "batch_size"), ({"alpha": 0.0, "beta": 0.0, "gamma": 0.0}, "alpha")]:
+    for kwargs, name in [
+        ({"alpha": -1.0}, "alpha"),
+        ({"estimator": "mine"}, "estimator"),
+        ({"local_critic": "bilinear"}, "local_critic"),
+        ({"epochs": 0}, "epochs"),
+        ({"batch_size": 1}, "batch_size"),
+        ({"alpha": 0.0, "beta": 0.0, "gamma": 0.0}, "alpha"),
+    ]:
         with pytest.raises(ParameterError, match=name):
             DeepInfoMax(**{**SMALL, **kwargs}).fit(x)
     with pytest.raises(ParameterError, match="x must"):
@@ -166,8 +179,10 @@ def test_prior_step_without_codes_asks_for_a_batch():
 
 
 def test_diverging_training_names_epoch_step_and_lr(digits):
-    with pytest.raises(TrainingDivergedError,
-                       match=r"DeepInfoMax training diverged.*epoch 1, step \d+; lower lr \(now 1000000.0\)"):
+    with pytest.raises(
+        TrainingDivergedError,
+        match=r"DeepInfoMax training diverged.*epoch 1, step \d+; lower lr \(now 1000000.0\)",
+    ):
         DeepInfoMax(epochs=2, batch_size=32, lr=1e6, **SMALL).fit(digits[0][:128])
 
 

@@ -4,6 +4,7 @@ Each world size (2, and 3 for uneven blocks) is spawned once per module: every s
 inside the same processes and returns its numbers; the references are computed here, in one
 process on the concatenated batch, in float64.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -26,14 +27,22 @@ def _bn_net() -> nn.Module:
     gen_state = torch.random.fork_rng()
     with gen_state:
         torch.manual_seed(0)
-        return nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(), nn.Flatten(),
-                             nn.Linear(3 * 16, 5), nn.BatchNorm1d(5, momentum=None)).double()
+        return nn.Sequential(
+            nn.Conv2d(2, 3, 3, padding=1),
+            nn.BatchNorm2d(3),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(3 * 16, 5),
+            nn.BatchNorm1d(5, momentum=None),
+        ).double()
 
 
 def _bn_data() -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(1)
-    return (torch.randn(N_ROWS, 2, 4, 4, generator=gen, dtype=torch.float64),
-            torch.randn(N_ROWS, 5, generator=gen, dtype=torch.float64))
+    return (
+        torch.randn(N_ROWS, 2, 4, 4, generator=gen, dtype=torch.float64),
+        torch.randn(N_ROWS, 5, generator=gen, dtype=torch.float64),
+    )
 
 
 def _bn_run(net: nn.Module, x: torch.Tensor, weight: torch.Tensor) -> dict:
@@ -42,8 +51,12 @@ def _bn_run(net: nn.Module, x: torch.Tensor, weight: torch.Tensor) -> dict:
     for _ in range(2):
         out = net(x)
     (weight * out).sum().backward()
-    return {"out": out.detach(), "x_grad": x.grad, "grads": {n: p.grad for n, p in net.named_parameters()},
-            "buffers": {n: b.clone() for n, b in net.named_buffers()}}
+    return {
+        "out": out.detach(),
+        "x_grad": x.grad,
+        "grads": {n: p.grad for n, p in net.named_parameters()},
+        "buffers": {n: b.clone() for n, b in net.named_buffers()},
+    }
 
 
 # ------------------------------------------------------------------ IIC and DIM, one step and 20 steps
@@ -57,8 +70,19 @@ def _images(n: int = 4 * BATCH) -> torch.Tensor:
 
 def _iic() -> IIC:
     """A tiny IIC in float64, built as fit builds it (2 sub-heads, both heads)."""
-    model = IIC(3, n_overclusters=5, n_subheads=2, trunk=((4, 8), 3), batch_size=BATCH, repeats=2, lr=1e-2,
-                lamb=1.2, device="cpu", amp=False, verbose=False)
+    model = IIC(
+        3,
+        n_overclusters=5,
+        n_subheads=2,
+        trunk=((4, 8), 3),
+        batch_size=BATCH,
+        repeats=2,
+        lr=1e-2,
+        lamb=1.2,
+        device="cpu",
+        amp=False,
+        verbose=False,
+    )
     model.device_ = torch.device("cpu")
     with torch.random.fork_rng():
         torch.manual_seed(0)
@@ -77,19 +101,31 @@ def _iic_runs() -> dict:
     with D.synchronised_batchnorm(model.net_):
         for i, head in enumerate(("main", "over")):
             record = torch.optim.SGD(model.net_.parameters(), lr=0.0)  # a step that moves nothing
-            loss = model._step(x[i * BATCH:(i + 1) * BATCH], head, record)
+            loss = model._step(x[i * BATCH : (i + 1) * BATCH], head, record)
             out[head] = {"loss": loss, "grads": _grads(model.net_.named_parameters())}
         adam = torch.optim.Adam(model.net_.parameters(), lr=model.lr)
         for s in range(STEPS):
             b = s % (len(x) // BATCH)
-            model._step(x[b * BATCH:(b + 1) * BATCH], "over" if s % 3 == 0 else "main", adam)
+            model._step(x[b * BATCH : (b + 1) * BATCH], "over" if s % 3 == 0 else "main", adam)
     out["params"] = {n: p.detach().clone() for n, p in model.net_.named_parameters()}
     return out
 
 
 def _dim(estimator: str) -> DeepInfoMax:
-    model = DeepInfoMax(alpha=1.0, beta=1.0, gamma=1.0, estimator=estimator, widths=(4, 8, 8), code_dim=6,
-                        critic_dim=8, batch_size=BATCH, lr=1e-2, seed=2, device="cpu", verbose=False)
+    model = DeepInfoMax(
+        alpha=1.0,
+        beta=1.0,
+        gamma=1.0,
+        estimator=estimator,
+        widths=(4, 8, 8),
+        code_dim=6,
+        critic_dim=8,
+        batch_size=BATCH,
+        lr=1e-2,
+        seed=2,
+        device="cpu",
+        verbose=False,
+    )
     model._build(_images(BATCH).float())
     for net in model._networks().values():
         net.double()  # same parameter objects: the optimisers follow
@@ -104,17 +140,21 @@ def _dim_runs(estimator: str) -> dict:
     model.prior_.optimizer = torch.optim.SGD(model.prior_.discriminator.parameters(), lr=0.0)
     nets = model._networks()
     terms = model._encoder_step(x[:BATCH])
-    mi_grads = {f"{k}.{n}": p.grad.clone() for k in ("encoder", "global_critic", "local_critic")
-                for n, p in nets[k].named_parameters()}
+    mi_grads = {
+        f"{k}.{n}": p.grad.clone()
+        for k in ("encoder", "global_critic", "local_critic")
+        for n, p in nets[k].named_parameters()
+    }
     model.prior_.step(model._last_codes)
     disc_grads = _grads(nets["discriminator"].named_parameters())
     out = {"terms": terms, "grads": {**mi_grads, **{f"discriminator.{n}": g for n, g in disc_grads.items()}}}
     model._opt, model.prior_.optimizer = adam, adam_prior
     for s in range(STEPS):
         b = s % (len(x) // BATCH)
-        model._alternation(x[b * BATCH:(b + 1) * BATCH])
-    out["params"] = {f"{k}.{n}": p.detach().clone() for k, net in nets.items()
-                     for n, p in net.named_parameters()}
+        model._alternation(x[b * BATCH : (b + 1) * BATCH])
+    out["params"] = {
+        f"{k}.{n}": p.detach().clone() for k, net in nets.items() for n, p in net.named_parameters()
+    }
     return out
 
 
@@ -180,13 +220,29 @@ def _scenarios() -> dict:
     out["per_rank"] = D.check_batch(2 * w, 2 * w)
     x = _images().float()
     try:  # each process with its own seed
-        IIC(3, n_overclusters=None, n_subheads=1, trunk=((4,), 3), epochs=1, batch_size=2 * w, seed=r,
-            device="cpu", verbose=False).fit(x)
+        IIC(
+            3,
+            n_overclusters=None,
+            n_subheads=1,
+            trunk=((4,), 3),
+            epochs=1,
+            batch_size=2 * w,
+            seed=r,
+            device="cpu",
+            verbose=False,
+        ).fit(x)
     except ParameterError as err:
         out["iic_seed_error"] = str(err)
     try:
-        DeepInfoMax(widths=(4, 8, 8), code_dim=6, critic_dim=8, epochs=1, batch_size=w + 1, device="cpu",
-                    verbose=False).fit(x)
+        DeepInfoMax(
+            widths=(4, 8, 8),
+            code_dim=6,
+            critic_dim=8,
+            epochs=1,
+            batch_size=w + 1,
+            device="cpu",
+            verbose=False,
+        ).fit(x)
     except ParameterError as err:
         out["dim_batch_error"] = str(err)
     return out
@@ -279,8 +335,11 @@ def test_batchnorm_equals_one_process_on_the_concatenated_batch(ranks):
         assert _close(sum(r["bn"]["grads"][name] for r in ranks), g), name
     for r in ranks:
         for name, b in ref["buffers"].items():
-            assert torch.equal(r["bn"]["buffers"][name], b) if "num_batches" in name else _close(
-                r["bn"]["buffers"][name], b), name
+            assert (
+                torch.equal(r["bn"]["buffers"][name], b)
+                if "num_batches" in name
+                else _close(r["bn"]["buffers"][name], b)
+            ), name
     assert [len(r["bn"]["out"]) for r in ranks] == D.shard_sizes(N_ROWS, w)
 
 

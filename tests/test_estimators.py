@@ -8,6 +8,7 @@ tests below check on tiny images what the fitting checks check (fit returns self
 NotFittedError, NumPy outputs, refits and clones give the same numbers, pickling,
 Pipeline and grid search).
 """
+
 import pickle
 import random
 
@@ -32,13 +33,41 @@ TINY_TRUNK = ((8, 16), 3)
 
 
 def _tiny_iic(**kw):
-    return IIC(10, **{**dict(n_overclusters=12, n_subheads=2, trunk=TINY_TRUNK, epochs=1, batch_size=50,
-                             repeats=2, lr=3e-3, device="cpu", verbose=False), **kw})
+    return IIC(
+        10,
+        **{
+            **dict(
+                n_overclusters=12,
+                n_subheads=2,
+                trunk=TINY_TRUNK,
+                epochs=1,
+                batch_size=50,
+                repeats=2,
+                lr=3e-3,
+                device="cpu",
+                verbose=False,
+            ),
+            **kw,
+        },
+    )
 
 
 def _tiny_dim(**kw):
-    return DeepInfoMax(**{**dict(widths=(4, 8, 8), code_dim=8, critic_dim=8, epochs=1, batch_size=32, lr=1e-3,
-                                 device="cpu", verbose=False), **kw})
+    return DeepInfoMax(
+        **{
+            **dict(
+                widths=(4, 8, 8),
+                code_dim=8,
+                critic_dim=8,
+                epochs=1,
+                batch_size=32,
+                lr=1e-3,
+                device="cpu",
+                verbose=False,
+            ),
+            **kw,
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +80,10 @@ def digits():
 
 
 def _kmeans_expected_failures(estimator):
-    return {"check_n_features_in_after_fitting":
-            "the message names the argument as the library does (x), the check wants an upper-case X"}
+    return {
+        "check_n_features_in_after_fitting": "the message names the argument as the library does (x), "
+        "the check wants an upper-case X"
+    }
 
 
 @parametrize_with_checks([ic.KMeans(3, device="cpu")], expected_failed_checks=_kmeans_expected_failures)
@@ -61,11 +92,18 @@ def test_kmeans_passes_sklearn_checks(estimator, check):
 
 
 #: The checks of scikit-learn's API suite that never fit on 2-D data, so apply to image estimators.
-API_CHECKS = [checks.check_estimator_cloneable, checks.check_estimator_repr,
-              checks.check_no_attributes_set_in_init, checks.check_parameters_default_constructible,
-              checks.check_get_params_invariance, checks.check_set_params,
-              checks.check_do_not_raise_errors_in_init_or_set_params, checks.check_estimator_tags_renamed,
-              checks.check_valid_tag_types, checks.check_mixin_order]
+API_CHECKS = [
+    checks.check_estimator_cloneable,
+    checks.check_estimator_repr,
+    checks.check_no_attributes_set_in_init,
+    checks.check_parameters_default_constructible,
+    checks.check_get_params_invariance,
+    checks.check_set_params,
+    checks.check_do_not_raise_errors_in_init_or_set_params,
+    checks.check_estimator_tags_renamed,
+    checks.check_valid_tag_types,
+    checks.check_mixin_order,
+]
 
 
 @pytest.mark.parametrize("check", API_CHECKS, ids=lambda c: c.__name__)
@@ -99,8 +137,13 @@ def test_repr_and_get_params_name_the_parameters():
 
 def test_unfitted_estimators_raise_not_fitted(digits):
     x = digits[0]
-    for call in (lambda: IIC().predict(x), lambda: IIC().predict_proba(x), lambda: DeepInfoMax().transform(x),
-                 lambda: DeepInfoMax().encode(x), lambda: ic.KMeans().predict(x.flatten(1))):
+    for call in (
+        lambda: IIC().predict(x),
+        lambda: IIC().predict_proba(x),
+        lambda: DeepInfoMax().transform(x),
+        lambda: DeepInfoMax().encode(x),
+        lambda: ic.KMeans().predict(x.flatten(1)),
+    ):
         with pytest.raises(NotFittedError):
             call()
 
@@ -128,8 +171,11 @@ def test_partial_fit_returns_self_and_keeps_the_terms(digits):
 
 def test_pickled_estimators_predict_the_same(digits):
     x, _ = digits
-    for est, method in ((_tiny_iic().fit(x), "predict"), (_tiny_dim().fit(x), "transform"),
-                        (ic.KMeans(10, device="cpu").fit(x), "predict")):
+    for est, method in (
+        (_tiny_iic().fit(x), "predict"),
+        (_tiny_dim().fit(x), "transform"),
+        (ic.KMeans(10, device="cpu").fit(x), "predict"),
+    ):
         again = pickle.loads(pickle.dumps(est))
         np.testing.assert_array_equal(getattr(again, method)(x), getattr(est, method)(x))
 
@@ -151,8 +197,9 @@ def test_pipeline_and_grid_search(digits):
     pipe = Pipeline([("dim", _tiny_dim()), ("kmeans", ic.KMeans(10, device="cpu"))]).fit(x)
     assert pipe.named_steps["kmeans"].labels_.shape == (len(x),)
     assert pipe.predict(x[:5]).shape == (5,)
-    search = GridSearchCV(ic.KMeans(device="cpu"), {"n_clusters": [5, 10]}, cv=2,
-                          scoring=make_scorer(adjusted_rand_score)).fit(x.flatten(1).numpy(), y.numpy())
+    search = GridSearchCV(
+        ic.KMeans(device="cpu"), {"n_clusters": [5, 10]}, cv=2, scoring=make_scorer(adjusted_rand_score)
+    ).fit(x.flatten(1).numpy(), y.numpy())
     assert search.best_params_["n_clusters"] in (5, 10)
 
 
@@ -160,8 +207,11 @@ def test_pipeline_and_grid_search(digits):
 
 
 def _global_state():
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state()[1].copy(),
-             "python": random.getstate()}
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state()[1].copy(),
+        "python": random.getstate(),
+    }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state()
     return state
@@ -192,12 +242,30 @@ FITS = {
     "IIC": lambda x, y: _tiny_iic().fit(x).history_[-1]["loss"],
     "IIC, g from the global generator": lambda x, y: _tiny_iic(g=_global_noise).fit(x).history_[-1]["loss"],
     "DeepInfoMax": lambda x, y: _tiny_dim().fit(x).transform(x[:10]).tolist(),
-    "train_classifier": lambda x, y: train_classifier(
-        _small_cnn(), x, y, epochs=1, device="cpu", verbose=False,
-        generator=torch.Generator().manual_seed(0)).head[-1].weight.sum().item(),
+    "train_classifier": lambda x, y: (
+        train_classifier(
+            _small_cnn(),
+            x,
+            y,
+            epochs=1,
+            device="cpu",
+            verbose=False,
+            generator=torch.Generator().manual_seed(0),
+        )
+        .head[-1]
+        .weight.sum()
+        .item()
+    ),
     "mi_training_curve": lambda x, y: mi_training_curve(
-        "nce", true_mi=(1.0,), dim=2, steps_per_level=5, batch_size=8, device="cpu", verbose=False,
-        generator=torch.Generator().manual_seed(0))["nce"].tolist(),
+        "nce",
+        true_mi=(1.0,),
+        dim=2,
+        steps_per_level=5,
+        batch_size=8,
+        device="cpu",
+        verbose=False,
+        generator=torch.Generator().manual_seed(0),
+    )["nce"].tolist(),
 }
 
 
@@ -220,8 +288,12 @@ def test_the_seed_changes_the_numbers(digits):
     assert _tiny_iic(seed=1).fit(x).history_[-1]["loss"] != a
     b = _tiny_iic(g=_global_noise).fit(x).history_[-1]["loss"]
     assert _tiny_iic(g=_global_noise, seed=1).fit(x).history_[-1]["loss"] != b
-    np.testing.assert_raises(AssertionError, np.testing.assert_array_equal,
-                             _tiny_dim(seed=1).fit(x).transform(x), _tiny_dim().fit(x).transform(x))
+    np.testing.assert_raises(
+        AssertionError,
+        np.testing.assert_array_equal,
+        _tiny_dim(seed=1).fit(x).transform(x),
+        _tiny_dim().fit(x).transform(x),
+    )
 
 
 @pytest.mark.parametrize("make", [ic.KMeans, IIC, DeepInfoMax], ids=lambda m: m.__name__)

@@ -5,6 +5,7 @@ matrix built entry by entry from the plan's offsets, POT's exact W2 (a linear pr
 SciPy's SLSQP on the projection's quadratic program and SciPy's linprog on the oracle's
 linear program.
 """
+
 import math
 import warnings
 
@@ -15,8 +16,14 @@ import torch
 
 from infoclust.classifiers import random_classifier
 from infoclust.data import load_dataset
-from infoclust.exact_projection import (LocalPlan, entropic_lmo, fit_in_box, local_cost, project_plan,
-                                        wasserstein_frank_wolfe)
+from infoclust.exact_projection import (
+    LocalPlan,
+    entropic_lmo,
+    fit_in_box,
+    local_cost,
+    project_plan,
+    wasserstein_frank_wolfe,
+)
 from infoclust.projected_sinkhorn import wasserstein_pgd
 from infoclust.utils import ConvergenceWarning, ParameterError
 from infoclust.wasserstein import grid_cost, w2_exact
@@ -70,13 +77,16 @@ def check_feasible(plan: LocalPlan, x: torch.Tensor, eps: float, tol: float = 1e
 
 # ---------------------------------------------------------------- plans
 
+
 def test_stay_plan_and_local_cost():
     x = small()
     plan = LocalPlan.stay(x, 3)
     assert len(plan.mass) == int((x > 0).sum())
     torch.testing.assert_close(plan.images(), x.double())
     assert (plan.transport_cost() == 0).all()
-    torch.testing.assert_close(local_cost(3), torch.tensor([2.0, 1, 2, 1, 0, 1, 2, 1, 2], dtype=torch.float64))
+    torch.testing.assert_close(
+        local_cost(3), torch.tensor([2.0, 1, 2, 1, 0, 1, 2, 1, 2], dtype=torch.float64)
+    )
     with pytest.raises(ParameterError, match="kernel_size"):
         LocalPlan.stay(x, 4)
     with pytest.raises(TypeError, match="x has dtype"):
@@ -86,7 +96,9 @@ def test_stay_plan_and_local_cost():
 def test_select_keeps_each_images_plan():
     x = small(n=4)
     plan = LocalPlan.stay(x, 3)
-    plan.mass += 0.01 * torch.rand(plan.mass.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    plan.mass += 0.01 * torch.rand(
+        plan.mass.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64
+    )
     plan.mass *= plan.valid
     rows = torch.tensor([1, 3])
     sub = plan.select(rows)
@@ -95,6 +107,7 @@ def test_select_keeps_each_images_plan():
 
 
 # ---------------------------------------------------------------- the exact projection
+
 
 @pytest.mark.parametrize("eps", [0.05, 0.3, 2.0])
 def test_projection_is_feasible_to_1e6_by_independent_checks(digits, eps):
@@ -118,11 +131,19 @@ def _slsqp_projection(plan: LocalPlan, values: torch.Tensor, eps: float):
     c = np.broadcast_to(plan.cost.numpy(), valid.shape)[valid]
     x = plan.source_mass().numpy()
     a_eq = np.stack([(owner == r) * 1.0 for r in range(len(x))])
-    cons = [{"type": "eq", "fun": lambda p: a_eq @ p - x, "jac": lambda p: a_eq},
-            {"type": "ineq", "fun": lambda p: np.array([eps * x.sum() - c @ p]), "jac": lambda p: -c[None]}]
-    res = scipy.optimize.minimize(lambda p: 0.5 * ((p - v) ** 2).sum(), plan.mass.numpy()[valid],
-                                  jac=lambda p: p - v, bounds=[(0, None)] * len(v), constraints=cons,
-                                  method="SLSQP", options={"ftol": 1e-12, "maxiter": 3000})
+    cons = [
+        {"type": "eq", "fun": lambda p: a_eq @ p - x, "jac": lambda p: a_eq},
+        {"type": "ineq", "fun": lambda p: np.array([eps * x.sum() - c @ p]), "jac": lambda p: -c[None]},
+    ]
+    res = scipy.optimize.minimize(
+        lambda p: 0.5 * ((p - v) ** 2).sum(),
+        plan.mass.numpy()[valid],
+        jac=lambda p: p - v,
+        bounds=[(0, None)] * len(v),
+        constraints=cons,
+        method="SLSQP",
+        options={"ftol": 1e-12, "maxiter": 3000},
+    )
     assert res.success, res.message
     return res.x, valid
 
@@ -144,7 +165,7 @@ def test_point_inside_the_ball_is_its_own_projection(digits):
     plan = LocalPlan.stay(digits, 5)
     inside = plan.mass.clone()
     inside[:, 12] *= 0.9
-    inside[:, 13] += 0.1 * plan.mass[:, 12] * plan.valid[:, 13]      # a tenth of the mass one pixel right
+    inside[:, 13] += 0.1 * plan.mass[:, 12] * plan.valid[:, 13]  # a tenth of the mass one pixel right
     inside[:, 12] += 0.1 * plan.mass[:, 12] * ~plan.valid[:, 13]
     out = project_plan(plan, inside, 0.5)
     torch.testing.assert_close(out.mass, inside, rtol=0, atol=1e-15)
@@ -152,8 +173,9 @@ def test_point_inside_the_ball_is_its_own_projection(digits):
 
 def test_projection_stopped_early_warns_and_stays_feasible(digits):
     plan = LocalPlan.stay(digits, 5)
-    values = plan.mass + 0.2 * torch.randn(plan.mass.shape, generator=torch.Generator().manual_seed(0),
-                                           dtype=torch.float64)
+    values = plan.mass + 0.2 * torch.randn(
+        plan.mass.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64
+    )
     with pytest.warns(ConvergenceWarning, match="project_plan"):
         out = project_plan(plan, values, 0.1, max_iter=1)
     check_feasible(out, digits, 0.1)
@@ -164,6 +186,7 @@ def test_projection_stopped_early_warns_and_stays_feasible(digits):
 
 
 # ---------------------------------------------------------------- the oracle and the box
+
 
 def test_entropic_oracle_is_feasible_and_near_the_linear_program():
     x = small(seed=4, n=1, size=5)
@@ -179,7 +202,9 @@ def test_entropic_oracle_is_feasible_and_near_the_linear_program():
     c = plan.cost.numpy()[None, :].repeat(len(valid), 0)[valid]
     rows = plan.source_mass().numpy()
     a_eq = np.stack([(owner == r) * 1.0 for r in range(len(rows))])
-    lp = scipy.optimize.linprog(-g, A_ub=c[None], b_ub=[eps * rows.sum()], A_eq=a_eq, b_eq=rows, bounds=(0, None))
+    lp = scipy.optimize.linprog(
+        -g, A_ub=c[None], b_ub=[eps * rows.sum()], A_eq=a_eq, b_eq=rows, bounds=(0, None)
+    )
     assert lp.status == 0
     value = float(out.mass.numpy()[valid] @ g)
     # the entropy term costs at most gamma * sum_q x_q log(window size)
@@ -188,10 +213,11 @@ def test_entropic_oracle_is_feasible_and_near_the_linear_program():
 
 def test_fit_in_box_keeps_the_plan_in_the_ball_and_the_image_in_0_1(digits):
     plan = LocalPlan.stay(digits, 5)
-    values = plan.mass + 0.3 * torch.randn(plan.mass.shape, generator=torch.Generator().manual_seed(3),
-                                           dtype=torch.float64)
+    values = plan.mass + 0.3 * torch.randn(
+        plan.mass.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64
+    )
     projected = project_plan(plan, values, 0.5)
-    assert projected.images().max() > 1.0          # the projection alone overflows some pixels
+    assert projected.images().max() > 1.0  # the projection alone overflows some pixels
     boxed = fit_in_box(projected)
     assert boxed.images().max() <= 1.0 + 1e-12
     assert (boxed.transport_cost() <= projected.transport_cost() + 1e-15).all()
@@ -199,6 +225,7 @@ def test_fit_in_box_keeps_the_plan_in_the_ball_and_the_image_in_0_1(digits):
 
 
 # ---------------------------------------------------------------- the attacks
+
 
 class OnePixel(torch.nn.Module):
     """Class 1 iff the pixel (3, 3) is brighter than 0.05."""
@@ -215,7 +242,7 @@ class OnePixel(torch.nn.Module):
 @pytest.mark.parametrize("attack", ["sinkhorn", "exact", "frank-wolfe"])
 def test_every_attack_fools_a_one_pixel_classifier_inside_the_ball(attack):
     x = torch.zeros(2, 1, 7, 7)
-    x[:, 0, 3, 4] = 1.0                                 # one pixel away: cost 1 per unit mass
+    x[:, 0, 3, 4] = 1.0  # one pixel away: cost 1 per unit mass
     y = torch.zeros(2, dtype=torch.long)
     kw = {"eps0": 0.2, "eps_factor": 1.0, "kernel_size": 3, "max_iter": 10, "verbose": False}
     if attack == "frank-wolfe":
@@ -231,8 +258,10 @@ def test_every_attack_fools_a_one_pixel_classifier_inside_the_ball(attack):
 def test_exact_attacks_on_digits_return_feasible_images(digits):
     model = random_classifier(1, 10, seed=0, device="cpu")
     kw = {"eps0": 0.3, "eps_factor": 1.5, "eps_every": 2, "kernel_size": 5, "max_iter": 6, "verbose": False}
-    for x_adv, eps, success in (wasserstein_pgd(model, digits, None, projection="exact", **kw),
-                                wasserstein_frank_wolfe(model, digits, None, **kw)):
+    for x_adv, eps, success in (
+        wasserstein_pgd(model, digits, None, projection="exact", **kw),
+        wasserstein_frank_wolfe(model, digits, None, **kw),
+    ):
         assert x_adv.dtype == digits.dtype and (x_adv >= 0).all() and (x_adv <= 1).all()
         torch.testing.assert_close(x_adv.sum((1, 2, 3)), digits.sum((1, 2, 3)), rtol=1e-5, atol=0)
         assert (w2_exact(digits, x_adv) ** 2 <= eps * (1 + 1e-5)).all()

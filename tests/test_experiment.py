@@ -10,8 +10,17 @@ from infoclust.metrics import paired_difference
 from infoclust.transforms import compose
 from infoclust.utils import stream_seed
 
-RECIPE = dict(n_clusters=3, n_overclusters=None, n_subheads=2, trunk=((4, 8), 3), epochs=2, batch_size=16,
-              repeats=2, lr=1e-2, device="cpu")
+RECIPE = dict(
+    n_clusters=3,
+    n_overclusters=None,
+    n_subheads=2,
+    trunk=((4, 8), 3),
+    epochs=2,
+    batch_size=16,
+    repeats=2,
+    lr=1e-2,
+    device="cpu",
+)
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +29,7 @@ def data():
     y = torch.arange(48) % 3
     x = torch.zeros(48, 1, 8, 8)
     for c in range(3):  # three blobs at different places, with noise
-        x[y == c, :, 2 * c:2 * c + 3, 1:7] = 1.0
+        x[y == c, :, 2 * c : 2 * c + 3, 1:7] = 1.0
     return (x + 0.2 * torch.rand(x.shape, generator=gen)).clamp(0, 1), y
 
 
@@ -60,14 +69,17 @@ def test_worker_processes_give_the_numbers_of_one_process(data):
             assert (a.acc, a.seed) == (b.acc, b.seed)
             np.testing.assert_array_equal(a.curve, b.curve)
     assert here["deformed"][0].model.g is not None and forked["deformed"][0].model.g is None
-    np.testing.assert_array_equal(here["deformed"][1].model.predict(x), forked["deformed"][1].model.predict(x))
+    np.testing.assert_array_equal(
+        here["deformed"][1].model.predict(x), forked["deformed"][1].model.predict(x)
+    )
     assert torch.get_num_threads() == threads  # restored after the one-thread runs
 
 
 def test_compare_arms_pairs_by_seed(data):
     x, y = data
-    runs = run_arms(x, y, [Arm("paper", paper), Arm("deformed", deformed_then_paper)], [0, 1, 2], RECIPE,
-                    verbose=False)
+    runs = run_arms(
+        x, y, [Arm("paper", paper), Arm("deformed", deformed_then_paper)], [0, 1, 2], RECIPE, verbose=False
+    )
     d = compare_arms(runs, "paper")
     assert list(d) == ["deformed"]
     want = paired_difference([100 * r.acc for r in runs["deformed"]], [100 * r.acc for r in runs["paper"]])
@@ -80,26 +92,39 @@ def test_compare_arms_pairs_by_seed(data):
         compare_arms({"paper": runs["paper"], "one": runs["deformed"][:1]}, "paper")
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(arms=[Arm("a"), Arm("a")]), "distinct names"),
-    (dict(seeds=[0, 0]), "seeds must be distinct"),
-    (dict(seeds=[-1]), "seeds"),
-    (dict(recipe={**RECIPE, "seed": 3}), "must not set 'seed'"),
-    (dict(arms=[Arm("a", params={"g": None})]), "must not set 'g'"),
-    (dict(keep=["b"]), "keep"),
-    (dict(n_jobs=0), "n_jobs"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(arms=[Arm("a"), Arm("a")]), "distinct names"),
+        (dict(seeds=[0, 0]), "seeds must be distinct"),
+        (dict(seeds=[-1]), "seeds"),
+        (dict(recipe={**RECIPE, "seed": 3}), "must not set 'seed'"),
+        (dict(arms=[Arm("a", params={"g": None})]), "must not set 'g'"),
+        (dict(keep=["b"]), "keep"),
+        (dict(n_jobs=0), "n_jobs"),
+    ],
+)
 def test_run_arms_bad_arguments(data, kwargs, match):
     x, y = data
     args = {**dict(arms=[Arm("a")], seeds=[0], recipe=RECIPE), **kwargs}
     with pytest.raises(ParameterError, match=match):
-        run_arms(x, y, args["arms"], args["seeds"], args["recipe"], keep=args.get("keep", ()),
-                 n_jobs=args.get("n_jobs"), verbose=False)
+        run_arms(
+            x,
+            y,
+            args["arms"],
+            args["seeds"],
+            args["recipe"],
+            keep=args.get("keep", ()),
+            n_jobs=args.get("n_jobs"),
+            verbose=False,
+        )
 
 
 def test_cluster_change_rate(data):
     x, y = data
-    model = run_arms(x, y, [Arm("paper", paper)], [0], RECIPE, keep=["paper"], verbose=False)["paper"][0].model
+    model = run_arms(x, y, [Arm("paper", paper)], [0], RECIPE, keep=["paper"], verbose=False)["paper"][
+        0
+    ].model
     assert cluster_change_rate(model, x, lambda b: b) == 0.0
     constant = x[:1]
     share = np.mean(model.predict(x) == model.predict(constant)[0])

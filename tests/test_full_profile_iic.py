@@ -8,6 +8,7 @@ images, one epoch, two seeds, one perturbation. MNIST is the tiny IDX set of the
 ``mnist_root`` fixture, read by torchvision as the full profile reads the real one.
 A VGG run on 140 images costs about 50 s of CPU, so 09 takes several minutes.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,9 +22,19 @@ from test_full_profiles import STRUCTURAL
 
 SIZES = {
     "03_iic": dict(n_images=140, epochs=1, ablation_epochs=1, ablation_seeds=2),
-    "09_iic_perturbations": dict(n_images=140, epochs=1, n_seeds=2, n_seeds_alone=1, perturbations=["Algorithm 1"],
-                                 pool_copies=1, attack_iter=2, proj_iter=5, sweep_factors=[2.0], n_check=20,
-                                 fashion_images=140),
+    "09_iic_perturbations": dict(
+        n_images=140,
+        epochs=1,
+        n_seeds=2,
+        n_seeds_alone=1,
+        perturbations=["Algorithm 1"],
+        pool_copies=1,
+        attack_iter=2,
+        proj_iter=5,
+        sweep_factors=[2.0],
+        n_check=20,
+        fashion_images=140,
+    ),
 }
 
 

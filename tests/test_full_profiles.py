@@ -17,6 +17,7 @@ differ from their default only in the data set, which 04 covers, and in sizes, e
 repeats per batch: one epoch on 140 images alone costs about 50 s of CPU), which
 ``tests/test_full_profile_iic.py`` runs with the same tiny MNIST (``mnist_root`` in conftest).
 """
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,23 @@ SIZES = {
     "08_w2_algorithm": {"n_images": 4, "max_iter": 3},
 }
 #: Settings that choose a code path; the full profile's values must reach the chapter.
-STRUCTURAL = {"dataset", "trunk", "input_size", "crop", "batch_size", "repeats", "n_subheads", "regs", "reg",
-              "toy_batch", "estimator", "local_critic", "kernel_size", "lam", "n_timing"}
+STRUCTURAL = {
+    "dataset",
+    "trunk",
+    "input_size",
+    "crop",
+    "batch_size",
+    "repeats",
+    "n_subheads",
+    "regs",
+    "reg",
+    "toy_batch",
+    "estimator",
+    "local_critic",
+    "kernel_size",
+    "lam",
+    "n_timing",
+}
 
 
 def test_the_tiny_mnist_is_read_by_torchvision(mnist_root):
@@ -60,8 +76,11 @@ def test_full_profile_runs_on_tiny_data(chapter, mnist_root, tmp_path):
     notebook = book.execute_chapter(chapter, "full", tmp_path, parameters=params)
     run = json.loads((tmp_path / "results" / f"{chapter}.json").read_text())
     assert run["profile"] == "full" and run["results"]
-    injected = [c for c in nbformat.read(notebook, as_version=4).cells
-                if "injected-parameters" in c.metadata.get("tags", [])]
+    injected = [
+        c
+        for c in nbformat.read(notebook, as_version=4).cells
+        if "injected-parameters" in c.metadata.get("tags", [])
+    ]
     assert len(injected) == 1, "papermill's injected parameters cell"
     ran_with: dict = {}
     exec(injected[0].source, {}, ran_with)  # papermill writes plain assignments

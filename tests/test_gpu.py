@@ -3,6 +3,7 @@
 Skipped where CUDA is absent (CI has no GPU). On a GPU machine run them, with the GPU
 benchmarks, by ``bash benchmarks/gpu_check.sh``.
 """
+
 import numpy as np
 import pytest
 import torch
@@ -72,8 +73,9 @@ def test_adef_and_algorithm_1_on_the_gpu(mnist):
     res = adef(model, x, max_iter=20)
     assert res.images.device.type == "cuda" and res.changed.float().mean() > 0.5
     eps = 0.45
-    pert = w2_perturbation(model, x, eps=eps, eta=0.1, alpha=1.0, max_iter=6,
-                           generator=torch.Generator().manual_seed(0))
+    pert = w2_perturbation(
+        model, x, eps=eps, eta=0.1, alpha=1.0, max_iter=6, generator=torch.Generator().manual_seed(0)
+    )
     assert pert.images.device.type == "cuda" and (pert.steps > 0).any()
     d = w2_exact(pert.images.cpu(), x.cpu())
     assert (d <= eps * (1 + 1e-9)).all(), d
@@ -81,8 +83,18 @@ def test_adef_and_algorithm_1_on_the_gpu(mnist):
 
 def test_iic_trains_on_the_gpu_with_bf16_autocast(mnist):
     x, y = mnist
-    model = ic.IIC(n_clusters=10, n_overclusters=20, n_subheads=2, trunk="small", epochs=3, batch_size=50, repeats=2,
-                   lr=2e-3, lamb=1.5, verbose=False).fit(x)
+    model = ic.IIC(
+        n_clusters=10,
+        n_overclusters=20,
+        n_subheads=2,
+        trunk="small",
+        epochs=3,
+        batch_size=50,
+        repeats=2,
+        lr=2e-3,
+        lamb=1.5,
+        verbose=False,
+    ).fit(x)
     assert model.device_.type == "cuda"
     losses = [h["train_loss"] for h in model.history_[1:]]
     assert np.isfinite(losses).all() and losses[-1] < losses[0]
@@ -94,7 +106,15 @@ def test_dim_trains_on_the_gpu(mnist):
     from infoclust.dim import PRESETS, DeepInfoMax
 
     x = mnist[0]
-    model = DeepInfoMax(**PRESETS["DIM(L)"], widths=(8, 16, 32), code_dim=16, critic_dim=32, epochs=2,
-                        batch_size=64, lr=1e-3, verbose=False).fit(x)
+    model = DeepInfoMax(
+        **PRESETS["DIM(L)"],
+        widths=(8, 16, 32),
+        code_dim=16,
+        critic_dim=32,
+        epochs=2,
+        batch_size=64,
+        lr=1e-3,
+        verbose=False,
+    ).fit(x)
     code = model.transform(x)
     assert code.shape == (400, 16) and np.isfinite(code).all()

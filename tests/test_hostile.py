@@ -12,6 +12,7 @@ the library handles it; here it is judged strictly:
 
 The chapter cases of the battery start a Jupyter kernel each and stay in the battery.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -210,8 +211,10 @@ def assert_right(case, result) -> None:
 
 def run_strictly(case) -> None:
     """Run one case and assert what the convention asks of it (AssertionError otherwise)."""
-    with _memory_cap() if case.memory else contextlib.nullcontext(), \
-            warnings.catch_warnings(record=True) as caught:
+    with (
+        _memory_cap() if case.memory else contextlib.nullcontext(),
+        warnings.catch_warnings(record=True) as caught,
+    ):
         warnings.simplefilter("always")
         try:
             result = case.run()
@@ -225,8 +228,9 @@ def run_strictly(case) -> None:
     elif case.expect == "error":
         raise AssertionError(f"no error; result {result!r:.200}")
     else:
-        assert any(issubclass(w.category, ConvergenceWarning) for w in caught), \
+        assert any(issubclass(w.category, ConvergenceWarning) for w in caught), (
             f"no ConvergenceWarning (warnings: {[str(w.message)[:80] for w in caught]})"
+        )
 
 
 def test_passing_cases_exist():

@@ -1,4 +1,5 @@
 """Tests of the IIC objective, network and estimator (infoclust.iic)."""
+
 import math
 
 import numpy as np
@@ -9,8 +10,16 @@ from sklearn.metrics import mutual_info_score
 
 from infoclust.augment import MNISTTransform
 from infoclust.data import load_dataset
-from infoclust.iic import (IIC, ClusterNet, information, iic_loss, joint_counts, joint_distribution,
-                          loss_from_counts, lowest_loss_subhead)
+from infoclust.iic import (
+    IIC,
+    ClusterNet,
+    information,
+    iic_loss,
+    joint_counts,
+    joint_distribution,
+    loss_from_counts,
+    lowest_loss_subhead,
+)
 from infoclust.utils import ParameterError, TrainingDivergedError
 
 TINY = ((8, 16), 3)  # a trunk small enough for unit tests
@@ -107,9 +116,17 @@ def digits():
 
 
 def _fit(x, y=None, **kw):
-    args = dict(n_clusters=10, n_overclusters=20, n_subheads=2, trunk=TINY, epochs=2, batch_size=100,
-                repeats=2,
-                lr=3e-3, verbose=False)
+    args = dict(
+        n_clusters=10,
+        n_overclusters=20,
+        n_subheads=2,
+        trunk=TINY,
+        epochs=2,
+        batch_size=100,
+        repeats=2,
+        lr=3e-3,
+        verbose=False,
+    )
     return IIC(**{**args, **kw}).fit(x, y)
 
 
@@ -155,13 +172,22 @@ def test_custom_g_is_used(digits):
     assert 200 in calls  # batch_size * repeats: every pair gets its own g
 
 
-@pytest.mark.parametrize("kwargs, name", [
-    ({"n_clusters": 1}, "n_clusters"), ({"n_overclusters": 1}, "n_overclusters"),
-    ({"n_subheads": 0}, "n_subheads"),
-    ({"trunk": "resnet"}, "trunk"), ({"epochs": None}, "epochs"), ({"repeats": 0}, "repeats"),
-    ({"lr": 0}, "lr"), ({"lamb": -1}, "lamb"), ({"batch_size": 10_000}, "batch_size"),
-    ({"g": 3}, "g"), ({"device": "nope"}, "device"),
-])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"n_clusters": 1}, "n_clusters"),
+        ({"n_overclusters": 1}, "n_overclusters"),
+        ({"n_subheads": 0}, "n_subheads"),
+        ({"trunk": "resnet"}, "trunk"),
+        ({"epochs": None}, "epochs"),
+        ({"repeats": 0}, "repeats"),
+        ({"lr": 0}, "lr"),
+        ({"lamb": -1}, "lamb"),
+        ({"batch_size": 10_000}, "batch_size"),
+        ({"g": 3}, "g"),
+        ({"device": "nope"}, "device"),
+    ],
+)
 def test_bad_parameters_are_named(digits, kwargs, name):
     with pytest.raises(ParameterError, match=name):
         _fit(digits[0], **kwargs)
@@ -233,12 +259,15 @@ def test_images_too_small_for_the_trunk_are_named():
         _fit(torch.rand(120, 1, 6, 6), trunk="vgg")
 
 
-@pytest.mark.parametrize("bad, error, match", [
-    (lambda x: x[:0], ParameterError, "x is an empty batch"),
-    (lambda x: x[:, 0], ParameterError, r"x must have shape \(N, C, H, W\)"),
-    (lambda x: (x * 255).to(torch.uint8), TypeError, "x has dtype torch.uint8"),
-    (lambda x: x[..., :7], ParameterError, "x must be square"),
-])
+@pytest.mark.parametrize(
+    "bad, error, match",
+    [
+        (lambda x: x[:0], ParameterError, "x is an empty batch"),
+        (lambda x: x[:, 0], ParameterError, r"x must have shape \(N, C, H, W\)"),
+        (lambda x: (x * 255).to(torch.uint8), TypeError, "x has dtype torch.uint8"),
+        (lambda x: x[..., :7], ParameterError, "x must be square"),
+    ],
+)
 def test_bad_images_are_named(digits, bad, error, match):
     with pytest.raises(error, match=match):
         _fit(bad(digits[0]))
@@ -255,8 +284,11 @@ def test_awkward_but_valid_images_train_alike(digits):
 def test_predict_needs_the_training_image_shape(digits):
     x, y = digits
     m = _fit(x, epochs=1)
-    with pytest.raises(ParameterError, match=r"x has images of shape \(1, 12, 12\), but this IIC was fitted "
-                                             r"on \(1, 8, 8\)"):
+    with pytest.raises(
+        ParameterError,
+        match=r"x has images of shape \(1, 12, 12\), but this IIC was fitted "
+        r"on \(1, 8, 8\)",
+    ):
         m.predict(torch.rand(4, 1, 12, 12))
     with pytest.raises(ParameterError, match="x has 3 channels, expected 1"):
         m.predict(torch.rand(4, 3, 8, 8))

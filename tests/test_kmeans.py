@@ -29,10 +29,14 @@ def test_inertia_matches_sklearn_from_same_centres():
     x, _ = blobs(n=2000, k=8, d=20, std=3.0, seed=3)  # overlapping: many iterations
     init = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:8]]
     ours = KMeans(8, init=init, max_iter=300, tol=1e-6, device="cpu").fit(x)
-    ref = SKLearnKMeans(8, init=init.numpy(), n_init=1, max_iter=300, tol=1e-6, algorithm="lloyd").fit(x.numpy())
+    ref = SKLearnKMeans(8, init=init.numpy(), n_init=1, max_iter=300, tol=1e-6, algorithm="lloyd").fit(
+        x.numpy()
+    )
     assert ours.n_iter_ > 2
     assert abs(ours.inertia_ - ref.inertia_) / ref.inertia_ < 1e-3
-    np.testing.assert_allclose(ours.inertia_, ((x.numpy() - ours.cluster_centers_[ours.labels_]) ** 2).sum(), rtol=1e-4)
+    np.testing.assert_allclose(
+        ours.inertia_, ((x.numpy() - ours.cluster_centers_[ours.labels_]) ** 2).sum(), rtol=1e-4
+    )
 
 
 def test_deterministic_for_a_seed():
@@ -90,16 +94,19 @@ def test_images_are_flattened():
     assert km.cluster_centers_.shape == (3, 16)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"n_clusters": 11}, "n_clusters"),
-    ({"n_clusters": 0}, "n_clusters"),
-    ({"init": "nope"}, "init"),
-    ({"empty": "drop"}, "empty"),
-    ({"init": torch.zeros(2, 2)}, "init"),
-    ({"init": torch.zeros(3, 2), "n_init": 2}, "n_init"),
-    ({"max_iter": 0}, "max_iter"),
-    ({"device": "no-such-device"}, "device"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"n_clusters": 11}, "n_clusters"),
+        ({"n_clusters": 0}, "n_clusters"),
+        ({"init": "nope"}, "init"),
+        ({"empty": "drop"}, "empty"),
+        ({"init": torch.zeros(2, 2)}, "init"),
+        ({"init": torch.zeros(3, 2), "n_init": 2}, "n_init"),
+        ({"max_iter": 0}, "max_iter"),
+        ({"device": "no-such-device"}, "device"),
+    ],
+)
 def test_bad_arguments(kwargs, match):
     kwargs = {"n_clusters": 3, **kwargs}
     with pytest.raises(ParameterError, match=match):
@@ -141,13 +148,16 @@ def test_stopping_at_max_iter_warns():
         KMeans(8, max_iter=300, device="cpu").fit(x)
 
 
-@pytest.mark.parametrize("x, error, match", [
-    (torch.rand(10), ParameterError, "Reshape your data"),
-    (torch.rand(0, 3), ParameterError, "x holds 0 samples"),
-    (torch.rand(5, 0), ParameterError, r"x has 0 feature\(s\)"),
-    (np.ones((6, 2)) + 1j, ParameterError, "x has complex dtype"),
-    (np.array([[1, "a"], [2, "b"]], dtype=object), TypeError, "number"),
-])
+@pytest.mark.parametrize(
+    "x, error, match",
+    [
+        (torch.rand(10), ParameterError, "Reshape your data"),
+        (torch.rand(0, 3), ParameterError, "x holds 0 samples"),
+        (torch.rand(5, 0), ParameterError, r"x has 0 feature\(s\)"),
+        (np.ones((6, 2)) + 1j, ParameterError, "x has complex dtype"),
+        (np.array([[1, "a"], [2, "b"]], dtype=object), TypeError, "number"),
+    ],
+)
 def test_bad_data_named(x, error, match):
     with pytest.raises(error, match=match):
         KMeans(1, device="cpu").fit(x)

@@ -44,15 +44,18 @@ def test_nmi_ari_agree_with_sklearn():
     assert ari(y, pred) == pytest.approx(adjusted_rand_score(y, pred))
 
 
-@pytest.mark.parametrize("y, pred, error, match", [
-    ([0, 1], [0, 1, 1], ParameterError, "differ in length"),
-    ([0.5, 1.0], [0, 1], TypeError, "y_true has dtype float64; labels must be integers"),
-    ([0, 1], [True, False], TypeError, "y_pred has dtype bool"),
-    ([[0, 1]], [[0, 1]], ParameterError, "y_true must be one-dimensional"),
-    ([], [], ParameterError, "empty"),
-    ([0, -1], [0, 1], ParameterError, "y_true must hold non-negative"),
-    ([0, 1], ["a", "b"], TypeError, "y_pred has dtype"),
-])
+@pytest.mark.parametrize(
+    "y, pred, error, match",
+    [
+        ([0, 1], [0, 1, 1], ParameterError, "differ in length"),
+        ([0.5, 1.0], [0, 1], TypeError, "y_true has dtype float64; labels must be integers"),
+        ([0, 1], [True, False], TypeError, "y_pred has dtype bool"),
+        ([[0, 1]], [[0, 1]], ParameterError, "y_true must be one-dimensional"),
+        ([], [], ParameterError, "empty"),
+        ([0, -1], [0, 1], ParameterError, "y_true must hold non-negative"),
+        ([0, 1], ["a", "b"], TypeError, "y_pred has dtype"),
+    ],
+)
 def test_bad_inputs(y, pred, error, match):
     with pytest.raises(error, match=match):
         cluster_accuracy(np.array(y), np.array(pred))
@@ -127,14 +130,17 @@ def test_paired_difference_detectable_effect_with_two_seeds():
     assert rejected.mean() == pytest.approx(0.8, abs=0.01)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(a=[0.5], b=[0.4]), "a must be"),
-    (dict(a=[0.5, np.nan], b=[0.4, 0.4]), "a must be"),
-    (dict(a=[0.5, 0.6], b=[0.4, 0.4, 0.4]), "one score per seed"),
-    (dict(a=[0.5, 0.6], b=[0.4, 0.4], confidence=1.0), "confidence"),
-    (dict(a=[0.5, 0.6], b=[0.4, 0.4], confidence=0.0), "confidence"),
-    (dict(a=[0.5, 0.6], b=[0.4, 0.4], power=0.01), "power"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(a=[0.5], b=[0.4]), "a must be"),
+        (dict(a=[0.5, np.nan], b=[0.4, 0.4]), "a must be"),
+        (dict(a=[0.5, 0.6], b=[0.4, 0.4, 0.4]), "one score per seed"),
+        (dict(a=[0.5, 0.6], b=[0.4, 0.4], confidence=1.0), "confidence"),
+        (dict(a=[0.5, 0.6], b=[0.4, 0.4], confidence=0.0), "confidence"),
+        (dict(a=[0.5, 0.6], b=[0.4, 0.4], power=0.01), "power"),
+    ],
+)
 def test_paired_difference_bad_inputs(kwargs, match):
     with pytest.raises(ParameterError, match=match):
         paired_difference(**kwargs)

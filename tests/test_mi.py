@@ -1,12 +1,21 @@
 """MI estimators (infoclust.mi) on score matrices whose answer is known."""
+
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from infoclust.mi import (ESTIMATORS, correlated_gaussians, dv_mi, gaussian_mi, infonce_mi, jsd_mi,
-                          mi_estimate, mi_training_curve)
+from infoclust.mi import (
+    ESTIMATORS,
+    correlated_gaussians,
+    dv_mi,
+    gaussian_mi,
+    infonce_mi,
+    jsd_mi,
+    mi_estimate,
+    mi_training_curve,
+)
 from infoclust.utils import ParameterError
 
 
@@ -63,7 +72,7 @@ def test_optimal_critic_recovers_gaussian_mi():
     x, y = x[:, 0], y[:, 0]
     v = 1 - rho**2
     # log ratio of the bivariate normal density to the product of its marginals, for all pairs
-    t = (-0.5 * math.log(v) - (y[None, :] - rho * x[:, None]) ** 2 / (2 * v) + y[None, :] ** 2 / 2)
+    t = -0.5 * math.log(v) - (y[None, :] - rho * x[:, None]) ** 2 / (2 * v) + y[None, :] ** 2 / 2
     true = gaussian_mi(dim, rho)
     assert dv_mi(t).item() == pytest.approx(true, abs=0.05)
     assert infonce_mi(t).item() == pytest.approx(true, abs=0.05)  # true MI << log 2000
@@ -94,9 +103,17 @@ def test_bad_inputs_raise():
 
 
 def test_training_curve_tracks_mi_and_nce_saturates():
-    curve = mi_training_curve("nce", true_mi=(1.0, 6.0), dim=4, steps_per_level=150, batch_size=16,
-                              lr=2e-3, generator=torch.Generator().manual_seed(0), device="cpu",
-                              verbose=False)
+    curve = mi_training_curve(
+        "nce",
+        true_mi=(1.0, 6.0),
+        dim=4,
+        steps_per_level=150,
+        batch_size=16,
+        lr=2e-3,
+        generator=torch.Generator().manual_seed(0),
+        device="cpu",
+        verbose=False,
+    )
     assert set(curve) == {"true", "jsd", "dv", "nce"}
     assert len(curve["true"]) == 300
     early, late = curve["nce"][100:150].mean(), curve["nce"][250:].mean()

@@ -1,4 +1,5 @@
 """Smoke tests of the figure helpers: draw into Agg figures, check what was drawn."""
+
 import subprocess
 import sys
 
@@ -26,8 +27,11 @@ def _style_and_close():
 def _bare(ax):
     """No ticks, hence no tick labels and no grid lines."""
     ax.figure.canvas.draw()
-    return (len(ax.get_xticks()) == 0 and len(ax.get_yticks()) == 0
-            and not any(line.get_visible() for line in ax.get_xgridlines() + ax.get_ygridlines()))
+    return (
+        len(ax.get_xticks()) == 0
+        and len(ax.get_yticks()) == 0
+        and not any(line.get_visible() for line in ax.get_xgridlines() + ax.get_ygridlines())
+    )
 
 
 def test_import_infoclust_leaves_matplotlib_alone():
@@ -65,8 +69,7 @@ def test_image_grid_batch_pins_the_range():
 
 def test_image_grid_rows_wrap_labels_and_blanks():
     rows = [np.zeros((3, 1, 4, 4)), [torch.ones(4, 4), torch.ones(1, 4, 4)], []]
-    axes = icp.image_grid(rows, titles=[None, ["a", "b"], None], row_labels=["x", "g x", "empty"],
-                          ncols=4)
+    axes = icp.image_grid(rows, titles=[None, ["a", "b"], None], row_labels=["x", "g x", "empty"], ncols=4)
     assert axes.shape == (3, 4)
     assert [len(ax.images) for ax in axes.flat] == [1, 1, 1, 0, 1, 1, 0, 0, 0, 0, 0, 0]
     assert [ax.get_title() for ax in axes[1, :2]] == ["a", "b"]

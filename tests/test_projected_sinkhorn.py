@@ -1,4 +1,5 @@
 """Projected Sinkhorn (infoclust.projected_sinkhorn): Lambert W, the projection, the attack."""
+
 import warnings
 
 import numpy as np
@@ -8,8 +9,14 @@ import torch
 
 from infoclust.classifiers import random_classifier
 from infoclust.data import load_dataset
-from infoclust.projected_sinkhorn import (lambertw, lambertw_exp, local_cost, project_wasserstein_ball,
-                                robust_accuracy, wasserstein_pgd)
+from infoclust.projected_sinkhorn import (
+    lambertw,
+    lambertw_exp,
+    local_cost,
+    project_wasserstein_ball,
+    robust_accuracy,
+    wasserstein_pgd,
+)
 from infoclust.utils import ConvergenceWarning, ParameterError
 from infoclust.wasserstein import w2_exact
 
@@ -31,6 +38,7 @@ def mass(a: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- Lambert W
+
 
 def test_lambertw_matches_scipy_over_600_decades():
     x = np.concatenate([[0.0], np.logspace(-300, 300, 2001), [np.e, 1.0, 1e-3]])
@@ -66,6 +74,7 @@ def test_lambertw_rejects_negative_arguments():
 
 # ---------------------------------------------------------------- the projection
 
+
 def test_local_cost_is_squared_distance_for_p2():
     c = local_cost(3, 2.0).view(3, 3)
     torch.testing.assert_close(c, torch.tensor([[2.0, 1, 2], [1, 0, 1], [2, 1, 2]], dtype=torch.float64))
@@ -96,14 +105,18 @@ def test_outputs_lie_in_the_ball_by_pot_and_conserve_mass(digits, eps):
 
 
 def _relative_distance(z, ref, w, x):
-    return ((z.double() - ref.double()).flatten(1).norm(dim=1) / (w.double() - x.double()).flatten(1).norm(dim=1))
+    return (z.double() - ref.double()).flatten(1).norm(dim=1) / (w.double() - x.double()).flatten(1).norm(
+        dim=1
+    )
 
 
 @pytest.fixture(scope="module")
 def converged(digits):
     """Float64 projections at lam = 100 and 1000, certified to 1e-6 (the references)."""
     x, w = digits[:3].double(), step(digits[:3]).double()
-    refs = {lam: project_wasserstein_ball(w, x, 0.5, lam=lam, max_iter=3000, tol=1e-6) for lam in (100.0, 1000.0)}
+    refs = {
+        lam: project_wasserstein_ball(w, x, 0.5, lam=lam, max_iter=3000, tol=1e-6) for lam in (100.0, 1000.0)
+    }
     return x, w, refs
 
 
@@ -227,10 +240,17 @@ def test_per_image_radius_and_dtype(digits):
     assert (w2_exact(digits, z) ** 2 <= eps.double() * (1 + 1e-5)).all()
 
 
-@pytest.mark.parametrize("kwargs, name", [
-    ({"lam": 0.0}, "lam"), ({"kernel_size": 4}, "kernel_size"), ({"max_iter": 0}, "max_iter"),
-    ({"tol": -1.0}, "tol"), ({"eps": -0.5}, "eps"), ({"eps": torch.ones(3)}, "eps"),
-])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"lam": 0.0}, "lam"),
+        ({"kernel_size": 4}, "kernel_size"),
+        ({"max_iter": 0}, "max_iter"),
+        ({"tol": -1.0}, "tol"),
+        ({"eps": -0.5}, "eps"),
+        ({"eps": torch.ones(3)}, "eps"),
+    ],
+)
 def test_bad_parameters_raise(digits, kwargs, name):
     args = {"eps": 0.5, **kwargs}
     eps = args.pop("eps")
@@ -256,21 +276,33 @@ def test_bad_images_raise(digits):
 
 # ---------------------------------------------------------------- the attack
 
+
 def test_pgd_with_a_random_classifier_and_no_labels(digits):
     model = random_classifier(1, 7, seed=0, device="cpu")
     with torch.no_grad():
         own = model(digits).argmax(1)
-    x_adv, eps, success = wasserstein_pgd(model, digits, None, eps0=0.5, eps_factor=1.5, eps_every=2,
-                                          alpha=0.1, lam=100.0, kernel_size=5, max_iter=6, verbose=False)
+    x_adv, eps, success = wasserstein_pgd(
+        model,
+        digits,
+        None,
+        eps0=0.5,
+        eps_factor=1.5,
+        eps_every=2,
+        alpha=0.1,
+        lam=100.0,
+        kernel_size=5,
+        max_iter=6,
+        verbose=False,
+    )
     assert x_adv.shape == digits.shape and (x_adv >= 0).all() and (x_adv <= 1).all()
     with torch.no_grad():
         now = model(x_adv).argmax(1)
-    assert torch.equal(success, now != own)           # y=None means the model's own labels
+    assert torch.equal(success, now != own)  # y=None means the model's own labels
     # the radius grew by 1.5 every 2 iterations while the image resisted
-    allowed = torch.tensor([0.5 * 1.5 ** j for j in range(4)], dtype=torch.float64)
+    allowed = torch.tensor([0.5 * 1.5**j for j in range(4)], dtype=torch.float64)
     assert all(torch.isclose(e, allowed).any() for e in eps)
-    assert (eps[~success] == 0.5 * 1.5 ** 3).all()
-    assert (x_adv != digits).flatten(1).any(1).all()   # every image was moved
+    assert (eps[~success] == 0.5 * 1.5**3).all()
+    assert (x_adv != digits).flatten(1).any(1).all()  # every image was moved
 
 
 def test_pgd_checks_labels_images_and_reports_capped_projections(digits):
@@ -292,4 +324,3 @@ def test_robust_accuracy_counts_radii():
     success = torch.tensor([True, True, True, True, False])
     acc = robust_accuracy(eps, success, [0.0, 0.7, 1.0, 2.0])
     torch.testing.assert_close(acc, torch.tensor([0.8, 0.6, 0.4, 0.2]))
-

@@ -6,6 +6,7 @@ projected-Sinkhorn projection lands inside its ball with the mass it started wit
 a constant integer field is a shift; cluster accuracy does not depend on the names of the
 clusters.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,8 +23,9 @@ from infoclust.metrics import cluster_accuracy
 from infoclust.projected_sinkhorn import project_wasserstein_ball
 from infoclust.wasserstein import w2_exact
 
-SETTINGS = settings(max_examples=25, deadline=None, derandomize=True,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 CANVAS = 12
 PATCH = 5
 
@@ -39,13 +41,14 @@ def _one_thread():
 def patches(side: int = PATCH):
     """Non-negative side x side patches with some mass, values on a 1/8 grid (exact sums)."""
     return arrays(np.float64, (side, side), elements=st.integers(0, 8).map(lambda v: v / 8)).filter(
-        lambda a: a.sum() > 0)
+        lambda a: a.sum() > 0
+    )
 
 
 def place(patch: np.ndarray, top: int, left: int, canvas: int = CANVAS) -> torch.Tensor:
     """The patch on an empty canvas x canvas image at (top, left), as (1, 1, H, W)."""
     img = np.zeros((canvas, canvas))
-    img[top:top + patch.shape[0], left:left + patch.shape[1]] = patch
+    img[top : top + patch.shape[0], left : left + patch.shape[1]] = patch
     return torch.from_numpy(img)[None, None]
 
 
@@ -64,7 +67,9 @@ def test_w2_is_symmetric_and_zero_on_the_diagonal(p, q, i, j, k, m):
 @given(patches(), offsets, offsets, offsets, offsets)
 def test_w2_of_a_translation_is_its_length(p, i, j, k, m):
     """Moving all the mass by (k - i, m - j) is optimal for the squared distance (and costs its length)."""
-    assert w2_exact(place(p, i, j), place(p, k, m)).item() == pytest.approx(math.hypot(k - i, m - j), abs=1e-6)
+    assert w2_exact(place(p, i, j), place(p, k, m)).item() == pytest.approx(
+        math.hypot(k - i, m - j), abs=1e-6
+    )
 
 
 inner = st.integers(3, 8)  # on a 16 x 16 canvas a patch there may move by up to 3 pixels
@@ -80,8 +85,12 @@ def test_w2_is_unchanged_when_both_images_move_alike(p, q, i, j, k, m, di, dj):
 
 
 @SETTINGS
-@given(patches(CANVAS), arrays(np.float64, (CANVAS, CANVAS), elements=st.floats(-0.5, 0.5)),
-       st.floats(0.05, 2.0), st.sampled_from([3, 5]))
+@given(
+    patches(CANVAS),
+    arrays(np.float64, (CANVAS, CANVAS), elements=st.floats(-0.5, 0.5)),
+    st.floats(0.05, 2.0),
+    st.sampled_from([3, 5]),
+)
 def test_projection_stays_in_the_ball_with_the_same_mass(x, noise, eps, kernel_size):
     x = torch.from_numpy(x)[None, None]
     w = x + torch.from_numpy(noise)[None, None]

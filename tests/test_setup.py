@@ -123,8 +123,9 @@ def test_without_history_the_parameters_come_from_the_chapter_file(tmp_path, mon
     """nbval reruns cells without storing them in In: the chapter's source file serves instead."""
     (tmp_path / "_toc.yml").write_text("root: intro\n")
     (tmp_path / "notebooks").mkdir()
-    (tmp_path / "notebooks" / "01_x.py").write_text('# %% [markdown]\n# # X\n\n# %% tags=["parameters"]\n'
-                                                    + CELL + '\n# %%\nimport infoclust\n')
+    (tmp_path / "notebooks" / "01_x.py").write_text(
+        '# %% [markdown]\n# # X\n\n# %% tags=["parameters"]\n' + CELL + "\n# %%\nimport infoclust\n"
+    )
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("INFOCLUST_RESULTS_DIR", str(tmp_path / "results"))
     ns = _namespace(regs=8.0, In=["", "ledger = ic.book.start('01_x', globals())"])

@@ -1,4 +1,5 @@
 """The training command (infoclust.train): outputs, resume after kill -9, and 2 processes against 1."""
+
 from __future__ import annotations
 
 import json
@@ -17,9 +18,28 @@ from infoclust.train import main
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS_PER_EPOCH = 3 * (96 // 24)  # one overclustering and two main passes of 4 batches
-ARGS = ["iic", "--dataset", "digits", "--n-images", "96", "--epochs", "3", "--batch-size", "24",
-        "--repeats", "2", "--n-subheads", "2", "--n-overclusters", "12", "--device", "cpu", "--threads", "1",
-        "--quiet"]
+ARGS = [
+    "iic",
+    "--dataset",
+    "digits",
+    "--n-images",
+    "96",
+    "--epochs",
+    "3",
+    "--batch-size",
+    "24",
+    "--repeats",
+    "2",
+    "--n-subheads",
+    "2",
+    "--n-overclusters",
+    "12",
+    "--device",
+    "cpu",
+    "--threads",
+    "1",
+    "--quiet",
+]
 
 # Runs the command and kills itself with SIGKILL in the middle of epoch 2 (its 7th step).
 KILLER = f"""
@@ -70,8 +90,14 @@ def test_resume_after_kill_9_is_bit_identical(uninterrupted, tmp_path):
     whole, metrics = uninterrupted
     out = tmp_path / "killed"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    run = subprocess.run([sys.executable, "-c", KILLER, *ARGS, "--out", str(out)], env=env, cwd=ROOT,
-                         capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        [sys.executable, "-c", KILLER, *ARGS, "--out", str(out)],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == -signal.SIGKILL, run.stderr[-2000:]
     assert _state(out)["epoch"] == 1 and not (out / "metrics.json").exists()  # killed during epoch 2
     resumed = main([*ARGS, "--out", str(out), "--resume"])

@@ -5,12 +5,19 @@ import infoclust as ic
 from infoclust._random_net import LazyRandomClassifier, fold_small_cnn
 from infoclust.classifiers import random_classifier
 from infoclust.iic import IIC
-from infoclust.transforms import ADefPerturbation, PerturbationPool, SinkhornPerturbation, compose, fingerprint
+from infoclust.transforms import (
+    ADefPerturbation,
+    PerturbationPool,
+    SinkhornPerturbation,
+    compose,
+    fingerprint,
+)
 
 
 def noisy(scale):
     def g(x):
         return x + scale * torch.randn_like(x)
+
     return g
 
 
@@ -20,7 +27,10 @@ def test_pool_serves_copies_of_the_right_image():
 
     def g(xb):
         calls.append(len(xb))
-        return xb + 1000.0 * torch.arange(1, len(xb) + 1).view(-1, 1, 1, 1) / 1000.0 + 0.01 * torch.rand_like(xb)
+        return (
+            xb + 1000.0 * torch.arange(1, len(xb) + 1).view(-1, 1, 1, 1) / 1000.0 + 0.01 * torch.rand_like(xb)
+        )
+
     pool = PerturbationPool(g, x, n_copies=3, batch_size=64, verbose=False)
     assert pool.copies.shape == (3, 300, 1, 8, 8)
     assert sum(calls) == 900
@@ -100,17 +110,31 @@ def test_compose_order():
 def test_pool_works_as_iic_g():
     x, y = ic.load_dataset("digits", n=256)
     pool = PerturbationPool(noisy(0.05), x, n_copies=2, verbose=False)
-    model = IIC(n_clusters=10, n_overclusters=None, n_subheads=1, trunk=((8, 16), 3), g=pool, epochs=1, batch_size=64,
-                       repeats=2, device="cpu", verbose=False).fit(x)
+    model = IIC(
+        n_clusters=10,
+        n_overclusters=None,
+        n_subheads=1,
+        trunk=((8, 16), 3),
+        g=pool,
+        epochs=1,
+        batch_size=64,
+        repeats=2,
+        device="cpu",
+        verbose=False,
+    ).fit(x)
     assert len(model.labels_) == 256
 
 
 def test_adversarial_transforms_keep_shape_and_move_images():
     from infoclust.wasserstein import w2_exact
+
     x, _ = ic.load_dataset("mnist5k", n=8)
     x = x.clamp_min(1e-3)  # no all-zero issue for W2 histograms
     state = torch.get_rng_state()
-    for g in (SinkhornPerturbation(eps=0.5, max_iter=3, proj_iter=20), ADefPerturbation(max_iter=5, candidates=2)):
+    for g in (
+        SinkhornPerturbation(eps=0.5, max_iter=3, proj_iter=20),
+        ADefPerturbation(max_iter=5, candidates=2),
+    ):
         gx = g(x)
         assert gx.shape == x.shape and torch.isfinite(gx).all()
         assert (gx - x).abs().amax() > 1e-3
@@ -155,7 +179,10 @@ def test_lazy_random_classifier_builds_per_shape_and_draw():
     x = torch.rand(2, 1, 16, 16)
     first = lazy.model_for(x)
     assert lazy.model_for(x) is first
-    torch.testing.assert_close(first(x), random_classifier(1, 10, seed=5, device="cpu")(x), rtol=1e-4, atol=1e-6)
-    torch.testing.assert_close(lazy.model_for(x, draw=2)(x), random_classifier(1, 10, seed=7, device="cpu")(x),
-                               rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(
+        first(x), random_classifier(1, 10, seed=5, device="cpu")(x), rtol=1e-4, atol=1e-6
+    )
+    torch.testing.assert_close(
+        lazy.model_for(x, draw=2)(x), random_classifier(1, 10, seed=7, device="cpu")(x), rtol=1e-4, atol=1e-6
+    )
     assert lazy.model_for(torch.rand(2, 1, 24, 24)) is not first

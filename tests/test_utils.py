@@ -138,8 +138,10 @@ def test_draw_seed_takes_a_generator_or_the_global_one():
 def test_check_not_diverged_names_where_and_what_to_lower():
     assert ic.utils.check_not_diverged("training", "the loss", 2.5, epoch=1, step=3, lower="lr") == 2.5
     for value in (float("nan"), float("inf"), 1e7):
-        with pytest.raises(ic.TrainingDivergedError,
-                           match="training diverged: the loss became .* in epoch 2, step 5; lower lr"):
+        with pytest.raises(
+            ic.TrainingDivergedError,
+            match="training diverged: the loss became .* in epoch 2, step 5; lower lr",
+        ):
             ic.utils.check_not_diverged("training", "the loss", value, epoch=2, step=5, lower="lr")
     with pytest.raises(ic.TrainingDivergedError, match="in step 5;"):
         ic.utils.check_not_diverged("training", "the loss", float("nan"), epoch=None, step=5, lower="lr")

@@ -1,4 +1,5 @@
 """The talk's Algorithm 1 (infoclust.w2_algorithm), every output checked against POT directly."""
+
 import numpy as np
 import ot
 import pytest
@@ -71,21 +72,25 @@ def test_bounds_give_the_walks_of_exact_distances(digits, model, eps, eta):
 
 def test_bounds_bracket_the_exact_distance(digits):
     gen = torch.Generator().manual_seed(0)
-    field = random_field(len(digits), 28, 28, torch.linspace(0.2, 3.0, len(digits)), sigma=2.0, generator=gen,
-                         device="cpu")
+    field = random_field(
+        len(digits), 28, 28, torch.linspace(0.2, 3.0, len(digits)), sigma=2.0, generator=gen, device="cpu"
+    )
     moved = warp(digits, field)
     noise = torch.rand(digits.shape, generator=gen) * (torch.rand(digits.shape, generator=gen) < 0.3)
     for a, b in ((digits, moved), (digits, noise), (moved, noise)):
-        lower, upper = w2_bounds(to_histogram(a, torch.float64).view(-1, 28, 28),
-                                 to_histogram(b, torch.float64).view(-1, 28, 28))
+        lower, upper = w2_bounds(
+            to_histogram(a, torch.float64).view(-1, 28, 28), to_histogram(b, torch.float64).view(-1, 28, 28)
+        )
         d = torch.as_tensor(pot_w2(a, b))
         assert (lower <= d).all() and (d <= upper).all()
         assert (lower > 0.5 * d).all() and (upper < 3 * d).all()  # and they are not vacuous
     shifted = torch.roll(torch.nn.functional.pad(digits, (3, 3, 3, 3)), shifts=(2, -1), dims=(2, 3))
-    lower, upper = w2_bounds(to_histogram(torch.nn.functional.pad(digits, (3, 3, 3, 3)), torch.float64).view(-1, 34, 34),
-                             to_histogram(shifted, torch.float64).view(-1, 34, 34))
-    torch.testing.assert_close(lower, torch.full_like(lower, 5 ** 0.5))  # a translation: both exact
-    torch.testing.assert_close(upper, torch.full_like(upper, 5 ** 0.5))
+    lower, upper = w2_bounds(
+        to_histogram(torch.nn.functional.pad(digits, (3, 3, 3, 3)), torch.float64).view(-1, 34, 34),
+        to_histogram(shifted, torch.float64).view(-1, 34, 34),
+    )
+    torch.testing.assert_close(lower, torch.full_like(lower, 5**0.5))  # a translation: both exact
+    torch.testing.assert_close(upper, torch.full_like(upper, 5**0.5))
 
 
 def test_stopping_probability_one_stops_after_the_first_accepted_step(digits, model):
@@ -115,9 +120,13 @@ def test_transformation_is_a_batch_to_batch_g(digits):
 
 
 def test_inputs_are_converted_and_validated(digits, model):
-    ref = w2_perturbation(model, digits, eps=0.5, eta=0.3, max_iter=2, generator=torch.Generator().manual_seed(0))
+    ref = w2_perturbation(
+        model, digits, eps=0.5, eta=0.3, max_iter=2, generator=torch.Generator().manual_seed(0)
+    )
     for variant in (digits.numpy(), digits.double(), digits.transpose(-1, -2).contiguous().transpose(-1, -2)):
-        out = w2_perturbation(model, variant, eps=0.5, eta=0.3, max_iter=2, generator=torch.Generator().manual_seed(0))
+        out = w2_perturbation(
+            model, variant, eps=0.5, eta=0.3, max_iter=2, generator=torch.Generator().manual_seed(0)
+        )
         torch.testing.assert_close(out.images, ref.images)
     bad = digits.clone()
     bad[0, 0, 0, 0] = float("nan")
@@ -129,7 +138,12 @@ def test_inputs_are_converted_and_validated(digits, model):
         w2_perturbation(model, digits - 0.5, eps=1.0, eta=1.0)
     with pytest.raises(ParameterError, match="images has 3 channels"):
         w2_perturbation(model, digits.repeat(1, 3, 1, 1), eps=1.0, eta=1.0)
-    assert W2Perturbation(max_iter=1)(digits.repeat(1, 3, 1, 1)).shape == (6, 3, 28, 28)  # its own net: 3 channels
+    assert W2Perturbation(max_iter=1)(digits.repeat(1, 3, 1, 1)).shape == (
+        6,
+        3,
+        28,
+        28,
+    )  # its own net: 3 channels
     with pytest.raises(ParameterError, match="images is an empty batch"):
         w2_perturbation(model, digits[:0], eps=1.0, eta=1.0)
     with pytest.raises(TypeError, match="generator"):

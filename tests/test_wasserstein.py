@@ -1,4 +1,5 @@
 """Tests of infoclust.wasserstein: histograms, exact and entropic W2, the eq. (6) sampler."""
+
 import math
 import warnings
 
@@ -8,8 +9,15 @@ import pytest
 import torch
 from scipy import stats
 
-from infoclust.wasserstein import (acceptance_probability, grid_cost, perturbation_density,
-                                   sample_perturbation, to_histogram, w2_exact, w2_sinkhorn)
+from infoclust.wasserstein import (
+    acceptance_probability,
+    grid_cost,
+    perturbation_density,
+    sample_perturbation,
+    to_histogram,
+    w2_exact,
+    w2_sinkhorn,
+)
 from infoclust.utils import ConvergenceWarning, ParameterError
 
 
@@ -55,7 +63,7 @@ def test_histogram_bad_inputs():
 def test_grid_cost():
     c = grid_cost(3, 4)
     assert c.shape == (12, 12)
-    assert c[0, 11].item() == 2 ** 2 + 3 ** 2  # (0, 0) to (2, 3)
+    assert c[0, 11].item() == 2**2 + 3**2  # (0, 0) to (2, 3)
     assert torch.equal(c, c.T) and c.diagonal().abs().max() == 0
 
 
@@ -83,8 +91,10 @@ def test_identity_symmetry_and_broadcast():
 def test_exact_agrees_with_pot_on_full_histograms():
     x, y = _blobs(3, 6, 7, seed=2), _blobs(3, 6, 7, seed=3)
     cost = grid_cost(6, 7).numpy()
-    ref = [math.sqrt(ot.emd2(p, q, cost)) for p, q in
-           zip(to_histogram(x, torch.float64).numpy(), to_histogram(y, torch.float64).numpy())]
+    ref = [
+        math.sqrt(ot.emd2(p, q, cost))
+        for p, q in zip(to_histogram(x, torch.float64).numpy(), to_histogram(y, torch.float64).numpy())
+    ]
     assert np.allclose(w2_exact(x, y).numpy(), ref, rtol=1e-9)
 
 
@@ -92,9 +102,10 @@ def test_exact_agrees_with_pot_on_full_histograms():
 def test_entropic_plan_cost_agrees_with_pot_sinkhorn(reg):
     x, y = _blobs(3, 6, 5, seed=4), _blobs(3, 6, 5, seed=5)
     cost = grid_cost(6, 5).numpy()
-    ref = [math.sqrt(ot.sinkhorn2(p, q, cost, reg, method="sinkhorn_log", stopThr=1e-12,
-                                  numItermax=100000))
-           for p, q in zip(to_histogram(x, torch.float64).numpy(), to_histogram(y, torch.float64).numpy())]
+    ref = [
+        math.sqrt(ot.sinkhorn2(p, q, cost, reg, method="sinkhorn_log", stopThr=1e-12, numItermax=100000))
+        for p, q in zip(to_histogram(x, torch.float64).numpy(), to_histogram(y, torch.float64).numpy())
+    ]
     ours, info = w2_sinkhorn(x, y, reg=reg, debiased=False, tol=1e-9, max_iter=20000, return_info=True)
     assert info["marginal_error"] < 1e-9
     assert np.allclose(ours.numpy(), ref, rtol=1e-6)
@@ -126,8 +137,9 @@ def test_log_domain_takes_over_where_matrix_scaling_breaks_down():
 
 def test_sinkhorn_dtypes_and_bad_parameters():
     x, y = _blobs(2), _blobs(2, seed=1)
-    assert torch.allclose(w2_sinkhorn(x, y, dtype=torch.float32),
-                          w2_sinkhorn(x, y, dtype=torch.float64), rtol=1e-4)
+    assert torch.allclose(
+        w2_sinkhorn(x, y, dtype=torch.float32), w2_sinkhorn(x, y, dtype=torch.float64), rtol=1e-4
+    )
     with pytest.raises(ParameterError, match="reg"):
         w2_sinkhorn(x, y, reg=0.0)
     with pytest.raises(ParameterError, match="debiased"):
@@ -178,11 +190,16 @@ def test_sampler_matches_eq6_on_two_pixels():
     [0, 1]. The sampler's t must follow it (Kolmogorov-Smirnov)."""
     eta = 0.4
     x = torch.tensor([[0.3, 0.7]])
-    res = sample_perturbation(x, eta, n_chains=3000, n_steps=25,
-                              distance=lambda a, b: (to_histogram(b)[:, 0] - 0.3).abs().sqrt(),
-                              generator=torch.Generator().manual_seed(0))
+    res = sample_perturbation(
+        x,
+        eta,
+        n_chains=3000,
+        n_steps=25,
+        distance=lambda a, b: (to_histogram(b)[:, 0] - 0.3).abs().sqrt(),
+        generator=torch.Generator().manual_seed(0),
+    )
     t = res.samples[:, 0, 0, 0].numpy()
-    scale = eta ** 2
+    scale = eta**2
     grid = np.linspace(0, 1, 20001)
     cdf = np.cumsum(np.exp(-np.abs(grid - 0.3) / scale))
     cdf /= cdf[-1]

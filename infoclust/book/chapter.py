@@ -240,7 +240,7 @@ def _source_cell(chapter: str) -> str | None:
     if len(starts) != 1:
         return None
     body = []
-    for line in lines[starts[0] + 1:]:
+    for line in lines[starts[0] + 1 :]:
         if line.startswith("# %%"):
             break
         body.append(line)
