@@ -32,7 +32,7 @@ from conftest import N_TEST, N_TRAIN
 
 #: What a test may shrink: sizes only. A name here must not be a structural setting.
 SIZES = {
-    "04_wasserstein": {"n_pairs": 4, "n_chains": 2, "n_steps": 5, "n_transform": 3},
+    "04_wasserstein": {"n_pairs": 4, "n_deform": 2, "n_chains": 2, "n_steps": 5, "n_transform": 3},
     "08_w2_algorithm": {"n_images": 4, "max_iter": 3},
 }
 #: Settings that choose a code path; the full profile's values must reach the chapter.
