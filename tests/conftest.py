@@ -7,6 +7,7 @@ from typing import Callable
 
 import numpy as np
 import pytest
+import torch
 
 from infoclust.book import build as book
 from infoclust.data import load_dataset
@@ -55,3 +56,12 @@ def mnist_root(tmp_path_factory):
         _write_idx(raw / f"{split}-images-idx3-ubyte", images[part])
         _write_idx(raw / f"{split}-labels-idx1-ubyte", labels[part])
     return root
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test: tiny cases run faster so, and fairer to a shared machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

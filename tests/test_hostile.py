@@ -22,7 +22,6 @@ import sys
 import warnings
 
 import pytest
-import torch
 from sklearn.exceptions import ConvergenceWarning
 
 from infoclust.book.build import ROOT
@@ -159,13 +158,7 @@ build-chapter_parameters-unknown build-chapter_parameters-profile
 """.split()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The cases are tiny: one thread is faster, and fairer to a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @contextlib.contextmanager
