@@ -32,7 +32,6 @@ from .utils import (
     ConvergenceWarning,
     ParameterError,
     check_choice,
-    check_finite,
     check_generator,
     check_images,
     check_int,
@@ -346,13 +345,16 @@ def perturbation_density(dist: torch.Tensor | float, eta: float) -> torch.Tensor
     Parameters
     ----------
     dist : tensor or float
-        :math:`d_W(x, x + \\xi)` in pixels.
+        :math:`d_W(x, x + \\xi)` in pixels, >= 0; ``inf`` (a distance only known to be
+        unbounded, e.g. Algorithm 1 without its W2 bounds) has density 0. NaN or a negative
+        distance is a :class:`~infoclust.utils.ParameterError`.
     eta : float
         Width :math:`\\eta` in pixels (> 0).
     """
     eta = check_number("eta", eta, 0.0, strict_low=True)
     dist = torch.as_tensor(dist, dtype=torch.float64)
-    check_finite("dist", dist)
+    if bool(torch.isnan(dist).any()) or bool((dist < 0).any()):
+        raise ParameterError("dist must hold distances >= 0 (inf allowed), got NaN or a negative value")
     return torch.exp(-(dist**2) / eta**2)
 
 

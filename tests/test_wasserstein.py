@@ -174,6 +174,10 @@ def test_solvers_stopped_at_their_cap_warn():
 
 def test_density_and_acceptance_rule_of_eq6():
     assert perturbation_density(0.0, 1.0).item() == 1.0
+    assert perturbation_density(float("inf"), 1.0).item() == 0.0  # an unbounded distance
+    for bad in (float("nan"), -1.0):
+        with pytest.raises(ParameterError, match="^dist"):
+            perturbation_density(bad, 1.0)
     assert perturbation_density(2.0, 1.0).item() == pytest.approx(math.exp(-4.0))
     d0, d1 = torch.tensor([1.0, 2.0]), torch.tensor([2.0, 1.0])
     acc = acceptance_probability(d0, d1, 1.5)
