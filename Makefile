@@ -5,6 +5,8 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
 PROFILE ?= default
+# make test runs the tests on this many pytest-xdist workers (the CPUs this process may use)
+TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 1)
 # DOWNLOAD=1 lets chapters download missing data sets (make book PROFILE=full DOWNLOAD=1)
 DOWNLOAD ?=
 # what codespell reads (the rest is data, generated or vendored)
@@ -23,7 +25,7 @@ test: $(STAMP) browser fashion-mnist
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/codespell $(SPELLED)
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadgroup
 
 # ruff and codespell (as in make test), and the GitHub workflows checked by actionlint.
 lint: $(STAMP) actionlint

@@ -122,7 +122,7 @@ adef_overshoot = 1.2  # ADef's overshoot (the factor on its final field)
 n_random_classes = 10  # classes of the random classifier that the attacks use
 attack_iter = 5  # iterations of the Sinkhorn PGD and of ADef, steps of Algorithm 1
 proj_iter = 20  # iterations of each projected-Sinkhorn projection
-sweep_factors = [0.5, 2.0]  # strengths of the best combination tried besides its own (factors)
+sweep_factors = [0.5, 2.0]  # strengths of the best combination tried besides its own (factors; []: none)
 n_check = 1000  # images for the W2 distances and the invariance rates
 fashion_images: int | None = 2000  # Fashion-MNIST subset (None: all 70,000; 0: skip)
 fashion_crop = 28  # centre crop of the Fashion-MNIST images, px (they fill the frame)
@@ -494,7 +494,7 @@ sweep_arms = [
     for v in levels
     if v != strength
 ]
-sweep_runs = run_arms(x, y, sweep_arms, seeds, recipe)
+sweep_runs = run_arms(x, y, sweep_arms, seeds, recipe) if sweep_arms else {}
 sweep_runs[f"{label} {strength:g}"] = runs[best]
 sweep_diffs = compare_arms({REFERENCE: runs[REFERENCE], **sweep_runs}, REFERENCE)
 sweep_diffs = {f"{label} {v:g}": sweep_diffs[f"{label} {v:g}"] for v in levels}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -11,6 +12,7 @@ import torch
 
 from infoclust.book import build as book
 from infoclust.data import load_dataset
+from infoclust.utils import NUM_THREADS_ENV, num_threads
 
 SMOKE_DIR = book.ROOT / "_build" / "smoke"
 _executed: dict[str, Path | BaseException] = {}
@@ -27,6 +29,42 @@ def execute_smoke(chapter: str) -> Path:
     if isinstance(result, BaseException):
         raise result
     return result
+
+
+def pytest_configure(config) -> None:
+    """Under pytest-xdist (``make test``), each worker gets its share of the CPUs.
+
+    ``$INFOCLUST_NUM_THREADS`` (read by chapters' kernels, run_arms and the build) and this
+    process's torch threads become the CPUs over the workers, at least one, unless the variable
+    is set: two workers with two threads each on two cores would only fight over them.
+    """
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers and NUM_THREADS_ENV not in os.environ:
+        os.environ[NUM_THREADS_ENV] = str(max(1, len(os.sched_getaffinity(0)) // int(workers)))
+    if workers:
+        torch.set_num_threads(num_threads())
+
+
+#: Test modules that take minutes; run first, so that no worker waits for one at the end.
+SLOW_FIRST = ("test_full_profile_iic.py", "test_distributed.py", "test_build.py")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups off the markers
+def pytest_collection_modifyitems(items) -> None:
+    """Tests that read the smoke chapters share one xdist worker (``--dist loadgroup``), so that
+    each chapter is executed once per session, not once per worker; they and the slow modules
+    go first."""
+    for item in items:
+        if "smoke" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("smoke"))
+
+    def rank(item) -> int:
+        if item.get_closest_marker("xdist_group"):
+            return 0
+        name = item.path.name
+        return 1 + SLOW_FIRST.index(name) if name in SLOW_FIRST else len(SLOW_FIRST) + 1
+
+    items.sort(key=rank)  # stable: the order within each rank stays
 
 
 @pytest.fixture(scope="session")

@@ -9,14 +9,17 @@ import subprocess
 import sys
 
 import jupytext
+import matplotlib
 import nbformat
 import papermill as pm
 import pytest
+import torch
 import yaml
 
 from infoclust.book import build as book
-from infoclust.book.chapter import check_parameters, parameters_of
+from infoclust.book.chapter import INJECTED_HEADER, check_parameters, parameters_of
 from infoclust.data import DATASETS
+from infoclust.utils import ParameterError
 
 CHAPTERS = book.chapters()
 SECTIONS = (
@@ -113,39 +116,8 @@ def test_outputs_reproduce(chapter, smoke, tmp_path):
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
 
 
-@pytest.mark.parametrize("chapter", CHAPTERS)
-def test_bad_device_names_parameter(chapter, tmp_path):
-    out = tmp_path / f"{chapter}.ipynb"
-    src = tmp_path / f"{chapter}.source.ipynb"
-    jupytext.write(_source(chapter), src)
-    params = book.chapter_parameters(chapter, "smoke")
-    params["device"] = "no-such-device"
-    with pytest.raises(pm.PapermillExecutionError) as err:
-        pm.execute_notebook(
-            str(src),
-            str(out),
-            parameters=params,
-            cwd=str(book.ROOT),
-            kernel_name="python3",
-            progress_bar=False,
-        )
-    assert err.value.ename == "ParameterError"
-    assert "device" in err.value.evalue
-
-
-# One cheap chapter: its set-up cell rejects what papermill would otherwise let through.
-BAD_PARAMETERS = {
-    "misspelt name": ({"n_image": 8}, "n_image is not a parameter of 05_deformation; did you mean n_images?"),
-    "string boolean": ({"download": "no"}, "download='no' must be True or False"),
-    # sigmas=2.0 is accepted (as [2.0]), so the bad device is what fails
-    "scalar for a list": ({"sigmas": 2.0, "device": "no-such-device"}, "device="),
-}
-
-
-@pytest.mark.parametrize("case", list(BAD_PARAMETERS))
-def test_bad_parameters_stop_the_setup(case, tmp_path):
-    chapter = "05_deformation"
-    given, message = BAD_PARAMETERS[case]
+def _papermill_error(chapter: str, given: dict, tmp_path) -> pm.PapermillExecutionError:
+    """The error of the chapter's smoke run with ``given`` on top, executed as the build does."""
     src = tmp_path / f"{chapter}.source.ipynb"
     jupytext.write(_source(chapter), src)
     params = {**book.chapter_parameters(chapter, "smoke"), **given}
@@ -158,8 +130,71 @@ def test_bad_parameters_stop_the_setup(case, tmp_path):
             kernel_name="python3",
             progress_bar=False,
         )
-    assert err.value.ename == "ParameterError"
-    assert err.value.evalue.startswith(message), err.value.evalue
+    return err.value
+
+
+@pytest.fixture
+def in_process(monkeypatch):
+    """Run a chapter's first cells in this process as papermill would, up to its set-up cell.
+
+    The namespace gets the parameters cell, then the injected cell (papermill's ``# Parameters``
+    header and plain assignments), then the set-up cell, with IPython's input history ``In``
+    that ``ic.book.start`` reads. Torch's thread count and matplotlib's style are restored.
+    """
+    monkeypatch.chdir(book.ROOT)
+    threads = torch.get_num_threads()
+
+    def run(chapter: str, given: dict) -> None:
+        cells = [c for c in _source(chapter).cells if c.cell_type == "code"]
+        i = next(i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", []))
+        params, setup = cells[i].source, cells[i + 1].source
+        values = {**book.chapter_parameters(chapter, "smoke"), **given}
+        injected = INJECTED_HEADER + "\n" + "\n".join(f"{k} = {v!r}" for k, v in values.items())
+        namespace: dict = {"In": ["", params, injected, setup]}
+        with matplotlib.rc_context():
+            exec(params, namespace)
+            exec(injected, namespace)
+            exec(setup, namespace)
+
+    yield run
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_bad_device_names_parameter(chapter, in_process):
+    with pytest.raises(ParameterError, match="device"):
+        in_process(chapter, {"device": "no-such-device"})
+
+
+def test_bad_device_stops_a_papermill_run(tmp_path):
+    err = _papermill_error("01_kmeans", {"device": "no-such-device"}, tmp_path)
+    assert err.ename == "ParameterError"
+    assert "device" in err.evalue
+
+
+# One cheap chapter: its set-up cell rejects what papermill would otherwise let through.
+BAD_PARAMETERS = {
+    "misspelt name": ({"n_image": 8}, "n_image is not a parameter of 05_deformation; did you mean n_images?"),
+    "string boolean": ({"download": "no"}, "download='no' must be True or False"),
+    # sigmas=2.0 is accepted (as [2.0]), so the bad device is what fails
+    "scalar for a list": ({"sigmas": 2.0, "device": "no-such-device"}, "device="),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_PARAMETERS))
+def test_bad_parameters_stop_the_setup(case, in_process):
+    given, message = BAD_PARAMETERS[case]
+    with pytest.raises(ParameterError) as err:
+        in_process("05_deformation", given)
+    assert str(err.value).startswith(message), str(err.value)
+
+
+def test_bad_parameters_stop_a_papermill_run(tmp_path):
+    """The injected cell reaches the check as papermill writes it (one case end to end)."""
+    given, message = BAD_PARAMETERS["misspelt name"]
+    err = _papermill_error("05_deformation", given, tmp_path)
+    assert err.ename == "ParameterError"
+    assert err.evalue.startswith(message), err.evalue
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
