@@ -67,6 +67,20 @@ def pytest_collection_modifyitems(items) -> None:
     items.sort(key=rank)  # stable: the order within each rank stays
 
 
+def pytest_collection_finish(session) -> None:
+    """Under ``--dist loadgroup`` a grouped test's id ends in ``@<group>``; if this pytest and
+    pytest-xdist lose the groups, the workers would build the smoke chapters side by side in one
+    folder (``BuildLocked``): stop with the cause instead."""
+    if not session.config.getoption("loadgroup", False):
+        return
+    lost = [i.nodeid for i in session.items if i.get_closest_marker("xdist_group") and "@" not in i.nodeid]
+    if lost:
+        raise pytest.UsageError(
+            f"pytest-xdist's groups were not applied ({lost[0]} has none): this pytest "
+            f"({pytest.__version__}) and pytest-xdist do not work together; install the test extra's versions"
+        )
+
+
 @pytest.fixture(scope="session")
 def smoke() -> Callable[[str], Path]:
     return execute_smoke

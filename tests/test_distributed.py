@@ -19,6 +19,9 @@ from infoclust.iic import IIC, ClusterNet
 from infoclust.mi import ESTIMATORS
 from infoclust.utils import ParameterError
 
+# One xdist worker for the module: the spawned groups are module fixtures, made once there.
+pytestmark = pytest.mark.xdist_group("distributed")
+
 RTOL = 1e-6
 N_ROWS = 7  # not a multiple of 2 or 3: uneven blocks
 
