@@ -39,10 +39,11 @@ def pytest_configure(config) -> None:
     is set: two workers with two threads each on two cores would only fight over them.
     """
     workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
-    if workers and NUM_THREADS_ENV not in os.environ:
-        os.environ[NUM_THREADS_ENV] = str(max(1, len(os.sched_getaffinity(0)) // int(workers)))
-    if workers:
-        torch.set_num_threads(num_threads())
+    if not workers:
+        return
+    if NUM_THREADS_ENV not in os.environ:  # num_threads() is then the CPUs this process may use
+        os.environ[NUM_THREADS_ENV] = str(max(1, num_threads() // int(workers)))
+    torch.set_num_threads(num_threads())
 
 
 #: Test modules that take minutes; run first, so that no worker waits for one at the end.
