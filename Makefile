@@ -12,7 +12,7 @@ DOWNLOAD ?=
 # what codespell reads (the rest is data, generated or vendored)
 SPELLED := infoclust notebooks tests benchmarks book/*.md README.md Makefile pyproject.toml .github
 
-.PHONY: book site test lint actionlint venv browser fashion-mnist bench lab clean
+.PHONY: book site test test-deps debian-test lint actionlint venv browser fashion-mnist bench lab clean
 
 book: $(STAMP) fashion-mnist
 	$(PY) -m infoclust.book --profile $(PROFILE) $(if $(DOWNLOAD),--download)
@@ -21,7 +21,7 @@ book: $(STAMP) fashion-mnist
 site: $(STAMP)
 	$(PY) -m infoclust.book --site-only
 
-test: $(STAMP) browser fashion-mnist
+test: test-deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/codespell $(SPELLED)
@@ -49,6 +49,15 @@ bench: $(STAMP)
 
 venv: $(STAMP)
 
+# What the tests need, on a fresh machine: the venv and Debian's packages install side by side
+# (pip mostly computes, apt-get mostly waits for downloads); the two apt-get runs one after the
+# other (dpkg takes a lock).
+test-deps:
+	@$(MAKE) --no-print-directory -j2 $(STAMP) debian-test
+
+debian-test:
+	@$(MAKE) --no-print-directory -j1 browser fashion-mnist
+
 # The browser test drives Debian's Chromium; install it when missing and we may (root).
 browser:
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
@@ -69,10 +78,14 @@ lab: $(STAMP)
 	$(PY) -c "import jupyterlab" 2>/dev/null || $(PY) -m pip install --quiet -e '.[test,lab]'
 	$(VENV)/bin/jupyter lab notebooks/
 
+# One pip run (one resolution); the bytecode is compiled afterwards on every CPU, not by pip one
+# file at a time (imports read it: this environment may set PYTHONDONTWRITEBYTECODE). compileall
+# also meets files that are not Python 3.11 inside some packages (torch's tests of Python 3.12
+# syntax), which pip's own compile step skips quietly: so its status is not the install's.
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet --no-compile torch==2.14.1 torchvision==0.29.1 -e '.[test]'
+	$(PY) -m compileall -q -j 0 $$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))') >/dev/null || true
 	touch $(STAMP)
 
 clean:

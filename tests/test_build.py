@@ -20,6 +20,9 @@ import pytest
 from infoclust.book import build as book
 from infoclust.book.ledger import ResultsFileError, load_results
 
+# One xdist worker for the module: the last good build (the ``good`` fixture, about 30 s) is made once.
+pytestmark = pytest.mark.xdist_group("build")
+
 CHAPTER = """# %% [markdown]
 # # Chapter {name}
 

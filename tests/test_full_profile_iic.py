@@ -4,10 +4,11 @@ The full profile is the paper's scale (its VGG trunk on 24 px inputs, batches of
 x 5 repeats, all of MNIST and of Fashion-MNIST, ten seeds): hours on a GPU. These runs keep
 every structural setting of it (``STRUCTURAL`` of ``tests/test_full_profiles.py``, which
 runs the other chapters' full profiles the same way) and shrink only sizes: one batch of
-images, one epoch, two seeds, one perturbation; no ablation, strength sweep, perturbations alone or
-Fashion-MNIST (the smoke profile runs them all, and at full size they take the code path of the
-runs kept: a VGG run on 140 images costs about 45 s of one CPU core). MNIST is the tiny IDX set
-of the ``mnist_root`` fixture, read by torchvision as the full profile reads the real one.
+images, one epoch, two seeds, one perturbation; no ablation, two-processes check, strength
+sweep, perturbations alone, Fashion-MNIST or rerun check (the smoke profile runs them all, and
+at full size they take the code path of the runs kept: a VGG run on 140 images costs about
+35 s of one CPU core). MNIST is the tiny IDX set of the ``mnist_root`` fixture, read by
+torchvision as the full profile reads the real one.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from test_full_profiles import STRUCTURAL
 
 SIZES = {
     # the ablation reruns the main fit's code path eight times (four arms, two seeds): skipped here
-    "03_iic": dict(n_images=140, epochs=1, ablation_epochs=1, ablation_seeds=0),
+    # (the two-processes check: the distributed code is the trunk's, tested in test_distributed.py,
+    # and in the smoke profile; here it costs two more VGG epochs and two process start-ups)
+    "03_iic": dict(n_images=140, epochs=1, ablation_epochs=1, ablation_seeds=0, distributed_images=0),
     "09_iic_perturbations": dict(
         n_images=140,
         epochs=1,
@@ -36,6 +39,7 @@ SIZES = {
         sweep_factors=[],  # the strength sweep reruns the combined arm's code at other sizes
         n_check=20,
         fashion_images=0,  # Fashion-MNIST takes MNIST's code path (28 px grey images); tested in smoke
+        check_rerun=False,  # the rerun is one more run of the baseline arm, whose runs are kept
     ),
 }
 
