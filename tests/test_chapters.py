@@ -197,6 +197,14 @@ def test_one_ablation_seed_is_refused_before_training(in_process):
         in_process("03_iic", {"ablation_seeds": 1})
 
 
+@pytest.mark.parametrize("given", [-1, 1, 39])
+def test_too_few_distributed_images_are_refused_before_training(in_process, given):
+    """Chapter 3's two-process check trains on whole batches (0 skips it): said at set-up."""
+    message = r" must be in \[0, inf\)" if given < 0 else r": .* at least batch_size=40 images \(0 skips it\)"
+    with pytest.raises(ParameterError, match=rf"^distributed_images={given}{message}"):
+        in_process("03_iic", {"distributed_images": given, "batch_size": 40})
+
+
 def test_bad_parameters_stop_a_papermill_run(tmp_path):
     """The injected cell reaches the check as papermill writes it (one case end to end)."""
     given, message = BAD_PARAMETERS["misspelt name"]
