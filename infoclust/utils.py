@@ -445,17 +445,26 @@ def num_threads() -> int:
 
 
 def configure_threads() -> int:
-    """Set torch's intra-op thread count to :func:`num_threads` and return it (chapters' set-up)."""
+    """Set the thread count of torch and of the BLAS libraries loaded (numpy's and scipy's
+    OpenBLAS) to :func:`num_threads` and return it (chapters' set-up).
+
+    The BLAS count matters too: it sets the order of the sums in a matrix product, so a reader
+    who reruns a chapter in Jupyter (without the build's :func:`thread_environment`) gets the
+    build's numbers from the same ``$INFOCLUST_NUM_THREADS``.
+    """
+    from threadpoolctl import threadpool_limits  # scikit-learn's dependency
+
     n = num_threads()
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)
+    threadpool_limits(n, user_api="blas")
     return n
 
 
 def thread_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
     """Environment for a process that runs torch (a chapter's kernel): fixed threads, passive waits.
 
-    ``OMP_NUM_THREADS``/``MKL_NUM_THREADS`` and ``INFOCLUST_NUM_THREADS`` become
+    ``OMP_NUM_THREADS``/``MKL_NUM_THREADS``/``OPENBLAS_NUM_THREADS`` and ``INFOCLUST_NUM_THREADS`` become
     :func:`num_threads`, and ``OMP_WAIT_POLICY=PASSIVE`` unless ``environ`` (default
     ``os.environ``) sets it: torch's OpenMP threads then sleep at a barrier instead of spinning,
     which on a machine whose cores other processes also use makes the waiting thread hand its
@@ -465,6 +474,6 @@ def thread_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
     """
     environ = dict(os.environ if environ is None else environ)
     n = str(num_threads())
-    out = {NUM_THREADS_ENV: n, "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
+    out = {NUM_THREADS_ENV: n, "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n}
     out["OMP_WAIT_POLICY"] = environ.get("OMP_WAIT_POLICY") or "PASSIVE"
     return out

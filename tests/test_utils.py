@@ -3,6 +3,7 @@ import os
 
 import pytest
 import torch
+from threadpoolctl import threadpool_info, threadpool_limits
 
 import infoclust as ic
 from infoclust.book.ledger import Ledger, load_results, results_dir
@@ -88,13 +89,18 @@ def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
 def test_thread_count_is_fixed_by_the_variable_not_the_load(monkeypatch):
     monkeypatch.setenv("INFOCLUST_NUM_THREADS", "1")
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-    before = torch.get_num_threads()
+    before, blas = torch.get_num_threads(), threadpool_limits(None, user_api="blas")  # the latter restores
     try:
         assert ic.utils.configure_threads() == 1 == torch.get_num_threads()
+        infos = threadpool_info()
+        assert [i for i in infos if i["user_api"] == "blas"], "numpy's BLAS is loaded"
+        assert all(i["num_threads"] == 1 for i in infos if i["user_api"] == "blas"), infos
     finally:
         torch.set_num_threads(before)
+        blas.restore_original_limits()
     env = ic.utils.thread_environment()
-    assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == "1" and env["OMP_WAIT_POLICY"] == "PASSIVE"
+    assert env["OMP_NUM_THREADS"] == env["MKL_NUM_THREADS"] == env["OPENBLAS_NUM_THREADS"] == "1"
+    assert env["OMP_WAIT_POLICY"] == "PASSIVE"
     assert ic.utils.thread_environment({"OMP_WAIT_POLICY": "ACTIVE"})["OMP_WAIT_POLICY"] == "ACTIVE"
     monkeypatch.delenv("INFOCLUST_NUM_THREADS")
     assert ic.utils.num_threads() >= 1
