@@ -27,6 +27,7 @@ from typing import IO, Any, Iterator
 import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
+from threadpoolctl import threadpool_limits
 
 __all__ = [
     "ParameterError",
@@ -452,8 +453,6 @@ def configure_threads() -> int:
     who reruns a chapter in Jupyter (without the build's :func:`thread_environment`) gets the
     build's numbers from the same ``$INFOCLUST_NUM_THREADS``.
     """
-    from threadpoolctl import threadpool_limits  # scikit-learn's dependency
-
     n = num_threads()
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)

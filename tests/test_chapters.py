@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import yaml
 from infoclust.book import build as book
 from infoclust.book.chapter import INJECTED_HEADER, check_parameters, parameters_of
 from infoclust.data import DATASETS
-from infoclust.utils import ParameterError, thread_environment
+from infoclust.utils import ParameterError
 
 CHAPTERS = book.chapters()
 SECTIONS = (
@@ -94,9 +93,9 @@ def test_smoke_run(chapter, smoke):
 def test_outputs_reproduce(chapter, smoke, tmp_path):
     """nbval reruns the executed notebook; NBVAL_CHECK_OUTPUT cells must print the same text."""
     nb_path = smoke(chapter)
-    # the build's thread settings (OpenBLAS and torch threads change the order of sums, and so the
-    # last digits the checked cells print)
-    env = dict(os.environ, **thread_environment(), INFOCLUST_RESULTS_DIR=str(tmp_path))
+    # the build's kernel environment: its thread settings (OpenBLAS and torch threads change the
+    # order of sums, and so the last digits the checked cells print)
+    env = book.kernel_environment(tmp_path)
     proc = subprocess.run(
         [
             sys.executable,

@@ -63,6 +63,7 @@ __all__ = [
     "chapter_defaults",
     "check_chapter_names",
     "run_parameters",
+    "kernel_environment",
     "build_lock",
     "execute_chapter",
     "scan_results",
@@ -296,7 +297,7 @@ def _commit(stage: Path, chapter: str, build_dir: Path) -> Path:
     return notebook
 
 
-def _kernel_environment(results: Path) -> dict[str, str]:
+def kernel_environment(results: Path) -> dict[str, str]:
     """The papermill process's (and so the kernel's) environment: results folder, threads, wait policy."""
     return {**os.environ, **thread_environment(), "INFOCLUST_RESULTS_DIR": str(results)}
 
@@ -372,7 +373,7 @@ def execute_chapter(
                 cmd,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env=_kernel_environment((stage / "results").resolve()),
+                env=kernel_environment((stage / "results").resolve()),
             )
             try:
                 code = proc.wait()
