@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import random
+import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,7 +31,7 @@ import torch
 import torch.distributed as dist
 
 from . import distributed as D
-from .utils import ParameterError, atomic_write
+from .utils import ParameterError, atomic_write, check_bool
 
 __all__ = [
     "FORMAT",
@@ -41,6 +42,8 @@ __all__ = [
     "check_compatible",
     "write_training_state",
     "read_training_state",
+    "RUN_FILES",
+    "prepare_output_dir",
 ]
 
 #: The ``format`` entry of every checkpoint written here (checked when loading).
@@ -237,3 +240,67 @@ def read_training_state(
             f"resume with epochs >= {state['epoch']}"
         )
     return state
+
+
+#: The files of a run in its output folder: a folder holding any of them holds a run.
+RUN_FILES = ("checkpoint.pt", "metrics.json", "history.json")
+
+
+def prepare_output_dir(path: str | os.PathLike, *, resume: bool, overwrite: bool) -> Path:
+    """Check a run's output folder before its first epoch, create it if missing; return it.
+
+    A command that trains for hours checks here, at the door, what would otherwise fail or
+    destroy data only at the end of its first epoch: an empty path (not the working
+    folder), a path that is a file, a folder where no file can be created, and a folder that
+    already holds a run (one of :data:`RUN_FILES`), whose checkpoint and metrics a fresh run
+    would replace. Such a folder is accepted only with ``resume`` (continue the run) or
+    ``overwrite`` (start afresh and replace it); nothing is deleted here.
+
+    Parameters
+    ----------
+    path : str or Path
+        The output folder.
+    resume : bool
+        The run continues from the folder's checkpoint (``--resume``).
+    overwrite : bool
+        A fresh run may replace the folder's run (``--overwrite``).
+
+    Returns
+    -------
+    Path
+        The folder, which exists and is writable.
+
+    Raises
+    ------
+    ParameterError
+        For each case above, naming the folder and, for a folder holding a run, the
+        options ``--resume`` and ``--overwrite``.
+    """
+    check_bool("resume", resume)
+    check_bool("overwrite", overwrite)
+    if resume and overwrite:
+        raise ParameterError(
+            "resume and overwrite exclude each other: give --resume or --overwrite, not both"
+        )
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"the output folder must be a path (str), got {type(path).__name__}")
+    if not os.fspath(path).strip():
+        raise ParameterError("the output folder is an empty path (''): give a folder, e.g. --out runs/x")
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ParameterError(f"the output folder {path} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):  # the files of the run can be created here
+            pass
+    except OSError as err:
+        raise ParameterError(
+            f"the output folder {path} is not writable ({type(err).__name__}: {err.strerror or err})"
+        ) from None
+    held = [name for name in RUN_FILES if (path / name).exists()]
+    if held and not (resume or overwrite):
+        raise ParameterError(
+            f"the output folder {path} holds a run ({', '.join(held)}): give --resume to continue it, "
+            f"--overwrite to replace it, or another folder"
+        )
+    return path

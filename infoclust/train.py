@@ -34,6 +34,7 @@ import torch.distributed as dist
 
 from . import distributed as D
 from .augment import crop_resize
+from .checkpoint import prepare_output_dir
 from .data import DATASETS, load_dataset
 from .dim import PRESETS, DeepInfoMax, linear_probe
 from .iic import IIC, TRUNKS
@@ -63,11 +64,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="CPU threads of each process (default: torch's)")
     p.add_argument(
         "--out",
-        type=Path,
         default=None,
         help="folder for checkpoint.pt, history.json, metrics.json (default runs/MODEL-DATASET)",
     )
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt if it exists")
+    p.add_argument("--overwrite", action="store_true", help="start afresh in an OUT that holds a run")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -128,7 +129,8 @@ def _load(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _iic(args: argparse.Namespace, x: torch.Tensor, y: torch.Tensor) -> tuple[dict, list]:
     crop, size = default_view(x.shape[-1])
-    crop, size = args.crop or crop, args.input_size or size
+    crop = crop if args.crop is None else check_int("--crop", args.crop, 1, x.shape[-1])
+    size = size if args.input_size is None else check_int("--input-size", args.input_size, 1)
     x = crop_resize(x, crop, size)
     model = IIC(
         args.n_clusters,
@@ -211,7 +213,8 @@ def _jsonable(obj: Any) -> Any:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the command line ``argv`` (default ``sys.argv[1:]``); return the metrics (on every rank)."""
     args = build_parser().parse_args(argv)
-    args.out = args.out or Path("runs") / f"{args.model}-{args.dataset}"
+    args.out = Path("runs") / f"{args.model}-{args.dataset}" if args.out is None else args.out
+    args.out = prepare_output_dir(args.out, resume=args.resume, overwrite=args.overwrite)
     if args.threads is not None:
         torch.set_num_threads(check_int("threads", args.threads, 1))
     joined = D.init_from_env()
