@@ -25,6 +25,7 @@ from typing import Any, Iterable, Sequence
 
 import torch
 
+from ..codepath import code_path
 from ..utils import atomic_write, check_choice, device_name, resolve_device, run_info, seed_everything
 
 __all__ = [
@@ -106,6 +107,9 @@ class Ledger:
         The run's seed.
     parameters : dict
         The chapter's parameters as the run used them (written to the results file).
+    code_path : dict
+        The CPU code path the run computes with (:func:`infoclust.codepath.code_path`:
+        processor, torch's CPU capability, oneDNN, BLAS, threads, overrides in force).
     """
 
     chapter: str
@@ -116,6 +120,7 @@ class Ledger:
     started: float = field(default_factory=time.time)
     generator: torch.Generator | None = field(default=None, repr=False)
     parameters: dict[str, Any] = field(default_factory=dict)
+    code_path: dict[str, Any] = field(default_factory=code_path)
 
     @classmethod
     def start(
@@ -143,7 +148,8 @@ class Ledger:
         info = run_info(seed, dev, profile)
         print(
             f"{chapter}: profile {profile}, seed {seed}, device {info['device_name']}, "
-            f"torch {info['torch']}, started {info['started']}"
+            f"torch {info['torch']}, CPU capability {torch.backends.cpu.get_cpu_capability()}, "
+            f"started {info['started']}"
         )
         return cls(chapter, profile, dev, seed, generator=generator, parameters=dict(parameters or {}))
 
@@ -199,6 +205,7 @@ class Ledger:
             "seconds": round(time.time() - self.started, 2),
             "torch": torch.__version__,
             "parameters": self.parameters,
+            "code_path": self.code_path,
             "results": [asdict(r) for r in self.results],
         }
 
