@@ -42,6 +42,7 @@ __all__ = [
     "check_compatible",
     "write_training_state",
     "read_training_state",
+    "data_fingerprint",
     "RUN_FILES",
     "prepare_output_dir",
 ]
@@ -215,16 +216,54 @@ def write_training_state(
         save_checkpoint(path, full)
 
 
+def data_fingerprint(x: torch.Tensor, g: Any = None) -> dict[str, str]:
+    """What a run was trained on, as texts a resume compares: the images and the perturbation.
+
+    ``x``: the images as the estimator sees them (after any crop and resize), as their shape,
+    dtype and a SHA-256 hash of their bytes; ``g``: the perturbation's ``repr`` (its class
+    and settings, or its qualified name for a function), as :func:`~infoclust.distributed.describe_params`
+    writes parameters.
+    """
+    return {"x": D._digest(x), "g": D.describe_params({"g": g})["g"]}
+
+
+def _check_same_data(
+    path: str | os.PathLike, saved: Mapping[str, str] | None, data: Mapping[str, str]
+) -> None:
+    if saved is None:
+        warnings.warn(
+            f"checkpoint {path} records no fingerprint of its training data (written by an older "
+            f"infoclust): the resume cannot check that x and g are the run's",
+            stacklevel=4,
+        )
+        return
+    for name in sorted(set(saved) | set(data)):
+        if saved.get(name) != data.get(name):
+            what = "images" if name == "x" else "perturbation"
+            raise ParameterError(
+                f"{name} differs from the training data of the checkpoint {path}: its {what} were "
+                f"{saved.get(name)}, now {data.get(name)}; resume on the same data and view (crop, "
+                f"size, number of images) and the same {'g' if name == 'g' else 'x'}, or start afresh"
+            )
+
+
 def read_training_state(
-    path: str | os.PathLike, params: Mapping[str, str], epochs: int
+    path: str | os.PathLike,
+    params: Mapping[str, str],
+    epochs: int,
+    *,
+    estimator: str,
+    data: Mapping[str, str],
 ) -> dict[str, Any] | None:
     """The checkpoint an estimator's resumed ``fit`` continues from, or None when there is none yet.
 
     Rank 0 reads the file and sends it to every rank (on several nodes only rank 0's node
-    needs it). Raises :class:`ParameterError` when the checkpoint's parameters differ from
-    ``params`` (other than :data:`RESUMABLE`'s) or it is past ``epochs``. A missing file
-    warns and returns None: the fit starts afresh (the first run of a job that is restarted
-    with ``--resume`` after every pre-emption).
+    needs it). Raises :class:`ParameterError` when the checkpoint is another estimator's
+    (its ``estimator`` entry is not ``estimator``), when it was trained on other data (its
+    ``data`` entry, :func:`data_fingerprint`, differs from ``data``), when its parameters
+    differ from ``params`` (other than :data:`RESUMABLE`'s) or it is past ``epochs``. A
+    missing file warns and returns None: the fit starts afresh (the first run of a job that
+    is restarted with ``--resume`` after every pre-emption).
     """
     if not D.broadcast_object(Path(path).is_file() if D.is_main_process() else None):
         if D.is_main_process():
@@ -233,6 +272,12 @@ def read_training_state(
             )
         return None
     state = D.broadcast_object(load_checkpoint(path) if D.is_main_process() else None)
+    if state.get("estimator") != estimator:
+        raise ParameterError(
+            f"checkpoint {path} was written by {state.get('estimator')}, not by {estimator}: "
+            f"resume it with {state.get('estimator')}, or give {estimator} another checkpoint path"
+        )
+    _check_same_data(path, state.get("data"), data)
     check_compatible(path, state["params"], params, ignore=RESUMABLE)
     if state["epoch"] > epochs:
         raise ParameterError(
@@ -243,7 +288,7 @@ def read_training_state(
 
 
 #: The files of a run in its output folder: a folder holding any of them holds a run.
-RUN_FILES = ("checkpoint.pt", "metrics.json", "history.json")
+RUN_FILES = ("checkpoint.pt", "metrics.json", "history.json", "run.json")
 
 
 def prepare_output_dir(path: str | os.PathLike, *, resume: bool, overwrite: bool) -> Path:

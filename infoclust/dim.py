@@ -598,6 +598,7 @@ class DeepInfoMax(TransformerMixin, BaseEstimator):
         size = min(self.batch_size, n)
         D.check_batch(size, n)
         self._build(x)
+        data = C.data_fingerprint(x)  # a resume must be on the same x
         x = x.to(self.device_)
         batches = n // size  # drop the ragged last batch: every batch has N negatives' worth
         start = 1
@@ -605,7 +606,11 @@ class DeepInfoMax(TransformerMixin, BaseEstimator):
             resume
             and (
                 state := C.read_training_state(
-                    self.checkpoint, D.describe_params(self.get_params()), self.epochs
+                    self.checkpoint,
+                    D.describe_params(self.get_params()),
+                    self.epochs,
+                    estimator="DeepInfoMax",
+                    data=data,
                 )
             )
             is not None
@@ -643,6 +648,7 @@ class DeepInfoMax(TransformerMixin, BaseEstimator):
                     self.checkpoint,
                     {
                         "estimator": "DeepInfoMax",
+                        "data": data,
                         "params": D.describe_params(self.get_params()),
                         "epoch": epoch,
                         "n_steps": self.n_steps_,

@@ -690,8 +690,15 @@ class IIC(ClusterMixin, BaseEstimator):
             self.g_ = self.g if self.g is not None else MNISTTransform(seed=stream_seed(self.seed, 1))
             self._order_generator = torch.Generator().manual_seed(self.seed)
             D.check_same_on_all_ranks({"the initial network": self.net_})
+            self._data = C.data_fingerprint(x, self.g_)  # a resume must be on the same x and g
             state = (
-                C.read_training_state(self.checkpoint, D.describe_params(self.get_params()), self.epochs)
+                C.read_training_state(
+                    self.checkpoint,
+                    D.describe_params(self.get_params()),
+                    self.epochs,
+                    estimator="IIC",
+                    data=self._data,
+                )
                 if resume
                 else None
             )
@@ -757,6 +764,7 @@ class IIC(ClusterMixin, BaseEstimator):
                     self.checkpoint,
                     {
                         "estimator": "IIC",
+                        "data": self._data,
                         "params": D.describe_params(self.get_params()),
                         "epoch": epoch,
                         "seconds": seconds,

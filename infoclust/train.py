@@ -40,9 +40,9 @@ from .dim import PRESETS, DeepInfoMax, linear_probe
 from .iic import IIC, TRUNKS
 from .metrics import evaluate
 from .mi import ESTIMATORS
-from .utils import atomic_write, check_int, device_name
+from .utils import ParameterError, atomic_write, check_int, device_name
 
-__all__ = ["build_parser", "main", "default_view"]
+__all__ = ["build_parser", "main", "default_view", "check_same_view"]
 
 
 def default_view(side: int) -> tuple[int, int]:
@@ -127,10 +127,34 @@ def _load(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
     return read()
 
 
+def check_same_view(out: Path, view: dict[str, Any], resume: bool) -> None:
+    """Record the options that choose a run's data and view in ``out/run.json``; a resume must match.
+
+    A fresh run writes them (rank 0); ``--resume`` compares them with the recorded ones and
+    raises :class:`ParameterError` naming the first option that differs, before any training.
+    The estimators check the images themselves too (:func:`~infoclust.checkpoint.data_fingerprint`);
+    this names the command's option.
+    """
+    path = out / "run.json"
+    if resume and path.is_file():
+        saved = json.loads(path.read_text())
+        for name, value in view.items():
+            if saved.get(name) != value:
+                option = "--" + name.replace("_", "-")
+                raise ParameterError(
+                    f"{option} {value} differs from the run's {option} {saved.get(name)} ({path}): "
+                    f"resume with the run's data and view, or start afresh in another folder"
+                )
+    elif D.is_main_process():
+        with atomic_write(path) as f:
+            json.dump(view, f, indent=1)
+
+
 def _iic(args: argparse.Namespace, x: torch.Tensor, y: torch.Tensor) -> tuple[dict, list]:
     crop, size = default_view(x.shape[-1])
     crop = crop if args.crop is None else check_int("--crop", args.crop, 1, x.shape[-1])
     size = size if args.input_size is None else check_int("--input-size", args.input_size, 1)
+    check_same_view(args.out, {**_data_options(args, x), "crop": crop, "input_size": size}, args.resume)
     x = crop_resize(x, crop, size)
     model = IIC(
         args.n_clusters,
@@ -170,7 +194,13 @@ def _iic(args: argparse.Namespace, x: torch.Tensor, y: torch.Tensor) -> tuple[di
     return metrics, history
 
 
+def _data_options(args: argparse.Namespace, x: torch.Tensor) -> dict[str, Any]:
+    """The options that choose the images: the data set and the subset (its size and seed)."""
+    return {"dataset": args.dataset, "n_images": len(x), "seed": args.seed}
+
+
 def _dim(args: argparse.Namespace, x: torch.Tensor, y: torch.Tensor) -> tuple[dict, dict]:
+    check_same_view(args.out, _data_options(args, x), args.resume)
     model = DeepInfoMax(
         **PRESETS[args.preset],
         estimator=args.estimator,

@@ -129,3 +129,69 @@ def test_prepare_output_dir_arguments(tmp_path, path, flags, names):
     flags = {"resume": False, "overwrite": False, **flags}
     with refused(*names):
         prepare_output_dir(path if path != "x" else tmp_path / "x", **flags)
+
+
+# ---------------------------------------------------------------- item 2: resume on other data
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--n-images", "24"), ("--dataset", "mnist5k"), ("--crop", "6"), ("--input-size", "6"), ("--seed", "1")],
+)
+def test_resume_on_other_data_is_refused(run, option, value):
+    args = [*ARGS, "--out", str(run), "--resume", option, value]  # argparse: the last one counts
+    with kept(run), refused(option, value):
+        main(args)
+
+
+def test_resume_with_the_same_data_is_accepted(run):
+    before = (run / "checkpoint.pt").read_bytes()
+    assert main([*ARGS, "--out", str(run), "--resume"])["epochs"] == 1  # finished: nothing to train
+    assert (run / "checkpoint.pt").read_bytes() == before
+
+
+@pytest.fixture(scope="module")
+def fitted_iic(tmp_path_factory):
+    """IIC fitted with a checkpoint on 32 digits (the library, without the command)."""
+    from infoclust.data import load_dataset
+    from infoclust.iic import IIC
+
+    x, _ = load_dataset("digits", n=32, seed=0)
+    folder = tmp_path_factory.mktemp("iic")
+    kw = dict(n_subheads=1, n_overclusters=None, trunk="small", epochs=1, batch_size=16, repeats=1)
+    kw.update(device="cpu", verbose=False, checkpoint=str(folder / "checkpoint.pt"))
+    IIC(4, **kw).fit(x)
+    return folder, x, kw
+
+
+def test_iic_resume_on_fewer_images_is_refused(fitted_iic):
+    from infoclust.iic import IIC
+
+    folder, x, kw = fitted_iic
+    with kept(folder), refused("x", "(16, 1, 8, 8)", "(32, 1, 8, 8)"):
+        IIC(4, **kw).fit(x[:16], resume=True)
+
+
+def test_iic_resume_on_other_images_of_the_same_shape_is_refused(fitted_iic):
+    from infoclust.iic import IIC
+
+    folder, x, kw = fitted_iic
+    with kept(folder), refused("x", "images", "sha256"):
+        IIC(4, **kw).fit(x.flip(0), resume=True)
+
+
+def test_iic_resume_with_another_g_is_refused(fitted_iic):
+    from infoclust.iic import IIC
+
+    folder, x, kw = fitted_iic
+    with kept(folder), refused("g", "perturbation"):
+        IIC(4, g=lambda b: b.flip(-1), **kw).fit(x, resume=True)
+
+
+def test_deep_infomax_on_an_iic_checkpoint_says_so(fitted_iic):
+    from infoclust.dim import DeepInfoMax
+
+    folder, x, kw = fitted_iic
+    model = DeepInfoMax(epochs=1, batch_size=16, device="cpu", verbose=False, checkpoint=kw["checkpoint"])
+    with kept(folder), refused("IIC", "DeepInfoMax"):
+        model.fit(x, resume=True)
