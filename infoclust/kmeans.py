@@ -115,6 +115,34 @@ def _assign(x: torch.Tensor, c: torch.Tensor, x_sq: torch.Tensor) -> tuple[torch
     return labels, dist
 
 
+def _halving_sum(v: torch.Tensor) -> torch.Tensor:
+    """Sums over the last dimension, in a fixed order: neighbours added pairwise until one is left.
+
+    Every step is an element-wise addition, so the result does not depend on how a kernel
+    orders a reduction (its vector width, the CPU code path, the thread count).
+    """
+    while v.shape[-1] > 1:
+        if v.shape[-1] % 2:
+            v = torch.nn.functional.pad(v, (0, 1))
+        v = v[..., 0::2] + v[..., 1::2]
+    return v[..., 0] if v.shape[-1] else v.new_zeros(v.shape[:-1])
+
+
+def _inertia(x: torch.Tensor, centers: torch.Tensor, labels: torch.Tensor) -> float:
+    """The inertia J (module docstring), in float64 from the differences to the assigned centres.
+
+    The same labels and centres give the same bits on every CPU code path and thread count
+    (:func:`_halving_sum`); float64 also avoids the cancellation of the expanded distances.
+    """
+    rows = max(1, _CHUNK_ELEMENTS // max(1, x.shape[1]))
+    c = centers.double()
+    per_row = [
+        _halving_sum((x[s : s + rows].double() - c[labels[s : s + rows]]) ** 2)
+        for s in range(0, len(x), rows)
+    ]
+    return float(_halving_sum(torch.cat(per_row)))
+
+
 def _cluster_sums(
     x: torch.Tensor, labels: torch.Tensor, k: int, onehot: bool | None = None, rows: int | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -214,7 +242,9 @@ class KMeans(ClusterMixin, BaseEstimator):
     cluster_centers_ : np.ndarray, (k, d), float32
     labels_ : np.ndarray, (n,), int64
     inertia_ : float
-        Sum of squared distances of the points to their closest centre.
+        Sum of squared distances of the points to their closest centre, computed in float64
+        and summed in a fixed order: the same labels and centres give the same bits on every
+        CPU code path and thread count.
     n_iter_ : int
         Lloyd iterations of the best run.
     n_empty_ : int
@@ -317,12 +347,12 @@ class KMeans(ClusterMixin, BaseEstimator):
             if n_changed == 0 or shift <= tol:
                 converged = True
                 break
-        labels, dist = _assign(x, centers, x_sq)
+        labels, _ = _assign(x, centers, x_sq)
         n_empty = int((torch.bincount(labels, minlength=k) == 0).sum())
         return {
             "centers": centers,
             "labels": labels,
-            "inertia": float(dist.double().sum()),
+            "inertia": _inertia(x, centers, labels),
             "n_iter": n_iter,
             "n_empty": n_empty,
             "relocated": relocated,

@@ -12,6 +12,7 @@ that the per-seed differences cancel what the seeds share.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -180,7 +181,9 @@ def paired_difference(a, b, *, confidence: float = 0.95, power: float = 0.8) -> 
 
     .. math:: \bar d \pm t_{1 - \alpha/2,\, n-1}\, s / \sqrt{n}, \qquad \alpha = 1 - \text{confidence},
 
-    the one of ``scipy.stats.ttest_rel(a, b).confidence_interval(confidence)``. The
+    the one of ``scipy.stats.ttest_rel(a, b).confidence_interval(confidence)``, with
+    :math:`\bar d` and :math:`s` from correctly rounded sums (``math.fsum``), so that the same
+    scores give the same bits on every CPU code path, whatever NumPy's SIMD kernels. The
     smallest detectable effect is the true mean difference :math:`\delta` at which the
     two-sided paired t-test at level :math:`\alpha` rejects with probability ``power``,
     :math:`P(|T| > t_{1 - \alpha/2,\, n-1}) = \text{power}` for :math:`T` non-central t with
@@ -214,7 +217,7 @@ def paired_difference(a, b, *, confidence: float = 0.95, power: float = 0.8) -> 
     if a.shape != b.shape:
         raise ParameterError(f"a and b must hold one score per seed each, got {len(a)} and {len(b)}")
     d = a - b
-    n, mean, sd = len(d), float(d.mean()), float(d.std(ddof=1))
+    n, mean, sd = len(d), *_mean_sd(d)
     t_crit = float(stats.t.ppf(0.5 + confidence / 2, n - 1))
     half = t_crit * sd / np.sqrt(n)
     low, high = mean - half, mean + half
@@ -222,6 +225,16 @@ def paired_difference(a, b, *, confidence: float = 0.95, power: float = 0.8) -> 
     return PairedDifference(
         mean, low, high, sd, n, confidence, _detectable(n, sd, t_crit, power), power, verdict
     )
+
+
+def _mean_sd(d: np.ndarray) -> tuple[float, float]:
+    """Mean and sample standard deviation (``ddof=1``) from correctly rounded sums (``math.fsum``).
+
+    They do not depend on the order of the additions, so the same scores give the same bits
+    on every machine and code path (NumPy's sums follow its SIMD kernels).
+    """
+    mean = math.fsum(d.tolist()) / len(d)
+    return mean, math.sqrt(math.fsum(((d - mean) ** 2).tolist()) / (len(d) - 1))
 
 
 def _t_test_power(nc: float, df: int, t_crit: float) -> float:
