@@ -23,10 +23,19 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import numpy as np
 import torch
 
 from ..codepath import code_path
-from ..utils import atomic_write, check_choice, device_name, resolve_device, run_info, seed_everything
+from ..utils import (
+    ParameterError,
+    atomic_write,
+    check_choice,
+    device_name,
+    resolve_device,
+    run_info,
+    seed_everything,
+)
 
 __all__ = [
     "Ledger",
@@ -35,6 +44,8 @@ __all__ = [
     "results_dir",
     "load_results",
     "read_results_file",
+    "result_fault",
+    "RESULT_SCHEMA",
     "results_markdown",
     "markdown_table",
     "md_cell",
@@ -177,20 +188,12 @@ class Ledger:
         (text, e.g. ``"DIM paper: 43.2 % (CIFAR10, non-linear probe on Y)"``). ``holds`` says whether
         the claim is reproduced; leave it ``None`` for numbers that are reported, not tested.
         """
-        value = float(value)
-        if not math.isfinite(value):
-            raise ValueError(f"result {name!r} is not finite: {value}")
-        res = Result(
-            name,
-            value,
-            unit,
-            None if paper is None else float(paper),
-            source,
-            claim,
-            None if holds is None else bool(holds),
-            seconds,
-            context,
-        )
+        value, paper, holds, seconds = (_plain(v) for v in (value, paper, holds, seconds))
+        res = Result(name, value, unit, paper, source, claim, holds, seconds, context)
+        fault = result_fault(asdict(res))
+        if fault is not None:
+            raise ParameterError(f"result {name!r}: {fault}")
+        res.value, res.paper = float(value), None if paper is None else float(paper)
         self.results = [r for r in self.results if r.name != name] + [res]
         self.save()
 
@@ -288,6 +291,53 @@ _RUN_FIELDS = {
 }
 _RESULT_FIELDS = {f.name for f in fields(Result)}
 
+#: The one schema of a recorded result: what each field may hold (checked when recorded and read).
+_NUMBER, _TEXT = "a finite number", "a text"
+RESULT_SCHEMA = {
+    "name": (_TEXT, False),
+    "value": (_NUMBER, False),
+    "unit": (_TEXT, False),
+    "paper": (_NUMBER, True),
+    "source": (_TEXT, False),
+    "claim": (_TEXT, False),
+    "holds": ("true or false", True),
+    "seconds": (_NUMBER, True),
+    "context": (_TEXT, False),
+}
+
+
+def _plain(value: Any) -> Any:
+    """A NumPy or one-element torch scalar as the Python number or bool it holds; else ``value``."""
+    if isinstance(value, np.generic) or (torch.is_tensor(value) and value.numel() == 1):
+        return value.item()
+    return value
+
+
+def _fits(kind: str, value: Any) -> bool:
+    if kind == _TEXT:
+        return isinstance(value, str)
+    if kind == _NUMBER:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, bool)
+
+
+def result_fault(result: dict[str, Any]) -> str | None:
+    """What is wrong with one recorded result (a dict of :class:`Result`'s fields), or None.
+
+    Every field must hold what :data:`RESULT_SCHEMA` says: ``name`` a non-empty text, ``value``
+    a finite number (never NaN: a NaN shown beside a claim reads as a number), ``paper`` and
+    ``seconds`` a finite number or null, ``holds`` true, false or null, the others texts.
+    """
+    for key, (kind, nullable) in RESULT_SCHEMA.items():
+        value = result.get(key)
+        if not (value is None and nullable) and not _fits(kind, value):
+            if kind == _NUMBER and isinstance(value, float):
+                return f"{key}={value!r} is not finite"
+            return f"{key}={value!r} is not {kind}{' or null' if nullable else ''}"
+    if not result["name"].strip():
+        return "its name is empty"
+    return None
+
 
 def read_results_file(path: str | Path) -> dict[str, Any]:
     """One chapter's results file, checked; :class:`ResultsFileError` names the file and the fault.
@@ -315,11 +365,16 @@ def read_results_file(path: str | Path) -> dict[str, Any]:
         raise ResultsFileError(f"{path}: wrong type of {', '.join(f'{k}={run[k]!r}' for k in wrong)}")
     if run["chapter"] != path.stem:
         raise ResultsFileError(f"{path}: holds the results of chapter {run['chapter']!r}, not {path.stem!r}")
+    if not math.isfinite(run["seconds"]):
+        raise ResultsFileError(f"{path}: seconds={run['seconds']!r} is not a finite number")
     for i, r in enumerate(run["results"]):
         if not isinstance(r, dict) or not {"name", "value"} <= set(r) or not set(r) <= _RESULT_FIELDS:
             raise ResultsFileError(f"{path}: result {i} is not a recorded result: {r!r}")
         for key in _RESULT_FIELDS - set(r):  # files written before a field existed
             r[key] = Result.__dataclass_fields__[key].default
+        fault = result_fault(r)
+        if fault is not None:
+            raise ResultsFileError(f"{path}: result {i} ({str(r['name'])[:60]!r}) is damaged: {fault}")
     return run
 
 
