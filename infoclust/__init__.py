@@ -4,19 +4,19 @@ A small PyTorch library backing the chapters of the book that reproduces the tal
 "Maximization of Mutual Information for Information Clustering". One module per idea of
 the talk; everything runs on CPU or GPU (``device="auto"``).
 
-=====================  =====================================  ===============================
-talk section           module                                 entry points
-=====================  =====================================  ===============================
-2 k-means              :mod:`infoclust.kmeans`                :class:`KMeans`
-3.1 Deep InfoMax       :mod:`infoclust.mi`, :mod:`~.dim`      :class:`DeepInfoMax`
-3.2 IIC                :mod:`infoclust.iic`, :mod:`~.augment`  :class:`IIC`, ``MNISTTransform``
-4.1 Wasserstein        :mod:`infoclust.wasserstein`           ``w2_exact``, ``w2_sinkhorn``
-4.2 deformation        :mod:`infoclust.deform`                ``warp``, ``RandomDeformation``
-4.3 projected Sinkhorn :mod:`infoclust.projected_sinkhorn`    ``project_wasserstein_ball``
-4.4 ADef               :mod:`infoclust.adef`                  ``adef``, ``adef_step``
-4.5 Algorithm 1        :mod:`infoclust.w2_algorithm`          ``W2Perturbation``
-4 as IIC's g           :mod:`infoclust.transforms`            every transformation g
-=====================  =====================================  ===============================
+======================  ====================================  ===============================================
+talk section            module                                entry points
+======================  ====================================  ===============================================
+2 k-means               :mod:`~infoclust.kmeans`              :class:`~infoclust.kmeans.KMeans`
+3.1 Deep InfoMax        :mod:`~.mi`, :mod:`~.dim`             :class:`~infoclust.dim.DeepInfoMax`
+3.2 IIC                 :mod:`~.iic`, :mod:`~.augment`        :class:`~infoclust.iic.IIC`, ``MNISTTransform``
+4.1 Wasserstein         :mod:`~infoclust.wasserstein`         :func:`~infoclust.wasserstein.w2_exact`
+4.2 deformation         :mod:`~infoclust.deform`              ``warp``, ``RandomDeformation``
+4.3 projected Sinkhorn  :mod:`~infoclust.projected_sinkhorn`  ``project_wasserstein_ball``
+4.4 ADef                :mod:`~infoclust.adef`                ``adef``, ``adef_step``
+4.5 Algorithm 1         :mod:`~infoclust.w2_algorithm`        ``W2Perturbation``
+4 as IIC's g            :mod:`~infoclust.transforms`          every transformation g
+======================  ====================================  ===============================================
 
 Around them: :mod:`~infoclust.data` (data sets), :mod:`~infoclust.metrics` (scores and
 paired comparisons), :mod:`~infoclust.classifiers` (the attacked CNN, the random

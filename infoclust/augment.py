@@ -79,6 +79,11 @@ def random_affine(
         (N,) side of the sampled window relative to the image.
     shift : torch.Tensor
         (N, 2) centre of the sampled window, (x, y) in [-1, 1] units.
+
+    Returns
+    -------
+    torch.Tensor
+        The warped images, (N, C, H, W).
     """
     x = check_images("x", x)
     n = len(x)

@@ -205,7 +205,22 @@ def train_classifier(
 
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """Arg-max class of ``model`` for every image of ``x`` (on ``x``'s device; CPU for arrays), in batches."""
+    """Arg-max class of ``model`` for every image of ``x`` (on ``x``'s device; CPU for arrays), in batches.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A classifier returning logits.
+    x : torch.Tensor, shape (N, C, H, W)
+        The images.
+    batch_size : int
+        Images per forward pass.
+
+    Returns
+    -------
+    torch.Tensor of int64, shape (N,)
+        The predicted classes.
+    """
     x = _check_model_images(model, x)
     batch_size = check_int("batch_size", batch_size, 1)
     dev = next(model.parameters()).device
@@ -214,7 +229,24 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
-    """Fraction of ``x`` that ``model`` labels as ``y`` (a float in [0, 1])."""
+    """Fraction of ``x`` that ``model`` labels as ``y``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A classifier returning logits.
+    x : torch.Tensor, shape (N, C, H, W)
+        The images.
+    y : torch.Tensor of int, shape (N,)
+        Their classes.
+    batch_size : int
+        Images per forward pass.
+
+    Returns
+    -------
+    float
+        The accuracy, in [0, 1].
+    """
     pred = predict(model, x, batch_size)
     return (pred.cpu() == check_labels("y", y, len(pred))).float().mean().item()
 

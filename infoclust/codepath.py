@@ -48,7 +48,13 @@ LOWER_CODE_PATH = {
 
 
 def processor() -> str:
-    """The processor's model name (``/proc/cpuinfo``'s ``model name`` where there is one)."""
+    """The processor's model name (``/proc/cpuinfo``'s ``model name`` where there is one).
+
+    Returns
+    -------
+    str
+        The model name, else what :mod:`platform` knows, else ``"unknown"``.
+    """
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             key, _, value = line.partition(":")
@@ -115,6 +121,16 @@ def lower_code_path(capability: str | None = None) -> dict[str, str]:
     ``AVX512`` goes to ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2`` and ``AVX2`` to
     ``ATEN_CPU_CAPABILITY=default ONEDNN_MAX_CPU_ISA=SSE41`` (:data:`LOWER_CODE_PATH`). A
     process started with it computes with other kernels on the same machine.
+
+    Parameters
+    ----------
+    capability : str or None
+        torch's CPU capability (``"AVX512"``, ``"AVX2"``, ...); None: this process's.
+
+    Returns
+    -------
+    dict of str to str
+        The environment variables to set, by name.
 
     Raises
     ------

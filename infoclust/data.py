@@ -48,6 +48,7 @@ __all__ = [
     "train_test_split",
 ]
 
+#: The data sets :func:`load_dataset` reads, by name.
 DATASETS = ("digits", "mnist5k", "fashion-mnist", "mnist", "cifar10", "stl10")
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 

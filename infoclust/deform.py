@@ -180,7 +180,20 @@ def t_norm(field: torch.Tensor) -> torch.Tensor:
 
 def field_norm(field: torch.Tensor, norm: str = "max") -> torch.Tensor:
     """Size of each field: ``"max"`` is :func:`t_norm`, ``"rms"`` the root mean square
-    of :math:`|\\tau(p)|_2` over the pixels. Shape (N,), in pixels."""
+    of :math:`|\\tau(p)|_2` over the pixels.
+
+    Parameters
+    ----------
+    field : torch.Tensor, shape (N, 2, H, W)
+        The fields, in pixels.
+    norm : str
+        ``"max"`` or ``"rms"``.
+
+    Returns
+    -------
+    torch.Tensor, shape (N,)
+        The size of each field, in pixels.
+    """
     check_choice("norm", norm, ("max", "rms"))
     if norm == "max":
         return t_norm(field)
@@ -201,7 +214,25 @@ def affine_field(
 
     :func:`warp` samples the input at ``p + tau(p)``, so the field holds the *inverse*
     map: ``p + tau(p) = A^{-1} (p - c - shift) + c`` with ``A`` the rotation-scaling and
-    ``c`` the centre. Shape (1, 2, h, w), float32; ``device=None`` means the CPU.
+    ``c`` the centre.
+
+    Parameters
+    ----------
+    h, w : int
+        The image's height and width in pixels.
+    angle : float
+        Rotation in degrees, counter-clockwise on screen.
+    scale : float
+        Zoom about the centre (> 0).
+    shift : tuple of float
+        ``(dx, dy)`` in pixels, applied after the rotation and scaling.
+    device : str or torch.device or None
+        Where the field lives; None: the CPU.
+
+    Returns
+    -------
+    torch.Tensor, shape (1, 2, h, w)
+        The field in pixels (x then y), float32.
     """
     h = check_int("h", h, 1)
     w = check_int("w", w, 1)

@@ -144,6 +144,15 @@ class GlobalCritic(nn.Module):
 
     All N x N pairings are scored without building N^2 concatenations: the first layer of
     the MLP acting on ``[c_i; y_j]`` splits into ``A c_i + B y_j``, broadcast over ``(i, j)``.
+
+    Parameters
+    ----------
+    map_features : int
+        Size of the flattened feature map :math:`C`.
+    code_dim : int
+        Dimension of the code :math:`Y`.
+    hidden : int
+        Width of the MLP's hidden layers.
     """
 
     def __init__(self, map_features: int, code_dim: int, hidden: int = 256) -> None:
@@ -178,6 +187,17 @@ class LocalCritic(nn.Module):
     product. ``form="concat"`` (concatenate-and-convolve): the code is tiled over the map,
     concatenated with the local vectors and scored by 1x1 convolutions (its first layer split
     as in :class:`GlobalCritic`; it costs N^2 x locations x ``dim`` activations).
+
+    Parameters
+    ----------
+    map_channels : int
+        Channels of the local feature map.
+    code_dim : int
+        Dimension of the code :math:`Y`.
+    dim : int
+        Width of the encodings (``"dot"``) or of the 1x1 convolutions (``"concat"``).
+    form : str
+        ``"dot"`` or ``"concat"``.
     """
 
     def __init__(self, map_channels: int, code_dim: int, dim: int = 256, form: str = "dot") -> None:
@@ -200,7 +220,15 @@ class LocalCritic(nn.Module):
 
 
 class PriorDiscriminator(nn.Module):
-    """Discriminator :math:`D_\\phi`: logit that a vector in [0, 1]^d was drawn from the prior."""
+    """Discriminator :math:`D_\\phi`: logit that a vector in [0, 1]^d was drawn from the prior.
+
+    Parameters
+    ----------
+    code_dim : int
+        Dimension d of the vectors.
+    hidden : tuple of int
+        Widths of the two hidden layers.
+    """
 
     def __init__(self, code_dim: int, hidden: tuple[int, int] = (512, 128)) -> None:
         super().__init__()
@@ -688,6 +716,22 @@ def linear_probe(features, labels, *, test_size: float = 0.2, seed: int = 0) -> 
     held out), the probe is fitted on the train part only and scored on the test part.
     The DIM paper evaluates with (mostly non-linear) classifiers on frozen features; this
     is the linear one.
+
+    Parameters
+    ----------
+    features : array-like, shape (n, d)
+        The frozen features (an array or tensor).
+    labels : array-like of int, shape (n,)
+        The classes.
+    test_size : float
+        Share of the samples held out for the score, in (0, 1).
+    seed : int
+        Seed of the split and of the solver.
+
+    Returns
+    -------
+    float
+        The probe's accuracy on the held-out part, in [0, 1].
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import train_test_split

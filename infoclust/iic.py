@@ -223,6 +223,16 @@ def lowest_loss_subhead(losses: Sequence[float] | np.ndarray) -> int:
     """The label-free choice of a sub-head: the one with the lowest loss on the training data.
 
     IIC paper, section 4 (Table 1's "lowest loss sub-head"): no label is used to pick it.
+
+    Parameters
+    ----------
+    losses : sequence of float
+        Each sub-head's IIC loss on the training data.
+
+    Returns
+    -------
+    int
+        The index of the sub-head with the lowest loss.
     """
     losses = np.asarray(losses, dtype=np.float64)
     if losses.ndim != 1 or len(losses) == 0:
@@ -265,7 +275,18 @@ def _trunk_spec(trunk: str | tuple) -> tuple[tuple[int, ...], int]:
 
 
 def trunk_min_size(trunk: str | tuple) -> int:
-    """Smallest image side the trunk accepts: each of its max-poolings halves the side."""
+    """Smallest image side the trunk accepts: each of its max-poolings halves the side.
+
+    Parameters
+    ----------
+    trunk : str or tuple
+        A trunk as :class:`IIC` takes it (a name or a tuple of layer specifications).
+
+    Returns
+    -------
+    int
+        The smallest height and width, in pixels, that leave every pooling at least one pixel.
+    """
     channels, _ = _trunk_spec(trunk)
     return 2 ** (len(channels) - 1)
 

@@ -87,7 +87,19 @@ def _as_matrix(name: str, x, device: torch.device) -> torch.Tensor:
 def pairwise_sq_dists(x: torch.Tensor, c: torch.Tensor, x_sq: torch.Tensor | None = None) -> torch.Tensor:
     """Squared Euclidean distances ``||x_i - c_j||^2`` as ``|x|^2 - 2 x.c + |c|^2``, clamped at 0.
 
-    ``x`` (n, d) and ``c`` (k, d) are tensors; ``x_sq`` the squared norms of ``x``'s rows, if known.
+    Parameters
+    ----------
+    x : torch.Tensor, shape (n, d)
+        The points.
+    c : torch.Tensor, shape (k, d)
+        The centres.
+    x_sq : torch.Tensor of shape (n,), optional
+        The squared norms of ``x``'s rows, if known (saves their computation).
+
+    Returns
+    -------
+    torch.Tensor, shape (n, k)
+        The squared distances, >= 0.
     """
     if (
         not (torch.is_tensor(x) and torch.is_tensor(c))
@@ -182,6 +194,11 @@ def kmeans_plusplus(
         CPU generator for the draws (reproducible on every device); None: torch's global one.
     n_local_trials : int, optional
         Candidates per centre; default ``2 + int(ln k)``.
+
+    Returns
+    -------
+    torch.Tensor, shape (n_clusters, d)
+        The initial centres, rows of ``x``.
     """
     if not torch.is_tensor(x) or x.ndim != 2 or not x.is_floating_point():
         got = f"{tuple(x.shape)} {x.dtype}" if torch.is_tensor(x) else type(x).__name__

@@ -76,12 +76,37 @@ def contingency(y_true, y_pred) -> np.ndarray:
 
     Rows are the clusters that occur in ``y_pred`` and columns the classes that occur in
     ``y_true``, both in increasing order (for labels 0..k-1 that all occur, row i is cluster i).
+
+    Parameters
+    ----------
+    y_true : array-like of int, shape (n,)
+        The classes (non-negative integers; a tensor, array or list).
+    y_pred : array-like of int, shape (n,)
+        The clusters, as many as ``y_true``.
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (clusters present, classes present)
+        The counts.
     """
     return _contingency(y_true, y_pred)[0]
 
 
 def hungarian_match(y_true, y_pred) -> dict[int, int]:
-    """The one-to-one map cluster -> class that maximises the number of hits (clusters present only)."""
+    """The one-to-one map cluster -> class that maximises the number of hits (clusters present only).
+
+    Parameters
+    ----------
+    y_true : array-like of int, shape (n,)
+        The classes (non-negative integers; a tensor, array or list).
+    y_pred : array-like of int, shape (n,)
+        The clusters, as many as ``y_true``.
+
+    Returns
+    -------
+    dict of int to int
+        Cluster id -> class id; with more clusters than classes, some clusters are left out.
+    """
     c, clusters, classes = _contingency(y_true, y_pred)
     rows, cols = linear_sum_assignment(c, maximize=True)
     return {int(clusters[r]): int(classes[k]) for r, k in zip(rows, cols)}
@@ -91,6 +116,18 @@ def cluster_accuracy(y_true, y_pred) -> float:
     """Fraction of samples whose cluster is matched to their class (one-to-one).
 
     Any non-negative integer ids work: they are relabelled densely before the matching.
+
+    Parameters
+    ----------
+    y_true : array-like of int, shape (n,)
+        The classes (non-negative integers; a tensor, array or list).
+    y_pred : array-like of int, shape (n,)
+        The clusters, as many as ``y_true``.
+
+    Returns
+    -------
+    float
+        The accuracy in [0, 1] under the matching of :func:`hungarian_match`.
     """
     c = contingency(y_true, y_pred)
     rows, cols = linear_sum_assignment(c, maximize=True)
@@ -98,19 +135,58 @@ def cluster_accuracy(y_true, y_pred) -> float:
 
 
 def nmi(y_true, y_pred) -> float:
-    """Normalised mutual information (arithmetic mean normalisation, as scikit-learn)."""
+    """Normalised mutual information (arithmetic mean normalisation, as scikit-learn).
+
+    Parameters
+    ----------
+    y_true : array-like of int, shape (n,)
+        The classes (non-negative integers; a tensor, array or list).
+    y_pred : array-like of int, shape (n,)
+        The clusters, as many as ``y_true``.
+
+    Returns
+    -------
+    float
+        :math:`I(Y; C) / \\tfrac12 (H(Y) + H(C))` in [0, 1], independent of the cluster ids.
+    """
     t, p = _pair(y_true, y_pred)
     return float(normalized_mutual_info_score(t, p))
 
 
 def ari(y_true, y_pred) -> float:
-    """Adjusted Rand index."""
+    """Adjusted Rand index.
+
+    Parameters
+    ----------
+    y_true : array-like of int, shape (n,)
+        The classes (non-negative integers; a tensor, array or list).
+    y_pred : array-like of int, shape (n,)
+        The clusters, as many as ``y_true``.
+
+    Returns
+    -------
+    float
+        The Rand index corrected for chance: 1 for identical partitions, about 0 for random ones.
+    """
     t, p = _pair(y_true, y_pred)
     return float(adjusted_rand_score(t, p))
 
 
 def evaluate(y_true, y_pred) -> dict[str, float]:
-    """``{"acc": ..., "nmi": ..., "ari": ...}`` for one clustering."""
+    """The three scores of one clustering.
+
+    Parameters
+    ----------
+    y_true : array-like of int, shape (n,)
+        The classes (non-negative integers; a tensor, array or list).
+    y_pred : array-like of int, shape (n,)
+        The clusters, as many as ``y_true``.
+
+    Returns
+    -------
+    dict of str to float
+        ``{"acc": ..., "nmi": ..., "ari": ...}``: :func:`cluster_accuracy`, :func:`nmi`, :func:`ari`.
+    """
     return {"acc": cluster_accuracy(y_true, y_pred), "nmi": nmi(y_true, y_pred), "ari": ari(y_true, y_pred)}
 
 

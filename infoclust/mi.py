@@ -173,7 +173,20 @@ _FORMULAS = {"jsd": _jsd, "dv": _dv, "nce": _nce}
 
 
 def mi_estimate(scores: torch.Tensor, estimator: str = "jsd") -> torch.Tensor:
-    """The estimate named ``estimator`` (``"jsd"``, ``"dv"`` or ``"nce"``) of ``scores``."""
+    """The estimate named ``estimator`` (``"jsd"``, ``"dv"`` or ``"nce"``) of ``scores``.
+
+    Parameters
+    ----------
+    scores : torch.Tensor, shape (N, N)
+        Critic scores ``T(x_i, y_j)``; the diagonal holds the positive pairs.
+    estimator : str
+        ``"jsd"`` (Jensen-Shannon), ``"dv"`` (Donsker-Varadhan) or ``"nce"`` (InfoNCE).
+
+    Returns
+    -------
+    torch.Tensor
+        The estimate, a 0-d tensor (nats for ``"dv"`` and ``"nce"``), differentiable.
+    """
     return _FORMULAS[check_choice("estimator", estimator, ESTIMATORS)](_check_scores(scores))
 
 
@@ -187,6 +200,18 @@ def gaussian_mi(dim: int, rho: float) -> float:
     """True MI in nats of ``dim`` independent pairs of standard normals with correlation ``rho``.
 
     .. math:: I(X; Y) = -\\tfrac{d}{2} \\log(1 - \\rho^2)
+
+    Parameters
+    ----------
+    dim : int
+        The dimension :math:`d` (number of independent pairs).
+    rho : float
+        The correlation :math:`\\rho` of each pair, in (-1, 1).
+
+    Returns
+    -------
+    float
+        The mutual information in nats.
     """
     check_int("dim", dim, 1)
     rho = check_number("rho", rho, -1.0, 1.0)
@@ -211,6 +236,24 @@ def correlated_gaussians(
     """Draw ``n`` pairs ``(x, y)`` with ``y = rho x + sqrt(1 - rho^2) eps``, all ``dim``-dimensional.
 
     The MI between ``x`` and ``y`` is :func:`gaussian_mi` ``(dim, rho)``.
+
+    Parameters
+    ----------
+    n : int
+        Number of pairs.
+    dim : int
+        Dimension of ``x`` and of ``y``.
+    rho : float
+        Correlation of each coordinate pair, in (-1, 1).
+    generator : torch.Generator or None
+        Source of the draws; None: torch's global one.
+    device : str or torch.device
+        Where the pairs are drawn.
+
+    Returns
+    -------
+    x, y : torch.Tensor, shape (n, dim)
+        The pairs.
     """
     check_int("n", n, 1)
     gaussian_mi(dim, rho)
@@ -225,6 +268,15 @@ class SeparableCritic(nn.Module):
     """Critic ``T(x, y) = g(x)^T h(y)`` with two MLPs: all N x N scores from one matrix product.
 
     This is the encode-and-dot-product form of DIM's local critic, used here on vectors.
+
+    Parameters
+    ----------
+    dim : int
+        Dimension of ``x`` and ``y``.
+    hidden : int
+        Width of each MLP's hidden layer.
+    out : int
+        Dimension of ``g(x)`` and ``h(y)``.
     """
 
     def __init__(self, dim: int, hidden: int = 256, out: int = 32) -> None:

@@ -134,6 +134,16 @@ def lambertw(x: torch.Tensor) -> torch.Tensor:
     Solves :math:`W e^W = x` as ``lambertw_exp(log x)``. Agrees with
     ``scipy.special.lambertw(x).real`` (see ``tests/test_sinkhorn.py``).
 
+    Parameters
+    ----------
+    x : torch.Tensor
+        Non-negative values.
+
+    Returns
+    -------
+    torch.Tensor
+        :math:`W_0(x)`, of the shape and dtype of ``x``.
+
     Raises
     ------
     ParameterError
@@ -693,6 +703,20 @@ def robust_accuracy(eps: torch.Tensor, success: torch.Tensor, radii) -> torch.Te
     An image counts as correct at radius ``r`` unless the attack fooled it with a radius
     ``<= r``. Because the attack grows the radius per image, one run gives the whole
     curve, as in Wong et al.'s figures.
+
+    Parameters
+    ----------
+    eps : torch.Tensor, shape (N,)
+        The radius at which each image's attack ended.
+    success : torch.Tensor of bool, shape (N,)
+        Whether the attack fooled the classifier on each image.
+    radii : sequence of float
+        The radii of the curve.
+
+    Returns
+    -------
+    torch.Tensor, shape (len(radii),)
+        The accuracy at each radius, in [0, 1].
     """
     eps, success = torch.as_tensor(eps), torch.as_tensor(success)
     if eps.ndim != 1 or success.shape != eps.shape:

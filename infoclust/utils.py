@@ -313,8 +313,9 @@ def check_labels(name: str, y: Any, n: int, n_classes: int | None = None) -> tor
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch (all devices) and return a CPU generator.
 
-    Only a chapter's set-up calls this (through :func:`infoclust.book.start`): library
-    code takes ``seed`` or ``generator`` instead and leaves the global state alone.
+    Only a chapter's set-up calls this (through
+    :func:`infoclust.book.start <infoclust.book.chapter.start>`): library code takes ``seed``
+    or ``generator`` instead and leaves the global state alone.
     """
     seed = check_seed("seed", seed)
     random.seed(seed)

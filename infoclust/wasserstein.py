@@ -118,7 +118,21 @@ def grid_cost(
     """Squared Euclidean distances between the pixel centres of an h x w grid.
 
     ``C[p, q] = (i_p - i_q)^2 + (j_p - j_q)^2`` in pixels^2 for pixels in row-major order,
-    the ground cost :math:`d_\\Omega^2` of talk eq. (5) with q = 2. Shape (h*w, h*w).
+    the ground cost :math:`d_\\Omega^2` of talk eq. (5) with q = 2.
+
+    Parameters
+    ----------
+    h, w : int
+        The grid's height and width in pixels.
+    dtype : torch.dtype
+        The cost's floating-point type.
+    device : torch.device or str or None
+        Where the cost lives; None: the CPU.
+
+    Returns
+    -------
+    torch.Tensor, shape (h*w, h*w)
+        The squared distances in pixels^2.
     """
     h = check_int("h", h, 1)
     w = check_int("w", w, 1)
@@ -350,6 +364,11 @@ def perturbation_density(dist: torch.Tensor | float, eta: float) -> torch.Tensor
         distance is a :class:`~infoclust.utils.ParameterError`.
     eta : float
         Width :math:`\\eta` in pixels (> 0).
+
+    Returns
+    -------
+    torch.Tensor
+        The density, of the shape of ``dist`` (a 0-d tensor for a float), in [0, 1].
     """
     eta = check_number("eta", eta, 0.0, strict_low=True)
     dist = torch.as_tensor(dist, dtype=torch.float64)
@@ -362,7 +381,22 @@ def acceptance_probability(
     dist_current: torch.Tensor, dist_proposed: torch.Tensor, eta: float
 ) -> torch.Tensor:
     """Metropolis acceptance probability for the target of eq. (6) and a symmetric proposal:
-    ``min(1, p(xi' | x) / p(xi | x)) = min(1, exp((d^2 - d'^2) / eta^2))``."""
+    ``min(1, p(xi' | x) / p(xi | x)) = min(1, exp((d^2 - d'^2) / eta^2))``.
+
+    Parameters
+    ----------
+    dist_current : torch.Tensor
+        :math:`d = d_W(x, x + \\xi)` of the chains' current states, in pixels.
+    dist_proposed : torch.Tensor
+        :math:`d' = d_W(x, x + \\xi')` of the proposals, broadcastable with ``dist_current``.
+    eta : float
+        Width :math:`\\eta` of the target in pixels (> 0).
+
+    Returns
+    -------
+    torch.Tensor
+        The probability of accepting each proposal, in [0, 1].
+    """
     eta = check_number("eta", eta, 0.0, strict_low=True)
     d0 = torch.as_tensor(dist_current, dtype=torch.float64)
     d1 = torch.as_tensor(dist_proposed, dtype=torch.float64)

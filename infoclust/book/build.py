@@ -14,7 +14,8 @@
    ``<build>/failed/`` for inspection, the build stops and the site is left as it was;
 3. stages the book sources (``_config.yml``, ``_toc.yml``, ``book/`` and the executed
    notebooks) in ``<build>/src``, writes the generated pages there (the reproduction ledger
-   from ``<build>/results/*.json`` and the build environment), and renders them with Sphinx
+   from ``<build>/results/*.json``, the build environment and the API reference,
+   :mod:`infoclust.book.reference`), and renders them with Sphinx
    through Jupyter Book's configuration into a new folder that replaces ``<build>/html``
    only when it rendered, warnings as errors. Jupyter Book executes nothing.
 
@@ -51,6 +52,7 @@ import yaml
 from ..utils import ParameterError, check_choice, thread_environment
 from .chapter import parameters_of
 from .ledger import HOLDS_MARK, ResultsFileError, fmt_value, markdown_table, read_results_file, write_atomic
+from .reference import write_api_pages
 
 __all__ = [
     "ROOT",
@@ -58,6 +60,7 @@ __all__ = [
     "BuildError",
     "BuildLocked",
     "ChapterFailed",
+    "ChapterResults",
     "chapters",
     "chapter_parameters",
     "chapter_defaults",
@@ -100,7 +103,7 @@ def _toc_files(toc: dict[str, Any]) -> list[str]:
     for part in toc.get("parts", [toc]):
         for entry in part.get("chapters", []):
             files.append(entry["file"])
-            files.extend(sub["file"] for sub in entry.get("sections", []))
+            files.extend(sub["file"] for sub in entry.get("sections", []) if "file" in sub)  # not globs
     return files
 
 
@@ -426,7 +429,20 @@ def _tail(path: Path, lines: int = 15) -> str:
 
 @dataclass
 class ChapterResults:
-    """What the results folder holds for one chapter (``run`` is None when it is unusable)."""
+    """What the results folder holds for one chapter (an entry of :func:`scan_results`).
+
+    Parameters
+    ----------
+    chapter : str
+        The chapter's name (``NN_topic``), or a stray file's stem.
+    run : dict or None
+        The chapter's results file as read (:func:`~infoclust.book.ledger.read_results_file`);
+        None when it is missing, unreadable or stray.
+    status : str
+        ``"ok"``, ``"other profile"``, ``"missing"``, ``"unreadable"`` or ``"stray"``.
+    problem : str
+        What is wrong, for the ledger page's warning ("" when ``status`` is ``"ok"``).
+    """
 
     chapter: str
     run: dict[str, Any] | None
@@ -677,6 +693,7 @@ def build_site(build_dir: Path, root: Path = ROOT, profile: str | None = None) -
         for name in ("_config.yml", "_toc.yml"):
             shutil.copy(root / name, src / name)
         shutil.copytree(root / "book", src / "book")
+        write_api_pages(src / "book" / "api")  # the API reference, one page per public module
         for chapter in names:
             shutil.copy(build_dir / "notebooks" / f"{chapter}.ipynb", src / "notebooks" / f"{chapter}.ipynb")
         (src / "book" / "ledger.md").write_text(ledger_page(build_dir / "results", root, profile))

@@ -25,8 +25,8 @@ which
    (intervals such as ``"[2, inf)"`` or ``"(0, 1]"``, checked on every item of a list);
 5. sets torch's thread count to a fixed number (``$INFOCLUST_NUM_THREADS``, else the
    CPUs the process may use; :func:`infoclust.utils.configure_threads`), then begins the
-   run (:meth:`infoclust.book.Ledger.start`: profile, seeds, device, plot style, the printed
-   run line) and returns the ledger, which records the parameters.
+   run (:meth:`infoclust.book.Ledger.start <infoclust.book.ledger.Ledger.start>`: profile,
+   seeds, device, plot style, the printed run line) and returns the ledger, which records the parameters.
 
 Every violation raises :class:`~infoclust.utils.ParameterError` whose message starts with
 the parameter's name. Checks that the library makes anyway (a learning rate is positive,

@@ -1,7 +1,8 @@
 """The results ledger: each chapter's headline numbers, written by the run that made them.
 
-A chapter opens one :class:`Ledger` (through :func:`infoclust.book.start`) and calls
-:meth:`Ledger.record` for every claim it reproduces. Each call rewrites
+A chapter opens one :class:`Ledger` (through
+:func:`infoclust.book.start <infoclust.book.chapter.start>`) and calls :meth:`Ledger.record`
+for every claim it reproduces. Each call rewrites
 ``<results dir>/<chapter>.json`` atomically (a temporary file renamed over the old one), so
 the file is never half written. The book's ledger page is built from these files only.
 
@@ -147,8 +148,9 @@ class Ledger:
         plot style, print what makes the run reproducible, and return its ledger.
 
         ``ledger.device`` is the resolved device and ``ledger.generator`` a seeded CPU
-        generator for the chapter's own draws. Chapters call :func:`infoclust.book.start`,
-        which checks their parameters first and then calls this.
+        generator for the chapter's own draws. Chapters call
+        :func:`infoclust.book.start <infoclust.book.chapter.start>`, which checks their
+        parameters first and then calls this.
         """
         check_choice("profile", profile, CHAPTER_PROFILES)
         generator = seed_everything(seed)
