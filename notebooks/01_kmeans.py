@@ -44,7 +44,7 @@
 # the algorithm stops, but only at a *local* minimum that depends on step 1. Step 3 is
 # undefined when $C_j$ is empty: the plain algorithm leaves $\mu_j$ where it was, and if no
 # point is ever closest to it again, the cluster is *dead*. Implementations such as
-# scikit-learn's repair this by moving the mean to a far point; `infoclust.KMeans` offers
+# scikit-learn's repair this by moving the mean to a far point; {py:class}`infoclust.KMeans <infoclust.kmeans.KMeans>` offers
 # both (`empty="keep"` and `empty="relocate"`).
 #
 # A clustering is scored against the true classes by the accuracy under the best

@@ -372,7 +372,7 @@ glue("probe_pixels", 100 * probe["pixels"], display=False)
 # ## k-means on the code against k-means on pixels
 #
 # DIM learns a representation, not a clustering: to cluster, the talk runs k-means on the
-# code afterwards. We run `infoclust.KMeans` (chapter 1) with $k$ = `n_clusters` on each code
+# code afterwards. We run {py:class}`infoclust.KMeans <infoclust.kmeans.KMeans>` (chapter 1) with $k$ = `n_clusters` on each code
 # and on the raw pixels, and score with the Hungarian-matched accuracy and NMI.
 
 # %% tags=["hide-input"]

@@ -50,7 +50,7 @@
 # factorises, $e^{-|p - q|^2/\varepsilon} = e^{-(i_p - i_q)^2/\varepsilon}\,
 # e^{-(j_p - j_q)^2/\varepsilon}$, so applying the kernel to an image $V$ is two small matrix
 # products, $K_{rows} V K_{cols}$ {cite}`solomon2015convolutional`: $O(HW(H + W))$ work per
-# image instead of $O((HW)^2)$. `infoclust.wasserstein.w2_sinkhorn` runs Sinkhorn's matrix
+# image instead of $O((HW)^2)$. {py:func}`infoclust.wasserstein.w2_sinkhorn` runs Sinkhorn's matrix
 # scaling, $u = X / (K v)$, $v = Y / (K u)$, for a whole batch at once in float32, on CPU
 # or GPU; each pair leaves the batch as soon as its plan's marginals are within the
 # tolerance. For small $\varepsilon$ (below 1 px²), where the scalings leave the range
@@ -72,7 +72,7 @@
 # $x + \xi$ a histogram with the mass of $x$ (non-negative, $\sum_p \xi_p = 0$), where the
 # density is proper, and sample it by Metropolis-Hastings: a proposal picks two adjacent
 # pixels and splits their joint mass afresh, uniformly; it is accepted with probability
-# $\min(1, \exp((d^2 - d'^2)/\eta^2))$ (`infoclust.wasserstein.sample_perturbation`).
+# $\min(1, \exp((d^2 - d'^2)/\eta^2))$ ({py:func}`infoclust.wasserstein.sample_perturbation`).
 #
 # ## Running it
 #
@@ -141,7 +141,7 @@ print(f"{dataset}: {tuple(x.shape)} images")
 # ## W2 against L2 under translation, rotation and scaling
 #
 # One digit is moved by an affine map about the image centre (bilinear resampling,
-# `infoclust.deform.affine_field` and `warp`), and both distances to the original are
+# {py:func}`infoclust.deform.affine_field` and {py:func}`~infoclust.deform.warp`), and both distances to the original are
 # measured ({numref}`fig-w2-transforms`). For a rotation by $\theta$ or a scaling by $s$
 # about a centre $c$, moving each pixel's mass along the map is one transport plan, so
 # $W_2 \le 2\sin(\theta/2)\, r$ and $W_2 \le |s - 1|\, r$ with
@@ -379,7 +379,7 @@ print(
 # underestimates on a pixel grid, because its entropy terms do not cancel for discrete
 # histograms, and gets worse as $\varepsilon$ grows. Times of this run, one measurement
 # each: a loop of `ot.emd2` on the full histograms {glue:text}`w2_t_emd:.2f` s, the same on
-# the supports of the digits only (`w2_exact`) {glue:text}`w2_t_exact:.2f` s, the batched
+# the supports of the digits only ({py:func}`~infoclust.wasserstein.w2_exact`) {glue:text}`w2_t_exact:.2f` s, the batched
 # entropic values {glue:text}`w2_t_entropic:.3f` s (three Sinkhorn problems per pair), a
 # speed-up of {glue:text}`w2_speedup:.0f` times over the `ot.emd2` loop.
 # `benchmarks/bench_wasserstein.py` measures this on 256 pairs, best of three runs, and
@@ -392,7 +392,7 @@ print(
 # The worst pair above is a warning: eq. {eq}`eq-w2-density` weighs perturbations whose
 # distance is of the order of $\eta$, a pixel or less, exactly where the entropic value is
 # least accurate. Each of the first `n_deform` digits is compared with its own random
-# smooth deformation (`infoclust.deform.RandomDeformation`, fields of T-norm
+# smooth deformation ({py:class}`infoclust.deform.RandomDeformation`, fields of T-norm
 # `deform_magnitudes` pixels), exactly and with the entropic value of the headline
 # comparison (the table below).
 

@@ -32,7 +32,7 @@
 # $$ I_\tau(x) = I(x + \tau(x)) , $$ (eq-deform-warp)
 #
 # evaluated between pixel centres by bilinear interpolation and zero outside the image
-# (`infoclust.deform.warp`). Fields are in pixels: `grid_sample` works in normalised
+# ({py:func}`infoclust.deform.warp`). Fields are in pixels: `grid_sample` works in normalised
 # coordinates, and with `align_corners=True` the values $-1$ and $+1$ are the *centres* of
 # the first and last pixels, so $d$ pixels are $2d/(W - 1)$ normalised units and a
 # constant field of one pixel shifts the image by exactly one pixel (a unit test checks
@@ -217,7 +217,7 @@ glue("deform_w2_smooth", float(w2[-1, -1]), display=False)
 #
 # ## A transformation g for IIC, and torchvision's ElasticTransform
 #
-# `RandomDeformation(magnitude, sigma, seed=...)` is a ready-made $g$ for IIC's objective
+# {py:class}`RandomDeformation(magnitude, sigma, seed=...) <infoclust.deform.RandomDeformation>` is a ready-made $g$ for IIC's objective
 # $\max I(E(x), E(gx))$ (talk eq. (4)): called on a batch, it draws one field per image
 # from its own seeded generator (the same fields on every device, and the global random
 # state untouched), with magnitudes fixed (or drawn uniformly from a range) in pixels.

@@ -54,7 +54,7 @@
 # flip the label. These choices, and the ranking of the candidate labels once, on the
 # original image, follow the authors' reference code. The paper's MNIST settings are
 # $\sigma = 0.5$, $\eta = 1.2$, 100 iterations and all nine other labels as candidates.
-# The library's `ic.adef.adef` runs all of this on a batch (images that have flipped stop
+# The library's {py:func}`ic.adef.adef <infoclust.adef.adef>` runs all of this on a batch (images that have flipped stop
 # while the others go on); `ic.adef.adef_step` is one step, the building block of the
 # talk's Algorithm 1 (chapter 8). It departs from the authors' code in two details: the
 # deformed image is zero outside the frame where theirs repeats the border pixel (the
@@ -115,7 +115,7 @@ print(f"{dataset}: {len(x_train)} training and {len(x_test)} test images of shap
 #
 # ADef attacks a trained model. We train the library's `SmallCNN` (two convolution blocks
 # and a two-layer head) on the training split for `epochs` epochs with random translations
-# of up to one pixel (`train_classifier`'s default `max_shift=1`), then keep the test digits that it classifies correctly: those are
+# of up to one pixel ({py:func}`~infoclust.classifiers.train_classifier`'s default `max_shift=1`), then keep the test digits that it classifies correctly: those are
 # the ones an attack can flip.
 
 # %% tags=["hide-input"]

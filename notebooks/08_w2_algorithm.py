@@ -267,7 +267,7 @@ print(f"{checked} samples checked, {outside} outside their ball; largest W2/eps 
 #
 # ## As IIC's transformation, and its cost
 #
-# `W2Perturbation(eps, eta)` is a callable from a batch to a batch on the same device, so it
+# {py:class}`W2Perturbation(eps, eta) <infoclust.w2_algorithm.W2Perturbation>` is a callable from a batch to a batch on the same device, so it
 # can replace the affine $g$ of chapter 3. With `redraw=True` it draws a new random
 # classifier at every call, so that repeated calls on the same digits take different paths.
 # Each step costs one forward and one backward pass per candidate label of the classifier,

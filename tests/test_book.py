@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import html as htmllib
 import http.server
+import importlib
+import inspect
 import json
 import os
 import re
@@ -16,6 +18,7 @@ import pytest
 from conftest import SMOKE_DIR
 
 from infoclust.book import build as book
+from infoclust.book import reference
 
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -60,6 +63,22 @@ def test_ledger_page_lists_every_recorded_result(site):
         for r in run["results"]:
             assert r["name"].replace("---", "\u2014").replace("--", "\u2013") in page, r["name"]
     assert "torch" in (site / "book" / "environment.html").read_text()
+
+
+def test_api_reference_has_an_entry_for_every_public_name(site):
+    """A page per public module; on it an entry (its anchor) for each function and class of ``__all__``."""
+    for dotted in reference.public_modules():
+        page = site / "book" / "api" / f"{dotted}.html"
+        assert page.exists(), f"no API page for {dotted}"
+        text = page.read_text()
+        module = importlib.import_module(dotted)
+        if hasattr(module, "__path__"):  # a package's page links its exports to their entries
+            continue
+        for name in module.__all__:
+            if inspect.isclass(getattr(module, name)) or inspect.isfunction(getattr(module, name)):
+                assert f'id="{dotted}.{name}"' in text, f"{dotted}.{name} has no entry on its page"
+    index = (site / "book" / "api" / "index.html").read_text()
+    assert "infoclust.wasserstein.html" in index and "infoclust.book.html" in index
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -108,7 +127,9 @@ def browser():
     driver.quit()
 
 
-@pytest.mark.parametrize("page", ["book/intro.html", "notebooks/01_kmeans.html"])
+@pytest.mark.parametrize(
+    "page", ["book/intro.html", "notebooks/01_kmeans.html", "book/api/infoclust.wasserstein.html"]
+)
 def test_page_in_headless_chromium(page, server, browser):
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -135,6 +156,27 @@ def test_page_in_headless_chromium(page, server, browser):
     assert raw_tex == 0, f"{raw_tex} math elements left untypeset"
     assert broken == [], f"images that did not load: {broken}"
     assert errors == [], f"console errors: {errors}"
+
+
+def test_chapter_links_to_its_api_entry_in_headless_chromium(server, browser):
+    """Chapter 4 names w2_exact; its link opens the function's entry on the API page."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(f"{server}/notebooks/04_wasserstein.html")
+    link = browser.find_element(By.CSS_SELECTOR, 'a[href$="#infoclust.wasserstein.w2_exact"]')
+    assert "w2_exact" in link.text
+    link.click()
+    WebDriverWait(browser, 60).until(lambda d: d.execute_script("return document.readyState") == "complete")
+    assert browser.current_url.endswith("/book/api/infoclust.wasserstein.html#infoclust.wasserstein.w2_exact")
+    entry = browser.execute_script(
+        "const e = document.getElementById('infoclust.wasserstein.w2_exact');"
+        "return e && e.closest('dl').querySelector('dd').innerText"
+    )
+    assert entry and "Parameters" in entry, f"the entry of w2_exact did not render: {entry!r}"
+    shots = SMOKE_DIR / "screenshots"
+    shots.mkdir(exist_ok=True)
+    browser.save_screenshot(str(shots / "api_w2_exact_from_chapter_4.png"))
 
 
 def _talk_table(text: str) -> str:
