@@ -38,6 +38,7 @@ from .utils import (
     check_generator,
     check_images,
     check_int,
+    check_number,
     check_seed,
     num_threads,
     resolve_device,
@@ -215,6 +216,10 @@ def run_arms(
     for key in ("seed", "g"):
         if key in recipe or any(key in arm.params for arm in arms):
             raise ParameterError(f"recipe and Arm.params must not set {key!r}: run_arms sets it per run")
+    if any(params.get("checkpoint") is not None for params in (recipe, *(arm.params for arm in arms))):
+        raise ParameterError(
+            "recipe and Arm.params must not set 'checkpoint': every run would write over the same file"
+        )
     unknown = sorted(set(keep) - set(names))
     if unknown:
         raise ParameterError(f"keep names arms that are not run: {unknown}")
@@ -271,7 +276,7 @@ def compare_arms(
     metric : {"acc", "nmi", "ari", "seconds"}
         The score compared.
     scale : float
-        Factor applied to the scores (100: accuracy in points).
+        Factor applied to the scores (100: accuracy in points), positive.
     confidence : float
         Coverage of the intervals.
 
@@ -285,6 +290,12 @@ def compare_arms(
         raise ParameterError(f"reference={reference!r} is not one of the arms {list(runs)}")
     if metric not in ("acc", "nmi", "ari", "seconds"):
         raise ParameterError(f"metric={metric!r} is not one of ['acc', 'nmi', 'ari', 'seconds']")
+    scale = check_number("scale", scale, 0, strict_low=True)  # a negative scale flips the verdicts
+    for name, arm_runs in runs.items():
+        seeds = [r.seed for r in arm_runs]
+        twice = sorted({s for s in seeds if seeds.count(s) > 1})
+        if twice:
+            raise ParameterError(f"arm {name!r} has seeds {twice} more than once: one run per seed and arm")
     ref = {r.seed: scale * getattr(r, metric) for r in runs[reference]}
     out = {}
     for name, arm_runs in runs.items():

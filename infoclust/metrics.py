@@ -247,6 +247,11 @@ def _scores(name: str, v) -> np.ndarray:
     return v
 
 
+#: The largest ``power`` of :func:`paired_difference`: its miss probability, 1 - power, must stay well
+#: above the error of the power integral (``scipy.integrate.quad``, about 1e-10 here).
+MAX_POWER = 1.0 - 1e-6
+
+
 def paired_difference(a, b, *, confidence: float = 0.95, power: float = 0.8) -> PairedDifference:
     r"""Is recipe ``a`` better than recipe ``b``? The mean paired difference with its confidence interval.
 
@@ -273,7 +278,7 @@ def paired_difference(a, b, *, confidence: float = 0.95, power: float = 0.8) -> 
     confidence : float
         Coverage of the interval, in (0, 1).
     power : float
-        Power for :attr:`PairedDifference.detectable`, in (1 - confidence, 1).
+        Power for :attr:`PairedDifference.detectable`, in (1 - confidence, :data:`MAX_POWER`].
 
     Returns
     -------
@@ -289,6 +294,11 @@ def paired_difference(a, b, *, confidence: float = 0.95, power: float = 0.8) -> 
     """
     confidence = _open_unit("confidence", confidence, 0.0)
     power = _open_unit("power", power, 1.0 - confidence)
+    if power > MAX_POWER:
+        raise ParameterError(
+            f"power={power!r} is above {MAX_POWER}: the power integral is accurate to about 1e-10, "
+            f"too coarse for a miss probability of {1 - power:.1g}"
+        )
     a, b = _scores("a", a), _scores("b", b)
     if a.shape != b.shape:
         raise ParameterError(f"a and b must hold one score per seed each, got {len(a)} and {len(b)}")
