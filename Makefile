@@ -12,7 +12,7 @@ DOWNLOAD ?=
 # what codespell reads (the rest is data, generated or vendored)
 SPELLED := infoclust notebooks tests benchmarks book/*.md README.md Makefile pyproject.toml .github
 
-.PHONY: book site test test-deps debian-test lint actionlint venv browser fashion-mnist bench lab clean
+.PHONY: book site crosscheck test test-deps debian-test lint actionlint venv browser fashion-mnist bench lab clean
 
 book: $(STAMP) fashion-mnist
 	$(PY) -m infoclust.book --profile $(PROFILE) $(if $(DOWNLOAD),--download)
@@ -20,6 +20,17 @@ book: $(STAMP) fashion-mnist
 # Re-render the site and the ledger page from the executed notebooks and results in _build (runs nothing).
 site: $(STAMP)
 	$(PY) -m infoclust.book --site-only
+
+# The chapters (CHAPTERS="01_kmeans 02_dim", default all) re-executed in a second code path on this machine:
+# torch's and oneDNN's kernels one level lower (CAPABILITY=native keeps them), THREADS=n, SEED_OFFSET=1000
+# (the held-out seeds), into _build/crosscheck/; every claim compared with the last make book of the same
+# PROFILE, and the site re-rendered with the table on the ledger page. Exit status 1 when a verdict differs.
+CAPABILITY ?= lower
+crosscheck: $(STAMP)
+	$(PY) -m infoclust.book.crosscheck --profile $(PROFILE) --capability $(CAPABILITY) \
+	  $(if $(CHAPTERS),--chapters $(CHAPTERS)) $(if $(THREADS),--threads $(THREADS)) \
+	  $(if $(SEED_OFFSET),--seed-offset $(SEED_OFFSET)); status=$$?; \
+	  if [ -d _build/html ]; then $(PY) -m infoclust.book --site-only || status=1; fi; exit $$status
 
 test: test-deps
 	$(VENV)/bin/ruff check .

@@ -509,6 +509,8 @@ def ledger_page(results_dir: Path, root: Path = ROOT, profile: str | None = None
     number for the same measurement with its source, numbers from other settings as
     context, whether the claim holds).
     """
+    from .crosscheck import crosscheck_markdown  # here: crosscheck imports this module
+
     scanned = scan_results(results_dir, chapters(root), profile)
     usable = [c for c in scanned if c.run is not None]
     runs, rows, tested, held = [], [], 0, 0
@@ -587,6 +589,8 @@ def ledger_page(results_dir: Path, root: Path = ROOT, profile: str | None = None
         markdown_table(
             ["chapter", "claim", "result", "ours", "paper", "source", "context", "holds"], rows, raw=["holds"]
         ),
+        "",
+        crosscheck_markdown(results_dir),  # the cross-path checks' tables, if any ran
     ]
     return "\n".join(lines) + "\n"
 
@@ -622,6 +626,8 @@ def environment_page(build_dir: Path) -> str:
 
     import torch
 
+    from .crosscheck import code_path_markdown  # here: crosscheck imports this module
+
     packages = [
         "torch",
         "torchvision",
@@ -656,6 +662,11 @@ def environment_page(build_dir: Path) -> str:
         f"GPU: {gpu}.",
         "",
         markdown_table(["package", "version"], versions),
+        "",
+        "The CPU code path each chapter's run computed with (torch and oneDNN choose their kernels by "
+        "the processor; another one can round differently, see the ledger's cross-path checks):",
+        "",
+        code_path_markdown(Path(build_dir) / "results") or "No chapter's results record it.",
         "",
     ]
     if timings["chapters"]:
@@ -811,7 +822,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--site-only executes nothing: it takes neither --no-site nor --download")
     root = args.root.resolve()
     build_dir = args.build_dir if args.build_dir is not None else root / "_build"
-    previous_handler = signal.signal(signal.SIGTERM, _on_sigterm)
+    # SIGINT too: a build started with & from a script or under nohup inherits SIGINT as ignored,
+    # and Python then leaves it ignored, so Ctrl-C or kill -INT would never stop it
+    handlers = {signal.SIGTERM: _on_sigterm, signal.SIGINT: signal.default_int_handler}
+    previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
     try:
         if args.site_only:
             profile = args.profile or _read_timings(build_dir)["profile"]
@@ -840,7 +854,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{_LOG} stopped: {err or 'interrupted (Ctrl-C)'}", file=sys.stderr)
         return 143 if isinstance(err, Terminated) else 130
     finally:
-        signal.signal(signal.SIGTERM, previous_handler)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if not args.no_site:
         problems = ledger_problems(build_dir / "results", root)
         if problems:

@@ -1,0 +1,156 @@
+"""The code path recorded, the cross-path check, bit-identical numbers across code paths, seeds redrawn."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from infoclust.book import build
+from infoclust.book.crosscheck import (
+    CROSSCHECK_FILE,
+    code_path_markdown,
+    compare_runs,
+    crosscheck,
+    crosscheck_markdown,
+)
+from infoclust.book.ledger import md_cell
+from infoclust.codepath import CODE_PATH_ENV, LOWER_CODE_PATH, code_path, lower_code_path
+
+NATIVE = torch.backends.cpu.get_cpu_capability()
+needs_lower = pytest.mark.skipif(
+    NATIVE not in LOWER_CODE_PATH, reason=f"no lower code path is known below {NATIVE}"
+)
+
+
+def test_code_path_names_processor_kernels_and_overrides(monkeypatch):
+    for name in CODE_PATH_ENV:
+        monkeypatch.delenv(name, raising=False)
+    path = code_path()
+    assert path["processor"] and path["cpu_capability"] == NATIVE and path["torch"] == torch.__version__
+    assert path["torch_threads"] == torch.get_num_threads() and path["overrides"] == {}
+    assert all({"library", "version", "architecture", "threads"} <= set(b) for b in path["blas"])
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "SSE41")
+    assert code_path()["overrides"] == {"ONEDNN_MAX_CPU_ISA": "SSE41"}
+    json.dumps(path)  # goes into a results file as it is
+
+
+def test_lower_code_path_is_one_level_down():
+    assert lower_code_path("AVX512") == {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    assert lower_code_path("AVX2") == {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41"}
+    with pytest.raises(ValueError, match="below torch's CPU capability 'DEFAULT'"):
+        lower_code_path("DEFAULT")
+
+
+def _run(chapter: str, results: list[tuple[str, float, bool | None]]) -> dict:
+    return {
+        "chapter": chapter,
+        "results": [
+            {"name": n, "value": v, "holds": h, "claim": "", "unit": "%" if h is not None else ""}
+            for n, v, h in results
+        ],
+    }
+
+
+def test_compare_runs_tells_same_moved_flipped_and_missing():
+    here = _run("01_a", [("a", 1.0, True), ("b", 2.0, None), ("c", 94.7, False), ("d", 3.0, None)])
+    there = _run("01_a", [("a", 1.0, True), ("b", 2.0000001, None), ("c", 96.1, True), ("e", 4.0, None)])
+    rows = {r["name"]: r for r in compare_runs(here, there)}
+    assert [r["name"] for r in compare_runs(here, there)] == ["a", "b", "c", "d", "e"]
+    assert {n: r["change"] for n, r in rows.items()} == {
+        "a": "same",
+        "b": "moved",
+        "c": "verdict differs",
+        "d": "only here",
+        "e": "only there",
+    }
+    assert (rows["c"]["value_here"], rows["c"]["value_there"]) == (94.7, 96.1)
+    assert (rows["c"]["holds_here"], rows["c"]["holds_there"]) == (False, True)
+    assert rows["d"]["value_there"] is None and rows["e"]["value_here"] is None
+
+
+def test_crosscheck_refuses_before_running(tmp_path):
+    with pytest.raises(build.BuildError, match="nothing differs"):
+        crosscheck(["01_kmeans"], profile="smoke", build_dir=tmp_path, environment={})
+    with pytest.raises(build.BuildError, match="01_kmeans.json.*build the chapter first"):
+        crosscheck(["01_kmeans"], profile="smoke", build_dir=tmp_path, environment={}, threads=1)
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "01_kmeans.json").write_text(
+        json.dumps(
+            {**_run("01_kmeans", []), "profile": "default", "device_name": "CPU", "seed": 0}
+            | {"started": "now", "seconds": 1.0}
+        )
+    )
+    with pytest.raises(build.BuildError, match="'default' profile's results, not 'smoke'"):
+        crosscheck(["01_kmeans"], profile="smoke", build_dir=tmp_path, environment={}, seed_offset=1000)
+    with pytest.raises(build.BuildError, match="not a chapter of _toc.yml"):
+        crosscheck(["01_kmean"], profile="smoke", build_dir=tmp_path, threads=1)
+    assert not (tmp_path / "crosscheck").exists()
+
+
+@needs_lower
+def test_smoke_crosscheck(smoke):
+    """The smoke cross-path check: chapter 01 again one code path lower, beside the smoke build.
+
+    The smoke build's own results are only read, every result is compared, the rerun really
+    computed in the lower path, and the ledger and environment pages show both.
+    """
+    smoke("01_kmeans")
+    results = build.ROOT / "_build" / "smoke" / "results"
+    main_results = (results / "01_kmeans.json").read_bytes()
+    out = crosscheck(["01_kmeans"], profile="smoke", build_dir=results.parent)
+    assert out.name == CROSSCHECK_FILE and (results / "01_kmeans.json").read_bytes() == main_results
+    part = json.loads(out.read_text())["chapters"]["01_kmeans"]
+    here = json.loads(main_results)
+    assert [r["name"] for r in part["rows"]] == [r["name"] for r in here["results"]]
+    assert part["there"]["code_path"]["cpu_capability"] == lower_code_path()["ATEN_CPU_CAPABILITY"].upper()
+    assert part["there"]["code_path"]["overrides"] == {
+        **part["there"]["code_path"]["overrides"],
+        **lower_code_path(),
+    }
+    there = json.loads((out.parent / "results" / "01_kmeans.json").read_text())
+    assert [r["holds_there"] for r in part["rows"]] == [r["holds"] for r in there["results"]]
+    page = build.ledger_page(results, profile="smoke")
+    assert "## Cross-path checks" in page and page.endswith(crosscheck_markdown(results) + "\n")
+    assert all(md_cell(r["name"]) in crosscheck_markdown(results) for r in here["results"])
+    assert "| 01\\_kmeans | " in code_path_markdown(results)
+
+
+# A computation whose bits must not depend on the code path: k-means' inertia (float64,
+# summed in a fixed order) and a paired comparison (the ledger's statistics).
+BITS = """
+import torch
+from infoclust.data import load_dataset
+from infoclust.kmeans import KMeans
+from infoclust.metrics import paired_difference
+torch.set_num_threads(1)
+x, _ = load_dataset("digits", n=600, seed=0)
+km = KMeans(10, n_init=2, seed=0, device="cpu").fit(x)
+d = paired_difference([0.9712, 0.9533, 0.9641, 0.9602, 0.9455], [0.9501, 0.9433, 0.9322, 0.9441, 0.9377])
+numbers = [v.hex() if isinstance(v, float) else v for v in d]
+bits = [torch.backends.cpu.get_cpu_capability(), km.inertia_.hex(), *numbers]
+"""
+
+
+@needs_lower
+def test_inertia_and_paired_difference_are_bit_identical_across_code_paths(one_thread):
+    """This process (native kernels) and a child one code path lower (and NumPy without AVX2)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **lower_code_path(), "NPY_DISABLE_CPU_FEATURES": "AVX2 FMA3"}
+    child = subprocess.run(
+        [sys.executable, "-c", BITS + "print(repr(bits))"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert child.returncode == 0, child.stderr[-2000:]
+    lower = ast.literal_eval(child.stdout.strip().splitlines()[-1])
+    here: dict = {}
+    exec(BITS, here)
+    assert here["bits"][0] == NATIVE and lower[0] == lower_code_path()["ATEN_CPU_CAPABILITY"].upper()
+    assert here["bits"][1:] == lower[1:]
