@@ -21,14 +21,13 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .transforms import Transform
 from .utils import (
     ParameterError,
     check_generator,
     check_images,
     check_int,
     check_number,
-    check_seed,
-    make_generator,
 )
 
 __all__ = ["crop_resize", "random_affine", "colour_jitter", "MNISTTransform"]
@@ -183,7 +182,7 @@ def _rotate_hue(x: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
     return torch.einsum("ij,njhw->nihw", torch.linalg.inv(to_yiq), yiq).clamp(0, 1)
 
 
-class MNISTTransform:
+class MNISTTransform(Transform):
     """The paper's MNIST perturbation g, batch-wise with per-sample parameters.
 
     IIC paper, supplementary material: g(x) = rotation by up to 25 degrees with
@@ -240,17 +239,9 @@ class MNISTTransform:
             raise ParameterError(f"jitter={jitter!r} must hold 4 numbers")
         self.jitter = tuple(check_number("jitter", j, 0, 1) for j in jitter)
         check_number("jitter", self.jitter[3], 0, 0.5)  # the hue shift, in turns
-        self.seed = check_seed("seed", seed)
-        self.generator = make_generator(self.seed)
+        self._seed(seed)
 
-    def __repr__(self) -> str:
-        return (
-            f"MNISTTransform(max_angle={self.max_angle}, p_rotate={self.p_rotate}, "
-            f"scales={self.scales}, extent={self.extent}, jitter={self.jitter}, seed={self.seed})"
-        )
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        x = check_images("x", x)
+    def _apply(self, x: torch.Tensor) -> torch.Tensor:
         n, gen = x.shape[0], self.generator
         angle = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(self.max_angle)
         angle = angle * (torch.rand(n, generator=gen) < self.p_rotate)

@@ -29,9 +29,9 @@ from .utils import (
     check_images,
     check_int,
     check_number,
-    check_seed,
     resolve_device,
 )
+from .transforms import Transform
 
 __all__ = [
     "warp",
@@ -315,7 +315,7 @@ def random_field(
     return field * (mag / size).view(-1, 1, 1, 1)
 
 
-class RandomDeformation:
+class RandomDeformation(Transform):
     """The transformation g of IIC (talk eq. (4)) as a random deformation (talk 4.2).
 
     ``g(x) = warp(x, tau)`` with a fresh :func:`random_field` per sample. Use it wherever a
@@ -359,11 +359,9 @@ class RandomDeformation:
             self.magnitude = check_number("magnitude", magnitude, 0.0)
         self.sigma = check_number("sigma", sigma, 0.0)
         self.norm = check_choice("norm", norm, ("max", "rms"))
-        self.seed = check_seed("seed", seed)
-        self.generator = torch.Generator().manual_seed(self.seed)
+        self._seed(seed)
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        x = check_images("x", x)
+    def _apply(self, x: torch.Tensor) -> torch.Tensor:
         n, _, h, w = x.shape
         if isinstance(self.magnitude, tuple):
             low, high = self.magnitude
@@ -373,9 +371,3 @@ class RandomDeformation:
             mag = self.magnitude
         field = random_field(n, h, w, mag, self.sigma, self.norm, self.generator, x.device)
         return warp(x, field.to(x.dtype))
-
-    def __repr__(self) -> str:
-        return (
-            f"RandomDeformation(magnitude={self.magnitude}, sigma={self.sigma}, "
-            f"norm={self.norm!r}, seed={self.seed})"
-        )

@@ -7,8 +7,8 @@ that comparison as a designed experiment and measures why a g helps or not.
 * :func:`run_arms` trains IIC once per *arm* (a transformation g and/or changed IIC
   parameters, :class:`Arm`) and per seed. The seed is the pairing: every arm run with seed
   ``s`` starts from the same initial network and sees the images in the same order (IIC's
-  own seeded generators), and each arm's g is made afresh for the run from the same seed
-  (:attr:`Arm.make_g`), so a run never depends on what ran before it.
+  own seeded generators), and each arm's g is seeded afresh for the run from the same seed
+  (:func:`infoclust.transforms.for_run`), so a run never depends on what ran before it.
 * :func:`compare_arms` turns the runs into paired differences against a reference arm
   (:func:`infoclust.metrics.paired_difference`: mean, t-interval, verdict, smallest
   detectable effect).
@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from .iic import IIC
 from .metrics import PairedDifference, evaluate, paired_difference
+from .transforms import Transform
 from .utils import (
     ParameterError,
     check_generator,
@@ -47,7 +48,7 @@ from .wasserstein import w2_exact
 
 __all__ = ["Arm", "Run", "run_arms", "compare_arms", "cluster_change_rate", "w2_shift"]
 
-Transform = Callable[[torch.Tensor], torch.Tensor]
+BatchMap = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -58,16 +59,24 @@ class Arm:
     ----------
     name : str
         Label in tables and figures.
-    make_g : callable or None
-        ``make_g(seed)`` returns the transformation g for the run with that seed, made
-        afresh (with its own generators seeded from ``seed``); None keeps IIC's default g.
+    g : Transform or None
+        The transformation g (:mod:`infoclust.transforms`); the run with seed ``s`` trains
+        with its copy ``for_run(g, s)``, seeded from ``s`` (:func:`~infoclust.transforms.for_run`).
+        None keeps IIC's default g.
     params : mapping
         IIC parameters that differ from the common recipe (e.g. ``{"n_subheads": 1}``).
     """
 
     name: str
-    make_g: Callable[[int], Transform] | None = None
+    g: Transform | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.g is not None and not isinstance(self.g, Transform):
+            raise TypeError(
+                f"Arm {self.name!r}: g must be a Transform of infoclust.transforms (seeded per run), "
+                f"got {type(self.g).__name__}"
+            )
 
 
 @dataclass
@@ -108,12 +117,11 @@ _JOB: dict[str, Any] = {}
 def _fit(arm_index: int, seed: int) -> Run:
     """One run of :func:`run_arms` (in this process or a forked worker, on one CPU thread)."""
     x, y, arm, recipe = _JOB["x"], _JOB["y"], _JOB["arms"][arm_index], _JOB["recipe"]
-    g = arm.make_g(seed) if arm.make_g is not None else None
-    model = IIC(**{**recipe, **arm.params}, g=g, seed=seed, verbose=False).fit(x, y)
+    model = IIC(**{**recipe, **arm.params}, g=arm.g, seed=seed, verbose=False).fit(x, y)
     hist = model.history_
     scores = evaluate(y, model.labels_)
     keep = arm.name in _JOB["keep"]
-    if keep and _JOB["worker"]:  # pools and closures do not travel back between processes
+    if keep and _JOB["worker"]:  # a g can be large (a pool's copies): it does not travel back
         model.g = model.g_ = None
     return Run(
         arm.name,
@@ -169,10 +177,10 @@ def run_arms(
 ) -> dict[str, list[Run]]:
     """Train IIC on ``x`` for every arm and seed; runs with the same seed are paired.
 
-    For each seed and arm: ``IIC(**recipe, **arm.params, g=arm.make_g(seed),
-    seed=seed).fit(x, y)``. IIC draws its initial network and its batch order from its
-    seed, so the arms of one seed share both; each g is made for its run, so no run's
-    randomness depends on the runs before it.
+    For each seed and arm: ``IIC(**recipe, **arm.params, g=arm.g, seed=seed).fit(x, y)``.
+    IIC draws its initial network, its batch order and its g's draws from its seed
+    (:func:`~infoclust.transforms.for_run`), so the arms of one seed share all three where
+    they share a g, and no run's randomness depends on the runs before it.
 
     On the CPU every run uses one thread, and ``n_jobs`` runs go in parallel in forked
     worker processes: small networks use two cores better as two runs than as one run on
@@ -315,7 +323,7 @@ def compare_arms(
 
 
 @torch.no_grad()
-def cluster_change_rate(model: IIC, x: torch.Tensor, g: Transform, *, n_draws: int = 1) -> float:
+def cluster_change_rate(model: IIC, x: torch.Tensor, g: BatchMap, *, n_draws: int = 1) -> float:
     """Fraction of images whose cluster changes under g: mean of ``[c(g(x_i)) != c(x_i)]``.
 
     ``c`` is the model's reported clustering (the main head's lowest-loss sub-head). IIC
@@ -346,7 +354,7 @@ def cluster_change_rate(model: IIC, x: torch.Tensor, g: Transform, *, n_draws: i
 
 @torch.no_grad()
 def w2_shift(
-    x: torch.Tensor, g: Transform, *, generator: torch.Generator | None = None, n: int | None = None
+    x: torch.Tensor, g: BatchMap, *, generator: torch.Generator | None = None, n: int | None = None
 ) -> np.ndarray:
     """Exact ``W2(x_i, g(x_i))`` per image, in pixels (talk, eq. 5 with q = 2).
 

@@ -38,6 +38,7 @@ from . import checkpoint as C
 from . import distributed as D
 from .augment import MNISTTransform
 from .metrics import cluster_accuracy
+from .transforms import Transform, for_run
 from .utils import (
     ParameterError,
     check_bool,
@@ -51,7 +52,6 @@ from .utils import (
     check_seed,
     forked_global_rng,
     resolve_device,
-    stream_seed,
     timer,
 )
 
@@ -401,8 +401,11 @@ class IIC(ClusterMixin, BaseEstimator):
     g : callable, optional
         The random perturbation: maps a batch (N, C, H, W) to a batch of the same shape,
         dtype and device, with fresh randomness per call. Default
-        :class:`~infoclust.augment.MNISTTransform` seeded from ``seed``. A ``g`` that draws
-        from torch's global generator is reproducible too: :meth:`fit` runs with the global
+        :class:`~infoclust.augment.MNISTTransform`. A g of :mod:`infoclust.transforms` (a
+        :class:`~infoclust.transforms.Transform`) is seeded from ``seed``: :meth:`fit` trains
+        with ``for_run(g, seed)`` (:func:`~infoclust.transforms.for_run`), a copy, so ``g``
+        itself is never drawn from. Any other callable is used as it is; one that draws from
+        torch's global generator is reproducible too: :meth:`fit` runs with the global
         generator seeded from ``seed`` and restores it afterwards.
     epochs : int
         Number of epochs.
@@ -422,8 +425,8 @@ class IIC(ClusterMixin, BaseEstimator):
         epoch; the last epoch is always scored. Scoring draws g too, so changing
         ``eval_every`` changes the draws of later epochs.
     seed : int
-        Seeds initialisation, batch order and the default g, in [0, 2**32 - 1]; the global
-        random state is left as it was.
+        Seeds initialisation, batch order and every g of :mod:`infoclust.transforms`, in
+        [0, 2**32 - 1]; the global random state is left as it was.
     device : str
         ``"auto"``, ``"cpu"``, ``"cuda"``, ...
     amp : bool or "auto"
@@ -433,15 +436,17 @@ class IIC(ClusterMixin, BaseEstimator):
     checkpoint : str or None
         File written atomically after every epoch with the network, the optimiser, the
         history and the random states of every process (:mod:`infoclust.checkpoint`);
-        ``fit(x, resume=True)`` continues from it. A ``g`` of one's own keeps its random
-        state across a resume if it draws from torch's global generator or exposes its
-        :class:`torch.Generator` as ``g.generator`` (as ``MNISTTransform`` does).
+        ``fit(x, resume=True)`` continues from it. Every g of :mod:`infoclust.transforms`
+        keeps its random state across a resume (:meth:`~infoclust.transforms.Transform.generators`);
+        another callable does if it draws from torch's global generator or exposes its
+        :class:`torch.Generator` as ``g.generator``.
 
     Attributes
     ----------
     net_ : ClusterNet
     g_ : callable
-        The perturbation used (``g``, or the default one).
+        The perturbation used: ``for_run(g, seed)``, or ``g`` itself if it is not a
+        :class:`~infoclust.transforms.Transform`.
     device_ : torch.device
         Where the network lives.
     image_shape_ : tuple of int
@@ -708,7 +713,7 @@ class IIC(ClusterMixin, BaseEstimator):
             # channels-last convolutions: 1.4x faster on the CPU for the small trunk at 12 px (and the
             # layout cuDNN prefers under bf16); the inputs need no conversion while they have one channel
             self.net_ = net.to(self.device_, memory_format=torch.channels_last)
-            self.g_ = self.g if self.g is not None else MNISTTransform(seed=stream_seed(self.seed, 1))
+            self.g_ = for_run(self.g if self.g is not None else MNISTTransform(), self.seed)
             self._order_generator = torch.Generator().manual_seed(self.seed)
             D.check_same_on_all_ranks({"the initial network": self.net_})
             self._data = C.data_fingerprint(x, self.g_)  # a resume must be on the same x and g
@@ -729,11 +734,13 @@ class IIC(ClusterMixin, BaseEstimator):
         return self
 
     def _generators(self) -> dict[str, torch.Generator]:
-        """The random generators a checkpoint keeps: the batch order's, and g's if it exposes one."""
-        gens = {"order": self._order_generator}
-        if isinstance(getattr(self.g_, "generator", None), torch.Generator):
-            gens["g"] = self.g_.generator
-        return gens
+        """The generators a checkpoint keeps: the batch order's and g's ("g"; "g.0", ... of a Compose)."""
+        if isinstance(self.g_, Transform):
+            own = self.g_.generators()
+        else:
+            gen = getattr(self.g_, "generator", None)
+            own = {"": gen} if isinstance(gen, torch.Generator) else {}
+        return {"order": self._order_generator, **{f"g.{name}".rstrip("."): gen for name, gen in own.items()}}
 
     def _train(self, x: torch.Tensor, y: np.ndarray | None, state: dict[str, Any] | None = None) -> None:
         """The epoch loop: :meth:`_train_epoch`, and :meth:`_score` every ``eval_every`` epochs and last.

@@ -45,7 +45,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from ._attack import prepare_attack, run_attack
+from ._random_net import LazyRandomClassifier
 from .exact_projection import ExactSteps, local_cost
+from .transforms import Transform
 from .utils import (
     ConvergenceWarning,
     ParameterError,
@@ -63,6 +65,7 @@ __all__ = [
     "project_wasserstein_ball",
     "wasserstein_pgd",
     "robust_accuracy",
+    "SinkhornPerturbation",
 ]
 
 
@@ -731,3 +734,74 @@ def robust_accuracy(eps: torch.Tensor, success: torch.Tensor, radii) -> torch.Te
     check_finite("radii", radii)
     fooled = success.bool()[None, :] & (eps[None, :] <= radii[:, None] * (1 + 1e-6))
     return 1.0 - fooled.float().mean(1)
+
+
+class SinkhornPerturbation(Transform):
+    """g(x): Wasserstein PGD (talk eq. (8)) against a random classifier, radius ``eps``.
+
+    Each image is pushed by :func:`wasserstein_pgd` away from the random classifier's own
+    prediction on it, staying in the Wasserstein ball of radius ``eps`` (fixed: no growth),
+    until the prediction changes or ``max_iter`` steps are done. The random classifier
+    (:func:`infoclust.classifiers.random_classifier`) is built for the batch's device and
+    size from ``seed``; the global random state is never touched. An IIC transformation g
+    (:mod:`infoclust.transforms`).
+
+    Parameters
+    ----------
+    eps : float
+        Radius of the Wasserstein ball (pixels, as in the projection).
+    max_iter : int
+        PGD iterations (``max_iter`` of :func:`wasserstein_pgd`).
+    alpha, lam, kernel_size, proj_iter
+        As in :func:`wasserstein_pgd`.
+    n_random_classes : int
+        Classes of the random classifier (any number >= 2).
+    seed : int
+        Seed of the random classifier's weights, in [0, 2**32 - 1].
+    """
+
+    _image_checks = {"nonnegative": True}
+
+    def __init__(
+        self,
+        eps: float = 0.5,
+        *,
+        max_iter: int = 10,
+        alpha: float = 0.1,
+        lam: float = 1000.0,
+        kernel_size: int = 5,
+        proj_iter: int = 30,
+        n_random_classes: int = 10,
+        seed: int = 0,
+    ) -> None:
+        self.n_random_classes = check_int("n_random_classes", n_random_classes, 2)
+        self._seed(seed)
+        self.eps = check_number("eps", eps, 0.0, strict_low=True)
+        self.max_iter = check_int("max_iter", max_iter, 1)
+        self.alpha = check_number("alpha", alpha, 0.0, strict_low=True)
+        self.lam = check_number("lam", lam, 0.0, strict_low=True)
+        self.kernel_size = check_int("kernel_size", kernel_size, 1)
+        if self.kernel_size % 2 == 0:
+            raise ParameterError(f"kernel_size={kernel_size} must be odd (a window centred on each pixel)")
+        self.proj_iter = check_int("proj_iter", proj_iter, 1)
+
+    def _seed(self, seed: int) -> None:
+        """The random classifier of ``seed`` (the attack draws nothing else)."""
+        self.random_classifier = LazyRandomClassifier(self.n_random_classes, seed)
+        self.seed = self.random_classifier.seed
+
+    def _apply(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        out, _, _ = wasserstein_pgd(
+            self.random_classifier.model_for(xf),
+            xf,
+            eps0=self.eps,
+            eps_factor=1.0,
+            alpha=self.alpha,
+            lam=self.lam,
+            kernel_size=self.kernel_size,
+            max_iter=self.max_iter,
+            proj_iter=self.proj_iter,
+            verbose=False,
+        )
+        return out

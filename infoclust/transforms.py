@@ -1,213 +1,265 @@
-"""Every transformation g for IIC (talk eq. (4)), from one module: ``from infoclust.transforms import ...``.
+"""Every transformation g for IIC (talk eq. (4)): the contract, the pool, composition and the table.
 
-==================================  ===========================  ==========================
-g                                   talk                         defined in
-==================================  ===========================  ==========================
-:class:`MNISTTransform`             the IIC paper's g (3.2)      :mod:`infoclust.augment`
-:class:`RandomDeformation`          random deformation (4.2)     :mod:`infoclust.deform`
-:class:`SinkhornPerturbation`       projected Sinkhorn (4.3)     here
-:class:`ADefPerturbation`           ADef (4.4)                   here
-:class:`W2Perturbation`             Algorithm 1 (4.5)            :mod:`infoclust.w2_algorithm`
-:class:`PerturbationPool`           precomputed copies of any g  here
-:func:`compose`                     g2(g1(x))                    here
-==================================  ===========================  ==========================
+IIC maximises I(E(x); E(g x)), where g is a random perturbation that keeps the class of x.
+Every g of this library is a :class:`Transform`, and ``from infoclust.transforms import X``
+reaches each of them, although each lives beside its algorithm (the table at the end of
+this docstring, :data:`TABLE`, says where).
 
-Every g is a callable from a batch (N, C, H, W) to a batch of the same shape on the same
-device. :class:`SinkhornPerturbation` and :class:`ADefPerturbation` are the talk's
-proposals of sections 4.3 and 4.4: a Wasserstein PGD attack and an ADef deformation
-against a *random, non-trainable* classifier, which stands in for the labels that
-clustering does not have.
+The contract of a g
+-------------------
+A g is a subclass of :class:`Transform` that
 
-IIC (talk, eq. (4)) draws a fresh perturbation g(x) for every image in every batch. ADef,
-projected Sinkhorn and the talk's Algorithm 1 cost far more than a random crop, so
-:class:`PerturbationPool` runs such a g once, ``n_copies`` times per training image, and then
-serves as g itself: for each image of a batch it returns one of that image's stored copies,
-drawn at random. It finds an image's copies by a fingerprint of its pixels (integer
-arithmetic, exact), so it works with any trainer that calls ``g(batch)`` on rows of the
-training set, without passing indices. :func:`compose` chains transformations, e.g. a pool
-followed by the paper's augmentations.
+1. takes its parameters as keyword arguments of ``__init__`` and keeps each under its own
+   name (``self.max_shift = ...``), checked with :mod:`infoclust.utils`; the ``repr`` is
+   built from them;
+2. ends ``__init__`` with ``self._seed(seed)``: the g then draws only from its own CPU
+   generator ``self.generator`` (never from torch's global one), so a seed gives the same
+   draws on every device;
+3. implements ``_apply(x)`` for a checked batch ``x`` (N, C, H, W): the public call
+   ``g(x)`` checks the images once (:func:`infoclust.utils.check_images`; a class sets
+   ``_image_checks = {"nonnegative": True}`` for more), calls ``_apply`` and returns the
+   result on ``x``'s device and in its dtype;
+4. is picklable (worker processes receive it) and is copied, never shared:
+   ``g.with_seed(seed)`` returns a copy with a generator of its own. A g with more seeded
+   state (a random classifier) extends ``_seed``.
+
+IIC's ``seed`` decides every g it uses (:func:`for_run`): it trains with
+``for_run(g, seed)``, which seeds the transformation applied last from stream 1 of the seed
+(:func:`~infoclust.utils.stream_seed`), the one before it from stream 2, and so on. Putting a
+perturbation in front of a g (``Compose(perturbation, g)``) therefore leaves g's draws as
+they were: the pairing of chapter 9.
+
+A new g: one class and one row
+------------------------------
+A random shift of whole pixels is a complete g; the test suite runs this example:
+
+>>> import torch
+>>> from infoclust.transforms import Transform
+>>> from infoclust.utils import check_int
+>>> class RandomShift(Transform):
+...     '''g(x): each image moved by its own random number of pixels, at most ``max_shift``.'''
+...
+...     def __init__(self, max_shift: int = 2, *, seed: int = 0) -> None:
+...         self.max_shift = check_int("max_shift", max_shift, 0)
+...         self._seed(seed)
+...
+...     def _apply(self, x: torch.Tensor) -> torch.Tensor:
+...         shifts = torch.randint(-self.max_shift, self.max_shift + 1, (len(x), 2), generator=self.generator)
+...         return torch.stack([xi.roll(tuple(s.tolist()), dims=(-2, -1)) for xi, s in zip(x, shifts)])
+>>> g = RandomShift(1, seed=3)
+>>> g
+RandomShift(max_shift=1, seed=3)
+>>> x = torch.rand(4, 1, 8, 8)
+>>> torch.equal(g.with_seed(5)(x), RandomShift(1, seed=5)(x))
+True
+
+Put the class in the module of its algorithm and add its row to :data:`TABLE`
+(``"RandomShift": ("infoclust.augment", "a random shift")``): that is all. IIC, the
+experiments of :mod:`infoclust.experiment`, :class:`PerturbationPool` and :class:`Compose`
+take it as it is.
+
+:class:`PerturbationPool`: IIC draws a fresh g(x) for every image in every batch. ADef,
+projected Sinkhorn and the talk's Algorithm 1 cost far more than a random crop, so the pool
+runs such a g once, ``n_copies`` times per training image, and then serves as g itself: for
+each image of a batch it returns one of that image's stored copies, drawn at random. It
+finds an image's copies by a fingerprint of its pixels (integer arithmetic, exact), so it
+works with any trainer that calls ``g(batch)`` on rows of the training set.
+:class:`Compose` chains transformations, e.g. a pool followed by the paper's augmentations.
 """
 
 from __future__ import annotations
 
 import copy
+import importlib
+import inspect
 import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from ._random_net import LazyRandomClassifier
-from .adef import adef
-from .augment import MNISTTransform
-from .deform import RandomDeformation
-from .projected_sinkhorn import wasserstein_pgd
 from .utils import (
     ParameterError,
     check_bool,
     check_images,
     check_int,
-    check_number,
     check_seed,
     make_generator,
+    stream_seed,
 )
-from .w2_algorithm import W2Perturbation
 
-__all__ = [
-    "MNISTTransform",
-    "RandomDeformation",
-    "SinkhornPerturbation",
-    "ADefPerturbation",
-    "W2Perturbation",
-    "PerturbationPool",
-    "compose",
-    "fingerprint",
-]
+#: The one table of every transformation g: class name -> (module that defines it, what it is).
+TABLE: dict[str, tuple[str, str]] = {
+    "MNISTTransform": ("infoclust.augment", "the IIC paper's g (talk 3.2)"),
+    "RandomDeformation": ("infoclust.deform", "random deformation (talk 4.2)"),
+    "SinkhornPerturbation": ("infoclust.projected_sinkhorn", "projected Sinkhorn attack (talk 4.3)"),
+    "ADefPerturbation": ("infoclust.adef", "ADef deformation (talk 4.4)"),
+    "W2Perturbation": ("infoclust.w2_algorithm", "Algorithm 1 (talk 4.5)"),
+    "PerturbationPool": ("infoclust.transforms", "precomputed copies of any g"),
+    "Compose": ("infoclust.transforms", "g_n(... g_1(x)): several g's in a row"),
+}
 
-Transform = Callable[[torch.Tensor], torch.Tensor]
+__all__ = ["Transform", *TABLE, "TABLE", "compose", "for_run", "fingerprint"]
+
 _MODULUS = (1 << 61) - 1  # a Mersenne prime: products stay in int64 after the reduction below
 
 
-class SinkhornPerturbation:
-    """g(x): Wasserstein PGD (talk eq. (8)) against a random classifier, radius ``eps``.
+def _table_rst() -> str:
+    """:data:`TABLE` as the reStructuredText table that ends the module docstring."""
+    header = ("g", "what", "defined in")
+    rows = [(f":class:`~{mod}.{name}`", what, f":mod:`{mod}`") for name, (mod, what) in TABLE.items()]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(3)]
+    rule = "  ".join("=" * w for w in widths)
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in [header, *rows]]
+    return "\n".join(["", "The table", "---------", "", rule, lines[0], rule, *lines[1:], rule, ""])
 
-    Each image is pushed by :func:`infoclust.projected_sinkhorn.wasserstein_pgd` away from the
-    random classifier's own prediction on it, staying in the Wasserstein ball of radius
-    ``eps`` (fixed: no growth), until the prediction changes or ``max_iter`` steps are done.
-    The random classifier (:func:`infoclust.classifiers.random_classifier`) is built for the
-    batch's device and size from ``seed``; the global random state is never touched.
+
+if __doc__ is not None:  # python -OO strips docstrings
+    __doc__ += _table_rst()
+
+
+def __getattr__(name: str) -> Any:
+    """``infoclust.transforms.X`` for every g of :data:`TABLE`, imported from its own module."""
+    if name in TABLE:
+        return getattr(importlib.import_module(TABLE[name][0]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(TABLE))
+
+
+def _short(value: Any) -> str:
+    """A value as ``repr`` shows it: tensors by their shape, everything else by its repr."""
+    if torch.is_tensor(value):
+        return f"tensor{tuple(value.shape)}"
+    if isinstance(value, torch.nn.Module):
+        return f"{type(value).__name__}(...)"
+    return repr(value)
+
+
+class Transform:
+    """Base class of every transformation g (the contract: the module docstring).
+
+    A subclass keeps its constructor's parameters under their own names, ends ``__init__``
+    with ``self._seed(seed)`` and implements ``_apply``.
+
+    Attributes
+    ----------
+    seed : int
+        The seed of the g's randomness.
+    generator : torch.Generator
+        Its own CPU generator, seeded with ``seed``.
+    """
+
+    #: Extra options of :func:`~infoclust.utils.check_images` for the input batch.
+    _image_checks: dict[str, Any] = {}
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """g(x) for a batch (N, C, H, W): checked once, on ``x``'s device and in its dtype."""
+        x = check_images("x", x, **self._image_checks)
+        return self._apply(x).to(device=x.device, dtype=x.dtype)
+
+    def _apply(self, x: torch.Tensor) -> torch.Tensor:
+        """g of a checked batch; every subclass implements it."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _apply(x)")
+
+    def _seed(self, seed: int) -> None:
+        """Take ``seed``: a new generator of the g's own (a subclass with more seeded state extends this)."""
+        self.seed = check_seed("seed", seed)
+        self.generator = make_generator(self.seed)
+
+    def with_seed(self, seed: int) -> "Transform":
+        """A copy of this g whose randomness comes from ``seed`` alone (its own generator, never shared)."""
+        new = copy.copy(self)
+        new._seed(seed)
+        return new
+
+    def generators(self) -> dict[str, torch.Generator]:
+        """The generators this g draws from, by name ("" for its own): what a checkpoint saves."""
+        gen = getattr(self, "generator", None)
+        return {"": gen} if isinstance(gen, torch.Generator) else {}
+
+    def __repr__(self) -> str:
+        parts = []
+        for p in inspect.signature(type(self).__init__).parameters.values():
+            if p.name == "self" or not hasattr(self, p.name):
+                continue
+            value = getattr(self, p.name)
+            if p.kind is p.VAR_POSITIONAL:
+                parts += [_short(v) for v in value]
+            else:
+                parts.append(f"{p.name}={_short(value)}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+
+def for_run(g: Callable[[torch.Tensor], torch.Tensor], seed: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The g that a run with seed ``seed`` draws from: what ``IIC(g=g, seed=seed)`` trains with.
+
+    A :class:`Transform` is seeded from stream 1 of ``seed`` (:func:`~infoclust.utils.stream_seed`);
+    a :class:`Compose` hands its last transformation stream 1, the one before it stream 2,
+    and so on (:meth:`Compose.with_seed`). Any other callable is returned as it is (it then
+    brings its own randomness).
+    """
+    if isinstance(g, Compose):
+        return g.with_seed(seed)
+    if isinstance(g, Transform):
+        return g.with_seed(stream_seed(seed, 1))
+    return g
+
+
+class Compose(Transform):
+    """``Compose(g1, g2)(x) == g2(g1(x))``: several transformations, applied left to right.
+
+    :meth:`with_seed` seeds the last transformation from stream 1 of the seed, the one
+    before it from stream 2, and so on (:func:`~infoclust.utils.stream_seed`), so that a g
+    put in front of others leaves their draws unchanged. Callables that are not a
+    :class:`Transform` are applied as they are and keep their own randomness.
 
     Parameters
     ----------
-    eps : float
-        Radius of the Wasserstein ball (pixels, as in the projection).
-    max_iter : int
-        PGD iterations (``max_iter`` of :func:`~infoclust.projected_sinkhorn.wasserstein_pgd`).
-    alpha, lam, kernel_size, proj_iter
-        As in :func:`infoclust.projected_sinkhorn.wasserstein_pgd`.
-    n_random_classes : int
-        Classes of the random classifier (any number >= 2).
-    seed : int
-        Seed of the random classifier's weights, in [0, 2**32 - 1].
+    *transforms : callable
+        Batch -> batch of the same shape; at least one.
     """
 
-    def __init__(
-        self,
-        eps: float = 0.5,
-        *,
-        max_iter: int = 10,
-        alpha: float = 0.1,
-        lam: float = 1000.0,
-        kernel_size: int = 5,
-        proj_iter: int = 30,
-        n_random_classes: int = 10,
-        seed: int = 0,
-    ) -> None:
-        self.random_classifier = LazyRandomClassifier(n_random_classes, seed)
-        self.n_random_classes, self.seed = (
-            self.random_classifier.n_random_classes,
-            self.random_classifier.seed,
-        )
-        self.eps = check_number("eps", eps, 0.0, strict_low=True)
-        self.max_iter = check_int("max_iter", max_iter, 1)
-        self.alpha = check_number("alpha", alpha, 0.0, strict_low=True)
-        self.lam = check_number("lam", lam, 0.0, strict_low=True)
-        self.kernel_size = check_int("kernel_size", kernel_size, 1)
-        if self.kernel_size % 2 == 0:
-            raise ParameterError(f"kernel_size={kernel_size} must be odd (a window centred on each pixel)")
-        self.proj_iter = check_int("proj_iter", proj_iter, 1)
+    def __init__(self, *transforms: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        if not transforms:
+            raise ParameterError("transforms: compose needs one or more callables batch -> batch")
+        for t in transforms:
+            if not callable(t):
+                raise TypeError(f"transforms must be callables batch -> batch, got {type(t).__name__}")
+        self.transforms = tuple(transforms)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        x = check_images("x", x, nonnegative=True)
-        xf = x.float()
-        out, _, _ = wasserstein_pgd(
-            self.random_classifier.model_for(xf),
-            xf,
-            eps0=self.eps,
-            eps_factor=1.0,
-            alpha=self.alpha,
-            lam=self.lam,
-            kernel_size=self.kernel_size,
-            max_iter=self.max_iter,
-            proj_iter=self.proj_iter,
-            verbose=False,
+        """Each transformation in turn: a composition checks nothing itself, each part checks its input."""
+        for t in self.transforms:
+            x = t(x)
+        return x
+
+    def _seed(self, seed: int) -> None:
+        self.seed = check_seed("seed", seed)
+        n = len(self.transforms)
+        self.transforms = tuple(
+            t.with_seed(stream_seed(self.seed, n - i)) if isinstance(t, Transform) else t
+            for i, t in enumerate(self.transforms)
         )
-        return out.to(x.dtype)
+
+    def generators(self) -> dict[str, torch.Generator]:
+        return {
+            f"{i}.{name}".rstrip("."): gen
+            for i, t in enumerate(self.transforms)
+            if isinstance(t, Transform)
+            for name, gen in t.generators().items()
+        }
 
     def __repr__(self) -> str:
-        return (
-            f"SinkhornPerturbation(eps={self.eps}, max_iter={self.max_iter}, "
-            f"n_random_classes={self.n_random_classes}, seed={self.seed})"
-        )
+        return f"Compose({', '.join(_short(t) for t in self.transforms)})"
 
 
-class ADefPerturbation:
-    """g(x): the ADef deformation (talk section 4.4) that flips a random classifier.
-
-    The random classifier (:func:`infoclust.classifiers.random_classifier`) is built for the
-    batch's device and size from ``seed``; the global random state is never touched.
-
-    Parameters
-    ----------
-    sigma, overshoot, max_iter, max_norm
-        As in :func:`infoclust.adef.adef` (``max_norm``: a cap on the T-norm, in pixels).
-    candidates : int or None
-        Candidate labels per step (:func:`infoclust.adef.adef`; ``None``: all). The default,
-        1, tries only the random classifier's highest other class: on 250 mnist5k digits
-        (16 x 16, four random classifiers) it gives the same flip rate and median T-norm as
-        all nine candidates, 2.5 to 4.5 times faster (``benchmarks/bench_perturb.py``).
-    n_random_classes : int
-        Classes of the random classifier (any number >= 2).
-    seed : int
-        Seed of the random classifier's weights, in [0, 2**32 - 1].
-    """
-
-    def __init__(
-        self,
-        *,
-        sigma: float = 0.5,
-        overshoot: float = 1.2,
-        max_iter: int = 20,
-        candidates: int | None = 1,
-        max_norm: float = float("inf"),
-        n_random_classes: int = 10,
-        seed: int = 0,
-    ) -> None:
-        self.random_classifier = LazyRandomClassifier(n_random_classes, seed)
-        self.n_random_classes, self.seed = (
-            self.random_classifier.n_random_classes,
-            self.random_classifier.seed,
-        )
-        self.sigma = check_number("sigma", sigma, 0.0)
-        self.overshoot = check_number("overshoot", overshoot, 1.0)
-        self.max_iter = check_int("max_iter", max_iter, 1)
-        self.max_norm = (
-            max_norm if max_norm == float("inf") else check_number("max_norm", max_norm, 0.0, strict_low=True)
-        )
-        self.candidates = (
-            candidates
-            if candidates is None
-            else check_int("candidates", candidates, 1, self.n_random_classes - 1)
-        )
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        x = check_images("x", x)
-        res = adef(
-            self.random_classifier.model_for(x),
-            x,
-            sigma=self.sigma,
-            overshoot=self.overshoot,
-            max_iter=self.max_iter,
-            candidates=self.candidates,
-            max_norm=self.max_norm,
-        )
-        return res.images.to(device=x.device, dtype=x.dtype)
-
-    def __repr__(self) -> str:
-        return (
-            f"ADefPerturbation(sigma={self.sigma}, max_iter={self.max_iter}, candidates={self.candidates}, "
-            f"max_norm={self.max_norm}, n_random_classes={self.n_random_classes}, seed={self.seed})"
-        )
+def compose(*transforms: Callable[[torch.Tensor], torch.Tensor]) -> Compose:
+    """``compose(f, g)(x) == g(f(x))``: :class:`Compose` of the transformations, left to right."""
+    return Compose(*transforms)
 
 
 def fingerprint(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -223,7 +275,7 @@ def fingerprint(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return key
 
 
-class PerturbationPool:
+class PerturbationPool(Transform):
     """Precomputed perturbations of a fixed image set, served as an IIC transformation g.
 
     Parameters
@@ -237,7 +289,10 @@ class PerturbationPool:
     batch_size : int
         Images per call of ``g`` while filling the pool.
     seed : int
-        Seeds the fingerprint and the choice of copy per call, in [0, 2**32 - 1].
+        Seeds the fingerprint and the choice of copy per call, in [0, 2**32 - 1]. One pool
+        is filled once and used by many training runs: ``with_seed`` gives each run a view
+        with the same copies (shared, not duplicated) and its own choice of copy, so the
+        copies a run draws depend on its seed only, not on the runs before it.
     verbose : bool
         Show a progress bar while filling.
 
@@ -251,7 +306,7 @@ class PerturbationPool:
 
     def __init__(
         self,
-        g: Transform,
+        g: Callable[[torch.Tensor], torch.Tensor],
         x: torch.Tensor,
         n_copies: int = 4,
         *,
@@ -262,22 +317,29 @@ class PerturbationPool:
         if not callable(g):
             raise TypeError(f"g must be a callable batch -> batch, got {type(g).__name__}")
         x = check_images("x", x)
-        n_copies = check_int("n_copies", n_copies, 1)
-        batch_size = check_int("batch_size", batch_size, 1)
-        verbose = check_bool("verbose", verbose)
-        self.generator = torch.Generator().manual_seed(check_seed("seed", seed))
+        self.g = g
+        self.n_copies = check_int("n_copies", n_copies, 1)
+        self.batch_size = check_int("batch_size", batch_size, 1)
+        self.verbose = check_bool("verbose", verbose)
+        self._seed(seed)
         self.weights = torch.randint(1, 1 << 20, (x[0].numel(),), generator=self.generator)
         keys = fingerprint(x, self.weights)
         self.keys, self.order = keys.sort()
         if (self.keys[1:] == self.keys[:-1]).any():
             raise ParameterError("x holds duplicate images: a pool cannot tell their copies apart")
         start = time.perf_counter()
+        self.copies = torch.stack(self._fill(x))
+        self.seconds = time.perf_counter() - start
+
+    def _fill(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """``n_copies`` runs of g over ``x``, in batches, each checked for its shape."""
         copies = []
-        with tqdm(total=n_copies * len(x), disable=not verbose, desc="perturbation pool", unit="img") as bar:
-            for _ in range(n_copies):
+        total = self.n_copies * len(x)
+        with tqdm(total=total, disable=not self.verbose, desc="perturbation pool", unit="img") as bar:
+            for _ in range(self.n_copies):
                 parts = []
-                for xb in x.split(batch_size):
-                    out = g(xb)
+                for xb in x.split(self.batch_size):
+                    out = self.g(xb)
                     if not torch.is_tensor(out):
                         raise TypeError(f"g must return a tensor batch, got {type(out).__name__}")
                     if out.shape != xb.shape:
@@ -287,12 +349,13 @@ class PerturbationPool:
                     parts.append(out.detach())
                     bar.update(len(xb))
                 copies.append(torch.cat(parts))
-        self.copies = torch.stack(copies)
-        self.seconds = time.perf_counter() - start
+        return copies
 
     def index(self, x: torch.Tensor) -> torch.Tensor:
         """Row of every image of ``x`` in the pool; raises if an image is not in it."""
-        x = check_images("x", x)
+        return self._index(check_images("x", x))
+
+    def _index(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[1:] != self.copies.shape[2:]:
             raise ParameterError(
                 f"x has images of shape {tuple(x.shape[1:])}; the pool holds {tuple(self.copies.shape[2:])}"
@@ -307,34 +370,7 @@ class PerturbationPool:
             )
         return self.order[pos]
 
-    def with_seed(self, seed: int) -> "PerturbationPool":
-        """The same stored copies, served with a new generator seeded with ``seed``.
-
-        One pool is filled once and then used by many training runs; each run takes its own
-        view, so the copies a run draws depend on its seed only, not on the runs before it.
-        """
-        view = copy.copy(self)
-        view.generator = make_generator(seed)
-        return view
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        rows = self.index(x)
+    def _apply(self, x: torch.Tensor) -> torch.Tensor:
+        rows = self._index(x)
         pick = torch.randint(len(self.copies), (len(x),), generator=self.generator).to(rows.device)
         return self.copies[pick, rows]
-
-
-def compose(*transforms: Transform) -> Transform:
-    """``compose(f, g)(x) == g(f(x))``: apply the transformations left to right."""
-    if not transforms:
-        raise ParameterError("transforms: compose needs one or more callables batch -> batch")
-    for t in transforms:
-        if not callable(t):
-            raise TypeError(f"transforms must be callables batch -> batch, got {type(t).__name__}")
-
-    def chained(x: torch.Tensor) -> torch.Tensor:
-        for t in transforms:
-            x = t(x)
-        return x
-
-    chained.__name__ = " then ".join(getattr(t, "__name__", type(t).__name__) for t in transforms)
-    return chained

@@ -44,14 +44,13 @@ from ._random_net import LazyRandomClassifier
 from ._w2_bounds import w2_bounds
 from .adef import _smallest_step, _targets, check_model_images
 from .deform import warp
+from .transforms import Transform
 from .utils import (
     ParameterError,
     check_bool,
     check_generator,
-    check_images,
     check_int,
     check_number,
-    check_seed,
 )
 from .wasserstein import perturbation_density, to_histogram, w2_exact
 
@@ -252,7 +251,7 @@ def w2_perturbation(
     return PerturbationResult(current, field, dist, dist_lower == dist, steps, end, solved, tests)
 
 
-class W2Perturbation:
+class W2Perturbation(Transform):
     """Algorithm 1 as IIC's random transformation ``g`` (talk eq. 4 with section 4.5).
 
     ``g = W2Perturbation(eps, eta); gx = g(x)`` maps a batch ``(N, C, H, W)`` to a
@@ -314,18 +313,20 @@ class W2Perturbation:
         self.max_iter = check_int("max_iter", max_iter, 1)
         self.bounds = check_bool("bounds", bounds)
         self.redraw = check_bool("redraw", redraw)
-        self.seed = check_seed("seed", seed)
         if model is not None and not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module or None, got {type(model).__name__}")
         self.model = model
-        self.random_classifier = LazyRandomClassifier(n_random_classes, self.seed)
-        self.n_random_classes = self.random_classifier.n_random_classes
-        self.generator = torch.Generator().manual_seed(self.seed)
+        self.n_random_classes = check_int("n_random_classes", n_random_classes, 2)
+        self._seed(seed)
+
+    def _seed(self, seed: int) -> None:
+        """A new generator for the coins, a new random classifier, and no call yet."""
+        super()._seed(seed)
+        self.random_classifier = LazyRandomClassifier(self.n_random_classes, self.seed)
         self.calls = 0
         self.last_result_: PerturbationResult | None = None
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        x = check_images("x", x)
+    def _apply(self, x: torch.Tensor) -> torch.Tensor:
         model = (
             self.model
             if self.model is not None
@@ -344,11 +345,4 @@ class W2Perturbation:
             generator=self.generator,
         )
         self.calls += 1
-        return self.last_result_.images.to(device=x.device, dtype=x.dtype)
-
-    def __repr__(self) -> str:
-        return (
-            f"W2Perturbation(eps={self.eps}, eta={self.eta}, alpha={self.alpha}, sigma={self.sigma}, "
-            f"max_iter={self.max_iter}, n_random_classes={self.n_random_classes}, redraw={self.redraw}, "
-            f"seed={self.seed})"
-        )
+        return self.last_result_.images

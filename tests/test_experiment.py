@@ -6,8 +6,9 @@ from infoclust import ParameterError
 from infoclust.augment import MNISTTransform
 from infoclust.deform import RandomDeformation
 from infoclust.experiment import Arm, cluster_change_rate, compare_arms, run_arms, w2_shift
-from infoclust.metrics import paired_difference
-from infoclust.transforms import compose
+from infoclust.iic import IIC
+from infoclust.metrics import evaluate, paired_difference
+from infoclust.transforms import Compose, PerturbationPool, for_run
 from infoclust.utils import stream_seed
 
 RECIPE = dict(
@@ -33,12 +34,8 @@ def data():
     return (x + 0.2 * torch.rand(x.shape, generator=gen)).clamp(0, 1), y
 
 
-def paper(seed):
-    return MNISTTransform(seed=stream_seed(seed, 1))
-
-
-def deformed_then_paper(seed):
-    return compose(RandomDeformation(0.5, seed=stream_seed(seed, 2)), paper(seed))
+paper = MNISTTransform()
+deformed_then_paper = Compose(RandomDeformation(0.5), MNISTTransform())
 
 
 def test_runs_are_paired_and_independent_of_what_ran_before(data):
@@ -150,3 +147,55 @@ def test_w2_shift_is_the_exact_distance():
         w2_shift(x, lambda b: b, generator=0)
     with pytest.raises(ParameterError, match="negative"):
         w2_shift(x - 1, lambda b: b)
+
+
+def _closure(*gs):
+    """A g built the way chapter 9 built it before Arm took a g: a plain function, not a Transform."""
+
+    def chained(b):
+        for g in gs:
+            b = g(b)
+        return b
+
+    return chained
+
+
+def test_arms_of_transforms_draw_what_the_closures_of_before_drew(data):
+    """Default numbers stay: IIC seeds the paper's g from stream 1 and the perturbation in front from 2."""
+    x, y = data
+    pool = PerturbationPool(RandomDeformation(0.5, seed=7), x, 2, batch_size=16, seed=0, verbose=False)
+    new = {
+        "paper": paper,
+        "deformed": deformed_then_paper,
+        "pooled": Compose(pool, MNISTTransform()),
+    }
+    runs = run_arms(x, y, [Arm(n, g) for n, g in new.items()], [0, 1], RECIPE, n_jobs=1, verbose=False)
+    for s in (0, 1):
+        old = {
+            "paper": _closure(MNISTTransform(seed=stream_seed(s, 1))),
+            "deformed": _closure(
+                RandomDeformation(0.5, seed=stream_seed(s, 2)), MNISTTransform(seed=stream_seed(s, 1))
+            ),
+            "pooled": _closure(pool.with_seed(stream_seed(s, 2)), MNISTTransform(seed=stream_seed(s, 1))),
+        }
+        for name, g in old.items():
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)  # as run_arms trains on the CPU
+            try:
+                model = IIC(**RECIPE, g=g, seed=s, verbose=False).fit(x, y)
+            finally:
+                torch.set_num_threads(threads)
+            assert runs[name][s].acc == evaluate(y, model.labels_)["acc"]
+            np.testing.assert_array_equal(
+                runs[name][s].curve, [h["acc"][h["subhead"]] for h in model.history_]
+            )
+    default = run_arms(x, y, [Arm("default")], [1], RECIPE, n_jobs=1, verbose=False)["default"][0]
+    np.testing.assert_array_equal(default.curve, runs["paper"][1].curve)  # IIC's default g is the paper's
+
+
+def test_arm_takes_a_transform_not_a_maker():
+    with pytest.raises(TypeError, match="Transform"):
+        Arm("maker", lambda s: MNISTTransform(seed=s))
+    seeded = for_run(deformed_then_paper, 3)
+    assert seeded.transforms[1].seed == stream_seed(3, 1) and seeded.transforms[0].seed == stream_seed(3, 2)
+    assert deformed_then_paper.transforms[0].seed == 0  # the arm's own g is never drawn from

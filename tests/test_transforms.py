@@ -1,17 +1,31 @@
+import doctest
+import importlib
+import pickle
+import sys
+import types
+
 import pytest
 import torch
 
 import infoclust as ic
+import infoclust.transforms as T
 from infoclust._random_net import LazyRandomClassifier, fold_small_cnn
 from infoclust.classifiers import random_classifier
 from infoclust.iic import IIC
 from infoclust.transforms import (
     ADefPerturbation,
+    Compose,
+    MNISTTransform,
     PerturbationPool,
+    RandomDeformation,
     SinkhornPerturbation,
+    Transform,
+    W2Perturbation,
     compose,
     fingerprint,
+    for_run,
 )
+from infoclust.utils import stream_seed
 
 
 def noisy(scale):
@@ -186,3 +200,119 @@ def test_lazy_random_classifier_builds_per_shape_and_draw():
         lazy.model_for(x, draw=2)(x), random_classifier(1, 10, seed=7, device="cpu")(x), rtol=1e-4, atol=1e-6
     )
     assert lazy.model_for(torch.rand(2, 1, 24, 24)) is not first
+
+
+# --------------------------------------------------------------------------- the g contract
+
+
+def _every_g(x):
+    """One of every g of the table, small enough for a test."""
+    return [
+        MNISTTransform(seed=1),
+        RandomDeformation((0.5, 1.0), sigma=1.0, seed=1),
+        SinkhornPerturbation(0.3, max_iter=1, proj_iter=2, seed=1),
+        ADefPerturbation(max_iter=1, seed=1),
+        W2Perturbation(0.3, 0.2, max_iter=1, redraw=True, seed=1),
+        PerturbationPool(RandomDeformation(0.5), x, 2, seed=1, verbose=False),
+        Compose(RandomDeformation(0.5), MNISTTransform()),
+    ]
+
+
+def test_the_table_lists_every_g_where_it_lives():
+    for name, (module, _) in T.TABLE.items():
+        cls = getattr(T, name)
+        assert issubclass(cls, Transform) and cls.__module__ == module and name in T.__all__
+        assert f"~{module}.{name}" in T.__doc__  # the docstring's table is made from it
+
+    def subclasses(cls):
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from subclasses(sub)
+
+    in_library = {c.__name__ for c in subclasses(Transform) if c.__module__.startswith("infoclust.")}
+    assert in_library <= set(T.TABLE), f"a g without its row in TABLE: {in_library - set(T.TABLE)}"
+    with pytest.raises(AttributeError, match="NoSuchG"):
+        T.NoSuchG  # noqa: B018
+
+
+def test_every_g_keeps_the_contract():
+    x = ic.load_dataset("digits", n=4)[0].clamp_min(1e-3)  # 8 px: quick for the attacks
+    state = torch.get_rng_state()
+    for g in _every_g(x):
+        name = type(g).__name__
+        a, b = g.with_seed(5), pickle.loads(pickle.dumps(g.with_seed(5)))  # workers receive g's pickled
+        assert a is not g and a.generators().keys() == g.generators().keys()
+        assert all(a.generators()[k] is not g.generators()[k] for k in a.generators()), name
+        assert torch.equal(a(x), b(x)), name  # a seed decides every draw
+        out = g.with_seed(5)(x.double())
+        assert out.dtype == torch.float64 and out.shape == x.shape, name  # the input's dtype
+        assert repr(g).startswith(f"{name}(") and " at 0x" not in repr(g), name
+    assert torch.equal(torch.get_rng_state(), state)  # no g touches the global generator
+    with pytest.raises(ic.ParameterError, match="x contains NaN"):
+        MNISTTransform()(x * float("nan"))  # checked at the door, once
+    with pytest.raises(ic.ParameterError, match="seed"):
+        MNISTTransform().with_seed(-1)
+
+
+def test_repr_follows_the_constructor():
+    assert (
+        repr(RandomDeformation(2.0, sigma=1.0, seed=3))
+        == "RandomDeformation(magnitude=2.0, sigma=1.0, norm='max', seed=3)"
+    )
+    assert repr(Compose(MNISTTransform(max_angle=10.0))).startswith("Compose(MNISTTransform(max_angle=10.0, ")
+    x = ic.load_dataset("digits", n=20)[0]
+    pool = PerturbationPool(RandomDeformation(0.5), x, 1, verbose=False)
+    assert repr(pool).startswith("PerturbationPool(g=RandomDeformation(") and "n_copies=1" in repr(pool)
+
+
+def test_compose_seeds_the_last_g_from_stream_one():
+    paper, deform = MNISTTransform(), RandomDeformation(1.0)
+    seeded = Compose(deform, paper).with_seed(4)
+    assert [t.seed for t in seeded.transforms] == [stream_seed(4, 2), stream_seed(4, 1)]
+    assert for_run(paper, 4).seed == stream_seed(4, 1)  # so a g alone draws as it does last in a chain
+    assert for_run(Compose(paper), 4).transforms[0].seed == stream_seed(4, 1)
+    assert paper.seed == deform.seed == 0  # copies: the originals are untouched
+    plain = lambda b: b  # noqa: E731
+    assert for_run(plain, 4) is plain and Compose(plain, paper).with_seed(1).transforms[0] is plain
+    assert set(seeded.generators()) == {"0", "1"}
+
+
+def test_iic_checkpoints_every_generator_of_a_composed_g(tmp_path):
+    x, _ = ic.load_dataset("digits", n=64)
+    kw = dict(n_clusters=3, n_overclusters=None, n_subheads=1, trunk=((4,), 3), batch_size=16, repeats=1)
+    kw.update(g=Compose(RandomDeformation(0.5), MNISTTransform()), device="cpu", verbose=False, seed=2)
+    whole = IIC(**kw, epochs=2).fit(x)
+    assert set(whole._generators()) == {"order", "g.0", "g.1"}
+    IIC(**kw, epochs=1, checkpoint=str(tmp_path / "iic.pt")).fit(x)
+    resumed = IIC(**kw, epochs=2, checkpoint=str(tmp_path / "iic.pt")).fit(x, resume=True)
+    assert [h["loss"] for h in resumed.history_] == [h["loss"] for h in whole.history_]
+
+
+def test_the_worked_example_of_a_new_g_runs(monkeypatch):
+    """The module docstring's example: a new g is one class, and one row makes it one of the table's."""
+    (example,) = [t for t in doctest.DocTestFinder().find(T) if t.name == T.__name__]
+    runner = doctest.DocTestRunner()
+    result = runner.run(example, clear_globs=False)
+    assert result.attempted >= 5 and result.failed == 0
+    globs = example.globs
+    shift = types.ModuleType("infoclust_example_shift")
+    shift.RandomShift = globs["RandomShift"]
+    shift.RandomShift.__module__ = shift.__name__
+    monkeypatch.setitem(sys.modules, shift.__name__, shift)
+    monkeypatch.setitem(T.TABLE, "RandomShift", (shift.__name__, "a random shift"))
+    g = importlib.import_module("infoclust.transforms").RandomShift(1)
+    x, y = ic.load_dataset("digits", n=64)
+    model = IIC(
+        3,
+        n_overclusters=None,
+        n_subheads=1,
+        trunk=((4,), 3),
+        g=g,
+        epochs=1,
+        batch_size=16,
+        repeats=1,
+        device="cpu",
+        verbose=False,
+        seed=6,
+    ).fit(x, y)
+    assert model.g_.seed == stream_seed(6, 1) and g.seed == 0  # IIC's seed decides its draws
