@@ -80,7 +80,12 @@ def _env(control: Path) -> dict[str, str]:
     return dict(os.environ, PYTHONPATH=path, TINY_CONTROL=str(control))
 
 
-def _build(root: Path, *args: str, control: Path, **kw) -> subprocess.Popen:
+def _build(root: Path, *args: str, control: Path, sigint=signal.SIG_DFL, **kw) -> subprocess.Popen:
+    """Start a build; ``sigint`` is its inherited SIGINT disposition (SIG_IGN: as under nohup or ``&``).
+
+    Set explicitly, so that a test does not depend on how pytest itself was started (``make test &``
+    hands every child an ignored SIGINT).
+    """
     cmd = [sys.executable, "-m", "infoclust.book", "--root", str(root), "--profile", "smoke", *args]
     return subprocess.Popen(
         cmd,
@@ -89,6 +94,7 @@ def _build(root: Path, *args: str, control: Path, **kw) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, sigint),
         **kw,
     )
 
@@ -145,16 +151,23 @@ def project(good, tmp_path) -> Path:
 
 
 # Each signal at one of the two points (Ctrl-C in the first chapter, a SIGTERM in the second):
-# the build turns both into the same interruption, so the other two pairs add only minutes.
+# the build turns both into the same interruption, so the other two pairs add only minutes. Ctrl-C
+# also reaches a build that inherited SIGINT as ignored (started with & from a script, or nohup).
 @pytest.mark.parametrize(
-    ("sig", "where"), [(signal.SIGINT, "01_a"), (signal.SIGTERM, "02_b")], ids=["SIGINT-01_a", "SIGTERM-02_b"]
+    ("sig", "where", "inherited"),
+    [
+        (signal.SIGINT, "01_a", signal.SIG_DFL),
+        (signal.SIGINT, "01_a", signal.SIG_IGN),
+        (signal.SIGTERM, "02_b", signal.SIG_DFL),
+    ],
+    ids=["SIGINT-01_a", "SIGINT-01_a-nohup", "SIGTERM-02_b"],
 )
-def test_interrupt_keeps_the_last_good_files(project, where, sig):
+def test_interrupt_keeps_the_last_good_files(project, where, sig, inherited):
     """Ctrl-C (SIGINT to the whole process group) or kill (SIGTERM to the build) while a chapter runs."""
     before = _files(project)
     control = project / "control"
     (control / f"pause_{where}").touch()
-    proc = _build(project, "--no-site", control=control)
+    proc = _build(project, "--no-site", control=control, sigint=inherited)
     _wait_for(control / f"paused_{where}", proc)
     kernel = int((control / f"paused_{where}").read_text())
     if sig == signal.SIGINT:
