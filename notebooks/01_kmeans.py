@@ -305,15 +305,101 @@ display(Markdown(ledger.markdown()))
 # %% [markdown]
 # ## Exercises
 #
-# 1. Rerun the chapter with `-p dataset fashion-mnist`. Is k-means on pixels better or worse
-#    than on digits? Look at the means: what do they average over?
-# 2. In the degenerate run, find the smallest distance of the initial means to the data at
-#    which no cluster dies. Why does distance matter, and why does the repair not care?
-# 3. Set `n_clusters` to 20 on MNIST. Accuracy under one-to-one matching must fall (ten
-#    clusters have no class); does NMI fall too? Which score would you report?
-# 4. Implement *k-medians* by replacing step 3 with a coordinate-wise median in a subclass of
-#    `infoclust.KMeans`. Which of the two is more robust to a few outlier images?
+# Each exercise says what you should see. Its worked solution follows it, hidden: the toggle
+# beside it shows the code, which ran with the rest of the chapter on the objects computed
+# above (so its numbers are this run's), and its output.
 #
+# **1. What do the means average over?** Look at the means of {numref}`fig-kmeans-centres`.
+# For each cluster, find the share of its images that belong to its most frequent class (its
+# *purity*) and that class. *You should see* the blurred means, which look like two digits
+# laid over each other, belong to the least pure clusters: a mean averages over every image of
+# its cluster, whatever their class.
+
+# %% tags=["hide-cell"]
+# Solution 1: purity of each cluster from the counts of (cluster, class) pairs
+counts = ic.metrics.contingency(y, km.labels_)
+purity = counts.max(1) / counts.sum(1)
+for j in np.argsort(purity):
+    print(
+        f"cluster {j}: {counts[j].sum():>5} images, purity {purity[j]:.2f} (mostly class {counts[j].argmax()})"
+    )
+print(
+    f"least pure cluster: {int(np.argmin(purity))}; compare its mean in the figure with the purest, {int(np.argmax(purity))}"
+)
+
+# %% [markdown]
+# **2. How far must the start be for clusters to die?** In the degenerate run above, the
+# initial means sit 10 units beyond the corner of the data. Move them closer (0 to 10 units)
+# and count the dead clusters, with `empty="keep"` and with `empty="relocate"`. *You should
+# see* dead clusters once the start is far enough that one mean is closer to every point than
+# the others are, and never a dead cluster with the repair, which moves an empty cluster's mean
+# to a far point wherever it started.
+
+# %% tags=["hide-cell"]
+# Solution 2: the same four starting means, moved towards the data
+for gap in (0.0, 0.5, 1.0, 1.5, 2.0, 5.0, 10.0):
+    init = (
+        pts.min(0).values
+        - gap
+        + torch.arange(4, dtype=torch.float32).unsqueeze(1) * torch.tensor([[0.5, 0.0]])
+    )
+    dead_keep = ic.KMeans(4, init=init, empty="keep", device="cpu").fit(pts).n_empty_
+    dead_relocate = ic.KMeans(4, init=init, empty="relocate", device="cpu").fit(pts).n_empty_
+    print(
+        f"start {gap:4.1f} units beyond the corner: {dead_keep} dead (keep), {dead_relocate} dead (relocate)"
+    )
+
+# %% [markdown]
+# **3. More clusters than classes.** Fit k-means with twice `n_clusters` clusters. Score it
+# with the one-to-one accuracy, with NMI, and with the *many-to-one* accuracy (each cluster
+# votes for its most frequent class, as IIC's overclustering is scored). *You should see* the
+# one-to-one accuracy fall, since half the clusters get no class, the many-to-one accuracy
+# rise above the `n_clusters` fit's, and NMI move much less than either: which one you report
+# must say how clusters were matched.
+
+# %% tags=["hide-cell"]
+# Solution 3: one fit with 2k clusters, three scores
+km2 = ic.KMeans(2 * n_clusters, n_init=1, max_iter=max_iter, seed=seed, device=device).fit(X)
+many_to_one = ic.metrics.contingency(y, km2.labels_).max(1).sum() / len(y)
+print(f"k = {n_clusters}: one-to-one accuracy {scores['acc']:.4f}, NMI {scores['nmi']:.4f}")
+print(
+    f"k = {2 * n_clusters}: one-to-one accuracy {ic.cluster_accuracy(y, km2.labels_):.4f}, "
+    f"NMI {ic.nmi(y, km2.labels_):.4f}, many-to-one accuracy {many_to_one:.4f}"
+)
+
+# %% [markdown]
+# **4. k-medians and outliers.** Write *k-medians*, Lloyd's loop with the coordinate-wise
+# median in place of the mean, in a few lines of torch, and run it and `ic.KMeans` from the
+# same start on the 2-D blobs with 20 far outliers added. *You should see* the outliers pull
+# a k-means mean away from its blob (or capture a cluster of their own), while the medians
+# stay inside the blobs: a median ignores how far the few outliers are.
+
+
+# %% tags=["hide-cell"]
+# Solution 4: k-medians in torch beside k-means, from the same start
+def k_medians(points, centres, n_iter=50):
+    for _ in range(n_iter):
+        labels = torch.cdist(points, centres).argmin(1)
+        centres = torch.stack(
+            [
+                points[labels == j].median(0).values if (labels == j).any() else centres[j]
+                for j in range(len(centres))
+            ]
+        )
+    return centres
+
+
+far = pts.max(0).values + 30.0 + torch.randn(20, 2, generator=ledger.generator)
+noisy = torch.cat([pts, far])
+init4 = noisy[torch.randperm(len(pts), generator=ledger.generator)[:4]]  # four points of the blobs
+means = ic.KMeans(4, init=init4, n_init=1, device="cpu").fit(noisy).cluster_centers_
+medians = k_medians(noisy, init4)
+blob_centres = torch.stack([pts[torch.as_tensor(blob) == j].mean(0) for j in range(4)])
+for name, c in (("k-means", torch.as_tensor(means)), ("k-medians", medians)):
+    off = torch.cdist(c, blob_centres).min(1).values
+    print(f"{name:>9}: distance of each centre to the nearest blob's centre {np.round(off.numpy(), 2)}")
+
+# %% [markdown]
 # ## References
 #
 # ```{bibliography}

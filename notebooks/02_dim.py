@@ -608,16 +608,61 @@ display(Markdown(ledger.markdown()))
 # %% [markdown]
 # ## Exercises
 #
-# 1. Rerun with `-p estimator jsd` and `-p estimator dv`. Which estimator gives the best
-#    probe? Which is the most stable during training (look at {numref}`fig-dim-training`)?
-# 2. Halve and double `batch_size` with `estimator=nce`. How does InfoNCE's $\log N$ ceiling
-#    show in the training curve, and does it matter for the probe?
-# 3. Implement the summed-loss shortcut (step both optimisers on one loss) in a subclass of
-#    `DeepInfoMax` and watch the prior term in {numref}`fig-dim-training`. Does the
-#    distribution of $\sigma(Y)$ look uniform?
-# 4. Replace the uniform prior by a mixture of ten narrow Gaussians. Does k-means on the code
-#    improve? Why is this a step towards clustering end to end?
+# Each exercise says what you should see. Its worked solution follows it, hidden: the toggle
+# beside it shows the code, which ran with the rest of the chapter on the objects computed
+# above (so its numbers are this run's), and its output.
 #
+# **1. InfoNCE's ceiling.** InfoNCE with $N$ pairs per batch can never exceed $\log N$. Compare
+# each estimate at the end of every level of the toy problem with the true MI and with
+# $\log N$ for `toy_batch` = $N$. *You should see* the InfoNCE estimate stay below
+# $\log N$ whatever the true MI, so that it falls further behind as the true MI climbs past
+# $\log N$, while the DV estimate is not capped (at the price of its variance).
+
+# %% tags=["hide-cell"]
+# Solution 1: the estimates at the end of each level beside the truth and log N
+log_n = math.log(toy_batch)
+for true, nce_end, dv_end in zip(toy_levels, level_end["nce"], level_end["dv"]):
+    print(
+        f"true MI {true:4.1f} nats: InfoNCE {nce_end:5.2f} (gap to the truth {true - nce_end:5.2f}), "
+        f"DV {dv_end:5.2f}; log N = {log_n:.2f}"
+    )
+print(f"InfoNCE ever above log N: {bool((level_end['nce'] > log_n + 1e-6).any())}")
+
+# %% [markdown]
+# **2. Does the prior make $\sigma(Y)$ uniform?** DIM's prior term (eq. 7 of the DIM paper) asks
+# the distribution of $\sigma(Y)$ to match the uniform distribution on $[0, 1]^{64}$. For each
+# trained model, measure how far the values of $\sigma(Y)$ over all images and coordinates are
+# from uniform, by the largest gap between their empirical distribution function and the
+# identity (the Kolmogorov-Smirnov distance). *You should see* the distance fall as the
+# prior's weight $\gamma$ grows: DIM(G), with $\gamma = 1$, closest to uniform, while DIM(L)
+# with $\gamma = 0.1$ may be hardly closer than DIM(L) without the prior. Nothing else in the
+# objective spreads the codes over $[0, 1]$.
+
+# %% tags=["hide-cell"]
+# Solution 2: Kolmogorov-Smirnov distance of sigma(Y) to Uniform[0, 1], pooled over coordinates
+for name, z in codes.items():
+    u = torch.sigmoid(z.double()).flatten().sort().values
+    ecdf = torch.arange(1, len(u) + 1, dtype=torch.float64) / len(u)
+    ks = torch.maximum(ecdf - u, u - (ecdf - 1.0 / len(u))).max()
+    print(f"{name:>17}: KS distance of sigma(Y) to uniform {ks:.3f}; gamma = {settings[name]['gamma']}")
+
+# %% [markdown]
+# **3. Linear probe or k-means?** The linear probe is told the classes; k-means is not. For
+# each feature (pixels and every code) put the probe's accuracy beside k-means' accuracy.
+# *You should see* the probe well above k-means on every feature: the classes are nearly
+# linearly separable in the codes, yet not grouped into the round, equally wide clusters
+# k-means looks for. This gap is what a clustering objective trained end to end (IIC,
+# chapter 3) is meant to close.
+
+# %% tags=["hide-cell"]
+# Solution 3: the two accuracies side by side
+for name in feats:
+    print(
+        f"{name:>17}: linear probe {probe[name]:.4f}, k-means {km_scores[name]['acc']:.4f}, "
+        f"gap {probe[name] - km_scores[name]['acc']:+.4f}"
+    )
+
+# %% [markdown]
 # ## References
 #
 # ```{bibliography}
