@@ -81,7 +81,22 @@ class TrainingDivergedError(FloatingPointError):
 
 
 def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
-    """Return ``value`` if it is one of ``choices``, else raise :class:`ParameterError`."""
+    """Return ``value`` if it is one of ``choices``, else raise :class:`ParameterError`.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, for the error message.
+    value : object
+        The value given.
+    choices : iterable
+        The allowed values (the message lists them).
+
+    Returns
+    -------
+    object
+        ``value`` itself.
+    """
     choices = list(choices)
     if value not in choices:
         raise ParameterError(f"{name}={value!r} is not one of {choices}")
@@ -89,7 +104,22 @@ def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
 
 
 def check_int(name: str, value: Any, low: int | None = None, high: int | None = None) -> int:
-    """Return ``value`` as an ``int`` if it is an integer in ``[low, high]``."""
+    """Return ``value`` as an ``int`` if it is an integer in ``[low, high]``.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, for the error message.
+    value : object
+        The value given: an ``int`` or a NumPy integer (not a bool, not a float).
+    low, high : int or None
+        Inclusive bounds; None: unbounded on that side.
+
+    Returns
+    -------
+    int
+        ``value`` as a Python ``int``.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ParameterError(f"{name}={value!r} must be an integer")
     if low is not None and value < low:
@@ -109,7 +139,21 @@ def check_number(
 ) -> float:
     """Return ``value`` as a ``float`` if it is a finite number in the given range.
 
-    ``strict_low=True`` makes the lower bound exclusive (e.g. a positive step size).
+    Parameters
+    ----------
+    name : str
+        The argument's name, for the error message.
+    value : object
+        The value given: a real number (not a bool), finite.
+    low, high : float or None
+        Bounds, inclusive (the lower one exclusive with ``strict_low``); None: unbounded.
+    strict_low : bool
+        Make the lower bound exclusive (e.g. a positive step size).
+
+    Returns
+    -------
+    float
+        ``value`` as a Python ``float``.
     """
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise ParameterError(f"{name}={value!r} must be a number")
@@ -128,6 +172,18 @@ def check_bool(name: str, value: Any) -> bool:
 
     Strings such as ``"no"`` (what ``papermill -p download no`` passes) are rejected
     instead of counting as true.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, for the error message.
+    value : object
+        The value given.
+
+    Returns
+    -------
+    bool
+        ``value`` itself.
     """
     if not isinstance(value, (bool, np.bool_)):
         raise ParameterError(f"{name}={value!r} must be True or False (papermill: -p {name} True)")
@@ -135,7 +191,20 @@ def check_bool(name: str, value: Any) -> bool:
 
 
 def check_seed(name: str, value: Any) -> int:
-    """Return ``value`` if it is an integer seed in ``[0, SEED_MAX]``, else raise."""
+    """Return ``value`` if it is an integer seed in ``[0, SEED_MAX]``, else raise.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, for the error message.
+    value : object
+        The value given.
+
+    Returns
+    -------
+    int
+        The seed.
+    """
     if value is None:
         raise ParameterError(
             f"{name}=None: give an integer seed in [0, {SEED_MAX}] (runs must be reproducible)"
@@ -150,6 +219,18 @@ def stream_seed(seed: int, stream: int) -> int:
     batch order; in one training run, a pool's choice of copy and then the paper's g),
     seeding each with ``seed`` itself would give them the same random numbers. NumPy's
     ``SeedSequence([seed, stream])`` decorrelates them.
+
+    Parameters
+    ----------
+    seed : int
+        The seed of the whole.
+    stream : int
+        The index of the stream (0, 1, ...), one per generator.
+
+    Returns
+    -------
+    int
+        A seed in ``[0, SEED_MAX]``.
     """
     seed = check_seed("seed", seed)
     stream = check_int("stream", stream, 0)
@@ -161,6 +242,18 @@ def make_generator(seed_or_generator: int | torch.Generator, name: str = "seed")
 
     Library functions take ``generator=`` and classes ``seed=``; this is the one place
     where either becomes a generator. The global random state is never touched.
+
+    Parameters
+    ----------
+    seed_or_generator : int or torch.Generator
+        A seed in ``[0, SEED_MAX]``, or a generator.
+    name : str
+        The argument's name, for the error message.
+
+    Returns
+    -------
+    torch.Generator
+        A new CPU generator seeded with the seed, or the generator given.
     """
     if isinstance(seed_or_generator, torch.Generator):
         return seed_or_generator
@@ -168,7 +261,20 @@ def make_generator(seed_or_generator: int | torch.Generator, name: str = "seed")
 
 
 def check_generator(name: str, value: Any) -> torch.Generator | None:
-    """Return ``value`` if it is a :class:`torch.Generator` or None, else raise ``TypeError``."""
+    """Return ``value`` if it is a :class:`torch.Generator` or None, else raise ``TypeError``.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, for the error message.
+    value : object
+        The value given.
+
+    Returns
+    -------
+    torch.Generator or None
+        ``value`` itself.
+    """
     if value is not None and not isinstance(value, torch.Generator):
         raise TypeError(
             f"{name} must be a torch.Generator or None, got {type(value).__name__} "
@@ -206,13 +312,31 @@ def draw_seed(generator: torch.Generator | None) -> int:
 
     How a function that takes ``generator`` seeds what only draws from the global generator
     (a network's default initialisation, under :func:`forked_global_rng`).
+
+    Parameters
+    ----------
+    generator : torch.Generator or None
+        The generator to draw from.
+
+    Returns
+    -------
+    int
+        The seed.
     """
     generator = check_generator("generator", generator)
     return int(torch.randint(0, SEED_MAX + 1, (1,), generator=generator))
 
 
 def check_finite(name: str, x: torch.Tensor | np.ndarray) -> None:
-    """Raise :class:`ParameterError` if the array or tensor ``x`` holds NaN or infinity."""
+    """Raise :class:`ParameterError` if the array or tensor ``x`` holds NaN or infinity.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, for the error message.
+    x : torch.Tensor or numpy.ndarray
+        The values to check.
+    """
     finite = torch.isfinite(x).all().item() if torch.is_tensor(x) else np.isfinite(x).all()
     if not finite:
         raise ParameterError(f"{name} contains NaN or infinite values")
@@ -316,6 +440,16 @@ def seed_everything(seed: int) -> torch.Generator:
     Only a chapter's set-up calls this (through
     :func:`infoclust.book.start <infoclust.book.chapter.start>`): library code takes ``seed``
     or ``generator`` instead and leaves the global state alone.
+
+    Parameters
+    ----------
+    seed : int
+        The seed, in ``[0, SEED_MAX]``.
+
+    Returns
+    -------
+    torch.Generator
+        A CPU generator seeded with ``seed``, for the chapter's own draws.
     """
     seed = check_seed("seed", seed)
     random.seed(seed)
@@ -329,6 +463,16 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
     An explicit device that is not available raises :class:`ParameterError`
     instead of failing later inside a kernel.
+
+    Parameters
+    ----------
+    device : str or torch.device
+        ``"auto"``, or a device such as ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
+
+    Returns
+    -------
+    torch.device
+        The device to compute on.
     """
     if isinstance(device, torch.device):
         device = str(device)
@@ -352,14 +496,40 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 def device_name(device: torch.device) -> str:
-    """A human-readable name of ``device`` (the GPU model, or the CPU and its thread count)."""
+    """A human-readable name of ``device`` (the GPU model, or the CPU and its thread count).
+
+    Parameters
+    ----------
+    device : torch.device
+        A resolved device (:func:`resolve_device`).
+
+    Returns
+    -------
+    str
+        Its name, for the run line and the results ledger.
+    """
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 def run_info(seed: int, device: torch.device, profile: str = "") -> dict[str, Any]:
-    """What made this run: seed, device, versions and the start time (UTC, ISO 8601)."""
+    """What made this run: seed, device, versions and the start time (UTC, ISO 8601).
+
+    Parameters
+    ----------
+    seed : int
+        The run's seed.
+    device : torch.device
+        The device it computes on.
+    profile : str
+        The chapter profile it runs with ("" outside the book).
+
+    Returns
+    -------
+    dict
+        The run's description, by name (written into the results file).
+    """
     return {
         "seed": seed,
         "device": str(device),
@@ -377,6 +547,11 @@ def timer() -> Iterator[dict[str, float]]:
     """Measure wall time: ``with timer() as t: ...`` then ``t["seconds"]``.
 
     CUDA work is synchronised at both ends so that GPU times are real.
+
+    Yields
+    ------
+    dict
+        Its ``"seconds"`` entry is set when the block ends.
     """
     out: dict[str, float] = {}
     if torch.cuda.is_available():
@@ -435,6 +610,11 @@ def num_threads() -> int:
     Never derived from the machine's current load: results can depend on the thread count
     (the order of floating-point sums in parallel reductions and BLAS), so a run must not
     choose it by how busy the machine happens to be.
+
+    Returns
+    -------
+    int
+        The number of threads, at least 1.
     """
     value = os.environ.get(NUM_THREADS_ENV)
     if value is None or value.strip() == "":
