@@ -290,16 +290,72 @@ display(Markdown(ledger.markdown()))
 # %% [markdown]
 # ## Exercises
 #
-# 1. Rerun with `-p norm rms`. For the same magnitude, which filter width now moves the
-#    digits farthest in W2, and why does the answer change?
-# 2. Compose two random deformations. Is the result a random deformation with the sum of
-#    the fields? When is it approximately?
-# 3. Replace the Gaussian noise of `random_field` by uniform noise in $[-1, 1]$ (as
-#    torchvision does). After smoothing and scaling to the same T-norm, can you tell the
-#    deformed digits apart?
-# 4. Train IIC (chapter 3) with `RandomDeformation(magnitude=(1, 2.5), sigma=2)` as $g$ in
-#    place of the paper's affine transformations. What happens to the accuracy?
+# Each exercise says what you should see. Its worked solution follows it, hidden: the toggle
+# beside it shows the code, which ran with the rest of the chapter on the objects computed
+# above (so its numbers are this run's), and its output.
 #
+# **1. T-norm or root mean square?** At the largest magnitude, draw the fields of every width
+# again with `norm="rms"` and put their mean W2 beside the T-norm's of
+# {numref}`fig-deform-distances`. *You should see* every width move the digits farther under
+# the root mean square than under the T-norm of the same size (an rms of $m$ pixels moves a
+# typical pixel by about $m$, a T-norm of $m$ only the largest one), and the smooth fields
+# move them farther under both norms: neighbouring pixels move together, so the ink travels
+# as a whole instead of being shuffled locally.
+
+# %% tags=["hide-cell"]
+# Solution 1: mean W2 at the largest magnitude, fields scaled by their T-norm or by their rms
+m_top = max(magnitudes)
+for i, s in enumerate(sigmas):
+    field_rms = random_field(
+        n_images, h, w, m_top, sigma=s, norm="rms", generator=ledger.generator, device=ledger.device
+    )
+    w2_rms = w2_exact(x, warp(x, field_rms)).mean()
+    w2_max = w2[i, magnitudes.index(m_top)] if norm == "max" else float("nan")
+    print(f"sigma {s:3.1f} px, magnitude {m_top} px: mean W2 {w2_max:.3f} px (T-norm), {w2_rms:.3f} px (rms)")
+
+# %% [markdown]
+# **2. Composing two deformations.** Deforming an image by a field $\tau_1$ and the result by
+# $\tau_2$ samples $I(p + \tau_2(p) + \tau_1(p + \tau_2(p)))$: the composition is the
+# deformation by the field $\tau_2 + \tau_1 \circ (\mathrm{id} + \tau_2)$, which `warp` computes
+# when it deforms $\tau_1$ itself by $\tau_2$. Compare that field with $\tau_1 + \tau_2$ for
+# small and large smooth fields. *You should see* the two agree closely for small fields and
+# drift apart in proportion to their size: they differ by
+# $\tau_1(p + \tau_2(p)) - \tau_1(p) \approx \nabla\tau_1\, \tau_2$, a product of two small
+# quantities. (Warping an image twice also interpolates it twice, which blurs it: compare the
+# fields, not the images.)
+
+# %% tags=["hide-cell"]
+# Solution 2: the field of the composition against the sum of the fields
+for m in (0.25, 0.5, 1.0, 3.0):
+    tau_1, tau_2 = (
+        random_field(n_images, h, w, m, sigma=2.0, generator=ledger.generator, device=ledger.device)
+        for _ in range(2)
+    )
+    composed = tau_2 + warp(tau_1, tau_2)  # x(p + tau_2(p) + tau_1(p + tau_2(p)))
+    gap = t_norm(composed - (tau_1 + tau_2)) / t_norm(tau_1 + tau_2)
+    print(f"T-norm {m:4.2f} px each: T-norm of the difference / T-norm of the sum = {gap.mean():.3f}")
+
+# %% [markdown]
+# **3. Uniform noise under the filter.** Draw the field's noise from the uniform distribution
+# on $[-1, 1]$ (as torchvision's `ElasticTransform` does) instead of the standard normal,
+# smooth it with the same filter (`gaussian_filter`, $\sigma$ = 2 px) and scale it to the same
+# T-norm. *You should see* no difference in how far the two kinds move the digits (mean W2
+# within each other's spread): each smoothed value is a weighted sum of many independent
+# draws, which is close to Gaussian whichever distribution they come from.
+
+# %% tags=["hide-cell"]
+# Solution 3: W2 of Gaussian and of uniform smoothed fields with the same T-norm
+m = max(magnitudes)
+gaussian_fields = random_field(n_images, h, w, m, sigma=2.0, generator=ledger.generator, device=ledger.device)
+uniform = gaussian_filter(2 * torch.rand(n_images, 2, h, w, generator=ledger.generator) - 1, 2.0).to(
+    ledger.device
+)
+uniform_fields = uniform * (m / t_norm(uniform)).view(-1, 1, 1, 1)
+for label, field in (("Gaussian noise", gaussian_fields), ("uniform noise", uniform_fields)):
+    d = w2_exact(x, warp(x, field))
+    print(f"{label:>14}: T-norm {t_norm(field).mean():.2f} px, W2 {d.mean():.3f} +- {d.std():.3f} px")
+
+# %% [markdown]
 # ## References
 #
 # ```{bibliography}
