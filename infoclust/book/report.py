@@ -1,0 +1,206 @@
+"""Reporting written once: the tables, sentences and ledger entries of a paired comparison.
+
+Chapters compare recipes seed by seed (:func:`infoclust.experiment.run_arms`,
+:func:`infoclust.experiment.compare_arms`) and report every comparison the same way:
+
+- :func:`scores_table`: every arm's score over the seeds (mean ± sd), NMI and training time;
+- :func:`comparison_table`: every paired difference with its interval, verdict and the
+  design's detectable effect (:class:`~infoclust.metrics.PairedDifference`);
+- :func:`verdict_sentence`: one difference as prose, the verdict taken from the interval;
+- :func:`record_difference`: one difference into the ledger as a tested claim, in one call;
+- :func:`record`: :meth:`~infoclust.book.ledger.Ledger.record` that can also glue the value
+  for the chapter's text (``{glue:text}`key```).
+
+The tables are :func:`~infoclust.book.ledger.markdown_table` (cells escaped); the verdict
+column is bold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..metrics import PairedDifference
+from .ledger import Ledger, markdown_table
+
+__all__ = ["interval", "scores_table", "comparison_table", "verdict_sentence", "record_difference", "record"]
+
+#: The words of the default verdict sentence, ``{reference}`` filled in.
+VERDICT_WORDS = {
+    "improves": "improves on {reference}",
+    "hurts": "does worse than {reference}",
+    "cannot tell": "cannot be told apart from {reference} at this size",
+}
+
+
+def interval(d: PairedDifference) -> str:
+    """The confidence interval of ``d`` as text, ``[-0.12, +0.34]`` (signed, two decimals)."""
+    return f"[{d.low:+.2f}, {d.high:+.2f}]"
+
+
+def _percent(p: float) -> str:
+    return f"{100 * p:g} %"
+
+
+def scores_table(runs: Mapping[str, Sequence[Any]], *, metric: str = "acc", label: str = "arm") -> str:
+    """One row per arm: its score in percent (mean ± sd over the seeds), mean NMI, mean training seconds.
+
+    Parameters
+    ----------
+    runs : mapping
+        ``{arm name: [Run, ...]}`` as :func:`~infoclust.experiment.run_arms` returns.
+    metric : str
+        The :class:`~infoclust.experiment.Run` attribute shown in percent ("acc": accuracy).
+    label : str
+        Header of the first column.
+    """
+    rows = []
+    for name, rs in runs.items():
+        score = 100 * np.array([getattr(r, metric) for r in rs])
+        sd = score.std(ddof=1) if len(score) > 1 else 0.0
+        rows.append(
+            [
+                name,
+                f"{score.mean():.2f} ± {sd:.2f}",
+                f"{np.mean([r.nmi for r in rs]):.3f}",
+                f"{np.mean([r.seconds for r in rs]):.0f}",
+            ]
+        )
+    name = {"acc": "accuracy"}.get(metric, metric)
+    return markdown_table([label, f"{name} % (mean ± sd)", "NMI", "train s"], rows)
+
+
+def comparison_table(
+    diffs: Mapping[str, PairedDifference],
+    *,
+    label: str = "arm",
+    context: Mapping[str, str] | None = None,
+    context_label: str = "context",
+) -> str:
+    """One row per paired difference: mean, confidence interval, verdict, detectable effect.
+
+    Parameters
+    ----------
+    diffs : mapping
+        ``{name: PairedDifference}``, e.g. from :func:`~infoclust.experiment.compare_arms`.
+    label : str
+        Header of the first column (what is compared with what, and the unit).
+    context : mapping or None
+        A text per name for a last column (e.g. a paper's number from another setting).
+    context_label : str
+        Header of that column.
+    """
+    if not diffs:
+        raise ValueError("diffs is empty: a comparison table needs at least one paired difference")
+    first = next(iter(diffs.values()))
+    columns = [label, "mean", f"{_percent(first.confidence)} CI", "verdict"]
+    columns.append(f"detectable ({_percent(first.power)} power)")
+    rows = [
+        [name, f"{d.mean:+.2f}", interval(d), f"**{d.verdict}**", f"{d.detectable:.2f}"]
+        for name, d in diffs.items()
+    ]
+    if context is not None:
+        columns.append(context_label)
+        rows = [row + [context.get(row[0], "")] for row in rows]
+    return markdown_table(columns, rows, raw=["verdict"])
+
+
+def verdict_sentence(
+    subject: str,
+    d: PairedDifference,
+    *,
+    reference: str = "the reference",
+    unit: str = "points",
+    words: Mapping[str, str] | None = None,
+) -> str:
+    """One paired difference as a clause: the verdict's words, then the numbers that decide it.
+
+    ``"{subject} {words[verdict]} ({mean} {unit}, 95 % CI [low, high])"``; for "cannot
+    tell", the clause adds the effect that the design would have found with its power.
+
+    Parameters
+    ----------
+    subject : str
+        What was compared (Markdown allowed), e.g. ``"*ADef + paper's g*"``.
+    d : PairedDifference
+        The difference subject - reference.
+    reference : str
+        What it was compared with, for the default words.
+    unit : str
+        Unit of the difference.
+    words : mapping or None
+        The words for each verdict (``{reference}`` is filled in); default :data:`VERDICT_WORDS`.
+    """
+    words = dict(VERDICT_WORDS if words is None else words)
+    missing = {"improves", "hurts", "cannot tell"} - set(words)
+    if missing:
+        raise ValueError(f"words must give a text for every verdict; missing {sorted(missing)}")
+    text = (
+        f"{subject} {words[d.verdict].format(reference=reference)} "
+        f"({d.mean:+.2f} {unit}, {_percent(d.confidence)} CI {interval(d)}"
+    )
+    if d.verdict == "cannot tell":
+        text += (
+            f"; a true effect of {d.detectable:.2f} {unit} would have been found with probability {d.power:g}"
+        )
+    return text + ")"
+
+
+def record_difference(
+    ledger: Ledger,
+    name: str,
+    d: PairedDifference,
+    *,
+    claim: str,
+    expect: str = "improves",
+    unit: str = "points",
+    source: str = "",
+    context: str = "",
+) -> None:
+    """Record a paired difference as a tested claim: the mean, and whether the interval says ``expect``.
+
+    The claim is written with the interval that decides it, ``"{claim} (95 % CI above 0;
+    measured [low, high], verdict)"``, and holds when the verdict is ``expect``.
+
+    Parameters
+    ----------
+    ledger : Ledger
+        The chapter's ledger.
+    name : str
+        The result's name.
+    d : PairedDifference
+        The difference.
+    claim : str
+        What is claimed, e.g. ``"the talk's proposal: it improves IIC"``.
+    expect : {"improves", "hurts"}
+        The verdict that makes the claim hold (the interval above 0, or below).
+    unit, source, context
+        As in :meth:`~infoclust.book.ledger.Ledger.record`.
+    """
+    side = {"improves": "above", "hurts": "below"}
+    if expect not in side:
+        raise ValueError(f"expect={expect!r} must be 'improves' or 'hurts'")
+    ledger.record(
+        name,
+        d.mean,
+        unit=unit,
+        claim=f"{claim} ({_percent(d.confidence)} CI {side[expect]} 0; measured {interval(d)}, {d.verdict})",
+        source=source,
+        context=context,
+        holds=d.verdict == expect,
+    )
+
+
+def record(ledger: Ledger, name: str, value: float, *, glue: str | None = None, **kwargs: Any) -> None:
+    """:meth:`Ledger.record <infoclust.book.ledger.Ledger.record>`, and with ``glue`` the value glued too.
+
+    ``glue="key"`` makes the recorded number available to the chapter's text as
+    ``{glue:text}`key:.1f``` (MyST-NB's ``glue``, not displayed where it is called).
+    """
+    ledger.record(name, value, **kwargs)
+    if glue is not None:
+        from myst_nb import glue as myst_glue  # the book extra: only where a chapter glues
+
+        myst_glue(glue, float(value), display=False)
