@@ -617,15 +617,88 @@ else:
 # %% [markdown]
 # ## Exercises
 #
-# 1. Set `lamb` to 1 (the paper's value) and to 0.5. Which way does the loss then lean, towards balanced
-#    clusters or towards confident ones? Check it on the cluster sizes.
-# 2. Replace `MNISTTransform` by the identity, `g=lambda b: b`. What does IIC learn, and
-#    what is $I(z; z')$ at the end? Why is that a trap rather than a success?
-# 3. Train with `-p n_clusters 20` on MNIST and match clusters to classes many-to-one. Does
-#    the accuracy rise above the one-to-one accuracy with `n_clusters = 10`?
-# 4. Write a perturbation `g` that only adds Gaussian noise to the pixels, and compare the
-#    accuracy after the same number of epochs with the paper's `g`.
+# Each exercise says what you should see. Its worked solution follows it, hidden: the toggle
+# beside it shows the code, which ran with the rest of the chapter on the objects computed
+# above (so its numbers are this run's), and its output.
 #
+# **1. What does `lamb` weigh?** For a symmetric joint distribution $P$ the loss of the
+# reference code is $H(z, z') - \lambda\,(H(z) + H(z')) = H(z \mid z') - (2\lambda - 1)\,H(z)$:
+# $\lambda$ weighs the marginal entropy $H(z)$ (balanced clusters) against the conditional
+# entropy $H(z \mid z')$ (confident, consistent clusters). Check the identity on the trained
+# model's $P$ (training images and one draw of $g$) for $\lambda$ = 0.5, 1 and `lamb`. *You
+# should see* the two sides agree, and the loss fall by $2 H(z)$ for each unit of $\lambda$:
+# a larger $\lambda$ leans towards balanced clusters, a smaller one towards confident ones. At
+# $\lambda = 1$ the loss is $-I(z; z')$.
+
+# %% tags=["hide-cell"]
+# Solution 1: the loss at several lambdas beside its two entropy terms
+p_x = torch.from_numpy(model.predict_proba(x))
+p_gx = torch.from_numpy(model.predict_proba(MNISTTransform(seed=seed)(x)))
+parts = information(joint_distribution(p_x, p_gx))
+for lam in (0.5, 1.0, model.lamb):
+    loss = float(ic.iic.iic_loss(p_x.double(), p_gx.double(), lamb=lam))
+    identity = parts["h_z_given_z"] - (2 * lam - 1) * parts["h_z"]
+    print(f"lambda {lam:3.1f}: loss {loss:+.4f}, H(z|z') - (2 lambda - 1) H(z) = {identity:+.4f}")
+print(
+    f"H(z) = {parts['h_z']:.4f} (at most ln k = {np.log(n_clusters):.4f}), H(z|z') = {parts['h_z_given_z']:.4f}"
+)
+print(
+    f"cluster sizes, largest to smallest: {np.sort(np.bincount(model.labels_, minlength=n_clusters))[::-1]}"
+)
+
+# %% [markdown]
+# **2. The identity as $g$ is a trap.** With $g$ the identity, $z' = z$ and
+# $I(z; z') = H(z)$: any confident, balanced clustering reaches the maximum $\ln k$, whatever
+# it groups. Build one by hand: cut the images into `n_clusters` equal groups by their mean
+# brightness. Measure its $I(z; z')$ with $g$ the identity and with the paper's $g$, and its
+# accuracy. *You should see* the brightness clustering score the maximum $\ln k$ with the
+# identity, at an accuracy far below IIC's: the objective rewards invariance to $g$, and the
+# identity asks for none. The paper's $g$ changes the brightness of an image, so the same
+# clustering loses information under it.
+
+
+# %% tags=["hide-cell"]
+# Solution 2: clusters by brightness, scored with g = identity and with the paper's g
+def by_brightness(images):
+    """Cluster = decile (for k = 10) of the mean pixel value, with the cuts of the training images."""
+    return torch.bucketize(images.flatten(1).mean(1), cuts)
+
+
+cuts = torch.quantile(x.flatten(1).mean(1), torch.linspace(0, 1, n_clusters + 1)[1:-1])
+z_bright = torch.eye(n_clusters, dtype=torch.float64)[by_brightness(x)]
+z_bright_g = torch.eye(n_clusters, dtype=torch.float64)[by_brightness(MNISTTransform(seed=seed)(x))]
+mi_identity = information(joint_distribution(z_bright, z_bright))["mi"]
+mi_paper_g = information(joint_distribution(z_bright, z_bright_g))["mi"]
+print(
+    f"brightness clusters: I(z; z') = {mi_identity:.4f} with g = identity (ln k = {np.log(n_clusters):.4f}), "
+)
+print(f"                     I(z; z') = {mi_paper_g:.4f} with the paper's g")
+print(f"accuracy: brightness {ic.cluster_accuracy(y, by_brightness(x).numpy()):.4f}, IIC {scores['acc']:.4f}")
+
+# %% [markdown]
+# **3. Overclustering, scored many-to-one.** The overclustering head has `n_overclusters`
+# clusters. Score it and the main head *many-to-one* (each cluster takes its most frequent
+# class) and the main head one-to-one. *You should see* the overclustering head's many-to-one
+# accuracy above the main head's one-to-one accuracy: more clusters can each be purer, so a
+# many-to-one score of $k > 10$ clusters is no match for a one-to-one score of 10 (the IIC paper
+# reports its overclustering results apart from the others for this reason).
+
+
+# %% tags=["hide-cell"]
+# Solution 3: many-to-one accuracy from the counts of (cluster, class) pairs
+def many_to_one(labels):
+    return ic.metrics.contingency(y, labels).max(1).sum() / len(y)
+
+
+print(
+    f"main head ({n_clusters} clusters): one-to-one {scores['acc']:.4f}, many-to-one {many_to_one(model.labels_):.4f}"
+)
+if n_overclusters:
+    print(
+        f"overclustering head ({n_overclusters} clusters): many-to-one {many_to_one(model.predict(x, head='over')):.4f}"
+    )
+
+# %% [markdown]
 # ## References
 #
 # ```{bibliography}
