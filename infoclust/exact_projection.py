@@ -56,7 +56,14 @@ import torch
 from torch import nn
 
 from ._attack import prepare_attack, run_attack
-from .utils import ConvergenceWarning, ParameterError, check_images, check_int, check_number
+from .utils import (
+    ConvergenceWarning,
+    ParameterError,
+    check_finite,
+    check_images,
+    check_int,
+    check_number,
+)
 
 __all__ = [
     "local_cost",
@@ -131,6 +138,10 @@ class LocalPlan:
         x = check_images("x", x, nonnegative=True)
         cost = local_cost(kernel_size, p, torch.float64, x.device)
         k, (n, c, h, w) = kernel_size, x.shape
+        if k > 2 * max(h, w) - 1:  # wider windows add only offsets that leave the image
+            raise ParameterError(
+                f"kernel_size={k} is wider than the {h} x {w} images allow: at most {2 * max(h, w) - 1}"
+            )
         flat = x.detach().double().flatten()
         source = flat.nonzero().flatten()
         pixel = source % (h * w)
@@ -276,6 +287,23 @@ def _cost_and_slope(plan: LocalPlan, mass: torch.Tensor, d_mass: torch.Tensor):
     return plan.per_image(mass @ plan.cost), plan.per_image(d_mass @ plan.cost)
 
 
+def _check_plan_values(name: str, values: torch.Tensor, total: torch.Tensor) -> None:
+    """``values`` (R, k*k) finite, and small enough that sums with each row's mass keep it.
+
+    The simplex projection of a row sums its entries with the row's mass ``x_q``; entries
+    beyond ``2**45`` times that mass (e.g. 1e300 beside 0.5) swallow it in rounding.
+    """
+    check_finite(name, values)
+    too_large = values.abs().amax(1) * 2.0**-45 > total if values.numel() else total < 0
+    if bool(too_large.any()):
+        row = int(too_large.nonzero()[0, 0])
+        raise ParameterError(
+            f"{name} holds entries up to {float(values[row].abs().max()):.3g} in the row of a pixel of "
+            f"mass {float(total[row]):.3g}: too large beside it (rounding would swallow the mass); "
+            f"rescale {name}"
+        )
+
+
 def project_plan(
     plan: LocalPlan, values: torch.Tensor, eps, *, max_iter: int = 60, rtol: float = 1e-9
 ) -> LocalPlan:
@@ -338,6 +366,7 @@ def project_plan(
             f"values must have the plan's shape {tuple(plan.mass.shape)}, got {tuple(values.shape)}"
         )
     total = plan.source_mass()
+    _check_plan_values("values", values, total)
     budget = _budget(plan, eps)
 
     def evaluate(mu):
@@ -407,6 +436,7 @@ def entropic_lmo(
             f"direction must have the plan's shape {tuple(plan.mass.shape)}, got {tuple(direction.shape)}"
         )
     total = plan.source_mass()
+    _check_plan_values("direction", direction, total)
     budget = _budget(plan, eps)
     cost = plan.cost
 
@@ -425,6 +455,18 @@ def entropic_lmo(
     return replace(plan, mass=_find_multiplier(evaluate, budget, hi, max_iter, rtol, "entropic_lmo"))
 
 
+def _check_upper(plan: LocalPlan, upper, name: str) -> float:
+    """``upper`` as a positive float, at least the brightest pixel of ``x`` (the plan's row
+    sums, which equal ``x`` to rounding): no plan of ``x`` fits a lower box."""
+    upper = check_number("upper", upper, 0.0, strict_low=True)
+    brightest = float(plan.source_mass().max()) if len(plan.mass) else 0.0
+    if brightest > upper * (1 + 1e-9):
+        raise ParameterError(
+            f"upper={upper} is below the brightest pixel of x ({brightest:.6g}): {name} needs x <= upper"
+        )
+    return upper
+
+
 def fit_in_box(plan: LocalPlan, upper: float = 1.0, max_passes: int = 20) -> LocalPlan:
     """Keep the images of ``plan`` at most ``upper`` by sending excess mass back home.
 
@@ -437,7 +479,7 @@ def fit_in_box(plan: LocalPlan, upper: float = 1.0, max_passes: int = 20) -> Loc
     largest ``t`` that fits. Needs ``x <= upper``. Our addition: the paper's code clips the
     images instead, which can leave the ball.
     """
-    upper = check_number("upper", upper, 0.0, strict_low=True)
+    upper = _check_upper(plan, upper, "fit_in_box")
     center = plan.mass.shape[1] // 2
     mass = plan.mass.clone()
     for _ in range(max_passes):
