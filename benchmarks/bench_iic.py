@@ -40,13 +40,14 @@ from _common import write_results
 import infoclust as ic
 from infoclust import distributed as D
 from infoclust.augment import crop_resize
-from infoclust.iic import IIC
+from infoclust.iic import IIC, preset
 
-# the default profiles of the chapters (12 x 12 inputs): chapter 3 trains the paper's three devices,
-# chapter 9 drops the overclustering head (a third less work per epoch, no slower per epoch on digits)
+# the default profiles of the chapters (12 x 12 inputs, IIC's "cpu" preset): chapter 3 trains the paper's
+# three devices, chapter 9 drops the overclustering head (a third less work per epoch, no slower per epoch
+# on digits)
 CPU_RECIPES = {
-    "03": dict(n_overclusters=50, n_subheads=5, trunk="small", batch_size=32, repeats=4, lr=2e-3, lamb=1.5),
-    "09": dict(n_overclusters=None, n_subheads=5, trunk="small", batch_size=32, repeats=4, lr=2e-3, lamb=1.5),
+    "03": preset("cpu", n_overclusters=50),
+    "09": {**preset("cpu"), "n_overclusters": None},
 }
 CPU_INPUT = 12
 

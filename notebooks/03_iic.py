@@ -96,15 +96,16 @@ download = False  # let torchvision download a missing data set
 n_images: int | None = None  # train on a random subset of this many images (None: all)
 crop = 20  # centre crop of the original images, px (the paper's MNIST view)
 input_size = 12  # the crop is resized to this side, px (24 in the paper)
-trunk = "small"  # "small" (CPU) or "vgg" (the paper's network)
+preset = "cpu"  # IIC's recipe (infoclust.iic.PRESETS): "cpu" (small trunk, 32 x 4, 2e-3, lamb 1.5) or "paper"
+trunk: str | None = None  # "small" (CPU) or "vgg" (the paper's network); None: the preset's
 n_clusters = 10  # k, clusters of the main head
 n_overclusters: int | None = 50  # clusters of the overclustering head (None: no such head)
-n_subheads = 5  # sub-heads per head
+n_subheads: int | None = None  # sub-heads per head (None: the preset's, 5)
 epochs = 6  # training epochs (one epoch: 1 overclustering + 2 main passes)
-batch_size = 32  # distinct images per batch (140 in the paper)
-repeats = 4  # sample repeats: each image r times per batch, each with its own g (5 in the paper)
-lr = 2e-3  # Adam learning rate (1e-4 in the paper, for the VGG trunk)
-lamb = 1.5  # weight of the marginal entropies in the loss (1: exactly -I, as in the paper)
+batch_size: int | None = None  # distinct images per batch (None: the preset's; 32 "cpu", 140 "paper")
+repeats: int | None = None  # sample repeats: each image r times per batch, own g each (None: preset's)
+lr: float | None = None  # Adam learning rate (None: the preset's; 2e-3 "cpu", 1e-4 "paper")
+lamb: float | None = None  # weight of the marginal entropies (None: preset's; 1.5 "cpu", 1: exactly -I)
 ablation_epochs = 4  # epochs of each run of the ablation
 ablation_seeds = 5  # paired seeds of each ablation arm (0: skip the ablation)
 distributed_images = 256  # images of the one-versus-two-processes check (0: skip the check)
@@ -122,22 +123,27 @@ from myst_nb import glue
 import infoclust as ic
 from infoclust import plot as icp
 from infoclust.augment import MNISTTransform, crop_resize
+from infoclust.book import report
 from infoclust.experiment import Arm, compare_arms, run_arms
 from infoclust.iic import IIC, information, joint_distribution
 
 ledger = ic.book.start(
     "03_iic",
     globals(),
+    choices={"preset": tuple(ic.iic.PRESETS)},
     bounds={"ablation_epochs": "[1, inf)", "ablation_seeds": "[0, inf)", "distributed_images": "[0, inf)"},
 )
 if ablation_seeds == 1:
     raise ic.ParameterError(
         "ablation_seeds=1: a paired interval needs 2 or more seeds (0 skips the ablation)"
     )
-if 0 < distributed_images < batch_size:
+iic_recipe = ic.iic.preset(
+    preset, trunk=trunk, n_subheads=n_subheads, batch_size=batch_size, repeats=repeats, lr=lr, lamb=lamb
+)
+if 0 < distributed_images < iic_recipe["batch_size"]:
     raise ic.ParameterError(
         f"distributed_images={distributed_images}: the check trains on whole batches, so it needs "
-        f"at least batch_size={batch_size} images (0 skips it)"
+        f"at least batch_size={iic_recipe['batch_size']} images (0 skips it)"
     )
 dataset, x_raw, y = ic.data.load_first_available(
     [dataset, "mnist5k"] if dataset == "mnist" else [dataset],
@@ -150,13 +156,8 @@ x = crop_resize(x_raw, crop, input_size)
 recipe = dict(
     n_clusters=n_clusters,
     n_overclusters=n_overclusters,
-    n_subheads=n_subheads,
-    trunk=trunk,
+    **iic_recipe,
     epochs=epochs,
-    batch_size=batch_size,
-    repeats=repeats,
-    lr=lr,
-    lamb=lamb,
     seed=seed,
     device=str(ledger.device),
 )
@@ -245,7 +246,7 @@ plt.show()
 model = IIC(**recipe).fit(x, y)
 best = model.best_subhead_
 scores = ic.evaluate(y, model.labels_)
-sub_scores = [ic.evaluate(y, model.predict(x, subhead=s)) for s in range(n_subheads)]
+sub_scores = [ic.evaluate(y, model.predict(x, subhead=s)) for s in range(model.n_subheads)]
 last = model.history_[-1]
 print(
     f"trained {epochs} epochs, {last['pairs']:,} pairs, in {model.train_seconds_:.0f} s "
@@ -272,7 +273,7 @@ secs = np.array([h["seconds"] for h in model.history_])
 accs = np.array([h["acc"] for h in model.history_])
 mis = np.array([h["mi"] for h in model.history_])
 fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-for s in range(n_subheads):
+for s in range(model.n_subheads):
     style = dict(color="k", lw=2, zorder=3) if s == best else dict(alpha=0.6)
     axes[0].plot(secs, accs[:, s], label=f"sub-head {s}", **style)
     axes[1].plot(secs, mis[:, s], **style)
@@ -413,25 +414,20 @@ ablation_recipe = {
 ablation_seed_list = [seed + s for s in range(ablation_seeds)]
 ablation = run_arms(x, y, ablation_arms, ablation_seed_list, ablation_recipe) if ablation_seeds else {}
 ablation_diffs = compare_arms(ablation, "full recipe") if ablation else {}
-lines = [
-    "| arm | accuracy % (mean ± sd) | vs full recipe (points) | 95 % CI | verdict | detectable | "
-    "paper, STL10 (context) |",
-    "|---|---|---|---|---|---|---|",
-]
-for name, rs in ablation.items():
-    acc = 100 * np.array([r.acc for r in rs])
-    cells = ["reference"] + [""] * 3 + ["59.6 %"]
-    if name in ablation_diffs:
-        d = ablation_diffs[name]
-        cells = [
-            f"{d.mean:+.2f}",
-            f"[{d.low:+.2f}, {d.high:+.2f}]",
-            f"**{d.verdict}**",
-            f"{d.detectable:.2f}",
-            f"{-paper_drop[name]:+.1f} points",
-        ]
-    lines.append(f"| {name} | {acc.mean():.2f} ± {acc.std(ddof=1):.2f} | " + " | ".join(cells) + " |")
-display(Markdown("\n".join(lines) if ablation else "Skipped in this profile (`ablation_seeds = 0`)."))
+display(
+    Markdown(
+        report.scores_table(ablation)
+        + "\n\n"
+        + report.comparison_table(
+            ablation_diffs,
+            label="vs full recipe (points)",
+            context={name: f"{-drop:+.1f} points" for name, drop in paper_drop.items()},
+            context_label="paper, STL10, from 59.6 % (context)",
+        )
+        if ablation
+        else "Skipped in this profile (`ablation_seeds = 0`)."
+    )
+)
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -448,14 +444,13 @@ if ablation:
         unit="%",
     )
 for name, d in ablation_diffs.items():
-    ledger.record(
+    report.record_difference(
+        ledger,
         f"ablation, {name}: accuracy change from the full recipe ({d.n} paired seeds)",
-        d.mean,
-        unit="points",
-        claim=f"the device matters: removing it lowers accuracy (95 % CI below 0; measured "
-        f"[{d.low:+.2f}, {d.high:+.2f}], {d.verdict})",
+        d,
+        claim="the device matters: removing it lowers accuracy",
+        expect="hurts",
         context=f"IIC paper, ablation on STL10 (direction only): {-paper_drop[name]:+.1f} points",
-        holds=d.verdict == "hurts",
     )
 words = {
     "hurts": "lowers accuracy here too: the device matters on digits",
@@ -473,10 +468,7 @@ if ablation_diffs:
             "On STL10 the paper lost accuracy with every removal, most without overclustering. On "
             f"{dataset}, "
             + "; ".join(
-                f"removing {device_of[name]} {words[d.verdict]} "
-                f"({d.mean:+.2f} points, 95 % CI [{d.low:+.2f}, {d.high:+.2f}]"
-                + (f"; detectable {d.detectable:.2f}" if d.verdict == "cannot tell" else "")
-                + ")"
+                report.verdict_sentence(f"removing {device_of[name]}", d, words=words)
                 for name, d in ablation_diffs.items()
             )
             + "."
@@ -494,9 +486,11 @@ if ablation_diffs:
 
 # %% tags=["hide-input"]
 mean_acc = float(np.mean([sc["acc"] for sc in sub_scores]))
-ledger.record(
+report.record(
+    ledger,
     f"IIC accuracy on {dataset}, lowest-loss sub-head",
     100 * scores["acc"],
+    glue="iic_acc",
     unit="%",
     paper=99.2,
     source="IIC paper, Table 1 (MNIST)",
@@ -529,12 +523,11 @@ ledger.record(
     holds=bool(reached),
 )
 ledger.record(
-    f"IIC training throughput ({trunk} trunk, {input_size} px)",
+    f"IIC training throughput ({model.trunk} trunk, {input_size} px)",
     last["pairs"] / model.train_seconds_,
     unit="pairs/s",
     seconds=model.train_seconds_,
 )
-glue("iic_acc", 100 * scores["acc"], display=False)
 glue("iic_time", model.train_seconds_, display=False)
 display(Markdown(ledger.markdown()))
 
@@ -630,7 +623,7 @@ else:
 # a larger $\lambda$ leans towards balanced clusters, a smaller one towards confident ones. At
 # $\lambda = 1$ the loss is $-I(z; z')$.
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the solution", "code_prompt_hide": "Hide the solution"}
 # Solution 1: the loss at several lambdas beside its two entropy terms
 p_x = torch.from_numpy(model.predict_proba(x))
 p_gx = torch.from_numpy(model.predict_proba(MNISTTransform(seed=seed)(x)))
@@ -657,7 +650,7 @@ print(
 # clustering loses information under it.
 
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the solution", "code_prompt_hide": "Hide the solution"}
 # Solution 2: clusters by brightness, scored with g = identity and with the paper's g
 def by_brightness(images):
     """Cluster = decile (for k = 10) of the mean pixel value, with the cuts of the training images."""
@@ -684,7 +677,7 @@ print(f"accuracy: brightness {ic.cluster_accuracy(y, by_brightness(x).numpy()):.
 # reports its overclustering results apart from the others for this reason).
 
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the solution", "code_prompt_hide": "Hide the solution"}
 # Solution 3: many-to-one accuracy from the counts of (cluster, class) pairs
 def many_to_one(labels):
     return ic.metrics.contingency(y, labels).max(1).sum() / len(y)

@@ -95,13 +95,14 @@ download = False  # let torchvision download a missing data set
 n_images: int | None = None  # training images (a seeded subset; None: all)
 crop = 20  # centre crop of the original images, px
 input_size = 12  # the crop is resized to this side, px (24 in the paper)
-trunk = "small"  # IIC network: "small" (CPU) or "vgg" (the paper's)
+preset = "cpu"  # IIC's recipe (infoclust.iic.PRESETS): "cpu" (chapter 3's) or "paper"
+trunk: str | None = None  # override the preset: "small" (CPU) or "vgg" (the paper's); None: the preset's
 n_overclusters: int | None = None  # clusters of the overclustering head (None: no such head; 50 in the paper)
-n_subheads = 5  # sub-heads per head
-batch_size = 32  # distinct images per batch
-repeats = 4  # sample repeats
-lr = 0.002  # Adam learning rate
-lamb = 1.5  # weight of the marginal entropies in the IIC loss (chapter 3)
+n_subheads: int | None = None  # sub-heads per head (None: the preset's, 5)
+batch_size: int | None = None  # distinct images per batch (None: the preset's; 32 "cpu", 140 "paper")
+repeats: int | None = None  # sample repeats (None: the preset's; 4 "cpu", 5 "paper")
+lr: float | None = None  # Adam learning rate (None: the preset's; 2e-3 "cpu", 1e-4 "paper")
+lamb: float | None = None  # weight of the marginal entropies in the IIC loss (None: the preset's; chapter 3)
 epochs = 7  # training epochs per run (the same for every arm; an epoch is two passes of the main head)
 n_seeds = 5  # paired seeds of every comparison with the paper's g
 n_seeds_alone = 0  # seeds of each perturbation alone, without the paper's g (0: skip that section)
@@ -141,22 +142,27 @@ from myst_nb import glue
 import infoclust as ic
 from infoclust import plot as icp
 from infoclust.augment import MNISTTransform, crop_resize
+from infoclust.book import report
 from infoclust.experiment import Arm, cluster_change_rate, compare_arms, run_arms, w2_shift
 from infoclust.transforms import (
     ADefPerturbation,
+    Compose,
     PerturbationPool,
     RandomDeformation,
     SinkhornPerturbation,
     W2Perturbation,
-    compose,
+    for_run,
 )
-from infoclust.utils import stream_seed
 
 TALK = ("random deformation", "smoothed random deformation", "projected Sinkhorn", "ADef", "Algorithm 1")
 ledger = ic.book.start(
     "09_iic_perturbations",
     globals(),
-    choices={"dataset": ("digits", "mnist5k", "mnist"), "perturbations": TALK},
+    choices={
+        "dataset": ("digits", "mnist5k", "mnist"),
+        "perturbations": TALK,
+        "preset": tuple(ic.iic.PRESETS),
+    },
     bounds={
         "n_images": "[2, inf)",
         "crop": "[4, inf)",
@@ -181,13 +187,10 @@ seeds = [seed + s for s in range(n_seeds)]
 recipe = dict(
     n_clusters=10,
     n_overclusters=n_overclusters,
-    n_subheads=n_subheads,
-    trunk=trunk,
+    **ic.iic.preset(
+        preset, trunk=trunk, n_subheads=n_subheads, batch_size=batch_size, repeats=repeats, lr=lr, lamb=lamb
+    ),
     epochs=epochs,
-    batch_size=batch_size,
-    repeats=repeats,
-    lr=lr,
-    lamb=lamb,
     eval_every=epochs,
     device=str(ledger.device),
 )
@@ -196,18 +199,17 @@ print(f"{dataset}: {len(x)} images, {tuple(x.shape[1:])} after the centre crop; 
 # %% [markdown]
 # ## The transformations
 #
-# Each $g$ is made afresh for every run from the run's seed (its own generator:
-# `stream_seed(s, 1)` for the paper's $g$, `stream_seed(s, 2)` for the perturbation), so a
-# run never depends on the runs before it. The adversarial ones are pooled first; their
-# pools are filled once, from the chapter's seed, and shared by all runs.
+# Each arm takes its $g$ as an object (`infoclust.transforms`), and IIC's seed decides its
+# draws: the run with seed $s$ trains with a copy seeded from $s$
+# (`infoclust.transforms.for_run`), in which the $g$ applied last draws from stream 1 of $s$
+# and a perturbation in front of it from stream 2 (`infoclust.utils.stream_seed`). So a run
+# never depends on the runs before it, and the paper's $g$ draws the same in every arm of a
+# seed. The adversarial ones are pooled first; their pools are filled once, from the
+# chapter's seed, and shared by all runs.
 
 # %% tags=["hide-input"]
 pool_seconds = {}
-
-
-def paper_g(s):
-    """The paper's g for the run with seed s."""
-    return MNISTTransform(seed=stream_seed(s, 1))
+paper_g = MNISTTransform()
 
 
 def pooled(name, g, images):
@@ -216,15 +218,15 @@ def pooled(name, g, images):
         g, images.to(ledger.device), pool_copies, batch_size=250, seed=seed, verbose=False
     )
     pool_seconds[name] = (len(images) * pool_copies, pool.seconds)
-    return lambda s: pool.with_seed(stream_seed(s, 2))
+    return pool
 
 
 def make_perturbation(name, strength, images):
-    """The talk's perturbation ``name`` at ``strength`` (its main parameter) as a maker seed -> g."""
+    """The talk's perturbation ``name`` at ``strength`` (its main parameter), as a g."""
     if name == "random deformation":
-        return lambda s: RandomDeformation(strength, seed=stream_seed(s, 2))
+        return RandomDeformation(strength)
     if name == "smoothed random deformation":
-        return lambda s: RandomDeformation(strength, sigma=deform_sigma, seed=stream_seed(s, 2))
+        return RandomDeformation(strength, sigma=deform_sigma)
     label = f"{name} ({STRENGTH[name][0]} {strength:g})"
     if name == "projected Sinkhorn":
         g = SinkhornPerturbation(
@@ -251,20 +253,34 @@ STRENGTH = {
 }
 alone = {name: make_perturbation(name, STRENGTH[name][1], x) for name in perturbations}
 REFERENCE = "paper's g"
-makers = {REFERENCE: paper_g, **alone}
+combined = {f"{name} + paper's g": Compose(g, paper_g) for name, g in alone.items()}
+shown_gs = [REFERENCE, *alone]
+
+
+def drawn(name, s):
+    """g ``name`` as the run with seed s draws it: the paper's g, or a perturbation in its combined arm."""
+    if name == REFERENCE:
+        return for_run(paper_g, s)
+    return for_run(combined[f"{name} + paper's g"], s).transforms[0]
+
 
 # %% tags=["hide-input"]
-lines = ["| pooled transformation | perturbations | seconds | per second |", "|---|---|---|---|"]
-lines += [f"| {name} | {n:,} | {sec:.1f} | {n / sec:.0f} |" for name, (n, sec) in pool_seconds.items()]
-display(Markdown("\n".join(lines)))
+display(
+    Markdown(
+        ic.book.markdown_table(
+            ["pooled transformation", "perturbations", "seconds", "per second"],
+            [[name, f"{n:,}", f"{sec:.1f}", f"{n / sec:.0f}"] for name, (n, sec) in pool_seconds.items()],
+        )
+    )
+)
 for name, (n, sec) in pool_seconds.items():
     ledger.record(f"pool time, {name}", sec, unit="s", seconds=sec)
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Eight training images (top row) and one draw of each transformation g on them (one row each).", "name": "fig-exp-examples"}}
 shown = x[:8].to(ledger.device)
 icp.image_grid(
-    [shown.cpu()] + [makers[name](seed)(shown).cpu().clamp(0, 1) for name in makers],
-    row_labels=["x"] + list(makers),
+    [shown.cpu()] + [drawn(name, seed)(shown).cpu().clamp(0, 1) for name in shown_gs],
+    row_labels=["x"] + shown_gs,
     size=0.8,
     fontsize=7,
 )
@@ -283,15 +299,24 @@ plt.show()
 check_gen = torch.Generator().manual_seed(seed)
 w2 = {
     name: w2_shift(
-        x.to(ledger.device), make(seed), n=min(n_check, len(x)), generator=torch.Generator().manual_seed(seed)
+        x.to(ledger.device),
+        drawn(name, seed),
+        n=min(n_check, len(x)),
+        generator=torch.Generator().manual_seed(seed),
     )
-    for name, make in makers.items()
+    for name in shown_gs
 }
-lines = ["| g | median W2 (px) | 90 % quantile | largest |", "|---|---|---|---|"]
-lines += [
-    f"| {name} | {np.median(d):.3f} | {np.quantile(d, 0.9):.3f} | {d.max():.3f} |" for name, d in w2.items()
-]
-display(Markdown("\n".join(lines)))
+display(
+    Markdown(
+        ic.book.markdown_table(
+            ["g", "median W2 (px)", "90 % quantile", "largest"],
+            [
+                [name, f"{np.median(d):.3f}", f"{np.quantile(d, 0.9):.3f}", f"{d.max():.3f}"]
+                for name, d in w2.items()
+            ],
+        )
+    )
+)
 for name, d in w2.items():
     ledger.record(f"median W2(x, g(x)), g = {name}", float(np.median(d)), unit="px")
 if "Algorithm 1" in w2:
@@ -336,50 +361,29 @@ plt.show()
 # effect at equal epochs). The `full` profile keeps the paper's overclustering head.
 
 # %% tags=["hide-input"]
-combined = {
-    f"{name} + paper's g": (lambda make: lambda s: compose(make(s), paper_g(s)))(make)
-    for name, make in alone.items()
-}
-arms = [Arm(REFERENCE, paper_g)] + [Arm(name, make) for name, make in combined.items()]
+arms = [Arm(REFERENCE, paper_g)] + [Arm(name, g) for name, g in combined.items()]
 runs = run_arms(x, y, arms, seeds, recipe, keep=[REFERENCE])
 diffs = compare_arms(runs, REFERENCE)
 base_acc = np.array([r.acc for r in runs[REFERENCE]])
-ledger.record(
+report.record(
+    ledger,
     f"IIC accuracy with the paper's g on {dataset}, mean of {n_seeds} seeds",
     100 * base_acc.mean(),
+    glue="base_acc",
     unit="%",
     claim="the baseline works: IIC with the paper's g reaches 95 % (lowest-loss sub-head, mean over seeds)",
-    source="issue target",
+    source="this book's own target",
     holds=bool(base_acc.mean() >= 0.95),
     seconds=float(sum(r.seconds for r in runs[REFERENCE])),
 )
-glue("base_acc", 100 * base_acc.mean(), display=False)
 glue("base_min", 100 * base_acc.min(), display=False)
 glue("run_seconds", float(np.mean([r.seconds for rs in runs.values() for r in rs])), display=False)
 
 
-def verdict_line(name, d):
-    """A table row: mean paired difference, its interval, verdict, detectable effect."""
-    return (
-        f"| {name} | {d.mean:+.2f} | [{d.low:+.2f}, {d.high:+.2f}] | **{d.verdict}** | {d.detectable:.2f} |"
-    )
-
-
 def table(runs_, diffs_):
-    lines = ["| arm | accuracy % (mean ± sd) | NMI | train s |", "|---|---|---|---|"]
-    for name, rs in runs_.items():
-        acc = 100 * np.array([r.acc for r in rs])
-        lines.append(
-            f"| {name} | {acc.mean():.2f} ± {acc.std(ddof=1) if len(acc) > 1 else 0:.2f} | "
-            f"{np.mean([r.nmi for r in rs]):.3f} | {np.mean([r.seconds for r in rs]):.0f} |"
-        )
-    lines += [
-        "",
-        "| vs the paper's g (points) | mean | 95 % CI | verdict | detectable (80 % power) |",
-        "|---|---|---|---|---|",
-    ]
-    lines += [verdict_line(name, d) for name, d in diffs_.items()]
-    return "\n".join(lines)
+    """The arms' accuracies, then their paired differences with the paper's g (when there are any)."""
+    diff_table = report.comparison_table(diffs_, label="vs the paper's g (points)") if diffs_ else ""
+    return report.scores_table(runs_) + "\n\n" + diff_table
 
 
 display(Markdown(table(runs, diffs)))
@@ -406,27 +410,27 @@ plt.show()
 
 # %% tags=["hide-input"]
 for name, d in diffs.items():
-    ledger.record(
+    report.record_difference(
+        ledger,
         f"{name}: accuracy gain over the paper's g ({d.n} paired seeds)",
-        d.mean,
-        unit="points",
-        claim=f"the talk's proposal: it improves IIC (95 % CI above 0; measured [{d.low:+.2f}, "
-        f"{d.high:+.2f}], {d.verdict})",
+        d,
+        claim="the talk's proposal: it improves IIC",
         source="talk, section 4",
-        holds=d.verdict == "improves",
     )
 best = max(diffs, key=lambda n: diffs[n].mean)
 best_perturbation = best.removesuffix(" + paper's g")
 
 
+#: the verdicts in words, for the sentences below
+WORDS = {
+    "improves": "improves IIC",
+    "hurts": "hurts IIC",
+    "cannot tell": "cannot be told apart from the paper's g at this size",
+}
+
+
 def sentence(name, d):
-    if d.verdict == "cannot tell":
-        return (
-            f"*{name}* cannot be told apart from the paper's g at this size ({d.mean:+.2f} points, 95 % "
-            f"CI [{d.low:+.2f}, {d.high:+.2f}]; a true effect of {d.detectable:.2f} points would have been "
-            f"found with probability 0.8)"
-        )
-    return f"*{name}* {d.verdict} IIC: {d.mean:+.2f} points, 95 % CI [{d.low:+.2f}, {d.high:+.2f}]"
+    return report.verdict_sentence(f"*{name}*", d, words=WORDS)
 
 
 display(
@@ -448,7 +452,7 @@ display(
 
 # %% tags=["hide-input"]
 alone_seeds = seeds[:n_seeds_alone]
-alone_arms = [Arm(name, make) for name, make in alone.items()]
+alone_arms = [Arm(name, g) for name, g in alone.items()]
 alone_runs = run_arms(x, y, alone_arms, alone_seeds, recipe) if alone_seeds else {}
 alone_diffs = compare_arms({REFERENCE: runs[REFERENCE], **alone_runs}, REFERENCE) if n_seeds_alone > 1 else {}
 display(
@@ -490,7 +494,7 @@ levels = sorted({strength, *(scaled(f) for f in sweep_factors)})
 sweep_arms = [
     Arm(
         f"{label} {v:g}",
-        (lambda make: lambda s: compose(make(s), paper_g(s)))(make_perturbation(best_perturbation, v, x)),
+        Compose(make_perturbation(best_perturbation, v, x), paper_g),
     )
     for v in levels
     if v != strength
@@ -501,21 +505,16 @@ sweep_diffs = compare_arms({REFERENCE: runs[REFERENCE], **sweep_runs}, REFERENCE
 sweep_diffs = {f"{label} {v:g}": sweep_diffs[f"{label} {v:g}"] for v in levels}
 display(
     Markdown(
-        f"**{best}** at {len(levels)} strengths:\n\n"
-        + "\n".join(
-            ["| strength | mean | 95 % CI | verdict | detectable (80 % power) |", "|---|---|---|---|---|"]
-            + [verdict_line(n, d) for n, d in sweep_diffs.items()]
-        )
+        f"**{best}** at {len(levels)} strengths:\n\n" + report.comparison_table(sweep_diffs, label="strength")
     )
 )
 for n, d in sweep_diffs.items():
-    ledger.record(
+    report.record_difference(
+        ledger,
         f"{best_perturbation} + paper's g at {n}: accuracy gain over the paper's g",
-        d.mean,
-        unit="points",
-        claim=f"improves IIC (95 % CI [{d.low:+.2f}, {d.high:+.2f}], {d.verdict})",
+        d,
+        claim="improves IIC",
         source="talk, section 4",
-        holds=d.verdict == "improves",
     )
 
 # %%
@@ -549,8 +548,8 @@ plt.show()
 # %% tags=["hide-input"]
 check_x = x[torch.randperm(len(x), generator=check_gen)[:n_check]]
 change = {
-    name: np.array([cluster_change_rate(r.model, check_x, make(r.seed)) for r in runs[REFERENCE]])
-    for name, make in makers.items()
+    name: np.array([cluster_change_rate(r.model, check_x, drawn(name, r.seed)) for r in runs[REFERENCE]])
+    for name in shown_gs
 }
 for name, rate in change.items():
     ledger.record(f"baseline's cluster changes under g = {name}", 100 * rate.mean(), unit="%")
@@ -591,8 +590,8 @@ if fashion_images != 0:
         print(f"Fashion-MNIST is not available here, so this section is skipped:\n{err}")
     else:
         xf = crop_resize(xf_raw, fashion_crop, input_size)
-        make_f = make_perturbation(best_perturbation, strength, xf)
-        f_arms = [Arm(REFERENCE, paper_g), Arm(best, lambda s: compose(make_f(s), paper_g(s)))]
+        g_f = make_perturbation(best_perturbation, strength, xf)
+        f_arms = [Arm(REFERENCE, paper_g), Arm(best, Compose(g_f, paper_g))]
         fashion = run_arms(xf, yf, f_arms, seeds, recipe)
         fd = compare_arms(fashion, REFERENCE)[best]
         f_base = np.array([r.acc for r in fashion[REFERENCE]])
@@ -602,14 +601,12 @@ if fashion_images != 0:
             100 * f_base.mean(),
             unit="%",
         )
-        ledger.record(
+        report.record_difference(
+            ledger,
             f"Fashion-MNIST: {best}: accuracy gain over the paper's g ({fd.n} paired seeds)",
-            fd.mean,
-            unit="points",
-            claim=f"the best MNIST combination improves IIC on Fashion-MNIST too (95 % CI "
-            f"[{fd.low:+.2f}, {fd.high:+.2f}], {fd.verdict})",
+            fd,
+            claim="the best MNIST combination improves IIC on Fashion-MNIST too",
             source="talk, section 4",
-            holds=fd.verdict == "improves",
         )
         display(
             Markdown(
@@ -653,7 +650,7 @@ if check_rerun:
         100 * again.acc,
         unit="%",
         claim="a run depends on its seed only (same numbers bit for bit at the same thread count)",
-        source="issue: the verdict must survive a rebuild",
+        source="this book's own check: the verdict must survive a rebuild",
         holds=same,
     )
     print(
@@ -675,14 +672,67 @@ display(Markdown(ledger.markdown()))
 # %% [markdown]
 # ## Exercises
 #
-# 1. Raise `pool_copies` to 8. Does the verdict of the pooled perturbations change? What does
-#    that say about the role of fresh randomness in $g$?
-# 2. The random classifier has `n_random_classes` outputs. Try 2 and 50: how do the
-#    perturbations ({numref}`fig-exp-examples`) and their W2 distances change?
-# 3. Halve `n_seeds`. How wide do the intervals get, and which verdicts change?
-# 4. Design a test: which of the transformations keeps the *class* of a digit? Train the
-#    chapter 6 CNN and measure its accuracy on $g(x)$ for each $g$.
+# Each exercise says what you should see. Its worked solution follows it, hidden: the toggle
+# beside it shows the code, which ran with the rest of the chapter on the objects computed
+# above (so its numbers are this run's), and its output.
 #
+# **1. Half the seeds.** Recompute every comparison with the paper's $g$ from the first half
+# of the seeds (at least two) and put its interval beside the one from all of them. *You
+# should see* the intervals widen, roughly by $\sqrt 2$ and by the larger $t$ quantile of fewer
+# degrees of freedom, and a verdict that was "improves" or "hurts" may become "cannot tell":
+# the number of seeds decides which differences the chapter can see at all.
+
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the solution", "code_prompt_hide": "Hide the solution"}
+# Solution 1: the paired intervals from half of the seeds
+half = max(2, n_seeds // 2)
+reference_acc = [100 * r.acc for r in runs[REFERENCE]]
+for name, d in diffs.items():
+    d_half = ic.metrics.paired_difference([100 * r.acc for r in runs[name]][:half], reference_acc[:half])
+    print(
+        f"{name:>45}: {n_seeds} seeds [{d.low:+.2f}, {d.high:+.2f}] {d.verdict}; "
+        f"{half} seeds [{d_half.low:+.2f}, {d_half.high:+.2f}] {d_half.verdict}"
+    )
+
+# %% [markdown]
+# **2. Does distance predict the change?** Rank the transformations by how far they move an
+# image (median W2, {numref}`fig-exp-w2` and the table above it) and by how often they change
+# the trained baseline's cluster of an image (its invariance rates), and compare the two
+# rankings. *You should see* whether the two orders agree: W2 measures how far the pixels'
+# mass moves, the change rate how far the model's clusters move, and an adversarial
+# perturbation is made to change the classifier's output with little movement.
+
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the solution", "code_prompt_hide": "Hide the solution"}
+# Solution 2: the transformations ordered by median W2 and by the baseline's change rate
+from scipy.stats import spearmanr
+
+median_w2 = {name: float(np.median(d[np.isfinite(d)])) for name, d in w2.items()}
+change_rate = {name: float(rate.mean()) for name, rate in change.items()}
+for name in sorted(median_w2, key=median_w2.get):
+    print(f"{name:>30}: median W2 {median_w2[name]:.3f} px, cluster change rate {change_rate[name]:.3f}")
+rho = spearmanr([median_w2[n] for n in median_w2], [change_rate[n] for n in median_w2]).statistic
+print(f"rank correlation of the two (Spearman): {rho:+.2f}")
+
+# %% [markdown]
+# **3. Which $g$ keeps the class?** A $g$ for IIC should change an image without changing its
+# class. Use a judge that knows the classes: fit a logistic regression on the pixels of half
+# of the images and measure its accuracy on the other half and on $g(x)$ of that half, for
+# each transformation. *You should see* every $g$ keep most of the clean accuracy, since each
+# was chosen to keep the class, and the ones that move the images farthest in W2 lose the most.
+
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the solution", "code_prompt_hide": "Hide the solution"}
+# Solution 3: a linear classifier's accuracy on g(x) of held-out images
+from sklearn.linear_model import LogisticRegression
+
+order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
+fit_idx, held_idx = order[: len(x) // 2], order[len(x) // 2 :]
+judge = LogisticRegression(max_iter=1000).fit(x[fit_idx].flatten(1).numpy(), y[fit_idx].numpy())
+held = x[held_idx].to(ledger.device)
+print(f"{'clean images':>30}: accuracy {judge.score(held.flatten(1).cpu().numpy(), y[held_idx].numpy()):.4f}")
+for name in shown_gs:
+    moved = drawn(name, seed)(held).flatten(1).cpu().numpy()
+    print(f"{name:>30}: accuracy {judge.score(moved, y[held_idx].numpy()):.4f}")
+
+# %% [markdown]
 # ## References
 #
 # ```{bibliography}

@@ -307,3 +307,17 @@ def test_diverging_training_names_epoch_step_and_setting(digits):
         _fit(x, g=lambda b: b * float("nan") if len(b) == 200 else b)  # NaN in training batches only
     with pytest.raises(ParameterError, match=r"g\(x\) contains NaN"):
         _fit(x, g=lambda b: b * float("nan"))  # caught by the scoring before training
+
+
+def test_presets_are_the_recipes_of_the_chapters():
+    from infoclust.iic import PRESETS, preset
+
+    defaults = IIC().get_params()
+    assert all(defaults[k] == v for k, v in PRESETS["paper"].items())  # the paper's recipe is the default
+    cpu = preset("cpu", batch_size=64, lr=None, n_overclusters=None)
+    assert cpu == {**PRESETS["cpu"], "batch_size": 64}  # None keeps the preset's value
+    assert PRESETS["cpu"]["batch_size"] == 32  # the preset itself is not changed
+    with pytest.raises(ParameterError, match="preset"):
+        preset("gpu")
+    with pytest.raises(ParameterError, match="not parameters of IIC"):
+        preset("cpu", learning_rate=1e-3)
