@@ -6,6 +6,8 @@
   file) and the Markdown tables made from it (:func:`markdown_table`);
 - :mod:`infoclust.book.build`: execute the chapters with papermill and render the site
   with Jupyter Book (``python -m infoclust.book``, what ``make book`` runs).
+- :mod:`infoclust.book.crosscheck`: the chapters re-executed in a second CPU code path (or
+  on other seeds) and every claim compared with the build's (``make crosscheck``).
 
 Not imported by ``import infoclust``'s numerical modules; needs the ``book`` extra
 (papermill, jupytext, Jupyter Book, PyYAML) only for the build itself.
