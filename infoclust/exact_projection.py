@@ -35,10 +35,18 @@ Where we depart from the paper and its code (``watml/fast-wasserstein-adversaria
   piecewise-linear derivative of the dual (the paper bisects); it ends on the feasible
   side, so the returned plan's cost never exceeds the budget, and its rows sum to ``x``
   to rounding (float64 throughout);
-* the attacks keep every image in [0, 1] by :func:`fit_in_box` (mass that would raise a
-  pixel above 1 goes back to its source pixel, which only lowers the cost), so every
-  iterate is both in the ball and a valid image; the paper's code clips the image for
-  the classifier and, for Frank-Wolfe, in its output, which can leave the ball;
+* every image the classifier sees, and every returned image, is in the ball and in
+  [0, 1]; the paper's code clips the image for the classifier and, for Frank-Wolfe, in
+  its output, which can leave the ball (clipping removes mass: on MNIST Frank-Wolfe's
+  first oracle plans pile up to 8 times a pixel's capacity on some pixels, and a clipped
+  image that fools the classifier need not be in the ball). PGD projects onto the
+  intersection of the ball and the box (:func:`project_plan_in_box`, Dykstra's
+  alternating projections; the paper offers that projection as a post-processing).
+  Frank-Wolfe's oracle does not see the box: its iterate is a plan of the ball, as the
+  paper's, and the classifier sees it brought into the box by :func:`fit_in_box` (mass
+  that would raise a pixel above 1 goes back to its source, which only lowers the cost).
+  Applying :func:`fit_in_box` to the oracle's plans instead, as we did first, spent only
+  about a third of the radius;
 * plans are stored on the support of ``x`` instead of on all pixels;
 * the attacks follow Wong et al.'s protocol, as :func:`~infoclust.projected_sinkhorn.wasserstein_pgd`
   (the radius grows every few iterations, an image leaves the attack once fooled), so the
@@ -71,6 +79,7 @@ __all__ = [
     "project_plan",
     "entropic_lmo",
     "fit_in_box",
+    "project_plan_in_box",
     "wasserstein_frank_wolfe",
 ]
 
@@ -504,6 +513,116 @@ def fit_in_box(plan: LocalPlan, upper: float = 1.0, max_passes: int = 20) -> Loc
     return replace(plan, mass=mixed)
 
 
+def _cap_columns(plan: LocalPlan, values: torch.Tensor, upper: float) -> torch.Tensor:
+    """Euclidean projection of ``values`` (R, k*k) onto the plans whose images are at most
+    ``upper``: one half-space :math:`\\sum_{e \\to t} \\Pi_e \\le` ``upper`` per target pixel
+    ``t`` over the valid entries sending to it. The half-spaces share no entry, so each is
+    projected on its own: an over-full pixel loses its excess in equal shares from every
+    entry sending to it."""
+    valid = plan.valid.flatten().double()
+    column = values.new_zeros(math.prod(plan.shape))
+    column.index_add_(0, plan.target.flatten(), values.flatten() * valid)
+    count = torch.zeros_like(column).index_add_(0, plan.target.flatten(), valid)
+    share = (column - upper).clamp_min(0.0) / count.clamp_min(1.0)
+    return values - torch.where(plan.valid, share[plan.target], 0.0)
+
+
+def project_plan_in_box(
+    plan: LocalPlan,
+    values: torch.Tensor,
+    eps,
+    upper: float = 1.0,
+    *,
+    max_iter: int = 200,
+    tol: float = 1e-6,
+) -> LocalPlan:
+    """Euclidean projection of ``values`` onto the plans of the ball whose images stay in
+    ``[0, upper]``, by Dykstra's alternating projections.
+
+    The feasible set is the intersection of two closed convex sets of plans: :math:`A`, the
+    ball of :func:`project_plan` (:math:`\\Pi \\ge 0`, rows :math:`x`, cost at most
+    :math:`\\varepsilon m`), and :math:`B`, the plans whose column sums (the image) are at
+    most ``upper`` (:func:`_cap_columns`, exact and in closed form). Dykstra's algorithm
+    (Boyle and Dykstra 1986; Bauschke and Combettes 2011, section 30.2) alternates the two
+    exact projections with a correction per set,
+
+    .. math::
+
+        a_k = P_A(b_{k-1} + p_{k-1}),\\; p_k = b_{k-1} + p_{k-1} - a_k,\\;
+        b_k = P_B(a_k + q_{k-1}),\\; q_k = a_k + q_{k-1} - b_k,
+
+    from :math:`b_0 = V`, :math:`p_0 = q_0 = 0`, and :math:`a_k` converges to the projection
+    of :math:`V` onto :math:`A \\cap B` (plain alternation would only find some point of
+    it). Every :math:`a_k` is in the ball exactly (to :func:`project_plan`'s tolerance);
+    the iterations stop when its image exceeds ``upper`` by at most ``tol * upper`` and no
+    entry moved by more than ``tol`` times the largest pixel of ``x`` in the last step.
+    What remains above ``upper`` (at most that tolerance when converged) is sent back to
+    its source by :func:`fit_in_box`, which only lowers the cost: the returned plan is in
+    the ball and its image in ``[0, upper]`` whether or not Dykstra converged. If
+    :math:`P_A(V)` is already in the box it is the answer (one projection).
+
+    This is the projection the paper's code offers as a post-processing
+    (``dual_capacity_constrained_projection``, solved there in the dual); its attacks
+    otherwise clip the image, which can leave the ball.
+
+    Parameters
+    ----------
+    plan : LocalPlan
+        Gives ``x`` (its row sums, at most ``upper``), the window and the cost.
+    values : torch.Tensor
+        (R, k*k) the point :math:`V` to project, in the layout of ``plan.mass``.
+    eps : float or torch.Tensor
+        Radius per image (number or (N,)), transport cost per unit mass.
+    upper : float
+        The largest pixel value (> 0).
+    max_iter : int
+        Most Dykstra steps (each one :func:`project_plan`).
+    tol : float
+        Tolerance of the stopping test (relative, see above).
+
+    Returns
+    -------
+    LocalPlan
+        The projection, float64: in the ball and with images in ``[0, upper]``.
+
+    Warns
+    -----
+    ConvergenceWarning
+        If Dykstra's iterations did not meet ``tol`` within ``max_iter`` steps (the plan is
+        still feasible, but not exactly the projection).
+    """
+    upper = _check_upper(plan, upper, "project_plan_in_box")
+    max_iter = check_int("max_iter", max_iter, 1)
+    tol = check_number("tol", tol, 0.0, strict_low=True)
+    x_max = float(plan.source_mass().max()) if len(plan.mass) else 0.0
+    values = values.double()
+    a = project_plan(plan, values, eps)
+    if float(a.images().max()) <= upper:
+        return a
+    p = values - a.mass
+    b = _cap_columns(plan, a.mass, upper)
+    q = a.mass - b
+    for _ in range(max_iter):
+        previous = a.mass
+        a = project_plan(plan, b + p, eps)
+        p = b + p - a.mass
+        b = _cap_columns(plan, a.mass + q, upper)
+        q = a.mass + q - b
+        over = float((a.images() - upper).max())
+        moved = float((a.mass - previous).abs().max())
+        if over <= tol * upper and moved <= tol * x_max:
+            break
+    else:
+        warnings.warn(
+            f"project_plan_in_box: Dykstra's iterations did not reach tol={tol:g} in max_iter={max_iter} "
+            f"steps (image above upper by {over:.2g}, last step {moved:.2g}); the plan is feasible but "
+            f"not exactly the projection",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    return fit_in_box(a, upper)
+
+
 # ----------------------------------------------------------------------------------------
 # The attacks over plans
 # ----------------------------------------------------------------------------------------
@@ -511,7 +630,8 @@ def fit_in_box(plan: LocalPlan, upper: float = 1.0, max_passes: int = 20) -> Loc
 
 class _PlanSteps:
     """Attack state over plans (the paper's formulation): one :class:`LocalPlan` for the
-    batch, starting at "stay in place"; the images are its column sums."""
+    batch, starting at "stay in place", and the images the classifier sees, which are in
+    the ball and in [0, 1]."""
 
     def __init__(self, x: torch.Tensor, kernel_size: int, p: float) -> None:
         self.plan = LocalPlan.stay(x, kernel_size, p)
@@ -527,15 +647,17 @@ class _PlanSteps:
         g = torch.where(sub.valid, sub.gather(grad), 0.0)
         return g / sub.per_image_max(g.abs().amax(1)).clamp_min(1e-300)[sub.image, None]
 
-    def _write(self, rows: torch.Tensor, sub: LocalPlan) -> None:
-        self.plan.mass[self.plan.rows_of(rows)] = sub.mass
-        self._images[rows] = sub.images().to(self.dtype)
+    def _write(self, rows: torch.Tensor, iterate: LocalPlan, seen: LocalPlan) -> None:
+        self.plan.mass[self.plan.rows_of(rows)] = iterate.mass
+        self._images[rows] = seen.images().to(self.dtype)
 
 
 class ExactSteps(_PlanSteps):
     """PGD over plans with the exact projection (Wu et al. 2020, section 4): a gradient step
-    of size ``alpha`` on the plan (gradient divided by its largest entry), :func:`project_plan`,
-    then :func:`fit_in_box`."""
+    of size ``alpha`` on the plan (gradient divided by its largest entry), then the
+    projection onto the ball and the box, :func:`project_plan_in_box`, to ``tol`` 1e-2:
+    on MNIST digits (7 x 7 window, radius 0.7) that stops after about 15 instead of 70
+    Dykstra steps and its plan keeps 99 % of the exact projection's transport cost."""
 
     def __init__(self, x: torch.Tensor, alpha: float, kernel_size: int, p: float) -> None:
         super().__init__(x, kernel_size, p)
@@ -544,12 +666,15 @@ class ExactSteps(_PlanSteps):
     def step(self, rows: torch.Tensor, grad: torch.Tensor, eps: torch.Tensor, t: int) -> None:
         sub = self.plan.select(rows)
         moved = sub.mass + self.alpha * self._direction(sub, grad)
-        self._write(rows, fit_in_box(project_plan(sub, moved, eps)))
+        projected = project_plan_in_box(sub, moved, eps, tol=1e-2)
+        self._write(rows, projected, projected)
 
 
 class _FrankWolfeSteps(_PlanSteps):
-    """Frank-Wolfe over plans (Wu et al. 2020, section 5): the oracle's plan for the loss
-    gradient, :func:`fit_in_box`, and the step ``2 / (t + 2)`` towards it."""
+    """Frank-Wolfe over plans (Wu et al. 2020, section 5): the oracle's plan of the ball for
+    the loss gradient and the step ``2 / (t + 2)`` towards it; the iterate stays a plan of
+    the ball (the oracle does not see the box) and the classifier sees its image brought
+    into [0, 1] by :func:`fit_in_box`."""
 
     def __init__(self, x: torch.Tensor, gamma: float, kernel_size: int, p: float) -> None:
         super().__init__(x, kernel_size, p)
@@ -557,9 +682,10 @@ class _FrankWolfeSteps(_PlanSteps):
 
     def step(self, rows: torch.Tensor, grad: torch.Tensor, eps: torch.Tensor, t: int) -> None:
         sub = self.plan.select(rows)
-        vertex = fit_in_box(entropic_lmo(sub, self._direction(sub, grad), eps, self.gamma))
+        vertex = entropic_lmo(sub, self._direction(sub, grad), eps, self.gamma)
         rate = 2.0 / (t + 2.0)
-        self._write(rows, replace(sub, mass=sub.mass + rate * (vertex.mass - sub.mass)))
+        iterate = replace(sub, mass=sub.mass + rate * (vertex.mass - sub.mass))
+        self._write(rows, iterate, fit_in_box(iterate))
 
 
 def wasserstein_frank_wolfe(
@@ -583,9 +709,10 @@ def wasserstein_frank_wolfe(
     iteration :func:`entropic_lmo` gives the plan of the ball most aligned with the loss
     gradient (taken with respect to the plan and divided by its largest entry, as the
     paper's code), and the iterate moves towards it by the step :math:`2/(t + 2)`. Every
-    iterate is a convex combination of plans of the ball, so it is in the ball; with
-    :func:`fit_in_box` on every oracle plan, its image is also in [0, 1] (our departure:
-    the paper's code clips the image). Radii grow and images leave the attack as in
+    iterate is a convex combination of plans of the ball, so it is in the ball; the
+    classifier sees, and the attack returns, its image brought into [0, 1] by
+    :func:`fit_in_box`, still in the ball (our departure: the paper's code clips the image,
+    which can leave the ball). Radii grow and images leave the attack as in
     :func:`infoclust.projected_sinkhorn.wasserstein_pgd` (same schedule, same returns), so
     the attacks compare at equal radius and iteration budget.
 

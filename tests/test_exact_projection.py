@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import scipy.optimize
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from infoclust.classifiers import random_classifier
 from infoclust.data import load_dataset
@@ -22,11 +24,12 @@ from infoclust.exact_projection import (
     fit_in_box,
     local_cost,
     project_plan,
+    project_plan_in_box,
     wasserstein_frank_wolfe,
 )
 from infoclust.projected_sinkhorn import wasserstein_pgd
 from infoclust.utils import ConvergenceWarning, ParameterError
-from infoclust.wasserstein import grid_cost, w2_exact
+from infoclust.wasserstein import grid_cost, w2_exact, wasserstein_exact
 
 
 @pytest.fixture(scope="module")
@@ -122,9 +125,10 @@ def test_projection_is_feasible_to_1e6_by_independent_checks(digits, eps):
         torch.testing.assert_close(out.transport_cost(), budget, rtol=1e-8, atol=0)
 
 
-def _slsqp_projection(plan: LocalPlan, values: torch.Tensor, eps: float):
+def _slsqp_projection(plan: LocalPlan, values: torch.Tensor, eps: float, upper: float | None = None):
     """The projection's quadratic program for one image, solved by SciPy on the valid entries
-    (from the stay plan, which is feasible)."""
+    (from the stay plan, which is feasible); with ``upper``, also every pixel of the image at
+    most ``upper`` (one inequality per target pixel, built from the offsets)."""
     valid = plan.valid.numpy()
     owner = np.nonzero(valid)[0]
     v = values.numpy()[valid]
@@ -135,6 +139,14 @@ def _slsqp_projection(plan: LocalPlan, values: torch.Tensor, eps: float):
         {"type": "eq", "fun": lambda p: a_eq @ p - x, "jac": lambda p: a_eq},
         {"type": "ineq", "fun": lambda p: np.array([eps * x.sum() - c @ p]), "jac": lambda p: -c[None]},
     ]
+    if upper is not None:
+        _, _, h, w = plan.shape
+        k = int(math.isqrt(valid.shape[1]))
+        rows, offsets = np.nonzero(valid)
+        source = plan.source.numpy()[rows] % (h * w)
+        target = (source // w + offsets // k - k // 2) * w + source % w + offsets % k - k // 2
+        a_box = np.stack([(target == pixel) * 1.0 for pixel in range(h * w)])
+        cons.append({"type": "ineq", "fun": lambda p: upper - a_box @ p, "jac": lambda p: -a_box})
     res = scipy.optimize.minimize(
         lambda p: 0.5 * ((p - v) ** 2).sum(),
         plan.mass.numpy()[valid],
@@ -224,6 +236,66 @@ def test_fit_in_box_keeps_the_plan_in_the_ball_and_the_image_in_0_1(digits):
     check_feasible(boxed, digits, 0.5)
 
 
+def box_case(seed: int, size: int = 5):
+    """A tiny image with some bright pixels, its stay plan (3 x 3 window) and a point far
+    from it, whose ball projection overflows the box."""
+    g = torch.Generator().manual_seed(seed)
+    x = (
+        torch.rand(1, 1, size, size, generator=g) * (torch.rand(1, 1, size, size, generator=g) < 0.7)
+    ).double()
+    x[0, 0, size // 2, size // 2] = 1.0
+    plan = LocalPlan.stay(x, 3)
+    values = plan.mass + 0.5 * torch.randn(plan.mass.shape, generator=g, dtype=torch.float64)
+    values[:, 4] -= 0.5  # push mass off the centre: its neighbours overflow
+    return x, plan, values
+
+
+@settings(max_examples=20, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.integers(0, 10_000),
+    st.integers(3, 6),
+    st.floats(0.05, 3.0),
+    st.floats(0.3, 1.0),
+)
+def test_box_projection_is_in_the_ball_and_in_the_box(seed, size, eps, upper):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(2, 1, size, size, generator=g, dtype=torch.float64) * upper
+    x *= torch.rand(x.shape, generator=g, dtype=torch.float64) < 0.6
+    plan = LocalPlan.stay(x, 3)
+    values = plan.mass + torch.randn(plan.mass.shape, generator=g, dtype=torch.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # feasible whether converged or not
+        out = project_plan_in_box(plan, values, eps, upper, max_iter=30)
+    check_feasible(out, x, eps)  # the ball, rows summing to x, independently of the plan's indices
+    z = out.images()
+    assert z.min() >= 0 and z.max() <= upper * (1 + 1e-12)
+
+
+def test_box_projection_agrees_with_a_generic_qp_solver():
+    x, plan, values = box_case(2)
+    assert project_plan(plan, values, 0.5).images().max() > 1.5  # the ball alone overflows
+    out = project_plan_in_box(plan, values, 0.5, tol=1e-9, max_iter=5000)
+    ref, valid = _slsqp_projection(plan, values, 0.5, upper=1.0)
+    objective = lambda p: 0.5 * ((p - values.numpy()[valid]) ** 2).sum()  # noqa: E731
+    ours = out.mass.numpy()[valid]
+    assert objective(ours) <= objective(ref) + 1e-6
+    np.testing.assert_allclose(ours, ref, atol=1e-4)
+    # the box costs something: fit_in_box alone is farther from the point
+    assert objective(fit_in_box(project_plan(plan, values, 0.5)).mass.numpy()[valid]) > objective(ours) + 1e-3
+
+
+def test_box_projection_stopped_early_warns_and_stays_feasible():
+    x, plan, values = box_case(2)
+    with pytest.warns(ConvergenceWarning, match="project_plan_in_box"):
+        out = project_plan_in_box(plan, values, 0.5, max_iter=1)
+    check_feasible(out, x, 0.5)
+    assert out.images().max() <= 1.0
+    with pytest.raises(ParameterError, match="upper=0.5"):
+        project_plan_in_box(plan, values, 0.5, upper=0.5)
+    with pytest.raises(ParameterError, match="tol"):
+        project_plan_in_box(plan, values, 0.5, tol=0.0)
+
+
 # ---------------------------------------------------------------- the attacks
 
 
@@ -257,7 +329,7 @@ def test_every_attack_fools_a_one_pixel_classifier_inside_the_ball(attack):
 
 def test_exact_attacks_on_digits_return_feasible_images(digits):
     model = random_classifier(1, 10, seed=0, device="cpu")
-    kw = {"eps0": 0.3, "eps_factor": 1.5, "eps_every": 2, "kernel_size": 5, "max_iter": 6, "verbose": False}
+    kw = {"eps0": 0.3, "eps_factor": 1.5, "eps_every": 1, "kernel_size": 5, "max_iter": 3, "verbose": False}
     for x_adv, eps, success in (
         wasserstein_pgd(model, digits, None, projection="exact", **kw),
         wasserstein_frank_wolfe(model, digits, None, **kw),
@@ -284,3 +356,55 @@ def test_attack_inputs_are_checked(digits):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         wasserstein_frank_wolfe(model, digits, None, max_iter=1, verbose=False)
+
+
+class Rightward(torch.nn.Module):
+    """Two classes; class 1's logit grows with the mean column of the mass but stays below
+    class 0's within a W1 radius of 0.5 (the mean moves by at most W1): it cannot be fooled,
+    and its gradient asks every attack to move all the mass right."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(0.1, dtype=torch.float64))
+
+    def forward(self, x):
+        column = torch.arange(x.shape[-1], dtype=x.dtype)
+        mean = (x.sum((1, 2)) * column).sum(1) / x.sum((1, 2, 3))
+        s = self.scale * mean - 5.0
+        return torch.stack([torch.zeros_like(s), s], 1)
+
+
+@pytest.mark.parametrize("attack", ["exact", "frank-wolfe"])
+def test_exact_attacks_spend_their_radius_on_a_classifier_they_cannot_fool(digits, attack):
+    """The paper's MNIST settings (radius 0.5 in W1, cost d, 5 x 5 window, fixed radius,
+    PGD step 0.1, gamma 1e-3), 30 and 15 iterations instead of 300 (enough to spend it here)."""
+    x = digits[:2].double()
+    y = torch.zeros(2, dtype=torch.long)
+    kw = {"eps0": 0.5, "eps_factor": 1.0, "kernel_size": 5, "p": 1.0, "verbose": False}
+    if attack == "exact":
+        x_adv, eps, success = wasserstein_pgd(
+            Rightward(), x, y, projection="exact", alpha=0.1, max_iter=30, **kw
+        )
+    else:
+        x_adv, eps, success = wasserstein_frank_wolfe(Rightward(), x, y, gamma=1e-3, max_iter=15, **kw)
+    assert not success.any() and (x_adv >= 0).all() and (x_adv <= 1).all()
+    used = wasserstein_exact(x, x_adv, p=1.0) / 0.5
+    assert (used > 0.9).all() and (used <= 1 + 1e-6).all(), used
+
+
+def test_wasserstein_exact_with_cost_d():
+    """W_p of a translated image is the translation's length for every p; between a point
+    and two half points at distances 1 and 3, W1 = 2 and W2 = sqrt(5)."""
+    x = torch.zeros(1, 1, 6, 6)
+    x[0, 0, 1, 1] = 1.0
+    moved = torch.roll(x, (1, 1), (2, 3))
+    for p in (1.0, 2.0, 3.0):
+        torch.testing.assert_close(
+            wasserstein_exact(x, moved, p=p), torch.tensor([math.sqrt(2)], dtype=torch.float64)
+        )
+    split = torch.zeros(1, 1, 6, 6)
+    split[0, 0, 1, 2] = split[0, 0, 1, 4] = 0.5
+    torch.testing.assert_close(wasserstein_exact(x, split, p=1.0), torch.tensor([2.0], dtype=torch.float64))
+    torch.testing.assert_close(w2_exact(x, split), torch.tensor([math.sqrt(5)], dtype=torch.float64))
+    with pytest.raises(ParameterError, match="p=0"):
+        wasserstein_exact(x, split, p=0)
