@@ -315,7 +315,7 @@ display(Markdown(ledger.markdown()))
 # laid over each other, belong to the least pure clusters: a mean averages over every image of
 # its cluster, whatever their class.
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the solution", "code_prompt_hide": "Hide the solution"}
 # Solution 1: purity of each cluster from the counts of (cluster, class) pairs
 counts = ic.metrics.contingency(y, km.labels_)
 purity = counts.max(1) / counts.sum(1)
@@ -335,7 +335,7 @@ print(
 # the others are, and never a dead cluster with the repair, which moves an empty cluster's mean
 # to a far point wherever it started.
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the solution", "code_prompt_hide": "Hide the solution"}
 # Solution 2: the same four starting means, moved towards the data
 for gap in (0.0, 0.5, 1.0, 1.5, 2.0, 5.0, 10.0):
     init = (
@@ -357,7 +357,7 @@ for gap in (0.0, 0.5, 1.0, 1.5, 2.0, 5.0, 10.0):
 # rise above the `n_clusters` fit's, and NMI move much less than either: which one you report
 # must say how clusters were matched.
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the solution", "code_prompt_hide": "Hide the solution"}
 # Solution 3: one fit with 2k clusters, three scores
 km2 = ic.KMeans(2 * n_clusters, n_init=1, max_iter=max_iter, seed=seed, device=device).fit(X)
 many_to_one = ic.metrics.contingency(y, km2.labels_).max(1).sum() / len(y)
@@ -375,7 +375,7 @@ print(
 # stay inside the blobs: a median ignores how far the few outliers are.
 
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the solution", "code_prompt_hide": "Hide the solution"}
 # Solution 4: k-medians in torch beside k-means, from the same start
 def k_medians(points, centres, n_iter=50):
     for _ in range(n_iter):

@@ -618,7 +618,7 @@ display(Markdown(ledger.markdown()))
 # $\log N$ whatever the true MI, so that it falls further behind as the true MI climbs past
 # $\log N$, while the DV estimate is not capped (at the price of its variance).
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the solution", "code_prompt_hide": "Hide the solution"}
 # Solution 1: the estimates at the end of each level beside the truth and log N
 log_n = math.log(toy_batch)
 for true, nce_end, dv_end in zip(toy_levels, level_end["nce"], level_end["dv"]):
@@ -638,7 +638,7 @@ print(f"InfoNCE ever above log N: {bool((level_end['nce'] > log_n + 1e-6).any())
 # with $\gamma = 0.1$ may be hardly closer than DIM(L) without the prior. Nothing else in the
 # objective spreads the codes over $[0, 1]$.
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the solution", "code_prompt_hide": "Hide the solution"}
 # Solution 2: Kolmogorov-Smirnov distance of sigma(Y) to Uniform[0, 1], pooled over coordinates
 for name, z in codes.items():
     u = torch.sigmoid(z.double()).flatten().sort().values
@@ -654,7 +654,7 @@ for name, z in codes.items():
 # k-means looks for. This gap is what a clustering objective trained end to end (IIC,
 # chapter 3) is meant to close.
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the solution", "code_prompt_hide": "Hide the solution"}
 # Solution 3: the two accuracies side by side
 for name in feats:
     print(

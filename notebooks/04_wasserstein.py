@@ -573,7 +573,7 @@ display(Markdown(ledger.markdown()))
 # cost) and the debiased readings, which subtract the blur of each image with itself, err
 # less. Neither is exact: on a pixel grid the blur of a plan is not the blur of an image.
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the solution", "code_prompt_hide": "Hide the solution"}
 # Solution 1: mean |relative error| of each reading at each epsilon
 for r in sorted(set(regs) | {reg}):
     errors = {label: float(np.abs(rel[r, label]).mean()) for label in modes}
@@ -591,7 +591,7 @@ for r in sorted(set(regs) | {reg}):
 # fall behind it as mass leaves: both images are normalised to mass 1 before the transport, so
 # the part that is cut off does not travel, and the rest is scaled up instead.
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the solution", "code_prompt_hide": "Hide the solution"}
 # Solution 2: W2 and kept mass for shifts past the margin
 for t in range(0, max_shift + 7, 2):
     moved = warp(digit, affine_field(h, w, shift=(float(t), 0.0)))
@@ -607,7 +607,7 @@ for t in range(0, max_shift + 7, 2):
 # value is far from W2 ({ref}`sec-w2-small`), so the chains sample another
 # distribution than eq. (6) says.
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the solution", "code_prompt_hide": "Hide the solution"}
 # Solution 3: the same chains with the exact and the entropic distance, judged by the exact one
 import functools
 

@@ -302,7 +302,7 @@ display(Markdown(ledger.markdown()))
 # move them farther under both norms: neighbouring pixels move together, so the ink travels
 # as a whole instead of being shuffled locally.
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the solution", "code_prompt_hide": "Hide the solution"}
 # Solution 1: mean W2 at the largest magnitude, fields scaled by their T-norm or by their rms
 m_top = max(magnitudes)
 for i, s in enumerate(sigmas):
@@ -324,7 +324,7 @@ for i, s in enumerate(sigmas):
 # quantities. (Warping an image twice also interpolates it twice, which blurs it: compare the
 # fields, not the images.)
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the solution", "code_prompt_hide": "Hide the solution"}
 # Solution 2: the field of the composition against the sum of the fields
 for m in (0.25, 0.5, 1.0, 3.0):
     tau_1, tau_2 = (
@@ -343,7 +343,7 @@ for m in (0.25, 0.5, 1.0, 3.0):
 # within each other's spread): each smoothed value is a weighted sum of many independent
 # draws, which is close to Gaussian whichever distribution they come from.
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the solution", "code_prompt_hide": "Hide the solution"}
 # Solution 3: W2 of Gaussian and of uniform smoothed fields with the same T-norm
 m = max(magnitudes)
 gaussian_fields = random_field(n_images, h, w, m, sigma=2.0, generator=ledger.generator, device=ledger.device)

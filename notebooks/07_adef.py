@@ -395,7 +395,7 @@ display(Markdown(ledger.markdown()))
 # on a ReLU network the true boundary bends away, so the last step tends to land just short of
 # it. The factor `overshoot` pushes the final field over.
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the solution", "code_prompt_hide": "Hide the solution"}
 # Solution 1: the same digits with and without the overshoot
 for factor in (1.0, overshoot):
     r = adef(cnn, targets[:n_sweep], sigma=sigma, overshoot=factor, max_iter=max_iter)
@@ -410,7 +410,7 @@ for factor in (1.0, overshoot):
 # linearisation per step instead of nine) while success and T-norm change little: the
 # runner-up class is usually the one with the nearest boundary.
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the solution", "code_prompt_hide": "Hide the solution"}
 # Solution 2: all candidate classes against the runner-up only
 for label, kw in (("all classes", {}), ("runner-up only", {"candidates": 1})):
     with ic.timer() as t_c:
@@ -431,7 +431,7 @@ for label, kw in (("all classes", {}), ("runner-up only", {"candidates": 1})):
 # A small deformation is still a small Wasserstein perturbation, which chapter 8 relies on,
 # but its W2 has to be measured, as Algorithm 1 does.
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the solution", "code_prompt_hide": "Hide the solution"}
 # Solution 3: exact W2 of the deformed digits against the T-norm of their fields
 from infoclust.wasserstein import w2_exact
 

@@ -358,7 +358,7 @@ display(Markdown(ledger.markdown()))
 # linearly (the first steps cover most of it, so the coins see larger distances than $kc$,
 # and more walks end at the ball or at the cap than by the coin).
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the solution", "code_prompt_hide": "Hide the solution"}
 # Solution 1: mean steps predicted from a linear walk against the measured mean
 for (eps, eta), (r, _) in runs.items():
     moved = r.steps > 0
@@ -385,7 +385,7 @@ for (eps, eta), (r, _) in runs.items():
 # stay on the random classifier's side of the digit. (For IIC a change would do no harm: the
 # random classifier's labels are not classes.)
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the solution", "code_prompt_hide": "Hide the solution"}
 # Solution 2: share of samples whose random-classifier label differs from the digit's
 with torch.no_grad():
     label_x = net(digits).argmax(1)
@@ -402,7 +402,7 @@ with torch.no_grad():
 # heads all the way to the random classifier's boundary, often farther than $\varepsilon$,
 # so the walk ends at $x$ itself or after few steps.
 
-# %% tags=["hide-cell"]
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the solution", "code_prompt_hide": "Hide the solution"}
 # Solution 3: end reasons with the chapter's step size and with full steps
 from infoclust.w2_algorithm import END_REASONS
 

@@ -179,6 +179,28 @@ def test_chapter_links_to_its_api_entry_in_headless_chromium(server, browser):
     browser.save_screenshot(str(shots / "api_w2_exact_from_chapter_4.png"))
 
 
+def test_a_solution_is_hidden_until_its_toggle_is_clicked(server, browser):
+    """Chapter 1's first solution: code and output behind a toggle, shown when it is clicked."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(f"{server}/notebooks/01_kmeans.html")
+    WebDriverWait(browser, 60).until(lambda d: d.execute_script("return document.readyState") == "complete")
+    hidden_cells = "//div[contains(@class, 'tag_hide-cell')]"
+    cell = browser.find_element(By.XPATH, f"{hidden_cells}[contains(., '# Solution 1')]")
+    toggle = cell.find_element(By.TAG_NAME, "summary")
+    output = cell.find_element(By.CSS_SELECTOR, ".cell_output")
+    assert toggle.is_displayed() and not output.is_displayed(), "the solution is not hidden"
+    assert toggle.text.strip() == "Show the solution"
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", toggle)
+    toggle.click()
+    WebDriverWait(browser, 10).until(lambda d: output.is_displayed())
+    assert "purity" in output.text
+    shots = SMOKE_DIR / "screenshots"
+    shots.mkdir(exist_ok=True)
+    browser.save_screenshot(str(shots / "solution_1_1_opened.png"))
+
+
 def _talk_table(text: str) -> str:
     start = text.index("| talk section | chapter | module | entry points |")
     return text[start : text.index("\n\n", start)]

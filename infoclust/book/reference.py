@@ -98,6 +98,9 @@ def _title(text: str) -> list[str]:
 
 
 def _summary(obj: object) -> str:
+    """The first paragraph of a class's or function's docstring ("" for data: its type's docstring)."""
+    if not (inspect.isclass(obj) or inspect.isroutine(obj)):
+        return ""
     doc = inspect.getdoc(obj) or ""
     return doc.strip().split("\n\n")[0].replace("\n", " ")
 
@@ -130,7 +133,9 @@ def api_page(dotted: str, modules: list[str]) -> str:
     lines += [f".. automodule:: {dotted}", "", "Names exported here, each documented in its module:", ""]
     for name in getattr(module, "__all__", ()):
         home = home_module(dotted, name, modules)
-        lines.append(f"- :py:obj:`{name} <{home}.{name}>` (:mod:`{home}`): {_summary(getattr(module, name))}")
+        summary = _summary(getattr(module, name))
+        entry = f"- :py:obj:`{name} <{home}.{name}>` (:mod:`{home}`)"
+        lines.append(f"{entry}: {summary}" if summary else entry)
     return "\n".join([*lines, ""])
 
 
