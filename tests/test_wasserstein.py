@@ -11,8 +11,11 @@ from scipy import stats
 
 from infoclust.wasserstein import (
     acceptance_probability,
+    distance_to_radius,
     grid_cost,
+    intensity_wasserstein,
     perturbation_density,
+    radius_to_distance,
     sample_perturbation,
     to_histogram,
     w2_exact,
@@ -222,3 +225,45 @@ def test_sampler_with_exact_w2_on_a_small_image():
     assert torch.allclose(res.samples.sum((1, 2, 3)), x.sum().expand(4), rtol=1e-5)
     with pytest.raises(ParameterError, match="single-channel"):
         sample_perturbation(torch.rand(2, 1, 4, 4), 0.5)
+
+
+def test_radius_conversion_between_cost_per_mass_and_pixels():
+    """The talk's radius 0.01 (cost d^2 per unit of ink) is W2 = 0.1 px, and a digit moved by
+    3 px all at once has W2 = 3 px, so its radius is 9; back and forth gives the input."""
+    assert radius_to_distance(0.01) == pytest.approx(0.1)
+    x = torch.zeros(1, 1, 8, 8)
+    x[0, 0, 2, 1] = 1.0
+    w2 = float(w2_exact(x, torch.roll(x, 3, -1))[0])
+    assert distance_to_radius(w2) == pytest.approx(9.0)
+    assert radius_to_distance(0.25, p=1.0) == pytest.approx(0.25)
+    radii = torch.tensor([0.001, 0.01, 0.1, 1.0])
+    torch.testing.assert_close(distance_to_radius(radius_to_distance(radii)), radii.double())
+    with pytest.raises(ParameterError, match="radius"):
+        radius_to_distance(-0.1)
+    with pytest.raises(ParameterError, match="distance"):
+        distance_to_radius(torch.tensor([float("nan")]))
+    with pytest.raises(ParameterError, match="p="):
+        radius_to_distance(1.0, p=0.0)
+
+
+def test_intensity_histogram_distance_does_not_see_where_the_ink_is():
+    """The talk code's distance: 0 for a shifted or a 90-degree rotated digit (same pixel
+    values), positive for a digit drawn with other intensities; the spatial W2 sees the
+    shift and the rotation."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.zeros(1, 1, 12, 12)
+    x[0, 0, 3:8, 4:6] = torch.rand(5, 2, generator=g)
+    shifted, rotated = torch.roll(x, 3, -1), torch.rot90(x, 1, (2, 3))
+    other = x * 0.5
+    d = intensity_wasserstein(x, torch.cat([shifted, rotated, other]))
+    assert d[0] == 0 and d[1] == 0 and d[2] > 0.01
+    assert (w2_exact(x, torch.cat([shifted, rotated])) > 1.0).all()
+    # scipy on the two histograms directly, for the third pair
+    edges = np.linspace(0, 1, 257)
+    centres = (edges[:-1] + edges[1:]) / 2
+    ref = stats.wasserstein_distance(
+        centres, centres, np.histogram(x.numpy(), edges)[0], np.histogram(other.numpy(), edges)[0]
+    )
+    assert float(d[2]) == pytest.approx(ref)
+    with pytest.raises(ParameterError, match=r"\[0, 1\]"):
+        intensity_wasserstein(x, x * 3)
