@@ -665,21 +665,83 @@ display(Markdown(ledger.markdown()))
 # %% [markdown]
 # ## Exercises
 #
-# 1. Rerun with `-p lam 1000 -p n_attack_paper 0`, the paper's $\lambda$ for the main
-#    attack. Look at the projections of {numref}`fig-sinkhorn-projection` at that
-#    $\lambda$: where does the budget go?
-# 2. With `kernel_size = 3` mass can only move one pixel per projection. How does the
-#    accuracy-radius curve change, and why can PGD still move mass further over several
-#    iterations?
-# 3. Stop the projection early (`proj_iter = 5`). Our output still conserves mass; does
-#    it still lie in the ball by POT? Compare with $z = w + \beta/\lambda$ after 5
-#    iterations.
-# 4. Give the random classifier 100 classes instead of 10. Do its labels flip more
-#    easily, and do the perturbations get larger or smaller?
-# 5. Wu et al. attack at one fixed radius for 300 iterations. Rerun with
-#    `-p eps_factor 1.0 -p eps0 0.5 -p n_iter 300`: which attack is strongest with that
-#    budget, and how far does projected Sinkhorn's clipping take its images out of the ball?
+# Each exercise says what you should see. Its worked solution follows it, hidden: the toggle
+# beside it shows the code, which ran with the rest of the chapter on the objects computed
+# above (so its numbers are this run's), and its output.
 #
+# **1. The paper's $\lambda$.** Project the target $w$ of {numref}`fig-sinkhorn-projection`
+# (the digit moved two pixels right) onto the ball of radius 1 with $\lambda$ = `lam_paper`
+# and with our `lam`. *You should see* the paper's smaller $\lambda$ end farther from $w$: its
+# plan is more entropic, spreading each pixel's mass over the window, and a spread plan pays
+# more transport for the same change, so less of the budget goes into moving towards $w$.
+
+
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the solution", "code_prompt_hide": "Hide the solution"}
+# Solution 1: the radius-1 projection at the paper's lambda, beside the chapter's at ours
+def moved_towards_w(z):
+    return ((z - w0).norm() / (x0 - w0).norm()).item()
+
+
+z_paper, info_paper = project_wasserstein_ball(
+    w0.double(), x0.double(), 1.0, lam=lam_paper, kernel_size=5, max_iter=300, tol=1e-6, return_info=True
+)
+for lam_try, z_try, info_try in ((lam_paper, z_paper, info_paper), (lam, demo[1][1], demo[1][2])):
+    print(
+        f"lambda {lam_try:7.0f}: ||z - w|| / ||x - w|| = {moved_towards_w(z_try):.4f}, "
+        f"plan cost {info_try['cost'].item():.4f}, exact W2^2 {w2_exact(x0, z_try).item() ** 2:.4f}"
+    )
+
+# %% [markdown]
+# **2. A window of 3 pixels.** With `kernel_size = 3` a plan moves mass at most one pixel.
+# Project $w$, two pixels away from $x$, onto the ball of radius 4 of
+# {numref}`fig-sinkhorn-projection` (large enough to reach it) with a window of 3 pixels, and
+# compare with the figure's window of 5. *You should see* the 5-pixel window reach $w$ almost
+# exactly and the 3-pixel window stop short, however large the radius: one projection cannot
+# carry mass farther than its window. PGD still moves mass farther, since each of its
+# iterations projects again from where the last one ended.
+
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the solution", "code_prompt_hide": "Hide the solution"}
+# Solution 2: the radius-4 projection with a 3-pixel window, beside the figure's 5-pixel one
+z_3 = project_wasserstein_ball(w0.double(), x0.double(), 4.0, lam=lam, kernel_size=3, max_iter=300, tol=1e-6)
+print(f"window 3 x 3: ||z - w|| / ||x - w|| = {moved_towards_w(z_3):.4f}")
+print(f"window 5 x 5: ||z - w|| / ||x - w|| = {moved_towards_w(demo[2][1]):.4f}")
+
+# %% [markdown]
+# **3. Stopping the projection early.** Project $w$ onto the ball of radius 1 with at most 5
+# iterations and compare with the converged projection of the figure. *You should see* the
+# mass conserved to rounding in both and the early stop inside the ball (our iterations never
+# leave it) but short of its boundary, where the converged projection of a target outside
+# the ball lies: after 5 iterations the image is a point of the ball, not yet the nearest
+# one to $w$.
+
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the solution", "code_prompt_hide": "Hide the solution"}
+# Solution 3: five iterations against the converged projection
+z_5 = project_wasserstein_ball(w0.double(), x0.double(), 1.0, lam=lam, kernel_size=5, max_iter=5, tol=1e-6)
+for label, z_i in (("5 iterations", z_5), ("converged", demo[1][1])):
+    mass = abs(z_i.sum().item() / x0.sum().item() - 1)
+    print(
+        f"{label:>12}: relative mass error {mass:.1e}, exact W2^2 {w2_exact(x0, z_i).item() ** 2:.4f} (radius 1)"
+    )
+
+# %% [markdown]
+# **4. A random classifier with 100 classes.** Attack a random classifier with 100 classes
+# instead of `n_random_classes`, on the same digits, radius and iterations. *You should see* more
+# labels flip: with ten times more classes the regions of each label are smaller, so a
+# perturbation of the same size crosses a boundary more often.
+
+# %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the solution", "code_prompt_hide": "Hide the solution"}
+# Solution 4: the random-classifier attack with 100 classes
+rnd_100 = random_classifier(x.shape[1], 100, seed=seed, device=dev)
+_, _, flipped_100 = wasserstein_pgd(
+    rnd_100, xr, None, eps0=random_eps, eps_factor=1.0, alpha=alpha, lam=lam,
+    kernel_size=kernel_size, max_iter=random_iter, proj_iter=proj_iter,
+)  # fmt: skip
+print(f"label changed: {flipped.float().mean().item():.4f} with {n_random_classes} classes, ")
+print(
+    f"               {flipped_100.float().mean().item():.4f} with 100 classes ({len(xr)} digits, radius {random_eps})"
+)
+
+# %% [markdown]
 # ## References
 #
 # ```{bibliography}
