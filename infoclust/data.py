@@ -292,8 +292,11 @@ def load_first_available(
     """
     if isinstance(names, str) or not names:
         raise ParameterError(f"names={names!r} must be a non-empty list of data set names")
-    for name in names:
-        check_choice("names", name, DATASETS)
+    for name in names:  # named as the data set it is (a chapter's parameter dataset) and where it is
+        if name not in DATASETS:
+            raise ParameterError(
+                f"dataset={name!r} (of names={list(names)!r}) is not one of {list(DATASETS)}"
+            )
     for name, stand_in in zip(names[:-1], names[1:]):
         try:
             return (name, *load_dataset(name, **kwargs))

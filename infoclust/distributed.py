@@ -37,6 +37,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import pickle
 import queue
 import socket
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -523,8 +524,33 @@ def fit_in_processes(
     seed), so they train data-parallel as under ``torchrun``; CPU processes, gloo, ``threads``
     threads each (see :func:`spawn`). For checking that W processes reproduce one, and for
     measuring them, on one machine.
+
+    Raises :class:`ParameterError` or ``TypeError`` here, before any process starts, for an
+    ``estimator`` that is not a scikit-learn estimator (no ``fit`` and ``get_params``), a
+    parameter of it that cannot be sent to a process (e.g. a lambda ``g``: processes are
+    spawned, so everything travels pickled), and bad ``world`` or ``threads``.
     """
+    if not (callable(getattr(estimator, "fit", None)) and callable(getattr(estimator, "get_params", None))):
+        raise TypeError(
+            "estimator must be a scikit-learn estimator (with fit and get_params), "
+            f"got {type(estimator).__name__}"
+        )
+    for name, value in estimator.get_params(deep=False).items():
+        _check_picklable(name, value)
     return spawn(_fit_copy, world, estimator, x, y, fit_params, threads=threads)[0]
+
+
+def _check_picklable(name: str, value: Any) -> None:
+    """Raise :class:`ParameterError` naming ``name`` if ``value`` cannot be sent to a spawned process."""
+    if torch.is_tensor(value) or isinstance(value, np.ndarray):
+        return
+    try:
+        pickle.dumps(value)
+    except Exception as err:  # pickling raises several types (PicklingError, AttributeError, TypeError)
+        raise ParameterError(
+            f"{name}={value!r:.80} cannot be sent to the spawned processes ({type(err).__name__}: {err}); "
+            f"define it at a module's top level (not a lambda or a function inside a function)"
+        ) from None
 
 
 def spawn(
@@ -539,6 +565,11 @@ def spawn(
     raised here with its traceback. Results are returned in rank order and must be picklable.
     """
     world = check_int("world", world, 1)
+    if threads is not None:
+        check_int("threads", threads, 1)
+    _check_picklable("fn", fn)
+    for i, arg in enumerate(args):
+        _check_picklable(f"args[{i}]", arg)
     ctx = torch.multiprocessing.get_context("spawn")
     results = ctx.Queue()
     procs = torch.multiprocessing.start_processes(

@@ -81,6 +81,12 @@ def _as_matrix(name: str, x, device: torch.device) -> torch.Tensor:
         )
     x = x.to(device=device, dtype=torch.float32).contiguous()
     check_finite(name, x)
+    largest, bound = float(x.abs().max()), math.sqrt(torch.finfo(torch.float32).max / (4 * x.shape[1]))
+    if largest > bound:  # |x|^2 - 2 x.c + |c|^2 must stay finite in float32
+        raise ParameterError(
+            f"{name} holds values up to {largest:.3g}: their squared distances overflow float32, in which "
+            f"KMeans computes (at most {bound:.3g} for {x.shape[1]} features); scale {name} down"
+        )
     return x
 
 

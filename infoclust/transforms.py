@@ -346,6 +346,8 @@ class PerturbationPool(Transform):
                         raise ParameterError(
                             f"g changed the batch shape {tuple(xb.shape)} to {tuple(out.shape)}"
                         )
+                    if not bool(torch.isfinite(out).all()):  # the pool would serve them for the whole run
+                        raise ParameterError("g returned NaN or infinite pixels: a pool stores finite copies")
                     parts.append(out.detach())
                     bar.update(len(xb))
                 copies.append(torch.cat(parts))

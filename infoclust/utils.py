@@ -492,6 +492,10 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise ParameterError(f"device={device!r} but CUDA is not available here; use 'auto' or 'cpu'")
     if dev.type == "mps" and not torch.backends.mps.is_available():
         raise ParameterError(f"device={device!r} but MPS is not available here; use 'auto' or 'cpu'")
+    if dev.type not in ("cpu", "cuda", "mps"):  # e.g. "meta": tensors without data
+        raise ParameterError(
+            f"device={device!r} is not one the library computes on: 'auto', 'cpu', 'cuda', 'mps'"
+        )
     return dev
 
 
