@@ -629,6 +629,7 @@ def environment_page(build_dir: Path) -> str:
     from .crosscheck import code_path_markdown  # here: crosscheck imports this module
 
     packages = [
+        "infoclust",  # its version: infoclust.__version__ (pyproject's dynamic version)
         "torch",
         "torchvision",
         "numpy",
