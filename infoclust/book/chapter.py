@@ -57,8 +57,18 @@ _TYPES = {"bool": bool, "int": int, "float": float, "str": str}
 class Parameter:
     """One parameter of a chapter: its default and the type its values must have.
 
-    ``kind`` is ``bool``, ``int``, ``float``, ``str``, ``list`` or None (anything); ``item``
-    is the type of a list's items (None: anything); ``optional`` allows None.
+    Parameters
+    ----------
+    name : str
+        The parameter's name.
+    default : object
+        Its value in the parameters cell.
+    kind : type or None
+        ``bool``, ``int``, ``float``, ``str``, ``list`` or None (anything).
+    item : type or None
+        The type of a list's items (None: anything).
+    optional : bool
+        Whether None is allowed.
     """
 
     name: str
@@ -117,6 +127,16 @@ def parameters_of(source: str) -> dict[str, Parameter]:
 
     The cell may hold only assignments of literals to names (``name = value`` or
     ``name: type = value``), comments and blank lines; anything else is a ``ValueError``.
+
+    Parameters
+    ----------
+    source : str
+        The cell's Python source.
+
+    Returns
+    -------
+    dict of str to Parameter
+        Each parameter by name, in the cell's order.
     """
     out = {}
     for node in ast.parse(source).body:
@@ -198,8 +218,28 @@ def check_parameters(
 ) -> dict[str, Any]:
     """Check the parameters in ``namespace`` and convert them in place; return them by name.
 
-    ``injected`` are the names given from outside (papermill's ``-p``); each must be one of
-    ``defaults``. See the module docstring for the rules.
+    See the module docstring for the rules.
+
+    Parameters
+    ----------
+    namespace : mutable mapping
+        The chapter's globals, holding the parameters' values (converted in place).
+    defaults : mapping of str to Parameter
+        The parameters cell's parameters (:func:`parameters_of`).
+    injected : iterable of str
+        The names given from outside (papermill's ``-p``); each must be one of ``defaults``.
+    chapter : str
+        The chapter's name, for the messages.
+    choices : mapping or None
+        Allowed values by parameter name.
+    bounds : mapping or None
+        Intervals by parameter name, as text such as ``"[2, inf)"`` (applied to each item of
+        a list).
+
+    Returns
+    -------
+    dict
+        The checked values by name.
     """
     names = sorted(defaults)
     for name in injected:

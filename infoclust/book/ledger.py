@@ -64,7 +64,13 @@ def _project_root(start: Path) -> Path:
 
 
 def results_dir() -> Path:
-    """Where chapters write their results (see the module docstring)."""
+    """Where chapters write their results (see the module docstring).
+
+    Returns
+    -------
+    Path
+        ``$INFOCLUST_RESULTS_DIR`` when set, else the scratch folder of runs by hand.
+    """
     env = os.environ.get("INFOCLUST_RESULTS_DIR")
     if env:
         return Path(env)
@@ -72,7 +78,20 @@ def results_dir() -> Path:
 
 
 def write_atomic(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically (:func:`infoclust.utils.atomic_write`); return the path."""
+    """Write ``text`` to ``path`` atomically (:func:`infoclust.utils.atomic_write`).
+
+    Parameters
+    ----------
+    path : Path
+        The file to write (its folder is created if missing).
+    text : str
+        Its new content.
+
+    Returns
+    -------
+    Path
+        ``path``.
+    """
     with atomic_write(path) as fh:
         fh.write(text)
     return Path(path)
@@ -85,6 +104,27 @@ class Result:
     ``paper`` is only a number that measures the same thing as ``value`` (same data, same
     protocol); a paper's number from another setting goes into ``context`` as text, shown
     beside the result but never compared with it.
+
+    Parameters
+    ----------
+    name : str
+        What was measured.
+    value : float
+        Our number.
+    unit : str
+        Its unit ("" for none).
+    paper : float or None
+        The paper's number for the same measurement, if any.
+    source : str
+        Where ``paper`` (or the claim) comes from: a paper's table or section.
+    claim : str
+        The claim that ``holds`` tests ("" for a number only reported).
+    holds : bool or None
+        Whether the claim holds; None when there is no claim.
+    seconds : float or None
+        The time the measurement took.
+    context : str
+        Numbers from other settings, as text, never compared.
     """
 
     name: str
@@ -226,15 +266,37 @@ _MARKDOWN_SPECIAL = "\\|*_`[]<>$#"
 
 
 def md_cell(text: Any) -> str:
-    """``text`` escaped for a cell of a Markdown table (pipes, emphasis, math, links)."""
+    """``text`` escaped for a cell of a Markdown table (pipes, emphasis, math, links).
+
+    Parameters
+    ----------
+    text : object
+        The cell's content (converted with ``str``).
+
+    Returns
+    -------
+    str
+        The escaped text, on one line.
+    """
     return "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in str(text))
 
 
 def markdown_table(columns: Sequence[str], rows: Iterable[Sequence[Any]], *, raw: Iterable[str] = ()) -> str:
     """A Markdown table with a header row; every cell is escaped (:func:`md_cell`).
 
-    ``raw`` names the columns whose cells are Markdown already (emphasis, links) and are
-    written as they are.
+    Parameters
+    ----------
+    columns : sequence of str
+        The header.
+    rows : iterable of sequences
+        One sequence of cells per row, as many as ``columns``.
+    raw : iterable of str
+        The columns whose cells are Markdown already (emphasis, links), written as they are.
+
+    Returns
+    -------
+    str
+        The table, one line per row.
     """
     raw = set(raw)
     lines = ["| " + " | ".join(md_cell(c) for c in columns) + " |", "|" + "---|" * len(columns)]
@@ -258,7 +320,18 @@ HOLDS_MARK = {True: "yes", False: "**no**", None: "–"}
 
 def results_markdown(results: list[Result]) -> str:
     """A Markdown table of results (ours, the paper's for the same measurement, its source,
-    whether the claim holds); a column of other settings' numbers when any result has one."""
+    whether the claim holds); a column of other settings' numbers when any result has one.
+
+    Parameters
+    ----------
+    results : list of Result
+        The results, in the order of the rows.
+
+    Returns
+    -------
+    str
+        The table.
+    """
     with_context = any(r.context for r in results)
     columns = [
         "result",
@@ -346,6 +419,16 @@ def read_results_file(path: str | Path) -> dict[str, Any]:
 
     The file must be JSON written by :meth:`Ledger.save`: an object with the run's fields
     (``chapter`` equal to the file's name, ``profile``, ``seed``, ...) and a list of results.
+
+    Parameters
+    ----------
+    path : str or Path
+        The results file (``<chapter>.json``).
+
+    Returns
+    -------
+    dict
+        The run's fields and its ``results``, as written.
     """
     path = Path(path)
     try:
@@ -386,6 +469,16 @@ def load_results(folder: str | Path | None = None) -> list[dict[str, Any]]:
     Raises :class:`ResultsFileError`, naming the file, for a file that is not a chapter's
     results; the book's ledger page reads the folder leniently instead
     (:func:`infoclust.book.build.ledger_page`).
+
+    Parameters
+    ----------
+    folder : str or Path or None
+        The results folder; None: :func:`results_dir`.
+
+    Returns
+    -------
+    list of dict
+        One run per chapter (:func:`read_results_file`), in the order of their file names.
     """
     folder = Path(folder) if folder is not None else results_dir()
     return [read_results_file(p) for p in sorted(folder.glob("*.json"))]
