@@ -154,3 +154,26 @@ def test_inertia_and_paired_difference_are_bit_identical_across_code_paths(one_t
     exec(BITS, here)
     assert here["bits"][0] == NATIVE and lower[0] == lower_code_path()["ATEN_CPU_CAPABILITY"].upper()
     assert here["bits"][1:] == lower[1:]
+
+
+def test_two_seeds_of_a_pooled_g_use_different_random_classifiers():
+    """Each paired seed redraws the random classifier that an attack g perturbs against, and so
+    the copies of a pool filled by it (``g.with_seed(s)``, one pool per seed)."""
+    from infoclust.transforms import PerturbationPool, SinkhornPerturbation
+
+    x = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    g = SinkhornPerturbation(0.3, max_iter=1, proj_iter=2, seed=0)
+
+    def weights(h) -> list[torch.Tensor]:
+        return [p.detach().clone() for p in h.random_classifier.model_for(x).parameters()]
+
+    for a, b in (
+        (g, g.with_seed(1)),
+        (g.with_seed(7), SinkhornPerturbation(0.3, max_iter=1, proj_iter=2, seed=8)),
+    ):
+        wa, wb = weights(a), weights(b)
+        assert len(wa) == len(wb) > 0 and not all(torch.equal(p, q) for p, q in zip(wa, wb))
+    assert all(torch.equal(p, q) for p, q in zip(weights(g.with_seed(5)), weights(g.with_seed(5))))
+    pools = [PerturbationPool(g.with_seed(s), x, 1, verbose=False) for s in (3, 4)]
+    assert not all(torch.equal(p, q) for p, q in zip(weights(pools[0].g), weights(pools[1].g)))
+    assert not torch.equal(pools[0].copies, pools[1].copies)
