@@ -107,10 +107,25 @@ def _toc_files(toc: dict[str, Any]) -> list[str]:
     return files
 
 
+def _read_yaml(path: Path) -> Any:
+    """The YAML file ``path``, or :class:`BuildError` naming it (missing, unreadable, malformed)."""
+    try:
+        return yaml.safe_load(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise BuildError(f"{path} cannot be read as YAML: {err}") from None
+
+
 def chapters(root: Path = ROOT) -> list[str]:
     """Chapter names (``NN_topic``) in the order of ``_toc.yml``."""
-    toc = yaml.safe_load((Path(root) / "_toc.yml").read_text())
-    return [Path(f).name for f in _toc_files(toc) if f.startswith("notebooks/")]
+    path = Path(root) / "_toc.yml"
+    try:
+        files = _toc_files(_read_yaml(path))
+    except (AttributeError, KeyError, TypeError) as err:
+        raise BuildError(
+            f"{path} is not a Jupyter Book table of contents (parts, chapters, file: ...): "
+            f"{type(err).__name__}: {err}"
+        ) from None
+    return [Path(f).name for f in files if f.startswith("notebooks/")]
 
 
 def check_chapter_names(names: list[str] | None, root: Path = ROOT) -> list[str]:
@@ -133,7 +148,7 @@ def check_chapter_names(names: list[str] | None, root: Path = ROOT) -> list[str]
 def chapter_parameters(chapter: str, profile: str, root: Path = ROOT) -> dict[str, Any]:
     """Papermill parameters of ``chapter`` for ``profile``, with ``profile`` itself injected."""
     check_choice("profile", profile, PROFILES)
-    table = yaml.safe_load((Path(root) / "notebooks" / "profiles.yml").read_text()) or {}
+    table = _read_yaml(Path(root) / "notebooks" / "profiles.yml") or {}
     if chapter not in table:
         raise ParameterError(f"chapter={chapter!r} has no entry in notebooks/profiles.yml")
     params = dict(table[chapter].get(profile) or {})
@@ -178,9 +193,15 @@ def build_lock(build_dir: Path) -> Iterator[Path]:
             fd, depth = _held[build_dir]
             _held[build_dir] = (fd, depth - 1)
         return
-    build_dir.mkdir(parents=True, exist_ok=True)
     path = build_dir / "build.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        build_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as err:  # --build-dir a file, build.lock a folder, no permission
+        raise BuildError(
+            f"cannot lock the build folder {build_dir}: {err.strerror} ({err.filename}); "
+            f"give --build-dir a folder this user may write in"
+        ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -763,6 +784,11 @@ def build_book(
     if profile not in PROFILES:
         raise BuildError(f"profile={profile!r} is not one of {PROFILES}")
     names = check_chapter_names(only, root)
+    for chapter in names:  # every chapter's profile entry, before the first chapter runs
+        try:
+            chapter_parameters(chapter, profile, root)
+        except ParameterError as err:
+            raise BuildError(str(err)) from None
     with build_lock(build_dir):
         timings = _read_timings(build_dir)
         timings["profile"] = profile
