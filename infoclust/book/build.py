@@ -814,6 +814,19 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line ``python -m infoclust.book`` (what ``make book`` and ``make site`` run).
+
+    Parameters
+    ----------
+    argv : list of str or None
+        The arguments (``--help`` lists them); None: ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        The exit status: 0 when the site was built and the ledger is whole, 1 on a failure
+        (printed without a traceback), 130 after Ctrl-C and 143 after SIGTERM.
+    """
     parser = argparse.ArgumentParser(prog="python -m infoclust.book", description=__doc__.split("\n")[0])
     parser.add_argument(
         "--profile",

@@ -417,6 +417,18 @@ def _parse_env(items: list[str]) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line ``python -m infoclust.book.crosscheck`` (what ``make crosscheck`` runs).
+
+    Parameters
+    ----------
+    argv : list of str or None
+        The arguments (``--help`` lists them); None: ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        The process's exit status.
+    """
     parser = argparse.ArgumentParser(
         prog="python -m infoclust.book.crosscheck", description=__doc__.split("\n")[0]
     )
