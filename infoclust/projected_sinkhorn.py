@@ -165,6 +165,16 @@ def lambertw(x: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------
 
 
+def _windows(a: torch.Tensor, k: int, fill: float) -> torch.Tensor:
+    """The k x k windows of ``a`` (N, C, H, W) as (N, C, k*k, H*W), ``fill`` outside the image
+    (the layout of ``F.unfold``, from strided views of the padded images: one copy)."""
+    n, c, h, w = a.shape
+    r = k // 2
+    padded = F.pad(a, (r, r, r, r), value=fill)
+    win = padded.unfold(2, k, 1).unfold(3, k, 1)  # (N, C, H, W, k, k)
+    return win.permute(0, 1, 4, 5, 2, 3).reshape(n, c, k * k, h * w)
+
+
 def _window_exp(a: torch.Tensor, logk: torch.Tensor, k: int):
     """Shifted exponentials of the k x k windows: ``exp(log K_o - a_{q+o} - top_q)``.
 
@@ -175,10 +185,7 @@ def _window_exp(a: torch.Tensor, logk: torch.Tensor, k: int):
     1e-34 relative to the largest), its sums over the window (N, C, H*W) and the log-sum-exp
     ``L_q = log sum_o exp(log K_o - a_{q+o})`` (``-inf`` where the whole window is empty).
     """
-    n, c, h, w = a.shape
-    r = k // 2
-    win = F.unfold(F.pad(-a.reshape(n * c, 1, h, w), (r, r, r, r), value=float("-inf")), k)
-    win = win.view(n, c, k * k, h * w).add_(logk[:, None])
+    win = _windows(-a, k, float("-inf")).add_(logk[:, None])
     top = win.amax(2, keepdim=True)
     top0 = torch.where(torch.isfinite(top), top, 0.0)
     win.sub_(top0).clamp_min_(_log_tiny(win.dtype)).exp_()
@@ -187,27 +194,31 @@ def _window_exp(a: torch.Tensor, logk: torch.Tensor, k: int):
     return win, total, lse
 
 
-def _window_lse(a: torch.Tensor, logk: torch.Tensor, k: int) -> torch.Tensor:
-    r"""Local product of the kernel with :math:`e^{-a}`, as a log, for every pixel q:
-    :math:`L_q = \log \sum_o \exp(\log K_o - a_{q+o})` over the k x k window offsets ``o``,
-    shape (N, C, H*W) (see :func:`_window_exp`)."""
-    return _window_exp(a, logk, k)[2]
+def _window_plan(beta: torch.Tensor, logk: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Wong et al.'s alpha block as a plan: the window weights
+    :math:`\\pi_{q,o} = K_o e^{-\\beta_{q+o}} / \\sum_{o'} K_{o'} e^{-\\beta_{q+o'}}` (rows sum
+    to 1), shape (N, C, k*k, H*W), and :math:`L_q` of :func:`_window_exp`."""
+    win, total, lse = _window_exp(beta, logk, k)
+    return win.div_(total[:, :, None].clamp_min(torch.finfo(win.dtype).tiny)), lse
 
 
 @dataclass
-class _RowPlan:
-    """The plan of an alpha step, :math:`\\Pi_{q,o} = x_q \\pi_{q,o}`, summarised per pixel q.
+class _Rows:
+    """The rows of an alpha step's plan, :math:`\\Pi_{q,o} = x_q \\pi_{q,o}`, summarised per pixel q,
+    each (N, C, H*W): ``lse`` is :math:`L_q = \\log \\sum_o K_o e^{-\\beta_{q+o}}`, ``cost`` and
+    ``cost2`` the means of :math:`C_o` and :math:`C_o^2` under :math:`\\pi_{q,\\cdot}`,
+    ``pi_log_pi`` :math:`\\sum_o \\pi_{q,o}\\log\\pi_{q,o}` (only when asked for) and ``stay``
+    the weight :math:`\\pi_{q,0}` of offset (0, 0)."""
 
-    ``pi`` holds the window weights :math:`\\pi_{q,o}` (rows sum to 1), shape
-    (N, C, k*k, H*W); ``lse`` is :math:`L_q` of :func:`_window_exp`.
-    """
-
-    pi: torch.Tensor
     lse: torch.Tensor
+    cost: torch.Tensor
+    cost2: torch.Tensor
+    stay: torch.Tensor
+    pi_log_pi: torch.Tensor | None = None
 
-    def per_offset(self, xs: torch.Tensor) -> torch.Tensor:
-        """Mass moved by each offset, summed over pixels and channels, (N, k*k)."""
-        return torch.einsum("ncoq,ncq->no", self.pi, xs)
+    def moved(self, xs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:math:`\\langle \\Pi, C\\rangle` and :math:`\\langle \\Pi, C^2\\rangle` per image, (N,)."""
+        return (xs * self.cost).sum((1, 2)), (xs * self.cost2).sum((1, 2))
 
     def entropy(self, xs: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """:math:`\\sum \\Pi \\log \\Pi` of :math:`t \\Pi + (1 - t)\\,\\mathrm{diag}(x)` per image, float64.
@@ -217,9 +228,8 @@ class _RowPlan:
         ``H = sum_q x_q (log x_q + sum_o pi log pi)`` and ``m_q = t d_q + (1 - t) x_q``.
         """
         x64 = xs.double()
-        pi_log_pi = torch.xlogy(self.pi, self.pi).sum(2).double()  # sum_o pi log pi
-        rows = torch.xlogy(x64, x64) + x64 * pi_log_pi
-        stay = x64 * self.pi[:, :, self.pi.shape[2] // 2].double()  # d_q
+        rows = torch.xlogy(x64, x64) + torch.where(x64 > 0, x64 * self.pi_log_pi.double(), 0.0)
+        stay = x64 * self.stay.double()  # d_q
         t = t.double().view(-1, 1, 1)
         mixed = t * stay + (1 - t) * x64
         out = (
@@ -230,17 +240,132 @@ class _RowPlan:
         return out.sum((1, 2))
 
 
-def _alpha_step(beta: torch.Tensor, log_x: torch.Tensor, logk: torch.Tensor, k: int, shape) -> tuple:
-    """Wong et al.'s alpha block, :math:`\\alpha = \\log(K e^{-\\beta}) - \\log x`: the rows
-    of the plan sum to ``x``. Returns alpha (+inf where x = 0) and the plan (:class:`_RowPlan`)."""
-    win, total, lse = _window_exp(beta.view(shape), logk, k)
-    return lse - log_x, _RowPlan(win.div_(total[:, :, None].clamp_min(torch.finfo(win.dtype).tiny)), lse)
+class _WindowKernel:
+    """The local kernel :math:`K_o = e^{-\\psi C_o - 1}` on the k x k windows, any cost ``C``:
+    every window term formed explicitly (:func:`_window_exp`). The reference, and the path
+    for costs that do not factorise over the axes (``p != 2``)."""
+
+    def __init__(self, psi: torch.Tensor, cost: torch.Tensor, k: int) -> None:
+        self.psi, self.cost, self.k = psi, cost, k
+        self.logk = _log_kernel(psi, cost)
+
+    def lse(self, a: torch.Tensor, support: torch.Tensor, reach: torch.Tensor) -> torch.Tensor:
+        """:math:`\\log \\sum_o K_o e^{-a_{q+o}}`, (N, C, H*W), from ``a`` (N, C, H, W) (``support``
+        and ``reach`` are not needed: every window is summed term by term)."""
+        return _window_exp(a, self.logk, self.k)[2]
+
+    def rows(self, beta: torch.Tensor, entropy: bool = False) -> _Rows:
+        """:class:`_Rows` of the alpha step at ``beta`` (N, C, H, W)."""
+        pi, lse = _window_plan(beta, self.logk, self.k)
+        c = self.cost.view(1, 1, -1, 1)
+        pi_log_pi = torch.xlogy(pi, pi).sum(2) if entropy else None
+        return _Rows(lse, (pi * c).sum(2), (pi * c * c).sum(2), pi[:, :, self.k * self.k // 2], pi_log_pi)
+
+
+_SEPARABLE_FLOOR = 1e-280  # a window sum below it may have lost terms to underflow: solved again exactly
+
+
+def _axis_sums(
+    v: torch.Tensor, weights: torch.Tensor, dim: int, powers: tuple[int, ...]
+) -> list[torch.Tensor]:
+    """Along ``dim`` (2 or 3) of ``v`` (N, C, H, W), the sums :math:`\\sum_{|d| \\le r} e^{-\\psi d^2}
+    d^{2m} v_{i+d}` (zero outside the image) for each m in ``powers``; ``weights`` (3, r, N, 1, 1, 1)
+    holds :math:`e^{-\\psi d^2} d^{2m}` for m = 0, 1, 2 and d = 1..r. The pairs +d, -d are summed first."""
+    r, size = weights.shape[1], v.shape[dim]
+    padded = F.pad(v, (r, r) if dim == 3 else (0, 0, r, r))
+    pairs = [padded.narrow(dim, r + d, size) + padded.narrow(dim, r - d, size) for d in range(1, r + 1)]
+    out = []
+    for m in powers:
+        total = v if m == 0 else pairs[0] * weights[m, 0]
+        for d in range(0 if m == 0 else 1, r):
+            total = torch.addcmul(total, pairs[d], weights[m, d])
+        out.append(total)
+    return out
+
+
+class _SeparableKernel:
+    """The kernel of the squared pixel distance (p = 2), :math:`K_o = e^{-1} e^{-\\psi d_i^2}
+    e^{-\\psi d_j^2}`: every window sum of :class:`_WindowKernel` as two passes of 1-D sums
+    (:func:`_axis_sums`), on :math:`e^{-a}` scaled by its largest entry per image (float64).
+
+    The scaled terms lie in [0, 1] and only those below about 1e-300 are lost (or clamped
+    there, :func:`_exp`); where a window sum that should hold a term comes out below
+    ``_SEPARABLE_FLOOR`` (``a`` spread over more than about 640 within an image), the image
+    is solved again by :class:`_WindowKernel`. Elsewhere the two agree to rounding.
+    """
+
+    def __init__(self, psi: torch.Tensor, cost: torch.Tensor, k: int) -> None:
+        self.psi, self.cost, self.k = psi, cost, k
+        d2 = torch.arange(1, k // 2 + 1, dtype=psi.dtype, device=psi.device).view(-1, 1) ** 2
+        base = torch.exp(-d2 * psi.view(1, -1))  # (r, N)
+        self.weights = torch.stack((base, base * d2, base * d2 * d2)).view(3, len(d2), -1, 1, 1, 1)
+
+    @staticmethod
+    def _scaled(a: torch.Tensor, support: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """:math:`e^{-a - s}` with the shift ``s`` (N, 1, 1, 1) of the largest term to 1; ``support``
+        (float, 0 or 1) marks where ``a`` is finite (None: everywhere), the others give 0."""
+        shift = a.flatten(1).amin(1).neg_()
+        shift = torch.where(torch.isfinite(shift), shift, 0.0).view(-1, 1, 1, 1)
+        scaled = _exp(-a - shift)
+        return scaled if support is None else scaled.mul_(support), shift
+
+    def _redo(self, sums: torch.Tensor, reach: torch.Tensor | None) -> torch.Tensor:
+        """Images (indices) where a window that holds a term (``reach``; None: every window)
+        summed below the floor."""
+        low = ~(sums >= _SEPARABLE_FLOOR)
+        if reach is not None:
+            low &= reach
+        return low.flatten(1).any(1).nonzero().flatten()
+
+    def lse(self, a: torch.Tensor, support: torch.Tensor, reach: torch.Tensor) -> torch.Tensor:
+        """:math:`\\log \\sum_o K_o e^{-a_{q+o}}`, (N, C, H*W), from ``a`` (N, C, H, W), finite
+        where ``support`` (float, 0 or 1) and +inf elsewhere; ``reach`` (bool) marks the windows
+        that hold some of the support."""
+        n, c, h, w = a.shape
+        v, shift = self._scaled(a, support)
+        (cols,) = _axis_sums(v, self.weights, 3, (0,))
+        (sums,) = _axis_sums(cols, self.weights, 2, (0,))
+        out = torch.log(sums).add_(shift - 1.0).view(n, c, h * w)  # log 0 = -inf: nothing in reach
+        redo = self._redo(sums, reach)
+        if len(redo):
+            out[redo] = _WindowKernel(self.psi[redo], self.cost, self.k).lse(a[redo], support, reach)
+        return out
+
+    def rows(self, beta: torch.Tensor, entropy: bool = False) -> _Rows:
+        """:class:`_Rows` of the alpha step at ``beta`` (N, C, H, W), every entry finite."""
+        n, c, h, w = beta.shape
+        v, shift = self._scaled(beta, None)
+        c0, c1, c2 = _axis_sums(v, self.weights, 3, (0, 1, 2))  # factors d_j^{2m}
+        s00, s10, s20 = _axis_sums(c0, self.weights, 2, (0, 1, 2))  # factors d_i^{2m} d_j^0
+        s01, s11 = _axis_sums(c1, self.weights, 2, (0, 1))
+        (s02,) = _axis_sums(c2, self.weights, 2, (0,))
+        inv = 1.0 / s00.clamp_min(_SEPARABLE_FLOOR)
+        flat = (n, c, h * w)
+        lse = (torch.log(s00) + shift - 1.0).view(flat)
+        cost = ((s10 + s01) * inv).view(flat)  # C = d_i^2 + d_j^2
+        cost2 = ((s20 + 2 * s11 + s02) * inv).view(flat)
+        rows = _Rows(lse, cost, cost2, (v * inv).view(flat))
+        if entropy:  # sum_o pi log pi = -psi E[C] - 1 - E[beta_{q+o}] - L_q
+            (vb,) = _axis_sums(v * beta, self.weights, 3, (0,))
+            (mean_beta,) = _axis_sums(vb, self.weights, 2, (0,))
+            rows.pi_log_pi = -self.psi.view(-1, 1, 1) * cost - 1.0 - (mean_beta * inv).view(flat) - lse
+        redo = self._redo(s00, None)
+        if len(redo):
+            exact = _WindowKernel(self.psi[redo], self.cost, self.k).rows(beta[redo], entropy)
+            for name in ("lse", "cost", "cost2", "stay") + (("pi_log_pi",) if entropy else ()):
+                getattr(rows, name)[redo] = getattr(exact, name)
+        return rows
+
+
+def _kernel(psi: torch.Tensor, cost: torch.Tensor, k: int, p: float) -> _WindowKernel | _SeparableKernel:
+    """The fastest exact way to apply the local kernel of ``psi``: separable for p = 2."""
+    return _SeparableKernel(psi, cost, k) if p == 2.0 else _WindowKernel(psi, cost, k)
 
 
 def _beta_step(lse: torch.Tensor, ws: torch.Tensor, lam: float) -> torch.Tensor:
     """Wong et al.'s beta block, :math:`\\beta = W_0(\\lambda e^{\\lambda w} \\odot K^T e^{-\\alpha})
     - \\lambda w`, by :func:`lambertw_exp` on the log of its argument; ``lse`` is
-    :math:`\\log K^T e^{-\\alpha}` (:func:`_window_lse` of alpha)."""
+    :math:`\\log K^T e^{-\\alpha}` (the kernel's ``lse`` of alpha)."""
     return lambertw_exp(math.log(lam) + lam * ws + lse) - lam * ws
 
 
@@ -265,17 +390,16 @@ def _dual_objective(alpha, beta, psi, xs, ws, eps, lam: float) -> torch.Tensor:
     return 0.5 * lam * (sq_w - sq_z) - psi.double() * eps.double() - inner_alpha_x - x64.sum((1, 2))
 
 
-def _newton_psi(psi: torch.Tensor, per_offset: torch.Tensor, cost: torch.Tensor, eps: torch.Tensor):
+def _newton_psi(psi: torch.Tensor, moved: tuple[torch.Tensor, torch.Tensor], eps: torch.Tensor):
     """Wong et al.'s psi block: one Newton step on the dual, kept >= 0.
 
     :math:`g'(\\psi) = \\langle \\Pi, C\\rangle - \\varepsilon`,
-    :math:`g''(\\psi) = -\\langle \\Pi, C^2\\rangle`;
+    :math:`g''(\\psi) = -\\langle \\Pi, C^2\\rangle` (``moved``: the two products, :meth:`_Rows.moved`);
     the step is halved (at most 7 times, as the reference code) while it would make psi
     negative, then psi is clipped at 0.
     """
-    slope = (per_offset * cost).sum(1) - eps
-    curvature = (per_offset * cost * cost).sum(1)
-    delta = slope / curvature.clamp_min(torch.finfo(psi.dtype).tiny)
+    slope = moved[0] - eps
+    delta = slope / moved[1].clamp_min(torch.finfo(psi.dtype).tiny)
     t = torch.ones_like(psi)
     for _ in range(7):
         neg = psi + t * delta < 0
@@ -301,7 +425,7 @@ def _log_kernel(psi: torch.Tensor, cost: torch.Tensor) -> torch.Tensor:
     return -psi.view(-1, 1, 1) * cost.view(1, -1, 1) - 1.0
 
 
-_CHECK_EVERY = 5  # iterations between two certificates of convergence (each costs about two iterations)
+_CHECK_EVERY = 5  # iterations between two certificates of convergence (each costs about one iteration)
 
 
 @dataclass
@@ -310,7 +434,8 @@ class _Certificate:
 
     z: torch.Tensor  # (N, C, H*W) unit-mass output, in the ball
     t: torch.Tensor  # (N,) mixing weight with "stay in place" (1: none needed)
-    plan: _RowPlan
+    beta: torch.Tensor  # (N, C, H*W) and (N,): the dual point whose alpha step gives the plan
+    psi: torch.Tensor
     cost: torch.Tensor  # (N,) transport cost of the mixed plan, per unit mass
     objective: torch.Tensor  # (N,) dual value g (lambda-scaled)
     gap: torch.Tensor  # (N,) certified distance to the converged projection, relative
@@ -319,7 +444,7 @@ class _Certificate:
 
 @dataclass
 class _Problem:
-    """The data of one projection, in float64 for the certificates."""
+    """The data of one projection, in float64."""
 
     xs: torch.Tensor
     ws: torch.Tensor
@@ -328,12 +453,19 @@ class _Problem:
     cost: torch.Tensor
     lam: float
     k: int
+    p: float
     shape: tuple
     scale: torch.Tensor  # ||w - x|| per image (unit mass), the unit of the gap
+    support: torch.Tensor  # (N, C, H, W) float64: 1 where x > 0, else 0
+    reach: torch.Tensor  # (N, C, H, W) bool: pixels within the window of some x > 0
     tol: float = 0.0
 
-    def certify(self, beta: torch.Tensor, psi: torch.Tensor) -> _Certificate:
-        """Output and duality gap at the dual point (beta, psi), in float64.
+    def kernel(self, psi: torch.Tensor) -> _WindowKernel | _SeparableKernel:
+        return _kernel(psi, self.cost, self.k, self.p)
+
+    def certify(self, beta: torch.Tensor, psi: torch.Tensor, kernel, rows: _Rows) -> _Certificate:
+        """Output and duality gap at the dual point (beta, psi); ``kernel`` is that of psi and
+        ``rows`` the alpha step at beta (:meth:`_WindowKernel.rows` with the entropy).
 
         The alpha step gives a plan whose rows sum to x; mixed with "stay in place" where
         it costs more than eps, it is feasible, with primal value
@@ -342,17 +474,39 @@ class _Problem:
         1-strongly convex in z, so :math:`\\|z - z^\\star\\| \\le \\sqrt{2(P - g/\\lambda)}`.
         """
         n = len(self.xs)
-        beta, psi = beta.double(), psi.double()
-        logk = _log_kernel(psi, self.cost)
-        alpha, plan = _alpha_step(beta, self.log_x, logk, self.k, self.shape)
+        alpha = rows.lse - self.log_x
         objective = _dual_objective(alpha, beta, psi, self.xs, self.ws, self.eps, self.lam)
-        z = _delivered(_window_lse(alpha.view(self.shape), logk, self.k), beta)
-        plan_cost = (plan.per_offset(self.xs) * self.cost).sum(1)
+        z = _delivered(kernel.lse(alpha.view(self.shape), self.support, self.reach), beta)
+        plan_cost = rows.moved(self.xs)[0]
         t = (self.eps / plan_cost.clamp_min(1e-300)).clamp(max=1.0)
         z = self.xs + t.view(n, 1, 1) * (z - self.xs)
-        primal = 0.5 * (self.ws - z).pow(2).sum((1, 2)) + plan.entropy(self.xs, t) / self.lam
+        primal = 0.5 * (self.ws - z).pow(2).sum((1, 2)) + rows.entropy(self.xs, t) / self.lam
         gap = (2 * (primal - objective / self.lam).clamp_min(0.0)).sqrt() / self.scale
-        return _Certificate(z, t, plan, t * plan_cost, objective, gap, gap <= self.tol)
+        return _Certificate(z, t, beta, psi, t * plan_cost, objective, gap, gap <= self.tol)
+
+
+def _project(problem: _Problem, beta: torch.Tensor, psi: torch.Tensor, max_iter: int) -> tuple:
+    """Wong et al.'s projected Sinkhorn iterations from (beta, psi), certified every
+    ``_CHECK_EVERY`` iterations and at the last; returns the last certificate and the
+    iterations run. Each iteration: the alpha step at (beta, psi) (its plan's rows), the beta
+    step with that alpha and kernel, the Newton step on psi from the same plan."""
+    shape = problem.shape
+    kernel = problem.kernel(psi)
+    rows = kernel.rows(beta.view(shape))
+    for it in range(1, max_iter + 1):
+        alpha = rows.lse - problem.log_x
+        beta = _beta_step(
+            kernel.lse(alpha.view(shape), problem.support, problem.reach), problem.ws, problem.lam
+        )
+        psi = _newton_psi(psi, rows.moved(problem.xs), problem.eps)
+        check = it % _CHECK_EVERY == 0 or it == max_iter
+        kernel = problem.kernel(psi)
+        rows = kernel.rows(beta.view(shape), entropy=check)
+        if check:
+            cert = problem.certify(beta, psi, kernel, rows)
+            if bool(cert.converged.all()):
+                break
+    return cert, it
 
 
 def project_wasserstein_ball(
@@ -391,7 +545,11 @@ def project_wasserstein_ball(
 
     Initialisation as the paper: :math:`\\beta = \\log(1/m)`, :math:`\\psi = 1`. The
     products with ``K`` are local: only offsets inside the ``kernel_size`` window carry
-    mass (``F.unfold``), per channel.
+    mass, per channel. For p = 2 the kernel factorises over the axes,
+    :math:`K_o = e^{-1} e^{-\\psi d_i^2} e^{-\\psi d_j^2}`, and each window sum is two passes of
+    1-D sums along the axes (the cost weights :math:`C_o, C_o^2` split the same way), on
+    :math:`e^{-\\beta}` scaled per image; an image whose scaled terms would underflow is
+    summed window by window instead, as every image is for other p.
 
     **Output and stopping rule (ours).** After every alpha step the plan's rows sum to
     ``x`` exactly; its column sums are the candidate output. Where that plan costs more than
@@ -436,15 +594,13 @@ def project_wasserstein_ball(
     tol : float
         Certified distance to the converged projection, relative to ``||w - x||`` (see the
         stopping rule above). The bound is loose: at the default 1e-3, on six MNIST test
-        digits in float32 (``lam = 1000``, 7 x 7 window, radius 0.5; references at
+        digits (float32 iterations, ``lam = 1000``, 7 x 7 window, radius 0.5; references at
         ``tol = 1e-6`` in float64) the measured distance to the converged projection was
         3.6e-4 of ``||w - x||`` (1.4e-4 of the projection's norm, 1.7e-4 at the worst
         pixel; 70 iterations) for a +-0.1 sign step, and 2.9e-4 (3.4e-4, 4.8e-4; 65
         iterations) for the digits moved by two pixels. This library's earlier rule (a
         small relative change of the objective) stopped about 1e-2 away, the authors' code
-        within about 2e-4. In float32 the certificate itself is only good to about 6e-4
-        (rounding), so a smaller ``tol`` may never be certified (it ran to ``max_iter``
-        for the sign step at 2e-4): pass float64 images for tighter tolerances.
+        within about 2e-4. The iterations and the certificate run in float64.
     return_info : bool
         Also return a dict with ``n_iter``, ``converged`` ((N,) bool), ``gap`` (the bound
         :math:`\\sqrt{2 (P - g/\\lambda)} / \\|w - x\\|` per image), ``objective`` (the last
@@ -467,9 +623,8 @@ def project_wasserstein_ball(
 
     Notes
     -----
-    Computation is in float32 for float32 (and half) inputs, float64 for float64 ones; the
-    objectives are summed in float64. Our log-domain updates differ from the reference
-    code as the module docstring says.
+    Computation is in float64 whatever the inputs' dtype (the output takes ``w``'s). Our
+    log-domain updates differ from the reference code as the module docstring says.
     """
     w = check_images("w", w)
     x = check_images("x", x, nonnegative=True)
@@ -480,45 +635,9 @@ def project_wasserstein_ball(
     lam = check_number("lam", lam, 0.0, strict_low=True)
     max_iter = check_int("max_iter", max_iter, 1)
     tol = check_number("tol", tol, 0.0, strict_low=True)
+    eps_t = _as_eps(eps, len(x), x.to(torch.promote_types(w.dtype, torch.float32)))
+    out, cert, it, problem, mass = _projection(w, x, eps_t, lam, kernel_size, p, max_iter, tol)
     n, c, h, width = x.shape
-    shape = (n, c, h, width)
-    k = kernel_size
-    dtype = torch.promote_types(w.dtype, torch.float32)
-    cost = local_cost(k, p, dtype, x.device)  # (k*k,)
-    with torch.no_grad():
-        mass = x.to(dtype).flatten(1).sum(1)
-        mass = torch.where(mass > 0, mass, torch.ones_like(mass)).view(n, 1, 1)
-        xs = x.to(dtype).view(n, c, h * width) / mass
-        ws = w.to(dtype).view(n, c, h * width) / mass
-        eps_t = _as_eps(eps, n, xs)
-        log_x = torch.log(xs)  # -inf on zero pixels
-        x_norm = xs.double().flatten(1).norm(dim=1)
-        scale = torch.maximum((ws - xs).double().flatten(1).norm(dim=1), 1e-3 * x_norm).clamp_min(1e-300)
-        beta = torch.full_like(xs, -math.log(c * h * width))
-        psi = torch.ones(n, dtype=dtype, device=x.device)
-        problem = _Problem(
-            xs.double(),
-            ws.double(),
-            xs.double().log(),
-            eps_t.double(),
-            cost.double(),
-            lam,
-            k,
-            shape,
-            scale,
-            tol,
-        )
-        for it in range(1, max_iter + 1):
-            logk = _log_kernel(psi, cost)
-            alpha, plan = _alpha_step(beta, log_x, logk, k, shape)
-            beta_next = _beta_step(_window_lse(alpha.view(shape), logk, k), ws, lam)
-            psi = _newton_psi(psi, plan.per_offset(xs), cost, eps_t)
-            beta = beta_next
-            if it % _CHECK_EVERY == 0 or it == max_iter:
-                cert = problem.certify(beta, psi)
-                if bool(cert.converged.all()):
-                    break
-        out = (cert.z * mass).view(shape).to(w.dtype)
     if not bool(cert.converged.all()):
         bad = int((~cert.converged).sum())
         warnings.warn(
@@ -531,22 +650,49 @@ def project_wasserstein_ball(
         )
     if not return_info:
         return out
+    k = kernel_size
     d = torch.arange(k, device=x.device) - k // 2
     offsets = torch.stack(torch.meshgrid(d, d, indexing="ij"), -1).view(-1, 2)
     t = cert.t.view(n, 1, 1)
-    full = cert.plan.pi * (t[..., None] * problem.xs[:, :, None])
+    pi, _ = _window_plan(cert.beta.view(problem.shape), _log_kernel(cert.psi, problem.cost), k)
+    full = pi * (t[..., None] * problem.xs[:, :, None])
     full[:, :, (k * k) // 2] += (1 - t) * problem.xs  # offset (0, 0)
     info = {
         "n_iter": it,
         "converged": cert.converged,
         "gap": cert.gap,
         "objective": cert.objective / lam,
-        "psi": psi.to(w.dtype),
+        "psi": cert.psi.to(w.dtype),
         "cost": cert.cost,
-        "plan": (full * mass.double()[..., None]).view(n, c, k * k, h, width).to(w.dtype),
+        "plan": (full * mass[..., None]).view(n, c, k * k, h, width).to(w.dtype),
         "offsets": offsets,
     }
     return out, info
+
+
+@torch.no_grad()
+def _projection(w, x, eps: torch.Tensor, lam: float, k: int, p: float, max_iter: int, tol: float) -> tuple:
+    """:func:`project_wasserstein_ball` on checked arguments (``eps`` one radius per image);
+    returns the output (shape and dtype of ``w``), the last :class:`_Certificate`, the
+    iterations run, the :class:`_Problem` and the images' masses (N, 1, 1), float64."""
+    n, c, h, width = x.shape
+    shape = (n, c, h, width)
+    mass = x.double().flatten(1).sum(1)
+    mass = torch.where(mass > 0, mass, torch.ones_like(mass)).view(n, 1, 1)
+    xs = x.double().view(n, c, h * width) / mass
+    ws = w.double().view(n, c, h * width) / mass
+    x_norm = xs.flatten(1).norm(dim=1)
+    scale = torch.maximum((ws - xs).flatten(1).norm(dim=1), 1e-3 * x_norm).clamp_min(1e-300)
+    cost = local_cost(k, p, torch.float64, x.device)  # (k*k,)
+    support = (xs > 0).double().view(shape)
+    reach = F.max_pool2d(support.view(n * c, 1, h, width), k, 1, k // 2).view(shape) > 0
+    problem = _Problem(
+        xs, ws, torch.log(xs), eps.double(), cost, lam, k, p, shape, scale, support, reach, tol
+    )
+    beta = torch.full_like(xs, -math.log(c * h * width))
+    psi = torch.ones(n, dtype=torch.float64, device=x.device)
+    cert, it = _project(problem, beta, psi, max_iter)
+    return (cert.z * mass).view(shape).to(w.dtype), cert, it, problem, mass
 
 
 # ----------------------------------------------------------------------------------------
@@ -569,12 +715,10 @@ class _SinkhornSteps:
 
     def step(self, rows: torch.Tensor, grad: torch.Tensor, eps: torch.Tensor, t: int) -> None:
         w = self.x_adv[rows] + self.alpha * grad.sign()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            z, info = project_wasserstein_ball(w, self.x[rows], eps, return_info=True, **self.projection)
+        z, cert, _, _, _ = _projection(w, self.x[rows], eps, **self.projection)
         self.x_adv[rows] = z.clamp_(0.0, 1.0)
         self.calls += len(rows)
-        self.unconverged += int((~info["converged"]).sum())
+        self.unconverged += int((~cert.converged).sum())
 
 
 def wasserstein_pgd(
@@ -606,9 +750,9 @@ def wasserstein_pgd(
     ``projection="exact"`` (Wu, Wang and Yu 2020, section 4): the iterate is a transport
     plan of ``x``'s mass; a gradient step of size ``alpha`` on the plan (the loss gradient
     with respect to the plan, divided by its largest entry), the exact projection
-    :func:`infoclust.exact_projection.project_plan` onto the plans of the ball, and
-    :func:`infoclust.exact_projection.fit_in_box`, so every iterate is in the ball and in
-    [0, 1] (``lam``, ``proj_iter`` and ``proj_tol`` are not used).
+    :func:`infoclust.exact_projection.project_plan_in_box` onto the plans of the ball
+    whose images stay in [0, 1], so every iterate is in the ball and in [0, 1] (``lam``,
+    ``proj_iter`` and ``proj_tol`` are not used).
 
     Every ``eps_every`` iterations the radius of each image that is still correct grows
     by ``eps_factor``; an image stops being attacked as soon as it is misclassified, so
@@ -671,8 +815,8 @@ def wasserstein_pgd(
             alpha,
             {
                 "lam": check_number("lam", lam, 0.0, strict_low=True),
-                "kernel_size": kernel_size,
-                "p": p,
+                "k": kernel_size,
+                "p": float(p),
                 "max_iter": check_int("proj_iter", proj_iter, 1),
                 "tol": check_number("proj_tol", proj_tol, 0.0, strict_low=True),
             },

@@ -193,6 +193,43 @@ def test_transport_is_local_and_per_channel():
     assert (z[0, 0, 3:6, 3:6] > 0).sum() > 1
 
 
+@pytest.mark.parametrize("spread", [1.0, 900.0])
+def test_separable_sums_agree_with_the_window_sums(spread):
+    """The p = 2 kernel summed axis by axis gives the window-by-window sums to rounding; with
+    exponents spread over 900 within an image (underflow after scaling) it falls back to them."""
+    from infoclust.projected_sinkhorn import _SeparableKernel, _WindowKernel
+
+    g = torch.Generator().manual_seed(0)
+    beta = spread * (torch.rand(3, 2, 7, 9, generator=g) < 0.9) + torch.rand(3, 2, 7, 9, generator=g)
+    beta = beta.double()
+    alpha = torch.where(torch.rand(beta.shape, generator=g) < 0.6, beta, float("inf"))
+    support = torch.isfinite(alpha).double()
+    reach = torch.nn.functional.max_pool2d(support.view(6, 1, 7, 9), 5, 1, 2).view(beta.shape) > 0
+    psi = torch.tensor([0.0, 0.7, 40.0], dtype=torch.float64)
+    cost = local_cost(5, 2.0)
+    fast, exact = _SeparableKernel(psi, cost, 5), _WindowKernel(psi, cost, 5)
+    a, b = fast.rows(beta, entropy=True), exact.rows(beta, entropy=True)
+    for name in ("lse", "cost", "cost2", "stay", "pi_log_pi"):
+        torch.testing.assert_close(getattr(a, name), getattr(b, name), rtol=1e-10, atol=1e-12, msg=name)
+    la, lb = fast.lse(alpha, support, reach), exact.lse(alpha, support, reach)
+    assert torch.equal(torch.isfinite(la), torch.isfinite(lb)) and torch.equal(
+        torch.isfinite(la), reach.flatten(2)
+    )
+    torch.testing.assert_close(la[torch.isfinite(la)], lb[torch.isfinite(lb)], rtol=1e-10, atol=1e-12)
+
+
+def test_float32_and_float64_images_give_one_projection(digits):
+    """The iterations run in float64 whatever the images' dtype."""
+    x = digits[:3]
+    w = step(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        z32 = project_wasserstein_ball(w, x, 0.3, max_iter=10)
+        z64 = project_wasserstein_ball(w.double(), x.double(), 0.3, max_iter=10)
+    assert z32.dtype == torch.float32
+    torch.testing.assert_close(z32, z64.float())
+
+
 def test_empty_image_projects_to_zero():
     x = torch.zeros(2, 1, 8, 8)
     x[1, 0, 2, 2] = 0.5
