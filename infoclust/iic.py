@@ -383,8 +383,20 @@ def preset(name: str, **overrides: Any) -> dict[str, Any]:
 
     What a chapter or a command line passes to :class:`IIC`: its parameters default to None,
     and those given replace the preset's, e.g. ``preset("cpu", batch_size=64, lr=None)``.
-    Any :class:`IIC` parameter may be overridden; unknown names are refused. A parameter
-    whose None means something (``n_overclusters=None``: no such head) is set apart.
+    A parameter whose None means something (``n_overclusters=None``: no such head) is set
+    apart.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`PRESETS`.
+    **overrides
+        :class:`IIC` parameters; unknown names are refused.
+
+    Returns
+    -------
+    dict
+        Keyword arguments for :class:`IIC`.
     """
     check_choice("preset", name, PRESETS)
     unknown = sorted(set(overrides) - set(IIC().get_params()))

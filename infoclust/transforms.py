@@ -199,8 +199,20 @@ def for_run(g: Callable[[torch.Tensor], torch.Tensor], seed: int) -> Callable[[t
 
     A :class:`Transform` is seeded from stream 1 of ``seed`` (:func:`~infoclust.utils.stream_seed`);
     a :class:`Compose` hands its last transformation stream 1, the one before it stream 2,
-    and so on (:meth:`Compose.with_seed`). Any other callable is returned as it is (it then
-    brings its own randomness).
+    and so on (:meth:`Compose.with_seed`).
+
+    Parameters
+    ----------
+    g : callable
+        A transformation; one that is not a :class:`Transform` brings its own randomness.
+    seed : int
+        The run's seed, in [0, 2**32 - 1].
+
+    Returns
+    -------
+    callable
+        A seeded copy of ``g`` (``g`` itself is not drawn from), or ``g`` if it is not a
+        :class:`Transform`.
     """
     if isinstance(g, Compose):
         return g.with_seed(seed)
@@ -258,7 +270,18 @@ class Compose(Transform):
 
 
 def compose(*transforms: Callable[[torch.Tensor], torch.Tensor]) -> Compose:
-    """``compose(f, g)(x) == g(f(x))``: :class:`Compose` of the transformations, left to right."""
+    """``compose(f, g)(x) == g(f(x))``: the transformations applied left to right.
+
+    Parameters
+    ----------
+    *transforms : callable
+        Batch -> batch of the same shape; at least one.
+
+    Returns
+    -------
+    Compose
+        ``Compose(*transforms)``.
+    """
     return Compose(*transforms)
 
 
@@ -267,6 +290,18 @@ def fingerprint(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
 
     Two images get the same key when their quantised pixels agree (up to a collision of
     probability about N^2 / 2^61).
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Images (N, C, H, W) with values in [0, 1].
+    weights : torch.Tensor
+        (C * H * W,) positive integer weights, one per pixel.
+
+    Returns
+    -------
+    torch.Tensor
+        (N,) int64 keys in [0, 2^61 - 1), on ``x``'s device.
     """
     q = (x.detach().reshape(len(x), -1).float() * 255).round().long()
     key = torch.zeros(len(x), dtype=torch.long, device=x.device)

@@ -186,6 +186,9 @@ def test_folded_random_classifier_computes_the_same_logits(channels, size):
     x = torch.rand(5, channels, size, size, generator=torch.Generator().manual_seed(0))
     torch.testing.assert_close(folded(x), net(x), rtol=1e-4, atol=1e-6)
     assert not any(p.requires_grad for p in folded.parameters()) and not folded.training
+    # the attacks' input gradients too (the folded network runs channels-last)
+    grads = [torch.autograd.grad(m(x.requires_grad_(True))[:, 1].sum(), x)[0] for m in (folded, net)]
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
 
 
 def test_lazy_random_classifier_builds_per_shape_and_draw():
@@ -203,6 +206,18 @@ def test_lazy_random_classifier_builds_per_shape_and_draw():
 
 
 # --------------------------------------------------------------------------- the g contract
+
+#: A tiny IIC for the tests that train with a g.
+TINY = dict(
+    n_clusters=3,
+    n_overclusters=None,
+    n_subheads=1,
+    trunk=((4,), 3),
+    batch_size=16,
+    repeats=1,
+    device="cpu",
+    verbose=False,
+)
 
 
 def _every_g(x):
@@ -279,8 +294,7 @@ def test_compose_seeds_the_last_g_from_stream_one():
 
 def test_iic_checkpoints_every_generator_of_a_composed_g(tmp_path):
     x, _ = ic.load_dataset("digits", n=64)
-    kw = dict(n_clusters=3, n_overclusters=None, n_subheads=1, trunk=((4,), 3), batch_size=16, repeats=1)
-    kw.update(g=Compose(RandomDeformation(0.5), MNISTTransform()), device="cpu", verbose=False, seed=2)
+    kw = dict(TINY, g=Compose(RandomDeformation(0.5), MNISTTransform()), seed=2)
     whole = IIC(**kw, epochs=2).fit(x)
     assert set(whole._generators()) == {"order", "g.0", "g.1"}
     IIC(**kw, epochs=1, checkpoint=str(tmp_path / "iic.pt")).fit(x)
@@ -302,17 +316,5 @@ def test_the_worked_example_of_a_new_g_runs(monkeypatch):
     monkeypatch.setitem(T.TABLE, "RandomShift", (shift.__name__, "a random shift"))
     g = importlib.import_module("infoclust.transforms").RandomShift(1)
     x, y = ic.load_dataset("digits", n=64)
-    model = IIC(
-        3,
-        n_overclusters=None,
-        n_subheads=1,
-        trunk=((4,), 3),
-        g=g,
-        epochs=1,
-        batch_size=16,
-        repeats=1,
-        device="cpu",
-        verbose=False,
-        seed=6,
-    ).fit(x, y)
+    model = IIC(**TINY, g=g, epochs=1, seed=6).fit(x, y)
     assert model.g_.seed == stream_seed(6, 1) and g.seed == 0  # IIC's seed decides its draws

@@ -36,7 +36,18 @@ VERDICT_WORDS = {
 
 
 def interval(d: PairedDifference) -> str:
-    """The confidence interval of ``d`` as text, ``[-0.12, +0.34]`` (signed, two decimals)."""
+    """The confidence interval of a paired difference as text.
+
+    Parameters
+    ----------
+    d : PairedDifference
+        The difference.
+
+    Returns
+    -------
+    str
+        ``[low, high]``, signed, two decimals, e.g. ``[-0.12, +0.34]``.
+    """
     return f"[{d.low:+.2f}, {d.high:+.2f}]"
 
 
@@ -55,6 +66,11 @@ def scores_table(runs: Mapping[str, Sequence[Any]], *, metric: str = "acc", labe
         The :class:`~infoclust.experiment.Run` attribute shown in percent ("acc": accuracy).
     label : str
         Header of the first column.
+
+    Returns
+    -------
+    str
+        A Markdown table (:func:`~infoclust.book.ledger.markdown_table`).
     """
     rows = []
     for name, rs in runs.items():
@@ -91,6 +107,11 @@ def comparison_table(
         A text per name for a last column (e.g. a paper's number from another setting).
     context_label : str
         Header of that column.
+
+    Returns
+    -------
+    str
+        A Markdown table (:func:`~infoclust.book.ledger.markdown_table`), the verdicts in bold.
     """
     if not diffs:
         raise ValueError("diffs is empty: a comparison table needs at least one paired difference")
@@ -132,6 +153,11 @@ def verdict_sentence(
         Unit of the difference.
     words : mapping or None
         The words for each verdict (``{reference}`` is filled in); default :data:`VERDICT_WORDS`.
+
+    Returns
+    -------
+    str
+        The clause, without a final full stop.
     """
     words = dict(VERDICT_WORDS if words is None else words)
     missing = {"improves", "hurts", "cannot tell"} - set(words)
@@ -196,8 +222,18 @@ def record_difference(
 def record(ledger: Ledger, name: str, value: float, *, glue: str | None = None, **kwargs: Any) -> None:
     """:meth:`Ledger.record <infoclust.book.ledger.Ledger.record>`, and with ``glue`` the value glued too.
 
-    ``glue="key"`` makes the recorded number available to the chapter's text as
-    ``{glue:text}`key:.1f``` (MyST-NB's ``glue``, not displayed where it is called).
+    Parameters
+    ----------
+    ledger : Ledger
+        The chapter's ledger.
+    name, value
+        The result's name and value.
+    glue : str or None
+        A key: the recorded number is also glued for the chapter's text, as
+        ``{glue:text}`key:.1f``` (MyST-NB's ``glue``, not displayed where it is called).
+    **kwargs
+        The other arguments of :meth:`~infoclust.book.ledger.Ledger.record` (``unit``,
+        ``claim``, ``holds``, ...).
     """
     ledger.record(name, value, **kwargs)
     if glue is not None:
