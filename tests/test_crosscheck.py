@@ -18,8 +18,10 @@ from infoclust.book.crosscheck import (
     compare_runs,
     crosscheck,
     crosscheck_markdown,
+    main,
 )
 from infoclust.book.ledger import md_cell
+from infoclust.utils import NUM_THREADS_ENV
 from infoclust.codepath import CODE_PATH_ENV, LOWER_CODE_PATH, code_path, lower_code_path
 
 NATIVE = torch.backends.cpu.get_cpu_capability()
@@ -91,6 +93,50 @@ def test_crosscheck_refuses_before_running(tmp_path):
     with pytest.raises(build.BuildError, match="not a chapter of _toc.yml"):
         crosscheck(["01_kmean"], profile="smoke", build_dir=tmp_path, threads=1)
     assert not (tmp_path / "crosscheck").exists()
+
+
+def _results_file(folder, chapter: str, seed: int, results: list, path: dict | None = None) -> None:
+    run = {**_run(chapter, results), "profile": "smoke", "device_name": "CPU", "seed": seed}
+    run.update(started=f"seed {seed}", seconds=1.0, code_path=path or {})
+    (folder / "results").mkdir(parents=True, exist_ok=True)
+    (folder / "results" / f"{chapter}.json").write_text(json.dumps(run))
+
+
+def test_crosscheck_runs_each_chapter_in_the_second_path_and_compares(tmp_path, monkeypatch, capsys):
+    """The flow without kernels: what the chapter's run receives, the comparison, the exit status."""
+    _results_file(tmp_path, "01_kmeans", 3, [("acc", 94.72, False), ("n", 7.0, None)])
+    calls, reported = [], {"cpu_capability": "DEFAULT"}
+
+    def execute(chapter, profile, folder, *, parameters, root, download):
+        calls.append((chapter, profile, parameters, os.environ.get("ATEN_CPU_CAPABILITY"), os.environ["X_T"]))
+        path = {**reported, "torch_threads": int(os.environ[NUM_THREADS_ENV])}
+        _results_file(folder, chapter, parameters["seed"], [("acc", 96.06, True), ("n", 7.0, None)], path)
+
+    monkeypatch.setattr(build, "execute_chapter", execute)
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+    env = {"ATEN_CPU_CAPABILITY": "default", "X_T": "1"}
+    out = crosscheck(
+        ["01_kmeans"], profile="smoke", build_dir=tmp_path, environment=env, threads=1, seed_offset=1000
+    )
+    assert calls == [("01_kmeans", "smoke", {"seed": 1003}, "default", "1")]
+    assert "ATEN_CPU_CAPABILITY" not in os.environ and "X_T" not in os.environ  # restored
+    assert out.parent == tmp_path / "crosscheck" / "smoke_aten-default_x_t-1_threads-1_seeds+1000"
+    rows = json.loads(out.read_text())["chapters"]["01_kmeans"]["rows"]
+    assert [(r["change"], r["holds_here"], r["holds_there"]) for r in rows] == [
+        ("verdict differs", False, True),
+        ("same", None, None),
+    ]
+    page = crosscheck_markdown(tmp_path / "results")
+    assert "| 01\\_kmeans | acc | 94.72 % | 96.06 % | does not hold | holds | **verdict differs** |" in page
+    assert "Stale" not in page
+    _results_file(tmp_path, "01_kmeans", 4, [("acc", 94.72, False)])  # the build reran: the check is stale
+    assert "Stale: the build's results of `01_kmeans` changed" in crosscheck_markdown(tmp_path / "results")
+    argv = ["--chapters", "01_kmeans", "--profile", "smoke", "--build-dir", str(tmp_path), "--threads", "1"]
+    assert main([*argv, "--capability", "native", "--env", "X_T=2"]) == 1  # a verdict differs
+    assert "1 verdicts differ" in capsys.readouterr().out
+    reported["cpu_capability"] = "AVX2"  # a torch that ignores the variable
+    with pytest.raises(build.BuildError, match="not ATEN_CPU_CAPABILITY='default'"):
+        crosscheck(["01_kmeans"], profile="smoke", build_dir=tmp_path, environment=env)
 
 
 @needs_lower

@@ -221,15 +221,16 @@ def crosscheck(
     name = name or crosscheck_name(profile, environment, threads, seed_offset)
     folder = build_dir / "crosscheck" / name
     out = folder / CROSSCHECK_FILE
-    record = _read_file(out)
-    record.update(
-        name=name,
-        profile=profile,
-        environment=environment,
-        threads=threads,
-        seed_offset=seed_offset,
-        chapters=record.get("chapters", {}),
-    )
+    settings = {
+        "profile": profile,
+        "environment": environment,
+        "threads": threads,
+        "seed_offset": seed_offset,
+    }
+    record = _read_file(out)  # the chapters checked before with the same settings are kept
+    if any(record.get(k) != v for k, v in settings.items()):
+        record = {}
+    record = {"name": name, **settings, "chapters": record.get("chapters", {})}
     overrides = {**environment, **({NUM_THREADS_ENV: str(threads)} if threads is not None else {})}
     for chapter in names:
         here = references[chapter]
