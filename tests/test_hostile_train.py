@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 
 import pytest
-import torch
 from test_hostile_common import kept, refused
 
 from infoclust.checkpoint import prepare_output_dir
@@ -39,17 +38,8 @@ ARGS = [
     "8",
     "--device",
     "cpu",
-    "--threads",
-    "1",
     "--quiet",
-]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _keep_threads():
-    threads = torch.get_num_threads()  # main(--threads 1) sets this process's
-    yield
-    torch.set_num_threads(threads)
+]  # no --threads: it would set this process's torch threads, which conftest chose
 
 
 @pytest.fixture(scope="module")

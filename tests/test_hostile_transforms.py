@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from test_hostile_common import refused
 
@@ -20,8 +21,14 @@ def test_a_pool_of_a_g_that_returns_nan():
         PerturbationPool(_nan_g, torch.rand(4, 1, 8, 8), 2, verbose=False)
 
 
-def test_with_seed_on_a_generator():
+def _flip(batch: torch.Tensor) -> torch.Tensor:
+    return batch.flip(-1)
+
+
+@pytest.mark.parametrize("make", [MNISTTransform, lambda: PerturbationPool(_flip, torch.rand(4, 1, 8, 8), 2)])
+def test_with_seed_on_a_generator(make):
     # a generator would be shared by every copy, so their draws would depend on each other
     generator = torch.Generator().manual_seed(0)
+    g = make()
     with refused("seed"):
-        MNISTTransform().with_seed(generator)
+        g.with_seed(generator)
