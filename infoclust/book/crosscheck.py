@@ -235,9 +235,8 @@ def crosscheck(
     for chapter in names:
         here = references[chapter]
         seed = here["seed"] + seed_offset
-        print(
-            f"{_LOG} {chapter}: seed {seed}, {' '.join(f'{k}={v}' for k, v in overrides.items())}", flush=True
-        )
+        shown = " ".join(f"{k}={v}" for k, v in overrides.items())
+        print(f"{_LOG} {chapter}: seed {seed}" + (f", {shown}" if shown else ""), flush=True)
         start = time.perf_counter()
         with _environment(overrides):
             build.execute_chapter(
@@ -245,6 +244,16 @@ def crosscheck(
             )
         there = read_results_file(folder / "results" / f"{chapter}.json")
         _took_effect(chapter, there, environment, threads)
+        changed = sorted(
+            k
+            for k in {**here.get("parameters", {}), **there.get("parameters", {})}
+            if k != "seed" and here.get("parameters", {}).get(k) != there.get("parameters", {}).get(k)
+        )
+        if here.get("parameters") and changed:
+            raise build.BuildError(
+                f"{chapter}: the build ran with other parameters than the check ({', '.join(changed)}): "
+                f"the chapter or its profile changed since; rebuild it (make book PROFILE={profile})"
+            )
         rows = compare_runs(here, there)
         record["chapters"][chapter] = {
             "here": {k: here.get(k) for k in ("seed", "started", "code_path")},
