@@ -88,6 +88,11 @@ def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> Path:
         Target file; its folder is created if missing.
     state : mapping
         Tensors, state dicts, NumPy arrays, numbers, strings, lists, tuples and dicts of them.
+
+    Returns
+    -------
+    Path
+        ``path``.
     """
     path = Path(path)
     with atomic_write(path, "wb") as f:  # temporary file, fsync, rename, folder fsync
@@ -98,8 +103,22 @@ def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> Path:
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_checkpoint` (tensors land on the CPU).
 
-    Raises :class:`FileNotFoundError` for a missing file and :class:`ParameterError` for a
-    file that is not such a checkpoint.
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The checkpoint file.
+
+    Returns
+    -------
+    dict
+        The ``state`` that was saved, its tensors on the CPU.
+
+    Raises
+    ------
+    FileNotFoundError
+        For a missing file.
+    ParameterError
+        For a file that cannot be read or is not an infoclust checkpoint.
     """
     path = Path(path)
     if not path.is_file():
@@ -130,6 +149,16 @@ def rng_states(generators: Mapping[str, torch.Generator]) -> list[dict[str, Any]
     Each entry holds the states of ``generators`` (the estimator's own) and of torch's global
     CPU and CUDA generators, NumPy's and Python's. The library draws only from its own
     generators; the global ones are kept for a user's ``g`` that draws from them.
+
+    Parameters
+    ----------
+    generators : mapping
+        The estimator's own generators, by name.
+
+    Returns
+    -------
+    list of dict
+        One entry per rank, in rank order (one entry outside ``torch.distributed``).
     """
     mine = _local_rng_state(generators)
     if not D.is_distributed():
@@ -153,7 +182,21 @@ def restore_rng_states(states: list[dict[str, Any]], generators: Mapping[str, to
     """Give this rank its random states from :func:`rng_states`'s list.
 
     Resuming with another number of processes is allowed when all saved ranks had the same
-    states (every rank then gets them); otherwise it raises :class:`ParameterError`.
+    states (every rank then gets them).
+
+    Parameters
+    ----------
+    states : list of dict
+        One entry per saved rank, as :func:`rng_states` returns them.
+    generators : mapping
+        The estimator's own generators, by name; each is set to its saved state, as are
+        torch's global CPU (and, with as many devices, CUDA) generators, NumPy's and Python's.
+
+    Raises
+    ------
+    ParameterError
+        When the number of processes changed and the saved ranks' states differ, or when the
+        checkpoint holds no state for one of ``generators``.
     """
     w, r = D.world_size(), D.rank()
     if len(states) != w:
@@ -184,8 +227,21 @@ def check_compatible(
 ) -> None:
     """Raise :class:`ParameterError` naming the first parameter that differs from the checkpoint's.
 
-    ``saved`` and ``current`` map parameter names to their ``repr``; names in ``ignore``
-    (e.g. ``epochs``, which a resumed run may raise, or ``verbose``) may differ.
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The checkpoint, named in the error.
+    saved : mapping
+        The checkpoint's parameters, name to ``repr``.
+    current : mapping
+        The resumed run's parameters, name to ``repr``.
+    ignore : tuple of str
+        Names that may differ (e.g. ``epochs``, which a resumed run may raise, or ``verbose``).
+
+    Raises
+    ------
+    ParameterError
+        At the first name (in sorted order) whose values differ, or that only one side has.
     """
     for name in sorted(set(saved) | set(current)):
         if name in ignore:
@@ -210,6 +266,15 @@ def write_training_state(
     Adds the random states of every rank (:func:`rng_states`, a collective) and the world
     size to ``state`` (the networks, optimisers, history, epoch, parameters), then rank 0
     writes it with :func:`save_checkpoint`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The checkpoint file.
+    state : mapping
+        The estimator's state: networks, optimisers, history, epoch, parameters.
+    generators : mapping
+        The estimator's own generators, by name (:func:`rng_states`).
     """
     full = {**state, "rng": rng_states(generators), "world_size": D.world_size()}
     if D.is_main_process():
@@ -219,10 +284,19 @@ def write_training_state(
 def data_fingerprint(x: torch.Tensor, g: Any = None) -> dict[str, str]:
     """What a run was trained on, as texts a resume compares: the images and the perturbation.
 
-    ``x``: the images as the estimator sees them (after any crop and resize), as their shape,
-    dtype and a SHA-256 hash of their bytes; ``g``: the perturbation's ``repr`` (its class
-    and settings, or its qualified name for a function), as :func:`~infoclust.distributed.describe_params`
-    writes parameters.
+    Parameters
+    ----------
+    x : torch.Tensor
+        The images as the estimator sees them (after any crop and resize).
+    g : object
+        The perturbation (a callable, or None).
+
+    Returns
+    -------
+    dict
+        ``"x"``: the images' shape, dtype and a SHA-256 hash of their bytes; ``"g"``: the
+        perturbation's ``repr`` (its class and settings, or its qualified name for a
+        function), as :func:`~infoclust.distributed.describe_params` writes parameters.
     """
     return {"x": D._digest(x), "g": D.describe_params({"g": g})["g"]}
 
@@ -258,12 +332,34 @@ def read_training_state(
     """The checkpoint an estimator's resumed ``fit`` continues from, or None when there is none yet.
 
     Rank 0 reads the file and sends it to every rank (on several nodes only rank 0's node
-    needs it). Raises :class:`ParameterError` when the checkpoint is another estimator's
-    (its ``estimator`` entry is not ``estimator``), when it was trained on other data (its
-    ``data`` entry, :func:`data_fingerprint`, differs from ``data``), when its parameters
-    differ from ``params`` (other than :data:`RESUMABLE`'s) or it is past ``epochs``. A
-    missing file warns and returns None: the fit starts afresh (the first run of a job that
-    is restarted with ``--resume`` after every pre-emption).
+    needs it). A missing file warns and returns None: the fit starts afresh (the first run
+    of a job that is restarted with ``--resume`` after every pre-emption).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The checkpoint file.
+    params : mapping
+        The resumed run's parameters, name to ``repr`` (:func:`~infoclust.distributed.describe_params`).
+    epochs : int
+        The resumed run's number of epochs, which must not be below the checkpoint's epoch.
+    estimator : str
+        The estimator's class name, which must be the checkpoint's.
+    data : mapping
+        What the resumed run trains on, :func:`data_fingerprint`.
+
+    Returns
+    -------
+    dict or None
+        The checkpoint's state (:func:`load_checkpoint`), or None when the file does not exist.
+
+    Raises
+    ------
+    ParameterError
+        When the checkpoint is another estimator's (its ``estimator`` entry is not
+        ``estimator``), when it was trained on other data (its ``data`` entry differs from
+        ``data``), when its parameters differ from ``params`` (other than
+        :data:`RESUMABLE`'s), or when it is past ``epochs``.
     """
     if not D.broadcast_object(Path(path).is_file() if D.is_main_process() else None):
         if D.is_main_process():

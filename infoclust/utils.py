@@ -292,6 +292,18 @@ def forked_global_rng(seed: int, device: torch.device | str = "cpu") -> Iterator
     The CPU generator is forked, and the generator of ``device`` when it is a CUDA device;
     no other generator is seeded (``torch.manual_seed`` would seed every CUDA device, even
     lazily before CUDA starts, and that would outlive the block).
+
+    Parameters
+    ----------
+    seed : int
+        The seed of the generators inside the block.
+    device : torch.device or str
+        A CUDA device whose generator is forked and seeded too; the CPU's always is.
+
+    Yields
+    ------
+    None
+        Nothing: the block runs with the seeded generators, which are restored when it ends.
     """
     seed = check_seed("seed", seed)
     device = torch.device(device)
@@ -352,8 +364,31 @@ def check_not_diverged(
 ) -> float:
     """Return ``value`` unless it is non-finite or beyond :data:`DIVERGENCE_BOUND`; then raise.
 
-    Raises :class:`TrainingDivergedError` saying that ``what`` diverged, ``quantity``'s value,
-    at which ``epoch`` (None: not counted) and ``step``, and which setting to ``lower``.
+    Parameters
+    ----------
+    what : str
+        What is being trained (the error says that it diverged).
+    quantity : str
+        What ``value`` is, e.g. ``"the loss"``.
+    value : float
+        The value to check.
+    epoch : int or None
+        The epoch at which it was computed; None where epochs are not counted.
+    step : int
+        The step at which it was computed.
+    lower : str
+        The setting to lower, named in the error, e.g. ``"lr"``.
+
+    Returns
+    -------
+    float
+        ``value``, unchanged.
+
+    Raises
+    ------
+    TrainingDivergedError
+        When ``value`` is NaN, infinite, or larger than :data:`DIVERGENCE_BOUND` in absolute
+        value; the message gives ``quantity``'s value, the epoch and step, and ``lower``.
     """
     if math.isfinite(value) and abs(value) <= DIVERGENCE_BOUND:
         return value
@@ -374,12 +409,39 @@ def check_images(
 ) -> torch.Tensor:
     """Check a batch of images where it enters the library and return it as a usable tensor.
 
-    Accepts a tensor or a NumPy array of shape (N, C, H, W) with a floating dtype; returns a
-    contiguous tensor (of ``dtype`` and on ``device`` when given). Raises ``TypeError`` for
-    other types and integer or boolean images (``uint8`` images in 0..255 must be scaled:
-    ``x.float() / 255``), and :class:`ParameterError`, naming ``name``, for an empty batch,
-    another rank, a wrong channel count, images smaller than ``min_size`` pixels or not
-    square when ``square``, negative pixels when ``nonnegative``, and NaN or infinity.
+    Parameters
+    ----------
+    name : str
+        The argument's name, for the error messages.
+    x : torch.Tensor or numpy.ndarray
+        Images of shape (N, C, H, W) with a floating dtype.
+    dtype : torch.dtype or None
+        Convert to this dtype; None keeps ``x``'s.
+    device : torch.device or str or None
+        Move to this device; None keeps ``x``'s.
+    channels : int or None
+        The required channel count C; None accepts any.
+    min_size : int
+        The least height and width, in pixels.
+    square : bool
+        Require H == W.
+    nonnegative : bool
+        Refuse negative pixels.
+
+    Returns
+    -------
+    torch.Tensor
+        ``x`` as a contiguous tensor, of ``dtype`` and on ``device`` when given.
+
+    Raises
+    ------
+    TypeError
+        For another type than a tensor or an array, and for integer or boolean images
+        (``uint8`` images in 0..255 must be scaled: ``x.float() / 255``).
+    ParameterError
+        Naming ``name``, for an empty batch, another rank, a wrong channel count, images
+        smaller than ``min_size`` pixels or not square when ``square``, negative pixels when
+        ``nonnegative``, and NaN or infinity.
     """
     if isinstance(x, np.ndarray):
         x = torch.from_numpy(np.ascontiguousarray(x))
@@ -415,7 +477,31 @@ def check_images(
 
 
 def check_labels(name: str, y: Any, n: int, n_classes: int | None = None) -> torch.Tensor:
-    """Check integer labels of ``n`` samples (in ``[0, n_classes)`` when given); return int64 on the CPU."""
+    """Check the integer labels of ``n`` samples where they enter the library.
+
+    Parameters
+    ----------
+    name : str
+        The argument's name, for the error messages.
+    y : torch.Tensor or numpy.ndarray or sequence of int
+        The labels, of shape (n,).
+    n : int
+        The number of samples.
+    n_classes : int or None
+        When given, every label must be in ``[0, n_classes)``; otherwise ``>= 0``.
+
+    Returns
+    -------
+    torch.Tensor
+        The labels as int64 on the CPU.
+
+    Raises
+    ------
+    TypeError
+        For another type, or labels that are not integers (floating, complex or boolean).
+    ParameterError
+        Naming ``name``, for another shape than (n,) or a label out of range.
+    """
     if isinstance(y, (list, tuple)):
         y = np.asarray(y)
     if isinstance(y, np.ndarray):
@@ -577,7 +663,24 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[IO[Any]]:
     to disk and then renamed over ``path`` (``os.replace``, atomic on POSIX and Windows); the
     folder is synced too, so that the rename survives a crash. If the block raises, or the
     process is killed, ``path`` keeps its previous content and the temporary file is removed
-    (killed: left as a hidden ``.name.*.tmp``). ``mode`` is ``"w"`` or ``"wb"``.
+    (killed: left as a hidden ``.name.*.tmp``).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write; its folder is created if missing.
+    mode : {"w", "wb"}
+        Text or binary.
+
+    Yields
+    ------
+    file object
+        The open temporary file, to write to.
+
+    Raises
+    ------
+    ValueError
+        When ``mode`` is neither ``"w"`` nor ``"wb"``.
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"mode={mode!r} must be 'w' or 'wb'")
@@ -637,6 +740,11 @@ def configure_threads() -> int:
     The BLAS count matters too: it sets the order of the sums in a matrix product, so a reader
     who reruns a chapter in Jupyter (without the build's :func:`thread_environment`) gets the
     build's numbers from the same ``$INFOCLUST_NUM_THREADS``.
+
+    Returns
+    -------
+    int
+        The thread count set, :func:`num_threads`.
     """
     n = num_threads()
     if torch.get_num_threads() != n:
@@ -655,6 +763,17 @@ def thread_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
     core to the one it waits for, instead of burning it (see ``benchmarks/bench_load.py``).
     These variables are read when the OpenMP runtime starts, so they must be set before torch
     is imported: the book build sets them for its chapters.
+
+    Parameters
+    ----------
+    environ : dict or None
+        The environment the process would inherit, read for ``OMP_WAIT_POLICY``; default
+        ``os.environ``.
+
+    Returns
+    -------
+    dict
+        The variables to set (to add to the process's environment), name to value.
     """
     environ = dict(os.environ if environ is None else environ)
     n = str(num_threads())

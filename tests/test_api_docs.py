@@ -50,14 +50,6 @@ PENDING = {
     "infoclust.book.crosscheck.crosscheck_markdown",
     "infoclust.book.crosscheck.crosscheck_name",
     "infoclust.book.ledger.result_fault",
-    "infoclust.checkpoint.check_compatible",
-    "infoclust.checkpoint.data_fingerprint",
-    "infoclust.checkpoint.load_checkpoint",
-    "infoclust.checkpoint.read_training_state",
-    "infoclust.checkpoint.restore_rng_states",
-    "infoclust.checkpoint.rng_states",
-    "infoclust.checkpoint.save_checkpoint",
-    "infoclust.checkpoint.write_training_state",
     "infoclust.data.default_root",
     "infoclust.data.load_first_available",
     "infoclust.data.read_idx",
@@ -90,13 +82,6 @@ PENDING = {
     "infoclust.train.check_same_view",
     "infoclust.train.default_view",
     "infoclust.train.main",
-    "infoclust.utils.atomic_write",
-    "infoclust.utils.check_images",
-    "infoclust.utils.check_labels",
-    "infoclust.utils.check_not_diverged",
-    "infoclust.utils.configure_threads",
-    "infoclust.utils.forked_global_rng",
-    "infoclust.utils.thread_environment",
 }
 
 
