@@ -83,22 +83,46 @@ __all__ = [
 
 
 def world_size() -> int:
-    """Number of processes in the default process group (1 when none is initialised)."""
+    """Number of processes in the default process group.
+
+    Returns
+    -------
+    int
+        The number of processes W, 1 when no process group is initialised.
+    """
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 def rank() -> int:
-    """This process's rank in the default process group (0 when none is initialised)."""
+    """This process's rank in the default process group.
+
+    Returns
+    -------
+    int
+        The rank, 0 when no process group is initialised.
+    """
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
 
 
 def is_distributed() -> bool:
-    """True when a process group of more than one process is initialised."""
+    """Whether a process group of more than one process is initialised.
+
+    Returns
+    -------
+    bool
+        True when :func:`world_size` is above 1.
+    """
     return world_size() > 1
 
 
 def is_main_process() -> bool:
-    """True on rank 0 (and without a process group): the process that prints and writes files."""
+    """Whether this is the process that prints and writes files.
+
+    Returns
+    -------
+    bool
+        True on rank 0, and without a process group.
+    """
     return rank() == 0
 
 
@@ -118,6 +142,11 @@ def init_from_env(backend: str | None = None, timeout_s: float = 600.0) -> bool:
         None: NCCL with CUDA, else gloo.
     timeout_s : float
         How long a collective waits for the other ranks before failing.
+
+    Returns
+    -------
+    bool
+        True when this call initialised the process group.
     """
     if dist.is_initialized() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return False
@@ -145,7 +174,17 @@ def local_device(device: torch.device) -> torch.device:
 
     Under ``torchrun`` with one process per GPU, ``device="auto"`` must land each rank on its
     own GPU. The index is ``LOCAL_RANK`` (set by ``torchrun``), else the rank modulo the
-    number of GPUs. Other devices are returned unchanged.
+    number of GPUs; that GPU becomes the current CUDA device.
+
+    Parameters
+    ----------
+    device : torch.device
+        The device asked for.
+
+    Returns
+    -------
+    torch.device
+        ``cuda:index`` for CUDA without an index under a process group; otherwise ``device``.
     """
     if device.type != "cuda" or device.index is not None or not is_distributed():
         return device
@@ -155,7 +194,23 @@ def local_device(device: torch.device) -> torch.device:
 
 
 def check_device(device: torch.device) -> torch.device:
-    """Return ``device`` if the process group's backend can reduce tensors there (NCCL: CUDA only)."""
+    """Return ``device`` if the process group's backend can reduce tensors there (NCCL: CUDA only).
+
+    Parameters
+    ----------
+    device : torch.device
+        The device an estimator would train on.
+
+    Returns
+    -------
+    torch.device
+        ``device``, unchanged.
+
+    Raises
+    ------
+    ParameterError
+        For a device other than CUDA in an NCCL process group.
+    """
     if is_distributed() and dist.get_backend() == "nccl" and device.type != "cuda":
         raise ParameterError(
             f"device={str(device)!r} cannot train in an NCCL process group (GPUs only); use "
@@ -207,9 +262,19 @@ def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
     The backward pass sums the incoming gradients of all ranks (the adjoint of a sum). This
     is what IIC needs for its joint matrix: ``torch.distributed.all_reduce`` alone gives the
     same value but, having no backward, leaves each rank with 1/W of the gradient (see the
-    module docstring). Without a process group it returns ``x``. (Written on
-    ``dist.all_reduce`` rather than ``torch.distributed.nn.functional.all_reduce``, which does
-    the same but is deprecated in the pinned torch and warns on every call.)
+    module docstring). (Written on ``dist.all_reduce`` rather than
+    ``torch.distributed.nn.functional.all_reduce``, which does the same but is deprecated in
+    the pinned torch and warns on every call.)
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        This rank's tensor, of the same shape on every rank.
+
+    Returns
+    -------
+    torch.Tensor
+        :math:`\\sum_r x_r` over the ranks r; ``x`` itself without a process group.
     """
     return _AllReduceSum.apply(x) if is_distributed() else x
 
@@ -219,7 +284,17 @@ def all_gather_cat(x: torch.Tensor) -> torch.Tensor:
 
     Every rank must pass the same shape (the training batches are split evenly: see
     :func:`check_batch`). Gradients of the gathered rows return to the rank that holds them,
-    summed over the ranks that used them. Without a process group it returns ``x``.
+    summed over the ranks that used them.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        This rank's tensor, of the same shape on every rank.
+
+    Returns
+    -------
+    torch.Tensor
+        The concatenation, W times as many rows; ``x`` itself without a process group.
     """
     return _AllGatherCat.apply(x) if is_distributed() else x
 
@@ -228,7 +303,24 @@ def gather_rows(x: torch.Tensor, n: int) -> torch.Tensor:
     """Undo :func:`shard`: concatenate every rank's block of a set of ``n`` rows (no gradient).
 
     Blocks may differ in length by one (``n`` not a multiple of the world size); they are
-    padded for the collective and trimmed again. Returns ``x`` without a process group.
+    padded for the collective and trimmed again.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        This rank's block, ``shard_sizes(n)[rank()]`` rows.
+    n : int
+        The number of rows of all blocks together.
+
+    Returns
+    -------
+    torch.Tensor
+        The ``n`` rows in rank order; ``x`` itself without a process group.
+
+    Raises
+    ------
+    ParameterError
+        When ``x`` does not have this rank's number of rows.
     """
     if not is_distributed():
         return x
@@ -245,7 +337,20 @@ def gather_rows(x: torch.Tensor, n: int) -> torch.Tensor:
 
 
 def broadcast_object(obj: Any, src: int = 0) -> Any:
-    """``obj`` of rank ``src`` on every rank (picklable objects; identity without a group)."""
+    """``obj`` of rank ``src`` on every rank (a collective: every rank must call it).
+
+    Parameters
+    ----------
+    obj : object
+        A picklable object; only rank ``src``'s is sent, the others' are ignored.
+    src : int
+        The sending rank.
+
+    Returns
+    -------
+    object
+        Rank ``src``'s ``obj``; ``obj`` itself without a process group.
+    """
     if not is_distributed():
         return obj
     box = [obj]
@@ -264,6 +369,12 @@ def average_gradients(parameters: Iterable[nn.Parameter]) -> None:
     ``DistributedDataParallel`` does after ``backward``, without overlapping communication
     with the backward pass (IIC calls its network twice per step and trains its heads in
     turn, which DDP handles only with ``find_unused_parameters`` and a static graph).
+    Without a process group it does nothing.
+
+    Parameters
+    ----------
+    parameters : iterable of nn.Parameter
+        The parameters whose gradients are averaged in place.
     """
     if not is_distributed():
         return
@@ -296,6 +407,21 @@ class SyncBatchNorm(_BatchNorm):
     tensors; this one runs on any device and backend (gloo on CPU). In evaluation mode, or
     without a process group, it is plain batch normalisation. Its state dict has the same
     keys as ``nn.BatchNorm2d``'s, so checkpoints move between both.
+
+    Parameters
+    ----------
+    num_features : int
+        The number of channels C of an input (N, C, ...).
+    eps : float
+        The :math:`\\epsilon` added to the variance.
+    momentum : float or None
+        The weight of a batch's statistics in the running ones; None: a cumulative mean.
+    affine : bool
+        Learn :math:`\\gamma` and :math:`\\beta`.
+    track_running_stats : bool
+        Keep running statistics, which evaluation mode uses.
+    device, dtype, bias
+        As for :class:`torch.nn.BatchNorm2d`.
     """
 
     def _check_input_dim(self, x: torch.Tensor) -> None:
@@ -336,6 +462,16 @@ def synchronised_batchnorm(module: nn.Module) -> Iterator[nn.Module]:
     so optimisers, checkpoints and the running statistics carry over; on exit the original
     layers are put back, and the module is again what one process would have. Without a
     process group nothing is swapped.
+
+    Parameters
+    ----------
+    module : nn.Module
+        The network whose batch norms are swapped for the block.
+
+    Yields
+    ------
+    nn.Module
+        ``module`` itself, with the synchronised layers.
     """
     swapped: list[tuple[nn.Module, str, _BatchNorm]] = []
     if is_distributed():
@@ -363,7 +499,20 @@ def synchronised_batchnorm(module: nn.Module) -> Iterator[nn.Module]:
 
 
 def shard_sizes(n: int, world: int | None = None) -> list[int]:
-    """Rows of each rank's block when ``n`` rows are split into contiguous blocks (first ranks +1)."""
+    """Rows of each rank's block when ``n`` rows are split into contiguous blocks.
+
+    Parameters
+    ----------
+    n : int
+        The number of rows.
+    world : int or None
+        The number of ranks W; None: :func:`world_size`.
+
+    Returns
+    -------
+    list of int
+        W sizes: ``n // W``, plus one on the first ``n mod W`` ranks.
+    """
     w = world_size() if world is None else world
     return [n // w + (r < n % w) for r in range(w)]
 
@@ -376,6 +525,20 @@ def shard(n: int, rank_: int | None = None, world: int | None = None) -> slice:
     made from the image on the same rank). Blocks differ in length by at most one row, the
     first ``n mod W`` ranks holding the longer ones; training batches are even
     (:func:`check_batch`), evaluation blocks need not be.
+
+    Parameters
+    ----------
+    n : int
+        The number of rows.
+    rank_ : int or None
+        The rank; None: this process's.
+    world : int or None
+        The number of ranks W; None: :func:`world_size`.
+
+    Returns
+    -------
+    slice
+        The rows of the rank's block, as sized by :func:`shard_sizes`.
     """
     r = rank() if rank_ is None else rank_
     sizes = shard_sizes(n, world)
@@ -389,6 +552,26 @@ def check_batch(batch_size: int, n_images: int, name: str = "batch_size") -> int
     One step on W ranks equals one step of one process on the concatenated batch, so
     ``batch_size`` is the global batch and must be a multiple of W, and the data must hold
     at least one batch.
+
+    Parameters
+    ----------
+    batch_size : int
+        The global batch: the images of one step over all W ranks.
+    n_images : int
+        The number of training images.
+    name : str
+        The argument's name, for the error messages.
+
+    Returns
+    -------
+    int
+        ``batch_size // W``, the images of each rank in a step.
+
+    Raises
+    ------
+    ParameterError
+        When ``batch_size`` is not a positive integer, not a multiple of W, or above
+        ``n_images``.
     """
     w = world_size()
     batch_size = check_int(name, batch_size, 1)
@@ -442,6 +625,16 @@ def describe_params(params: Mapping[str, Any]) -> dict[str, str]:
     The ``repr`` of each value, except where it holds a memory address (functions, objects
     without their own ``repr``): there the qualified name of the function or class. Used to
     compare estimators across ranks and with a checkpoint.
+
+    Parameters
+    ----------
+    params : mapping
+        Name to value, e.g. an estimator's ``get_params(deep=False)``.
+
+    Returns
+    -------
+    dict
+        Name to text.
     """
     return {name: _text(value) for name, value in params.items()}
 
@@ -456,6 +649,16 @@ def check_same_on_all_ranks(values: Mapping[str, Any]) -> None:
     raise the same error at once instead of some waiting forever in a collective. Call it
     before anything that can fail differently on different ranks. Without a process group it
     does nothing.
+
+    Parameters
+    ----------
+    values : mapping
+        Name to value, on every rank the same names.
+
+    Raises
+    ------
+    ParameterError
+        On every rank, naming the first value that differs and each rank's digest of it.
     """
     if not is_distributed():
         return
@@ -525,10 +728,34 @@ def fit_in_processes(
     threads each (see :func:`spawn`). For checking that W processes reproduce one, and for
     measuring them, on one machine.
 
-    Raises :class:`ParameterError` or ``TypeError`` here, before any process starts, for an
-    ``estimator`` that is not a scikit-learn estimator (no ``fit`` and ``get_params``), a
-    parameter of it that cannot be sent to a process (e.g. a lambda ``g``: processes are
-    spawned, so everything travels pickled), and bad ``world`` or ``threads``.
+    Parameters
+    ----------
+    estimator : estimator
+        A scikit-learn style estimator (with ``fit`` and ``get_params``), e.g.
+        :class:`~infoclust.iic.IIC`; it is not modified.
+    x, y
+        The arguments of ``estimator.fit``; ``y`` may be None.
+    world : int
+        The number of processes.
+    threads : int or None
+        CPU threads of each process (None: torch's default).
+    **fit_params
+        Other keyword arguments of ``estimator.fit``.
+
+    Returns
+    -------
+    estimator
+        Rank 0's fitted copy.
+
+    Raises
+    ------
+    TypeError
+        Here, before any process starts, for an ``estimator`` that is not a scikit-learn
+        estimator.
+    ParameterError
+        Here, before any process starts, for a parameter of ``estimator`` that cannot be
+        sent to a process (e.g. a lambda ``g``: processes are spawned, so everything travels
+        pickled), and for bad ``world`` or ``threads``.
     """
     if not (callable(getattr(estimator, "fit", None)) and callable(getattr(estimator, "get_params", None))):
         raise TypeError(
@@ -561,8 +788,33 @@ def spawn(
     A stand-in for ``torchrun --nproc-per-node world`` on one machine, for tests, benchmarks
     and the book: processes are started with the ``spawn`` method (``fn`` must be importable,
     i.e. defined at a module's top level), meet on 127.0.0.1 at a free port and run with
-    ``threads`` CPU threads each (None: torch's default). An exception in any process is
-    raised here with its traceback. Results are returned in rank order and must be picklable.
+    ``threads`` CPU threads each (None: torch's default).
+
+    Parameters
+    ----------
+    fn : callable
+        Defined at a module's top level; called as ``fn(*args)`` in every process.
+    world : int
+        The number of processes.
+    *args
+        Picklable arguments of ``fn``.
+    backend : str
+        The process group's backend.
+    threads : int or None
+        CPU threads of each process; None: torch's default.
+
+    Returns
+    -------
+    list
+        ``fn``'s (picklable) results, in rank order.
+
+    Raises
+    ------
+    ParameterError
+        Before any process starts, for bad ``world`` or ``threads``, or an ``fn`` or argument
+        that cannot be pickled.
+    torch.multiprocessing.ProcessRaisedException
+        When ``fn`` raises in any process; the message holds its traceback.
     """
     world = check_int("world", world, 1)
     if threads is not None:
