@@ -81,7 +81,8 @@ def fold_small_cnn(model: SmallCNN, height: int, width: int) -> nn.Sequential:
     head.weight.data = (pooled @ linear1.weight.T).T.contiguous()
     head.bias.data = linear1.bias.clone()
     folded = nn.Sequential(*trunk, nn.Flatten(), head, nn.ReLU(), linear2)
-    return folded.requires_grad_(False).eval()
+    # channels-last convolutions and max pools: oneDNN's fast layout for them on the CPU
+    return folded.to(memory_format=torch.channels_last).requires_grad_(False).eval()
 
 
 class LazyRandomClassifier:
