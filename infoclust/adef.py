@@ -309,17 +309,17 @@ def adef(
         max_norm = check_number("max_norm", max_norm, 0.0, strict_low=True)
     n, _, h, w = images.shape
     dev = images.device
-    with torch.no_grad():
-        logits0 = model(images)
-    original = logits0.argmax(1)
-    targets = _targets(logits0, original, candidates)
     field = images.new_zeros(n, 2, h, w)
     iterations = torch.zeros(n, dtype=torch.long, device=dev)
     idx = torch.arange(n, device=dev)
-    x, logits = images.clone().requires_grad_(True), None
+    x = images.clone().requires_grad_(True)
     with torch.enable_grad():
+        logits = model(x)  # the graph of every label check serves the next step
+        final = logits.detach().clone()  # the logits at each image's current field
+        original = final.argmax(1)
+        targets = _targets(final, original, candidates)
         for _ in range(max_iter):
-            if logits is None:  # the graph of the last label check serves the next step
+            if logits is None:
                 logits = model(x)
             step = _smallest_step(x, logits, original[idx], targets[idx], field[idx], sigma, max_norm)
             field[idx] += step
@@ -327,21 +327,22 @@ def adef(
             current = warp(images[idx], field[idx])
             x = current.detach().requires_grad_(True)
             logits = model(x)
+            final[idx] = logits.detach()
             size = t_norm(step)
-            keep = (logits.detach().argmax(1) == original[idx]) & (size >= tol) & (size > 0)
+            keep = (final[idx].argmax(1) == original[idx]) & (size >= tol) & (size > 0)
             if not bool(keep.any()):
                 break
             if not bool(keep.all()):
                 idx, x, logits = idx[keep], x.detach()[keep].requires_grad_(True), None
-    with torch.no_grad():
-        final = model(warp(images, field))
     top = final.max(1, keepdim=True).values
     # the authors' overshoot: where the label has not changed or ties, at most up to max_norm
     factor = (max_norm / t_norm(field).clamp_min(torch.finfo(field.dtype).tiny)).clamp(1.0, overshoot)
     overshot = ((final.argmax(1) == original) | ((final >= top - BOUNDARY_TOL).sum(1) > 1)) & (factor > 1.0)
     field[overshot] *= factor[overshot, None, None, None]
     deformed = warp(images, field)
-    label = _predict(model, deformed)
+    label = final.argmax(1)  # the field of an image without overshoot is the one checked last
+    if bool(overshot.any()):
+        label[overshot] = _predict(model, deformed[overshot])
     return ADefResult(
         deformed, field, original, label, label != original, overshot, iterations, t_norm(field)
     )
