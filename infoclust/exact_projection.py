@@ -43,10 +43,11 @@ Where we depart from the paper and its code (``watml/fast-wasserstein-adversaria
   intersection of the ball and the box (:func:`project_plan_in_box`, Dykstra's
   alternating projections; the paper offers that projection as a post-processing).
   Frank-Wolfe's oracle does not see the box: its iterate is a plan of the ball, as the
-  paper's, and the classifier sees it brought into the box by :func:`fit_in_box` (mass
-  that would raise a pixel above 1 goes back to its source, which only lowers the cost).
-  Applying :func:`fit_in_box` to the oracle's plans instead, as we did first, spent only
-  about a third of the radius;
+  paper's, and the classifier sees the image of its projection onto the ball and the box.
+  Sending the overflow back to its source instead (:func:`fit_in_box`, which only lowers
+  the cost) spent about a third of the radius when applied to the oracle's plans, as we
+  did first, and a fifth for the digits Frank-Wolfe then failed to fool when applied to
+  the iterate, at the paper's MNIST settings;
 * plans are stored on the support of ``x`` instead of on all pixels;
 * the attacks follow Wong et al.'s protocol, as :func:`~infoclust.projected_sinkhorn.wasserstein_pgd`
   (the radius grows every few iterations, an image leaves the attack once fooled), so the
@@ -673,8 +674,13 @@ class ExactSteps(_PlanSteps):
 class _FrankWolfeSteps(_PlanSteps):
     """Frank-Wolfe over plans (Wu et al. 2020, section 5): the oracle's plan of the ball for
     the loss gradient and the step ``2 / (t + 2)`` towards it; the iterate stays a plan of
-    the ball (the oracle does not see the box) and the classifier sees its image brought
-    into [0, 1] by :func:`fit_in_box`."""
+    the ball (the oracle does not see the box) and the classifier sees the image of its
+    projection onto the ball and the box, :func:`project_plan_in_box` stopped after at
+    most 10 Dykstra steps (``tol`` 1e-2): a plan in the ball and the box near the
+    projection, without a warning where it is not yet the projection. Against a SmallCNN
+    trained 5 epochs, on 40 MNIST digits (Wong et al.'s schedule, 7 x 7 window, one
+    thread of a loaded machine), the converged projection fooled 100 % in 140 s of CPU,
+    10 steps 92.5 % in 22 s, :func:`fit_in_box` alone 85 % in 5 s."""
 
     def __init__(self, x: torch.Tensor, gamma: float, kernel_size: int, p: float) -> None:
         super().__init__(x, kernel_size, p)
@@ -685,7 +691,10 @@ class _FrankWolfeSteps(_PlanSteps):
         vertex = entropic_lmo(sub, self._direction(sub, grad), eps, self.gamma)
         rate = 2.0 / (t + 2.0)
         iterate = replace(sub, mass=sub.mass + rate * (vertex.mass - sub.mass))
-        self._write(rows, iterate, fit_in_box(iterate))
+        with warnings.catch_warnings():  # at most 10 Dykstra steps by design (docstring)
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            seen = project_plan_in_box(iterate, iterate.mass, eps, max_iter=10, tol=1e-2)
+        self._write(rows, iterate, seen)
 
 
 def wasserstein_frank_wolfe(
@@ -710,8 +719,8 @@ def wasserstein_frank_wolfe(
     gradient (taken with respect to the plan and divided by its largest entry, as the
     paper's code), and the iterate moves towards it by the step :math:`2/(t + 2)`. Every
     iterate is a convex combination of plans of the ball, so it is in the ball; the
-    classifier sees, and the attack returns, its image brought into [0, 1] by
-    :func:`fit_in_box`, still in the ball (our departure: the paper's code clips the image,
+    classifier sees, and the attack returns, the image of its projection onto the ball and
+    the box, :func:`project_plan_in_box` (our departure: the paper's code clips the image,
     which can leave the ball). Radii grow and images leave the attack as in
     :func:`infoclust.projected_sinkhorn.wasserstein_pgd` (same schedule, same returns), so
     the attacks compare at equal radius and iteration budget.
