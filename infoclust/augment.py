@@ -127,8 +127,35 @@ def colour_jitter(
     shift is a rotation of the chroma plane (YIQ). Saturation and hue leave greyscale
     images unchanged, as in torchvision. Values are clamped to [0, 1].
 
-    The factors are drawn on the CPU from ``generator`` (a CPU :class:`torch.Generator`;
-    None: torch's global CPU generator), whatever the device of ``x``.
+    With the grey level :math:`Y = 0.299 R + 0.587 G + 0.114 B` (the mean over channels for
+    images without three), each step, clamped to [0, 1], is :math:`x \\leftarrow b x`, then
+    :math:`x \\leftarrow c x + (1 - c) \\bar Y` with :math:`\\bar Y` the image's mean grey,
+    then :math:`x \\leftarrow s x + (1 - s) Y`, then the rotation of YIQ's (I, Q) by
+    :math:`2 \\pi h`.
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        Images (N, C, H, W) in [0, 1].
+    brightness, contrast, saturation : float
+        The spread b of each factor, drawn from [1 - b, 1 + b]; in [0, 1].
+    hue : float
+        The spread of the hue shift h, drawn from [-hue, hue] turns; in [0, 0.5].
+    generator : torch.Generator or None
+        A CPU generator the factors are drawn from, whatever the device of ``x``; None:
+        torch's global CPU generator.
+
+    Returns
+    -------
+    torch.Tensor
+        The jittered images, of the shape, dtype and device of ``x``.
+
+    Raises
+    ------
+    TypeError
+        For a ``generator`` that is not one, or images that are not floating point.
+    ParameterError
+        For images :func:`~infoclust.utils.check_images` refuses, or a spread out of its range.
     """
     generator = check_generator("generator", generator)
     x = check_images("x", x)

@@ -58,16 +58,34 @@ class DatasetUnavailable(FileNotFoundError):
 
 
 def default_root() -> Path:
-    """``$INFOCLUST_DATA`` if set, else ``~/.cache/infoclust``."""
+    """The folder where data sets are looked for and downloaded to.
+
+    Returns
+    -------
+    Path
+        ``$INFOCLUST_DATA`` if set, else ``~/.cache/infoclust``.
+    """
     return Path(os.environ.get("INFOCLUST_DATA", Path.home() / ".cache" / "infoclust"))
 
 
 def read_idx(path: str | Path) -> np.ndarray:
     """Read an IDX file (the MNIST format; gzip allowed) into a NumPy array.
 
-    Raises :class:`~infoclust.utils.ParameterError`, naming the file, for a file that is
-    not an unsigned-byte IDX file, and for a damaged or truncated one (an interrupted
-    download): delete it and download it again.
+    Parameters
+    ----------
+    path : str or Path
+        The file; gzip-compressed when its name ends in ``.gz``.
+
+    Returns
+    -------
+    numpy.ndarray
+        The uint8 values, of the shape the file's header gives (a read-only view of its bytes).
+
+    Raises
+    ------
+    ~infoclust.utils.ParameterError
+        Naming the file, for a file that is not an unsigned-byte IDX file, and for a damaged
+        or truncated one (an interrupted download): delete it and download it again.
     """
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
@@ -285,10 +303,19 @@ def load_first_available(
     **kwargs
         Passed to :func:`load_dataset` (``root``, ``download``, ``n``, ``seed``).
 
+    Returns
+    -------
+    name : str
+        The data set loaded.
+    x, y : torch.Tensor
+        Its images and labels, as :func:`load_dataset` returns them.
+
     Raises
     ------
     DatasetUnavailable
         When none of them is available (the last one's message).
+    ParameterError
+        When ``names`` is empty or a single string, or holds a name not in :data:`DATASETS`.
     """
     if isinstance(names, str) or not names:
         raise ParameterError(f"names={names!r} must be a non-empty list of data set names")

@@ -93,8 +93,27 @@ def local_cost(
 ) -> torch.Tensor:
     """Cost :math:`(d_i^2 + d_j^2)^{p/2}` of moving mass by each offset of a k x k window.
 
-    Returns a flat tensor of ``k * k`` costs in row-major order of the offsets
-    ``(d_i, d_j)``, ``d`` from ``-(k // 2)`` to ``k // 2`` (the order of ``F.unfold``).
+    Parameters
+    ----------
+    kernel_size : int
+        The window's side k, odd (a window centred on the pixel).
+    p : float
+        The exponent, positive: the cost is the Euclidean distance to the power p.
+    dtype : torch.dtype
+        The costs' dtype.
+    device : torch.device or str or None
+        The costs' device; None: the CPU.
+
+    Returns
+    -------
+    torch.Tensor
+        A flat tensor of ``k * k`` costs in row-major order of the offsets ``(d_i, d_j)``,
+        ``d`` from ``-(k // 2)`` to ``k // 2`` (the order of ``F.unfold``).
+
+    Raises
+    ------
+    ParameterError
+        When ``kernel_size`` is not a positive odd integer or ``p`` is not positive.
     """
     kernel_size = check_int("kernel_size", kernel_size, 1)
     if kernel_size % 2 == 0:
@@ -486,8 +505,28 @@ def fit_in_box(plan: LocalPlan, upper: float = 1.0, max_passes: int = 20) -> Loc
     in the ball, its rows still sum to ``x``. A source may overflow in turn; the passes
     repeat (at most ``max_passes``), and whatever still overflows is mixed with the plan
     that leaves every pixel in place, :math:`t\\Pi + (1 - t)\\,\\mathrm{diag}(x)`, with the
-    largest ``t`` that fits. Needs ``x <= upper``. Our addition: the paper's code clips the
-    images instead, which can leave the ball.
+    largest ``t`` that fits. Our addition: the paper's code clips the images instead, which
+    can leave the ball.
+
+    Parameters
+    ----------
+    plan : LocalPlan
+        A transport plan of images ``x`` with ``x <= upper``.
+    upper : float
+        The largest pixel value allowed in the images the plan makes.
+    max_passes : int
+        The most rescaling passes before the final mixing.
+
+    Returns
+    -------
+    LocalPlan
+        A plan of the same ``x``, no costlier, whose images are at most ``upper``.
+
+    Raises
+    ------
+    ParameterError
+        When ``upper`` is not positive or is below the brightest pixel of ``x``: no plan of
+        ``x`` fits that box.
     """
     upper = _check_upper(plan, upper, "fit_in_box")
     center = plan.mass.shape[1] // 2

@@ -341,6 +341,11 @@ def cluster_change_rate(model: IIC, x: torch.Tensor, g: BatchMap, *, n_draws: in
         Batch -> batch of the same shape.
     n_draws : int
         Independent draws of ``g(x)`` averaged over.
+
+    Returns
+    -------
+    float
+        The rate, in [0, 1].
     """
     n_draws = check_int("n_draws", n_draws, 1)
     x = check_images("x", x, dtype=torch.float32)

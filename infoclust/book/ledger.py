@@ -402,6 +402,16 @@ def result_fault(result: dict[str, Any]) -> str | None:
     Every field must hold what :data:`RESULT_SCHEMA` says: ``name`` a non-empty text, ``value``
     a finite number (never NaN: a NaN shown beside a claim reads as a number), ``paper`` and
     ``seconds`` a finite number or null, ``holds`` true, false or null, the others texts.
+
+    Parameters
+    ----------
+    result : dict
+        One result as read from a chapter's results file.
+
+    Returns
+    -------
+    str or None
+        The first fault found, e.g. ``"value=nan is not finite"``; None when there is none.
     """
     for key, (kind, nullable) in RESULT_SCHEMA.items():
         value = result.get(key)
