@@ -165,12 +165,12 @@ class LocalPlan:
     def stay(cls, x: torch.Tensor, kernel_size: int = 5, p: float = 2.0) -> "LocalPlan":
         """The plan that leaves every pixel of ``x`` (N, C, H, W) in place (cost 0)."""
         x = check_images("x", x, nonnegative=True)
-        cost = local_cost(kernel_size, p, torch.float64, x.device)
-        k, (n, c, h, w) = kernel_size, x.shape
-        if k > 2 * max(h, w) - 1:  # wider windows add only offsets that leave the image
-            raise ParameterError(
+        k, (n, c, h, w) = check_int("kernel_size", kernel_size, 1), x.shape
+        if k > 2 * max(h, w) - 1:  # wider windows add only offsets that leave the image (checked first:
+            raise ParameterError(  # the window's costs alone would take k**2 numbers)
                 f"kernel_size={k} is wider than the {h} x {w} images allow: at most {2 * max(h, w) - 1}"
             )
+        cost = local_cost(k, p, torch.float64, x.device)
         flat = x.detach().double().flatten()
         source = flat.nonzero().flatten()
         pixel = source % (h * w)
