@@ -46,7 +46,19 @@ __all__ = ["build_parser", "main", "default_view", "check_same_view"]
 
 
 def default_view(side: int) -> tuple[int, int]:
-    """``(crop, input_size)`` when not given: the chapter's 20 px of 28 px digits at 16 px, else all."""
+    """The view of the images when ``--crop`` and ``--input-size`` are not given.
+
+    Parameters
+    ----------
+    side : int
+        The images' side, px.
+
+    Returns
+    -------
+    crop, input_size : int
+        The chapter's 20 px centre of 28 px digits, resized to 16 px; for other sides the
+        whole image, not resized.
+    """
     return (20, 16) if side == 28 else (side, side)
 
 
@@ -73,7 +85,13 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The command line of ``python -m infoclust.train``: sub-commands ``iic`` and ``dim``."""
+    """The command line of ``python -m infoclust.train``: sub-commands ``iic`` and ``dim``.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        The parser; its ``model`` attribute names the sub-command.
+    """
     parser = argparse.ArgumentParser(prog="python -m infoclust.train", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="model", required=True)
     iic = sub.add_parser("iic", help="Invariant Information Clustering (chapter 03)")
@@ -130,10 +148,23 @@ def _load(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
 def check_same_view(out: Path, view: dict[str, Any], resume: bool) -> None:
     """Record the options that choose a run's data and view in ``out/run.json``; a resume must match.
 
-    A fresh run writes them (rank 0); ``--resume`` compares them with the recorded ones and
-    raises :class:`ParameterError` naming the first option that differs, before any training.
-    The estimators check the images themselves too (:func:`~infoclust.checkpoint.data_fingerprint`);
-    this names the command's option.
+    A fresh run writes them (rank 0); ``--resume`` compares them with the recorded ones, before
+    any training. The estimators check the images themselves too
+    (:func:`~infoclust.checkpoint.data_fingerprint`); this names the command's option.
+
+    Parameters
+    ----------
+    out : Path
+        The run's folder (:func:`~infoclust.checkpoint.prepare_output_dir` checked it).
+    view : dict
+        Option name (``dataset``, ``n_images``, ``seed``, ``crop``, ``input_size``) -> value.
+    resume : bool
+        The run continues (``--resume``): compare instead of write.
+
+    Raises
+    ------
+    ParameterError
+        On a resume, naming the first option that differs from the recorded one and both values.
     """
     path = out / "run.json"
     if resume and path.is_file():
@@ -241,7 +272,24 @@ def _jsonable(obj: Any) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """Run the command line ``argv`` (default ``sys.argv[1:]``); return the metrics (on every rank)."""
+    """Run the command line ``argv``: train, score, and write the run's files (rank 0).
+
+    Under ``torchrun`` it joins the process group (:func:`~infoclust.distributed.init_from_env`)
+    and leaves it at the end.
+
+    Parameters
+    ----------
+    argv : sequence of str or None
+        The arguments (:func:`build_parser`); None: ``sys.argv[1:]``.
+
+    Returns
+    -------
+    dict
+        The metrics, on every rank: ``model``, ``dataset``, ``images``, ``world_size``,
+        ``settings`` (the parsed options) and the scores (e.g. ``acc``, ``nmi``, ``ari``);
+        rank 0 also writes them to ``metrics.json`` in the output folder, beside
+        ``history.json``.
+    """
     args = build_parser().parse_args(argv)
     args.out = Path("runs") / f"{args.model}-{args.dataset}" if args.out is None else args.out
     args.out = prepare_output_dir(args.out, resume=args.resume, overwrite=args.overwrite)

@@ -44,14 +44,6 @@ PENDING = {
     "infoclust.book.build.ledger_page",
     "infoclust.book.build.run_parameters",
     "infoclust.book.build.scan_results",
-    "infoclust.book.crosscheck.code_path_markdown",
-    "infoclust.book.crosscheck.compare_runs",
-    "infoclust.book.crosscheck.crosscheck_markdown",
-    "infoclust.book.crosscheck.crosscheck_name",
-    "infoclust.train.build_parser",
-    "infoclust.train.check_same_view",
-    "infoclust.train.default_view",
-    "infoclust.train.main",
 }
 
 

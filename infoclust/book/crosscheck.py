@@ -59,7 +59,26 @@ VERDICT = {True: "holds", False: "does not hold", None: "reported"}
 
 
 def crosscheck_name(profile: str, environment: dict[str, str], threads: int | None, seed_offset: int) -> str:
-    """The cross-check folder's name, from what differs from the build (``default_aten-default_...``)."""
+    """The cross-check folder's name, from what differs from the build.
+
+    Parameters
+    ----------
+    profile : str
+        The chapters' profile.
+    environment : dict
+        The code-path variables set, name to value (``ATEN_CPU_CAPABILITY`` is shortened
+        to ``aten``, ``ONEDNN_MAX_CPU_ISA`` to ``onednn``).
+    threads : int or None
+        The thread count, when it differs.
+    seed_offset : int
+        The offset added to the seeds; 0: the same seeds.
+
+    Returns
+    -------
+    str
+        The parts joined by ``_``, e.g. ``default_aten-default_threads-2_seeds+1000``, with
+        no ``/`` or space.
+    """
     parts = [profile]
     short = {"ATEN_CPU_CAPABILITY": "aten", "ONEDNN_MAX_CPU_ISA": "onednn"}
     parts += [f"{short.get(k, k.lower())}-{v}" for k, v in sorted(environment.items())]
@@ -98,13 +117,21 @@ def _row(name: str, here: dict | None, there: dict | None) -> dict[str, Any]:
 
 
 def compare_runs(here: dict[str, Any], there: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every result of two runs of one chapter (results files as read), compared by name.
+    """Every result of two runs of one chapter, compared by name.
 
-    Returns one row per result, in the order of ``here`` then those only ``there`` has:
-    ``name``, ``claim``, ``unit``, ``value_here``, ``value_there``, ``holds_here``,
-    ``holds_there`` and ``change``: ``"same"`` (the same number, to the bit), ``"moved"``
-    (another number, the same verdict), ``"verdict differs"``, ``"only here"`` or
-    ``"only there"``.
+    Parameters
+    ----------
+    here, there : dict
+        The two runs' results files, as read.
+
+    Returns
+    -------
+    list of dict
+        One row per result, in the order of ``here`` then those only ``there`` has:
+        ``name``, ``claim``, ``unit``, ``value_here``, ``value_there``, ``holds_here``,
+        ``holds_there`` and ``change``: ``"same"`` (the same number, to the bit), ``"moved"``
+        (another number, the same verdict), ``"verdict differs"``, ``"only here"`` or
+        ``"only there"``.
     """
     mine = {r["name"]: r for r in here["results"]}
     theirs = {r["name"]: r for r in there["results"]}
@@ -294,8 +321,17 @@ def crosscheck_markdown(results_dir: Path) -> str:
 
     One section per check: what differed (variables, threads, seeds), the code path of each
     side, and every result's value and verdict here (the build) and there (the check). A
-    chapter whose build results changed since its check is named as stale. Empty when no
-    check has run.
+    chapter whose build results changed since its check is named as stale.
+
+    Parameters
+    ----------
+    results_dir : Path
+        The build's results folder.
+
+    Returns
+    -------
+    str
+        A Markdown section; empty when no check has run.
     """
     results_dir = Path(results_dir)
     checks = [
@@ -372,7 +408,21 @@ def crosscheck_markdown(results_dir: Path) -> str:
 
 
 def code_path_markdown(results_dir: Path) -> str:
-    """The code paths the chapters in ``results_dir`` ran in, as a Markdown table (one row per path)."""
+    """The code paths the chapters in ``results_dir`` ran in, as a Markdown table.
+
+    Parameters
+    ----------
+    results_dir : Path
+        A folder of chapters' results files; files that are not one, and results without a
+        code path, are passed over.
+
+    Returns
+    -------
+    str
+        A table with one row per code path (processor, torch's CPU capability, torch and its
+        threads, oneDNN, the BLAS libraries, the code-path overrides) and the chapters that
+        ran in it; empty when none has a code path.
+    """
     by_path: dict[str, list[str]] = {}
     cells: dict[str, list[str]] = {}
     for path in sorted(Path(results_dir).glob("*.json")):
