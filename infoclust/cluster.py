@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import prepare_output_dir
 from .deform import RandomDeformation
-from .iic import IIC
+from .iic import IIC, PRESETS, preset
 from .metrics import evaluate
 from .train import _jsonable
 from .transforms import MNISTTransform, compose
@@ -411,11 +411,12 @@ class NamedG:
 
 
 def default_recipe(image_size: int, n_images: int) -> dict[str, Any]:
-    """IIC's settings for images of ``image_size`` px: chapter 03's CPU recipe.
+    """IIC's settings for images of ``image_size`` px: the book's CPU recipe, ``iic.PRESETS["cpu"]``.
 
-    The narrow trunk (a fourth block above 32 px), batches of up to 32 images with 4 repeats,
-    Adam at 2e-3, lamb = 1.5 and 5 sub-heads per head; epochs so that a run makes about
-    2,000 batch steps (the chapter's MNIST runs reach 95 % in about 2,800), between 5 and 60.
+    Chapter 03's narrow trunk (with a fourth block above 32 px), batches of up to 32 images
+    with 4 repeats, Adam at 2e-3, lamb = 1.5 and 5 sub-heads per head; epochs so that a run
+    makes about 2,000 batch steps (the chapter's MNIST runs reach 95 % in about 2,800),
+    between 5 and 60.
 
     Parameters
     ----------
@@ -431,17 +432,14 @@ def default_recipe(image_size: int, n_images: int) -> dict[str, Any]:
     """
     image_size = check_int("image_size", image_size, 2)
     n_images = check_int("n_images", n_images, 2)
-    batch = min(32, n_images)
+    batch = min(PRESETS["cpu"]["batch_size"], n_images)
     steps_per_epoch = 3 * (n_images // batch)  # 1 overclustering pass and 2 main passes
-    return {
-        "trunk": "small" if image_size <= 32 else ((16, 32, 64, 128), 3),
-        "n_subheads": 5,
-        "batch_size": batch,
-        "repeats": 4,
-        "lr": 2e-3,
-        "lamb": 1.5,
-        "epochs": int(np.clip(math.ceil(2000 / steps_per_epoch), 5, 60)),
-    }
+    return preset(
+        "cpu",
+        trunk=None if image_size <= 32 else ((16, 32, 64, 128), 3),
+        batch_size=batch,
+        epochs=int(np.clip(math.ceil(2000 / steps_per_epoch), 5, 60)),
+    )
 
 
 def candidate_ks(k: int | None, n_images: int) -> list[int]:

@@ -21,11 +21,12 @@ from infoclust.cluster import (
     NamedG,
     candidate_ks,
     cluster_folder,
+    default_recipe,
     read_image_folder,
     write_image_folder,
 )
 from infoclust.data import DEBIAN_FASHION_MNIST, read_idx
-from infoclust.iic import IIC
+from infoclust.iic import IIC, PRESETS
 from infoclust.utils import ParameterError
 
 FAST = ["--epochs", "1", "--image-size", "8", "--device", "cpu", "--threads", "1", "--quiet"]
@@ -95,6 +96,13 @@ def test_k_chosen_by_the_lowest_iic_loss(shapes, tmp_path):
     assert summary["k"] == min(losses, key=losses.get)
     assert max(int(r["cluster"]) for r in read_labels(tmp_path / "out")) < summary["k"]
     assert candidate_ks(None, 3) == [2] and candidate_ks(4, 4) == [4]
+
+
+def test_default_recipe_is_the_cpu_preset_sized_to_the_folder():
+    small, large = default_recipe(16, 2000), default_recipe(64, 24)
+    assert {k: v for k, v in small.items() if k != "epochs"} == PRESETS["cpu"]
+    assert small["epochs"] == 11  # ceil(2000 / (3 passes x 62 batches of 32))
+    assert large["trunk"] == ((16, 32, 64, 128), 3) and large["batch_size"] == 24 and large["epochs"] == 60
 
 
 def test_version(capsys):
