@@ -116,7 +116,23 @@ def _read_yaml(path: Path) -> Any:
 
 
 def chapters(root: Path = ROOT) -> list[str]:
-    """Chapter names (``NN_topic``) in the order of ``_toc.yml``."""
+    """The chapters of the book, in the order of its table of contents.
+
+    Parameters
+    ----------
+    root : Path
+        The repository's root, holding ``_toc.yml``.
+
+    Returns
+    -------
+    list of str
+        Chapter names (``NN_topic``).
+
+    Raises
+    ------
+    BuildError
+        When ``_toc.yml`` cannot be read or is not a Jupyter Book table of contents.
+    """
     path = Path(root) / "_toc.yml"
     try:
         files = _toc_files(_read_yaml(path))
@@ -129,7 +145,25 @@ def chapters(root: Path = ROOT) -> list[str]:
 
 
 def check_chapter_names(names: list[str] | None, root: Path = ROOT) -> list[str]:
-    """``names`` (all chapters when None) if each is a chapter of ``_toc.yml``, else :class:`BuildError`."""
+    """Check that each of ``names`` is a chapter of ``_toc.yml``.
+
+    Parameters
+    ----------
+    names : list of str or None
+        Chapter names; None: all chapters.
+    root : Path
+        The repository's root.
+
+    Returns
+    -------
+    list of str
+        ``names`` without repeats (in their first order), or all chapters when None.
+
+    Raises
+    ------
+    BuildError
+        For an empty list, or a name that is not a chapter (with the closest one as a hint).
+    """
     known = chapters(root)
     if names is None:
         return known
@@ -146,7 +180,29 @@ def check_chapter_names(names: list[str] | None, root: Path = ROOT) -> list[str]
 
 
 def chapter_parameters(chapter: str, profile: str, root: Path = ROOT) -> dict[str, Any]:
-    """Papermill parameters of ``chapter`` for ``profile``, with ``profile`` itself injected."""
+    """Papermill parameters of ``chapter`` for ``profile``, from ``notebooks/profiles.yml``.
+
+    Parameters
+    ----------
+    chapter : str
+        The chapter's name (``NN_topic``).
+    profile : str
+        One of :data:`PROFILES`.
+    root : Path
+        The repository's root.
+
+    Returns
+    -------
+    dict
+        The profile's parameters of the chapter, with ``profile`` itself injected.
+
+    Raises
+    ------
+    ParameterError
+        For an unknown profile, or a chapter without an entry in ``profiles.yml``.
+    BuildError
+        When ``profiles.yml`` cannot be read as YAML.
+    """
     check_choice("profile", profile, PROFILES)
     table = _read_yaml(Path(root) / "notebooks" / "profiles.yml") or {}
     if chapter not in table:
@@ -157,7 +213,25 @@ def chapter_parameters(chapter: str, profile: str, root: Path = ROOT) -> dict[st
 
 
 def chapter_defaults(chapter: str, root: Path = ROOT) -> dict[str, Any]:
-    """The parameters that ``chapter``'s parameters cell defines, by name (their defaults)."""
+    """The parameters that ``chapter``'s parameters cell defines, with their defaults.
+
+    Parameters
+    ----------
+    chapter : str
+        The chapter's name (``NN_topic``).
+    root : Path
+        The repository's root.
+
+    Returns
+    -------
+    dict
+        Parameter name to default value.
+
+    Raises
+    ------
+    BuildError
+        When the chapter has no cell tagged ``parameters``, or more than one.
+    """
     import jupytext
 
     nb = jupytext.read(Path(root) / "notebooks" / f"{chapter}.py")
@@ -182,6 +256,23 @@ def build_lock(build_dir: Path) -> Iterator[Path]:
     so a lock left by a killed build is stale and is taken over (with a note). The file
     names the holder (process id, start time, command) for the message another build
     prints. Re-entrant within one process.
+
+    Parameters
+    ----------
+    build_dir : Path
+        The build folder; created if missing.
+
+    Yields
+    ------
+    Path
+        The lock file.
+
+    Raises
+    ------
+    BuildLocked
+        When another live process holds the lock.
+    BuildError
+        When the lock file cannot be created (``build_dir`` a file, no permission).
     """
     build_dir = Path(build_dir).resolve()
     if build_dir in _held:
@@ -322,7 +413,19 @@ def _commit(stage: Path, chapter: str, build_dir: Path) -> Path:
 
 
 def kernel_environment(results: Path) -> dict[str, str]:
-    """The papermill process's (and so the kernel's) environment: results folder, threads, wait policy."""
+    """The papermill process's (and so the kernel's) environment.
+
+    Parameters
+    ----------
+    results : Path
+        The folder where the chapter records its results (``$INFOCLUST_RESULTS_DIR``).
+
+    Returns
+    -------
+    dict
+        ``os.environ`` with the results folder and the threads and wait policy of
+        :func:`~infoclust.utils.thread_environment`.
+    """
     return {**os.environ, **thread_environment(), "INFOCLUST_RESULTS_DIR": str(results)}
 
 
@@ -334,8 +437,27 @@ def run_parameters(
     parameters: dict[str, Any] | None = None,
     download: bool = False,
 ) -> dict[str, Any]:
-    """What papermill passes to ``chapter``: the profile's parameters, ``parameters`` over them,
-    and ``download=True`` when asked and the chapter has a ``download`` parameter."""
+    """What papermill passes to ``chapter``.
+
+    Parameters
+    ----------
+    chapter : str
+        The chapter's name (``NN_topic``).
+    profile : str
+        One of :data:`PROFILES`.
+    root : Path
+        The repository's root.
+    parameters : dict or None
+        Parameters over the profile's.
+    download : bool
+        Pass ``download=True`` when the chapter has a ``download`` parameter.
+
+    Returns
+    -------
+    dict
+        The profile's parameters (:func:`chapter_parameters`), ``parameters`` over them,
+        and ``download=True`` when asked and the chapter has a ``download`` parameter.
+    """
     params = chapter_parameters(chapter, profile, root)
     params.update(parameters or {})
     if download and "download" in chapter_defaults(chapter, root):
@@ -352,15 +474,42 @@ def execute_chapter(
     root: Path = ROOT,
     download: bool = False,
 ) -> Path:
-    """Execute one chapter with papermill and move it into place; return the executed notebook's path.
+    """Execute one chapter with papermill and move it into place.
 
-    ``parameters`` override the profile's; ``download=True`` lets the chapter download its
-    data set (passed only to chapters with a ``download`` parameter). The run happens in
-    ``<build>/.running/<chapter>/``; its notebook and results replace the previous ones
-    only when it finished without error. On an error, :class:`ChapterFailed` names the
-    failing cell and where the partial notebook is kept (``<build>/failed/``); an interrupt
-    (``KeyboardInterrupt``) stops the papermill process, keeps the partial notebook the same
-    way and propagates. Either way the previous good files are left as they were.
+    The run happens in ``<build>/.running/<chapter>/``, in the environment of
+    :func:`kernel_environment`; its notebook and results replace the previous ones only when
+    it finished without error. An interrupt (``KeyboardInterrupt``) stops the papermill
+    process, keeps the partial notebook in ``<build>/failed/`` and propagates. Either way
+    the previous good files are left as they were.
+
+    Parameters
+    ----------
+    chapter : str
+        The chapter's name (``NN_topic``).
+    profile : str
+        One of :data:`PROFILES`.
+    build_dir : Path
+        The build folder.
+    parameters : dict or None
+        Parameters over the profile's (:func:`run_parameters`).
+    root : Path
+        The repository's root.
+    download : bool
+        Let the chapter download its data set (passed only to chapters with a ``download``
+        parameter).
+
+    Returns
+    -------
+    Path
+        The executed notebook, ``<build>/notebooks/<chapter>.ipynb``.
+
+    Raises
+    ------
+    ChapterFailed
+        When the chapter fails: names the failing cell and where the partial notebook is
+        kept (``<build>/failed/``).
+    BuildLocked
+        When another build holds ``build_dir``.
     """
     import jupytext
 
@@ -476,6 +625,20 @@ def scan_results(results_dir: Path, names: list[str], profile: str | None = None
 
     A missing file, a damaged one (not JSON, not a results file, another chapter's) and a
     run of another profile than ``profile`` are marked with what is wrong; nothing raises.
+
+    Parameters
+    ----------
+    results_dir : Path
+        The build's results folder.
+    names : list of str
+        The chapters, in order.
+    profile : str or None
+        The build's profile; None: any profile is ``"ok"``.
+
+    Returns
+    -------
+    list of ChapterResults
+        One entry per chapter of ``names``, then one per stray file (``status="stray"``).
     """
     results_dir = Path(results_dir)
     out = []
@@ -528,7 +691,22 @@ def ledger_page(results_dir: Path, root: Path = ROOT, profile: str | None = None
     whose results are missing, unreadable or of another profile than ``profile`` are
     marked there and listed in a warning) and one of every result (claim, ours, the paper's
     number for the same measurement with its source, numbers from other settings as
-    context, whether the claim holds).
+    context, whether the claim holds), then the cross-path checks
+    (:func:`~infoclust.book.crosscheck.crosscheck_markdown`).
+
+    Parameters
+    ----------
+    results_dir : Path
+        The build's results folder, read leniently (:func:`scan_results`).
+    root : Path
+        The repository's root (its ``_toc.yml`` gives the chapters).
+    profile : str or None
+        The build's profile: chapters that ran with another are marked.
+
+    Returns
+    -------
+    str
+        The page, as MyST Markdown.
     """
     from .crosscheck import crosscheck_markdown  # here: crosscheck imports this module
 
@@ -641,7 +819,18 @@ def _read_timings(build_dir: Path) -> dict[str, Any]:
 
 
 def environment_page(build_dir: Path) -> str:
-    """The build's environment: date, machine, device and package versions, and chapter times."""
+    """The build's environment page: date, machine, device, package versions, code paths, times.
+
+    Parameters
+    ----------
+    build_dir : Path
+        The build folder (its ``timings.json`` and ``results/``).
+
+    Returns
+    -------
+    str
+        The page, as Markdown.
+    """
     import importlib.metadata as md
     import platform
 
@@ -704,11 +893,33 @@ def environment_page(build_dir: Path) -> str:
 
 
 def build_site(build_dir: Path, root: Path = ROOT, profile: str | None = None) -> Path:
-    """Render the executed notebooks in ``build_dir`` into ``build_dir/html``; return it.
+    """Render the executed notebooks in ``build_dir`` into ``build_dir/html``.
 
-    The site is rendered into a new folder that replaces ``html`` only when Sphinx
-    succeeded; ``profile`` is the build's profile, against which the ledger marks chapters
-    that ran with another. Raises :class:`BuildError` when a chapter has no executed notebook.
+    The site, with the API reference (:mod:`infoclust.book.reference`), the ledger
+    (:func:`ledger_page`) and the environment page (:func:`environment_page`), is rendered
+    by Sphinx with warnings as errors into a new folder that replaces ``html`` only when
+    Sphinx succeeded.
+
+    Parameters
+    ----------
+    build_dir : Path
+        The build folder, with every chapter's executed notebook.
+    root : Path
+        The repository's root.
+    profile : str or None
+        The build's profile, against which the ledger marks chapters that ran with another.
+
+    Returns
+    -------
+    Path
+        ``build_dir/html``.
+
+    Raises
+    ------
+    BuildError
+        When a chapter has no executed notebook.
+    subprocess.CalledProcessError
+        When Sphinx fails (a warning included); the previous site is left as it was.
     """
     build_dir, root = Path(build_dir), Path(root)
     names = chapters(root)
@@ -775,9 +986,38 @@ def build_book(
 ) -> Path | None:
     """Execute the chapters (all, or ``only``) and render the site (unless ``site=False``).
 
-    Returns the site's folder (None without a site). Chapter names are checked before
-    anything runs; the first chapter that fails stops the build (:class:`ChapterFailed`)
-    before the site is touched. Prints the time of each step.
+    Chapter names and their profile entries are checked before anything runs; the first
+    chapter that fails stops the build before the site is touched. Prints the time of each
+    step and records it in ``<build_dir>/timings.json``.
+
+    Parameters
+    ----------
+    profile : str
+        One of :data:`PROFILES`: the chapters' settings in ``notebooks/profiles.yml``.
+    build_dir : Path or None
+        Where the executed notebooks, results and site go; None: ``<root>/_build``.
+    only : list of str or None
+        The chapters to execute, in this order; None: all of them.
+    root : Path
+        The repository's root.
+    download : bool
+        Let the chapters download their data sets.
+    site : bool
+        Render the site after the chapters.
+
+    Returns
+    -------
+    Path or None
+        The site's folder (:func:`build_site`); None without a site.
+
+    Raises
+    ------
+    BuildError
+        For an unknown profile or chapter, or a chapter without an entry for the profile.
+    BuildLocked
+        When another build holds ``build_dir`` (:func:`build_lock`).
+    ChapterFailed
+        When a chapter fails (:func:`execute_chapter`).
     """
     root = Path(root)
     build_dir = Path(build_dir) if build_dir is not None else root / "_build"
