@@ -19,6 +19,7 @@ is talk eq. (5) with q = 2 and is measured in pixels. Three ways to compute it:
 
 from __future__ import annotations
 
+import inspect
 import time
 import warnings
 from dataclasses import dataclass
@@ -531,6 +532,10 @@ def wasserstein_exact(a, b, p: float = 2.0, *, max_iter: int = 1_000_000) -> tor
     ha = _histograms("a", a.detach().cpu(), torch.float64).numpy()
     hb = _histograms("b", b.detach().cpu(), torch.float64).numpy()
     cost = grid_cost(h, w).numpy() ** (p / 2)
+    # both histograms sum to 1 and the dual potentials are not used: skip POT's checks of the
+    # masses and its centring of the potentials where it offers to (a sixth of the time per pair)
+    offered = inspect.signature(ot.emd2).parameters
+    skip = {k: False for k in ("check_marginals", "center_dual") if k in offered}
     out = np.empty(len(ha))
     failed: dict[int, str] = {}
     for i, (u, v) in enumerate(zip(ha, hb)):
@@ -539,7 +544,7 @@ def wasserstein_exact(a, b, p: float = 2.0, *, max_iter: int = 1_000_000) -> tor
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # POT's; replaced by ours below
             val, log = ot.emd2(
-                uu / uu.sum(), vv / vv.sum(), cost[np.ix_(su, sv)], numItermax=max_iter, log=True
+                uu / uu.sum(), vv / vv.sum(), cost[np.ix_(su, sv)], numItermax=max_iter, log=True, **skip
             )
         if log["result_code"] != 1:  # 1: optimal (POT's network simplex)
             failed[i] = log["warning"] or f"result code {log['result_code']}"
