@@ -505,7 +505,9 @@ def fit_in_box(plan: LocalPlan, upper: float = 1.0, max_passes: int = 20) -> Loc
     in the ball, its rows still sum to ``x``. A source may overflow in turn; the passes
     repeat (at most ``max_passes``), and whatever still overflows is mixed with the plan
     that leaves every pixel in place, :math:`t\\Pi + (1 - t)\\,\\mathrm{diag}(x)`, with the
-    largest ``t`` that fits. Our addition: the paper's code clips the images instead, which
+    largest ``t`` that fits. A pixel counts as above ``upper`` only beyond ``upper (1 + 1e-12)``:
+    a pixel of ``x`` at ``upper`` that gets a rounding error back would otherwise force
+    ``t = 0``, the plan that moves nothing. Our addition: the paper's code clips the images instead, which
     can leave the ball.
 
     Parameters
@@ -529,11 +531,12 @@ def fit_in_box(plan: LocalPlan, upper: float = 1.0, max_passes: int = 20) -> Loc
         ``x`` fits that box.
     """
     upper = _check_upper(plan, upper, "fit_in_box")
+    limit = upper * (1 + 1e-12)  # rounding: a pixel of x at upper that gets 1e-16 back fits
     center = plan.mass.shape[1] // 2
     mass = plan.mass.clone()
     for _ in range(max_passes):
         z = replace(plan, mass=mass).images().flatten()
-        over = z > upper
+        over = z > limit
         if not bool(over.any()):
             return replace(plan, mass=mass)
         stay = torch.zeros_like(z).index_add_(0, plan.source, mass[:, center])
@@ -546,7 +549,7 @@ def fit_in_box(plan: LocalPlan, upper: float = 1.0, max_passes: int = 20) -> Loc
     x = plan.source_mass()
     z = replace(plan, mass=mass).images().flatten()
     x_image = torch.zeros_like(z).index_add_(0, plan.source, x)
-    room = torch.where(z > upper, (upper - x_image) / (z - x_image).clamp_min(1e-300), 1.0).clamp(0.0, 1.0)
+    room = torch.where(z > limit, (upper - x_image) / (z - x_image).clamp_min(1e-300), 1.0).clamp(0.0, 1.0)
     per_image = room.view(plan.n_images, -1).amin(1)[plan.image, None]
     mixed = per_image * mass
     mixed[:, center] += (1 - per_image[:, 0]) * x
@@ -719,7 +722,7 @@ class _FrankWolfeSteps(_PlanSteps):
     projection, without a warning where it is not yet the projection. Against a SmallCNN
     trained 5 epochs, on 40 MNIST digits (Wong et al.'s schedule, 7 x 7 window, one
     thread of a loaded machine), the converged projection fooled 100 % in 140 s of CPU,
-    10 steps 92.5 % in 22 s, :func:`fit_in_box` alone 85 % in 5 s."""
+    10 steps 97.5 % in 14 s, :func:`fit_in_box` alone 85 % in 5 s."""
 
     def __init__(self, x: torch.Tensor, gamma: float, kernel_size: int, p: float) -> None:
         super().__init__(x, kernel_size, p)
