@@ -2,19 +2,22 @@
 
 1. Projections per second: :func:`projections_per_second` (Wong et al.'s projected Sinkhorn
    onto a Wasserstein ball, 28 x 28 images).
-2. The pools of chapter 9: :class:`~infoclust.transforms.ADefPerturbation`,
+2. The pools of chapter 9 at its settings (``notebooks/09_iic_perturbations.py``, default
+   profile): :class:`~infoclust.adef.ADefPerturbation`,
    :class:`~infoclust.w2_algorithm.W2Perturbation` and
-   :class:`~infoclust.transforms.SinkhornPerturbation` with chapter 9's settings (the centre
-   20 px of mnist5k digits resized to ``--size`` px, 5 iterations, radius 0.5, eta 0.3, 20
-   projection iterations, a fresh random classifier of 10 classes per batch of 250 for
-   Algorithm 1), one copy per image: images per second and the time for 5,000 images.
+   :class:`~infoclust.projected_sinkhorn.SinkhornPerturbation` on the centre 20 px of mnist5k
+   digits resized to ``--size`` px (12), radius 0.3 px, eta 0.2 px, overshoot 1.2, 5 attack
+   iterations, 20 projection iterations, a random classifier of 10 classes (redrawn per batch
+   of 250 for Algorithm 1), one copy per image: images per second on each of ``--threads``
+   (1 and 2 by default), wall time, beside the rates before issue 25's speed-ups.
 3. ADef with the paper's MNIST settings (sigma 0.5, overshoot 1.2, all candidates) and
    Algorithm 1 (eps 0.5, eta 0.25, alpha 0.25, at most 15 steps, all candidates) against the
    talk's random classifier on 28 x 28 mnist5k digits.
 
-Times are CPU seconds of this process (``time.process_time``) with ``--threads`` torch threads
-(default 1), so that a busy machine slows the wall clock but not the numbers; the best of
-``--repeats`` runs after a warm-up counts. On a GPU the wall time is reported instead.
+Times of parts 1 and 3 are CPU seconds of this process (``time.process_time``) with the first
+of ``--threads``, so that a busy machine slows the wall clock but not the numbers; the pools
+report the wall time (what two threads save is wall time), with the CPU seconds beside. The
+best of ``--repeats`` runs after a warm-up counts. On a GPU the wall time is reported.
 
 Usage::
 
@@ -27,6 +30,7 @@ Results are printed and written to ``_build/benchmarks/bench_perturb.json``.
 from __future__ import annotations
 
 import argparse
+import time
 
 import torch
 
@@ -42,6 +46,21 @@ from infoclust.w2_algorithm import W2Perturbation, w2_perturbation
 
 #: Images per pool in chapter 9's experiment.
 POOL_IMAGES = 5000
+
+#: Chapter 9's settings of the pooled perturbations (its default profile).
+CHAPTER9 = {
+    "w2_eps": 0.3,
+    "w2_eta": 0.2,
+    "adef_overshoot": 1.2,
+    "attack_iter": 5,
+    "proj_iter": 20,
+    "n_random_classes": 10,
+    "batch_size": 250,
+}
+
+#: Pool rates (images/s) before issue 25's speed-ups, for the report: chapter 9's default
+#: build on a fresh clone (AMD EPYC, 2 cores, quiet; the issue's measurements).
+BEFORE = {"ADef": 1900.0, "Algorithm 1": 780.0, "projected Sinkhorn": 54.0}
 
 
 def best_time(fn, repeats: int, device: torch.device) -> tuple[float, object]:
@@ -95,18 +114,34 @@ def projections_per_second(
     return {"images_per_second": batch_size / best, "seconds": best, "n_iter": n_it, "device": str(dev)}
 
 
-def chapter9_pools(
-    x: torch.Tensor, repeats: int, device: torch.device, batch_size: int = 250, seed: int = 0
-) -> dict:
-    """Each expensive g of chapter 9 on ``x`` in batches of ``batch_size``, one copy per image.
+def chapter9_pools(x: torch.Tensor, repeats: int, device: torch.device, seed: int = 0) -> dict:
+    """Each pooled g of chapter 9, at its settings (:data:`CHAPTER9`), on ``x``, one copy per image.
 
-    Returns ``{name: {"images_per_second", "seconds_for_5000", ...}}``.
+    Returns ``{name: {"images_per_second", "cpu_seconds_per_1000", "seconds_for_5000", ...}}``;
+    the rate is in wall time (GPU: synchronised), the best of ``repeats`` after a warm-up.
     """
+    s = CHAPTER9
     pools = {
-        "ADef": ADefPerturbation(max_iter=5, n_random_classes=10, seed=seed),
-        "Algorithm 1": W2Perturbation(0.5, 0.3, max_iter=5, n_random_classes=10, redraw=True, seed=seed),
+        "ADef": ADefPerturbation(
+            max_iter=s["attack_iter"],
+            overshoot=s["adef_overshoot"],
+            n_random_classes=s["n_random_classes"],
+            seed=seed,
+        ),
+        "Algorithm 1": W2Perturbation(
+            s["w2_eps"],
+            s["w2_eta"],
+            max_iter=s["attack_iter"],
+            n_random_classes=s["n_random_classes"],
+            redraw=True,
+            seed=seed,
+        ),
         "projected Sinkhorn": SinkhornPerturbation(
-            0.5, max_iter=5, proj_iter=20, n_random_classes=10, seed=seed
+            s["w2_eps"],
+            max_iter=s["attack_iter"],
+            proj_iter=s["proj_iter"],
+            n_random_classes=s["n_random_classes"],
+            seed=seed,
         ),
     }
     out = {}
@@ -115,7 +150,7 @@ def chapter9_pools(
 
         def fill(g=g, extra=extra):
             parts, solved, tests = [], 0, 0
-            for xb in x.split(batch_size):
+            for xb in x.split(s["batch_size"]):
                 parts.append(g(xb))
                 if isinstance(g, W2Perturbation):
                     solved, tests = solved + g.last_result_.solved, tests + g.last_result_.tests
@@ -123,9 +158,22 @@ def chapter9_pools(
                 extra["exact_solves_per_test"] = solved / tests
             return torch.cat(parts)
 
-        seconds, _ = best_time(fill, repeats, device)
-        rate = len(x) / seconds
-        out[name] = {"images_per_second": rate, "seconds_for_5000": POOL_IMAGES / rate, **extra}
+        fill()  # warm-up
+        walls, cpus = [], []
+        for _ in range(repeats):
+            cpu = time.process_time()
+            with ic.timer() as tm:
+                fill()
+            walls.append(tm["seconds"])
+            cpus.append(time.process_time() - cpu)
+        rate = len(x) / min(walls)
+        out[name] = {
+            "images_per_second": rate,
+            "cpu_seconds_per_1000": 1000 * min(cpus) / len(x),
+            "seconds_for_5000": POOL_IMAGES / rate,
+            "before": BEFORE[name],
+            **extra,
+        }
     return out
 
 
@@ -168,15 +216,17 @@ def bench_algorithm1(x: torch.Tensor, model, repeats: int, device: torch.device)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when present")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads on the CPU")
+    parser.add_argument(
+        "--threads", type=int, nargs="+", default=[1, 2], help="torch threads on the CPU (the pools: each)"
+    )
     parser.add_argument("--n", type=int, default=500, help="digits per pool measurement")
-    parser.add_argument("--size", type=int, default=16, help="side of chapter 9's resized centre crop")
+    parser.add_argument("--size", type=int, default=12, help="side of chapter 9's resized centre crop")
     parser.add_argument("--batch", type=int, default=64, help="digits per 28 x 28 ADef / Algorithm 1 batch")
     parser.add_argument("--proj-batch", type=int, default=100, help="images per projection batch")
     parser.add_argument("--adef-iter", type=int, default=10, help="ADef iteration cap (28 x 28)")
     parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads[0])
     devices = args.devices or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
     x28, _ = ic.load_dataset("mnist5k", n=max(args.n, args.batch), seed=0)
     crops = crop_resize(x28[: args.n], 20, args.size)
@@ -188,27 +238,33 @@ def main() -> None:
             "device": str(dev),
             "device_name": ic.utils.device_name(dev),
             "projection": projections_per_second(args.proj_batch, device=dev, repeats=max(args.repeats, 1)),
-            "pools": chapter9_pools(crops.to(dev), args.repeats, dev),
+            "pools": {},
             "adef": bench_adef(x28[: args.batch].to(dev), model, args.adef_iter, args.repeats, dev),
             "algorithm1": bench_algorithm1(x28[: args.batch].to(dev), model, args.repeats, dev),
         }
+        for threads in args.threads if dev.type == "cpu" else args.threads[:1]:
+            torch.set_num_threads(threads)
+            run["pools"][threads] = chapter9_pools(crops.to(dev), max(args.repeats, 1), dev)
+        torch.set_num_threads(args.threads[0])
         out["runs"].append(run)
         print(f"{run['device_name']}:", flush=True)
         print(
             f"  projected Sinkhorn: {run['projection']['images_per_second']:,.1f} projections/s "
             f"(batch {args.proj_batch}, {run['projection']['n_iter']} iterations)"
         )
-        print(f"  chapter 9's pools ({args.n} digits, {args.size} x {args.size}):")
-        for pool, r in run["pools"].items():
-            solves = (
-                f", exact W2 for {r['exact_solves_per_test']:.0%} of the tests"
-                if "exact_solves_per_test" in r
-                else ""
-            )
-            print(
-                f"    {pool}: {r['images_per_second']:,.1f} images/s, {r['seconds_for_5000']:.0f} s for "
-                f"{POOL_IMAGES:,} images{solves}"
-            )
+        for threads, pools in run["pools"].items():
+            print(f"  chapter 9's pools ({args.n} digits, {args.size} px, {threads} thread(s), wall):")
+            for pool, r in pools.items():
+                solves = (
+                    f", exact W2 for {r['exact_solves_per_test']:.0%} of the tests"
+                    if "exact_solves_per_test" in r
+                    else ""
+                )
+                print(
+                    f"    {pool}: {r['images_per_second']:,.1f} images/s (before: {r['before']:,.0f}), "
+                    f"{r['cpu_seconds_per_1000']:.2f} CPU s per 1,000, {r['seconds_for_5000']:.0f} s for "
+                    f"{POOL_IMAGES:,} images{solves}"
+                )
         a = run["adef"]
         print(
             f"  ADef, 28 x 28: {a['images_per_second']:,.1f} images/s (batch {a['batch']}, "

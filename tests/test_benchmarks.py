@@ -6,6 +6,8 @@ import importlib.util
 import json
 import sys
 
+import pytest
+
 from infoclust.book.build import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))  # where the scripts import _common from
@@ -23,6 +25,17 @@ def test_projections_per_second_reports_a_rate():
     out = _load("bench_perturb").projections_per_second(4, 12, eps=0.3, max_iter=5, repeats=1, device="cpu")
     assert out["images_per_second"] > 0 and out["seconds"] > 0
     assert 1 <= out["n_iter"] <= 5 and out["device"] == "cpu"
+
+
+@pytest.mark.filterwarnings("ignore::infoclust.utils.ConvergenceWarning")  # 20 projection iterations
+def test_chapter9_pools_report_a_rate_per_g():
+    import torch
+
+    x = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    out = _load("bench_perturb").chapter9_pools(x, 1, torch.device("cpu"))
+    assert set(out) == {"ADef", "Algorithm 1", "projected Sinkhorn"}
+    for r in out.values():
+        assert r["images_per_second"] > 0 and r["cpu_seconds_per_1000"] > 0 and r["before"] > 0
 
 
 def test_common_best_time_and_results_file(tmp_path):
