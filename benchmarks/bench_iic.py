@@ -35,8 +35,9 @@ import time
 
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-from _common import write_results
+from _common import best_time, write_results
 import infoclust as ic
 from infoclust import distributed as D
 from infoclust.augment import crop_resize
@@ -99,6 +100,47 @@ def time_to_accuracy(device: str, epochs: int, target: float, seed: int, recipe:
     }
 
 
+def matmul_peak(n: int = 1024, repeats: int = 5) -> float:
+    """The CPU's measured peak, GFLOP/s: the best of ``repeats`` float32 n x n matrix products."""
+    a, b = torch.rand(n, n), torch.rand(n, n)
+    seconds, _ = best_time(lambda: a @ b, repeats, warmup=1)
+    return 2 * n**3 / seconds / 1e9
+
+
+def flops_per_pair(model: IIC, x: torch.Tensor) -> float:
+    """FLOPs of one training pair, averaged over an epoch's head schedule (torch's FLOP counter).
+
+    Counts one Adam step of each head on a batch of ``x`` (matrix products and convolutions,
+    forward and backward); the element-wise work (batch norm, g, Adam) is left out.
+    """
+    opt = torch.optim.Adam(model.net_.parameters(), lr=model.lr)
+    flops = []
+    for head in model._heads():
+        with FlopCounterMode(display=False) as counter:
+            model._step(x[: model.batch_size], head, opt)
+        flops.append(counter.get_total_flops())
+    return float(np.mean(flops)) / (model.batch_size * model.repeats)
+
+
+def efficiency(device: str, recipe: str, epochs: int) -> dict:
+    """Pairs/s of a chapter's CPU recipe on mnist5k at 12 px, its FLOPs per pair and the fraction
+    of the measured matrix-product peak that it reaches."""
+    x, y = ic.load_dataset("mnist5k")
+    x = crop_resize(x, 20, CPU_INPUT)
+    model = IIC(**CPU_RECIPES[recipe], epochs=epochs, device=device, verbose=False).fit(x, y)
+    pairs_per_s = model.history_[-1]["pairs"] / model.train_seconds_
+    flops = flops_per_pair(model, x.to(model.device_))
+    peak = matmul_peak()
+    return {
+        "recipe": recipe,
+        "threads": torch.get_num_threads(),
+        "pairs_per_s": pairs_per_s,
+        "flops_per_pair": flops,
+        "peak_gflops": peak,
+        "fraction_of_peak": pairs_per_s * flops / 1e9 / peak,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
@@ -109,6 +151,12 @@ def main() -> None:
     parser.add_argument("--amp", default="auto", choices=["auto", "on", "off"])
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument(
+        "--efficiency",
+        action="store_true",
+        help="also train --recipe on mnist5k at 12 px (--epochs) and report FLOPs/pair and the fraction "
+        "of the matrix-product peak reached, with --threads threads",
+    )
     parser.add_argument(
         "--recipe", default="09", choices=sorted(CPU_RECIPES), help="the chapter whose recipe to time"
     )
@@ -149,6 +197,18 @@ def main() -> None:
                 f"{runs[1]['pairs_per_s'] / runs[0]['pairs_per_s']:.2f}",
                 flush=True,
             )
+    if args.efficiency:
+        torch.set_num_threads(args.threads)
+        eff = out["efficiency"] = efficiency(str(dev), args.recipe, args.epochs)
+        print(
+            f"chapter {eff['recipe']} recipe, 12 px, {eff['threads']} thread(s): "
+            f"{eff['pairs_per_s']:,.0f} pairs/s, "
+            f"{eff['flops_per_pair'] / 1e6:.2f} MFLOP/pair (convolutions and matrix products) = "
+            f"{eff['pairs_per_s'] * eff['flops_per_pair'] / 1e9:.1f} GFLOP/s, "
+            f"{eff['fraction_of_peak']:.0%} of the measured peak ({eff['peak_gflops']:.1f} GFLOP/s, "
+            f"float32 1024 x 1024 matrix products)",
+            flush=True,
+        )
     if not args.skip_accuracy:
         torch.set_num_threads(args.threads)
         recipe = CPU_RECIPES[args.recipe]

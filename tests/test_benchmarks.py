@@ -122,3 +122,23 @@ def test_peer_table_values_against_exact_w2():
     assert set(table["small"]) == set(ladders)
     for name in bench.EXACT:
         assert table["small"][name]["mean error"][1.0] <= 1e-6
+
+
+def test_iic_flops_per_pair_match_a_hand_count():
+    """The small trunk at 12 px, chapter 3's batches: convolutions (conv1 has no input gradient),
+    sub-heads and joint counts, forward and backward, per pair, over one over- and two main passes."""
+    import torch
+
+    from infoclust.iic import IIC
+
+    bench = _load("bench_iic")
+    x = torch.rand(32, 1, 12, 12, generator=torch.Generator().manual_seed(0))
+    model = IIC(**bench.CPU_RECIPES["03"], epochs=1, device="cpu", verbose=False).fit(x)
+    per_image = 1 + 1 / 4  # E(x) once per image, E(g x) for each of the 4 repeats
+    convs = [(1, 16, 12), (16, 32, 6), (32, 64, 3)]  # in, out channels, side; 3 x 3 kernels
+    macs = [i * o * 9 * s * s for i, o, s in convs]
+    trunk = 2 * per_image * (sum(macs) + macs[0] + 2 * sum(macs[1:]))  # forward, weight and input grads
+    heads = [2 * per_image * 3 * 576 * 5 * k + 2 * 3 * 5 * k * k for k in (50, 10, 10)]  # schedule
+    expected = trunk + sum(heads) / 3
+    assert bench.flops_per_pair(model, x) == pytest.approx(expected, rel=0.01)
+    assert bench.matmul_peak(64, 1) > 0

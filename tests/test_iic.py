@@ -109,6 +109,26 @@ def test_clusternet_shapes():
     assert "over" not in ClusterNet(1, 12, n_clusters=4, n_overclusters=None, trunk=TINY).heads
 
 
+def test_clusternet_fast_paths_match_the_plain_layers():
+    """Pooling before the ReLU is bit-identical to after; the stacked sub-heads and features()
+    agree with one layer (and one trunk call) at a time, batch norm per batch included."""
+    torch.manual_seed(0)
+    net = ClusterNet(1, 12, n_clusters=4, n_overclusters=9, n_subheads=3, trunk="small")
+    a, b = torch.rand(5, 1, 12, 12), torch.rand(7, 1, 12, 12)
+    layers = list(net.trunk)
+    for i in [i for i, layer in enumerate(layers) if isinstance(layer, torch.nn.MaxPool2d)]:
+        layers[i], layers[i + 1] = layers[i + 1], layers[i]  # each pool is followed by its ReLU
+    plain = torch.nn.Sequential(*layers)  # conv, BN, ReLU, pool: the order of the paper
+    assert torch.equal(net.trunk(a), plain(a))
+    h = net.trunk(a)
+    for head in ("main", "over"):
+        one_by_one = torch.stack([torch.softmax(lin(h), 1) for lin in net.heads[head]])
+        torch.testing.assert_close(net.cluster(h, head), one_by_one)
+    torch.testing.assert_close(net.features(a, b), torch.cat([net.trunk(a), net.trunk(b)]))
+    with pytest.raises(AssertionError):  # one batch-norm batch for both would differ
+        torch.testing.assert_close(net.features(a, b), net.trunk(torch.cat([a, b])))
+
+
 @pytest.fixture(scope="module")
 def digits():
     x, y = load_dataset("digits", n=600, seed=0)
