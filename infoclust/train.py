@@ -9,10 +9,11 @@ GPU or several, resumable after a crash or a pre-emption::
     python -m infoclust.train dim --dataset mnist5k --epochs 10 --out runs/d
 
 The options of ``iic`` are chapter 03's parameters (``--n-clusters``, ``--batch-size``,
-``--repeats``, ``--lr``, ``--lamb``, ``--trunk``, ``--input-size``, ``--crop``, ...), those of
-``dim`` chapter 02's. Under ``torchrun`` the processes train data-parallel
-(:mod:`infoclust.distributed`): ``--batch-size`` is the global batch, split evenly, and the
-result is that of one process on the same data. Rank 0 shows the progress bar and writes, in
+``--repeats``, ``--lr``, ``--lamb``, ``--trunk``, ``--input-size``, ``--crop``, ...): each
+given one changes the recipe that ``--preset`` names (:data:`infoclust.iic.PRESETS`; ``cpu``,
+chapter 03's, by default). Those of ``dim`` are chapter 02's. Under ``torchrun`` the processes
+train data-parallel (:mod:`infoclust.distributed`): ``--batch-size`` is the global batch, split
+evenly, and the result is that of one process on the same data. Rank 0 shows the progress bar and writes, in
 ``--out``: ``checkpoint.pt`` after every epoch (atomically; ``--resume`` continues from it),
 ``history.json``, and ``metrics.json`` with the final scores (accuracy, NMI and ARI of IIC's
 lowest-loss sub-head; the linear-probe accuracy of DIM's codes), the settings and the world
@@ -38,6 +39,8 @@ from .checkpoint import prepare_output_dir
 from .data import DATASETS, load_dataset
 from .dim import PRESETS, DeepInfoMax, linear_probe
 from .iic import IIC, TRUNKS
+from .iic import PRESETS as IIC_PRESETS
+from .iic import preset as iic_preset
 from .metrics import evaluate
 from .mi import ESTIMATORS
 from .utils import ParameterError, atomic_write, check_int, device_name
@@ -70,7 +73,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--download", action="store_true", help="let torchvision download a missing data set")
     p.add_argument("--n-images", type=int, default=None, help="train on a random subset of this many images")
     p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the estimator's)")
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="Adam learning rate (default: the iic preset's; 1e-3 for dim)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None, help="CPU threads of each process (default: torch's)")
@@ -108,17 +116,27 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="the crop is resized to this side, px (default: 16 for 28 px digits, else the crop)",
     )
-    iic.add_argument("--trunk", default="small", choices=list(TRUNKS))
+    iic.add_argument(
+        "--preset",
+        default="cpu",
+        choices=list(IIC_PRESETS),
+        help="the recipe (infoclust.iic.PRESETS) that the options below change (default: cpu, chapter 03's)",
+    )
+    iic.add_argument("--trunk", default=None, choices=list(TRUNKS), help="default: the preset's")
     iic.add_argument("--n-clusters", type=int, default=10)
     iic.add_argument("--n-overclusters", type=int, default=50, help="0: no overclustering head")
-    iic.add_argument("--n-subheads", type=int, default=5)
-    iic.add_argument("--batch-size", type=int, default=32, help="distinct images per (global) batch")
-    iic.add_argument("--repeats", type=int, default=4)
-    iic.add_argument("--lamb", type=float, default=1.5)
+    iic.add_argument("--n-subheads", type=int, default=None, help="default: the preset's")
+    iic.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="distinct images per (global) batch; default: the preset's",
+    )
+    iic.add_argument("--repeats", type=int, default=None, help="default: the preset's")
+    iic.add_argument("--lamb", type=float, default=None, help="default: the preset's")
     iic.add_argument("--main-passes", type=int, default=2)
     iic.add_argument("--over-passes", type=int, default=1)
     iic.add_argument("--eval-every", type=int, default=1, help="score on all the data every this many epochs")
-    iic.set_defaults(lr=2e-3)
     dim = sub.add_parser("dim", help="Deep InfoMax (chapter 02)")
     _common(dim)
     dim.add_argument("--preset", default="DIM(L)", choices=list(PRESETS))
@@ -181,6 +199,19 @@ def check_same_view(out: Path, view: dict[str, Any], resume: bool) -> None:
             json.dump(view, f, indent=1)
 
 
+def _iic_recipe(args: argparse.Namespace) -> dict[str, Any]:
+    """The recipe ``--preset`` names, changed by the recipe options given (absent ones are None)."""
+    return iic_preset(
+        args.preset,
+        trunk=args.trunk,
+        n_subheads=args.n_subheads,
+        batch_size=args.batch_size,
+        repeats=args.repeats,
+        lr=args.lr,
+        lamb=args.lamb,
+    )
+
+
 def _iic(args: argparse.Namespace, x: torch.Tensor, y: torch.Tensor) -> tuple[dict, list]:
     crop, size = default_view(x.shape[-1])
     crop = crop if args.crop is None else check_int("--crop", args.crop, 1, x.shape[-1])
@@ -190,16 +221,11 @@ def _iic(args: argparse.Namespace, x: torch.Tensor, y: torch.Tensor) -> tuple[di
     model = IIC(
         args.n_clusters,
         n_overclusters=args.n_overclusters or None,
-        n_subheads=args.n_subheads,
-        trunk=args.trunk,
         epochs=args.epochs,
-        batch_size=args.batch_size,
-        repeats=args.repeats,
         main_passes=args.main_passes,
         over_passes=args.over_passes,
-        lr=args.lr,
-        lamb=args.lamb,
         eval_every=args.eval_every,
+        **_iic_recipe(args),
         seed=args.seed,
         device=args.device,
         verbose=not args.quiet,

@@ -18,6 +18,7 @@ import json
 import nbformat
 import pytest
 
+from infoclust import iic
 from infoclust.book import build as book
 
 from test_full_profiles import STRUCTURAL
@@ -47,7 +48,8 @@ SIZES = {
 @pytest.mark.parametrize("chapter", sorted(SIZES))
 def test_full_profile_runs_on_tiny_data(chapter, mnist_root, tmp_path):
     full = book.chapter_parameters(chapter, "full")
-    assert (full["dataset"], full["trunk"], full["input_size"]) == ("mnist", "vgg", 24), "the paper's setting"
+    trunk = full.get("trunk") or iic.preset(full["preset"])["trunk"]
+    assert (full["dataset"], trunk, full["input_size"]) == ("mnist", "vgg", 24), "the paper's setting"
     assert set(SIZES[chapter]) <= set(book.chapter_defaults(chapter)) and not set(SIZES[chapter]) & STRUCTURAL
     params = {**SIZES[chapter], "data_root": str(mnist_root)}
     notebook = book.execute_chapter(chapter, "full", tmp_path, parameters=params)

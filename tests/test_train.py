@@ -127,3 +127,16 @@ def test_two_processes_write_the_metrics_of_one(uninterrupted, tmp_path):
     for key in ("acc", "nmi", "ari"):
         assert written[key] == pytest.approx(one[key], abs=0.02), key
     assert written["subhead_loss"] == pytest.approx(one["subhead_loss"], rel=1e-3)
+
+
+def test_iic_recipe_is_the_preset_changed_by_the_options_given():
+    """``--preset`` names the recipe (chapter 03's ``cpu`` by default); each option given changes itself."""
+    from infoclust.iic import PRESETS
+    from infoclust.train import _iic_recipe, build_parser
+
+    parse = build_parser().parse_args
+    assert _iic_recipe(parse(["iic"])) == PRESETS["cpu"]
+    paper = _iic_recipe(parse(["iic", "--preset", "paper", "--trunk", "small", "--lr", "0.01"]))
+    assert paper == {**PRESETS["paper"], "trunk": "small", "lr": 0.01}
+    with pytest.raises(SystemExit):
+        parse(["iic", "--preset", "nope"])
