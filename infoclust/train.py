@@ -36,6 +36,7 @@ import torch.distributed as dist
 from . import distributed as D
 from .augment import crop_resize
 from .checkpoint import prepare_output_dir
+from .codepath import code_path
 from .data import DATASETS, load_dataset
 from .dim import PRESETS, DeepInfoMax, linear_probe
 from .iic import IIC, TRUNKS
@@ -312,9 +313,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     -------
     dict
         The metrics, on every rank: ``model``, ``dataset``, ``images``, ``world_size``,
-        ``settings`` (the parsed options) and the scores (e.g. ``acc``, ``nmi``, ``ari``);
-        rank 0 also writes them to ``metrics.json`` in the output folder, beside
-        ``history.json``.
+        ``settings`` (the parsed options), ``torch`` (its version), ``code_path``
+        (:func:`~infoclust.codepath.code_path`: processor, CPU capability, BLAS) and the
+        scores (e.g. ``acc``, ``nmi``, ``ari``); rank 0 also writes them to ``metrics.json``
+        in the output folder, beside ``history.json``.
     """
     args = build_parser().parse_args(argv)
     args.out = Path("runs") / f"{args.model}-{args.dataset}" if args.out is None else args.out
@@ -332,6 +334,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "images": len(x),
             "world_size": D.world_size(),
             "settings": settings,
+            "torch": torch.__version__,
+            "code_path": code_path(),
             **metrics,
         }
         if D.is_main_process():

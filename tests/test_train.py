@@ -81,6 +81,7 @@ def test_outputs(uninterrupted):
     assert written["acc"] == metrics["acc"] and written["world_size"] == 1 and written["epochs"] == 3
     assert 0 <= written["acc"] <= 1 and len(written["subhead_acc"]) == 2
     assert written["settings"]["batch_size"] == 24 and written["crop"] == 8 and written["input_size"] == 8
+    assert written["code_path"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     history = json.loads((out / "history.json").read_text())
     assert [h["epoch"] for h in history] == [0, 1, 2, 3]
     assert _state(out)["epoch"] == 3
