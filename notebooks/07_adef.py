@@ -101,7 +101,7 @@ from myst_nb import glue
 import infoclust as ic
 from infoclust import plot as icp
 from infoclust.adef import adef
-from infoclust.classifiers import SmallCNN, accuracy, predict, random_classifier, train_classifier
+from infoclust.classifiers import predict, random_classifier, train_small_cnn
 
 ledger = ic.book.start(
     "07_adef", globals(), bounds={"n_attack": "[1, inf)", "max_iter": "[1, inf)", "n_sweep": "[1, inf)"}
@@ -115,21 +115,17 @@ print(f"{dataset}: {len(x_train)} training and {len(x_test)} test images of shap
 #
 # ADef attacks a trained model. We train the library's `SmallCNN` (two convolution blocks
 # and a two-layer head) on the training split for `epochs` epochs with random translations
-# of up to one pixel ({py:func}`~infoclust.classifiers.train_classifier`'s default `max_shift=1`), then keep the test digits that it classifies correctly: those are
-# the ones an attack can flip.
+# of up to one pixel ({py:func}`~infoclust.classifiers.train_classifier`'s default `max_shift=1`),
+# its weights, batch order and augmentation drawn from `seed`
+# ({py:func}`~infoclust.classifiers.train_small_cnn`, as in chapter 6), then keep the test digits
+# that it classifies correctly: those are the ones an attack can flip.
 
 # %% tags=["hide-input"]
 with ic.timer() as t_train:
-    cnn = train_classifier(
-        SmallCNN(x.shape[1], int(y.max()) + 1),
-        x_train,
-        y_train,
-        epochs=epochs,
-        device=ledger.device,
-        generator=torch.Generator().manual_seed(seed),
+    cnn, clean = train_small_cnn(
+        x_train, y_train, x_test, y_test, seed=seed, epochs=epochs, device=ledger.device
     )
 x_test_d, y_test_d = x_test.to(ledger.device), y_test.to(ledger.device)
-clean = accuracy(cnn, x_test_d, y_test_d)
 correct = (predict(cnn, x_test_d) == y_test_d).nonzero().squeeze(1)
 targets = x_test_d[correct[:n_attack]]
 ledger.record("SmallCNN clean test accuracy", 100 * clean, unit="%", seconds=t_train["seconds"])

@@ -3,7 +3,14 @@
 import pytest
 import torch
 
-from infoclust.classifiers import SmallCNN, accuracy, predict, random_classifier, train_classifier
+from infoclust.classifiers import (
+    SmallCNN,
+    accuracy,
+    predict,
+    random_classifier,
+    train_classifier,
+    train_small_cnn,
+)
 from infoclust.data import load_dataset
 from infoclust.utils import ParameterError, TrainingDivergedError
 
@@ -131,6 +138,39 @@ def test_diverging_training_names_epoch_step_and_lr():
         model.head[-1].weight.fill_(float("inf"))
     with pytest.raises(TrainingDivergedError, match=r"diverged.*epoch 1, step 1; lower lr"):
         train_classifier(model, x, y, epochs=1, device="cpu", verbose=False)
+
+
+def test_train_small_cnn_is_chapter_six_recipe_and_leaves_the_global_rng_alone(one_thread):
+    x, y = load_dataset("digits", n=40, seed=0)
+    torch.manual_seed(7)
+    state = torch.get_rng_state()
+    x_tr, y_tr, x_te, y_te = x[:32], y[:32], x[32:], y[32:]
+    model, acc = train_small_cnn(x_tr, y_tr, x_te, y_te, seed=3, epochs=1, device="cpu", verbose=False)
+    assert torch.equal(torch.get_rng_state(), state)
+    torch.manual_seed(3)  # what chapter 6 wrote by hand before the helper
+    ref = train_classifier(
+        SmallCNN(1, int(y.max()) + 1),
+        x_tr,
+        y_tr,
+        epochs=1,
+        device="cpu",
+        generator=torch.Generator().manual_seed(3),
+        verbose=False,
+    )
+    assert all(torch.equal(p, q) for p, q in zip(model.state_dict().values(), ref.state_dict().values()))
+    assert acc == accuracy(ref, x_te, y_te)
+    other, _ = train_small_cnn(x_tr, y_tr, x_te, y_te, seed=4, epochs=1, device="cpu", verbose=False)
+    assert not torch.equal(other.head[-1].weight, model.head[-1].weight)
+
+
+def test_train_small_cnn_names_its_bad_inputs():
+    x, y = torch.rand(8, 1, 8, 8), torch.zeros(8, dtype=torch.long)
+    with pytest.raises(ParameterError, match="every label is 0"):
+        train_small_cnn(x[:6], y[:6], x[6:], y[6:], seed=0, verbose=False)
+    with pytest.raises(ParameterError, match="y_test"):
+        train_small_cnn(x[:6], y[:6], x[6:], y[:3], seed=0, verbose=False)
+    with pytest.raises(ParameterError, match="seed"):
+        train_small_cnn(x[:6], y[:6], x[6:], y[6:], seed=-1, verbose=False)
 
 
 def _seeded_cnn():
