@@ -11,9 +11,9 @@ the same function, rewritten for fast input gradients. The attacks take one back
 per candidate label, and in eval mode two layers of the CNN are affine maps that cost more
 than they compute: batch normalisation (a per-channel scale and shift) and the adaptive
 average pool (a fixed linear map from the last feature map to 7 x 7). Folding the first
-into the convolution before it and the second into the linear layer after it cuts the
-time of a forward and nine backward passes on 16 x 16 digits from 574 to 220 ms per 250
-images (one CPU thread; ``benchmarks/bench_perturb.py``).
+into the convolution before it and the second into the linear layer after it removes
+their cost from every pass (the time saved on small digits is in the README, "Numbers
+measured once").
 """
 
 from __future__ import annotations

@@ -16,11 +16,10 @@ then needed only inside the bracket. Both bounds cost a few sorts of 1-D histogr
   of the two images whatever they are. Both orders (columns first, rows first) are
   computed and the smaller cost kept.
 
-On Algorithm 1's trial points for mnist5k digits (16 x 16 and 24 x 24) the lower bound is
-0.9 of W2 in the median and the upper bound 1.5; with them (and the triangle inequality
-through the walk's previous point, :mod:`infoclust.w2_algorithm`) the walks of chapter 9's
-settings on 16 x 16 digits need the exact solver for about 40 % of their tests
-(``benchmarks/bench_perturb.py``).
+With the two bounds (and the triangle inequality through the walk's previous point,
+:mod:`infoclust.w2_algorithm`) a walk calls the exact solver only for the tests that the
+bracket cannot decide; how tight the bracket was on digits, and how many tests it decided
+in chapter 9's setting, are in the README, "Numbers measured once".
 All arithmetic is float64; the bounds are widened by ``1e-9`` relative against rounding.
 """
 

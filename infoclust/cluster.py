@@ -415,8 +415,8 @@ def default_recipe(image_size: int, n_images: int) -> dict[str, Any]:
 
     Chapter 03's narrow trunk (with a fourth block above 32 px), batches of up to 32 images
     with 4 repeats, Adam at 2e-3, lamb = 1.5 and 5 sub-heads per head; epochs so that a run
-    makes about 2,000 batch steps (the chapter's MNIST runs reach 95 % in about 2,800),
-    between 5 and 60.
+    makes about 2,000 batch steps (the order of what chapter 3's MNIST runs needed, README
+    "Numbers measured once"), between 5 and 60.
 
     Parameters
     ----------
