@@ -102,7 +102,7 @@ def _chapter(name: str, profile: str) -> str:
     import papermill as pm
 
     sys.path.insert(0, str(ROOT))
-    from infoclust.book.build import chapter_parameters
+    from infoclust.book.catalogue import chapter_parameters
 
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["INFOCLUST_RESULTS_DIR"] = tmp

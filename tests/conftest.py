@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from infoclust.book import build as book
+from infoclust.book.catalogue import ROOT
+from infoclust.book.runs import execute_chapter
 from infoclust.data import load_dataset
 from infoclust.utils import NUM_THREADS_ENV, num_threads
 
-SMOKE_DIR = book.ROOT / "_build" / "smoke"
+SMOKE_DIR = ROOT / "_build" / "smoke"
 _executed: dict[str, Path | BaseException] = {}
 
 
@@ -22,7 +23,7 @@ def execute_smoke(chapter: str) -> Path:
     """Execute ``chapter`` with the smoke profile once per session; re-raise its failure."""
     if chapter not in _executed:
         try:
-            _executed[chapter] = book.execute_chapter(chapter, "smoke", SMOKE_DIR)
+            _executed[chapter] = execute_chapter(chapter, "smoke", SMOKE_DIR)
         except Exception as err:  # remembered, so that every test that needs it fails
             _executed[chapter] = err
     result = _executed[chapter]

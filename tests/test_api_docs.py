@@ -24,7 +24,7 @@ import re
 import pytest
 
 from infoclust.book import reference
-from infoclust.book.build import ROOT
+from infoclust.book.catalogue import ROOT
 
 PACKAGE = ROOT / "infoclust"
 

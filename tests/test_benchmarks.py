@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from infoclust.book.build import ROOT
+from infoclust.book.catalogue import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))  # where the scripts import _common from
 

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 from conftest import SMOKE_DIR
 
-from infoclust.book import build as book
 from infoclust.book import reference
+from infoclust.book.catalogue import ROOT, chapters
+from infoclust.book.site import build_site
 
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -26,15 +27,15 @@ CHROMEDRIVER = shutil.which("chromedriver")
 
 @pytest.fixture(scope="module")
 def site(smoke) -> Path:
-    for chapter in book.chapters():
+    for chapter in chapters():
         smoke(chapter)
-    return book.build_site(SMOKE_DIR)
+    return build_site(SMOKE_DIR)
 
 
 def test_every_page_renders(site):
     assert (site / "index.html").exists()
     assert "infomax" in (site / "book" / "intro.html").read_text()
-    for chapter in book.chapters():
+    for chapter in chapters():
         page = (site / "notebooks" / f"{chapter}.html").read_text()
         assert "Traceback" not in page
         assert "stops with a" in page and "{include}" not in page, f"{chapter}: book/running.md not included"
@@ -55,7 +56,7 @@ def _text(page: str) -> str:
 def test_ledger_page_lists_every_recorded_result(site):
     page = _text((site / "book" / "ledger.html").read_text())
     runs = [json.loads(p.read_text()) for p in sorted((SMOKE_DIR / "results").glob("*.json"))]
-    assert {r["chapter"] for r in runs} == set(book.chapters())
+    assert {r["chapter"] for r in runs} == set(chapters())
     tested = [r for run in runs for r in run["results"] if r["holds"] is not None]
     held = sum(r["holds"] for r in tested)
     assert f"{held} of {len(tested)} tested claims hold" in page
@@ -207,8 +208,8 @@ def _talk_table(text: str) -> str:
 
 
 def test_readme_and_introduction_share_one_table():
-    readme = (book.ROOT / "README.md").read_text()
-    intro = (book.ROOT / "book" / "intro.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    intro = (ROOT / "book" / "intro.md").read_text()
     assert _talk_table(readme) == _talk_table(intro)
-    for chapter in book.chapters():
+    for chapter in chapters():
         assert f"`{chapter}`" in _talk_table(readme), f"{chapter} missing from the table"

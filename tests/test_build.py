@@ -18,6 +18,9 @@ from pathlib import Path
 import pytest
 
 from infoclust.book import build as book
+from infoclust.book.catalogue import ROOT
+from infoclust.book.pages import ledger_page, ledger_problems, scan_results
+from infoclust.book.runs import BuildLocked, build_lock, run_parameters
 from infoclust.book.ledger import ResultsFileError, load_results
 
 # One xdist worker for the module: the last good build (the ``good`` fixture, about 30 s) is made once.
@@ -76,7 +79,7 @@ def _project(root: Path) -> Path:
 
 
 def _env(control: Path) -> dict[str, str]:
-    path = os.pathsep.join(p for p in (str(book.ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     return dict(os.environ, PYTHONPATH=path, TINY_CONTROL=str(control))
 
 
@@ -188,7 +191,7 @@ def test_interrupt_keeps_the_last_good_files(project, where, sig, inherited):
     assert [r["name"] for r in partial["results"]] == ["value"]  # kept for inspection, not in the ledger
     assert _gone(kernel), "the chapter's kernel survived the interrupt"
     assert not list((project / "_build" / ".running").glob("*"))
-    with book.build_lock(project / "_build"):  # released
+    with build_lock(project / "_build"):  # released
         pass
 
 
@@ -228,8 +231,8 @@ def test_lock_taken_over_when_its_build_died(tmp_path, capsys):
     (tmp_path / "build.lock").write_text(
         "pid 999999999, started long ago, command: python -m infoclust.book\n"
     )
-    with book.build_lock(tmp_path):
-        with book.build_lock(tmp_path):  # re-entrant in one process
+    with build_lock(tmp_path):
+        with build_lock(tmp_path):  # re-entrant in one process
             pass
         assert f"pid {os.getpid()}" in (tmp_path / "build.lock").read_text()
     assert "stale lock" in capsys.readouterr().err
@@ -239,8 +242,8 @@ def test_lock_taken_over_when_its_build_died(tmp_path, capsys):
 
         fcntl.flock(fd, fcntl.LOCK_EX)
         os.pwrite(fd, b"pid 4242, started now, command: other build\n", 0)
-        with pytest.raises(book.BuildLocked, match="pid 4242"):
-            with book.build_lock(tmp_path):
+        with pytest.raises(BuildLocked, match="pid 4242"):
+            with build_lock(tmp_path):
                 pass
     finally:
         os.close(fd)
@@ -253,28 +256,26 @@ def test_damaged_and_stray_results_are_named_and_marked(project):
     (results / "notes.json").write_text('{"note": "not a chapter"}')
     with pytest.raises(ResultsFileError, match="01_a.json: not valid JSON"):
         load_results(results)
-    page = book.ledger_page(results, project, "smoke")
+    page = ledger_page(results, project, "smoke")
     assert "`01_a` (unreadable)" in page and "not valid JSON (line" in page
     assert "`notes` (stray)" in page and "notes.json" in page
     assert "| 02\\_b | smoke |" in page and "| 01\\_a | – |" in page  # the rest of the ledger is there
-    problems = book.ledger_problems(results, project)
+    problems = ledger_problems(results, project)
     assert len(problems) == 2
     (results / "01_a.json").write_text(json.dumps({"chapter": "01_a", "results": []}))
-    assert "not a chapter's results file (no profile" in book.ledger_page(results, project)
+    assert "not a chapter's results file (no profile" in ledger_page(results, project)
     (results / "01_a.json").unlink()
-    assert "`01_a` (missing)" in book.ledger_page(results, project)
+    assert "`01_a` (missing)" in ledger_page(results, project)
 
 
 def test_results_of_another_profile_are_marked(project):
     """A smoke run's results in a default build's ledger: marked in the runs table and the warning."""
     results = project / "_build" / "results"
-    page = book.ledger_page(results, project, "default")
+    page = ledger_page(results, project, "default")
     assert "- `01_a` (other profile): results of the 'smoke' profile, this build's is 'default'" in page
     assert page.count("**smoke profile**") == 2
-    assert [c.status for c in book.scan_results(results, ["01_a", "02_b"], "default")] == [
-        "other profile"
-    ] * 2
-    assert "**smoke profile**" not in book.ledger_page(results, project, "smoke")
+    assert [c.status for c in scan_results(results, ["01_a", "02_b"], "default")] == ["other profile"] * 2
+    assert "**smoke profile**" not in ledger_page(results, project, "smoke")
 
 
 def test_site_only_renders_the_ledger_from_what_is_there(project):
@@ -304,9 +305,9 @@ def test_command_line_rejects_bad_chapter_names_before_running(project, capsys):
 
 
 def test_download_goes_only_to_chapters_that_take_it(project):
-    assert book.run_parameters("02_b", "full", project, download=True) == {
+    assert run_parameters("02_b", "full", project, download=True) == {
         "profile": "full",
         "download": True,
     }
-    assert book.run_parameters("01_a", "full", project, download=True) == {"profile": "full"}
-    assert book.run_parameters("01_a", "smoke", project) == {"value": 3.0, "profile": "smoke"}
+    assert run_parameters("01_a", "full", project, download=True) == {"profile": "full"}
+    assert run_parameters("01_a", "smoke", project) == {"value": 3.0, "profile": "smoke"}

@@ -15,12 +15,13 @@ import pytest
 import torch
 import yaml
 
-from infoclust.book import build as book
+from infoclust.book.catalogue import PROFILES, ROOT, chapter_defaults, chapter_parameters, chapters
+from infoclust.book.runs import execute_chapter, kernel_environment
 from infoclust.book.chapter import INJECTED_HEADER, check_parameters, parameters_of
 from infoclust.data import DATASETS
 from infoclust.utils import ParameterError
 
-CHAPTERS = book.chapters()
+CHAPTERS = chapters()
 SECTIONS = (
     "What you will learn",
     "The idea",
@@ -32,7 +33,7 @@ SECTIONS = (
 
 
 def _source(chapter: str) -> nbformat.NotebookNode:
-    return jupytext.read(book.ROOT / "notebooks" / f"{chapter}.py")
+    return jupytext.read(ROOT / "notebooks" / f"{chapter}.py")
 
 
 def test_toc_lists_chapters():
@@ -52,7 +53,7 @@ def test_skeleton(chapter):
     assert all(p >= 0 for p in positions), dict(zip(SECTIONS, positions))
     assert positions == sorted(positions), "skeleton sections out of order"
     assert "{bibliography}" in markdown
-    profiles = yaml.safe_load((book.ROOT / "notebooks" / "profiles.yml").read_text())[chapter]
+    profiles = yaml.safe_load((ROOT / "notebooks" / "profiles.yml").read_text())[chapter]
     assert set(profiles) == {"smoke", "default", "full"}
     for cell in nb.cells:
         if cell.cell_type == "code" and "figure" in cell.metadata.get("mystnb", {}):
@@ -67,7 +68,7 @@ def test_skeleton(chapter):
     )
     assert "ic.check_" not in "\n".join(code), "ic.book.start checks the parameters, not ic.check_* lines"
     assert "{include} ../book/running.md" in markdown, "'Running it' must include the shared book/running.md"
-    assert set(book.chapter_defaults(chapter)) >= {k for p in profiles.values() for k in (p or {})}, (
+    assert set(chapter_defaults(chapter)) >= {k for p in profiles.values() for k in (p or {})}, (
         "notebooks/profiles.yml sets a name that is not a parameter"
     )
 
@@ -95,7 +96,7 @@ def test_outputs_reproduce(chapter, smoke, tmp_path):
     nb_path = smoke(chapter)
     # the build's kernel environment: its thread settings (OpenBLAS and torch threads change the
     # order of sums, and so the last digits the checked cells print)
-    env = book.kernel_environment(tmp_path)
+    env = kernel_environment(tmp_path)
     proc = subprocess.run(
         [
             sys.executable,
@@ -109,7 +110,7 @@ def test_outputs_reproduce(chapter, smoke, tmp_path):
             str(tmp_path),
             str(nb_path),
         ],
-        cwd=book.ROOT,
+        cwd=ROOT,
         env=env,
         capture_output=True,
         text=True,
@@ -121,13 +122,13 @@ def _papermill_error(chapter: str, given: dict, tmp_path) -> pm.PapermillExecuti
     """The error of the chapter's smoke run with ``given`` on top, executed as the build does."""
     src = tmp_path / f"{chapter}.source.ipynb"
     jupytext.write(_source(chapter), src)
-    params = {**book.chapter_parameters(chapter, "smoke"), **given}
+    params = {**chapter_parameters(chapter, "smoke"), **given}
     with pytest.raises(pm.PapermillExecutionError) as err:
         pm.execute_notebook(
             str(src),
             str(tmp_path / "out.ipynb"),
             parameters=params,
-            cwd=str(book.ROOT),
+            cwd=str(ROOT),
             kernel_name="python3",
             progress_bar=False,
         )
@@ -142,14 +143,14 @@ def in_process(monkeypatch):
     header and plain assignments), then the set-up cell, with IPython's input history ``In``
     that ``ic.book.start`` reads. Torch's thread count and matplotlib's style are restored.
     """
-    monkeypatch.chdir(book.ROOT)
+    monkeypatch.chdir(ROOT)
     threads = torch.get_num_threads()
 
     def run(chapter: str, given: dict) -> None:
         cells = [c for c in _source(chapter).cells if c.cell_type == "code"]
         i = next(i for i, c in enumerate(cells) if "parameters" in c.metadata.get("tags", []))
         params, setup = cells[i].source, cells[i + 1].source
-        values = {**book.chapter_parameters(chapter, "smoke"), **given}
+        values = {**chapter_parameters(chapter, "smoke"), **given}
         injected = INJECTED_HEADER + "\n" + "\n".join(f"{k} = {v!r}" for k, v in values.items())
         namespace: dict = {"In": ["", params, injected, setup]}
         with matplotlib.rc_context():
@@ -213,20 +214,20 @@ def test_bad_parameters_stop_a_papermill_run(tmp_path):
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
-@pytest.mark.parametrize("profile", book.PROFILES)
+@pytest.mark.parametrize("profile", PROFILES)
 def test_profiles_pass_the_parameter_checks(chapter, profile):
     """Every profile's values have the types of the parameters cell's defaults (no kernel needed)."""
     nb = _source(chapter)
     cell = next(c for c in nb.cells if "parameters" in c.metadata.get("tags", []))
     defaults = parameters_of(cell.source)
-    given = book.chapter_parameters(chapter, profile)
+    given = chapter_parameters(chapter, profile)
     namespace = {**{k: p.default for k, p in defaults.items()}, **given}
     check_parameters(namespace, defaults, list(given), chapter=chapter)
 
 
 def _listed_data_sets(chapter: str) -> list[str]:
     """The data sets the parameters cell's comment offers: ``dataset = "..."  # a | b | c (...)``."""
-    source = (book.ROOT / "notebooks" / f"{chapter}.py").read_text()
+    source = (ROOT / "notebooks" / f"{chapter}.py").read_text()
     line = re.search(r"^dataset = .*#(.*)$", source, re.MULTILINE)
     return re.findall(r"[\w-]+", line[1].split("(")[0]) if line else []
 
@@ -241,7 +242,7 @@ def test_wasserstein_chapter_runs_on_digits(tmp_path):
     maximum over the empty set of pairs more than 2 px apart)."""
     assert "digits" in _listed_data_sets("04_wasserstein")
     nb = nbformat.read(
-        book.execute_chapter("04_wasserstein", "smoke", tmp_path, parameters={"dataset": "digits"}),
+        execute_chapter("04_wasserstein", "smoke", tmp_path, parameters={"dataset": "digits"}),
         as_version=4,
     )
     assert not [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]

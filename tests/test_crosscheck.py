@@ -11,7 +11,8 @@ import sys
 import pytest
 import torch
 
-from infoclust.book import build
+from infoclust.book import crosscheck as crosscheck_module
+from infoclust.book.catalogue import ROOT, BuildError
 from infoclust.book.crosscheck import (
     CROSSCHECK_FILE,
     code_path_markdown,
@@ -21,6 +22,7 @@ from infoclust.book.crosscheck import (
     main,
 )
 from infoclust.book.ledger import md_cell
+from infoclust.book.pages import ledger_page
 from infoclust.utils import NUM_THREADS_ENV
 from infoclust.codepath import CODE_PATH_ENV, LOWER_CODE_PATH, code_path, lower_code_path
 
@@ -77,9 +79,9 @@ def test_compare_runs_tells_same_moved_flipped_and_missing():
 
 
 def test_crosscheck_refuses_before_running(tmp_path):
-    with pytest.raises(build.BuildError, match="nothing differs"):
+    with pytest.raises(BuildError, match="nothing differs"):
         crosscheck(["01_kmeans"], profile="smoke", build_dir=tmp_path, environment={})
-    with pytest.raises(build.BuildError, match="01_kmeans.json.*build the chapter first"):
+    with pytest.raises(BuildError, match="01_kmeans.json.*build the chapter first"):
         crosscheck(["01_kmeans"], profile="smoke", build_dir=tmp_path, environment={}, threads=1)
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "01_kmeans.json").write_text(
@@ -88,9 +90,9 @@ def test_crosscheck_refuses_before_running(tmp_path):
             | {"started": "now", "seconds": 1.0}
         )
     )
-    with pytest.raises(build.BuildError, match="'default' profile's results, not 'smoke'"):
+    with pytest.raises(BuildError, match="'default' profile's results, not 'smoke'"):
         crosscheck(["01_kmeans"], profile="smoke", build_dir=tmp_path, environment={}, seed_offset=1000)
-    with pytest.raises(build.BuildError, match="not a chapter of _toc.yml"):
+    with pytest.raises(BuildError, match="not a chapter of _toc.yml"):
         crosscheck(["01_kmean"], profile="smoke", build_dir=tmp_path, threads=1)
     assert not (tmp_path / "crosscheck").exists()
 
@@ -112,7 +114,7 @@ def test_crosscheck_runs_each_chapter_in_the_second_path_and_compares(tmp_path, 
         path = {**reported, "torch_threads": int(os.environ[NUM_THREADS_ENV])}
         _results_file(folder, chapter, parameters["seed"], [("acc", 96.06, True), ("n", 7.0, None)], path)
 
-    monkeypatch.setattr(build, "execute_chapter", execute)
+    monkeypatch.setattr(crosscheck_module, "execute_chapter", execute)
     monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
     env = {"ATEN_CPU_CAPABILITY": "default", "X_T": "1"}
     out = crosscheck(
@@ -135,7 +137,7 @@ def test_crosscheck_runs_each_chapter_in_the_second_path_and_compares(tmp_path, 
     assert main([*argv, "--capability", "native", "--env", "X_T=2"]) == 1  # a verdict differs
     assert "1 verdicts differ" in capsys.readouterr().out
     reported["cpu_capability"] = "AVX2"  # a torch that ignores the variable
-    with pytest.raises(build.BuildError, match="not ATEN_CPU_CAPABILITY='default'"):
+    with pytest.raises(BuildError, match="not ATEN_CPU_CAPABILITY='default'"):
         crosscheck(["01_kmeans"], profile="smoke", build_dir=tmp_path, environment=env)
 
 
@@ -147,7 +149,7 @@ def test_smoke_crosscheck(smoke):
     computed in the lower path, and the ledger and environment pages show both.
     """
     smoke("01_kmeans")
-    results = build.ROOT / "_build" / "smoke" / "results"
+    results = ROOT / "_build" / "smoke" / "results"
     main_results = (results / "01_kmeans.json").read_bytes()
     out = crosscheck(["01_kmeans"], profile="smoke", build_dir=results.parent)
     assert out.name == CROSSCHECK_FILE and (results / "01_kmeans.json").read_bytes() == main_results
@@ -161,7 +163,7 @@ def test_smoke_crosscheck(smoke):
     }
     there = json.loads((out.parent / "results" / "01_kmeans.json").read_text())
     assert [r["holds_there"] for r in part["rows"]] == [r["holds"] for r in there["results"]]
-    page = build.ledger_page(results, profile="smoke")
+    page = ledger_page(results, profile="smoke")
     assert "## Cross-path checks" in page and page.endswith(crosscheck_markdown(results) + "\n")
     assert all(md_cell(r["name"]) in crosscheck_markdown(results) for r in here["results"])
     paths = code_path_markdown(results)

@@ -16,9 +16,9 @@ import jupytext
 import nbformat
 import pytest
 
-from infoclust.book import build as book
+from infoclust.book.catalogue import ROOT, chapters
 
-CHAPTERS = book.chapters()
+CHAPTERS = chapters()
 
 
 def _exercise_cells(cells: list) -> list:
@@ -41,7 +41,7 @@ def _exercises(cells: list) -> list[tuple[int, str, object]]:
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
 def test_every_exercise_says_what_to_see_and_has_a_hidden_solution(chapter):
-    nb = jupytext.read(book.ROOT / "notebooks" / f"{chapter}.py")
+    nb = jupytext.read(ROOT / "notebooks" / f"{chapter}.py")
     exercises = _exercises(_exercise_cells(nb.cells))
     assert len(exercises) >= 3, f"{chapter}: {len(exercises)} exercises"
     assert [n for n, _, _ in exercises] == list(range(1, len(exercises) + 1)), "exercises numbered 1, 2, ..."

@@ -19,7 +19,8 @@ import nbformat
 import pytest
 
 from infoclust import iic
-from infoclust.book import build as book
+from infoclust.book.catalogue import chapter_defaults, chapter_parameters
+from infoclust.book.runs import execute_chapter
 
 from test_full_profiles import STRUCTURAL
 
@@ -47,12 +48,12 @@ SIZES = {
 
 @pytest.mark.parametrize("chapter", sorted(SIZES))
 def test_full_profile_runs_on_tiny_data(chapter, mnist_root, tmp_path):
-    full = book.chapter_parameters(chapter, "full")
+    full = chapter_parameters(chapter, "full")
     trunk = full.get("trunk") or iic.preset(full["preset"])["trunk"]
     assert (full["dataset"], trunk, full["input_size"]) == ("mnist", "vgg", 24), "the paper's setting"
-    assert set(SIZES[chapter]) <= set(book.chapter_defaults(chapter)) and not set(SIZES[chapter]) & STRUCTURAL
+    assert set(SIZES[chapter]) <= set(chapter_defaults(chapter)) and not set(SIZES[chapter]) & STRUCTURAL
     params = {**SIZES[chapter], "data_root": str(mnist_root)}
-    notebook = book.execute_chapter(chapter, "full", tmp_path, parameters=params)
+    notebook = execute_chapter(chapter, "full", tmp_path, parameters=params)
     cells = nbformat.read(notebook, as_version=4).cells
     assert not [o for c in cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     run = json.loads((tmp_path / "results" / f"{chapter}.json").read_text())

@@ -25,7 +25,8 @@ import json
 import nbformat
 import pytest
 
-from infoclust.book import build as book
+from infoclust.book.catalogue import chapter_defaults, chapter_parameters
+from infoclust.book.runs import execute_chapter
 from infoclust.data import load_dataset
 
 from conftest import N_TEST, N_TRAIN
@@ -63,9 +64,9 @@ def test_the_tiny_mnist_is_read_by_torchvision(mnist_root):
 
 @pytest.mark.parametrize("chapter", SIZES)
 def test_sizes_leave_the_full_profile_structure(chapter):
-    full = book.chapter_parameters(chapter, "full")
+    full = chapter_parameters(chapter, "full")
     assert full.get("dataset") == "mnist"
-    defaults = book.chapter_defaults(chapter)
+    defaults = chapter_defaults(chapter)
     assert set(SIZES[chapter]) <= set(defaults), "a size that is no parameter of the chapter"
     assert not set(SIZES[chapter]) & STRUCTURAL
 
@@ -73,7 +74,7 @@ def test_sizes_leave_the_full_profile_structure(chapter):
 @pytest.mark.parametrize("chapter", SIZES)
 def test_full_profile_runs_on_tiny_data(chapter, mnist_root, tmp_path):
     params = {**SIZES[chapter], "data_root": str(mnist_root)}
-    notebook = book.execute_chapter(chapter, "full", tmp_path, parameters=params)
+    notebook = execute_chapter(chapter, "full", tmp_path, parameters=params)
     run = json.loads((tmp_path / "results" / f"{chapter}.json").read_text())
     assert run["profile"] == "full" and run["results"]
     injected = [
@@ -84,6 +85,6 @@ def test_full_profile_runs_on_tiny_data(chapter, mnist_root, tmp_path):
     assert len(injected) == 1, "papermill's injected parameters cell"
     ran_with: dict = {}
     exec(injected[0].source, {}, ran_with)  # papermill writes plain assignments
-    full = book.chapter_parameters(chapter, "full")
+    full = chapter_parameters(chapter, "full")
     assert {k: ran_with[k] for k in set(full) & STRUCTURAL} == {k: full[k] for k in set(full) & STRUCTURAL}
     assert ran_with["data_root"] == str(mnist_root)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from test_hostile_common import kept, refused
 
-from infoclust.book import build as book
+from infoclust.book import pages as book
 from infoclust.book.ledger import Ledger, ResultsFileError, read_results_file
 
 

@@ -196,9 +196,9 @@ def test_wheel_in_a_fresh_environment_runs_the_command(dist):
 
 
 def test_the_book_environment_page_shows_the_version(tmp_path):
-    from infoclust.book import build
+    from infoclust.book.pages import environment_page
 
-    page = build.environment_page(tmp_path)
+    page = environment_page(tmp_path)
     assert f"| infoclust | {infoclust.__version__} |" in page
 
 

@@ -5,7 +5,11 @@
 - :mod:`infoclust.book.ledger`: :class:`Ledger`, what a chapter run records (its results
   file) and the Markdown tables made from it (:func:`markdown_table`);
 - :mod:`infoclust.book.build`: execute the chapters with papermill and render the site
-  with Jupyter Book (``python -m infoclust.book``, what ``make book`` runs).
+  with Jupyter Book (``python -m infoclust.book``, what ``make book`` runs), from its rooms:
+  :mod:`infoclust.book.catalogue` (the chapters and profiles, declared once),
+  :mod:`infoclust.book.runs` (the lock, the staged papermill runs, the signals),
+  :mod:`infoclust.book.pages` (the ledger and environment pages) and
+  :mod:`infoclust.book.site` (the Jupyter Book render, with the API reference);
 - :mod:`infoclust.book.crosscheck`: the chapters re-executed in a second CPU code path (or
   on other seeds) and every claim compared with the build's (``make crosscheck``).
 

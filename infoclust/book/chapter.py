@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, MutableMapping
 
 from ..utils import ParameterError, check_bool, check_choice, check_int, check_number, configure_threads
+from .catalogue import chapter_source
 from .ledger import Ledger, _project_root
 
 __all__ = ["Parameter", "parameters_of", "check_parameters", "start"]
@@ -271,7 +272,7 @@ def check_parameters(
 
 def _source_cell(chapter: str) -> str | None:
     """The parameters cell of ``notebooks/<chapter>.py`` under the project root (None if not found)."""
-    path = _project_root(Path.cwd().resolve()) / "notebooks" / f"{chapter}.py"
+    path = chapter_source(chapter, _project_root(Path.cwd().resolve()))
     try:
         lines = path.read_text().splitlines()
     except OSError:

@@ -15,7 +15,7 @@ chapters (all, or ``--chapters``) on the same machine in a second code path:
 - ``--env NAME=VALUE``: any further variable (e.g. ``MKL_ENABLE_INSTRUCTIONS=SSE4_2``).
 
 The chapters run into a build folder of their own, ``<build>/crosscheck/<name>/``, with the
-build's machinery (:func:`infoclust.book.build.execute_chapter`), so the main build's last
+build's machinery (:func:`infoclust.book.runs.execute_chapter`), so the main build's last
 good notebooks and results are only read. Every result of each chapter is then compared with
 the main build's (``<build>/results``): value here and there, verdict here and there
 (``holds``), and the table is written to ``<build>/crosscheck/<name>/crosscheck.json``, from
@@ -36,8 +36,9 @@ from typing import Any, Iterator
 
 from ..codepath import lower_code_path
 from ..utils import NUM_THREADS_ENV, check_int
-from . import build
+from .catalogue import PROFILES, ROOT, BuildError, check_chapter_names
 from .ledger import ResultsFileError, fmt_value, markdown_table, read_results_file, write_atomic
+from .runs import execute_chapter
 
 __all__ = [
     "HELD_OUT_SEED",
@@ -155,16 +156,16 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 
 
 def _took_effect(chapter: str, run: dict[str, Any], environment: dict[str, str], threads: int | None) -> None:
-    """Raise :class:`~infoclust.book.build.BuildError` if the run did not compute in the path asked for."""
+    """Raise :class:`~infoclust.book.catalogue.BuildError` if the run did not compute in the path asked."""
     path = run.get("code_path") or {}
     asked = environment.get("ATEN_CPU_CAPABILITY")
     if asked and str(path.get("cpu_capability", "")).upper() != asked.upper():
-        raise build.BuildError(
+        raise BuildError(
             f"{chapter} ran with torch's CPU capability {path.get('cpu_capability')!r}, not "
             f"ATEN_CPU_CAPABILITY={asked!r}: this torch or processor ignores it"
         )
     if threads is not None and path.get("torch_threads") != threads:
-        raise build.BuildError(f"{chapter} ran on {path.get('torch_threads')} threads, not {threads}")
+        raise BuildError(f"{chapter} ran on {path.get('torch_threads')} threads, not {threads}")
 
 
 def _read_file(path: Path) -> dict[str, Any]:
@@ -184,7 +185,7 @@ def crosscheck(
     threads: int | None = None,
     seed_offset: int = 0,
     name: str | None = None,
-    root: Path = build.ROOT,
+    root: Path = ROOT,
     download: bool = False,
 ) -> Path:
     """Re-execute ``chapters`` in a second code path and compare every result with the build's.
@@ -223,7 +224,7 @@ def crosscheck(
     BuildError
         A chapter without results of ``profile`` in the build, nothing that differs from the
         build, a second path that did not take effect, or a chapter that failed
-        (:class:`~infoclust.book.build.ChapterFailed`).
+        (:class:`~infoclust.book.runs.ChapterFailed`).
     """
     root = Path(root)
     build_dir = Path(build_dir) if build_dir is not None else root / "_build"
@@ -232,17 +233,17 @@ def crosscheck(
         check_int("threads", threads, 1)
     check_int("seed_offset", seed_offset, 0)
     if not environment and threads is None and not seed_offset:
-        raise build.BuildError("nothing differs from the build: give a code path, a thread count or seeds")
-    names = build.check_chapter_names(chapters, root)
+        raise BuildError("nothing differs from the build: give a code path, a thread count or seeds")
+    names = check_chapter_names(chapters, root)
     references = {}
     for chapter in names:
         path = build_dir / "results" / f"{chapter}.json"
         try:
             references[chapter] = read_results_file(path)
         except ResultsFileError as err:
-            raise build.BuildError(f"{err}; build the chapter first (make book PROFILE={profile})") from None
+            raise BuildError(f"{err}; build the chapter first (make book PROFILE={profile})") from None
         if references[chapter]["profile"] != profile:
-            raise build.BuildError(
+            raise BuildError(
                 f"{path} holds the {references[chapter]['profile']!r} profile's results, not {profile!r}"
             )
     name = name or crosscheck_name(profile, environment, threads, seed_offset)
@@ -266,9 +267,7 @@ def crosscheck(
         print(f"{_LOG} {chapter}: seed {seed}" + (f", {shown}" if shown else ""), flush=True)
         start = time.perf_counter()
         with _environment(overrides):
-            build.execute_chapter(
-                chapter, profile, folder, parameters={"seed": seed}, root=root, download=download
-            )
+            execute_chapter(chapter, profile, folder, parameters={"seed": seed}, root=root, download=download)
         there = read_results_file(folder / "results" / f"{chapter}.json")
         _took_effect(chapter, there, environment, threads)
         changed = sorted(
@@ -277,7 +276,7 @@ def crosscheck(
             if k != "seed" and here.get("parameters", {}).get(k) != there.get("parameters", {}).get(k)
         )
         if here.get("parameters") and changed:
-            raise build.BuildError(
+            raise BuildError(
                 f"{chapter}: the build ran with other parameters than the check ({', '.join(changed)}): "
                 f"the chapter or its profile changed since; rebuild it (make book PROFILE={profile})"
             )
@@ -471,7 +470,7 @@ def _parse_env(items: list[str]) -> dict[str, str]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise build.BuildError(f"--env {item!r}: give NAME=VALUE")
+            raise BuildError(f"--env {item!r}: give NAME=VALUE")
         out[key] = value
     return out
 
@@ -493,11 +492,11 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m infoclust.book.crosscheck", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--chapters", nargs="+", metavar="CHAPTER", default=None, help="default: all")
-    parser.add_argument("--profile", choices=build.PROFILES, default="default")
+    parser.add_argument("--profile", choices=PROFILES, default="default")
     parser.add_argument(
         "--build-dir", type=Path, default=None, help="the main build (default: <root>/_build)"
     )
-    parser.add_argument("--root", type=Path, default=build.ROOT)
+    parser.add_argument("--root", type=Path, default=ROOT)
     parser.add_argument(
         "--capability",
         choices=("lower", "native"),
@@ -529,7 +528,7 @@ def main(argv: list[str] | None = None) -> int:
             root=root,
             download=args.download,
         )
-    except (build.BuildError, ValueError) as err:
+    except (BuildError, ValueError) as err:
         print(f"{_LOG} FAILED: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

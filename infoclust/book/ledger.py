@@ -8,7 +8,7 @@ the file is never half written. The book's ledger page is built from these files
 
 The results directory is ``$INFOCLUST_RESULTS_DIR`` when set. The book build sets it to a
 private folder for each chapter run and moves the file into ``_build/results`` only when
-the chapter finished without error (:mod:`infoclust.book.build`), so an interrupted or
+the chapter finished without error (:mod:`infoclust.book.runs`), so an interrupted or
 failed run never replaces good results. A chapter run by hand (Jupyter, papermill) writes
 to ``_build/scratch/results`` under the project root (the folder holding ``_toc.yml``,
 searched upwards from the working directory), never into the book's results.
@@ -37,6 +37,7 @@ from ..utils import (
     run_info,
     seed_everything,
 )
+from .catalogue import RUN_PROFILES
 
 __all__ = [
     "Ledger",
@@ -52,8 +53,6 @@ __all__ = [
     "md_cell",
     "write_atomic",
 ]
-
-CHAPTER_PROFILES = ("smoke", "default", "full", "custom")
 
 
 def _project_root(start: Path) -> Path:
@@ -192,7 +191,7 @@ class Ledger:
         :func:`infoclust.book.start <infoclust.book.chapter.start>`, which checks their
         parameters first and then calls this.
         """
-        check_choice("profile", profile, CHAPTER_PROFILES)
+        check_choice("profile", profile, RUN_PROFILES)
         generator = seed_everything(seed)
         dev = resolve_device(device)
         from ..plot import use_style  # here, so that ``import infoclust`` does not import matplotlib
@@ -478,7 +477,7 @@ def load_results(folder: str | Path | None = None) -> list[dict[str, Any]]:
 
     Raises :class:`ResultsFileError`, naming the file, for a file that is not a chapter's
     results; the book's ledger page reads the folder leniently instead
-    (:func:`infoclust.book.build.ledger_page`).
+    (:func:`infoclust.book.pages.ledger_page`).
 
     Parameters
     ----------
