@@ -113,8 +113,8 @@ def gaussian_filter(t: torch.Tensor, sigma: float, power: int = 1) -> torch.Tens
     Gaussian kernel as an (n, n) matrix, truncated at 4 sigma and normalised to sum 1, with
     zero padding (the image and the field are zero outside the grid, as in :func:`warp`;
     it also makes ``K_n`` symmetric, so ``S`` is a symmetric linear operator,
-    ``<S u, v> = <u, S v>``). The matrix form equals the two 1-D convolutions and is about
-    30 times faster on the CPU for images of 16 to 28 pixels.
+    ``<S u, v> = <u, S v>``). The matrix form equals the two 1-D convolutions and is much
+    faster on the CPU for digit-sized images (the run is in the README, "Numbers measured once").
 
     Parameters
     ----------

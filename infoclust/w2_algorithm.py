@@ -266,10 +266,9 @@ class W2Perturbation(Transform):
         As in :func:`w2_perturbation`.
     candidates : int or None
         Candidate labels per ADef step (``None``: all). The default, 1, tries only the
-        classifier's highest other class on ``x``: against the random classifier on 250
-        mnist5k digits (16 and 28 pixels) the walks take as many steps on average as with
-        all nine candidates (the same walk for half to nine tenths of the digits), 1.3 to
-        2 times faster (``benchmarks/bench_perturb.py``).
+        classifier's highest other class on ``x``: against the random classifier on digits
+        the walks took as many steps on average as with all candidates, often the same
+        walk, at a fraction of the cost (the run is in the README, "Numbers measured once").
     model : nn.Module or None
         The classifier the ADef steps attack. ``None`` (default) uses the talk's random,
         non-trainable network (:func:`infoclust.classifiers.random_classifier`) with

@@ -167,8 +167,8 @@ def w2_exact(a, b, max_iter: int = 1_000_000) -> torch.Tensor:
 
     Each pair is solved by POT's network simplex, ``ot.emd2``, on the supports of the two
     histograms only: zero-mass pixels carry no transport, so the value is exact, and the
-    smaller problems are 1.4 to 2 times faster than ``ot.emd2`` on the full grid for MNIST
-    digits (``benchmarks/bench_wasserstein.py``). One pair at a time, on the CPU.
+    smaller problems are faster than ``ot.emd2`` on the full grid (the run on MNIST digits
+    is in the README, "Numbers measured once"). One pair at a time, on the CPU.
 
     Parameters
     ----------
@@ -234,10 +234,9 @@ def w2_sinkhorn(
 
         The debiased values solve 3 problems per pair, in one batch.
     tol : float
-        A plan stops iterating when the L1 error of its marginals is below ``tol``. On 256
-        MNIST pairs at ``reg = 8`` (``benchmarks/bench_wasserstein.py``) the mean error to
-        the exact W2 is 1.09 % at ``1e-3`` (as at full convergence) and 1.30 % at ``1e-2``,
-        which takes half the time.
+        A plan stops iterating when the L1 error of its marginals is below ``tol``; the
+        default ``1e-3`` was as accurate as full convergence on MNIST pairs, and ``1e-2``
+        only slightly less accurate in half the time (README, "Numbers measured once").
     max_iter : int
         Most iterations of the matrix scaling, and of the log-domain solver at ``reg``.
     scaling : float
@@ -422,7 +421,7 @@ def sample_perturbation(
     proposal is accepted with probability :func:`acceptance_probability`,
     ``min(1, exp((d^2 - d'^2) / eta^2))``. ``n_chains`` independent chains start at ``x``
     and run in parallel; each step costs one ``distance`` evaluation per chain (with
-    :func:`w2_exact` on an 8 x 8 digit, about 0.1-0.3 ms each).
+    :func:`w2_exact` on a small digit, a fraction of a millisecond: README, "Numbers measured once").
 
     Parameters
     ----------
