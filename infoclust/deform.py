@@ -70,11 +70,17 @@ def warp(images: torch.Tensor, field: torch.Tensor) -> torch.Tensor:
     """
     images = check_images("images", images)
     field = _check_field(field)
-    n, _, h, w = images.shape
-    if field.shape[2:] != images.shape[2:] or field.shape[0] not in (1, n):
+    if field.shape[2:] != images.shape[2:] or field.shape[0] not in (1, len(images)):
         raise ParameterError(
             f"field shape {tuple(field.shape)} does not match images shape {tuple(images.shape)}"
         )
+    return _warp(images, field)
+
+
+def _warp(images: torch.Tensor, field: torch.Tensor) -> torch.Tensor:
+    """:func:`warp` of checked images and a checked field of matching shape (no checks: the library's
+    own callers)."""
+    n, _, h, w = images.shape
     field = field.to(device=images.device, dtype=images.dtype).expand(n, -1, -1, -1)
     ys = torch.arange(h, device=images.device, dtype=images.dtype)
     xs = torch.arange(w, device=images.device, dtype=images.dtype)
@@ -132,7 +138,11 @@ def gaussian_filter(t: torch.Tensor, sigma: float, power: int = 1) -> torch.Tens
     """
     sigma = check_number("sigma", sigma, 0.0)
     power = check_int("power", power, 1)
-    t = check_images("t", t)
+    return _gaussian_filter(check_images("t", t), sigma, power)
+
+
+def _gaussian_filter(t: torch.Tensor, sigma: float, power: int = 1) -> torch.Tensor:
+    """:func:`gaussian_filter` of a checked batch ``t`` with checked ``sigma`` and ``power``."""
     if sigma == 0.0:
         return t
     h, w = t.shape[-2:]
@@ -156,7 +166,11 @@ def image_gradient(images: torch.Tensor) -> torch.Tensor:
         d/dy (along the rows), per pixel. Central differences inside, one-sided
         differences on the border (:func:`torch.gradient`).
     """
-    images = check_images("images", images, min_size=2)
+    return _image_gradient(check_images("images", images, min_size=2))
+
+
+def _image_gradient(images: torch.Tensor) -> torch.Tensor:
+    """:func:`image_gradient` of checked images, at least 2 x 2 pixels."""
     dy, dx = torch.gradient(images, dim=(-2, -1))
     return torch.stack((dx, dy), dim=2)
 
@@ -174,8 +188,7 @@ def t_norm(field: torch.Tensor) -> torch.Tensor:
     torch.Tensor
         Shape (N,), in pixels.
     """
-    field = _check_field(field)
-    return field.pow(2).sum(1).sqrt().flatten(1).amax(1)
+    return _field_norm(_check_field(field), "max")
 
 
 def field_norm(field: torch.Tensor, norm: str = "max") -> torch.Tensor:
@@ -195,9 +208,13 @@ def field_norm(field: torch.Tensor, norm: str = "max") -> torch.Tensor:
         The size of each field, in pixels.
     """
     check_choice("norm", norm, ("max", "rms"))
+    return _field_norm(_check_field(field), norm)
+
+
+def _field_norm(field: torch.Tensor, norm: str) -> torch.Tensor:
+    """:func:`field_norm` of a checked field, ``norm`` "max" or "rms"."""
     if norm == "max":
-        return t_norm(field)
-    field = _check_field(field)
+        return field.pow(2).sum(1).sqrt().flatten(1).amax(1)
     return field.pow(2).sum(1).flatten(1).mean(1).sqrt()
 
 
@@ -207,7 +224,7 @@ def affine_field(
     angle: float = 0.0,
     scale: float = 1.0,
     shift: tuple[float, float] = (0.0, 0.0),
-    device: str | torch.device | None = None,
+    device: str | torch.device | None = "cpu",
 ) -> torch.Tensor:
     """The field that rotates by ``angle`` (degrees, counter-clockwise on screen), scales by
     ``scale`` about the image centre and then shifts by ``shift = (dx, dy)`` pixels.
@@ -227,7 +244,8 @@ def affine_field(
     shift : tuple of float
         ``(dx, dy)`` in pixels, applied after the rotation and scaling.
     device : str or torch.device or None
-        Where the field lives; None: the CPU.
+        Where the field lives (:func:`warp` moves it to the images' device); ``None``
+        or ``"auto"``: the best device present (:func:`~infoclust.utils.resolve_device`).
 
     Returns
     -------
@@ -241,7 +259,7 @@ def affine_field(
     if not isinstance(shift, (tuple, list)) or len(shift) != 2:
         raise ParameterError(f"shift={shift!r} must be a pair (dx, dy) of pixels")
     dx, dy = (check_number("shift", s) for s in shift)
-    dev = torch.device("cpu") if device is None else resolve_device(device)
+    dev = resolve_device(device)
     ys, xs = torch.meshgrid(
         torch.arange(h, dtype=torch.float64), torch.arange(w, dtype=torch.float64), indexing="ij"
     )
@@ -287,7 +305,8 @@ def random_field(
         generator's device and moved, so a CPU generator gives the same fields on every
         device.
     device : str or torch.device, optional
-        Where the result lives; ``None`` or ``"auto"`` picks :func:`resolve_device`.
+        Where the result lives; ``None`` or ``"auto"``: the best device present
+        (:func:`~infoclust.utils.resolve_device`).
 
     Returns
     -------
@@ -297,9 +316,10 @@ def random_field(
     n = check_int("n", n, 1)
     h = check_int("h", h, 1)
     w = check_int("w", w, 1)
+    sigma = check_number("sigma", sigma, 0.0)
     check_choice("norm", norm, ("max", "rms"))
     generator = check_generator("generator", generator)
-    dev = resolve_device("auto" if device is None else device)
+    dev = resolve_device(device)
     if torch.is_tensor(magnitude):
         mag = magnitude.detach().to(device=dev, dtype=torch.float32).reshape(-1)
         if mag.numel() not in (1, n) or not torch.isfinite(mag).all() or (mag < 0).any():
@@ -310,8 +330,8 @@ def random_field(
         mag = torch.tensor([check_number("magnitude", magnitude, 0.0)], device=dev)
     gen_dev = generator.device if generator is not None else dev
     noise = torch.randn(n, 2, h, w, generator=generator, device=gen_dev).to(dev)
-    field = gaussian_filter(noise, sigma)
-    size = field_norm(field, norm).clamp_min(torch.finfo(field.dtype).tiny)
+    field = _gaussian_filter(noise, sigma)
+    size = _field_norm(field, norm).clamp_min(torch.finfo(field.dtype).tiny)
     return field * (mag / size).view(-1, 1, 1, 1)
 
 
@@ -370,4 +390,4 @@ class RandomDeformation(Transform):
         else:
             mag = self.magnitude
         field = random_field(n, h, w, mag, self.sigma, self.norm, self.generator, x.device)
-        return warp(x, field.to(x.dtype))
+        return _warp(x, field.to(x.dtype))

@@ -418,7 +418,7 @@ def check_images(
     dtype : torch.dtype or None
         Convert to this dtype; None keeps ``x``'s.
     device : torch.device or str or None
-        Move to this device; None keeps ``x``'s.
+        Move to this device; None keeps ``x``'s (the rule of :func:`resolve_device`).
     channels : int or None
         The required channel count C; None accepts any.
     min_size : int
@@ -544,32 +544,47 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """Turn ``"auto"`` into the best device present (CUDA, then MPS, then CPU).
+def _auto_device() -> torch.device:
+    """The best device present: CUDA, then MPS, then the CPU (what ``"auto"`` means)."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
 
-    An explicit device that is not available raises :class:`ParameterError`
-    instead of failing later inside a kernel.
+
+def resolve_device(
+    device: str | torch.device | None = "auto", like: torch.Tensor | None = None
+) -> torch.device:
+    """Turn a device argument into the device to compute on; the one meaning of ``device=None``.
+
+    Every ``device`` argument of the library follows this rule: ``None`` is the device of
+    the input tensor where the function has one (``like``), and otherwise ``"auto"``, the
+    best device present (CUDA, then MPS, then CPU). A function whose result belongs on the
+    CPU (a cost matrix for POT, a field drawn once) says so with the default ``"cpu"``,
+    never with ``None``. An explicit device that is not available raises
+    :class:`ParameterError` instead of failing later inside a kernel.
 
     Parameters
     ----------
-    device : str or torch.device
-        ``"auto"``, or a device such as ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
+    device : str or torch.device or None
+        ``"auto"``, ``None``, or a device such as ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
+    like : torch.Tensor or None
+        The function's input tensor, whose device ``None`` means.
 
     Returns
     -------
     torch.device
         The device to compute on.
     """
+    if device is None:
+        return like.device if like is not None else _auto_device()
     if isinstance(device, torch.device):
         device = str(device)
     if not isinstance(device, str):
         raise ParameterError(f"device={device!r} must be a string such as 'auto', 'cpu', 'cuda'")
     if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
+        return _auto_device()
     try:
         dev = torch.device(device)
     except RuntimeError as err:

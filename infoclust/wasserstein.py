@@ -37,11 +37,13 @@ from .utils import (
     check_images,
     check_int,
     check_number,
+    resolve_device,
 )
 
 __all__ = [
     "to_histogram",
     "grid_cost",
+    "local_cost",
     "w2_exact",
     "wasserstein_exact",
     "radius_to_distance",
@@ -70,11 +72,26 @@ def _as_batch(name: str, x: torch.Tensor | np.ndarray) -> torch.Tensor:
     raise ParameterError(f"{name} must have shape (H, W), (C, H, W) or (N, C, H, W), got {tuple(x.shape)}")
 
 
-def _histograms(name: str, images, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """:func:`to_histogram` with errors that name the argument ``name``."""
-    x = check_images(name, _as_batch(name, images), nonnegative=True)
-    x = x.to(dtype or x.dtype)
-    h = x.sum(1).flatten(1)
+def _checked_images(name: str, images) -> torch.Tensor:
+    """The door check of images for a histogram: a batch (N, C, H, W), finite, non-negative."""
+    return check_images(name, _as_batch(name, images), nonnegative=True)
+
+
+def _masses(x: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+    """The unnormalised histograms (N, H * W) of checked images: the channels summed, in ``dtype``."""
+    x = x.contiguous()
+    return x.to(dtype or x.dtype).sum(1).flatten(1)
+
+
+def _normalise(x: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """:func:`to_histogram` of checked images with positive mass, unchecked (the library's own callers)."""
+    h = _masses(x, dtype)
+    return h / h.sum(1, keepdim=True)
+
+
+def _histograms(name: str, x: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """:func:`to_histogram` of checked images, refusing (naming ``name``) an image of zero mass."""
+    h = _masses(x, dtype)
     mass = h.sum(1, keepdim=True)
     empty = (mass[:, 0] <= 0).nonzero().flatten()
     if len(empty):
@@ -114,11 +131,11 @@ def to_histogram(images: torch.Tensor | np.ndarray, dtype: torch.dtype | None = 
     TypeError
         On boolean images, or what is not an array.
     """
-    return _histograms("images", images, dtype)
+    return _histograms("images", _checked_images("images", images), dtype)
 
 
 def grid_cost(
-    h: int, w: int, dtype: torch.dtype = torch.float64, device: torch.device | str | None = None
+    h: int, w: int, dtype: torch.dtype = torch.float64, device: torch.device | str | None = "cpu"
 ) -> torch.Tensor:
     """Squared Euclidean distances between the pixel centres of an h x w grid.
 
@@ -132,23 +149,69 @@ def grid_cost(
     dtype : torch.dtype
         The cost's floating-point type.
     device : torch.device or str or None
-        Where the cost lives; None: the CPU.
+        Where the cost lives (default: the CPU, where POT reads it); ``None`` or ``"auto"``: the
+        best device present (:func:`~infoclust.utils.resolve_device`).
 
     Returns
     -------
     torch.Tensor, shape (h*w, h*w)
         The squared distances in pixels^2.
     """
-    h = check_int("h", h, 1)
-    w = check_int("w", w, 1)
+    return _grid_cost(check_int("h", h, 1), check_int("w", w, 1), dtype, resolve_device(device))
+
+
+def _grid_cost(h: int, w: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """:func:`grid_cost` for checked sizes and a resolved device."""
     ci = axis_cost(h, dtype, device)
     cj = axis_cost(w, dtype, device)
     return (ci[:, None, :, None] + cj[None, :, None, :]).reshape(h * w, h * w)
 
 
+def local_cost(
+    kernel_size: int = 5,
+    p: float = 2.0,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str | None = "cpu",
+) -> torch.Tensor:
+    """Cost :math:`(d_i^2 + d_j^2)^{p/2}` of moving mass by each offset of a k x k window.
+
+    The ground cost of the windowed transport plans of :mod:`infoclust.projected_sinkhorn`
+    and :mod:`infoclust.exact_projection`: mass moves only inside a k x k window around
+    each pixel.
+
+    Parameters
+    ----------
+    kernel_size : int
+        The window's side k, odd (a window centred on the pixel).
+    p : float
+        The exponent, positive: the cost is the Euclidean distance to the power p.
+    dtype : torch.dtype
+        The costs' dtype.
+    device : torch.device or str or None
+        The costs' device (default: the CPU); ``None`` or ``"auto"``: the best device present
+        (:func:`~infoclust.utils.resolve_device`).
+
+    Returns
+    -------
+    torch.Tensor
+        A flat tensor of ``k * k`` costs in row-major order of the offsets ``(d_i, d_j)``,
+        ``d`` from ``-(k // 2)`` to ``k // 2`` (the order of ``F.unfold``).
+
+    Raises
+    ------
+    ParameterError
+        When ``kernel_size`` is not a positive odd integer or ``p`` is not positive.
+    """
+    kernel_size = check_int("kernel_size", kernel_size, 1)
+    if kernel_size % 2 == 0:
+        raise ParameterError(f"kernel_size={kernel_size} must be odd (a window centred on the pixel)")
+    p = check_number("p", p, 0.0, strict_low=True)
+    d = torch.arange(kernel_size, dtype=dtype, device=resolve_device(device)) - kernel_size // 2
+    return ((d[:, None] ** 2 + d[None, :] ** 2) ** (p / 2)).flatten()
+
+
 def _pair_batches(a, b) -> tuple[torch.Tensor, torch.Tensor]:
-    a = check_images("a", _as_batch("a", a), nonnegative=True)
-    b = check_images("b", _as_batch("b", b), nonnegative=True)
+    a, b = _checked_images("a", a), _checked_images("b", b)
     if a.shape[2:] != b.shape[2:]:
         raise ParameterError(
             f"a and b must have the same image size, got {tuple(a.shape)} and {tuple(b.shape)}"
@@ -340,6 +403,11 @@ def perturbation_density(dist: torch.Tensor | float, eta: float) -> torch.Tensor
     dist = torch.as_tensor(dist, dtype=torch.float64)
     if bool(torch.isnan(dist).any()) or bool((dist < 0).any()):
         raise ParameterError("dist must hold distances >= 0 (inf allowed), got NaN or a negative value")
+    return _density(dist, eta)
+
+
+def _density(dist: torch.Tensor, eta: float) -> torch.Tensor:
+    """:func:`perturbation_density` of float64 distances >= 0 and a checked ``eta``, unchecked."""
     return torch.exp(-(dist**2) / eta**2)
 
 
@@ -364,6 +432,11 @@ def acceptance_probability(
         The probability of accepting each proposal, in [0, 1].
     """
     eta = check_number("eta", eta, 0.0, strict_low=True)
+    return _acceptance(dist_current, dist_proposed, eta)
+
+
+def _acceptance(dist_current, dist_proposed, eta: float) -> torch.Tensor:
+    """:func:`acceptance_probability` with a checked ``eta``."""
     d0 = torch.as_tensor(dist_current, dtype=torch.float64)
     d1 = torch.as_tensor(dist_proposed, dtype=torch.float64)
     return torch.exp(((d0**2 - d1**2) / eta**2).clamp_max(0.0))
@@ -449,7 +522,7 @@ def sample_perturbation(
     n_chains = check_int("n_chains", n_chains, 1)
     n_steps = check_int("n_steps", n_steps, 1)
     check_generator("generator", generator)
-    xb = check_images("x", _as_batch("x", x), nonnegative=True)
+    xb = _checked_images("x", x)
     if xb.shape[:2] != (1, 1):
         raise ParameterError(f"x must be one single-channel image (1, H, W) or (H, W), got {tuple(x.shape)}")
     hh, ww = xb.shape[-2:]
@@ -474,7 +547,7 @@ def sample_perturbation(
         prop[rows, p] = u * m
         prop[rows, q] = m - u * m
         d_new = distance(ref, prop.view(n_chains, 1, hh, ww)).detach().cpu().double()
-        accept = torch.rand(n_chains, generator=generator, dtype=torch.float64) < acceptance_probability(
+        accept = torch.rand(n_chains, generator=generator, dtype=torch.float64) < _acceptance(
             dist, d_new, eta
         )
         state = torch.where(accept[:, None], prop, state)
@@ -521,16 +594,28 @@ def wasserstein_exact(a, b, p: float = 2.0, *, max_iter: int = 1_000_000) -> tor
         When the network simplex of some pair stopped at ``max_iter`` (or POT reports
         another failure): those values are not the optimum.
     """
-    import ot
-
     p = check_number("p", p, 0.0, strict_low=True)
     max_iter = check_int("max_iter", max_iter, 1)
     a, b = _pair_batches(a, b)
-    device = a.device
-    h, w = a.shape[-2:]
-    ha = _histograms("a", a.detach().cpu(), torch.float64).numpy()
-    hb = _histograms("b", b.detach().cpu(), torch.float64).numpy()
-    cost = grid_cost(h, w).numpy() ** (p / 2)
+    ha = _histograms("a", a.detach().cpu(), torch.float64)
+    hb = _histograms("b", b.detach().cpu(), torch.float64)
+    return _exact(ha, hb, a.shape[-2:], p, max_iter).to(a.device)
+
+
+def _w2_exact(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """:func:`w2_exact` of checked batches (N, C, H, W) of one shape, each image of positive
+    mass: no checks (Algorithm 1's own trial points). float64, on the device of ``a``."""
+    ha, hb = _normalise(a.detach().cpu(), torch.float64), _normalise(b.detach().cpu(), torch.float64)
+    return _exact(ha, hb, a.shape[-2:], 2.0, 1_000_000).to(a.device)
+
+
+def _exact(ha: torch.Tensor, hb: torch.Tensor, size, p: float, max_iter: int) -> torch.Tensor:
+    """The kernel of :func:`wasserstein_exact`: W_p between the float64 CPU histograms ``ha[i]``
+    and ``hb[i]`` (N, H * W) on an H x W grid (``size``), pair by pair; float64 on the CPU."""
+    import ot
+
+    ha, hb = ha.numpy(), hb.numpy()
+    cost = _grid_cost(*size, torch.float64, torch.device("cpu")).numpy() ** (p / 2)
     # both histograms sum to 1 and the dual potentials are not used: skip POT's checks of the
     # masses and its centring of the potentials where it offers to (a sixth of the time per pair)
     offered = inspect.signature(ot.emd2).parameters
@@ -554,16 +639,16 @@ def wasserstein_exact(a, b, p: float = 2.0, *, max_iter: int = 1_000_000) -> tor
             f"wasserstein_exact: {len(failed)} of {len(ha)} pairs are not optimal (pair {first[0]}: "
             f"{first[1]}); raise max_iter={max_iter}",
             ConvergenceWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-    return torch.as_tensor(out, device=device)
+    return torch.as_tensor(out)
 
 
 def radius_to_distance(radius, p: float = 2.0):
     """The :math:`W_p` distance in pixels of a transport radius, :math:`\\varepsilon^{1/p}`.
 
     A radius given as a transport cost per unit mass with ground cost :math:`d^p` (the
-    ``eps`` of :func:`~infoclust.projected_sinkhorn.wasserstein_pgd` and of the talk's
+    ``eps`` of :func:`~infoclust.attacks.wasserstein_pgd` and of the talk's
     code, ``p = 2``) bounds :math:`W_p^p`, so the ball holds the images within
     :math:`W_p \\le \\varepsilon^{1/p}` pixels: the talk's starting radii 0.001, 0.01, 0.1
     and 1 are :math:`W_2` = 0.032, 0.1, 0.32 and 1 px. The book's ``w2_eps`` parameters are

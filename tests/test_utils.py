@@ -1,3 +1,4 @@
+import inspect
 import json
 import os
 
@@ -6,6 +7,7 @@ import torch
 from threadpoolctl import threadpool_info, threadpool_limits
 
 import infoclust as ic
+from infoclust import deform, wasserstein
 from infoclust.book.ledger import Ledger, load_results, results_dir
 
 
@@ -32,6 +34,50 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(ic.ParameterError, match="CUDA is not available"):
             ic.resolve_device("cuda")
+
+
+# every function with a device argument and no input tensor: None means "auto"; those whose
+# result belongs on the CPU say so by their default, "cpu"
+_DEVICE_FUNCTIONS = {
+    "grid_cost": (wasserstein.grid_cost, (3, 4)),
+    "local_cost": (wasserstein.local_cost, (3,)),
+    "affine_field": (deform.affine_field, (3, 4, 10.0)),
+    "random_field": (deform.random_field, (2, 3, 4, 1.0)),
+}
+
+
+class _Auto(Exception):
+    """Raised where "auto" is resolved: on a machine without a GPU "auto" is the CPU, like "cpu"."""
+
+
+def _auto_is_asked():
+    raise _Auto
+
+
+@pytest.mark.parametrize("name", sorted(_DEVICE_FUNCTIONS))
+def test_device_none_means_auto_without_an_input_tensor(name, monkeypatch):
+    monkeypatch.setattr(ic.utils, "_auto_device", _auto_is_asked)
+    fn, args = _DEVICE_FUNCTIONS[name]
+    for device in (None, "auto"):
+        with pytest.raises(_Auto):
+            fn(*args, device=device)
+    assert fn(*args, device="cpu").device == torch.device("cpu")
+    default = inspect.signature(fn).parameters["device"].default
+    assert default in ("cpu", None)
+    if default is None:
+        with pytest.raises(_Auto):
+            fn(*args)
+    else:
+        assert fn(*args).device == torch.device("cpu")
+
+
+def test_device_none_means_the_input_tensors_device(monkeypatch):
+    monkeypatch.setattr(ic.utils, "_auto_device", _auto_is_asked)
+    x = torch.rand(2, 1, 3, 3)
+    assert ic.utils.check_images("x", x, device=None).device == x.device
+    assert ic.resolve_device(None, like=x) == x.device
+    with pytest.raises(_Auto):
+        ic.resolve_device(None)
 
 
 def test_seed_everything_repeats_draws():

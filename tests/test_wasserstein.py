@@ -22,6 +22,7 @@ from infoclust.wasserstein import (
     w2_sinkhorn,
 )
 from infoclust.utils import ConvergenceWarning, ParameterError
+from infoclust.wasserstein import _density, _normalise, _w2_exact
 
 
 def _blobs(n, h=10, w=10, seed=0):
@@ -99,6 +100,15 @@ def test_exact_agrees_with_pot_on_full_histograms():
         for p, q in zip(to_histogram(x, torch.float64).numpy(), to_histogram(y, torch.float64).numpy())
     ]
     assert np.allclose(w2_exact(x, y).numpy(), ref, rtol=1e-9)
+
+
+def test_unchecked_kernels_equal_the_checked_functions():
+    # the library's own callers skip the checks, never the arithmetic: the same bits
+    x, y = _blobs(3, 6, 7, seed=2), _blobs(3, 6, 7, seed=3)
+    assert torch.equal(_w2_exact(x, y), w2_exact(x, y))
+    assert torch.equal(_normalise(x, torch.float64), to_histogram(x, torch.float64))
+    d = torch.tensor([0.0, 0.4, float("inf")], dtype=torch.float64)
+    assert torch.equal(_density(d, 0.3), perturbation_density(d, 0.3))
 
 
 @pytest.mark.parametrize("reg", [2.0, 0.3])  # matrix scaling; log-domain Sinkhorn
