@@ -5,7 +5,7 @@
 2. The pools of chapter 9 at its settings (``notebooks/09_iic_perturbations.py``, default
    profile): :class:`~infoclust.adef.ADefPerturbation`,
    :class:`~infoclust.w2_algorithm.W2Perturbation` and
-   :class:`~infoclust.projected_sinkhorn.SinkhornPerturbation` on the centre 20 px of mnist5k
+   :class:`~infoclust.attacks.SinkhornPerturbation` on the centre 20 px of mnist5k
    digits resized to ``--size`` px (12), radius 0.3 px, eta 0.2 px, overshoot 1.2, 5 attack
    iterations, 20 projection iterations, a random classifier of 10 classes (redrawn per batch
    of 250 for Algorithm 1), one copy per image: images per second on each of ``--threads``
@@ -109,7 +109,7 @@ def projections_per_second(
                 w, x, eps, lam=lam, kernel_size=kernel_size, max_iter=max_iter, return_info=True
             )
         times.append(tm["seconds"])
-        n_it = info["n_iter"]
+        n_it = info.n_iter
     best = min(times[1:])
     return {"images_per_second": batch_size / best, "seconds": best, "n_iter": n_it, "device": str(dev)}
 
@@ -186,7 +186,7 @@ def bench_adef(x: torch.Tensor, model, iters: int, repeats: int, device: torch.d
         "seconds": seconds,
         "batch": len(x),
         "mean_iterations": res.iterations.float().mean().item(),
-        "changed": res.changed.float().mean().item(),
+        "changed": res.fooled.float().mean().item(),
     }
 
 

@@ -13,6 +13,7 @@ talk section            module                                entry points
 4.1 Wasserstein         :mod:`~infoclust.wasserstein`         :func:`~infoclust.wasserstein.w2_exact`
 4.2 deformation         :mod:`~infoclust.deform`              ``warp``, ``RandomDeformation``
 4.3 projected Sinkhorn  :mod:`~infoclust.projected_sinkhorn`  ``project_wasserstein_ball``
+4.3 the attacks         :mod:`~infoclust.attacks`             ``wasserstein_pgd``, Frank-Wolfe
 4.4 ADef                :mod:`~infoclust.adef`                ``adef``, ``adef_step``
 4.5 Algorithm 1         :mod:`~infoclust.w2_algorithm`        ``W2Perturbation``
 4 as IIC's g            :mod:`~infoclust.transforms`          every transformation g

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from ._random_net import LazyRandomClassifier
+from .attacks import check_classifier
 from .deform import gaussian_filter, image_gradient, t_norm, warp
 from .transforms import Transform
 from .utils import ParameterError, check_images, check_int, check_labels, check_number
@@ -61,8 +62,8 @@ class ADefResult:
         pixel units.
     original_label, label : torch.Tensor
         The model's prediction on the original and on the deformed image, ``(N,)``.
-    changed : torch.Tensor
-        Boolean ``(N,)``: ``label != original_label``.
+    fooled : torch.Tensor
+        Boolean ``(N,)``: ``label != original_label`` (as in :class:`~infoclust.attacks.AttackResult`).
     overshot : torch.Tensor
         Boolean ``(N,)``: the field was multiplied by the overshoot (the iterations ended
         with the original label, or on a decision boundary).
@@ -76,7 +77,7 @@ class ADefResult:
     field: torch.Tensor
     original_label: torch.Tensor
     label: torch.Tensor
-    changed: torch.Tensor
+    fooled: torch.Tensor
     overshot: torch.Tensor
     iterations: torch.Tensor
     t_norm: torch.Tensor
@@ -84,38 +85,6 @@ class ADefResult:
     def __getitem__(self, index) -> "ADefResult":
         """The results of a subset of the images (any tensor index), e.g. ``res[:10]``."""
         return ADefResult(*(getattr(self, f.name)[index] for f in fields(self)))
-
-
-def check_model_images(
-    model: nn.Module, images, name: str = "images", *, nonnegative: bool = False
-) -> torch.Tensor:
-    """Check a classifier and a batch for it; return the batch on the model's device and dtype.
-
-    ``model`` must be an ``nn.Module`` in eval mode (``TypeError`` / :class:`ParameterError`
-    otherwise: in training mode batch normalisation would use, and update, the statistics of
-    the attacked batch). The images go through :func:`infoclust.utils.check_images`, with
-    the channel count of the model's first convolution (and ``nonnegative``).
-    """
-    if not isinstance(model, nn.Module):
-        raise TypeError(
-            f"model must be a torch.nn.Module classifier (N, C, H, W) -> (N, K), got {type(model).__name__}"
-        )
-    if model.training:
-        raise ParameterError(
-            "model is in training mode: call model.eval() first (batch normalisation "
-            "would use and update the statistics of the attacked batch)"
-        )
-    param = next(model.parameters(), None)
-    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-    return check_images(
-        name,
-        images,
-        dtype=param.dtype if param is not None else None,
-        device=param.device if param is not None else None,
-        channels=conv.in_channels if conv is not None else None,
-        min_size=2,
-        nonnegative=nonnegative,
-    )
 
 
 @torch.no_grad()
@@ -218,7 +187,7 @@ def adef_step(
         The step field ``(N, 2, H, W)`` in pixel units, on the model's device. It is zero
         for an image whose margins have zero gradient.
     """
-    images = check_model_images(model, images)
+    images = check_classifier(model, images)
     sigma = check_number("sigma", sigma, 0.0)
     n, _, h, w = images.shape
     if field is not None:
@@ -297,10 +266,10 @@ def adef(
     Returns
     -------
     ADefResult
-        Deformed images, fields, labels, whether the label changed, where the overshoot was
+        Deformed images, fields, labels, whether the model was fooled, where the overshoot was
         applied, iterations, T-norms.
     """
-    images = check_model_images(model, images).detach()
+    images = check_classifier(model, images).detach()
     sigma = check_number("sigma", sigma, 0.0)
     overshoot = check_number("overshoot", overshoot, 1.0)
     max_iter = check_int("max_iter", max_iter, 1)

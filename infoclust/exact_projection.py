@@ -1,4 +1,4 @@
-"""Exact projection onto the Wasserstein ball and the Frank-Wolfe attack (Wu, Wang and Yu 2020).
+"""Exact projection onto the Wasserstein ball and the Frank-Wolfe oracle (Wu, Wang and Yu 2020).
 
 Wu, Wang and Yu ("Stronger and Faster Wasserstein Adversarial Attacks", ICML 2020) write
 the Wasserstein attack around an image ``x`` over transport plans instead of images
@@ -13,7 +13,7 @@ the Wasserstein attack around an image ``x`` over transport plans instead of ima
 whose images are exactly the images within transport cost :math:`\\varepsilon` of ``x``.
 As in :mod:`infoclust.projected_sinkhorn`, mass only moves inside a ``k x k`` window
 around each pixel, within its channel, at cost :math:`C = (d_i^2 + d_j^2)^{p/2}`
-(:func:`local_cost`), and ``eps`` is the cost per unit mass (the image's mass times
+(:func:`~infoclust.wasserstein.local_cost`), and ``eps`` is the cost per unit mass (the image's mass times
 ``eps`` is the budget). :class:`LocalPlan` stores such plans on the support of ``x`` only
 (zero pixels send nothing), which on digits is a fifth of the pixels.
 
@@ -25,9 +25,9 @@ around each pixel, within its channel, at cost :math:`C = (d_i^2 + d_j^2)^{p/2}`
 * :func:`entropic_lmo` -- the paper's linear minimisation oracle for Frank-Wolfe
   (section 5), with entropic smoothing: every row is :math:`x_q` times a softmax, and
   again one scalar per image is found by root finding;
-* :func:`wasserstein_frank_wolfe` -- the Frank-Wolfe attack; PGD with the exact
-  projection is :func:`infoclust.projected_sinkhorn.wasserstein_pgd` with
-  ``projection="exact"``.
+* the attacks built on them are in :mod:`infoclust.attacks`: PGD with the exact
+  projection is :func:`~infoclust.attacks.wasserstein_pgd` with ``projection="exact"``,
+  the Frank-Wolfe attack :func:`~infoclust.attacks.wasserstein_frank_wolfe`.
 
 Where we depart from the paper and its code (``watml/fast-wasserstein-adversarial``):
 
@@ -49,7 +49,7 @@ Where we depart from the paper and its code (``watml/fast-wasserstein-adversaria
   did first, and a fifth for the digits Frank-Wolfe then failed to fool when applied to
   the iterate, at the paper's MNIST settings;
 * plans are stored on the support of ``x`` instead of on all pixels;
-* the attacks follow Wong et al.'s protocol, as :func:`~infoclust.projected_sinkhorn.wasserstein_pgd`
+* the attacks follow Wong et al.'s protocol, as :func:`~infoclust.attacks.wasserstein_pgd`
   (the radius grows every few iterations, an image leaves the attack once fooled), so the
   three attacks compare on one schedule; the paper's code attacks at one fixed radius for
   300 iterations (MNIST: radius 0.5, 5 x 5 window, PGD step 0.1, ``gamma`` 1e-3).
@@ -57,14 +57,13 @@ Where we depart from the paper and its code (``watml/fast-wasserstein-adversaria
 
 from __future__ import annotations
 
+import importlib
 import math
 import warnings
 from dataclasses import dataclass, replace
 
 import torch
-from torch import nn
 
-from ._attack import prepare_attack, run_attack
 from .utils import (
     ConvergenceWarning,
     ParameterError,
@@ -73,54 +72,26 @@ from .utils import (
     check_int,
     check_number,
 )
+from .wasserstein import local_cost
 
 __all__ = [
-    "local_cost",
     "LocalPlan",
     "project_plan",
     "entropic_lmo",
     "fit_in_box",
     "project_plan_in_box",
-    "wasserstein_frank_wolfe",
 ]
 
 
-def local_cost(
-    kernel_size: int = 5,
-    p: float = 2.0,
-    dtype: torch.dtype = torch.float64,
-    device: torch.device | str | None = None,
-) -> torch.Tensor:
-    """Cost :math:`(d_i^2 + d_j^2)^{p/2}` of moving mass by each offset of a k x k window.
+#: Attacks that moved to :mod:`infoclust.attacks`; importing them from here still works.
+_MOVED = ("wasserstein_frank_wolfe",)
 
-    Parameters
-    ----------
-    kernel_size : int
-        The window's side k, odd (a window centred on the pixel).
-    p : float
-        The exponent, positive: the cost is the Euclidean distance to the power p.
-    dtype : torch.dtype
-        The costs' dtype.
-    device : torch.device or str or None
-        The costs' device; None: the CPU.
 
-    Returns
-    -------
-    torch.Tensor
-        A flat tensor of ``k * k`` costs in row-major order of the offsets ``(d_i, d_j)``,
-        ``d`` from ``-(k // 2)`` to ``k // 2`` (the order of ``F.unfold``).
-
-    Raises
-    ------
-    ParameterError
-        When ``kernel_size`` is not a positive odd integer or ``p`` is not positive.
-    """
-    kernel_size = check_int("kernel_size", kernel_size, 1)
-    if kernel_size % 2 == 0:
-        raise ParameterError(f"kernel_size={kernel_size} must be odd (a window centred on the pixel)")
-    p = check_number("p", p, 0.0, strict_low=True)
-    d = torch.arange(kernel_size, dtype=dtype, device=device) - kernel_size // 2
-    return ((d[:, None] ** 2 + d[None, :] ** 2) ** (p / 2)).flatten()
+def __getattr__(name: str):
+    """The moved attacks (``_MOVED``), from :mod:`infoclust.attacks`."""
+    if name in _MOVED:
+        return getattr(importlib.import_module("infoclust.attacks"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ----------------------------------------------------------------------------------------
@@ -148,7 +119,7 @@ class LocalPlan:
     valid : torch.Tensor
         (R, k*k) bool, the offset stays inside the image.
     cost : torch.Tensor
-        (k*k,) the ground cost of each offset (:func:`local_cost`).
+        (k*k,) the ground cost of each offset (:func:`~infoclust.wasserstein.local_cost`).
     shape : tuple
         (N, C, H, W) of the images.
     """
@@ -664,148 +635,3 @@ def project_plan_in_box(
             stacklevel=2,
         )
     return fit_in_box(a, upper)
-
-
-# ----------------------------------------------------------------------------------------
-# The attacks over plans
-# ----------------------------------------------------------------------------------------
-
-
-class _PlanSteps:
-    """Attack state over plans (the paper's formulation): one :class:`LocalPlan` for the
-    batch, starting at "stay in place", and the images the classifier sees, which are in
-    the ball and in [0, 1]."""
-
-    def __init__(self, x: torch.Tensor, kernel_size: int, p: float) -> None:
-        self.plan = LocalPlan.stay(x, kernel_size, p)
-        self.dtype = x.dtype
-        self._images = x.clone()
-
-    def images(self, rows: torch.Tensor) -> torch.Tensor:
-        return self._images[rows]
-
-    def _direction(self, sub: LocalPlan, grad: torch.Tensor) -> torch.Tensor:
-        """The loss gradient with respect to the plan entries, divided by its largest entry
-        per image (as the paper's code)."""
-        g = torch.where(sub.valid, sub.gather(grad), 0.0)
-        return g / sub.per_image_max(g.abs().amax(1)).clamp_min(1e-300)[sub.image, None]
-
-    def _write(self, rows: torch.Tensor, iterate: LocalPlan, seen: LocalPlan) -> None:
-        self.plan.mass[self.plan.rows_of(rows)] = iterate.mass
-        self._images[rows] = seen.images().to(self.dtype)
-
-
-class ExactSteps(_PlanSteps):
-    """PGD over plans with the exact projection (Wu et al. 2020, section 4): a gradient step
-    of size ``alpha`` on the plan (gradient divided by its largest entry), then the
-    projection onto the ball and the box, :func:`project_plan_in_box`, to ``tol`` 1e-2:
-    on MNIST digits that stopped after a fraction of the Dykstra steps of the converged
-    projection while its plan kept nearly all of that projection's transport cost (the run
-    is in the README, "Numbers measured once")."""
-
-    def __init__(self, x: torch.Tensor, alpha: float, kernel_size: int, p: float) -> None:
-        super().__init__(x, kernel_size, p)
-        self.alpha = alpha
-
-    def step(self, rows: torch.Tensor, grad: torch.Tensor, eps: torch.Tensor, t: int) -> None:
-        sub = self.plan.select(rows)
-        moved = sub.mass + self.alpha * self._direction(sub, grad)
-        projected = project_plan_in_box(sub, moved, eps, tol=1e-2)
-        self._write(rows, projected, projected)
-
-
-class _FrankWolfeSteps(_PlanSteps):
-    """Frank-Wolfe over plans (Wu et al. 2020, section 5): the oracle's plan of the ball for
-    the loss gradient and the step ``2 / (t + 2)`` towards it; the iterate stays a plan of
-    the ball (the oracle does not see the box) and the classifier sees the image of its
-    projection onto the ball and the box, :func:`project_plan_in_box` stopped after at
-    most 10 Dykstra steps (``tol`` 1e-2): a plan in the ball and the box near the
-    projection, without a warning where it is not yet the projection. On MNIST digits
-    this fooled nearly as many as the converged projection at a tenth of its time, and far
-    more than :func:`fit_in_box` alone (the run is in the README, "Numbers measured once")."""
-
-    def __init__(self, x: torch.Tensor, gamma: float, kernel_size: int, p: float) -> None:
-        super().__init__(x, kernel_size, p)
-        self.gamma = gamma
-
-    def step(self, rows: torch.Tensor, grad: torch.Tensor, eps: torch.Tensor, t: int) -> None:
-        sub = self.plan.select(rows)
-        vertex = entropic_lmo(sub, self._direction(sub, grad), eps, self.gamma)
-        rate = 2.0 / (t + 2.0)
-        iterate = replace(sub, mass=sub.mass + rate * (vertex.mass - sub.mass))
-        with warnings.catch_warnings():  # at most 10 Dykstra steps by design (docstring)
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            seen = project_plan_in_box(iterate, iterate.mass, eps, max_iter=10, tol=1e-2)
-        self._write(rows, iterate, seen)
-
-
-def wasserstein_frank_wolfe(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor | None = None,
-    *,
-    eps0: float = 0.7,
-    eps_factor: float = 1.1,
-    eps_every: int = 10,
-    gamma: float = 1e-3,
-    kernel_size: int = 7,
-    p: float = 2.0,
-    max_iter: int = 200,
-    verbose: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The Frank-Wolfe Wasserstein attack (Wu et al. 2020, section 5) on a batch.
-
-    The attack maximises the cross-entropy of the model over the plans of the ball
-    (module docstring), starting from the plan that leaves every pixel in place; each
-    iteration :func:`entropic_lmo` gives the plan of the ball most aligned with the loss
-    gradient (taken with respect to the plan and divided by its largest entry, as the
-    paper's code), and the iterate moves towards it by the step :math:`2/(t + 2)`. Every
-    iterate is a convex combination of plans of the ball, so it is in the ball; the
-    classifier sees, and the attack returns, the image of its projection onto the ball and
-    the box, :func:`project_plan_in_box` (our departure: the paper's code clips the image,
-    which can leave the ball). Radii grow and images leave the attack as in
-    :func:`infoclust.projected_sinkhorn.wasserstein_pgd` (same schedule, same returns), so
-    the attacks compare at equal radius and iteration budget.
-
-    Parameters
-    ----------
-    model : nn.Module
-        Classifier returning logits (gradients are taken with respect to the input only).
-    x : torch.Tensor
-        Clean floating-point images (N, C, H, W) in [0, 1].
-    y : torch.Tensor, optional
-        Integer labels in ``[0, K)`` for the model's K outputs; ``None``: the model's own
-        predictions (the talk's label-free use).
-    eps0, eps_factor, eps_every : float, float, int
-        Initial radius (transport cost per unit mass), its growth factor and the
-        iterations between growths.
-    gamma : float
-        Entropic smoothing of the oracle (the paper's MNIST setting: 1e-3).
-    kernel_size, p : int, float
-        Transport window and cost exponent (:func:`local_cost`).
-    max_iter : int
-        Frank-Wolfe iterations.
-    verbose : bool
-        Show a tqdm bar.
-
-    Returns
-    -------
-    x_adv, eps, success
-        As :func:`infoclust.projected_sinkhorn.wasserstein_pgd`: the images (float, in the
-        ball and in [0, 1]), the radius of each image at the end and whether it is fooled.
-    """
-    gamma = check_number("gamma", gamma, 0.0, strict_low=True)
-    x, y, pred = prepare_attack(model, x, y)
-    state = _FrankWolfeSteps(x, gamma, kernel_size, p)
-    return run_attack(
-        model,
-        y,
-        pred,
-        state,
-        eps0=eps0,
-        eps_factor=eps_factor,
-        eps_every=eps_every,
-        max_iter=max_iter,
-        verbose=verbose,
-        desc="W-FW",
-    )

@@ -1,4 +1,4 @@
-"""Projected Sinkhorn: projection onto a Wasserstein ball and the Wasserstein PGD attack.
+"""Projected Sinkhorn: projection onto a Wasserstein ball (the attacks are in :mod:`infoclust.attacks`).
 
 Wong, Schmidt and Kolter (ICML 2019) project a point ``w`` onto the ball
 :math:`\\{z : W(x, z) \\le \\varepsilon\\}` around an image ``x`` (talk eq. (7)) by solving
@@ -36,37 +36,40 @@ Differences from the reference implementation (``locuslab/projected_sinkhorn``):
 
 from __future__ import annotations
 
+import importlib
 import math
 import warnings
 from dataclasses import dataclass
 
 import torch
-from torch import nn
 from torch.nn import functional as F
 
-from ._attack import prepare_attack, run_attack
-from ._random_net import LazyRandomClassifier
-from .exact_projection import ExactSteps, local_cost
-from .transforms import Transform
 from .utils import (
     ConvergenceWarning,
     ParameterError,
-    check_choice,
-    check_finite,
     check_images,
     check_int,
     check_number,
 )
+from .wasserstein import local_cost
 
 __all__ = [
     "lambertw",
     "lambertw_exp",
-    "local_cost",
     "project_wasserstein_ball",
-    "wasserstein_pgd",
-    "robust_accuracy",
-    "SinkhornPerturbation",
+    "ProjectionInfo",
 ]
+
+
+#: Attacks that moved to :mod:`infoclust.attacks`; importing them from here still works.
+_MOVED = ("wasserstein_pgd", "robust_accuracy", "SinkhornPerturbation")
+
+
+def __getattr__(name: str):
+    """The moved attacks (``_MOVED``), from :mod:`infoclust.attacks`."""
+    if name in _MOVED:
+        return getattr(importlib.import_module("infoclust.attacks"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ----------------------------------------------------------------------------------------
@@ -509,6 +512,42 @@ def _project(problem: _Problem, beta: torch.Tensor, psi: torch.Tensor, max_iter:
     return cert, it
 
 
+@dataclass
+class ProjectionInfo:
+    """How :func:`project_wasserstein_ball` went, with ``return_info=True``; one entry per image.
+
+    Attributes
+    ----------
+    n_iter : int
+        Dual iterations run (the last image's count: all images iterate together).
+    converged : torch.Tensor
+        (N,) bool, whether the image's projection is certified within ``tol``.
+    gap : torch.Tensor
+        (N,) the certified bound :math:`\\sqrt{2 (P - g/\\lambda)} / \\|w - x\\|`.
+    objective : torch.Tensor
+        (N,) the last dual value divided by lambda, in the units of the primal objective.
+    psi : torch.Tensor
+        (N,) the multiplier of the cost constraint.
+    cost : torch.Tensor
+        (N,) the transport cost of the final plan per unit mass.
+    plan : torch.Tensor
+        The final plan on the original mass scale, (N, C, k*k, H, W): the mass that each
+        pixel sends by each window offset; its sums over offsets are ``x``, and the output
+        is what it delivers.
+    offsets : torch.Tensor
+        (k*k, 2), the (di, dj) of each offset.
+    """
+
+    n_iter: int
+    converged: torch.Tensor
+    gap: torch.Tensor
+    objective: torch.Tensor
+    psi: torch.Tensor
+    cost: torch.Tensor
+    plan: torch.Tensor
+    offsets: torch.Tensor
+
+
 def project_wasserstein_ball(
     w: torch.Tensor,
     x: torch.Tensor,
@@ -597,19 +636,13 @@ def project_wasserstein_ball(
         small relative change of the objective) stopped about 1e-2 away, the authors' code
         within about 2e-4. The iterations and the certificate run in float64.
     return_info : bool
-        Also return a dict with ``n_iter``, ``converged`` ((N,) bool), ``gap`` (the bound
-        :math:`\\sqrt{2 (P - g/\\lambda)} / \\|w - x\\|` per image), ``objective`` (the last
-        dual value divided by lambda, i.e. in the units of the primal objective, (N,)),
-        ``psi`` (N,), ``cost`` (transport cost of the final plan per unit mass, (N,)),
-        ``plan`` (the final plan on the original mass scale, shape (N, C, k*k, H, W): the
-        mass that each pixel sends by each window offset; its sums over offsets are
-        ``x``, and the output is what it delivers) and ``offsets`` ((k*k, 2), the (di, dj)
-        of each offset).
+        Also return a :class:`ProjectionInfo` on the iterations, the certificate and the plan.
 
     Returns
     -------
     torch.Tensor
-        The projections, shape and dtype of ``w``; with ``return_info`` a pair.
+        The projections, shape and dtype of ``w``; with ``return_info`` the pair
+        ``(projections, ProjectionInfo)``.
 
     Warns
     -----
@@ -652,16 +685,16 @@ def project_wasserstein_ball(
     pi, _ = _window_plan(cert.beta.view(problem.shape), _log_kernel(cert.psi, problem.cost), k)
     full = pi * (t[..., None] * problem.xs[:, :, None])
     full[:, :, (k * k) // 2] += (1 - t) * problem.xs  # offset (0, 0)
-    info = {
-        "n_iter": it,
-        "converged": cert.converged,
-        "gap": cert.gap,
-        "objective": cert.objective / lam,
-        "psi": cert.psi.to(w.dtype),
-        "cost": cert.cost,
-        "plan": (full * mass[..., None]).view(n, c, k * k, h, width).to(w.dtype),
-        "offsets": offsets,
-    }
+    info = ProjectionInfo(
+        n_iter=it,
+        converged=cert.converged,
+        gap=cert.gap,
+        objective=cert.objective / lam,
+        psi=cert.psi.to(w.dtype),
+        cost=cert.cost,
+        plan=(full * mass[..., None]).view(n, c, k * k, h, width).to(w.dtype),
+        offsets=offsets,
+    )
     return out, info
 
 
@@ -688,259 +721,3 @@ def _projection(w, x, eps: torch.Tensor, lam: float, k: int, p: float, max_iter:
     psi = torch.ones(n, dtype=torch.float64, device=x.device)
     cert, it = _project(problem, beta, psi, max_iter)
     return (cert.z * mass).view(shape).to(w.dtype), cert, it, problem, mass
-
-
-# ----------------------------------------------------------------------------------------
-# The attack
-# ----------------------------------------------------------------------------------------
-
-
-class _SinkhornSteps:
-    """Wong et al.'s PGD steps (talk eq. (8)): a signed-gradient step on the pixels, the
-    projection onto the ball around the clean image, clipping to [0, 1]. Projections that
-    stop at their cap are counted, not warned one by one."""
-
-    def __init__(self, x: torch.Tensor, alpha: float, projection: dict) -> None:
-        self.x, self.alpha, self.projection = x, alpha, projection
-        self.x_adv = x.clone()
-        self.unconverged = self.calls = 0
-
-    def images(self, rows: torch.Tensor) -> torch.Tensor:
-        return self.x_adv[rows]
-
-    def step(self, rows: torch.Tensor, grad: torch.Tensor, eps: torch.Tensor, t: int) -> None:
-        w = self.x_adv[rows] + self.alpha * grad.sign()
-        z, cert, _, _, _ = _projection(w, self.x[rows], eps, **self.projection)
-        self.x_adv[rows] = z.clamp_(0.0, 1.0)
-        self.calls += len(rows)
-        self.unconverged += int((~cert.converged).sum())
-
-
-def wasserstein_pgd(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor | None = None,
-    *,
-    projection: str = "sinkhorn",
-    eps0: float = 0.7,
-    eps_factor: float = 1.1,
-    eps_every: int = 10,
-    alpha: float = 0.1,
-    lam: float = 1000.0,
-    kernel_size: int = 7,
-    p: float = 2.0,
-    max_iter: int = 200,
-    proj_iter: int = 200,
-    proj_tol: float = 1e-3,
-    verbose: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Wasserstein PGD (talk eq. (8)) on a batch, with either projection.
-
-    ``projection="sinkhorn"`` (Wong et al. 2019): each iteration, for every image still
-    classified as ``y``, a signed-gradient step of size ``alpha`` on the cross-entropy,
-    :math:`w = x_t + \\alpha\\, \\mathrm{sign}\\nabla l`, then :func:`project_wasserstein_ball`
-    around the clean ``x`` with the image's own radius, then clipping to [0, 1] (as the
-    paper; clipping removes mass, so a clipped image can leave its ball).
-
-    ``projection="exact"`` (Wu, Wang and Yu 2020, section 4): the iterate is a transport
-    plan of ``x``'s mass; a gradient step of size ``alpha`` on the plan (the loss gradient
-    with respect to the plan, divided by its largest entry), the exact projection
-    :func:`infoclust.exact_projection.project_plan_in_box` onto the plans of the ball
-    whose images stay in [0, 1], so every iterate is in the ball and in [0, 1] (``lam``,
-    ``proj_iter`` and ``proj_tol`` are not used).
-
-    Every ``eps_every`` iterations the radius of each image that is still correct grows
-    by ``eps_factor``; an image stops being attacked as soon as it is misclassified, so
-    its radius is the one that fooled it. Defaults are the paper's MNIST settings
-    (Wong et al.; Wu et al. use the same step 0.1 on MNIST).
-
-    Parameters
-    ----------
-    model : nn.Module
-        Any classifier returning logits; used in its current mode, gradients are taken
-        with respect to the input only (a frozen :func:`infoclust.classifiers.random_classifier`
-        works). The batch is moved to the model's device.
-    x : torch.Tensor
-        Clean floating-point images (N, C, H, W) in [0, 1].
-    y : torch.Tensor, optional
-        Integer labels in ``[0, K)`` for the model's K outputs (checked: labels outside
-        would count every image as fooled at radius 0). ``None`` uses the model's own
-        predictions on ``x`` -- the talk's label-free use for clustering (then every image
-        starts correctly "classified").
-    projection : {"sinkhorn", "exact"}
-        Wong et al.'s entropic projection of the image, or Wu et al.'s exact projection of
-        the plan.
-    eps0, eps_factor, eps_every : float, float, int
-        Initial radius, its growth factor (>= 1) and the iterations between growths.
-    alpha : float
-        Step size: of the l-infinity step on the pixels ("sinkhorn"), of the normalised
-        gradient step on the plan ("exact").
-    lam, kernel_size, p, proj_iter, proj_tol
-        Passed to :func:`project_wasserstein_ball` (``max_iter``, ``tol``).
-    max_iter : int
-        PGD iterations (the paper: 200).
-    verbose : bool
-        Show a tqdm bar.
-
-    Returns
-    -------
-    x_adv : torch.Tensor
-        The attacked images (the last iterate where the attack failed).
-    eps : torch.Tensor
-        (N,) float64, the radius of each image at the end: where ``success`` it is the
-        radius at which it was fooled (0 for images misclassified before any step).
-    success : torch.Tensor
-        (N,) bool, whether the prediction differs from ``y``.
-
-    Warns
-    -----
-    ConvergenceWarning
-        Once, if some projections stopped at ``proj_iter`` before ``proj_tol`` (their
-        outputs are in the ball but not the converged projection).
-    """
-    alpha = check_number("alpha", alpha, 0.0, strict_low=True)
-    check_choice("projection", projection, ("sinkhorn", "exact"))
-    local_cost(kernel_size, p)  # checks kernel_size and p before the first step
-    x, y, pred = prepare_attack(model, x, y)
-    if projection == "exact":
-        state = ExactSteps(x, alpha, kernel_size, p)
-    else:
-        state = _SinkhornSteps(
-            x,
-            alpha,
-            {
-                "lam": check_number("lam", lam, 0.0, strict_low=True),
-                "k": kernel_size,
-                "p": float(p),
-                "max_iter": check_int("proj_iter", proj_iter, 1),
-                "tol": check_number("proj_tol", proj_tol, 0.0, strict_low=True),
-            },
-        )
-    out = run_attack(
-        model,
-        y,
-        pred,
-        state,
-        eps0=eps0,
-        eps_factor=eps_factor,
-        eps_every=eps_every,
-        max_iter=max_iter,
-        verbose=verbose,
-        desc=f"W-PGD ({projection})",
-    )
-    if projection == "sinkhorn" and state.unconverged:
-        warnings.warn(
-            f"wasserstein_pgd: {state.unconverged} of {state.calls} projections stopped at "
-            f"proj_iter={proj_iter} before proj_tol={proj_tol:g} (lam={lam:g}); their outputs are in "
-            f"the ball but not the converged projection",
-            ConvergenceWarning,
-            stacklevel=2,
-        )
-    return out
-
-
-def robust_accuracy(eps: torch.Tensor, success: torch.Tensor, radii) -> torch.Tensor:
-    """Accuracy under attack at each radius in ``radii``, from :func:`wasserstein_pgd`.
-
-    An image counts as correct at radius ``r`` unless the attack fooled it with a radius
-    ``<= r``. Because the attack grows the radius per image, one run gives the whole
-    curve, as in Wong et al.'s figures.
-
-    Parameters
-    ----------
-    eps : torch.Tensor, shape (N,)
-        The radius at which each image's attack ended.
-    success : torch.Tensor of bool, shape (N,)
-        Whether the attack fooled the classifier on each image.
-    radii : sequence of float
-        The radii of the curve.
-
-    Returns
-    -------
-    torch.Tensor, shape (len(radii),)
-        The accuracy at each radius, in [0, 1].
-    """
-    eps, success = torch.as_tensor(eps), torch.as_tensor(success)
-    if eps.ndim != 1 or success.shape != eps.shape:
-        raise ParameterError(
-            f"eps and success must be two (N,) tensors, got shapes {tuple(eps.shape)} and "
-            f"{tuple(success.shape)}"
-        )
-    check_finite("eps", eps)
-    radii = torch.as_tensor(
-        radii, dtype=eps.dtype if eps.is_floating_point() else torch.float64, device=eps.device
-    ).flatten()
-    check_finite("radii", radii)
-    fooled = success.bool()[None, :] & (eps[None, :] <= radii[:, None] * (1 + 1e-6))
-    return 1.0 - fooled.float().mean(1)
-
-
-class SinkhornPerturbation(Transform):
-    """g(x): Wasserstein PGD (talk eq. (8)) against a random classifier, radius ``eps``.
-
-    Each image is pushed by :func:`wasserstein_pgd` away from the random classifier's own
-    prediction on it, staying in the Wasserstein ball of radius ``eps`` (fixed: no growth),
-    until the prediction changes or ``max_iter`` steps are done. The random classifier
-    (:func:`infoclust.classifiers.random_classifier`) is built for the batch's device and
-    size from ``seed``; the global random state is never touched. An IIC transformation g
-    (:mod:`infoclust.transforms`).
-
-    Parameters
-    ----------
-    eps : float
-        Radius of the Wasserstein ball (pixels, as in the projection).
-    max_iter : int
-        PGD iterations (``max_iter`` of :func:`wasserstein_pgd`).
-    alpha, lam, kernel_size, proj_iter
-        As in :func:`wasserstein_pgd`.
-    n_random_classes : int
-        Classes of the random classifier (any number >= 2).
-    seed : int
-        Seed of the random classifier's weights, in [0, 2**32 - 1].
-    """
-
-    _image_checks = {"nonnegative": True}
-
-    def __init__(
-        self,
-        eps: float = 0.5,
-        *,
-        max_iter: int = 10,
-        alpha: float = 0.1,
-        lam: float = 1000.0,
-        kernel_size: int = 5,
-        proj_iter: int = 30,
-        n_random_classes: int = 10,
-        seed: int = 0,
-    ) -> None:
-        self.n_random_classes = check_int("n_random_classes", n_random_classes, 2)
-        self._seed(seed)
-        self.eps = check_number("eps", eps, 0.0, strict_low=True)
-        self.max_iter = check_int("max_iter", max_iter, 1)
-        self.alpha = check_number("alpha", alpha, 0.0, strict_low=True)
-        self.lam = check_number("lam", lam, 0.0, strict_low=True)
-        self.kernel_size = check_int("kernel_size", kernel_size, 1)
-        if self.kernel_size % 2 == 0:
-            raise ParameterError(f"kernel_size={kernel_size} must be odd (a window centred on each pixel)")
-        self.proj_iter = check_int("proj_iter", proj_iter, 1)
-
-    def _seed(self, seed: int) -> None:
-        """The random classifier of ``seed`` (the attack draws nothing else)."""
-        self.random_classifier = LazyRandomClassifier(self.n_random_classes, seed)
-        self.seed = self.random_classifier.seed
-
-    def _apply(self, x: torch.Tensor) -> torch.Tensor:
-        xf = x.float()
-        out, _, _ = wasserstein_pgd(
-            self.random_classifier.model_for(xf),
-            xf,
-            eps0=self.eps,
-            eps_factor=1.0,
-            alpha=self.alpha,
-            lam=self.lam,
-            kernel_size=self.kernel_size,
-            max_iter=self.max_iter,
-            proj_iter=self.proj_iter,
-            verbose=False,
-        )
-        return out

@@ -93,7 +93,7 @@ from .utils import (
 TABLE: dict[str, tuple[str, str]] = {
     "MNISTTransform": ("infoclust.augment", "the IIC paper's g (talk 3.2)"),
     "RandomDeformation": ("infoclust.deform", "random deformation (talk 4.2)"),
-    "SinkhornPerturbation": ("infoclust.projected_sinkhorn", "projected Sinkhorn attack (talk 4.3)"),
+    "SinkhornPerturbation": ("infoclust.attacks", "projected Sinkhorn attack (talk 4.3)"),
     "ADefPerturbation": ("infoclust.adef", "ADef deformation (talk 4.4)"),
     "W2Perturbation": ("infoclust.w2_algorithm", "Algorithm 1 (talk 4.5)"),
     "PerturbationPool": ("infoclust.transforms", "precomputed copies of any g"),

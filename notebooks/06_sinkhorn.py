@@ -70,7 +70,7 @@
 # $\psi$ converged) we mix it with "leave every pixel in place", which scales its cost
 # down to $\varepsilon$, so the output is always inside the ball. The projection is
 # `infoclust.projected_sinkhorn.project_wasserstein_ball`, the attack
-# `infoclust.projected_sinkhorn.wasserstein_pgd`.
+# `infoclust.attacks.wasserstein_pgd`.
 #
 # ## Running it
 #
@@ -127,8 +127,8 @@ from myst_nb import glue
 import infoclust as ic
 from infoclust import plot as icp
 from infoclust.classifiers import predict, random_classifier, train_small_cnn
-from infoclust.exact_projection import wasserstein_frank_wolfe
-from infoclust.projected_sinkhorn import lambertw, project_wasserstein_ball, robust_accuracy, wasserstein_pgd
+from infoclust.attacks import robust_accuracy, wasserstein_frank_wolfe, wasserstein_pgd
+from infoclust.projected_sinkhorn import lambertw, project_wasserstein_ball
 from infoclust.wasserstein import w2_exact, wasserstein_exact
 
 ledger = ic.book.start(
@@ -180,15 +180,15 @@ inside = all(w2 <= r * 1.001 for r, _, _, w2 in demo)
 # NBVAL_CHECK_OUTPUT
 for r, z, info, w2 in demo:
     print(
-        f"radius {r:4.2f}: plan cost {info['cost'].item():.4f}, exact W2^2 (POT) {w2:.4f}, "
+        f"radius {r:4.2f}: plan cost {info.cost.item():.4f}, exact W2^2 (POT) {w2:.4f}, "
         f"||z - w|| / ||x - w|| = {((z - w0).norm() / (x0 - w0).norm()).item():.4f}"
     )
 print(f"largest relative mass error: {mass_err:.1e}")
 
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Top: the digit x, the target w (x moved two pixels right) and the projections of w onto Wasserstein balls around x of three radii (lambda as in the parameters, 5 x 5 window). Bottom: the radius-1 plan as the mean displacement of the mass leaving each pixel (arrows, drawn where x is bright), and the change z - x (red: mass gained, blue: lost).", "name": "fig-sinkhorn-projection"}}
 _, z1, info1, _ = demo[1]
-plan = info1["plan"][0, 0].float()  # (k*k, H, W): mass sent by each offset
-step = info1["offsets"].flip(1).float()  # (k*k, 2): (dj, di), x then y
+plan = info1.plan[0, 0].float()  # (k*k, H, W): mass sent by each offset
+step = info1.offsets.flip(1).float()  # (k*k, 2): (dj, di), x then y
 field = torch.einsum("ohw,oc->chw", plan, step) / plan.sum(0).clamp_min(1e-12)  # mean move, (2, H, W)
 fig, axes = plt.subplots(2, 5, figsize=(10, 4.4), layout="constrained")
 icp.image_grid(
@@ -260,8 +260,8 @@ for lam_try in (1000.0, 1e4, 1e5):
         w_step, x8, 0.1, lam=lam_try, kernel_size=kernel_size, max_iter=50, return_info=True
     )
     over = bool(torch.isinf(torch.exp(lam_try * w_step / mass8)).any())  # float32
-    under = bool((torch.exp(-info["psi"].float() * c_corner - 1.0) == 0).any())  # float32
-    safety[lam_try] = (over, under, info["psi"].max().item(), bool(torch.isfinite(z).all()))
+    under = bool((torch.exp(-info.psi.float() * c_corner - 1.0) == 0).any())  # float32
+    safety[lam_try] = (over, under, info.psi.max().item(), bool(torch.isfinite(z).all()))
 zero_share = float((x8 == 0).float().mean())
 
 # %%
@@ -340,15 +340,15 @@ attack_kw = dict(
     proj_iter=proj_iter,
 )
 with ic.timer() as t_attack:
-    x_adv, eps_adv, fooled = wasserstein_pgd(cnn, xa, ya, lam=lam, **attack_kw)
+    run_sinkhorn = wasserstein_pgd(cnn, xa, ya, lam=lam, **attack_kw)
+x_adv, eps_adv, fooled = run_sinkhorn.images, run_sinkhorn.eps, run_sinkhorn.fooled
 radii = np.round(np.arange(0.0, eps0 * eps_factor ** (n_iter // eps_every) + 1e-9, 0.05), 2)
 curve = robust_accuracy(eps_adv.cpu(), fooled.cpu(), radii).numpy()
 acc_at_1 = float(robust_accuracy(eps_adv.cpu(), fooled.cpu(), [1.0])[0])
 if n_attack_paper:
     with ic.timer() as t_paper:
-        _, eps_p, fooled_p = wasserstein_pgd(
-            cnn, xa[:n_attack_paper], ya[:n_attack_paper], lam=lam_paper, **attack_kw
-        )
+        run_paper = wasserstein_pgd(cnn, xa[:n_attack_paper], ya[:n_attack_paper], lam=lam_paper, **attack_kw)
+    eps_p, fooled_p = run_paper.eps, run_paper.fooled
     curve_p = robust_accuracy(eps_p.cpu(), fooled_p.cpu(), radii).numpy()
     acc_at_1_p = float(robust_accuracy(eps_p.cpu(), fooled_p.cpu(), [1.0])[0])
     acc_at_1_same = float(
@@ -490,12 +490,13 @@ with ic.timer() as t_exact:
 with ic.timer() as t_fw:
     run_fw = wasserstein_frank_wolfe(cnn, xa, ya, gamma=fw_gamma, **fw_kw)
 attacks = {
-    "PGD + projected Sinkhorn": ((x_adv, eps_adv, fooled), t_attack["seconds"]),
+    "PGD + projected Sinkhorn": (run_sinkhorn, t_attack["seconds"]),
     "PGD + exact projection": (run_exact, t_exact["seconds"]),
     "Frank-Wolfe": (run_fw, t_fw["seconds"]),
 }
 compared = {}
-for name, ((xo, eo, so), secs) in attacks.items():
+for name, (run, secs) in attacks.items():
+    xo, eo, so = run.images, run.eps, run.fooled
     w2sq = (w2_exact(xa.cpu(), xo.cpu()) ** 2).numpy()
     radius = eo.cpu().numpy()
     attacked = radius > 0  # radius 0: misclassified before any step, left as it is
@@ -629,7 +630,8 @@ with ic.timer() as t_wu:
     wu_runs["Frank-Wolfe"] = wasserstein_frank_wolfe(cnn, xw, yw, gamma=fw_gamma, **wu_kw)
 wu_seconds["Frank-Wolfe"] = t_wu["seconds"]
 wu = {}
-for name, (xo, eo, so) in wu_runs.items():
+for name, run in wu_runs.items():
+    xo, eo, so = run.images, run.eps, run.fooled
     used = (wasserstein_exact(xw.cpu(), xo.cpu(), p=wu_p) ** wu_p).numpy() / wu_eps
     attacked = eo.cpu().numpy() > 0  # radius 0: misclassified before any step
     missed = attacked & ~so.cpu().numpy()
@@ -723,7 +725,7 @@ for name, key in zip(wu, ("wu_sinkhorn", "wu_exact", "wu_fw")):
 rnd = random_classifier(x.shape[1], n_random_classes, seed=seed, device=dev)
 xr = x_test[n_attack : n_attack + n_random].to(dev)
 with ic.timer() as t_random:
-    x_rnd, _, flipped = wasserstein_pgd(
+    run_rnd = wasserstein_pgd(
         rnd,
         xr,
         None,
@@ -735,6 +737,7 @@ with ic.timer() as t_random:
         max_iter=random_iter,
         proj_iter=proj_iter,
     )
+x_rnd, flipped = run_rnd.images, run_rnd.fooled
 w2_rnd = (w2_exact(xr.cpu(), x_rnd.cpu()) ** 2).numpy()
 cnn_same = float((predict(cnn, x_rnd) == predict(cnn, xr)).float().mean())
 
@@ -812,7 +815,7 @@ z_paper, info_paper = project_wasserstein_ball(
 for lam_try, z_try, info_try in ((lam_paper, z_paper, info_paper), (lam, demo[1][1], demo[1][2])):
     print(
         f"lambda {lam_try:7.0f}: ||z - w|| / ||x - w|| = {moved_towards_w(z_try):.4f}, "
-        f"plan cost {info_try['cost'].item():.4f}, exact W2^2 {w2_exact(x0, z_try).item() ** 2:.4f}"
+        f"plan cost {info_try.cost.item():.4f}, exact W2^2 {w2_exact(x0, z_try).item() ** 2:.4f}"
     )
 
 # %% [markdown]
@@ -856,10 +859,10 @@ for label, z_i in (("5 iterations", z_5), ("converged", demo[1][1])):
 # %% tags=["hide-cell"] mystnb={"code_prompt_show": "Show the solution", "code_prompt_hide": "Hide the solution"}
 # Solution 4: the random-classifier attack with 100 classes
 rnd_100 = random_classifier(x.shape[1], 100, seed=seed, device=dev)
-_, _, flipped_100 = wasserstein_pgd(
+flipped_100 = wasserstein_pgd(
     rnd_100, xr, None, eps0=random_eps, eps_factor=1.0, alpha=alpha, lam=lam,
     kernel_size=kernel_size, max_iter=random_iter, proj_iter=proj_iter,
-)  # fmt: skip
+).fooled  # fmt: skip
 print(f"label changed: {flipped.float().mean().item():.4f} with {n_random_classes} classes, ")
 print(
     f"               {flipped_100.float().mean().item():.4f} with 100 classes ({len(xr)} digits, radius {random_eps})"

@@ -139,8 +139,8 @@ print(f"trained in {t_train['seconds']:.1f} s on {ledger.device}")
 # %% tags=["hide-input"]
 with ic.timer() as t_adef:
     res = adef(cnn, targets, sigma=sigma, overshoot=overshoot, max_iter=max_iter)
-success = res.changed.float().mean().item()
-tn = res.t_norm[res.changed].cpu().numpy()
+success = res.fooled.float().mean().item()
+tn = res.t_norm[res.fooled].cpu().numpy()
 its = res.iterations.cpu().numpy()
 glue("adef_success", 100 * success, display=False)
 glue("adef_tnorm_median", float(np.median(tn)) if len(tn) else float("nan"), display=False)
@@ -225,7 +225,7 @@ glue("adef_plain_overshot", int(plain.overshot.sum()), display=False)
 # NBVAL_CHECK_OUTPUT
 for name, r in (("tol = 1e-4", same), ("tol = 0   ", plain)):
     print(
-        f"{name}: changed {r.changed.float().mean().item():.4f}, median T-norm {r.t_norm.median().item():.4f} px, "
+        f"{name}: changed {r.fooled.float().mean().item():.4f}, median T-norm {r.t_norm.median().item():.4f} px, "
         f"mean iterations {r.iterations.float().mean().item():.4f}, at max_iter {(r.iterations == max_iter).sum().item()}"
     )
 print(f"largest difference of T-norm per digit {(same.t_norm - plain.t_norm).abs().max().item():.4f} px")
@@ -263,17 +263,17 @@ for s in sigmas:
         r = adef(cnn, targets[:n_sweep], sigma=s, overshoot=overshoot, max_iter=max_iter)
     sweep[s] = (r, t_s["seconds"])
 for s, (r, secs) in sweep.items():
-    if r.changed.any():
+    if r.fooled.any():
         ledger.record(
-            f"ADef median T-norm, sigma = {s:g}", r.t_norm[r.changed].median().item(), unit="px", seconds=secs
+            f"ADef median T-norm, sigma = {s:g}", r.t_norm[r.fooled].median().item(), unit="px", seconds=secs
         )
 
 # %%
 # NBVAL_CHECK_OUTPUT
 for s, (r, _) in sweep.items():
-    ok = r.t_norm[r.changed]
+    ok = r.t_norm[r.fooled]
     print(
-        f"sigma {s:.1f}: changed {r.changed.float().mean().item():.4f}, "
+        f"sigma {s:.1f}: changed {r.fooled.float().mean().item():.4f}, "
         f"median T-norm {ok.median().item() if len(ok) else float('nan'):.4f} px, "
         f"mean iterations {r.iterations.float().mean().item():.4f}"
     )
@@ -300,7 +300,7 @@ plt.show()
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "T-norms of the successful deformations for each smoothing width (same digits; box: quartiles).", "name": "fig-adef-sigma-tnorm"}}
 fig, ax = plt.subplots(figsize=(5.0, 3.0))
 ax.boxplot(
-    [r.t_norm[r.changed].cpu().numpy() for r, _ in sweep.values()], tick_labels=[f"{s:g}" for s in sweep]
+    [r.t_norm[r.fooled].cpu().numpy() for r, _ in sweep.values()], tick_labels=[f"{s:g}" for s in sweep]
 )
 ax.set_xlabel("sigma (pixels)")
 ax.set_ylabel("T-norm (pixels)")
@@ -320,13 +320,13 @@ rand_net = random_classifier(x.shape[1], n_random_classes, seed=seed, device=led
 with ic.timer() as t_rand:
     res_r = adef(rand_net, targets[:n_sweep], sigma=sigma, overshoot=overshoot, max_iter=max_iter)
 labels_r = torch.bincount(res_r.original_label, minlength=n_random_classes).cpu()
-tn_r = res_r.t_norm[res_r.changed].cpu().numpy()
-glue("rand_success", 100 * res_r.changed.float().mean().item(), display=False)
+tn_r = res_r.t_norm[res_r.fooled].cpu().numpy()
+glue("rand_success", 100 * res_r.fooled.float().mean().item(), display=False)
 glue("rand_tnorm_median", float(np.median(tn_r)) if len(tn_r) else float("nan"), display=False)
 glue("rand_top_share", 100 * labels_r.max().item() / len(res_r.original_label), display=False)
 ledger.record(
     "ADef success rate, random classifier",
-    100 * res_r.changed.float().mean().item(),
+    100 * res_r.fooled.float().mean().item(),
     unit="%",
     seconds=t_rand["seconds"],
 )
@@ -337,7 +337,7 @@ if len(tn_r):
 # NBVAL_CHECK_OUTPUT
 print(f"random classifier with {n_random_classes} classes: labels of the digits {labels_r.tolist()}")
 print(
-    f"  changed {res_r.changed.float().mean().item():.4f}, median T-norm {np.median(tn_r):.4f} px, "
+    f"  changed {res_r.fooled.float().mean().item():.4f}, median T-norm {np.median(tn_r):.4f} px, "
     f"mean iterations {res_r.iterations.float().mean().item():.4f}"
 )
 
@@ -345,7 +345,7 @@ print(
 fig = plt.figure(figsize=(8.0, 3.2), layout="constrained")
 grid = fig.add_gridspec(2, 3)
 ax = fig.add_subplot(grid[:, 0])
-ax.hist([same.t_norm[same.changed].cpu().numpy(), tn_r], bins=20, label=["trained CNN", "random net"])
+ax.hist([same.t_norm[same.fooled].cpu().numpy(), tn_r], bins=20, label=["trained CNN", "random net"])
 ax.set_xlabel("T-norm (pixels)")
 ax.legend()
 n_ex = min(2, len(res_r.images))
@@ -396,7 +396,7 @@ display(Markdown(ledger.markdown()))
 for factor in (1.0, overshoot):
     r = adef(cnn, targets[:n_sweep], sigma=sigma, overshoot=factor, max_iter=max_iter)
     print(
-        f"overshoot {factor:.1f}: label changed for {r.changed.float().mean().item():.4f} of {len(r.changed)} digits"
+        f"overshoot {factor:.1f}: label changed for {r.fooled.float().mean().item():.4f} of {len(r.fooled)} digits"
     )
 
 # %% [markdown]
@@ -411,10 +411,10 @@ for factor in (1.0, overshoot):
 for label, kw in (("all classes", {}), ("runner-up only", {"candidates": 1})):
     with ic.timer() as t_c:
         r = adef(cnn, targets[:n_sweep], sigma=sigma, overshoot=overshoot, max_iter=max_iter, **kw)
-    t = r.t_norm[r.changed]
+    t = r.t_norm[r.fooled]
     median = f"{t.median().item():.3f} px" if len(t) else "-"
     print(
-        f"{label:>14}: success {r.changed.float().mean().item():.4f}, median T-norm {median}, {t_c['seconds']:.2f} s"
+        f"{label:>14}: success {r.fooled.float().mean().item():.4f}, median T-norm {median}, {t_c['seconds']:.2f} s"
     )
 
 # %% [markdown]
@@ -432,7 +432,7 @@ for label, kw in (("all classes", {}), ("runner-up only", {"candidates": 1})):
 from infoclust.wasserstein import w2_exact
 
 w2_adef = w2_exact(targets.cpu(), res.images.cpu())
-ratio = (w2_adef / res.t_norm.cpu().clamp_min(1e-12))[res.changed.cpu()]
+ratio = (w2_adef / res.t_norm.cpu().clamp_min(1e-12))[res.fooled.cpu()]
 if len(ratio):
     print(
         f"W2 / T-norm over {len(ratio)} deformed digits: median {ratio.median():.3f}, largest {ratio.max():.3f}"

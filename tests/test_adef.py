@@ -46,7 +46,7 @@ def test_step_is_the_minimal_translation_without_smoothing():
 def test_adef_finds_the_known_minimal_deformation(max_iter):
     x, model, _ = ramp_and_linear_model()
     res = adef(model, x, sigma=0.0, overshoot=1.2, max_iter=max_iter)
-    assert res.original_label.item() == 0 and res.label.item() == 1 and res.changed.item()
+    assert res.original_label.item() == 0 and res.label.item() == 1 and res.fooled.item()
     assert res.iterations.item() >= 1
     assert res.t_norm.item() == pytest.approx(1.2 * SHIFT, rel=1e-6)
     torch.testing.assert_close(res.t_norm, t_norm(res.field))
@@ -55,9 +55,9 @@ def test_adef_finds_the_known_minimal_deformation(max_iter):
 def test_max_norm_caps_the_steps_and_the_overshoot():
     x, model, _ = ramp_and_linear_model()
     stuck = adef(model, x, sigma=0.0, max_norm=0.9 * SHIFT)  # the only step reaches SHIFT
-    assert not stuck.changed.item() and stuck.t_norm.item() == 0.0 and stuck.iterations.item() == 1
+    assert not stuck.fooled.item() and stuck.t_norm.item() == 0.0 and stuck.iterations.item() == 1
     capped = adef(model, x, sigma=0.0, max_norm=1.1 * SHIFT, overshoot=1.2)  # the overshoot stops at 1.1
-    assert capped.overshot.item() and capped.changed.item()
+    assert capped.overshot.item() and capped.fooled.item()
     assert capped.t_norm.item() == pytest.approx(1.1 * SHIFT, rel=1e-6)
     with pytest.raises(ParameterError, match="max_norm"):
         adef(model, x, max_norm=0.0)
@@ -66,13 +66,13 @@ def test_max_norm_caps_the_steps_and_the_overshoot():
 def test_tol_stops_an_iterate_that_sits_on_the_boundary():
     x, model, _ = ramp_and_linear_model()
     res = adef(model, x, sigma=0.0, max_iter=50, tol=1e-4)
-    assert res.changed.item() and res.iterations.item() <= 3
+    assert res.fooled.item() and res.iterations.item() <= 3
 
 
 def test_smoothed_adef_flips_and_respects_the_lower_bound():
     x, model, _ = ramp_and_linear_model()
     res = adef(model, x, sigma=1.0, overshoot=1.2, max_iter=50)
-    assert res.changed.item()
+    assert res.fooled.item()
     # the iterates approach the boundary, which no field smaller than SHIFT reaches
     assert res.t_norm.item() >= 1.2 * SHIFT * (1 - 1e-6)
     assert res.t_norm.item() < 1.2 * 2 * SHIFT
@@ -112,7 +112,7 @@ def test_random_classifier_batch_flips_and_images_are_independent():
     model = random_classifier(1, 10, seed=1, device="cpu")
     res = adef(model, x, max_iter=30, candidates=4)
     assert res.images.shape == x.shape and res.field.shape == (8, 2, 28, 28)
-    assert res.changed.all()
+    assert res.fooled.all()
     assert (res.iterations >= 1).all() and (res.iterations <= 30).all()
     torch.testing.assert_close(res.label, model(res.images).argmax(1))
     alone = adef(model, x[5:6], max_iter=30, candidates=4)
@@ -125,9 +125,9 @@ def test_overshoot_only_where_the_label_did_not_change_or_ties():
     plain = adef(model, x, max_iter=3, overshoot=1.0)
     over = adef(model, x, max_iter=3, overshoot=1.2)
     assert not plain.overshot.any()
-    assert (~plain.changed).any() and plain.changed.any()  # both cases occur
-    assert over.overshot[~plain.changed].all()
-    flipped = plain.changed & ~over.overshot
+    assert (~plain.fooled).any() and plain.fooled.any()  # both cases occur
+    assert over.overshot[~plain.fooled].all()
+    flipped = plain.fooled & ~over.overshot
     assert flipped.any()
     torch.testing.assert_close(over.field[flipped], plain.field[flipped])
     torch.testing.assert_close(over.field[over.overshot], 1.2 * plain.field[over.overshot])

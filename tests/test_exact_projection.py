@@ -1,4 +1,4 @@
-"""Wu et al.'s exact projection, the entropic oracle and the attacks (infoclust.exact_projection).
+"""Wu et al.'s exact projection and the entropic oracle (infoclust.exact_projection).
 
 Feasibility and optimality are checked by independent computations: a dense transport
 matrix built entry by entry from the plan's offsets, POT's exact W2 (a linear program),
@@ -16,20 +16,16 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from infoclust.classifiers import random_classifier
 from infoclust.data import load_dataset
 from infoclust.exact_projection import (
     LocalPlan,
     entropic_lmo,
     fit_in_box,
-    local_cost,
     project_plan,
     project_plan_in_box,
-    wasserstein_frank_wolfe,
 )
-from infoclust.projected_sinkhorn import wasserstein_pgd
 from infoclust.utils import ConvergenceWarning, ParameterError
-from infoclust.wasserstein import grid_cost, w2_exact, wasserstein_exact
+from infoclust.wasserstein import grid_cost, local_cost, w2_exact, wasserstein_exact
 
 
 @pytest.fixture(scope="module")
@@ -294,102 +290,6 @@ def test_box_projection_stopped_early_warns_and_stays_feasible():
         project_plan_in_box(plan, values, 0.5, upper=0.5)
     with pytest.raises(ParameterError, match="tol"):
         project_plan_in_box(plan, values, 0.5, tol=0.0)
-
-
-# ---------------------------------------------------------------- the attacks
-
-
-class OnePixel(torch.nn.Module):
-    """Class 1 iff the pixel (3, 3) is brighter than 0.05."""
-
-    def __init__(self):
-        super().__init__()
-        self.scale = torch.nn.Parameter(torch.tensor(50.0))
-
-    def forward(self, x):
-        s = self.scale * (x[:, 0, 3, 3] - 0.05)
-        return torch.stack([-s, s], 1)
-
-
-@pytest.mark.parametrize("attack", ["sinkhorn", "exact", "frank-wolfe"])
-def test_every_attack_fools_a_one_pixel_classifier_inside_the_ball(attack):
-    x = torch.zeros(2, 1, 7, 7)
-    x[:, 0, 3, 4] = 1.0  # one pixel away: cost 1 per unit mass
-    y = torch.zeros(2, dtype=torch.long)
-    kw = {"eps0": 0.2, "eps_factor": 1.0, "kernel_size": 3, "max_iter": 10, "verbose": False}
-    if attack == "frank-wolfe":
-        x_adv, eps, success = wasserstein_frank_wolfe(OnePixel(), x, y, **kw)
-    else:
-        x_adv, eps, success = wasserstein_pgd(OnePixel(), x, y, projection=attack, alpha=0.2, lam=1e4, **kw)
-    assert success.all() and (x_adv[:, 0, 3, 3] > 0.05).all()
-    # exact attacks are in the ball to rounding; projected Sinkhorn's clipping may add a little
-    slack = 1e-2 if attack == "sinkhorn" else 1e-6
-    assert (w2_exact(x, x_adv) ** 2 <= 0.2 * (1 + slack)).all()
-
-
-def test_exact_attacks_on_digits_return_feasible_images(digits):
-    model = random_classifier(1, 10, seed=0, device="cpu")
-    kw = {"eps0": 0.3, "eps_factor": 1.5, "eps_every": 1, "kernel_size": 5, "max_iter": 3, "verbose": False}
-    for x_adv, eps, success in (
-        wasserstein_pgd(model, digits, None, projection="exact", **kw),
-        wasserstein_frank_wolfe(model, digits, None, **kw),
-    ):
-        assert x_adv.dtype == digits.dtype and (x_adv >= 0).all() and (x_adv <= 1).all()
-        torch.testing.assert_close(x_adv.sum((1, 2, 3)), digits.sum((1, 2, 3)), rtol=1e-5, atol=0)
-        assert (w2_exact(digits, x_adv) ** 2 <= eps * (1 + 1e-5)).all()
-        with torch.no_grad():
-            assert torch.equal(success, model(x_adv).argmax(1) != model(digits).argmax(1))
-
-
-def test_attack_inputs_are_checked(digits):
-    model = random_classifier(1, 10, seed=0, device="cpu")
-    with pytest.raises(ParameterError, match=r"y must hold labels in \[0, 10\)"):
-        wasserstein_frank_wolfe(model, digits, torch.full((4,), 10), verbose=False)
-    with pytest.raises(ParameterError, match="gamma"):
-        wasserstein_frank_wolfe(model, digits, None, gamma=0.0, verbose=False)
-    with pytest.raises(ParameterError, match="projection"):
-        wasserstein_pgd(model, digits, None, projection="dual", verbose=False)
-    nan = digits.clone()
-    nan[0, 0, 5, 5] = float("nan")
-    with pytest.raises(ParameterError, match="x contains NaN"):
-        wasserstein_frank_wolfe(model, nan, None, verbose=False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        wasserstein_frank_wolfe(model, digits, None, max_iter=1, verbose=False)
-
-
-class Rightward(torch.nn.Module):
-    """Two classes; class 1's logit grows with the mean column of the mass but stays below
-    class 0's within a W1 radius of 0.5 (the mean moves by at most W1): it cannot be fooled,
-    and its gradient asks every attack to move all the mass right."""
-
-    def __init__(self):
-        super().__init__()
-        self.scale = torch.nn.Parameter(torch.tensor(0.1, dtype=torch.float64))
-
-    def forward(self, x):
-        column = torch.arange(x.shape[-1], dtype=x.dtype)
-        mean = (x.sum((1, 2)) * column).sum(1) / x.sum((1, 2, 3))
-        s = self.scale * mean - 5.0
-        return torch.stack([torch.zeros_like(s), s], 1)
-
-
-@pytest.mark.parametrize("attack", ["exact", "frank-wolfe"])
-def test_exact_attacks_spend_their_radius_on_a_classifier_they_cannot_fool(digits, attack):
-    """The paper's MNIST settings (radius 0.5 in W1, cost d, 5 x 5 window, fixed radius,
-    PGD step 0.1, gamma 1e-3), 30 and 15 iterations instead of 300 (enough to spend it here)."""
-    x = digits[:2].double()
-    y = torch.zeros(2, dtype=torch.long)
-    kw = {"eps0": 0.5, "eps_factor": 1.0, "kernel_size": 5, "p": 1.0, "verbose": False}
-    if attack == "exact":
-        x_adv, eps, success = wasserstein_pgd(
-            Rightward(), x, y, projection="exact", alpha=0.1, max_iter=30, **kw
-        )
-    else:
-        x_adv, eps, success = wasserstein_frank_wolfe(Rightward(), x, y, gamma=1e-3, max_iter=15, **kw)
-    assert not success.any() and (x_adv >= 0).all() and (x_adv <= 1).all()
-    used = wasserstein_exact(x, x_adv, p=1.0) / 0.5
-    assert (used > 0.9).all() and (used <= 1 + 1e-6).all(), used
 
 
 def test_wasserstein_exact_with_cost_d():

@@ -71,7 +71,7 @@ def test_adef_and_algorithm_1_on_the_gpu(mnist):
     x = mnist[0][:16].cuda()
     model = random_classifier(1, 10, seed=1, device="cuda")
     res = adef(model, x, max_iter=20)
-    assert res.images.device.type == "cuda" and res.changed.float().mean() > 0.5
+    assert res.images.device.type == "cuda" and res.fooled.float().mean() > 0.5
     eps = 0.45
     pert = w2_perturbation(
         model, x, eps=eps, eta=0.1, alpha=1.0, max_iter=6, generator=torch.Generator().manual_seed(0)

@@ -94,7 +94,7 @@ def test_projection_stays_in_the_ball_with_the_same_mass(x, noise, eps, kernel_s
     assert z.sum().item() == pytest.approx(x.sum().item(), rel=1e-9)
     assert z.min().item() >= -1e-12
     mass = x.sum().item()
-    assert info["cost"].item() <= eps * (1 + 1e-9)
+    assert info.cost.item() <= eps * (1 + 1e-9)
     # the plan moves mass within the window at squared-distance cost: exact W2^2 (per unit mass) is lower
     assert w2_exact(x, z.clamp_min(0)).item() ** 2 <= eps * (1 + 1e-6) + 1e-9, (mass, eps)
 
