@@ -9,6 +9,13 @@ One rule for randomness: classes take ``seed`` and own their generator; function
 ``generator`` (a :class:`torch.Generator`, or None for torch's global one);
 :func:`make_generator` makes a generator from either. Only a chapter's set-up seeds the
 global generators (:func:`seed_everything`); library code never does.
+
+One rule for devices (:func:`resolve_device`): ``device=None`` is the device of the input
+tensor where a function has one, and otherwise ``"auto"``, the best device present; a result
+that belongs on the CPU says so by the default ``device="cpu"``.
+
+One rule for checks: a public function checks its inputs once, where they enter, and calls
+private kernels (``_name``) that trust them; the library's own callers call the kernels.
 """
 
 from __future__ import annotations

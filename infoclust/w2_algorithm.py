@@ -42,9 +42,8 @@ from torch import nn
 
 from ._random_net import LazyRandomClassifier
 from ._w2_bounds import w2_bounds
-from .adef import _smallest_step, _targets
-from .attacks import check_classifier
-from .deform import warp
+from .adef import _smallest_step, _targets, check_model_images
+from .deform import _warp
 from .transforms import Transform
 from .utils import (
     ParameterError,
@@ -53,7 +52,7 @@ from .utils import (
     check_int,
     check_number,
 )
-from .wasserstein import perturbation_density, to_histogram, w2_exact
+from .wasserstein import _density, _normalise, _w2_exact
 
 __all__ = ["END_REASONS", "PerturbationResult", "w2_perturbation", "W2Perturbation"]
 
@@ -103,7 +102,7 @@ def _histograms(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     ok = mass > 0
     hist = torch.zeros(len(images), *images.shape[-2:], dtype=torch.float64, device=images.device)
     if bool(ok.any()):
-        hist[ok] = to_histogram(images[ok].detach(), torch.float64).view(-1, *images.shape[-2:])
+        hist[ok] = _normalise(images[ok].detach(), torch.float64).view(-1, *images.shape[-2:])
     return hist, ok
 
 
@@ -188,7 +187,7 @@ def w2_perturbation(
     PerturbationResult
         Perturbed images, fields, distances, step counts, end reasons and solver counts.
     """
-    x = check_classifier(model, images, nonnegative=True).detach()
+    x = check_model_images(model, images, nonnegative=True).detach()
     empty = (x.flatten(1).sum(1) <= 0).nonzero().flatten()
     if len(empty):
         raise ParameterError(
@@ -225,18 +224,16 @@ def w2_perturbation(
             # the candidate whose new field field + alpha * step is smallest: ADef's rule
             step = _smallest_step(xi, model(xi), labels[idx], targets[idx], field[idx] / alpha, sigma)
         trial_field = field[idx] + alpha * step
-        trial = warp(x[idx], trial_field)  # line 4: x'' := ADefStep(x')
+        trial = _warp(x[idx], trial_field)  # line 4: x'' := ADefStep(x')
         coin = torch.rand(idx.numel(), generator=generator, dtype=torch.float64).to(dev)
         lower, upper = _w2_brackets(trial, x[idx], current[idx], dist_lower[idx], dist[idx], bounds)
         # each test is settled unless its threshold lies inside the bracket [lower, upper]
         unsure = ((lower <= eps) & (eps < upper)) | (
-            (upper <= eps)
-            & (coin >= perturbation_density(upper, eta))
-            & (coin < perturbation_density(lower, eta))
+            (upper <= eps) & (coin >= _density(upper, eta)) & (coin < _density(lower, eta))
         )
         unsure &= torch.isfinite(lower)
         if bool(unsure.any()):
-            d = w2_exact(trial[unsure], x[idx][unsure])
+            d = _w2_exact(trial[unsure], x[idx][unsure])
             lower[unsure], upper[unsure] = d, d
         solved += int(unsure.sum())
         tests += idx.numel()
@@ -247,7 +244,7 @@ def w2_perturbation(
         field[acc], current[acc] = trial_field[inside], trial[inside]
         dist[acc], dist_lower[acc] = upper[inside], lower[inside]
         steps[acc] += 1
-        stop = acc[coin[inside] < perturbation_density(upper[inside], eta)]  # lines 7-8: return x'
+        stop = acc[coin[inside] < _density(upper[inside], eta)]  # lines 7-8: return x'
         end[stop], active[stop] = 0, False
     return PerturbationResult(current, field, dist, dist_lower == dist, steps, end, solved, tests)
 
