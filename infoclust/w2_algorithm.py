@@ -42,7 +42,8 @@ from torch import nn
 
 from ._random_net import LazyRandomClassifier
 from ._w2_bounds import w2_bounds
-from .adef import _smallest_step, _targets, check_model_images
+from .adef import _smallest_step, _targets
+from .attacks import check_classifier
 from .deform import _warp
 from .transforms import Transform
 from .utils import (
@@ -187,7 +188,7 @@ def w2_perturbation(
     PerturbationResult
         Perturbed images, fields, distances, step counts, end reasons and solver counts.
     """
-    x = check_model_images(model, images, nonnegative=True).detach()
+    x = check_classifier(model, images, nonnegative=True).detach()
     empty = (x.flatten(1).sum(1) <= 0).nonzero().flatten()
     if len(empty):
         raise ParameterError(
