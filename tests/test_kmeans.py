@@ -125,6 +125,22 @@ def test_predict_before_fit():
         KMeans(2).predict(torch.rand(3, 2))
 
 
+def test_inertia_blocks_change_no_bit(monkeypatch):
+    import math
+
+    from infoclust import kmeans
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(103, 7, generator=g) * 10
+    centers = torch.rand(4, 7, generator=g)
+    labels = torch.randint(4, (103,), generator=g)
+    whole = kmeans._inertia(x, centers, labels)  # one block
+    monkeypatch.setattr(kmeans, "_BLOCK_ELEMENTS", 7 * 10)  # 11 blocks of at most 10 rows
+    assert kmeans._inertia(x, centers, labels) == whole
+    exact = math.fsum(((x.double() - centers.double()[labels]) ** 2).flatten().tolist())
+    assert whole == pytest.approx(exact, rel=1e-14)
+
+
 def test_cluster_sums_by_one_hot_chunks_equal_index_add():
     from infoclust.kmeans import _cluster_sums
 
