@@ -39,7 +39,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from _common import best_time, write_results
 import infoclust as ic
-from infoclust import distributed as D
+from infoclust import distributed
 from infoclust.augment import crop_resize
 from infoclust.iic import IIC, preset
 
@@ -68,7 +68,7 @@ def throughput_processes(trunk: str, device: str, images: int, amp: str | bool, 
     dev = ic.resolve_device(device)
     cuda = dev.type == "cuda"
     threads = None if cuda else max(1, (os.cpu_count() or 1) // world)
-    res = D.spawn(
+    res = distributed.spawn(
         throughput, world, trunk, device, images, amp, backend="nccl" if cuda else "gloo", threads=threads
     )[0]
     return {**res, "processes": world, "threads_per_process": threads}

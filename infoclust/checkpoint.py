@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from . import distributed as D
+from . import distributed
 from .utils import ParameterError, atomic_write, check_bool
 
 __all__ = [
@@ -161,9 +161,9 @@ def rng_states(generators: Mapping[str, torch.Generator]) -> list[dict[str, Any]
         One entry per rank, in rank order (one entry outside ``torch.distributed``).
     """
     mine = _local_rng_state(generators)
-    if not D.is_distributed():
+    if not distributed.is_distributed():
         return [mine]
-    everyone: list[Any] = [None] * D.world_size()
+    everyone: list[Any] = [None] * distributed.world_size()
     dist.all_gather_object(everyone, mine)
     return everyone
 
@@ -198,7 +198,7 @@ def restore_rng_states(states: list[dict[str, Any]], generators: Mapping[str, to
         When the number of processes changed and the saved ranks' states differ, or when the
         checkpoint holds no state for one of ``generators``.
     """
-    w, r = D.world_size(), D.rank()
+    w, r = distributed.world_size(), distributed.rank()
     if len(states) != w:
         if any(not _equal(s, states[0]) for s in states[1:]):
             raise ParameterError(
@@ -276,8 +276,8 @@ def write_training_state(
     generators : mapping
         The estimator's own generators, by name (:func:`rng_states`).
     """
-    full = {**state, "rng": rng_states(generators), "world_size": D.world_size()}
-    if D.is_main_process():
+    full = {**state, "rng": rng_states(generators), "world_size": distributed.world_size()}
+    if distributed.is_main_process():
         save_checkpoint(path, full)
 
 
@@ -298,7 +298,7 @@ def data_fingerprint(x: torch.Tensor, g: Any = None) -> dict[str, str]:
         perturbation's ``repr`` (its class and settings, or its qualified name for a
         function), as :func:`~infoclust.distributed.describe_params` writes parameters.
     """
-    return {"x": D._digest(x), "g": D.describe_params({"g": g})["g"]}
+    return {"x": distributed._digest(x), "g": distributed.describe_params({"g": g})["g"]}
 
 
 def _check_same_data(
@@ -361,13 +361,13 @@ def read_training_state(
         ``data``), when its parameters differ from ``params`` (other than
         :data:`RESUMABLE`'s), or when it is past ``epochs``.
     """
-    if not D.broadcast_object(Path(path).is_file() if D.is_main_process() else None):
-        if D.is_main_process():
+    if not distributed.broadcast_object(Path(path).is_file() if distributed.is_main_process() else None):
+        if distributed.is_main_process():
             warnings.warn(
                 f"checkpoint={str(path)!r} does not exist yet: training starts afresh", stacklevel=3
             )
         return None
-    state = D.broadcast_object(load_checkpoint(path) if D.is_main_process() else None)
+    state = distributed.broadcast_object(load_checkpoint(path) if distributed.is_main_process() else None)
     if state.get("estimator") != estimator:
         raise ParameterError(
             f"checkpoint {path} was written by {state.get('estimator')}, not by {estimator}: "

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from . import distributed as D
+from . import distributed
 from .augment import crop_resize
 from .checkpoint import prepare_output_dir
 from .codepath import code_path
@@ -157,8 +157,8 @@ def _load(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor]:
             args.dataset, root=args.data_root, download=args.download, n=args.n_images, seed=args.seed
         )
 
-    if args.download and D.is_distributed():
-        if D.is_main_process():
+    if args.download and distributed.is_distributed():
+        if distributed.is_main_process():
             read()
         dist.barrier()
     return read()
@@ -195,7 +195,7 @@ def check_same_view(out: Path, view: dict[str, Any], resume: bool) -> None:
                     f"{option} {value} differs from the run's {option} {saved.get(name)} ({path}): "
                     f"resume with the run's data and view, or start afresh in another folder"
                 )
-    elif D.is_main_process():
+    elif distributed.is_main_process():
         with atomic_write(path) as f:
             json.dump(view, f, indent=1)
 
@@ -323,7 +323,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args.out = prepare_output_dir(args.out, resume=args.resume, overwrite=args.overwrite)
     if args.threads is not None:
         torch.set_num_threads(check_int("threads", args.threads, 1))
-    joined = D.init_from_env()
+    joined = distributed.init_from_env()
     try:
         x, y = _load(args)
         metrics, history = (_iic if args.model == "iic" else _dim)(args, x, y)
@@ -332,20 +332,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "model": args.model,
             "dataset": args.dataset,
             "images": len(x),
-            "world_size": D.world_size(),
+            "world_size": distributed.world_size(),
             "settings": settings,
             "torch": torch.__version__,
             "code_path": code_path(),
             **metrics,
         }
-        if D.is_main_process():
+        if distributed.is_main_process():
             for name, content in (("history.json", history), ("metrics.json", out)):
                 with atomic_write(args.out / name) as f:
                     json.dump(_jsonable(content), f, indent=1)
             shown = {k: out[k] for k in ("acc", "nmi", "ari", "linear_probe_acc") if k in out}
             scores = ", ".join(f"{k} {v:.4f}" for k, v in shown.items())
             print(
-                f"{args.model} on {args.dataset} ({D.world_size()} process(es)): {scores}; "
+                f"{args.model} on {args.dataset} ({distributed.world_size()} process(es)): {scores}; "
                 f"written to {args.out}",
                 flush=True,
             )

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from infoclust import checkpoint as C
+from infoclust import checkpoint
 from infoclust.utils import ParameterError
 
 
@@ -22,16 +22,16 @@ def test_round_trip_keeps_tensors_arrays_and_plain_values(tmp_path):
         "pair": (1, None),
         "scalar": np.float64(0.25),
     }
-    path = C.save_checkpoint(tmp_path / "run" / "ckpt.pt", state)
-    back = C.load_checkpoint(path)
-    assert back["format"] == C.FORMAT and back["epoch"] == 4 and back["name"] == "IIC"
+    path = checkpoint.save_checkpoint(tmp_path / "run" / "ckpt.pt", state)
+    back = checkpoint.load_checkpoint(path)
+    assert back["format"] == checkpoint.FORMAT and back["epoch"] == 4 and back["name"] == "IIC"
     assert back["pair"] == (1, None) and back["scalar"] == 0.25
     np.testing.assert_array_equal(back["history"][0]["joint"], np.eye(3))
     assert all(torch.equal(back["net"][k], v) for k, v in net.state_dict().items())
 
 
 def test_a_write_that_dies_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
-    path = C.save_checkpoint(tmp_path / "ckpt.pt", {"epoch": 1})
+    path = checkpoint.save_checkpoint(tmp_path / "ckpt.pt", {"epoch": 1})
     real_save = torch.save
 
     def dying_save(obj, f):
@@ -41,31 +41,31 @@ def test_a_write_that_dies_leaves_the_previous_checkpoint(tmp_path, monkeypatch)
 
     monkeypatch.setattr(torch, "save", dying_save)
     with pytest.raises(KeyboardInterrupt):
-        C.save_checkpoint(path, {"epoch": 2})
+        checkpoint.save_checkpoint(path, {"epoch": 2})
     monkeypatch.undo()
-    assert C.load_checkpoint(path)["epoch"] == 1
+    assert checkpoint.load_checkpoint(path)["epoch"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]  # no temporary file left
 
 
 def test_bad_files_raise(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        C.load_checkpoint(tmp_path / "none.pt")
+        checkpoint.load_checkpoint(tmp_path / "none.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ParameterError, match="could not be read"):
-        C.load_checkpoint(tmp_path / "junk.pt")
+        checkpoint.load_checkpoint(tmp_path / "junk.pt")
     torch.save({"epoch": 1}, tmp_path / "other.pt")
     with pytest.raises(ParameterError, match="not an infoclust checkpoint"):
-        C.load_checkpoint(tmp_path / "other.pt")
+        checkpoint.load_checkpoint(tmp_path / "other.pt")
 
 
 def test_random_states_are_restored(tmp_path):
     gen = torch.Generator().manual_seed(5)
     with torch.random.fork_rng():
-        states = C.rng_states({"order": gen})
+        states = checkpoint.rng_states({"order": gen})
         np_state, py_state = np.random.get_state(), random.getstate()
-        path = C.save_checkpoint(tmp_path / "ckpt.pt", {"rng": states})
+        path = checkpoint.save_checkpoint(tmp_path / "ckpt.pt", {"rng": states})
         first = (torch.rand(3, generator=gen), torch.rand(3), np.random.rand(3), random.random())
-        C.restore_rng_states(C.load_checkpoint(path)["rng"], {"order": gen})
+        checkpoint.restore_rng_states(checkpoint.load_checkpoint(path)["rng"], {"order": gen})
         again = (torch.rand(3, generator=gen), torch.rand(3), np.random.rand(3), random.random())
         np.random.set_state(np_state)
         random.setstate(py_state)
@@ -75,19 +75,21 @@ def test_random_states_are_restored(tmp_path):
 
 def test_resuming_with_another_number_of_processes():
     gen = torch.Generator().manual_seed(0)
-    state = C.rng_states({"order": gen})[0]
-    C.restore_rng_states([state, state], {"order": gen})  # equal states: any world size
-    other = C.rng_states({"order": torch.Generator().manual_seed(1)})[0]
+    state = checkpoint.rng_states({"order": gen})[0]
+    checkpoint.restore_rng_states([state, state], {"order": gen})  # equal states: any world size
+    other = checkpoint.rng_states({"order": torch.Generator().manual_seed(1)})[0]
     with pytest.raises(ParameterError, match="resume it with 2 processes, not 1"):
-        C.restore_rng_states([state, other], {"order": gen})
+        checkpoint.restore_rng_states([state, other], {"order": gen})
     with pytest.raises(ParameterError, match="no state for the generator 'g'"):
-        C.restore_rng_states([state], {"g": gen})
+        checkpoint.restore_rng_states([state], {"g": gen})
 
 
 def test_check_compatible_names_the_parameter():
-    C.check_compatible("x.pt", {"lr": "0.1", "epochs": "5"}, {"lr": "0.1", "epochs": "9"}, ignore=("epochs",))
+    checkpoint.check_compatible(
+        "x.pt", {"lr": "0.1", "epochs": "5"}, {"lr": "0.1", "epochs": "9"}, ignore=("epochs",)
+    )
     with pytest.raises(ParameterError, match=r"^lr=0.2 differs from the checkpoint x.pt's lr=0.1"):
-        C.check_compatible("x.pt", {"lr": "0.1"}, {"lr": "0.2"})
+        checkpoint.check_compatible("x.pt", {"lr": "0.1"}, {"lr": "0.2"})
 
 
 def _dim(tmp_path, epochs):
@@ -114,7 +116,7 @@ def test_deep_infomax_resumes_bit_identically(tmp_path):
     x = load_dataset("digits", n=64, seed=0)[0]
     whole = _dim(tmp_path / "whole", 3).fit(x)
     _dim(tmp_path / "part", 2).fit(x)  # stopped after epoch 2, as if killed in epoch 3
-    assert C.load_checkpoint(tmp_path / "part" / "dim.pt")["epoch"] == 2
+    assert checkpoint.load_checkpoint(tmp_path / "part" / "dim.pt")["epoch"] == 2
     resumed = _dim(tmp_path / "part", 3).fit(x, resume=True)
     for name, net in whole._networks().items():
         other = resumed._networks()[name].state_dict()

@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from infoclust import distributed as D
+from infoclust import distributed
 from infoclust.augment import MNISTTransform
 from infoclust.dim import DeepInfoMax
 from infoclust.iic import IIC, ClusterNet
@@ -101,7 +101,7 @@ def _grads(params) -> dict:
 def _iic_runs() -> dict:
     """IIC: one step of each head (loss, gradients), then 20 Adam steps (parameters)."""
     model, x, out = _iic(), _images(), {}
-    with D.synchronised_batchnorm(model.net_):
+    with distributed.synchronised_batchnorm(model.net_):
         for i, head in enumerate(("main", "over")):
             record = torch.optim.SGD(model.net_.parameters(), lr=0.0)  # a step that moves nothing
             loss = model._step(x[i * BATCH : (i + 1) * BATCH], head, record)
@@ -170,22 +170,22 @@ def _plain_all_reduce(x: torch.Tensor) -> torch.Tensor:
 
 def _scenarios() -> dict:
     """Everything the tests check, run on every rank of a spawned group."""
-    r, w = D.rank(), D.world_size()
+    r, w = distributed.rank(), distributed.world_size()
     out: dict = {"rank": r, "world": w}
     out["iic"] = _iic_runs()
     out["dim"] = {e: _dim_runs(e) for e in ESTIMATORS}
-    right = D.all_reduce_sum
-    D.all_reduce_sum = _plain_all_reduce  # what IIC's step would be with the plain collective
+    right = distributed.all_reduce_sum
+    distributed.all_reduce_sum = _plain_all_reduce  # what IIC's step would be with the plain collective
     try:
         out["iic_plain"] = _iic_runs()
     finally:
-        D.all_reduce_sum = right
+        distributed.all_reduce_sum = right
 
     # batch norm on the global batch, blocks of uneven length
     net = _bn_net()
     x, weight = _bn_data()
-    rows = D.shard(N_ROWS)
-    with D.synchronised_batchnorm(net):
+    rows = distributed.shard(N_ROWS)
+    with distributed.synchronised_batchnorm(net):
         out["bn_types"] = sorted({type(m).__name__ for m in net.modules() if "Norm" in type(m).__name__})
         out["bn"] = _bn_run(net, x[rows], weight[rows])
     out["bn_types_after"] = sorted({type(m).__name__ for m in net.modules() if "Norm" in type(m).__name__})
@@ -193,34 +193,36 @@ def _scenarios() -> dict:
     # the collectives' gradients, with the loss of the whole batch on every rank
     gen = torch.Generator().manual_seed(2)
     full = torch.randn(3 * w, 4, generator=gen, dtype=torch.float64)
-    mine = full[D.shard(3 * w)].clone().requires_grad_(True)
-    gathered = D.all_gather_cat(mine * 2)
-    joint = D.all_reduce_sum(mine.t() @ mine)
+    mine = full[distributed.shard(3 * w)].clone().requires_grad_(True)
+    gathered = distributed.all_gather_cat(mine * 2)
+    joint = distributed.all_reduce_sum(mine.t() @ mine)
     (gathered.pow(3).sum() + joint.exp().sum()).backward()
     out["gathered"], out["joint"], out["grad"] = gathered.detach(), joint.detach(), mine.grad
 
     # uneven evaluation blocks back together
-    out["rows"] = D.gather_rows(torch.arange(N_ROWS)[D.shard(N_ROWS)].unsqueeze(1), N_ROWS).squeeze(1)
+    out["rows"] = distributed.gather_rows(
+        torch.arange(N_ROWS)[distributed.shard(N_ROWS)].unsqueeze(1), N_ROWS
+    ).squeeze(1)
 
     # set-up checks
     try:
-        D.check_same_on_all_ranks({"batch_size": 8, "seed": 3 + (r == w - 1), "x": full})
+        distributed.check_same_on_all_ranks({"batch_size": 8, "seed": 3 + (r == w - 1), "x": full})
     except ParameterError as err:
         out["seed_error"] = str(err)
     try:
-        D.check_same_on_all_ranks({"x": full + r})
+        distributed.check_same_on_all_ranks({"x": full + r})
     except ParameterError as err:
         out["x_error"] = str(err)
-    D.check_same_on_all_ranks({"seed": 3, "x": full})  # equal everywhere: no error
+    distributed.check_same_on_all_ranks({"seed": 3, "x": full})  # equal everywhere: no error
     try:
-        D.check_batch(w + 1, 100)
+        distributed.check_batch(w + 1, 100)
     except ParameterError as err:
         out["batch_error"] = str(err)
     try:
-        D.check_batch(2 * w, 2 * w - 1)
+        distributed.check_batch(2 * w, 2 * w - 1)
     except ParameterError as err:
         out["images_error"] = str(err)
-    out["per_rank"] = D.check_batch(2 * w, 2 * w)
+    out["per_rank"] = distributed.check_batch(2 * w, 2 * w)
     x = _images().float()
     try:  # each process with its own seed
         IIC(
@@ -253,7 +255,7 @@ def _scenarios() -> dict:
 
 @pytest.fixture(scope="module", params=[2, 3], ids=["world2", "world3"])
 def ranks(request):
-    return D.spawn(_scenarios, request.param)
+    return distributed.spawn(_scenarios, request.param)
 
 
 def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -315,15 +317,24 @@ def test_dim_step_and_twenty_steps_equal_one_process(ranks, one_process, estimat
 
 def test_without_a_process_group_everything_is_one_process():
     x = torch.randn(4, 3, requires_grad=True)
-    assert D.world_size() == 1 and D.rank() == 0 and D.is_main_process() and not D.is_distributed()
-    assert D.all_reduce_sum(x) is x and D.all_gather_cat(x) is x and D.gather_rows(x, 4) is x
-    assert D.shard(5) == slice(0, 5) and D.check_batch(4, 4) == 4
-    assert D.shard_sizes(7, 3) == [3, 2, 2] and D.shard(7, 2, 3) == slice(5, 7)
+    assert (
+        distributed.world_size() == 1
+        and distributed.rank() == 0
+        and distributed.is_main_process()
+        and not distributed.is_distributed()
+    )
+    assert (
+        distributed.all_reduce_sum(x) is x
+        and distributed.all_gather_cat(x) is x
+        and distributed.gather_rows(x, 4) is x
+    )
+    assert distributed.shard(5) == slice(0, 5) and distributed.check_batch(4, 4) == 4
+    assert distributed.shard_sizes(7, 3) == [3, 2, 2] and distributed.shard(7, 2, 3) == slice(5, 7)
     net = _bn_net()
-    with D.synchronised_batchnorm(net):
+    with distributed.synchronised_batchnorm(net):
         assert isinstance(net[1], nn.BatchNorm2d)
-    D.check_same_on_all_ranks({"seed": 0})
-    assert not D.init_from_env()
+    distributed.check_same_on_all_ranks({"seed": 0})
+    assert not distributed.init_from_env()
 
 
 def test_batchnorm_equals_one_process_on_the_concatenated_batch(ranks):
@@ -343,7 +354,7 @@ def test_batchnorm_equals_one_process_on_the_concatenated_batch(ranks):
                 if "num_batches" in name
                 else _close(r["bn"]["buffers"][name], b)
             ), name
-    assert [len(r["bn"]["out"]) for r in ranks] == D.shard_sizes(N_ROWS, w)
+    assert [len(r["bn"]["out"]) for r in ranks] == distributed.shard_sizes(N_ROWS, w)
 
 
 def test_collectives_are_differentiable_with_the_adjoint_gradient(ranks):
@@ -375,9 +386,9 @@ def test_bad_setups_fail_on_every_rank_with_a_clear_error(ranks):
 
 
 def _fail() -> None:
-    raise ValueError(f"boom on rank {D.rank()} of {D.world_size()}")
+    raise ValueError(f"boom on rank {distributed.rank()} of {distributed.world_size()}")
 
 
 def test_spawn_raises_a_rank_s_error():
     with pytest.raises(Exception, match="boom on rank 0 of 1"):  # one process: each costs an import of torch
-        D.spawn(_fail, 1)
+        distributed.spawn(_fail, 1)

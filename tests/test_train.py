@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from infoclust import distributed as D
+from infoclust import distributed
 from infoclust.checkpoint import load_checkpoint
 from infoclust.train import main
 
@@ -121,7 +121,7 @@ def test_resume_checks_the_parameters(uninterrupted):
 
 def test_two_processes_write_the_metrics_of_one(uninterrupted, tmp_path):
     _, one = uninterrupted
-    two = D.spawn(main, 2, [*ARGS, "--out", str(tmp_path)])
+    two = distributed.spawn(main, 2, [*ARGS, "--out", str(tmp_path)])
     assert two[0]["world_size"] == 2 and two[0]["acc"] == two[1]["acc"]
     written = json.loads((tmp_path / "metrics.json").read_text())
     assert written["world_size"] == 2

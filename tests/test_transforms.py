@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import infoclust as ic
-import infoclust.transforms as T
+from infoclust import transforms
 from infoclust._random_net import LazyRandomClassifier, fold_small_cnn
 from infoclust.classifiers import random_classifier
 from infoclust.iic import IIC
@@ -234,10 +234,10 @@ def _every_g(x):
 
 
 def test_the_table_lists_every_g_where_it_lives():
-    for name, (module, _) in T.TABLE.items():
-        cls = getattr(T, name)
-        assert issubclass(cls, Transform) and cls.__module__ == module and name in T.__all__
-        assert f"~{module}.{name}" in T.__doc__  # the docstring's table is made from it
+    for name, (module, _) in transforms.TABLE.items():
+        cls = getattr(transforms, name)
+        assert issubclass(cls, Transform) and cls.__module__ == module and name in transforms.__all__
+        assert f"~{module}.{name}" in transforms.__doc__  # the docstring's table is made from it
 
     def subclasses(cls):
         for sub in cls.__subclasses__():
@@ -245,9 +245,11 @@ def test_the_table_lists_every_g_where_it_lives():
             yield from subclasses(sub)
 
     in_library = {c.__name__ for c in subclasses(Transform) if c.__module__.startswith("infoclust.")}
-    assert in_library <= set(T.TABLE), f"a g without its row in TABLE: {in_library - set(T.TABLE)}"
+    assert in_library <= set(transforms.TABLE), (
+        f"a g without its row in TABLE: {in_library - set(transforms.TABLE)}"
+    )
     with pytest.raises(AttributeError, match="NoSuchG"):
-        T.NoSuchG  # noqa: B018
+        transforms.NoSuchG  # noqa: B018
 
 
 def test_every_g_keeps_the_contract():
@@ -304,7 +306,7 @@ def test_iic_checkpoints_every_generator_of_a_composed_g(tmp_path):
 
 def test_the_worked_example_of_a_new_g_runs(monkeypatch):
     """The module docstring's example: a new g is one class, and one row makes it one of the table's."""
-    (example,) = [t for t in doctest.DocTestFinder().find(T) if t.name == T.__name__]
+    (example,) = [t for t in doctest.DocTestFinder().find(transforms) if t.name == transforms.__name__]
     runner = doctest.DocTestRunner()
     result = runner.run(example, clear_globs=False)
     assert result.attempted >= 5 and result.failed == 0
@@ -313,7 +315,7 @@ def test_the_worked_example_of_a_new_g_runs(monkeypatch):
     shift.RandomShift = globs["RandomShift"]
     shift.RandomShift.__module__ = shift.__name__
     monkeypatch.setitem(sys.modules, shift.__name__, shift)
-    monkeypatch.setitem(T.TABLE, "RandomShift", (shift.__name__, "a random shift"))
+    monkeypatch.setitem(transforms.TABLE, "RandomShift", (shift.__name__, "a random shift"))
     g = importlib.import_module("infoclust.transforms").RandomShift(1)
     x, y = ic.load_dataset("digits", n=64)
     model = IIC(**TINY, g=g, epochs=1, seed=6).fit(x, y)
