@@ -30,34 +30,28 @@ is never matched; we do not.
 
 from __future__ import annotations
 
-import os
 from typing import Any, Callable
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from torch.nn import functional as F
-from tqdm.auto import tqdm
 
-from . import checkpoint as C
 from . import distributed as D
+from ._training import _TorchEstimator
 from .mi import ESTIMATORS, _estimate
 from .utils import (
     ParameterError,
-    check_bool,
     check_choice,
     check_finite,
-    check_images,
     check_int,
     check_labels,
     check_not_diverged,
     check_number,
     check_seed,
     forked_global_rng,
-    resolve_device,
-    timer,
 )
 
 __all__ = [
@@ -314,7 +308,7 @@ class PriorMatching:
         return float(value.detach())
 
 
-class DeepInfoMax(TransformerMixin, BaseEstimator):
+class DeepInfoMax(TransformerMixin, _TorchEstimator):
     """Deep InfoMax as a scikit-learn transformer: ``DeepInfoMax(...).fit(x).transform(x)``.
 
     Under ``torchrun`` (any ``torch.distributed`` process group) :meth:`fit` trains
@@ -366,10 +360,14 @@ class DeepInfoMax(TransformerMixin, BaseEstimator):
     encoder_, global_critic_, local_critic_ : torch.nn.Module
     prior_ : PriorMatching
         The prior game (its discriminator is ``prior_.discriminator``).
-    history_ : dict of list of float
-        Per epoch: mean ``global_mi``, ``local_mi`` (estimates on the training batches) and
-        ``prior`` (the value of the prior term :math:`\\hat D_\\phi`, before the
-        discriminator step); ``seconds``; ``callback`` (what :meth:`fit`'s callback returned).
+    history_ : list of dict
+        One record per epoch (:mod:`infoclust._training`): ``epoch``, ``seconds`` (training
+        time so far), the mean ``global_mi``, ``local_mi`` (estimates on the training
+        batches) and ``prior`` (the value of the prior term :math:`\\hat D_\\phi`, before the
+        discriminator step; NaN for a term of weight 0), and ``callback`` (what :meth:`fit`'s
+        callback returned, if one was given).
+    train_seconds_ : float
+        Training time, the callback excluded.
     last_terms_ : dict of float
         The terms of the last alternation (:meth:`partial_fit`), before its steps.
     n_steps_ : int
@@ -414,10 +412,7 @@ class DeepInfoMax(TransformerMixin, BaseEstimator):
         self.verbose = verbose
         self.checkpoint = checkpoint
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False  # images (N, C, H, W)
-        return tags
+    _progress_name = "DIM"
 
     def _check_params(self) -> None:
         for name in ("alpha", "beta", "gamma"):
@@ -432,36 +427,20 @@ class DeepInfoMax(TransformerMixin, BaseEstimator):
         for w in self.widths:
             check_int("widths", w, 1)
         check_int("critic_dim", self.critic_dim, 1)
-        check_int("epochs", self.epochs, 1)
-        check_int("batch_size", self.batch_size, 2)
-        check_number("lr", self.lr, 0.0, strict_low=True)
-        check_seed("seed", self.seed)
-        check_bool("verbose", self.verbose)
-        if self.checkpoint is not None and not isinstance(self.checkpoint, (str, os.PathLike)):
-            raise TypeError(f"checkpoint must be a path (str) or None, got {type(self.checkpoint).__name__}")
+        self._check_training_params()
 
-    def _check_x(self, x: Any, name: str = "x") -> torch.Tensor:
-        """Images as a contiguous float32 tensor; once built, of the training images' shape."""
-        built = hasattr(self, "image_shape_")
-        x = check_images(
-            name,
-            x,
-            dtype=torch.float32,
-            channels=self.image_shape_[0] if built else None,
-            min_size=Encoder.MIN_SIZE,
-            square=True,
-        )
-        if built and tuple(x.shape[1:]) != self.image_shape_:
-            raise ParameterError(
-                f"{name} has images of shape {tuple(x.shape[1:])}, but this DeepInfoMax was "
-                f"fitted on {self.image_shape_}"
-            )
-        return x
+    def _min_image_size(self) -> int:
+        return Encoder.MIN_SIZE
+
+    def _check_fit_data(self, x: torch.Tensor, y: Any) -> None:
+        """At least 2 images, and a batch that divides among the processes; ``y`` is ignored."""
+        if len(x) < 2:
+            raise ParameterError(f"x needs at least 2 images, got {len(x)}")
+        D.check_batch(min(self.batch_size, len(x)), len(x))
 
     def _build(self, x: torch.Tensor) -> None:
-        """Create the networks and optimisers for images shaped like ``x`` (checked)."""
-        self._check_params()
-        self.device_ = D.check_device(D.local_device(resolve_device(self.device)))
+        """Create the networks and optimisers for images shaped like ``x`` (checked), on ``device_``."""
+        self.__dict__.pop("_last_codes", None)
         self._generator = torch.Generator().manual_seed(self.seed)
         with forked_global_rng(self.seed):  # torch's default initialisation, on the CPU, from the seed
             enc = Encoder(x.shape[1], x.shape[2], tuple(self.widths), code_dim=self.code_dim)
@@ -478,12 +457,13 @@ class DeepInfoMax(TransformerMixin, BaseEstimator):
             *self.local_critic_.parameters(),
         ]
         self._opt = torch.optim.Adam(mi_params, lr=self.lr)
-        self.history_ = {"global_mi": [], "local_mi": [], "prior": [], "seconds": [], "callback": []}
         self.n_steps_ = 0
-        self.image_shape_ = tuple(x.shape[1:])
-        D.check_same_on_all_ranks(
-            {f"the initial {name.replace('_', ' ')}": net for name, net in self._networks().items()}
-        )
+
+    def _prepare(self, x: torch.Tensor) -> None:
+        """Check the parameters and build for images like ``x``: what :meth:`partial_fit` starts from."""
+        self._check_params()
+        self._place()
+        self._initialise(x)
 
     def _networks(self) -> dict[str, nn.Module]:
         """What a checkpoint keeps of the networks, by name."""
@@ -494,6 +474,9 @@ class DeepInfoMax(TransformerMixin, BaseEstimator):
             "discriminator": self.prior_.discriminator,
         }
 
+    def _generators(self) -> dict[str, torch.Generator]:
+        return {"dim": self._generator}
+
     def _batch(self, x: Any) -> torch.Tensor:
         """A checked training batch on ``device_``; builds the networks at the first one."""
         x = self._check_x(x)
@@ -502,7 +485,7 @@ class DeepInfoMax(TransformerMixin, BaseEstimator):
                 f"x needs at least 2 images per batch (each image's negatives are the others), got {len(x)}"
             )
         if not hasattr(self, "encoder_"):
-            self._build(x)
+            self._prepare(x)
         return x.to(self.device_)
 
     def _score_matrices(self, c: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -574,6 +557,9 @@ class DeepInfoMax(TransformerMixin, BaseEstimator):
         self.n_steps_ += 1
         return terms
 
+    #: The terms of eq. (1), as the history records them.
+    _TERMS = ("global_mi", "local_mi", "prior")
+
     def _check_terms(self, terms: dict[str, float], epoch: int | None) -> None:
         for name, value in terms.items():
             check_not_diverged(
@@ -601,94 +587,62 @@ class DeepInfoMax(TransformerMixin, BaseEstimator):
         """Train on images ``x`` (N, C, H, H) in [0, 1] for ``epochs`` epochs; ``y`` is ignored.
 
         ``callback(model, epoch)`` runs after every epoch (e.g. to evaluate the code as it
-        trains); what it returns is appended to ``history_["callback"]``. With
-        ``resume=True`` training continues from the file ``checkpoint`` (if it exists;
-        otherwise it starts afresh with a warning); on the CPU the result is bit-identical to
-        a run that was never interrupted. Under ``torch.distributed`` (launched by
-        ``torchrun``, whose process group ``fit`` joins) it trains data-parallel (class
-        docstring). Raises :class:`~infoclust.utils.TrainingDivergedError` when a term
-        becomes non-finite, :class:`~infoclust.utils.ParameterError` for processes with
-        different parameters, seeds, data or networks, a batch that does not divide among
-        them, and a checkpoint of other parameters.
+        trains); what it returns is the epoch's record's ``"callback"`` entry in
+        :attr:`history_`. With ``resume=True`` training continues from the file
+        ``checkpoint`` (if it exists; otherwise it starts afresh with a warning); on the CPU
+        the result is bit-identical to a run that was never interrupted. Under
+        ``torch.distributed`` (launched by ``torchrun``, whose process group ``fit`` joins) it
+        trains data-parallel (class docstring). The scaffolding is the training base's
+        (:mod:`infoclust._training`). Raises :class:`~infoclust.utils.TrainingDivergedError`
+        when a term becomes non-finite, :class:`~infoclust.utils.ParameterError` for
+        processes with different parameters, seeds, data or networks, a batch that does not
+        divide among them, and a checkpoint of other parameters.
         """
-        D.setup()
-        D.check_same_on_all_ranks({**self.get_params(), "x": x, "resume": resume})
-        self._check_params()
-        check_bool("resume", resume)
-        if resume and self.checkpoint is None:
-            raise ParameterError("resume=True needs checkpoint=PATH (the file to continue from)")
-        for attr in ("image_shape_", "encoder_", "_last_codes"):  # a refit starts from scratch
-            self.__dict__.pop(attr, None)
-        x = self._check_x(x)
-        n = len(x)
-        if n < 2:
-            raise ParameterError(f"x needs at least 2 images, got {n}")
-        size = min(self.batch_size, n)
-        D.check_batch(size, n)
-        self._build(x)
-        data = C.data_fingerprint(x)  # a resume must be on the same x
-        x = x.to(self.device_)
-        batches = n // size  # drop the ragged last batch: every batch has N negatives' worth
-        start = 1
-        if (
-            resume
-            and (
-                state := C.read_training_state(
-                    self.checkpoint,
-                    D.describe_params(self.get_params()),
-                    self.epochs,
-                    estimator="DeepInfoMax",
-                    data=data,
-                )
-            )
-            is not None
-        ):
-            for name, net in self._networks().items():
-                net.load_state_dict(state[name])
-            self._opt.load_state_dict(state["optimizer"])
-            self.prior_.optimizer.load_state_dict(state["prior_optimizer"])
-            C.restore_rng_states(state["rng"], {"dim": self._generator})
-            self.history_, self.n_steps_, start = state["history"], state["n_steps"], state["epoch"] + 1
-        bar = tqdm(
-            total=self.epochs * batches,
-            initial=(start - 1) * batches,
-            desc="DIM",
-            disable=not (self.verbose and D.is_main_process()),
-        )
-        for epoch in range(start, self.epochs + 1):
-            sums: dict[str, float] = {}
-            with timer() as t:
-                order = torch.randperm(n, generator=self._generator).to(self.device_)
-                for b in range(batches):
-                    self.last_terms_ = self._alternation(x[order[b * size : (b + 1) * size]])
-                    self._check_terms(self.last_terms_, epoch)
-                    for k, v in self.last_terms_.items():
-                        sums[k] = sums.get(k, 0.0) + v
-                    bar.update()
-            for k in ("global_mi", "local_mi", "prior"):
-                self.history_[k].append(sums[k] / batches if k in sums else float("nan"))
-            self.history_["seconds"].append(t["seconds"])
-            if callback is not None:
-                self.history_["callback"].append(callback(self, epoch))
-            bar.set_postfix({k: f"{v / batches:.3f}" for k, v in sums.items()})
-            if self.checkpoint is not None:
-                C.write_training_state(
-                    self.checkpoint,
-                    {
-                        "estimator": "DeepInfoMax",
-                        "data": data,
-                        "params": D.describe_params(self.get_params()),
-                        "epoch": epoch,
-                        "n_steps": self.n_steps_,
-                        "history": self.history_,
-                        "optimizer": self._opt.state_dict(),
-                        "prior_optimizer": self.prior_.optimizer.state_dict(),
-                        **{name: net.state_dict() for name, net in self._networks().items()},
-                    },
-                    {"dim": self._generator},
-                )
-        bar.close()
+        self._fit(x, y, resume=resume, callback=callback)
         return self
+
+    # ---------------------------------------------------------------- the training base's hooks
+
+    def _steps_per_epoch(self, x: torch.Tensor) -> int:
+        """Batches per epoch: the ragged last batch is dropped (every batch has N negatives' worth)."""
+        return len(x) // min(self.batch_size, len(x))
+
+    def _train_epoch(self, x: torch.Tensor, epoch: int, progress: Callable[[], Any]) -> None:
+        """One pass in a fresh order: an alternation per batch, the terms summed in ``_sums``."""
+        size = min(self.batch_size, len(x))
+        self._sums: dict[str, float] = {}
+        order = torch.randperm(len(x), generator=self._generator).to(self.device_)
+        for b in range(len(x) // size):
+            self.last_terms_ = self._alternation(x[order[b * size : (b + 1) * size]])
+            self._check_terms(self.last_terms_, epoch)
+            for k, v in self.last_terms_.items():
+                self._sums[k] = self._sums.get(k, 0.0) + v
+            progress()
+
+    def _evaluate(self, x: torch.Tensor, y: None, epoch: int) -> dict[str, float] | None:
+        """The epoch's mean terms (NaN for a term with weight 0); nothing before training."""
+        if epoch == 0:
+            return None
+        batches = self._steps_per_epoch(x)
+        return {k: self._sums[k] / batches if k in self._sums else float("nan") for k in self._TERMS}
+
+    def _postfix(self, record: dict[str, Any]) -> dict[str, str]:
+        return {k: f"{record[k]:.3f}" for k in self._sums}
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "n_steps": self.n_steps_,
+            "optimizer": self._opt.state_dict(),
+            "prior_optimizer": self.prior_.optimizer.state_dict(),
+            **{name: net.state_dict() for name, net in self._networks().items()},
+        }
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        for name, net in self._networks().items():
+            net.load_state_dict(state[name])
+        self._opt.load_state_dict(state["optimizer"])
+        self.prior_.optimizer.load_state_dict(state["prior_optimizer"])
+        self.n_steps_ = state["n_steps"]
 
     @torch.no_grad()
     def encode(self, x, batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:

@@ -21,7 +21,6 @@ over samples) and :func:`loss_from_counts` (symmetrise, normalise, loss), with
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from typing import Any
@@ -29,31 +28,26 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.base import BaseEstimator, ClusterMixin
+from sklearn.base import ClusterMixin
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
-from tqdm.auto import tqdm
 
 from . import checkpoint as C
 from . import distributed as D
+from ._training import _TorchEstimator
 from .augment import MNISTTransform
 from .metrics import cluster_accuracy
 from .transforms import Transform, for_run
 from .utils import (
     ParameterError,
-    check_bool,
     check_choice,
     check_finite,
-    check_images,
     check_int,
     check_labels,
     check_not_diverged,
     check_number,
-    check_seed,
     forked_global_rng,
-    resolve_device,
-    timer,
 )
 
 __all__ = [
@@ -428,7 +422,7 @@ def preset(name: str, **overrides: Any) -> dict[str, Any]:
     return {**PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}}
 
 
-class IIC(ClusterMixin, BaseEstimator):
+class IIC(ClusterMixin, _TorchEstimator):
     """Invariant Information Clustering, trained end to end (a scikit-learn estimator).
 
     Training maximises I(E(x); E(g x)) (talk, eq. 4) with :func:`iic_loss`, averaged over
@@ -576,12 +570,9 @@ class IIC(ClusterMixin, BaseEstimator):
         self.verbose = verbose
         self.checkpoint = checkpoint
 
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.two_d_array = False  # images (N, C, H, W)
-        return tags
-
     # ---------------------------------------------------------------- checks
+
+    _progress_name, _progress_unit = "IIC", "epoch"
 
     def _check_params(self) -> None:
         check_int("n_clusters", self.n_clusters, 2)
@@ -591,37 +582,21 @@ class IIC(ClusterMixin, BaseEstimator):
         _trunk_spec(self.trunk)
         if self.g is not None and not callable(self.g):
             raise ParameterError(f"g={self.g!r} must be a callable batch -> batch")
-        check_int("epochs", self.epochs, 1)
-        check_int("batch_size", self.batch_size, 2)
+        self._check_training_params()
         check_int("repeats", self.repeats, 1)
         check_int("main_passes", self.main_passes, 1)
         check_int("over_passes", self.over_passes, 0)
-        check_number("lr", self.lr, 0, strict_low=True)
         check_number("lamb", self.lamb, 0)
         check_int("eval_every", self.eval_every, 1)
-        check_seed("seed", self.seed)
         check_choice("amp", self.amp, ("auto", True, False))
-        check_bool("verbose", self.verbose)
-        if self.checkpoint is not None and not isinstance(self.checkpoint, (str, os.PathLike)):
-            raise TypeError(f"checkpoint must be a path (str) or None, got {type(self.checkpoint).__name__}")
 
-    def _check_x(self, x: Any, name: str = "x") -> torch.Tensor:
-        """Images as a contiguous float32 tensor; after fit, of the training images' shape."""
-        fitted = hasattr(self, "image_shape_")
-        x = check_images(
-            name,
-            x,
-            dtype=torch.float32,
-            channels=self.image_shape_[0] if fitted else None,
-            min_size=trunk_min_size(self.trunk),
-            square=True,
-        )
-        if fitted and tuple(x.shape[1:]) != self.image_shape_:
-            raise ParameterError(
-                f"{name} has images of shape {tuple(x.shape[1:])}, but this IIC was fitted "
-                f"on {self.image_shape_}"
-            )
-        return x
+    def _min_image_size(self) -> int:
+        return trunk_min_size(self.trunk)
+
+    def _check_fit_data(self, x: torch.Tensor, y: Any) -> np.ndarray | None:
+        y = None if y is None else check_labels("y", y, len(x)).numpy()
+        D.check_batch(self.batch_size, len(x))
+        return y
 
     def _perturb(self, x: torch.Tensor) -> torch.Tensor:
         out = self.g_(x)
@@ -678,19 +653,17 @@ class IIC(ClusterMixin, BaseEstimator):
         opt.step()
         return loss.item()
 
-    def _train_epoch(
-        self, x: torch.Tensor, opt: torch.optim.Optimizer, epoch: int
-    ) -> tuple[list[float], int]:
-        """One epoch (the head schedule of :meth:`_heads`); the main head's batch losses and the pairs seen.
+    def _train_epoch(self, x: torch.Tensor, epoch: int, progress: Callable[[], Any]) -> None:
+        """One epoch (the head schedule of :meth:`_heads`); counts the pairs, keeps the main head's losses.
 
         Raises :class:`~infoclust.utils.TrainingDivergedError` at the first non-finite loss.
         """
-        main_losses, pairs, step = [], 0, 0
+        step = 0
         for head in self._heads():
             order = self._pass_order(len(x)).to(x.device)
             for b in range(len(order) // self.batch_size):
                 step += 1
-                loss = self._step(x[order[b * self.batch_size : (b + 1) * self.batch_size]], head, opt)
+                loss = self._step(x[order[b * self.batch_size : (b + 1) * self.batch_size]], head, self._opt)
                 check_not_diverged(
                     "IIC training",
                     f"the {head} head's loss",
@@ -699,10 +672,25 @@ class IIC(ClusterMixin, BaseEstimator):
                     step=step,
                     lower=f"lr (now {self.lr}), or check that g returns finite images",
                 )
-                pairs += self.batch_size * self.repeats
+                self._pairs += self.batch_size * self.repeats
                 if head == "main":
-                    main_losses.append(loss)
-        return main_losses, pairs
+                    self._losses.append(loss)
+        progress()
+
+    def _evaluate(self, x: torch.Tensor, y: np.ndarray | None, epoch: int) -> dict[str, Any] | None:
+        """:meth:`_score` every ``eval_every`` epochs (0 too) and at the last; pairs seen, mean loss."""
+        if epoch % self.eval_every != 0 and epoch != self.epochs:
+            return None
+        rec, self._pred = self._score(x, y)
+        losses, self._losses = self._losses, []
+        return {"pairs": self._pairs, "train_loss": float(np.mean(losses)) if losses else math.nan, **rec}
+
+    def _postfix(self, record: dict[str, Any]) -> dict[str, str]:
+        best = record["subhead"]
+        return {
+            "loss": f"{record['loss'][best]:.3f}",
+            **({"acc": f"{record['acc'][best]:.3f}"} if "acc" in record else {}),
+        }
 
     @torch.no_grad()
     def _score(self, x: torch.Tensor, y: np.ndarray | None) -> tuple[dict[str, Any], np.ndarray]:
@@ -748,7 +736,8 @@ class IIC(ClusterMixin, BaseEstimator):
         otherwise it starts afresh with a warning) up to ``epochs``; on the CPU the result
         is bit-identical to a run that was never interrupted. Under ``torch.distributed``
         (launched by ``torchrun``, whose process group ``fit`` joins) it trains
-        data-parallel (class docstring).
+        data-parallel (class docstring). The scaffolding is the training base's
+        (:mod:`infoclust._training`).
 
         Raises :class:`~infoclust.utils.ParameterError` for bad parameters or images (NaN,
         wrong rank, too small for the trunk), ``TypeError`` for integer images,
@@ -757,44 +746,59 @@ class IIC(ClusterMixin, BaseEstimator):
         ``batch_size`` that does not divide among them, and a checkpoint of other parameters;
         and :class:`~infoclust.utils.TrainingDivergedError` if the loss becomes non-finite.
         """
-        D.setup()
-        D.check_same_on_all_ranks({**self.get_params(), "x": x, "y": y, "resume": resume})
-        self._check_params()
-        check_bool("resume", resume)
-        if resume and self.checkpoint is None:
-            raise ParameterError("resume=True needs checkpoint=PATH (the file to continue from)")
-        for attr in ("image_shape_", "net_"):  # a refit starts from scratch
-            self.__dict__.pop(attr, None)
-        x = self._check_x(x)
-        y = None if y is None else check_labels("y", y, len(x)).numpy()
-        D.check_batch(self.batch_size, len(x))
-        self.device_ = D.check_device(D.local_device(resolve_device(self.device)))
-        with forked_global_rng(self.seed, self.device_):
-            net = ClusterNet(
-                x.shape[1], x.shape[-1], self.n_clusters, self.n_overclusters, self.n_subheads, self.trunk
-            )  # built on the CPU: the seeded initialisation is the same everywhere
-            # channels-last convolutions: 1.4x faster on the CPU for the small trunk at 12 px (and the
-            # layout cuDNN prefers under bf16); the inputs need no conversion while they have one channel
-            self.net_ = net.to(self.device_, memory_format=torch.channels_last)
-            self.g_ = for_run(self.g if self.g is not None else MNISTTransform(), self.seed)
-            self._order_generator = torch.Generator().manual_seed(self.seed)
-            D.check_same_on_all_ranks({"the initial network": self.net_})
-            self._data = C.data_fingerprint(x, self.g_)  # a resume must be on the same x and g
-            state = (
-                C.read_training_state(
-                    self.checkpoint,
-                    D.describe_params(self.get_params()),
-                    self.epochs,
-                    estimator="IIC",
-                    data=self._data,
-                )
-                if resume
-                else None
-            )
-            with D.synchronised_batchnorm(self.net_):
-                self._train(x.to(self.device_), y, state)
-        self.image_shape_ = tuple(x.shape[1:])
+        self._fit(x, y, resume=resume)
+        last = self.history_[-1]
+        self.subhead_losses_ = np.asarray(last["loss"])
+        self.best_subheads_ = {
+            head: last[key] for head, key in (("main", "subhead"), ("over", "subhead_over")) if key in last
+        }
+        self.best_subhead_ = self.best_subheads_["main"]
+        self.labels_ = self._pred[self.best_subhead_]
         return self
+
+    # ---------------------------------------------------------------- the training base's hooks
+
+    def _random_scope(self):
+        """Building and training run with torch's global generator seeded (a g may draw from it)."""
+        return forked_global_rng(self.seed, self.device_)
+
+    def _build(self, x: torch.Tensor) -> None:
+        """The network (seeded, on the CPU, then moved), g, the batch order's generator, Adam."""
+        net = ClusterNet(
+            x.shape[1], x.shape[-1], self.n_clusters, self.n_overclusters, self.n_subheads, self.trunk
+        )
+        # channels-last convolutions: 1.4x faster on the CPU for the small trunk at 12 px (and the
+        # layout cuDNN prefers under bf16); the inputs need no conversion while they have one channel
+        self.net_ = net.to(self.device_, memory_format=torch.channels_last)
+        self.g_ = for_run(self.g if self.g is not None else MNISTTransform(), self.seed)
+        self._order_generator = torch.Generator().manual_seed(self.seed)
+        # fused Adam where torch has the kernel: the same update in one pass per tensor (rounding aside)
+        fused = self.device_.type in ("cpu", "cuda")
+        self._opt = torch.optim.Adam(self.net_.parameters(), lr=self.lr, fused=fused, foreach=not fused)
+        self._pairs, self._losses, self._pred = 0, [], None
+
+    def _networks(self) -> dict[str, nn.Module]:
+        return {"network": self.net_}
+
+    def _fingerprint(self, x: torch.Tensor) -> dict[str, str]:
+        return C.data_fingerprint(x, self.g_)  # a resume must be on the same x and g
+
+    def _training_scope(self):
+        return D.synchronised_batchnorm(self.net_)
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "pairs": self._pairs,
+            "losses": self._losses,
+            "pred": self._pred,
+            "net": self.net_.state_dict(),
+            "optimizer": self._opt.state_dict(),
+        }
+
+    def _load_state(self, state: dict[str, Any]) -> None:
+        self.net_.load_state_dict(state["net"])
+        self._opt.load_state_dict(state["optimizer"])
+        self._pairs, self._losses, self._pred = state["pairs"], state["losses"], state["pred"]
 
     def _generators(self) -> dict[str, torch.Generator]:
         """The generators a checkpoint keeps: the batch order's and g's ("g"; "g.0", ... of a Compose)."""
@@ -804,81 +808,6 @@ class IIC(ClusterMixin, BaseEstimator):
             gen = getattr(self.g_, "generator", None)
             own = {"": gen} if isinstance(gen, torch.Generator) else {}
         return {"order": self._order_generator, **{f"g.{name}".rstrip("."): gen for name, gen in own.items()}}
-
-    def _train(self, x: torch.Tensor, y: np.ndarray | None, state: dict[str, Any] | None = None) -> None:
-        """The epoch loop: :meth:`_train_epoch`, and :meth:`_score` every ``eval_every`` epochs and last.
-
-        ``state``: a checkpoint (:func:`~infoclust.checkpoint.read_training_state`) to continue from.
-        """
-        # fused Adam where torch has the kernel: the same update in one pass per tensor (rounding aside)
-        fused = self.device_.type in ("cpu", "cuda")
-        opt = torch.optim.Adam(self.net_.parameters(), lr=self.lr, fused=fused, foreach=not fused)
-        if state is None:
-            start, seconds, pairs, losses = 1, 0.0, 0, []
-            rec, pred = self._score(x, y)
-            self.history_ = [{"epoch": 0, "seconds": 0.0, "pairs": 0, "train_loss": math.nan, **rec}]
-        else:
-            self.net_.load_state_dict(state["net"])
-            opt.load_state_dict(state["optimizer"])
-            C.restore_rng_states(state["rng"], self._generators())
-            self.history_, pred = state["history"], state["pred"]
-            start, seconds = state["epoch"] + 1, state["seconds"]
-            pairs, losses = state["pairs"], state["losses"]
-        bar = tqdm(
-            total=self.epochs,
-            initial=start - 1,
-            disable=not (self.verbose and D.is_main_process()),
-            desc="IIC",
-            unit="epoch",
-        )
-        for epoch in range(start, self.epochs + 1):
-            with timer() as t:
-                epoch_losses, epoch_pairs = self._train_epoch(x, opt, epoch)
-            seconds, pairs, losses = seconds + t["seconds"], pairs + epoch_pairs, losses + epoch_losses
-            if epoch % self.eval_every == 0 or epoch == self.epochs:
-                rec, pred = self._score(x, y)
-                self.history_.append(
-                    {
-                        "epoch": epoch,
-                        "seconds": seconds,
-                        "pairs": pairs,
-                        "train_loss": float(np.mean(losses)) if losses else math.nan,
-                        **rec,
-                    }
-                )
-                losses = []
-                bar.set_postfix(
-                    loss=f"{rec['loss'][rec['subhead']]:.3f}",
-                    **({"acc": f"{rec['acc'][rec['subhead']]:.3f}"} if y is not None else {}),
-                )
-            bar.update(1)
-            if self.checkpoint is not None:
-                C.write_training_state(
-                    self.checkpoint,
-                    {
-                        "estimator": "IIC",
-                        "data": self._data,
-                        "params": D.describe_params(self.get_params()),
-                        "epoch": epoch,
-                        "seconds": seconds,
-                        "pairs": pairs,
-                        "losses": losses,
-                        "history": self.history_,
-                        "pred": pred,
-                        "net": self.net_.state_dict(),
-                        "optimizer": opt.state_dict(),
-                    },
-                    self._generators(),
-                )
-        bar.close()
-        last = self.history_[-1]
-        self.subhead_losses_ = np.asarray(last["loss"])
-        self.best_subheads_ = {
-            head: last[key] for head, key in (("main", "subhead"), ("over", "subhead_over")) if key in last
-        }
-        self.best_subhead_ = self.best_subheads_["main"]
-        self.labels_ = pred[self.best_subhead_]
-        self.train_seconds_ = seconds
 
     # ---------------------------------------------------------------- inference
 

@@ -276,11 +276,11 @@ def _dim(args: argparse.Namespace, x: torch.Tensor, y: torch.Tensor) -> tuple[di
     codes = model.transform(x)
     metrics = {
         "linear_probe_acc": linear_probe(codes, y, seed=args.seed),
-        "train_seconds": float(np.sum(model.history_["seconds"])),
+        "train_seconds": model.train_seconds_,
         "device": device_name(model.device_),
-        **{k: float(model.history_[k][-1]) for k in ("global_mi", "local_mi", "prior")},
+        **{k: float(model.history_[-1][k]) for k in ("global_mi", "local_mi", "prior")},
     }
-    history = {k: v for k, v in model.history_.items() if k != "callback"}
+    history = [{k: v for k, v in rec.items() if k != "callback"} for rec in model.history_]
     return metrics, history
 
 

@@ -289,7 +289,7 @@ def track(model, epoch):
 models, codes, train_seconds = {}, {}, {}
 for name, weights in settings.items():
     models[name] = DeepInfoMax(**weights, **common).fit(x, callback=track)
-    train_seconds[name] = sum(models[name].history_["seconds"])  # training only, without `track`
+    train_seconds[name] = models[name].train_seconds_  # training only, without `track`
     codes[name] = models[name].encode(x)[0]
     print(
         f"{name}: {epochs} epochs in {train_seconds[name]:.1f} s "
@@ -299,8 +299,8 @@ for name, weights in settings.items():
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "Training curves, mean over each epoch's batches. Left: the MI estimate each model maximises (global for DIM(G), local for DIM(L)). Right: the prior term of eq. (2); the discriminator pushes it up towards 0, the encoder down; -log 4 (dashed) is the value when the discriminator cannot tell codes from uniform draws.", "name": "fig-dim-training"}}
 fig, axes = plt.subplots(1, 2, figsize=(8.0, 3.2))
 for name, m in models.items():
-    h = m.history_
-    ep = np.arange(1, len(h["seconds"]) + 1)
+    h = {k: np.array([rec[k] for rec in m.history_]) for k in ("epoch", "global_mi", "local_mi", "prior")}
+    ep = h["epoch"]
     mi_curve = h["global_mi"] if not np.all(np.isnan(h["global_mi"])) else h["local_mi"]
     axes[0].plot(ep, mi_curve, marker="o", label=name)
     if not np.all(np.isnan(h["prior"])):
@@ -440,7 +440,7 @@ glue(
 # %% tags=["hide-input"] mystnb={"figure": {"caption": "After every training epoch: linear-probe accuracy (left) and k-means accuracy (right) of each model's code; dashed: the same evaluation on raw pixels.", "name": "fig-dim-per-epoch"}}
 fig, axes = plt.subplots(1, 2, figsize=(8.0, 3.2))
 for name, m in models.items():
-    per_epoch = np.array(m.history_["callback"])
+    per_epoch = np.array([rec["callback"] for rec in m.history_])
     ep = np.arange(1, len(per_epoch) + 1)
     axes[0].plot(ep, per_epoch[:, 0], marker="o", label=name)
     axes[1].plot(ep, per_epoch[:, 1], marker="o", label=name)
@@ -456,7 +456,7 @@ plt.tight_layout()
 plt.show()
 
 # %% tags=["hide-input"]
-epoch_km = {name: np.array(m.history_["callback"])[:, 1] for name, m in models.items()}
+epoch_km = {name: np.array([rec["callback"][1] for rec in m.history_]) for name, m in models.items()}
 beats = {name: int((v > km_scores["pixels"]["acc"]).sum()) for name, v in epoch_km.items()}
 glue("ep_l_min", float(100 * epoch_km["DIM(L)"].min()), display=False)
 glue("ep_l_max", float(100 * epoch_km["DIM(L)"].max()), display=False)

@@ -217,10 +217,10 @@ def test_ctrl_c_keeps_the_checkpoint_and_resume_continues_bit_identically(
     assert main(["cluster", *args, "--out", str(tmp_path / "whole")]) == 0
     train_epoch = IIC._train_epoch
 
-    def interrupted(self, x, opt, epoch):
+    def interrupted(self, x, epoch, progress):
         if epoch == 2:
             raise KeyboardInterrupt
-        return train_epoch(self, x, opt, epoch)
+        return train_epoch(self, x, epoch, progress)
 
     monkeypatch.setattr(IIC, "_train_epoch", interrupted)
     out = tmp_path / "cut"

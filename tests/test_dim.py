@@ -60,7 +60,7 @@ def test_discriminator_and_encoder_move_in_opposite_directions(digits):
     """
     x = digits[0][:256]
     model = DeepInfoMax(alpha=0.0, beta=0.0, gamma=1.0, lr=1e-2, seed=0, **SMALL)
-    model._build(x)
+    model._prepare(x)
     v = torch.rand(256, 16, generator=torch.Generator().manual_seed(5))
 
     def codes():
@@ -94,11 +94,14 @@ def test_training_increases_jsd_estimate(digits):
     model = DeepInfoMax(**PRESETS["DIM(L)"], estimator="jsd", epochs=6, batch_size=32, lr=1e-3, **SMALL).fit(
         x, callback=lambda m, epoch: epoch
     )
-    assert model.history_["callback"] == [1, 2, 3, 4, 5, 6]
-    local = model.history_["local_mi"]
-    assert len(local) == 6 and np.isnan(model.history_["global_mi"]).all()
+    assert [h["callback"] for h in model.history_] == [1, 2, 3, 4, 5, 6]
+    assert [h["epoch"] for h in model.history_] == [1, 2, 3, 4, 5, 6]
+    local = [h["local_mi"] for h in model.history_]
+    assert np.isnan([h["global_mi"] for h in model.history_]).all()
     assert local[-1] > local[0] + 0.1
-    assert np.isfinite(model.history_["prior"]).all()
+    assert np.isfinite([h["prior"] for h in model.history_]).all()
+    seconds = [h["seconds"] for h in model.history_]  # cumulative
+    assert seconds == sorted(seconds) and model.train_seconds_ == seconds[-1]
     y, c = model.encode(x)
     assert y.shape == (512, 16) and c.shape == (512, 16, 2, 2)
     assert model.transform(x[:7]).shape == (7, 16)
@@ -109,7 +112,7 @@ def test_global_objective_trains(digits):
     model = DeepInfoMax(**PRESETS["DIM(G)"], estimator="nce", epochs=4, batch_size=32, lr=1e-3, **SMALL).fit(
         x
     )
-    g = model.history_["global_mi"]
+    g = [h["global_mi"] for h in model.history_]
     assert g[-1] > g[0] and g[-1] <= np.log(32) + 1e-5
 
 

@@ -129,7 +129,7 @@ def _dim(estimator: str) -> DeepInfoMax:
         device="cpu",
         verbose=False,
     )
-    model._build(_images(BATCH).float())
+    model._prepare(_images(BATCH).float())
     for net in model._networks().values():
         net.double()  # same parameter objects: the optimisers follow
     return model
