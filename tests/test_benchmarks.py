@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+import time
 
 import pytest
 
@@ -47,47 +48,21 @@ def test_common_best_time_and_results_file(tmp_path):
     assert json.loads(path.read_text()) == {"rate": 1.5}
 
 
-def test_hostile_battery_table_counts_both_runs(tmp_path):
-    battery = _load("hostile_battery")
+def test_hostile_counts_judges_as_the_tests_do():
+    from test_hostile_common import Case
 
-    def row(i, area, outcome, detail=""):
-        return {
-            "id": i,
-            "area": area,
-            "owner": "build",
-            "outcome": outcome,
-            "detail": detail,
-        }
+    from infoclust.utils import check_int
 
-    before = {
-        "summary": {"commit": "aaa"},
-        "cases": [
-            row("a", "utils", "silent"),
-            row("b", "utils", "unclear", "no answer within 60 s"),
-            row("c", "chapters", "lost"),
-        ],
-    }
-    after = {
-        "summary": {"commit": "bbb"},
-        "cases": [row("a", "utils", "clear"), row("b", "utils", "clear"), row("c", "chapters", "lost")],
-    }
-    chapters = {"summary": {"commit": "ccc"}, "cases": [row("c", "chapters", "correct")]}
-    paths = []
-    for name, data in (("before", before), ("after", after), ("chapters", chapters)):
-        paths.append(tmp_path / f"{name}.json")
-        paths[-1].write_text(json.dumps(data))
-    table = battery.write_table(*paths, out=tmp_path / "table.json")
-    assert json.loads((tmp_path / "table.json").read_text()) == table
-    assert {"commit": "aaa", "tried": 3, "silent": 1, "unclear": 1, "lost": 1, "hang": 1}.items() <= table[
-        "runs"
-    ]["before"].items()
-    assert table["runs"]["after"]["chapters_from"] == "ccc"
-    assert (
-        table["runs"]["after"]["clear"],
-        table["runs"]["after"]["correct"],
-        table["runs"]["after"]["lost"],
-    ) == (2, 1, 0)
-    assert table["cases"] == {"a": ["silent", "clear"], "b": ["unclear", "clear"], "c": ["lost", "correct"]}
+    judged = [
+        Case("refused", lambda: check_int("n", "3", 1), names=("n",)),
+        Case("accepted", lambda: 1, names=("n",)),
+        Case("valid", lambda: 1.0, expect="works"),
+        Case("nan", lambda: float("nan"), expect="works"),
+        Case("other", lambda: [][0], names=("n",)),
+        Case("slow", lambda: time.sleep(3), expect="works"),
+    ]
+    got = [_load("hostile_counts").outcome(c, seconds=1)[0] for c in judged]
+    assert got == ["clear", "silent", "correct", "silent", "unclear", "hang"]
 
 
 def test_peer_table_values_against_exact_w2():

@@ -4,7 +4,9 @@
 malformed ``_toc.yml`` with YAML's parser error and no file name; a chapter missing from
 ``notebooks/profiles.yml`` was found only after the chapters before it had run. Each is now
 a :class:`~infoclust.book.build.BuildError` (the command prints it and exits 1) raised before
-the first chapter, and the previous build's files are byte-identical.
+the first chapter, and the previous build's files are byte-identical. An unknown chapter or
+profile, on the command line or to ``chapter_parameters``, is refused naming it (``--chapters``
+without a name and an unknown name after a known one: ``test_build``).
 """
 
 from __future__ import annotations
@@ -67,3 +69,24 @@ def test_a_chapter_missing_from_profiles_is_found_before_any_runs(project, capsy
     out, err = capsys.readouterr()
     assert "FAILED" in err and "02_b" in err and "profiles.yml" in err, err
     assert "executing" not in out + err, "a chapter ran before the check"
+
+
+def test_an_unknown_chapter_is_refused_before_any_runs(project, capsys):
+    with kept(project / "_build"):
+        assert book.main(["--root", str(project), "--chapters", "nosuch", "--no-site"]) == 1
+    assert "nosuch" in capsys.readouterr().err
+
+
+def test_an_unknown_profile_is_a_usage_error(project, capsys):
+    with kept(project / "_build"), pytest.raises(SystemExit) as exit_:
+        book.main(["--root", str(project), "--profile", "fast", "--chapters", "01_a"])
+    assert exit_.value.code == 2 and "profile" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("chapter", "profile", "names"),
+    [("nosuch", "smoke", ("chapter", "nosuch")), ("01_a", "fast", ("profile",))],
+)
+def test_chapter_parameters_of_an_unknown_chapter_or_profile(project, chapter, profile, names):
+    with refused(*names):
+        book.chapter_parameters(chapter, profile, project)
