@@ -68,8 +68,8 @@ from sklearn.base import BaseEstimator
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import checkpoint as C
-from . import distributed as D
+from . import checkpoint
+from . import distributed
 from .utils import (
     ParameterError,
     check_bool,
@@ -132,7 +132,7 @@ class _TorchEstimator(BaseEstimator):
         return {}
 
     def _fingerprint(self, x: torch.Tensor) -> dict[str, str]:
-        return C.data_fingerprint(x)
+        return checkpoint.data_fingerprint(x)
 
     def _random_scope(self) -> AbstractContextManager:
         return nullcontext()
@@ -192,12 +192,12 @@ class _TorchEstimator(BaseEstimator):
 
     def _place(self) -> None:
         """Set ``device_`` from ``device`` (this process's own device under ``torch.distributed``)."""
-        self.device_ = D.check_device(D.local_device(resolve_device(self.device)))
+        self.device_ = distributed.check_device(distributed.local_device(resolve_device(self.device)))
 
     def _initialise(self, x: torch.Tensor) -> None:
         """:meth:`_build` for images like ``x`` on ``device_``; check the ranks; lock the shape."""
         self._build(x)
-        D.check_same_on_all_ranks(
+        distributed.check_same_on_all_ranks(
             {f"the initial {name.replace('_', ' ')}": net for name, net in self._networks().items()}
         )
         self.history_: list[dict[str, Any]] = []
@@ -226,8 +226,8 @@ class _TorchEstimator(BaseEstimator):
             ``callback(model, epoch)`` after every recorded epoch; what it returns is the
             record's ``"callback"`` entry.
         """
-        D.setup()
-        D.check_same_on_all_ranks({**self.get_params(), "x": x, "y": y, "resume": resume})
+        distributed.setup()
+        distributed.check_same_on_all_ranks({**self.get_params(), "x": x, "y": y, "resume": resume})
         self._check_params()
         check_bool("resume", resume)
         if resume and self.checkpoint is None:
@@ -241,9 +241,9 @@ class _TorchEstimator(BaseEstimator):
             self._initialise(x)
             data = self._fingerprint(x)  # a resume must be on the same data
             state = (
-                C.read_training_state(
+                checkpoint.read_training_state(
                     self.checkpoint,
-                    D.describe_params(self.get_params()),
+                    distributed.describe_params(self.get_params()),
                     self.epochs,
                     estimator=type(self).__name__,
                     data=data,
@@ -273,14 +273,14 @@ class _TorchEstimator(BaseEstimator):
                     f"format): start afresh without resume"
                 )
             self._load_state(state)
-            C.restore_rng_states(state["rng"], self._generators())
+            checkpoint.restore_rng_states(state["rng"], self._generators())
             self.history_ = state["history"]
             start, seconds = state["epoch"] + 1, state["seconds"]
         steps = self._steps_per_epoch(x)
         bar = tqdm(
             total=self.epochs * steps,
             initial=(start - 1) * steps,
-            disable=not (self.verbose and D.is_main_process()),
+            disable=not (self.verbose and distributed.is_main_process()),
             desc=self._progress_name,
             unit=self._progress_unit,
         )
@@ -292,12 +292,12 @@ class _TorchEstimator(BaseEstimator):
             if record is not None:
                 bar.set_postfix(self._postfix(record))
             if self.checkpoint is not None:
-                C.write_training_state(
+                checkpoint.write_training_state(
                     self.checkpoint,
                     {
                         "estimator": type(self).__name__,
                         "data": data,
-                        "params": D.describe_params(self.get_params()),
+                        "params": distributed.describe_params(self.get_params()),
                         "epoch": epoch,
                         "seconds": seconds,
                         "history": self.history_,

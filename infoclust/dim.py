@@ -39,7 +39,7 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from torch.nn import functional as F
 
-from . import distributed as D
+from . import distributed
 from ._training import _TorchEstimator
 from .mi import ESTIMATORS, _estimate
 from .utils import (
@@ -303,7 +303,9 @@ class PriorMatching:
         value = self.value(y.detach())
         self.optimizer.zero_grad(set_to_none=True)
         (-self.gamma * value).backward()
-        D.average_gradients(self.discriminator.parameters())  # the ranks' codes are the same gathered batch
+        distributed.average_gradients(
+            self.discriminator.parameters()
+        )  # the ranks' codes are the same gathered batch
         self.optimizer.step()
         return float(value.detach())
 
@@ -436,7 +438,7 @@ class DeepInfoMax(TransformerMixin, _TorchEstimator):
         """At least 2 images, and a batch that divides among the processes; ``y`` is ignored."""
         if len(x) < 2:
             raise ParameterError(f"x needs at least 2 images, got {len(x)}")
-        D.check_batch(min(self.batch_size, len(x)), len(x))
+        distributed.check_batch(min(self.batch_size, len(x)), len(x))
 
     def _build(self, x: torch.Tensor) -> None:
         """Create the networks and optimisers for images shaped like ``x`` (checked), on ``device_``."""
@@ -503,10 +505,12 @@ class DeepInfoMax(TransformerMixin, _TorchEstimator):
 
     def _encoder_step(self, x: torch.Tensor) -> dict[str, float]:
         self.encoder_.train()
-        with D.synchronised_batchnorm(self.encoder_):
-            y, c = self.encoder_(x[D.shard(len(x))])  # encode this rank's block of the batch
-        y = D.all_gather_cat(y)  # the codes of the whole batch (gradient included)
-        scores = {name: D.all_gather_cat(s) for name, s in self._score_matrices(c, y).items()}  # rows: maps
+        with distributed.synchronised_batchnorm(self.encoder_):
+            y, c = self.encoder_(x[distributed.shard(len(x))])  # encode this rank's block of the batch
+        y = distributed.all_gather_cat(y)  # the codes of the whole batch (gradient included)
+        scores = {
+            name: distributed.all_gather_cat(s) for name, s in self._score_matrices(c, y).items()
+        }  # rows: maps
         terms = {name: _estimate(s, self.estimator) for name, s in scores.items()}
         loss = y.new_zeros(())
         for name, weight in (("global_mi", self.alpha), ("local_mi", self.beta)):
@@ -517,7 +521,7 @@ class DeepInfoMax(TransformerMixin, _TorchEstimator):
             loss = loss + self.gamma * non_saturating
         self._opt.zero_grad(set_to_none=True)
         loss.backward()
-        D.average_gradients(p for group in self._opt.param_groups for p in group["params"])
+        distributed.average_gradients(p for group in self._opt.param_groups for p in group["params"])
         self._opt.step()
         self._last_codes = y.detach()
         return {k: float(v.detach()) for k, v in terms.items()}
@@ -545,8 +549,8 @@ class DeepInfoMax(TransformerMixin, _TorchEstimator):
             y = self._last_codes
         else:
             x = self._batch(x)
-            with torch.no_grad(), D.synchronised_batchnorm(self.encoder_):
-                y = D.all_gather_cat(self.encoder_(x[D.shard(len(x))])[0])
+            with torch.no_grad(), distributed.synchronised_batchnorm(self.encoder_):
+                y = distributed.all_gather_cat(self.encoder_(x[distributed.shard(len(x))])[0])
         return self.prior_.step(y)
 
     def _alternation(self, x: torch.Tensor) -> dict[str, float]:

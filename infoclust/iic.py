@@ -33,8 +33,8 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from . import checkpoint as C
-from . import distributed as D
+from . import checkpoint
+from . import distributed
 from ._training import _TorchEstimator
 from .augment import MNISTTransform
 from .metrics import cluster_accuracy
@@ -595,7 +595,7 @@ class IIC(ClusterMixin, _TorchEstimator):
 
     def _check_fit_data(self, x: torch.Tensor, y: Any) -> np.ndarray | None:
         y = None if y is None else check_labels("y", y, len(x)).numpy()
-        D.check_batch(self.batch_size, len(x))
+        distributed.check_batch(self.batch_size, len(x))
         return y
 
     def _perturb(self, x: torch.Tensor) -> torch.Tensor:
@@ -640,16 +640,20 @@ class IIC(ClusterMixin, _TorchEstimator):
         # x is the same for every repeat, so E(x) is computed once per image and repeated;
         # batch-norm statistics of the repeated batch equal those of the distinct images.
         x_tf = self._perturb(xb.repeat_interleave(self.repeats, 0))
-        mine = D.shard(len(xb))
+        mine = distributed.shard(len(xb))
         xb, x_tf = xb[mine], x_tf[mine.start * self.repeats : mine.stop * self.repeats]
         with self._autocast():  # batch norm normalises x and g x apart (features); one head call for both
             h = self.net_.features(xb, x_tf)
             z, z_tf = self.net_.cluster(h, head).split([len(xb), len(x_tf)], 1)
         counts = joint_counts(z.repeat_interleave(self.repeats, 1), z_tf)  # (n_subheads, k, k): a sum
-        loss = loss_from_counts(D.all_reduce_sum(counts), self.lamb).mean()  # the whole batch's, every rank
+        loss = loss_from_counts(
+            distributed.all_reduce_sum(counts), self.lamb
+        ).mean()  # the whole batch's, every rank
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        D.average_gradients(self.net_.parameters())  # = one process's gradient (distributed module docstring)
+        distributed.average_gradients(
+            self.net_.parameters()
+        )  # = one process's gradient (distributed module docstring)
         opt.step()
         return loss.item()
 
@@ -699,17 +703,20 @@ class IIC(ClusterMixin, _TorchEstimator):
         counts: dict[str, Any] = {head: 0.0 for head in self.net_.heads}
         pred = []
         for xb in x.split(1000):
-            xb_tf, mine = self._perturb(xb), D.shard(len(xb))  # g of the whole chunk; this rank's block
+            xb_tf, mine = (
+                self._perturb(xb),
+                distributed.shard(len(xb)),
+            )  # g of the whole chunk; this rank's block
             check_finite("g(x)", xb_tf)  # training checks its loss; scoring (from epoch 0) checks g
             with self._autocast():
                 h, h_tf = self.net_.trunk(xb[mine]), self.net_.trunk(xb_tf[mine])
                 z = {head: (self.net_.cluster(h, head), self.net_.cluster(h_tf, head)) for head in counts}
             for head, (zh, zh_tf) in z.items():  # the counts in float32, outside the autocast
                 counts[head] = counts[head] + joint_counts(_at_least_float32(zh), _at_least_float32(zh_tf))
-            pred.append(D.gather_rows(z["main"][0].argmax(2).t(), len(xb)).t().cpu())
+            pred.append(distributed.gather_rows(z["main"][0].argmax(2).t(), len(xb)).t().cpu())
         rec: dict[str, Any] = {}
         for head, c in counts.items():
-            c = D.all_reduce_sum(c)
+            c = distributed.all_reduce_sum(c)
             suffix = "" if head == "main" else "_over"
             joint = _symmetric_joint(c)
             rec["loss" + suffix] = loss_from_counts(c, self.lamb).tolist()
@@ -781,10 +788,10 @@ class IIC(ClusterMixin, _TorchEstimator):
         return {"network": self.net_}
 
     def _fingerprint(self, x: torch.Tensor) -> dict[str, str]:
-        return C.data_fingerprint(x, self.g_)  # a resume must be on the same x and g
+        return checkpoint.data_fingerprint(x, self.g_)  # a resume must be on the same x and g
 
     def _training_scope(self):
-        return D.synchronised_batchnorm(self.net_)
+        return distributed.synchronised_batchnorm(self.net_)
 
     def _state(self) -> dict[str, Any]:
         return {
