@@ -57,7 +57,6 @@ Where we depart from the paper and its code (``watml/fast-wasserstein-adversaria
 
 from __future__ import annotations
 
-import importlib
 import math
 import warnings
 from dataclasses import dataclass, replace
@@ -81,17 +80,6 @@ __all__ = [
     "fit_in_box",
     "project_plan_in_box",
 ]
-
-
-#: Attacks that moved to :mod:`infoclust.attacks`; importing them from here still works.
-_MOVED = ("wasserstein_frank_wolfe",)
-
-
-def __getattr__(name: str):
-    """The moved attacks (``_MOVED``), from :mod:`infoclust.attacks`."""
-    if name in _MOVED:
-        return getattr(importlib.import_module("infoclust.attacks"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ----------------------------------------------------------------------------------------

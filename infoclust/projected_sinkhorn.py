@@ -36,7 +36,6 @@ Differences from the reference implementation (``locuslab/projected_sinkhorn``):
 
 from __future__ import annotations
 
-import importlib
 import math
 import warnings
 from dataclasses import dataclass
@@ -59,17 +58,6 @@ __all__ = [
     "project_wasserstein_ball",
     "ProjectionInfo",
 ]
-
-
-#: Attacks that moved to :mod:`infoclust.attacks`; importing them from here still works.
-_MOVED = ("wasserstein_pgd", "robust_accuracy", "SinkhornPerturbation")
-
-
-def __getattr__(name: str):
-    """The moved attacks (``_MOVED``), from :mod:`infoclust.attacks`."""
-    if name in _MOVED:
-        return getattr(importlib.import_module("infoclust.attacks"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ----------------------------------------------------------------------------------------

@@ -15,14 +15,9 @@ import torch
 from test_hostile_common import X28, chan3, cnn, gen, mnist, nan, noncontig
 from test_hostile_common import case, collect, either, equals, warns, works, strict_test
 
-from infoclust.projected_sinkhorn import (
-    lambertw,
-    local_cost,
-    project_wasserstein_ball,
-    robust_accuracy,
-    wasserstein_pgd,
-)
-from infoclust.wasserstein import w2_exact
+from infoclust.attacks import robust_accuracy, wasserstein_pgd
+from infoclust.projected_sinkhorn import lambertw, project_wasserstein_ball
+from infoclust.wasserstein import local_cost, w2_exact
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -134,7 +129,6 @@ def _cases() -> None:
         return wasserstein_pgd(cnn(), x, y, **{"max_iter": 2, "proj_iter": 5, "verbose": False, **k})
 
     xs, ys = (lambda: X28(4)), (lambda: mnist(4)[1])
-    images = lambda r: r.images if hasattr(r, "images") else r[0]  # noqa: E731 (AttackResult, issue 20 piece 3)
     case(
         "pgd-labels-1-based",
         lambda: pgd(xs(), torch.tensor([1, 5, 10, 3])),
@@ -158,8 +152,8 @@ def _cases() -> None:
     either("pgd-x-numpy", lambda: pgd(xs().numpy()), "x", exc="TypeError")
     works(
         "pgd-x-noncontiguous",
-        lambda: images(pgd(noncontig(xs()))),
-        equals(lambda: images(pgd(xs())), 1e-4),
+        lambda: pgd(noncontig(xs())).images,
+        equals(lambda: pgd(xs()).images, 1e-4),
     )
     case(
         "pgd-robust-length",
