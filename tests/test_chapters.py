@@ -191,6 +191,22 @@ def test_bad_parameters_stop_the_setup(case, in_process):
     assert str(err.value).startswith(message), str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("chapter", "given", "name"),
+    [
+        ("01_kmeans", {"n_init": "3"}, "n_init"),
+        ("01_kmeans", {"seed": None}, "seed"),
+        ("02_dim", {"epochs": 1.5}, "epochs"),
+        ("06_sinkhorn", {"dataset": "digits"}, "dataset"),
+        ("07_adef", {"test_fraction": 1.0}, "test_fraction"),
+    ],
+)
+def test_a_bad_parameter_is_named_at_set_up(in_process, chapter, given, name):
+    """The hostile chapter cases: each chapter's own checks name the parameter before any work."""
+    with pytest.raises(ParameterError, match=rf"^{name}\b"):
+        in_process(chapter, given)
+
+
 def test_one_ablation_seed_is_refused_before_training(in_process):
     """Chapter 3's ablation needs two paired seeds for an interval (0 skips it): said at set-up."""
     with pytest.raises(ParameterError, match=r"^ablation_seeds=1: .*0 skips the ablation"):
