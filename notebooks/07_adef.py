@@ -225,7 +225,7 @@ glue("adef_plain_overshot", int(plain.overshot.sum()), display=False)
 # NBVAL_CHECK_OUTPUT
 for name, r in (("tol = 1e-4", same), ("tol = 0   ", plain)):
     print(
-        f"{name}: changed {r.fooled.float().mean().item():.4f}, median T-norm {r.t_norm.median().item():.4f} px, "
+        f"{name}: fooled {r.fooled.float().mean().item():.4f}, median T-norm {r.t_norm.median().item():.4f} px, "
         f"mean iterations {r.iterations.float().mean().item():.4f}, at max_iter {(r.iterations == max_iter).sum().item()}"
     )
 print(f"largest difference of T-norm per digit {(same.t_norm - plain.t_norm).abs().max().item():.4f} px")
@@ -273,7 +273,7 @@ for s, (r, secs) in sweep.items():
 for s, (r, _) in sweep.items():
     ok = r.t_norm[r.fooled]
     print(
-        f"sigma {s:.1f}: changed {r.fooled.float().mean().item():.4f}, "
+        f"sigma {s:.1f}: fooled {r.fooled.float().mean().item():.4f}, "
         f"median T-norm {ok.median().item() if len(ok) else float('nan'):.4f} px, "
         f"mean iterations {r.iterations.float().mean().item():.4f}"
     )
@@ -337,7 +337,7 @@ if len(tn_r):
 # NBVAL_CHECK_OUTPUT
 print(f"random classifier with {n_random_classes} classes: labels of the digits {labels_r.tolist()}")
 print(
-    f"  changed {res_r.fooled.float().mean().item():.4f}, median T-norm {np.median(tn_r):.4f} px, "
+    f"  fooled {res_r.fooled.float().mean().item():.4f}, median T-norm {np.median(tn_r):.4f} px, "
     f"mean iterations {res_r.iterations.float().mean().item():.4f}"
 )
 
