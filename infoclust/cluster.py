@@ -19,6 +19,7 @@ The library behind ``infoclust cluster DIR`` (:mod:`infoclust.__main__`), usable
 
 from __future__ import annotations
 
+import copy
 import csv
 import hashlib
 import json
@@ -40,7 +41,7 @@ from .deform import RandomDeformation
 from .iic import IIC, PRESETS, preset
 from .metrics import evaluate
 from .train import _jsonable
-from .transforms import MNISTTransform, compose
+from .transforms import MNISTTransform, Transform, compose
 from .utils import (
     ParameterError,
     atomic_write,
@@ -49,7 +50,6 @@ from .utils import (
     check_labels,
     check_number,
     check_seed,
-    make_generator,
 )
 
 __all__ = [
@@ -368,12 +368,13 @@ def read_image_folder(
     return ImageFolder(x.float().div_(255), files, labels, classes, skipped)
 
 
-class NamedG:
+class NamedG(Transform):
     """IIC's g from named parts (:data:`G_PARTS`) applied left to right, one generator for all.
 
-    Every part draws from the same CPU generator, exposed as ``generator``, so that a
-    checkpoint of :class:`~infoclust.iic.IIC` keeps g's random state and a resumed run draws
-    what an uninterrupted one would.
+    A :class:`~infoclust.transforms.Transform`: ``with_seed`` gives a copy whose parts all
+    draw from one new CPU generator, exposed as ``generator``, so that a checkpoint of
+    :class:`~infoclust.iic.IIC` keeps g's random state and a resumed run draws what an
+    uninterrupted one would.
 
     Parameters
     ----------
@@ -396,18 +397,19 @@ class NamedG:
                 f"e.g. {DEFAULT_G!r}"
             )
         self.spec, self.image_size = "+".join(names), check_int("image_size", image_size, 2)
-        self.seed = check_seed("seed", seed)
-        self.generator = make_generator(self.seed)
-        parts = [G_PARTS[n](self.image_size) for n in names]
-        for part in parts:
+        self._parts = [G_PARTS[n](self.image_size) for n in names]
+        self._seed(seed)
+
+    def _seed(self, seed: int) -> None:
+        """One new generator from ``seed``, shared by copies of the parts (the original keeps its own)."""
+        super()._seed(seed)
+        self._parts = [copy.copy(part) for part in self._parts]
+        for part in self._parts:
             part.generator = self.generator
-        self._g = compose(*parts)
+        self._g = compose(*self._parts)
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def _apply(self, x: torch.Tensor) -> torch.Tensor:
         return self._g(x)
-
-    def __repr__(self) -> str:
-        return f"NamedG({self.spec!r}, image_size={self.image_size}, seed={self.seed})"
 
 
 def default_recipe(image_size: int, n_images: int) -> dict[str, Any]:

@@ -98,6 +98,7 @@ TABLE: dict[str, tuple[str, str]] = {
     "W2Perturbation": ("infoclust.w2_algorithm", "Algorithm 1 (talk 4.5)"),
     "PerturbationPool": ("infoclust.transforms", "precomputed copies of any g"),
     "Compose": ("infoclust.transforms", "g_n(... g_1(x)): several g's in a row"),
+    "NamedG": ("infoclust.cluster", "named parts, one generator (``infoclust cluster --g``)"),
 }
 
 __all__ = ["Transform", *TABLE, "TABLE", "compose", "for_run", "fingerprint"]

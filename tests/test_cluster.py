@@ -237,9 +237,12 @@ def test_named_g_parts_compose_and_share_one_generator():
     x = torch.rand(4, 1, 8, 8)
     y = g(x)
     assert y.shape == x.shape and not torch.equal(x, y)
-    assert torch.equal(NamedG("crop+rotate+deform", 8, seed=3)(x), y) and repr(g).startswith(
-        "NamedG('crop+rotate"
-    )
+    assert torch.equal(NamedG("crop+rotate+deform", 8, seed=3)(x), y)
+    assert repr(g) == "NamedG(spec='crop+rotate+deform', image_size=8, seed=3)"
+    # a Transform: with_seed is a copy with one generator of its own, shared by its parts only
+    h = g.with_seed(3)
+    assert h.generator is not g.generator and all(p.generator is h.generator for p in h._parts)
+    assert torch.equal(h(x), NamedG("crop+rotate+deform", 8, seed=3)(x))
     with pytest.raises(ParameterError, match="g="):
         NamedG("", 8)
 

@@ -11,6 +11,7 @@ import infoclust as ic
 from infoclust import transforms
 from infoclust._random_net import LazyRandomClassifier, fold_small_cnn
 from infoclust.classifiers import random_classifier
+from infoclust.cluster import NamedG
 from infoclust.iic import IIC
 from infoclust.transforms import (
     ADefPerturbation,
@@ -230,6 +231,7 @@ def _every_g(x):
         W2Perturbation(0.3, 0.2, max_iter=1, redraw=True, seed=1),
         PerturbationPool(RandomDeformation(0.5), x, 2, seed=1, verbose=False),
         Compose(RandomDeformation(0.5), MNISTTransform()),
+        NamedG("crop+deform", x.shape[-1], seed=1),
     ]
 
 
