@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from .iic import IIC
 from .metrics import PairedDifference, evaluate, paired_difference
-from .transforms import Transform
+from .transforms import Compose, PerturbationPool, Transform
 from .utils import (
     ParameterError,
     check_generator,
@@ -96,6 +96,12 @@ class Run:
         the sub-head that had the lowest loss at that epoch.
     model : IIC or None
         The fitted estimator, when the arm was listed in ``keep``.
+    pool_seconds : float
+        Time spent filling the run's own perturbation pools (a
+        :class:`~infoclust.transforms.PerturbationPool` with ``redraw=True`` fills its
+        copies for the run's seed when training first calls it, so ``seconds`` includes it).
+    pool_images : int
+        Perturbations those pools computed.
     """
 
     arm: str
@@ -108,6 +114,14 @@ class Run:
     times: np.ndarray
     curve: np.ndarray
     model: IIC | None = None
+    pool_seconds: float = 0.0
+    pool_images: int = 0
+
+
+def _own_pools(g: Any) -> list[PerturbationPool]:
+    """The redrawing pools of a run's g (in a :class:`~infoclust.transforms.Compose` too) that it filled."""
+    parts = g.transforms if isinstance(g, Compose) else (g,)
+    return [t for t in parts if isinstance(t, PerturbationPool) and t.redraw and t.copies is not None]
 
 
 #: What the worker processes of :func:`run_arms` read: set before they are forked, cleared after.
@@ -121,6 +135,7 @@ def _fit(arm_index: int, seed: int) -> Run:
     hist = model.history_
     scores = evaluate(y, model.labels_)
     keep = arm.name in _JOB["keep"]
+    pools = _own_pools(model.g_)
     if keep and _JOB["worker"]:  # a g can be large (a pool's copies): it does not travel back
         model.g = model.g_ = None
     return Run(
@@ -134,6 +149,8 @@ def _fit(arm_index: int, seed: int) -> Run:
         np.array([h["seconds"] for h in hist]),
         np.array([h["acc"][h["subhead"]] for h in hist]),
         model if keep else None,
+        sum(p.seconds for p in pools),
+        sum(p.copies.shape[0] * p.copies.shape[1] for p in pools),
     )
 
 

@@ -331,13 +331,23 @@ class PerturbationPool(Transform):
         copies a run draws depend on its seed only, not on the runs before it.
     verbose : bool
         Show a progress bar while filling.
+    redraw : bool
+        False: the copies are made once, here, by ``g`` as given, and every seed shares them
+        (the g's own random factors, such as an attack's random classifier, are then one
+        draw for all runs: one sample, however many seeds). True: every seed redraws
+        them: the pool of seed ``s`` is filled, on first use, by ``g.with_seed`` of a seed
+        derived from ``s`` (stream 1 of :func:`~infoclust.utils.stream_seed`), so paired
+        runs with different seeds see independent random classifiers and draws (``g``
+        must then be a :class:`Transform`). A pool that redraws holds ``x`` until filled.
 
     Attributes
     ----------
-    copies : torch.Tensor
-        (n_copies, N, C, H, W), the stored perturbations.
-    seconds : float
-        Time spent filling the pool.
+    perturbation : callable
+        The g that fills the copies: ``g``, or with ``redraw`` its copy seeded for this seed.
+    copies : torch.Tensor or None
+        (n_copies, N, C, H, W), the stored perturbations; None until a redrawing pool is used.
+    seconds : float or None
+        Time spent filling the pool (None until it is filled).
     """
 
     def __init__(
@@ -349,10 +359,16 @@ class PerturbationPool(Transform):
         batch_size: int = 256,
         seed: int = 0,
         verbose: bool = True,
+        redraw: bool = False,
     ) -> None:
         if not callable(g):
             raise TypeError(f"g must be a callable batch -> batch, got {type(g).__name__}")
         x = check_images("x", x)
+        self.redraw = check_bool("redraw", redraw)
+        if self.redraw and not isinstance(g, Transform):
+            raise ParameterError(
+                f"redraw=True needs a Transform g (one that with_seed can redraw), got {type(g).__name__}"
+            )
         self.g = g
         self.n_copies = check_int("n_copies", n_copies, 1)
         self.batch_size = check_int("batch_size", batch_size, 1)
@@ -363,19 +379,29 @@ class PerturbationPool(Transform):
         self.keys, self.order = keys.sort()
         if (self.keys[1:] == self.keys[:-1]).any():
             raise ParameterError("x holds duplicate images: a pool cannot tell their copies apart")
-        start = time.perf_counter()
-        self.copies = torch.stack(self._fill(x))
-        self.seconds = time.perf_counter() - start
+        self._x = x if self.redraw else None
+        if not self.redraw:
+            self._fill(x)
 
-    def _fill(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """``n_copies`` runs of g over ``x``, in batches, each checked for its shape."""
+    def _seed(self, seed: int) -> None:
+        """The choice of copy from ``seed``; with ``redraw``, also its own perturbation and no copies yet."""
+        super()._seed(seed)
+        if self.redraw:
+            self.perturbation = self.g.with_seed(stream_seed(self.seed, 1))
+            self.copies, self.seconds = None, None
+        else:
+            self.perturbation = self.g
+
+    def _fill(self, x: torch.Tensor) -> None:
+        """``n_copies`` runs of the perturbation over ``x``, in batches, each checked; times them."""
+        start = time.perf_counter()
         copies = []
         total = self.n_copies * len(x)
         with tqdm(total=total, disable=not self.verbose, desc="perturbation pool", unit="img") as bar:
             for _ in range(self.n_copies):
                 parts = []
                 for xb in x.split(self.batch_size):
-                    out = self.g(xb)
+                    out = self.perturbation(xb)
                     if not torch.is_tensor(out):
                         raise TypeError(f"g must return a tensor batch, got {type(out).__name__}")
                     if out.shape != xb.shape:
@@ -387,13 +413,16 @@ class PerturbationPool(Transform):
                     parts.append(out.detach())
                     bar.update(len(xb))
                 copies.append(torch.cat(parts))
-        return copies
+        self.copies = torch.stack(copies)
+        self.seconds = time.perf_counter() - start
 
     def index(self, x: torch.Tensor) -> torch.Tensor:
         """Row of every image of ``x`` in the pool; raises if an image is not in it."""
         return self._index(check_images("x", x))
 
     def _index(self, x: torch.Tensor) -> torch.Tensor:
+        if self.copies is None:
+            self._fill(self._x)
         if x.shape[1:] != self.copies.shape[2:]:
             raise ParameterError(
                 f"x has images of shape {tuple(x.shape[1:])}; the pool holds {tuple(self.copies.shape[2:])}"

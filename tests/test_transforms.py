@@ -105,6 +105,36 @@ def test_pool_checks_its_arguments():
     assert PerturbationPool(noisy(0.1), x.numpy(), n_copies=1, verbose=False).copies.shape == (1, 20, 1, 8, 8)
 
 
+class Noise(Transform):
+    """A cheap seeded g for the pool tests."""
+
+    def __init__(self, scale: float = 0.1, *, seed: int = 0) -> None:
+        self.scale = scale
+        self._seed(seed)
+
+    def _apply(self, x):
+        return x + self.scale * torch.randn(x.shape, generator=self.generator)
+
+
+def test_a_redrawing_pool_redraws_every_random_factor_per_seed():
+    """Issue 24: paired seeds of a pooled attack use different random classifiers (not one draw for all)."""
+    x, _ = ic.load_dataset("digits", n=12)
+    attack = PerturbationPool(SinkhornPerturbation(0.5, seed=0), x, verbose=False, redraw=True)
+    assert attack.copies is None and attack.seconds is None  # filled on first use, by the seed that uses it
+    net_a, net_b = (for_run(attack, s).perturbation.random_classifier.model_for(x) for s in (0, 1))
+    assert not torch.equal(net_a[0].weight, net_b[0].weight)
+    pool = PerturbationPool(Noise(), x, n_copies=2, verbose=False, redraw=True)
+    a, b, a_again = (for_run(pool, s) for s in (0, 1, 0))
+    a(x[:3]), b(x[:3]), a_again(x[:3])
+    assert not torch.equal(a.copies, b.copies)
+    assert torch.equal(a.copies, a_again.copies)  # a function of the seed alone
+    assert a.seconds > 0 and pool.copies is None  # the views filled their own copies, not the pool's
+    shared = PerturbationPool(Noise(), x, n_copies=1, verbose=False)  # redraw=False: one draw for every seed
+    assert for_run(shared, 0).copies is for_run(shared, 1).copies
+    with pytest.raises(ic.ParameterError, match="redraw"):
+        PerturbationPool(noisy(0.1), x, verbose=False, redraw=True)
+
+
 def test_fingerprint_is_exact_and_batch_independent():
     x, _ = ic.load_dataset("mnist5k", n=500)
     w = torch.randint(1, 1 << 20, (784,), generator=torch.Generator().manual_seed(0))
@@ -276,7 +306,7 @@ def test_every_g_keeps_the_contract():
 def test_repr_follows_the_constructor():
     assert (
         repr(RandomDeformation(2.0, sigma=1.0, seed=3))
-        == "RandomDeformation(magnitude=2.0, sigma=1.0, norm='max', seed=3)"
+        == "RandomDeformation(magnitude=2.0, sigma=1.0, norm='max', integer=False, per_batch=False, seed=3)"
     )
     assert repr(Compose(MNISTTransform(max_angle=10.0))).startswith("Compose(MNISTTransform(max_angle=10.0, ")
     x = ic.load_dataset("digits", n=20)[0]
