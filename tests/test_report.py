@@ -66,6 +66,17 @@ def test_record_difference_writes_a_tested_claim(ledger):
         report.record_difference(ledger, "x", UP, claim="c", expect="cannot tell")
 
 
+def test_within_needs_the_whole_interval_inside_the_margin(ledger):
+    assert report.within(FLAT, 2.0) and not report.within(FLAT, 0.5)  # FLAT: about [-1.45, +1.38]
+    assert not report.within(UP, 1.0)
+    with pytest.raises(ValueError, match="margin"):
+        report.within(FLAT, 0.0)
+    report.record_within(ledger, "cell", 95.0, FLAT, margin=2.0, reference="normal IIC", context="talk: 97.5")
+    (cell,) = ledger.results
+    assert (cell.value, cell.unit, cell.holds, cell.context) == (95.0, "%", True, "talk: 97.5")
+    assert cell.claim.startswith("within 2 points of normal IIC (95 % CI of the paired difference inside")
+
+
 def test_record_can_glue(ledger, monkeypatch):
     glued = []
     fake = types.ModuleType("myst_nb")

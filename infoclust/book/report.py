@@ -25,7 +25,16 @@ import numpy as np
 from ..metrics import PairedDifference
 from .ledger import Ledger, markdown_table
 
-__all__ = ["interval", "scores_table", "comparison_table", "verdict_sentence", "record_difference", "record"]
+__all__ = [
+    "interval",
+    "scores_table",
+    "comparison_table",
+    "verdict_sentence",
+    "record_difference",
+    "within",
+    "record_within",
+    "record",
+]
 
 #: The words of the default verdict sentence, ``{reference}`` filled in.
 VERDICT_WORDS = {
@@ -216,6 +225,75 @@ def record_difference(
         source=source,
         context=context,
         holds=d.verdict == expect,
+    )
+
+
+def within(d: PairedDifference, margin: float) -> bool:
+    """Whether the whole confidence interval of ``d`` lies within ``[-margin, +margin]``.
+
+    The claim "no difference larger than ``margin``" (an equivalence margin stated before
+    the runs): it holds only when the interval excludes every difference beyond the margin,
+    so a small design that cannot tell does not pass for one that shows equivalence.
+
+    Parameters
+    ----------
+    d : PairedDifference
+        The difference.
+    margin : float
+        The margin, > 0, in the units of ``d``.
+
+    Returns
+    -------
+    bool
+    """
+    if not margin > 0:
+        raise ValueError(f"margin={margin!r} must be > 0")
+    return bool(-margin <= d.low and d.high <= margin)
+
+
+def record_within(
+    ledger: Ledger,
+    name: str,
+    value: float,
+    d: PairedDifference,
+    *,
+    margin: float,
+    reference: str,
+    unit: str = "%",
+    diff_unit: str = "points",
+    source: str = "",
+    context: str = "",
+) -> None:
+    """Record a score with the claim that it is within ``margin`` of ``reference`` (:func:`within`).
+
+    Parameters
+    ----------
+    ledger : Ledger
+        The chapter's ledger.
+    name : str
+        The result's name.
+    value : float
+        The score recorded (e.g. a mean accuracy), in ``unit``.
+    d : PairedDifference
+        The paired difference of that score with the reference's.
+    margin : float
+        The margin, in ``diff_unit``.
+    reference : str
+        What it is compared with, for the claim's text.
+    unit, diff_unit, source, context
+        Units of the value and of the difference; as in :meth:`~infoclust.book.ledger.Ledger.record`.
+    """
+    ledger.record(
+        name,
+        value,
+        unit=unit,
+        claim=(
+            f"within {margin:g} {diff_unit} of {reference} ({_percent(d.confidence)} CI of the paired "
+            f"difference inside [-{margin:g}, +{margin:g}]; measured {interval(d)})"
+        ),
+        source=source,
+        context=context,
+        holds=within(d, margin),
     )
 
 
