@@ -102,6 +102,11 @@ class Run:
         copies for the run's seed when training first calls it, so ``seconds`` includes it).
     pool_images : int
         Perturbations those pools computed.
+    pool_changed : float
+        Fraction of those perturbations that differ from their image (NaN without such a pool).
+    pool_w2 : np.ndarray
+        Exact ``W2(x, copy)`` in pixels (:func:`w2_shift`'s convention) of a random sample of
+        the copies (``pool_sample`` of :func:`run_arms`; empty when not measured).
     """
 
     arm: str
@@ -116,6 +121,8 @@ class Run:
     model: IIC | None = None
     pool_seconds: float = 0.0
     pool_images: int = 0
+    pool_changed: float = float("nan")
+    pool_w2: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 def _own_pools(g: Any) -> list[PerturbationPool]:
@@ -136,6 +143,7 @@ def _fit(arm_index: int, seed: int) -> Run:
     scores = evaluate(y, model.labels_)
     keep = arm.name in _JOB["keep"]
     pools = _own_pools(model.g_)
+    changed, w2 = _pool_shift(pools, _JOB["pool_sample"], seed)
     if keep and _JOB["worker"]:  # a g can be large (a pool's copies): it does not travel back
         model.g = model.g_ = None
     return Run(
@@ -151,7 +159,22 @@ def _fit(arm_index: int, seed: int) -> Run:
         model if keep else None,
         sum(p.seconds for p in pools),
         sum(p.copies.shape[0] * p.copies.shape[1] for p in pools),
+        changed,
+        w2,
     )
+
+
+def _pool_shift(pools: list[PerturbationPool], n: int, seed: int) -> tuple[float, np.ndarray]:
+    """Fraction of changed copies over the pools, and exact W2 of ``n`` copies drawn with ``seed``."""
+    if not pools:
+        return float("nan"), np.zeros(0)
+    pairs = [(p.images.expand_as(p.copies).flatten(0, 1), p.copies.flatten(0, 1)) for p in pools]
+    x, gx = (torch.cat(part) for part in zip(*pairs))
+    changed = float((x != gx).flatten(1).any(1).float().mean())
+    if n == 0:
+        return changed, np.zeros(0)
+    rows = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]
+    return changed, w2_shift(x[rows], lambda _: gx[rows])
 
 
 def _import_before_fork() -> None:
@@ -190,6 +213,7 @@ def run_arms(
     *,
     keep: Sequence[str] = (),
     n_jobs: int | None = None,
+    pool_sample: int = 0,
     verbose: bool = True,
 ) -> dict[str, list[Run]]:
     """Train IIC on ``x`` for every arm and seed; runs with the same seed are paired.
@@ -224,6 +248,9 @@ def run_arms(
     n_jobs : int or None
         Worker processes on the CPU; None: :func:`infoclust.utils.num_threads` (``$INFOCLUST_NUM_THREADS``,
         else the CPUs this process may use). Ignored on a GPU.
+    pool_sample : int
+        Copies per run whose exact W2 to their image is measured (:attr:`Run.pool_w2`), for
+        the runs whose g fills its own pools (``PerturbationPool(..., redraw=True)``).
     verbose : bool
         A progress bar over the runs.
 
@@ -249,6 +276,7 @@ def run_arms(
     if unknown:
         raise ParameterError(f"keep names arms that are not run: {unknown}")
     n_jobs = num_threads() if n_jobs is None else check_int("n_jobs", n_jobs, 1)
+    pool_sample = check_int("pool_sample", pool_sample, 0)
     on_cpu = resolve_device(recipe.get("device", "auto")).type == "cpu"
     tasks = [(i, seed) for seed in seeds for i in range(len(arms))]
     _JOB.update(
@@ -257,6 +285,7 @@ def run_arms(
         arms=list(arms),
         recipe=dict(recipe),
         keep=set(keep),
+        pool_sample=pool_sample,
         worker=False,
     )
     done: dict[tuple[int, int], Run] = {}

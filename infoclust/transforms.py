@@ -338,10 +338,12 @@ class PerturbationPool(Transform):
         them: the pool of seed ``s`` is filled, on first use, by ``g.with_seed`` of a seed
         derived from ``s`` (stream 1 of :func:`~infoclust.utils.stream_seed`), so paired
         runs with different seeds see independent random classifiers and draws (``g``
-        must then be a :class:`Transform`). A pool that redraws holds ``x`` until filled.
+        must then be a :class:`Transform`).
 
     Attributes
     ----------
+    images : torch.Tensor
+        ``x``, the images served; ``copies[c, i]`` is a perturbation of ``images[i]``.
     perturbation : callable
         The g that fills the copies: ``g``, or with ``redraw`` its copy seeded for this seed.
     copies : torch.Tensor or None
@@ -379,7 +381,7 @@ class PerturbationPool(Transform):
         self.keys, self.order = keys.sort()
         if (self.keys[1:] == self.keys[:-1]).any():
             raise ParameterError("x holds duplicate images: a pool cannot tell their copies apart")
-        self._x = x if self.redraw else None
+        self.images = x
         if not self.redraw:
             self._fill(x)
 
@@ -422,7 +424,7 @@ class PerturbationPool(Transform):
 
     def _index(self, x: torch.Tensor) -> torch.Tensor:
         if self.copies is None:
-            self._fill(self._x)
+            self._fill(self.images)
         if x.shape[1:] != self.copies.shape[2:]:
             raise ParameterError(
                 f"x has images of shape {tuple(x.shape[1:])}; the pool holds {tuple(self.copies.shape[2:])}"

@@ -199,3 +199,19 @@ def test_arm_takes_a_transform_not_a_maker():
     seeded = for_run(deformed_then_paper, 3)
     assert seeded.transforms[1].seed == stream_seed(3, 1) and seeded.transforms[0].seed == stream_seed(3, 2)
     assert deformed_then_paper.transforms[0].seed == 0  # the arm's own g is never drawn from
+
+
+def test_runs_report_their_own_pools(data):
+    """A redrawing pool is filled per run (its seed's draws); the run reports its time, size, changes, W2."""
+    x, y = data
+    pool = PerturbationPool(RandomDeformation(0.5), x, n_copies=2, verbose=False, redraw=True)
+    arms = [Arm("pooled", Compose(pool, paper)), Arm("paper", paper)]
+    runs = run_arms(x, y, arms, [0, 1], RECIPE, n_jobs=1, pool_sample=5, verbose=False)
+    first, second = runs["pooled"]
+    assert first.pool_images == 2 * len(x) and first.pool_seconds > 0 and first.pool_changed == 1.0
+    assert len(first.pool_w2) == 5 and np.all(first.pool_w2 > 0)
+    assert not np.array_equal(first.pool_w2, second.pool_w2)  # each seed its own copies
+    plain = runs["paper"][0]
+    assert plain.pool_images == 0 and np.isnan(plain.pool_changed) and len(plain.pool_w2) == 0
+    with pytest.raises(ParameterError, match="pool_sample"):
+        run_arms(x, y, arms, [0], RECIPE, pool_sample=-1, verbose=False)
