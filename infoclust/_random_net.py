@@ -6,8 +6,10 @@ and :class:`~infoclust.w2_algorithm.W2Perturbation` attack a random, non-trainab
 whatever batch comes. :class:`LazyRandomClassifier` builds it on first use, for the batch's
 device, channels and image size, and keeps the latest one.
 
-The network it returns is :func:`fold_small_cnn` of the random :class:`~infoclust.classifiers.SmallCNN`:
-the same function, rewritten for fast input gradients. The attacks take one backward pass
+The network it returns by default (``kind="cnn"``) is :func:`fold_small_cnn` of the random
+:class:`~infoclust.classifiers.SmallCNN`: the same function, rewritten for fast input
+gradients (``kind="linear"`` gives the talk's code's one linear layer instead,
+:func:`~infoclust.classifiers.random_linear_classifier`). The attacks take one backward pass
 per candidate label, and in eval mode two layers of the CNN are affine maps that cost more
 than they compute: batch normalisation (a per-channel scale and shift) and the adaptive
 average pool (a fixed linear map from the last feature map to 7 x 7). Folding the first
@@ -22,8 +24,8 @@ import torch
 from torch import nn
 from torch.nn.utils import skip_init
 
-from .classifiers import SmallCNN, random_classifier
-from .utils import check_int, check_seed
+from .classifiers import SmallCNN, random_classifier, random_linear_classifier
+from .utils import check_choice, check_int, check_seed
 
 __all__ = ["fold_small_cnn", "LazyRandomClassifier"]
 
@@ -95,26 +97,35 @@ class LazyRandomClassifier:
     seed : int
         Seed of its weights, in [0, 2**32 - 1]; draw ``k`` (see :meth:`model_for`) uses
         ``seed + k`` modulo 2**32. The global random state is never touched.
+    kind : {"cnn", "linear"}
+        ``"cnn"``: :func:`fold_small_cnn` of :func:`~infoclust.classifiers.random_classifier`
+        (the book's); ``"linear"``: :func:`~infoclust.classifiers.random_linear_classifier`,
+        one linear layer on the flattened pixels (the talk's code).
     """
 
-    def __init__(self, n_random_classes: int, seed: int) -> None:
+    def __init__(self, n_random_classes: int, seed: int, kind: str = "cnn") -> None:
         self.n_random_classes = check_int("n_random_classes", n_random_classes, 2)
         self.seed = check_seed("seed", seed)
+        self.kind = check_choice("kind", kind, ("cnn", "linear"))
         self._latest: tuple[tuple, nn.Module] | None = None
 
     def model_for(self, x: torch.Tensor, draw: int = 0) -> nn.Module:
-        """The folded random classifier (float32) for batches shaped like ``x`` on ``x.device``.
+        """The random classifier (float32, folded if a CNN) for batches shaped like ``x`` on ``x.device``.
 
         ``draw`` numbers independent classifiers (0: the one of ``seed``). Only the latest
         classifier is kept, so alternating shapes or draws rebuilds it (a few ms).
         """
         key = (str(x.device), *x.shape[1:], draw)
         if self._latest is None or self._latest[0] != key:
-            net = random_classifier(
-                x.shape[1], self.n_random_classes, (self.seed + draw) % 2**32, device=x.device
-            )
-            self._latest = (key, fold_small_cnn(net, *x.shape[-2:]))
+            seed = (self.seed + draw) % 2**32
+            if self.kind == "linear":
+                net = random_linear_classifier(x.shape[1:], self.n_random_classes, seed, device=x.device)
+            else:
+                cnn = random_classifier(x.shape[1], self.n_random_classes, seed, device=x.device)
+                net = fold_small_cnn(cnn, *x.shape[-2:])
+            self._latest = (key, net)
         return self._latest[1]
 
     def __repr__(self) -> str:
-        return f"LazyRandomClassifier(n_random_classes={self.n_random_classes}, seed={self.seed})"
+        kind = "" if self.kind == "cnn" else f", kind={self.kind!r}"
+        return f"LazyRandomClassifier(n_random_classes={self.n_random_classes}, seed={self.seed}{kind})"

@@ -578,25 +578,52 @@ def robust_accuracy(eps: torch.Tensor, fooled: torch.Tensor, radii) -> torch.Ten
 class SinkhornPerturbation(Transform):
     """g(x): Wasserstein PGD (talk eq. (8)) against a random classifier, radius ``eps``.
 
-    Each image is pushed by :func:`wasserstein_pgd` away from the random classifier's own
-    prediction on it, staying in the Wasserstein ball of radius ``eps`` (fixed: no growth),
-    until the prediction changes or ``max_iter`` steps are done. The random classifier
-    (:func:`infoclust.classifiers.random_classifier`) is built for the batch's device and
+    Each image is pushed by :func:`wasserstein_pgd` away from its label under the random
+    classifier, staying in the Wasserstein ball around it, until the prediction differs from
+    the label or ``max_iter`` steps are done. The radius starts at ``eps`` and grows by
+    ``eps_factor`` every ``eps_every`` steps while the image is not yet fooled (the default
+    factor 1 keeps it fixed). The random classifier is built for the batch's device and
     size from ``seed``; the global random state is never touched. An IIC transformation g
     (:mod:`infoclust.transforms`).
+
+    Two protocols (issue 21): the defaults are the book's ("as it was meant"): every image
+    is attacked away from the random CNN's own prediction on it, so every image is stepped
+    and the radius is fixed. The talk's code ("as the talk ran it") used
+    ``labels="binary"``, ``classifier="linear"``, ``eps_factor=1.4``, ``eps_every=5``,
+    ``max_iter=50``, ``kernel_size=5``, ``lam=1000``, ``alpha=0.1``: each image gets a random
+    label from {0, 1}, and only the images whose prediction equals it are stepped; the others
+    come back exactly as they were.
 
     Parameters
     ----------
     eps : float
-        Radius of the Wasserstein ball (pixels, as in the projection).
+        The starting radius of the Wasserstein ball: a transport cost per unit mass with
+        ground cost :math:`d^p` (squared pixel distance for ``p = 2``), not pixels; the ball
+        holds the images with :math:`W_2 \\le \\sqrt{\\varepsilon}` px
+        (:func:`infoclust.wasserstein.radius_to_distance`). The talk's starting radii 0.001,
+        0.01, 0.1 and 1 were given for its images; rescale by ``(side / talk's side) ** 2``
+        for other image sizes.
     max_iter : int
         PGD iterations (``max_iter`` of :func:`wasserstein_pgd`).
     alpha, lam, kernel_size, proj_iter
         As in :func:`wasserstein_pgd`.
+    eps_factor, eps_every : float, int
+        The radius grows by ``eps_factor`` (>= 1) every ``eps_every`` iterations, for the
+        images not yet fooled (:func:`wasserstein_pgd`); the talk's code: 1.4 every 5.
+    classifier : {"cnn", "linear"}
+        The random classifier: the book's convolutional network
+        (:func:`infoclust.classifiers.random_classifier`) or the talk's code's one linear
+        layer (:func:`infoclust.classifiers.random_linear_classifier`).
+    labels : {"own", "binary"}
+        ``"own"``: attack away from the random classifier's own prediction (every image is
+        stepped until fooled). ``"binary"`` (the talk's code): each image's label is drawn
+        uniformly from {0, 1} by the g's own generator at every call; only images predicted
+        as their label are stepped, the others are returned unchanged.
     n_random_classes : int
         Classes of the random classifier (any number >= 2).
     seed : int
-        Seed of the random classifier's weights, in [0, 2**32 - 1].
+        Seed of the random classifier's weights and of the g's generator (the binary
+        labels), in [0, 2**32 - 1].
     """
 
     _image_checks = {"nonnegative": True}
@@ -610,10 +637,15 @@ class SinkhornPerturbation(Transform):
         lam: float = 1000.0,
         kernel_size: int = 5,
         proj_iter: int = 30,
+        eps_factor: float = 1.0,
+        eps_every: int = 5,
+        classifier: str = "cnn",
+        labels: str = "own",
         n_random_classes: int = 10,
         seed: int = 0,
     ) -> None:
         self.n_random_classes = check_int("n_random_classes", n_random_classes, 2)
+        self.classifier = check_choice("classifier", classifier, ("cnn", "linear"))
         self._seed(seed)
         self.eps = check_number("eps", eps, 0.0, strict_low=True)
         self.max_iter = check_int("max_iter", max_iter, 1)
@@ -623,23 +655,35 @@ class SinkhornPerturbation(Transform):
         if self.kernel_size % 2 == 0:
             raise ParameterError(f"kernel_size={kernel_size} must be odd (a window centred on each pixel)")
         self.proj_iter = check_int("proj_iter", proj_iter, 1)
+        self.eps_factor = check_number("eps_factor", eps_factor, 1.0)
+        self.eps_every = check_int("eps_every", eps_every, 1)
+        self.labels = check_choice("labels", labels, ("own", "binary"))
 
     def _seed(self, seed: int) -> None:
-        """The random classifier of ``seed`` (the attack draws nothing else)."""
-        self.random_classifier = LazyRandomClassifier(self.n_random_classes, seed)
-        self.seed = self.random_classifier.seed
+        """The g's generator (the binary labels) and the random classifier of ``seed``."""
+        super()._seed(seed)
+        self.random_classifier = LazyRandomClassifier(self.n_random_classes, self.seed, self.classifier)
 
     def _apply(self, x: torch.Tensor) -> torch.Tensor:
         xf = x.float()
-        return wasserstein_pgd(
+        y = None
+        if self.labels == "binary":
+            y = torch.randint(0, 2, (len(x),), generator=self.generator)
+        result = wasserstein_pgd(
             self.random_classifier.model_for(xf),
             xf,
+            y,
             eps0=self.eps,
-            eps_factor=1.0,
+            eps_factor=self.eps_factor,
+            eps_every=self.eps_every,
             alpha=self.alpha,
             lam=self.lam,
             kernel_size=self.kernel_size,
             max_iter=self.max_iter,
             proj_iter=self.proj_iter,
             verbose=False,
-        ).images
+        )
+        if y is None:
+            return result.images
+        stepped = (result.iterations > 0).to(x.device).view(-1, 1, 1, 1)
+        return torch.where(stepped, result.images.to(device=x.device, dtype=x.dtype), x)

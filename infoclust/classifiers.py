@@ -8,7 +8,9 @@ need a differentiable classifier. Two kinds are used in the book:
   :func:`train_small_cnn` builds, trains and scores one from a single seed (chapters 6 and 7);
 * :func:`random_classifier` — the talk's proposal (section 4.3): clustering has no
   label ``y``, so perturbations are driven by a random, non-trainable network with an
-  arbitrary number of classes, attacked on its own predictions.
+  arbitrary number of classes, attacked on its own predictions;
+  :func:`random_linear_classifier` is the one the talk's code used: a single random linear
+  layer on the flattened pixels.
 """
 
 from __future__ import annotations
@@ -31,7 +33,15 @@ from .utils import (
     resolve_device,
 )
 
-__all__ = ["SmallCNN", "train_classifier", "train_small_cnn", "predict", "accuracy", "random_classifier"]
+__all__ = [
+    "SmallCNN",
+    "train_classifier",
+    "train_small_cnn",
+    "predict",
+    "accuracy",
+    "random_classifier",
+    "random_linear_classifier",
+]
 
 
 class SmallCNN(nn.Module):
@@ -350,5 +360,53 @@ def random_classifier(
     """
     with forked_global_rng(check_seed("seed", seed)):
         model = SmallCNN(in_channels, n_classes, width)
+    model.requires_grad_(False)
+    return model.to(resolve_device(device)).eval()
+
+
+def random_linear_classifier(
+    in_shape: int | tuple[int, ...],
+    n_classes: int,
+    seed: int = 0,
+    *,
+    device: str | torch.device = "auto",
+) -> nn.Sequential:
+    """The talk's random classifier as its code had it: one linear layer on the flattened pixels.
+
+    ``nn.Sequential(nn.Flatten(), nn.Linear(C * H * W, n_classes))`` with PyTorch's default
+    random initialisation drawn from ``seed`` (the global random state is left untouched),
+    every parameter frozen (``requires_grad=False``) and in eval mode; its logits are an
+    affine function of the image. The talk's code (the repository behind the talk's results
+    table, ``../shared/references.md``, "The talk's own results") attacked such a layer with
+    10 outputs; :func:`random_classifier` is the book's convolutional one.
+
+    Parameters
+    ----------
+    in_shape : int or tuple of int
+        The image shape ``(C, H, W)`` (or any shape whose product is the number of inputs),
+        or the number of inputs ``C * H * W`` itself.
+    n_classes : int
+        Number of (meaningless) classes, ``n_classes >= 2``.
+    seed : int
+        Seed of the weights, in [0, 2**32 - 1]; the global random state is left untouched.
+    device : str or torch.device
+        Where the network lives (``"auto"``: CUDA when present).
+
+    Returns
+    -------
+    nn.Sequential
+        The frozen network, ``(N, *in_shape) -> (N, n_classes)`` logits.
+    """
+    if isinstance(in_shape, (tuple, list, torch.Size)):
+        if not in_shape:
+            raise ParameterError("in_shape must be the image shape (C, H, W) or a number of inputs, got ()")
+        in_features = 1
+        for i, size in enumerate(in_shape):
+            in_features *= check_int(f"in_shape[{i}]", size, 1)
+    else:
+        in_features = check_int("in_shape", in_shape, 1)
+    n_classes = check_int("n_classes", n_classes, 2)
+    with forked_global_rng(check_seed("seed", seed)):
+        model = nn.Sequential(nn.Flatten(), nn.Linear(in_features, n_classes))
     model.requires_grad_(False)
     return model.to(resolve_device(device)).eval()
