@@ -359,6 +359,10 @@ class RandomDeformation(Transform):
         ``[-magnitude, magnitude]`` pixels, independently per pixel, then smooth it with
         ``sigma``, without rescaling: the smoothing (weights summing to at most 1) keeps
         every component within ``magnitude``. ``magnitude`` must then be a whole number.
+    unit : float
+        With ``integer=True``, the size in pixels of one integer step (> 0): the field is
+        ``unit`` times the integers drawn, so a field stated in the pixels of other images
+        (the talk's, on 28 px digits) applies to these after a resize by ``unit``.
     per_batch : bool
         One field (and one magnitude) for the whole batch instead of one per image.
     seed : int
@@ -368,7 +372,8 @@ class RandomDeformation(Transform):
     -----
     The talk's random deformation (issue 21, "as the talk ran it") was described by its
     summary as an integer displacement field in [-4, 4] px, one per batch, smoothed with a
-    Gaussian of sigma 2: ``RandomDeformation(4, sigma=2.0, integer=True, per_batch=True)``.
+    Gaussian of sigma 2: ``RandomDeformation(4, sigma=2.0, integer=True, per_batch=True)``
+    on 28 px digits; on digits resized by a factor ``s``, ``unit=s`` and ``sigma=2 * s``.
     The function committed for it returns nothing, so this follows the summary's
     description, not that code (``../shared/references.md``, "The talk's own results");
     the smoothing here pads the field with zeros at the border (:func:`gaussian_filter`).
@@ -387,6 +392,7 @@ class RandomDeformation(Transform):
         *,
         integer: bool = False,
         per_batch: bool = False,
+        unit: float = 1.0,
         seed: int = 0,
     ) -> None:
         if isinstance(magnitude, (tuple, list)):
@@ -401,6 +407,9 @@ class RandomDeformation(Transform):
         self.norm = check_choice("norm", norm, ("max", "rms"))
         self.integer = check_bool("integer", integer)
         self.per_batch = check_bool("per_batch", per_batch)
+        self.unit = check_number("unit", unit, 0.0, strict_low=True)
+        if self.unit != 1.0 and not self.integer:
+            raise ParameterError(f"unit={unit!r} is used only with integer=True: leave it at 1")
         if self.integer and (isinstance(self.magnitude, tuple) or not float(self.magnitude).is_integer()):
             raise ParameterError(
                 f"magnitude={magnitude!r} must be a whole number of pixels with integer=True "
@@ -414,7 +423,8 @@ class RandomDeformation(Transform):
         n, _, h, w = x.shape
         m = 1 if self.per_batch else n
         if self.integer:
-            return _warp(x, _integer_field(m, h, w, int(self.magnitude), self.sigma, self.generator, x))
+            field = _integer_field(m, h, w, int(self.magnitude), self.sigma, self.generator, x)
+            return _warp(x, field if self.unit == 1.0 else self.unit * field)
         if isinstance(self.magnitude, tuple):
             low, high = self.magnitude
             u = torch.rand(m, generator=self.generator).to(x.device)

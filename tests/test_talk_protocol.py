@@ -127,6 +127,8 @@ def test_talk_deformation_one_integer_field_per_batch_within_magnitude():
     twins = torch.cat([x[:1], x[:1], x[1:]])
     out = RandomDeformation(4, sigma=2.0, integer=True, per_batch=True, seed=5)(twins)
     assert torch.equal(out[0], out[1])
+    scaled = _field_inside(RandomDeformation(4, integer=True, per_batch=True, unit=0.6, seed=0))
+    assert torch.allclose(scaled, 0.6 * whole, atol=1e-9)  # the same integers, in steps of 0.6 px
 
 
 def test_talk_deformation_bad_options():
@@ -138,6 +140,10 @@ def test_talk_deformation_bad_options():
         RandomDeformation(2, norm="rms", integer=True)
     with pytest.raises(ParameterError, match="per_batch"):
         RandomDeformation(2, per_batch=1)
+    with pytest.raises(ParameterError, match="unit"):
+        RandomDeformation(2, unit=0.5)  # a unit needs integer steps
+    with pytest.raises(ParameterError, match="unit"):
+        RandomDeformation(2, integer=True, unit=0.0)
 
 
 def test_talk_parameters_are_checked():
