@@ -395,11 +395,18 @@ class PerturbationPool(Transform):
             self.perturbation = self.g
 
     def _fill(self, x: torch.Tensor) -> None:
-        """``n_copies`` runs of the perturbation over ``x``, in batches, each checked; times them."""
+        """``n_copies`` runs of the perturbation over ``x``, in batches, each checked; times them.
+
+        Gradients are enabled: a redrawing pool is filled where training first calls it, which
+        may be under ``torch.no_grad()``, and the attacks differentiate their classifier.
+        """
         start = time.perf_counter()
         copies = []
         total = self.n_copies * len(x)
-        with tqdm(total=total, disable=not self.verbose, desc="perturbation pool", unit="img") as bar:
+        with (
+            torch.enable_grad(),
+            tqdm(total=total, disable=not self.verbose, desc="perturbation pool", unit="img") as bar,
+        ):
             for _ in range(self.n_copies):
                 parts = []
                 for xb in x.split(self.batch_size):

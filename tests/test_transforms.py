@@ -123,6 +123,9 @@ def test_a_redrawing_pool_redraws_every_random_factor_per_seed():
     assert attack.copies is None and attack.seconds is None  # filled on first use, by the seed that uses it
     net_a, net_b = (for_run(attack, s).perturbation.random_classifier.model_for(x) for s in (0, 1))
     assert not torch.equal(net_a[0].weight, net_b[0].weight)
+    with torch.no_grad():  # where IIC's training first calls its g: the attack still gets its gradients
+        one_step = SinkhornPerturbation(0.5, max_iter=1, proj_iter=2)
+        PerturbationPool(one_step, x[:2], verbose=False, redraw=True)(x[:2])
     pool = PerturbationPool(Noise(), x, n_copies=2, verbose=False, redraw=True)
     a, b, a_again = (for_run(pool, s) for s in (0, 1, 0))
     a(x[:3]), b(x[:3]), a_again(x[:3])
