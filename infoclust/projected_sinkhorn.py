@@ -107,19 +107,25 @@ def lambertw_exp(s: torch.Tensor, tol: float | None = None, max_iter: int = 20) 
     eps = torch.finfo(s.dtype).eps
     tol = 4 * eps if tol is None else check_number("tol", tol, 0.0, strict_low=True)
     floor = _log_tiny(s.dtype)
-    under = s <= floor  # W_0(e^s) = e^s (1 - e^s + ...) underflows to 0
     s = s.clamp(floor, torch.finfo(s.dtype).max / 4)
+    # 1 where s > floor, 0 where W_0(e^s) = e^s (1 - e^s + ...) underflows: sign(s - floor) in {0, 1}
+    # exactly (arithmetic instead of boolean masks, which cost several additions each)
+    kept = torch.sign(s - floor)
     big = s > 1
-    v = torch.where(big, torch.log(torch.where(big, s - torch.log(s.abs()), 1.0)), s)
+    # s > 1: s - log s >= 1, untouched by the clamp, which keeps the others' unused log off the
+    # slow paths of log(0) and log(x < 0)
+    v = torch.where(big, torch.log((s - torch.log(s.abs())).clamp_min_(0.5)), s)
     for _ in range(max_iter):
         ev = torch.exp(v)
-        g = ev + v - s
+        g = (ev + v).sub_(s)
         g1 = ev + 1.0
-        step = 2 * g / (2 * g1 - g * (ev / g1))  # Halley, divided through by g' (no overflow)
-        v = v - step
-        if (step.abs() <= tol * v.abs().clamp_min(1.0)).all():
+        # Halley, 2 g / (2 g' - g g'' / g') with g' = e^v + 1, g'' = e^v (divided through by g': no overflow)
+        step = g.mul(2).div_((g1 * 2).sub_(g * ev.div_(g1)))
+        v = v.sub_(step)
+        # every |step| <= tol max(1, |v|), as the largest difference <= 0 (exact for floats; NaN: no)
+        if bool(step.abs_().sub_(v.abs().clamp_min_(1.0).mul_(tol)).amax() <= 0):
             break
-    return torch.where(under, 0.0, torch.exp(v))
+    return torch.exp(v).mul_(kept)
 
 
 def lambertw(x: torch.Tensor) -> torch.Tensor:
@@ -240,9 +246,9 @@ class _WindowKernel:
         self.psi, self.cost, self.k = psi, cost, k
         self.logk = _log_kernel(psi, cost)
 
-    def lse(self, a: torch.Tensor, support: torch.Tensor, reach: torch.Tensor) -> torch.Tensor:
+    def lse(self, a: torch.Tensor, support: torch.Tensor, log_reach: torch.Tensor) -> torch.Tensor:
         """:math:`\\log \\sum_o K_o e^{-a_{q+o}}`, (N, C, H*W), from ``a`` (N, C, H, W) (``support``
-        and ``reach`` are not needed: every window is summed term by term)."""
+        and ``log_reach`` are not needed: every window is summed term by term)."""
         return _window_exp(a, self.logk, self.k)[2]
 
     def rows(self, beta: torch.Tensor, entropy: bool = False) -> _Rows:
@@ -297,29 +303,34 @@ class _SeparableKernel:
         (float, 0 or 1) marks where ``a`` is finite (None: everywhere), the others give 0."""
         shift = a.flatten(1).amin(1).neg_()
         shift = torch.where(torch.isfinite(shift), shift, 0.0).view(-1, 1, 1, 1)
-        scaled = _exp(-a - shift)
+        scaled = torch.sub(-shift, a).clamp_min_(_log_tiny(a.dtype)).exp_()  # _exp(-a - shift)
         return scaled if support is None else scaled.mul_(support), shift
 
-    def _redo(self, sums: torch.Tensor, reach: torch.Tensor | None) -> torch.Tensor:
-        """Images (indices) where a window that holds a term (``reach``; None: every window)
-        summed below the floor."""
+    def _redo(self, sums: torch.Tensor, log_reach: torch.Tensor | None) -> torch.Tensor:
+        """Images (indices) where a window that holds a term (``log_reach`` 0; None: every window)
+        summed below the floor (or to NaN). The usual case, none, is told by the smallest sum."""
+        within = sums if log_reach is None else sums - log_reach  # +inf out of reach
+        if within.numel() and bool(within.amin() >= _SEPARABLE_FLOOR):  # NaN: not
+            return torch.zeros(0, dtype=torch.long, device=sums.device)
         low = ~(sums >= _SEPARABLE_FLOOR)
-        if reach is not None:
-            low &= reach
+        if log_reach is not None:
+            low &= log_reach == 0
         return low.flatten(1).any(1).nonzero().flatten()
 
-    def lse(self, a: torch.Tensor, support: torch.Tensor, reach: torch.Tensor) -> torch.Tensor:
+    def lse(self, a: torch.Tensor, support: torch.Tensor, log_reach: torch.Tensor) -> torch.Tensor:
         """:math:`\\log \\sum_o K_o e^{-a_{q+o}}`, (N, C, H*W), from ``a`` (N, C, H, W), finite
-        where ``support`` (float, 0 or 1) and +inf elsewhere; ``reach`` (bool) marks the windows
-        that hold some of the support."""
+        where ``support`` (float, 0 or 1) and +inf elsewhere; ``log_reach`` is 0 at the windows
+        that hold some of the support, -inf at the others (their sums are 0)."""
         n, c, h, w = a.shape
         v, shift = self._scaled(a, support)
         (cols,) = _axis_sums(v, self.weights, 3, (0,))
         (sums,) = _axis_sums(cols, self.weights, 2, (0,))
-        out = torch.log(sums).add_(shift - 1.0).view(n, c, h * w)  # log 0 = -inf: nothing in reach
-        redo = self._redo(sums, reach)
+        # log 0 = -inf where nothing is in reach, from log_reach: log(0) itself is several times
+        # slower than a log of a positive number. Sums in reach below the floor are redone.
+        out = torch.log(sums.clamp_min(_SEPARABLE_FLOOR)).add_(log_reach).add_(shift - 1.0).view(n, c, h * w)
+        redo = self._redo(sums, log_reach)
         if len(redo):
-            out[redo] = _WindowKernel(self.psi[redo], self.cost, self.k).lse(a[redo], support, reach)
+            out[redo] = _WindowKernel(self.psi[redo], self.cost, self.k).lse(a[redo], support, log_reach)
         return out
 
     def rows(self, beta: torch.Tensor, entropy: bool = False) -> _Rows:
@@ -330,11 +341,11 @@ class _SeparableKernel:
         s00, s10, s20 = _axis_sums(c0, self.weights, 2, (0, 1, 2))  # factors d_i^{2m} d_j^0
         s01, s11 = _axis_sums(c1, self.weights, 2, (0, 1))
         (s02,) = _axis_sums(c2, self.weights, 2, (0,))
-        inv = 1.0 / s00.clamp_min(_SEPARABLE_FLOOR)
+        inv = s00.clamp_min(_SEPARABLE_FLOOR).reciprocal_()
         flat = (n, c, h * w)
-        lse = (torch.log(s00) + shift - 1.0).view(flat)
-        cost = ((s10 + s01) * inv).view(flat)  # C = d_i^2 + d_j^2
-        cost2 = ((s20 + 2 * s11 + s02) * inv).view(flat)
+        lse = torch.log(s00).add_(shift).sub_(1.0).view(flat)
+        cost = s10.add_(s01).mul_(inv).view(flat)  # C = d_i^2 + d_j^2
+        cost2 = s20.add_(s11.mul_(2)).add_(s02).mul_(inv).view(flat)
         rows = _Rows(lse, cost, cost2, (v * inv).view(flat))
         if entropy:  # sum_o pi log pi = -psi E[C] - 1 - E[beta_{q+o}] - L_q
             (vb,) = _axis_sums(v * beta, self.weights, 3, (0,))
@@ -448,7 +459,7 @@ class _Problem:
     shape: tuple
     scale: torch.Tensor  # ||w - x|| per image (unit mass), the unit of the gap
     support: torch.Tensor  # (N, C, H, W) float64: 1 where x > 0, else 0
-    reach: torch.Tensor  # (N, C, H, W) bool: pixels within the window of some x > 0
+    log_reach: torch.Tensor  # (N, C, H, W) float64: 0 within the window of some x > 0, else -inf
     tol: float = 0.0
 
     def kernel(self, psi: torch.Tensor) -> _WindowKernel | _SeparableKernel:
@@ -467,7 +478,7 @@ class _Problem:
         n = len(self.xs)
         alpha = rows.lse - self.log_x
         objective = _dual_objective(alpha, beta, psi, self.xs, self.ws, self.eps, self.lam)
-        z = _delivered(kernel.lse(alpha.view(self.shape), self.support, self.reach), beta)
+        z = _delivered(kernel.lse(alpha.view(self.shape), self.support, self.log_reach), beta)
         plan_cost = rows.moved(self.xs)[0]
         t = (self.eps / plan_cost.clamp_min(1e-300)).clamp(max=1.0)
         z = self.xs + t.view(n, 1, 1) * (z - self.xs)
@@ -487,7 +498,7 @@ def _project(problem: _Problem, beta: torch.Tensor, psi: torch.Tensor, max_iter:
     for it in range(1, max_iter + 1):
         alpha = rows.lse - problem.log_x
         beta = _beta_step(
-            kernel.lse(alpha.view(shape), problem.support, problem.reach), problem.ws, problem.lam
+            kernel.lse(alpha.view(shape), problem.support, problem.log_reach), problem.ws, problem.lam
         )
         psi = _newton_psi(psi, rows.moved(problem.xs), problem.eps)
         check = it % _CHECK_EVERY == 0 or it == max_iter
@@ -701,9 +712,9 @@ def _projection(w, x, eps: torch.Tensor, lam: float, k: int, p: float, max_iter:
     scale = torch.maximum((ws - xs).flatten(1).norm(dim=1), 1e-3 * x_norm).clamp_min(1e-300)
     cost = local_cost(k, p, torch.float64, x.device)  # (k*k,)
     support = (xs > 0).double().view(shape)
-    reach = F.max_pool2d(support.view(n * c, 1, h, width), k, 1, k // 2).view(shape) > 0
+    reach = F.max_pool2d(support.view(n * c, 1, h, width), k, 1, k // 2).view(shape)
     problem = _Problem(
-        xs, ws, torch.log(xs), eps.double(), cost, lam, k, p, shape, scale, support, reach, tol
+        xs, ws, torch.log(xs), eps.double(), cost, lam, k, p, shape, scale, support, torch.log(reach), tol
     )
     beta = torch.full_like(xs, -math.log(c * h * width))
     psi = torch.ones(n, dtype=torch.float64, device=x.device)

@@ -201,13 +201,14 @@ def test_separable_sums_agree_with_the_window_sums(spread):
     alpha = torch.where(torch.rand(beta.shape, generator=g) < 0.6, beta, float("inf"))
     support = torch.isfinite(alpha).double()
     reach = torch.nn.functional.max_pool2d(support.view(6, 1, 7, 9), 5, 1, 2).view(beta.shape) > 0
+    log_reach = torch.log(reach.double())
     psi = torch.tensor([0.0, 0.7, 40.0], dtype=torch.float64)
     cost = local_cost(5, 2.0)
     fast, exact = _SeparableKernel(psi, cost, 5), _WindowKernel(psi, cost, 5)
     a, b = fast.rows(beta, entropy=True), exact.rows(beta, entropy=True)
     for name in ("lse", "cost", "cost2", "stay", "pi_log_pi"):
         torch.testing.assert_close(getattr(a, name), getattr(b, name), rtol=1e-10, atol=1e-12, msg=name)
-    la, lb = fast.lse(alpha, support, reach), exact.lse(alpha, support, reach)
+    la, lb = fast.lse(alpha, support, log_reach), exact.lse(alpha, support, log_reach)
     assert torch.equal(torch.isfinite(la), torch.isfinite(lb)) and torch.equal(
         torch.isfinite(la), reach.flatten(2)
     )
