@@ -34,12 +34,14 @@ SIZES = {
         epochs=1,
         n_seeds=2,
         n_seeds_alone=0,  # the perturbations alone take the combined arms' code path
-        perturbations=["Algorithm 1"],
+        talk_columns=["Algorithm 1"],  # the other columns are other g's on the same code path (smoke)
         pool_copies=1,
         attack_iter=2,
         proj_iter=5,
-        sweep_factors=[],  # the strength sweep reruns the combined arm's code at other sizes
+        alg1_radii=[],  # the sweep reruns the Algorithm 1 arm's code at other radii
+        pool_sample=10,
         n_check=20,
+        judge_epochs=1,
         fashion_images=0,  # Fashion-MNIST takes MNIST's code path (28 px grey images); tested in smoke
         check_rerun=False,  # the rerun is one more run of the baseline arm, whose runs are kept
     ),
