@@ -13,6 +13,7 @@ from infoclust.data import load_dataset
 from infoclust.iic import (
     IIC,
     ClusterNet,
+    _ChannelsLastGrad,
     information,
     iic_loss,
     joint_counts,
@@ -127,6 +128,30 @@ def test_clusternet_fast_paths_match_the_plain_layers():
     torch.testing.assert_close(net.features(a, b), torch.cat([net.trunk(a), net.trunk(b)]))
     with pytest.raises(AssertionError):  # one batch-norm batch for both would differ
         torch.testing.assert_close(net.features(a, b), net.trunk(torch.cat([a, b])))
+
+
+def test_features_hand_back_channels_last_gradients_bit_identical(monkeypatch):
+    """The flattening of a channels-last trunk returns its gradient channels-last, unchanged."""
+    h = torch.rand(2, 4, 4, 3).permute(0, 3, 1, 2).requires_grad_()  # a channels-last map
+    seen = []
+    h.register_hook(seen.append)  # the gradient as it arrives
+    out = _ChannelsLastGrad.apply(h)
+    assert torch.equal(out, h)
+    (out.flatten(1) * torch.arange(48.0)).sum().backward()
+    assert seen[0].is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(seen[0], torch.arange(48.0).view(1, 3, 4, 4).expand(2, -1, -1, -1))
+    torch.manual_seed(0)
+    net = ClusterNet(1, 12, n_clusters=4, n_overclusters=None, n_subheads=2, trunk=TINY)
+    net = net.to(memory_format=torch.channels_last)
+    a, b = torch.rand(3, 1, 12, 12), torch.rand(6, 1, 12, 12)
+    grads = []
+    for fast in (True, False):
+        if not fast:  # the gradient as the flattening returns it: channel-major
+            monkeypatch.setattr(_ChannelsLastGrad, "apply", lambda h: h)
+        net.zero_grad()
+        net.cluster(net.features(a, b)).square().sum().backward()
+        grads.append([p.grad.clone() for p in net.parameters()])
+    assert all(torch.equal(g, g_plain) for g, g_plain in zip(*grads))
 
 
 @pytest.fixture(scope="module")
