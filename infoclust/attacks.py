@@ -40,7 +40,7 @@ from torch.nn import functional as F
 from tqdm.auto import tqdm
 
 from ._random_net import LazyRandomClassifier
-from .exact_projection import LocalPlan, entropic_lmo, project_plan_in_box
+from .exact_projection import LocalPlan, _dykstra, entropic_lmo, fit_in_box, project_plan_in_box
 from .projected_sinkhorn import _projection
 from .transforms import Transform
 from .utils import (
@@ -318,26 +318,32 @@ class _FrankWolfeSteps(_PlanSteps):
     """Frank-Wolfe over plans (Wu et al. 2020, section 5): the oracle's plan of the ball for
     the loss gradient and the step ``2 / (t + 2)`` towards it; the iterate stays a plan of
     the ball (the oracle does not see the box) and the classifier sees the image of its
-    projection onto the ball and the box, :func:`~infoclust.exact_projection.project_plan_in_box`
-    stopped after at most 10 Dykstra steps (``tol`` 1e-2): a plan in the ball and the box
-    near the projection, without a warning where it is not yet the projection. On MNIST
-    digits this fooled nearly as many as the converged projection at a tenth of its time,
-    and far more than :func:`~infoclust.exact_projection.fit_in_box` alone (the run is in
-    the README, "Numbers measured once")."""
+    projection onto the ball and the box (the Dykstra iterations of
+    :func:`~infoclust.exact_projection.project_plan_in_box`, at most ``box_iter`` of them to
+    ``tol`` 1e-2, then :func:`~infoclust.exact_projection.fit_in_box` for what is left
+    above 1): a plan in the ball and the box near the projection, without a warning where
+    it is not yet the projection. Dykstra's box correction is kept per image from one
+    iteration to the next and starts the next projection (a valid start, see
+    ``exact_projection._dykstra``): the iterates move by ``2 / (t + 2)`` of a step, so the
+    last correction is nearly the next one, and the few steps allowed reach the projection
+    instead of leaving most of the overflow to ``fit_in_box``, which lowers the cost (the
+    images then spent less of the radius)."""
 
-    def __init__(self, x: torch.Tensor, gamma: float, kernel_size: int, p: float) -> None:
+    def __init__(self, x: torch.Tensor, gamma: float, kernel_size: int, p: float, box_iter: int) -> None:
         super().__init__(x, kernel_size, p)
-        self.gamma = gamma
+        self.gamma, self.box_iter = gamma, box_iter
+        self.box_dual = torch.zeros_like(self.plan.mass)
 
     def step(self, rows: torch.Tensor, grad: torch.Tensor, eps: torch.Tensor, t: int) -> None:
         sub = self.plan.select(rows)
         vertex = entropic_lmo(sub, self._direction(sub, grad), eps, self.gamma)
         rate = 2.0 / (t + 2.0)
         iterate = replace(sub, mass=sub.mass + rate * (vertex.mass - sub.mass))
-        with warnings.catch_warnings():  # at most 10 Dykstra steps by design (docstring)
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            seen = project_plan_in_box(iterate, iterate.mass, eps, max_iter=10, tol=1e-2)
-        self._write(rows, iterate, seen)
+        at = self.plan.rows_of(rows)
+        seen, self.box_dual[at], _ = _dykstra(
+            iterate, iterate.mass, eps, 1.0, self.box_dual[at], self.box_iter, 1e-2
+        )
+        self._write(rows, iterate, fit_in_box(seen))
 
 
 # ----------------------------------------------------------------------------------------
@@ -478,6 +484,7 @@ def wasserstein_frank_wolfe(
     kernel_size: int = 7,
     p: float = 2.0,
     max_iter: int = 200,
+    box_iter: int = 10,
     verbose: bool = True,
 ) -> AttackResult:
     """The Frank-Wolfe Wasserstein attack (Wu et al. 2020, section 5) on a batch.
@@ -513,6 +520,9 @@ def wasserstein_frank_wolfe(
         Transport window and cost exponent (:func:`~infoclust.wasserstein.local_cost`).
     max_iter : int
         Frank-Wolfe iterations.
+    box_iter : int
+        Most Dykstra steps of the projection onto the ball and the box per iteration, each
+        started from the last iteration's correction (see below).
     verbose : bool
         Show a tqdm bar.
 
@@ -523,8 +533,9 @@ def wasserstein_frank_wolfe(
         each image at the end, whether it was fooled and the steps it took.
     """
     gamma = check_number("gamma", gamma, 0.0, strict_low=True)
+    box_iter = check_int("box_iter", box_iter, 1)
     x, y, pred = _prepare(model, x, y)
-    state = _FrankWolfeSteps(x, gamma, kernel_size, p)
+    state = _FrankWolfeSteps(x, gamma, kernel_size, p, box_iter)
     return _run(
         model,
         y,
