@@ -149,6 +149,8 @@ def test_attack_inputs_are_checked(digits4):
         wasserstein_frank_wolfe(model, digits, torch.full((4,), 10), verbose=False)
     with pytest.raises(ParameterError, match="gamma"):
         wasserstein_frank_wolfe(model, digits, None, gamma=0.0, verbose=False)
+    with pytest.raises(ParameterError, match="box_iter"):
+        wasserstein_frank_wolfe(model, digits, None, box_iter=0, verbose=False)
     with pytest.raises(ParameterError, match="projection"):
         wasserstein_pgd(model, digits, None, projection="dual", verbose=False)
     nan = digits.clone()
