@@ -23,6 +23,7 @@ Usage::
 
     .venv/bin/python benchmarks/bench_perturb.py
     .venv/bin/python benchmarks/bench_perturb.py --size 24 --n 500 --devices cpu
+    .venv/bin/python benchmarks/bench_perturb.py --pools-only --pools "projected Sinkhorn"
 
 Results are printed and written to ``_build/benchmarks/bench_perturb.json``.
 """
@@ -114,8 +115,11 @@ def projections_per_second(
     return {"images_per_second": batch_size / best, "seconds": best, "n_iter": n_it, "device": str(dev)}
 
 
-def chapter9_pools(x: torch.Tensor, repeats: int, device: torch.device, seed: int = 0) -> dict:
-    """Each pooled g of chapter 9, at its settings (:data:`CHAPTER9`), on ``x``, one copy per image.
+def chapter9_pools(
+    x: torch.Tensor, repeats: int, device: torch.device, seed: int = 0, names: list | None = None
+) -> dict:
+    """Each pooled g of chapter 9 (or those in ``names``), at its settings (:data:`CHAPTER9`), on
+    ``x``, one copy per image.
 
     Returns ``{name: {"images_per_second", "cpu_seconds_per_1000", "seconds_for_5000", ...}}``;
     the rate is in wall time (GPU: synchronised), the best of ``repeats`` after a warm-up.
@@ -146,6 +150,8 @@ def chapter9_pools(x: torch.Tensor, repeats: int, device: torch.device, seed: in
     }
     out = {}
     for name, g in pools.items():
+        if names is not None and name not in names:
+            continue
         extra: dict = {}
 
         def fill(g=g, extra=extra):
@@ -225,6 +231,14 @@ def main() -> None:
     parser.add_argument("--proj-batch", type=int, default=100, help="images per projection batch")
     parser.add_argument("--adef-iter", type=int, default=10, help="ADef iteration cap (28 x 28)")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument(
+        "--pools",
+        nargs="+",
+        choices=sorted(BEFORE),
+        default=None,
+        help="chapter 9's pools to time (default: all)",
+    )
+    parser.add_argument("--pools-only", action="store_true", help="time only chapter 9's pools")
     args = parser.parse_args()
     torch.set_num_threads(args.threads[0])
     devices = args.devices or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
@@ -234,24 +248,24 @@ def main() -> None:
     for name in devices:
         dev = ic.resolve_device(name)
         model = random_classifier(1, 10, seed=0, device=dev)
-        run = {
-            "device": str(dev),
-            "device_name": ic.utils.device_name(dev),
-            "projection": projections_per_second(args.proj_batch, device=dev, repeats=max(args.repeats, 1)),
-            "pools": {},
-            "adef": bench_adef(x28[: args.batch].to(dev), model, args.adef_iter, args.repeats, dev),
-            "algorithm1": bench_algorithm1(x28[: args.batch].to(dev), model, args.repeats, dev),
-        }
+        run = {"device": str(dev), "device_name": ic.utils.device_name(dev), "pools": {}}
+        if not args.pools_only:
+            run["projection"] = projections_per_second(
+                args.proj_batch, device=dev, repeats=max(args.repeats, 1)
+            )
+            run["adef"] = bench_adef(x28[: args.batch].to(dev), model, args.adef_iter, args.repeats, dev)
+            run["algorithm1"] = bench_algorithm1(x28[: args.batch].to(dev), model, args.repeats, dev)
         for threads in args.threads if dev.type == "cpu" else args.threads[:1]:
             torch.set_num_threads(threads)
-            run["pools"][threads] = chapter9_pools(crops.to(dev), max(args.repeats, 1), dev)
+            run["pools"][threads] = chapter9_pools(crops.to(dev), max(args.repeats, 1), dev, names=args.pools)
         torch.set_num_threads(args.threads[0])
         out["runs"].append(run)
         print(f"{run['device_name']}:", flush=True)
-        print(
-            f"  projected Sinkhorn: {run['projection']['images_per_second']:,.1f} projections/s "
-            f"(batch {args.proj_batch}, {run['projection']['n_iter']} iterations)"
-        )
+        if not args.pools_only:
+            print(
+                f"  projected Sinkhorn: {run['projection']['images_per_second']:,.1f} projections/s "
+                f"(batch {args.proj_batch}, {run['projection']['n_iter']} iterations)"
+            )
         for threads, pools in run["pools"].items():
             print(f"  chapter 9's pools ({args.n} digits, {args.size} px, {threads} thread(s), wall):")
             for pool, r in pools.items():
@@ -261,10 +275,13 @@ def main() -> None:
                     else ""
                 )
                 print(
-                    f"    {pool}: {r['images_per_second']:,.1f} images/s (before: {r['before']:,.0f}), "
+                    f"    {pool}: pool rate {r['images_per_second']:,.1f} images/s (before issue 25: "
+                    f"{r['before']:,.0f}, x{r['images_per_second'] / r['before']:.1f}), "
                     f"{r['cpu_seconds_per_1000']:.2f} CPU s per 1,000, {r['seconds_for_5000']:.0f} s for "
                     f"{POOL_IMAGES:,} images{solves}"
                 )
+        if args.pools_only:
+            continue
         a = run["adef"]
         print(
             f"  ADef, 28 x 28: {a['images_per_second']:,.1f} images/s (batch {a['batch']}, "

@@ -228,19 +228,29 @@ def _run(
     everyone = torch.arange(len(y), device=y.device)
     eps = torch.where(fooled, 0.0, eps0).to(torch.float64)
     iterations = torch.zeros(len(y), dtype=torch.long, device=y.device)
+    rows, logits = (~fooled).nonzero().flatten(), None
     for t in tqdm(range(max_iter), desc=desc, disable=not verbose):
-        rows = (~fooled).nonzero().flatten()
         if len(rows) == 0:
             break
-        xa = state.images(rows).detach().requires_grad_(True)
-        loss = F.cross_entropy(model(xa), y[rows], reduction="sum")
+        if logits is None:
+            xa = state.images(rows).detach().requires_grad_(True)
+            logits = model(xa)
+        loss = F.cross_entropy(logits, y[rows], reduction="sum")
         (grad,) = torch.autograd.grad(loss, xa)
         with torch.no_grad():
             state.step(rows, grad, eps[rows], t)
             iterations[rows] += 1
-            fooled[rows] = model(state.images(rows)).argmax(1) != y[rows]
+        # The verdict's forward pass keeps its graph: while no image leaves, it is also the next
+        # step's (one forward pass per step instead of two).
+        xa = state.images(rows).detach().requires_grad_(True)
+        logits = model(xa)
+        with torch.no_grad():
+            left = logits.argmax(1) != y[rows]
+            fooled[rows] = left
             if (t + 1) % eps_every == 0:
                 eps = torch.where(fooled, eps, eps * eps_factor)
+        if bool(left.any()):  # the others go on as their own batch, with its own forward pass
+            rows, logits = rows[~left], None
     with torch.no_grad():
         return AttackResult(state.images(everyone).detach(), eps, fooled, iterations)
 

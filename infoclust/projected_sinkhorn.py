@@ -263,19 +263,19 @@ _SEPARABLE_FLOOR = 1e-280  # a window sum below it may have lost terms to underf
 
 
 def _axis_sums(
-    v: torch.Tensor, weights: torch.Tensor, dim: int, powers: tuple[int, ...]
+    v: torch.Tensor, weights: tuple[tuple[torch.Tensor, ...], ...], dim: int, powers: tuple[int, ...]
 ) -> list[torch.Tensor]:
     """Along ``dim`` (2 or 3) of ``v`` (N, C, H, W), the sums :math:`\\sum_{|d| \\le r} e^{-\\psi d^2}
-    d^{2m} v_{i+d}` (zero outside the image) for each m in ``powers``; ``weights`` (3, r, N, 1, 1, 1)
+    d^{2m} v_{i+d}` (zero outside the image) for each m in ``powers``; ``weights[m][d - 1]`` (N, 1, 1, 1)
     holds :math:`e^{-\\psi d^2} d^{2m}` for m = 0, 1, 2 and d = 1..r. The pairs +d, -d are summed first."""
-    r, size = weights.shape[1], v.shape[dim]
+    r, size = len(weights[0]), v.shape[dim]
     padded = F.pad(v, (r, r) if dim == 3 else (0, 0, r, r))
     pairs = [padded.narrow(dim, r + d, size) + padded.narrow(dim, r - d, size) for d in range(1, r + 1)]
     out = []
     for m in powers:
-        total = v if m == 0 else pairs[0] * weights[m, 0]
+        total = v if m == 0 else pairs[0] * weights[m][0]
         for d in range(0 if m == 0 else 1, r):
-            total = torch.addcmul(total, pairs[d], weights[m, d])
+            total = torch.addcmul(total, pairs[d], weights[m][d])
         out.append(total)
     return out
 
@@ -295,7 +295,8 @@ class _SeparableKernel:
         self.psi, self.cost, self.k = psi, cost, k
         d2 = torch.arange(1, k // 2 + 1, dtype=psi.dtype, device=psi.device).view(-1, 1) ** 2
         base = torch.exp(-d2 * psi.view(1, -1))  # (r, N)
-        self.weights = torch.stack((base, base * d2, base * d2 * d2)).view(3, len(d2), -1, 1, 1, 1)
+        stacked = torch.stack((base, base * d2, base * d2 * d2)).view(3, len(d2), -1, 1, 1, 1)
+        self.weights = tuple(tuple(by_power.unbind()) for by_power in stacked.unbind())  # views, made once
 
     @staticmethod
     def _scaled(a: torch.Tensor, support: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
