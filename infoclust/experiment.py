@@ -20,7 +20,11 @@ that comparison as a designed experiment and measures why a g helps or not.
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import os
+import signal
+import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import contextmanager, nullcontext
@@ -189,9 +193,26 @@ def _import_before_fork() -> None:
     optimizer.step()
 
 
-def _worker_start() -> None:
+def _worker_start(parent: int) -> None:
     torch.set_num_threads(1)
     _JOB["worker"] = True
+    _die_with(parent)
+
+
+def _die_with(parent: int) -> None:
+    """End this worker when ``parent`` ends (Linux): a stopped build kills its kernel, and the
+    kernel's forked workers must not go on training as orphans for an hour.
+
+    ``prctl(PR_SET_PDEATHSIG, SIGTERM)`` asks the kernel to signal this process when its
+    parent exits; if the parent is already gone (a race at start-up), the worker exits now.
+    Elsewhere (macOS, Windows) nothing is set.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 @contextmanager
@@ -295,7 +316,10 @@ def run_arms(
                 _import_before_fork()
                 context = multiprocessing.get_context("fork")
                 with ProcessPoolExecutor(
-                    min(n_jobs, len(tasks)), mp_context=context, initializer=_worker_start
+                    min(n_jobs, len(tasks)),
+                    mp_context=context,
+                    initializer=_worker_start,
+                    initargs=(os.getpid(),),
                 ) as pool:
                     futures = {pool.submit(_fit, *task): task for task in tasks}
                     for future in as_completed(futures):

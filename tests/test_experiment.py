@@ -215,3 +215,57 @@ def test_runs_report_their_own_pools(data):
     assert plain.pool_images == 0 and np.isnan(plain.pool_changed) and len(plain.pool_w2) == 0
     with pytest.raises(ParameterError, match="pool_sample"):
         run_arms(x, y, arms, [0], RECIPE, pool_sample=-1, verbose=False)
+
+
+def test_workers_end_with_the_process_that_forked_them(tmp_path):
+    """A stopped build kills its kernel: run_arms' forked workers must not train on as orphans."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pids = tmp_path / "workers"
+    script = f"""
+import os, time, torch
+from infoclust import experiment
+from infoclust.experiment import Arm, run_arms
+from infoclust.transforms import Transform
+class Slow(Transform):
+    def __init__(self, *, seed: int = 0):
+        self._seed(seed)
+    def _apply(self, x):
+        with open({str(pids)!r}, "a") as f:
+            f.write(f"{{os.getpid()}}\\n")
+        time.sleep(600)
+        return x
+x = torch.rand(32, 1, 8, 8)
+run_arms(x, torch.arange(32) % 2, [Arm("slow", Slow())], [0, 1], dict(n_clusters=2, n_overclusters=None,
+    n_subheads=1, trunk=((4,), 3), epochs=1, batch_size=16, repeats=1, device="cpu"), n_jobs=2, verbose=False)
+"""
+    parent = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not pids.exists() or len(pids.read_text().split()) < 2):
+            time.sleep(0.1)
+        workers = [int(p) for p in pids.read_text().split()]
+        assert len(workers) == 2
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 10
+    alive = workers
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [p for p in workers if os.path.exists(f"/proc/{p}") and "Z" not in _state(p)]
+    for p in alive:
+        os.kill(p, signal.SIGKILL)
+    assert not alive, f"workers {alive} outlived the process that forked them"
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "Z"
