@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch.nn import functional as F
@@ -217,15 +217,17 @@ class _Rows:
         """:math:`\\langle \\Pi, C\\rangle` and :math:`\\langle \\Pi, C^2\\rangle` per image, (N,)."""
         return (xs * self.cost).sum((1, 2)), (xs * self.cost2).sum((1, 2))
 
-    def entropy(self, xs: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def entropy(self, xs: torch.Tensor, t: torch.Tensor, x_log_x: torch.Tensor | None = None) -> torch.Tensor:
         """:math:`\\sum \\Pi \\log \\Pi` of :math:`t \\Pi + (1 - t)\\,\\mathrm{diag}(x)` per image, float64.
 
         Mixing only changes the entries of offset (0, 0), ``d_q = x_q \\pi_{q,0}``:
         ``sum = t (H - sum_q d_q log d_q) + t log t (1 - sum_q d_q) + sum_q m_q log m_q`` with
-        ``H = sum_q x_q (log x_q + sum_o pi log pi)`` and ``m_q = t d_q + (1 - t) x_q``.
+        ``H = sum_q x_q (log x_q + sum_o pi log pi)`` and ``m_q = t d_q + (1 - t) x_q``;
+        ``x_log_x``, if given, is ``xlogy(xs, xs)`` in float64.
         """
         x64 = xs.double()
-        rows = torch.xlogy(x64, x64) + torch.where(x64 > 0, x64 * self.pi_log_pi.double(), 0.0)
+        x_log_x = torch.xlogy(x64, x64) if x_log_x is None else x_log_x
+        rows = x_log_x + torch.where(x64 > 0, x64 * self.pi_log_pi.double(), 0.0)
         stay = x64 * self.stay.double()  # d_q
         t = t.double().view(-1, 1, 1)
         mixed = t * stay + (1 - t) * x64
@@ -262,14 +264,34 @@ class _WindowKernel:
 _SEPARABLE_FLOOR = 1e-280  # a window sum below it may have lost terms to underflow: solved again exactly
 
 
+def _padded(v: torch.Tensor, r: int, dim: int, pads: dict | None) -> torch.Tensor:
+    """``v`` (N, C, H, W) with ``r`` zeros on both sides of ``dim`` (2 or 3): ``F.pad``, or where
+    ``pads`` is a dict, a buffer kept there per shape whose zero borders are written once."""
+    if pads is None:
+        return F.pad(v, (r, r) if dim == 3 else (0, 0, r, r))
+    shape = list(v.shape)
+    shape[dim] += 2 * r
+    key = (tuple(shape), v.dtype, v.device)
+    if key not in pads:
+        pads[key] = v.new_zeros(shape)
+    buffer = pads[key]
+    buffer.narrow(dim, r, v.shape[dim]).copy_(v)
+    return buffer
+
+
 def _axis_sums(
-    v: torch.Tensor, weights: tuple[tuple[torch.Tensor, ...], ...], dim: int, powers: tuple[int, ...]
+    v: torch.Tensor,
+    weights: tuple[tuple[torch.Tensor, ...], ...],
+    dim: int,
+    powers: tuple[int, ...],
+    pads: dict | None = None,
 ) -> list[torch.Tensor]:
     """Along ``dim`` (2 or 3) of ``v`` (N, C, H, W), the sums :math:`\\sum_{|d| \\le r} e^{-\\psi d^2}
     d^{2m} v_{i+d}` (zero outside the image) for each m in ``powers``; ``weights[m][d - 1]`` (N, 1, 1, 1)
-    holds :math:`e^{-\\psi d^2} d^{2m}` for m = 0, 1, 2 and d = 1..r. The pairs +d, -d are summed first."""
+    holds :math:`e^{-\\psi d^2} d^{2m}` for m = 0, 1, 2 and d = 1..r. The pairs +d, -d are summed first
+    (``pads``: see :func:`_padded`)."""
     r, size = len(weights[0]), v.shape[dim]
-    padded = F.pad(v, (r, r) if dim == 3 else (0, 0, r, r))
+    padded = _padded(v, r, dim, pads)
     pairs = [padded.narrow(dim, r + d, size) + padded.narrow(dim, r - d, size) for d in range(1, r + 1)]
     out = []
     for m in powers:
@@ -291,8 +313,9 @@ class _SeparableKernel:
     is solved again by :class:`_WindowKernel`. Elsewhere the two agree to rounding.
     """
 
-    def __init__(self, psi: torch.Tensor, cost: torch.Tensor, k: int) -> None:
+    def __init__(self, psi: torch.Tensor, cost: torch.Tensor, k: int, pads: dict | None = None) -> None:
         self.psi, self.cost, self.k = psi, cost, k
+        self.pads = {} if pads is None else pads  # padded buffers by shape (:func:`_padded`)
         d2 = torch.arange(1, k // 2 + 1, dtype=psi.dtype, device=psi.device).view(-1, 1) ** 2
         base = torch.exp(-d2 * psi.view(1, -1))  # (r, N)
         stacked = torch.stack((base, base * d2, base * d2 * d2)).view(3, len(d2), -1, 1, 1, 1)
@@ -324,8 +347,8 @@ class _SeparableKernel:
         that hold some of the support, -inf at the others (their sums are 0)."""
         n, c, h, w = a.shape
         v, shift = self._scaled(a, support)
-        (cols,) = _axis_sums(v, self.weights, 3, (0,))
-        (sums,) = _axis_sums(cols, self.weights, 2, (0,))
+        (cols,) = _axis_sums(v, self.weights, 3, (0,), self.pads)
+        (sums,) = _axis_sums(cols, self.weights, 2, (0,), self.pads)
         # log 0 = -inf where nothing is in reach, from log_reach: log(0) itself is several times
         # slower than a log of a positive number. Sums in reach below the floor are redone.
         out = torch.log(sums.clamp_min(_SEPARABLE_FLOOR)).add_(log_reach).add_(shift - 1.0).view(n, c, h * w)
@@ -338,10 +361,10 @@ class _SeparableKernel:
         """:class:`_Rows` of the alpha step at ``beta`` (N, C, H, W), every entry finite."""
         n, c, h, w = beta.shape
         v, shift = self._scaled(beta, None)
-        c0, c1, c2 = _axis_sums(v, self.weights, 3, (0, 1, 2))  # factors d_j^{2m}
-        s00, s10, s20 = _axis_sums(c0, self.weights, 2, (0, 1, 2))  # factors d_i^{2m} d_j^0
-        s01, s11 = _axis_sums(c1, self.weights, 2, (0, 1))
-        (s02,) = _axis_sums(c2, self.weights, 2, (0,))
+        c0, c1, c2 = _axis_sums(v, self.weights, 3, (0, 1, 2), self.pads)  # factors d_j^{2m}
+        s00, s10, s20 = _axis_sums(c0, self.weights, 2, (0, 1, 2), self.pads)  # factors d_i^{2m} d_j^0
+        s01, s11 = _axis_sums(c1, self.weights, 2, (0, 1), self.pads)
+        (s02,) = _axis_sums(c2, self.weights, 2, (0,), self.pads)
         inv = s00.clamp_min(_SEPARABLE_FLOOR).reciprocal_()
         flat = (n, c, h * w)
         lse = torch.log(s00).add_(shift).sub_(1.0).view(flat)
@@ -349,8 +372,8 @@ class _SeparableKernel:
         cost2 = s20.add_(s11.mul_(2)).add_(s02).mul_(inv).view(flat)
         rows = _Rows(lse, cost, cost2, (v * inv).view(flat))
         if entropy:  # sum_o pi log pi = -psi E[C] - 1 - E[beta_{q+o}] - L_q
-            (vb,) = _axis_sums(v * beta, self.weights, 3, (0,))
-            (mean_beta,) = _axis_sums(vb, self.weights, 2, (0,))
+            (vb,) = _axis_sums(v * beta, self.weights, 3, (0,), self.pads)
+            (mean_beta,) = _axis_sums(vb, self.weights, 2, (0,), self.pads)
             rows.pi_log_pi = -self.psi.view(-1, 1, 1) * cost - 1.0 - (mean_beta * inv).view(flat) - lse
         redo = self._redo(s00, None)
         if len(redo):
@@ -360,9 +383,12 @@ class _SeparableKernel:
         return rows
 
 
-def _kernel(psi: torch.Tensor, cost: torch.Tensor, k: int, p: float) -> _WindowKernel | _SeparableKernel:
-    """The fastest exact way to apply the local kernel of ``psi``: separable for p = 2."""
-    return _SeparableKernel(psi, cost, k) if p == 2.0 else _WindowKernel(psi, cost, k)
+def _kernel(
+    psi: torch.Tensor, cost: torch.Tensor, k: int, p: float, pads: dict | None = None
+) -> _WindowKernel | _SeparableKernel:
+    """The fastest exact way to apply the local kernel of ``psi``: separable for p = 2 (``pads``:
+    its buffers, :func:`_padded`)."""
+    return _SeparableKernel(psi, cost, k, pads) if p == 2.0 else _WindowKernel(psi, cost, k)
 
 
 def _beta_step(lse: torch.Tensor, ws: torch.Tensor, lam: float) -> torch.Tensor:
@@ -462,9 +488,11 @@ class _Problem:
     support: torch.Tensor  # (N, C, H, W) float64: 1 where x > 0, else 0
     log_reach: torch.Tensor  # (N, C, H, W) float64: 0 within the window of some x > 0, else -inf
     tol: float = 0.0
+    pads: dict = field(default_factory=dict)  # the separable kernels' padded buffers, reused
+    x_log_x: torch.Tensor | None = None  # xlogy(xs, xs), for the certificates
 
     def kernel(self, psi: torch.Tensor) -> _WindowKernel | _SeparableKernel:
-        return _kernel(psi, self.cost, self.k, self.p)
+        return _kernel(psi, self.cost, self.k, self.p, self.pads)
 
     def certify(self, beta: torch.Tensor, psi: torch.Tensor, kernel, rows: _Rows) -> _Certificate:
         """Output and duality gap at the dual point (beta, psi); ``kernel`` is that of psi and
@@ -483,7 +511,7 @@ class _Problem:
         plan_cost = rows.moved(self.xs)[0]
         t = (self.eps / plan_cost.clamp_min(1e-300)).clamp(max=1.0)
         z = self.xs + t.view(n, 1, 1) * (z - self.xs)
-        primal = 0.5 * (self.ws - z).pow(2).sum((1, 2)) + rows.entropy(self.xs, t) / self.lam
+        primal = 0.5 * (self.ws - z).pow(2).sum((1, 2)) + rows.entropy(self.xs, t, self.x_log_x) / self.lam
         gap = (2 * (primal - objective / self.lam).clamp_min(0.0)).sqrt() / self.scale
         return _Certificate(z, t, beta, psi, t * plan_cost, objective, gap, gap <= self.tol)
 
@@ -715,7 +743,20 @@ def _projection(w, x, eps: torch.Tensor, lam: float, k: int, p: float, max_iter:
     support = (xs > 0).double().view(shape)
     reach = F.max_pool2d(support.view(n * c, 1, h, width), k, 1, k // 2).view(shape)
     problem = _Problem(
-        xs, ws, torch.log(xs), eps.double(), cost, lam, k, p, shape, scale, support, torch.log(reach), tol
+        xs,
+        ws,
+        torch.log(xs),
+        eps.double(),
+        cost,
+        lam,
+        k,
+        p,
+        shape,
+        scale,
+        support,
+        torch.log(reach),
+        tol,
+        x_log_x=torch.xlogy(xs, xs),
     )
     beta = torch.full_like(xs, -math.log(c * h * width))
     psi = torch.ones(n, dtype=torch.float64, device=x.device)
