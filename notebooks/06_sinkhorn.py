@@ -784,8 +784,15 @@ for name, key in zip(wu, ("wu_base", "wu_ours", "wu_exact", "wu_fw")):
 # {glue:text}`wu_fw_used:.0f` % in the order above) without being weak; an attack's budget
 # matters only where it fails, and the tests check that both exact attacks spend more than
 # 90 % of it at these settings on a classifier they cannot fool
-# (`tests/test_attacks.py`). Projected Sinkhorn's images may exceed the radius and lose
-# mass: clipping to $[0, 1]$ comes after its projection.
+# (`tests/test_attacks.py`). Frank-Wolfe's misses, where there are any, are of another
+# kind: the digits it did not fool got images {glue:text}`wu_fw_missed:.0f` % of the
+# radius away, yet its plans spend the whole budget. Its oracle does not see the box, so
+# its iterate can pile several times a pixel's capacity onto a few pixels; the plan
+# nearest to it inside the box keeps most of its transfers and sends mass back the other
+# way, which costs budget without moving the image (the measurement is in
+# `wasserstein_frank_wolfe`'s documentation). PGD's iterate is always inside the box.
+# Projected Sinkhorn's images may exceed the radius and lose mass: clipping to $[0, 1]$
+# comes after its projection.
 #
 # ## Perturbations from a random classifier
 #
