@@ -127,7 +127,7 @@ def test_every_attack_fools_a_one_pixel_classifier_inside_the_ball(attack):
 
 
 def test_exact_attacks_on_digits_return_feasible_images(digits4):
-    digits = digits4
+    digits = digits4[2:]  # PGD fools the second one, not the first: both paths (a second faster)
     model = random_classifier(1, 10, seed=0, device="cpu")
     kw = {"eps0": 0.3, "eps_factor": 1.5, "eps_every": 1, "kernel_size": 5, "max_iter": 3, "verbose": False}
     for res in (
