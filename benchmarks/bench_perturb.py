@@ -25,12 +25,15 @@ Usage::
     .venv/bin/python benchmarks/bench_perturb.py --size 24 --n 500 --devices cpu
     .venv/bin/python benchmarks/bench_perturb.py --pools-only --pools "projected Sinkhorn"
 
-Results are printed and written to ``_build/benchmarks/bench_perturb.json``.
+Results are printed and written to ``_build/benchmarks/bench_perturb.json``. Set
+``OMP_WAIT_POLICY=PASSIVE`` as the book build does: with OpenMP's default (spinning) waits, two
+threads on a loaded machine were measured 20x slower than one on the projected-Sinkhorn pool.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import torch
@@ -244,7 +247,11 @@ def main() -> None:
     devices = args.devices or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
     x28, _ = ic.load_dataset("mnist5k", n=max(args.n, args.batch), seed=0)
     crops = crop_resize(x28[: args.n], 20, args.size)
-    out = {"torch": torch.__version__, "threads": args.threads, "size": args.size, "runs": []}
+    # OpenMP's wait policy: the default spins at barriers, which on a loaded machine makes two threads
+    # far slower than one (the book build sets PASSIVE, utils.thread_environment)
+    wait = os.environ.get("OMP_WAIT_POLICY", "unset")
+    out = {"torch": torch.__version__, "threads": args.threads, "size": args.size, "omp_wait_policy": wait}
+    out["runs"] = []
     for name in devices:
         dev = ic.resolve_device(name)
         model = random_classifier(1, 10, seed=0, device=dev)
@@ -267,7 +274,10 @@ def main() -> None:
                 f"(batch {args.proj_batch}, {run['projection']['n_iter']} iterations)"
             )
         for threads, pools in run["pools"].items():
-            print(f"  chapter 9's pools ({args.n} digits, {args.size} px, {threads} thread(s), wall):")
+            print(
+                f"  chapter 9's pools ({args.n} digits, {args.size} px, {threads} thread(s), "
+                f"OMP_WAIT_POLICY {wait}, wall):"
+            )
             for pool, r in pools.items():
                 solves = (
                     f", exact W2 for {r['exact_solves_per_test']:.0%} of the tests"
