@@ -309,7 +309,8 @@ def test_every_g_keeps_the_contract():
 def test_repr_follows_the_constructor():
     assert (
         repr(RandomDeformation(2.0, sigma=1.0, seed=3))
-        == "RandomDeformation(magnitude=2.0, sigma=1.0, norm='max', integer=False, per_batch=False, seed=3)"
+        == "RandomDeformation(magnitude=2.0, sigma=1.0, norm='max', integer=False, per_batch=False, "
+        "unit=1.0, seed=3)"
     )
     assert repr(Compose(MNISTTransform(max_angle=10.0))).startswith("Compose(MNISTTransform(max_angle=10.0, ")
     x = ic.load_dataset("digits", n=20)[0]
