@@ -238,7 +238,8 @@ pairs = {
 display(
     Markdown(
         "```{table} The same pairs under the two distances: the spatial W2 of the talk's eq. (5), in px of "
-        "the 28 px digit, and the 1-D distance between intensity histograms that the talk's code computed.\n"
+        f"the {x_raw.shape[-1]} px digit, and the 1-D distance between intensity histograms that the talk's "
+        "code computed.\n"
         ":name: tab-exp-which-w\n\n"
         + ic.book.markdown_table(
             [f"pair (a {int(y[0])} and ...)", "W2, eq. (5) (px)", "intensity histograms (1-D)"],
