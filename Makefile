@@ -24,7 +24,8 @@ site: $(STAMP)
 # The chapters (CHAPTERS="01_kmeans 02_dim", default all) re-executed in a second code path on this machine:
 # torch's and oneDNN's kernels one level lower (CAPABILITY=native keeps them), THREADS=n, SEED_OFFSET=1000
 # (the held-out seeds), into _build/crosscheck/; every claim compared with the last make book of the same
-# PROFILE, and the site re-rendered with the table on the ledger page. Exit status 1 when a verdict differs.
+# PROFILE, and the site re-rendered with the table on the ledger page. Exit status 1 when a verdict differs
+# that was not marked borderline before the run.
 CAPABILITY ?= lower
 crosscheck: $(STAMP)
 	$(PY) -m infoclust.book.crosscheck --profile $(PROFILE) --capability $(CAPABILITY) \

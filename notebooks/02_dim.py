@@ -151,6 +151,10 @@ ledger = ic.book.start(
 x, y = ic.load_dataset(dataset, root=data_root, download=download)
 n_classes = int(y.max()) + 1
 print(f"{dataset}: {tuple(x.shape)} images, {n_classes} classes")
+# A claim that compares two single runs' accuracies is marked borderline in the ledger when they
+# lie within this many points, fixed before the run: this chapter's code gave 48.1 % and 54.3 %
+# for k-means on the DIM(L) code on two processors (AVX2, AVX-512) with the same seed.
+BORDERLINE = 5.0
 
 # %% [markdown]
 # ## The estimators on a problem with a known answer
@@ -351,6 +355,7 @@ ledger.record(
     else "",
     claim="DIM(L) gives a better code than DIM(G) (probe accuracy)",
     holds=probe["DIM(L)"] > probe["DIM(G)"],
+    borderline=bool(abs(probe["DIM(L)"] - probe["DIM(G)"]) <= BORDERLINE / 100),
     seconds=train_seconds["DIM(L)"],
 )
 ledger.record(f"linear probe on pixels ({dataset})", 100 * probe["pixels"], unit="%")
@@ -404,6 +409,7 @@ ledger.record(
     unit="%",
     claim="k-means on DIM's code clusters better than k-means on pixels (accuracy)",
     holds=km_scores["DIM(L)"]["acc"] > km_scores["pixels"]["acc"],
+    borderline=bool(abs(km_scores["DIM(L)"]["acc"] - km_scores["pixels"]["acc"]) <= BORDERLINE / 100),
 )
 ledger.record(f"k-means accuracy on DIM(G) code ({dataset})", 100 * km_scores["DIM(G)"]["acc"], unit="%")
 ledger.record(f"k-means NMI on DIM(L) code ({dataset})", km_scores["DIM(L)"]["nmi"])
@@ -432,6 +438,12 @@ glue(
 # the other way: it asks the distribution of the code to be *uniform* over the cube, the
 # opposite of clustered. In this run, k-means on the DIM(L) code trained without the prior
 # (`ablate_prior`) reaches {glue:text}`km_l0`, against {glue:text}`km_l:.1f` % with it.
+#
+# Both are single runs, and a single run's k-means accuracy moves with the seed, the k-means
+# restart and even the processor's rounding (the same code and seed gave 48.1 % and 54.3 % on
+# two processors). The ledger therefore marks this claim *borderline* whenever the two
+# accuracies lie within `BORDERLINE` (5) points of each other: its verdict then depends on the
+# machine, and the cross-path check on the ledger page says so instead of calling a flip a finding.
 #
 # The two evaluations need not move together as training proceeds.
 # {numref}`fig-dim-per-epoch` follows both after every epoch: the probe measures what the

@@ -133,6 +133,9 @@ ledger = ic.book.start(
     choices={"preset": tuple(ic.iic.PRESETS)},
     bounds={"ablation_epochs": "[1, inf)", "ablation_seeds": "[0, inf)", "distributed_images": "[0, inf)"},
 )
+# The run's accuracy is marked borderline for a 95 % target within this many points, fixed before
+# the run (one seed, two processors: 94.7 % and 96.1 %).
+BORDERLINE = 1.5
 if ablation_seeds == 1:
     raise ic.ParameterError(
         "ablation_seeds=1: a paired interval needs 2 or more seeds (0 skips the ablation)"
@@ -483,6 +486,13 @@ if ablation_diffs:
 # 98.4 ± 0.65 %, after many hours on a GPU on all 70,000 digits; its authors' log shows
 # 85.6 % after the first million pairs). Every number below was computed by this run and is
 # also written to the book's results ledger.
+#
+# One run's accuracy moves with its seed and even with the processor's rounding: the same
+# code and seed reached 94.7 % on one processor and 96.1 % on another. The 95 % claims below
+# are therefore marked *borderline* in the ledger whenever the run's accuracy lies within
+# `BORDERLINE` (1.5) points of 95 %, a margin fixed before the run; their verdict then depends
+# on the machine. The held-out seeds of the cross-path check (`make crosscheck
+# SEED_OFFSET=1000`) test the target on seeds it was not tuned on.
 
 # %% tags=["hide-input"]
 mean_acc = float(np.mean([sc["acc"] for sc in sub_scores]))
@@ -496,6 +506,7 @@ report.record(
     source="IIC paper, Table 1 (MNIST)",
     claim=f"IIC clusters MNIST digits to at least 95 % accuracy ({epochs} epochs, small trunk)",
     holds=bool(scores["acc"] >= 0.95),
+    borderline=bool(abs(100 * scores["acc"] - 95) <= BORDERLINE),
     seconds=model.train_seconds_,
 )
 ledger.record(
@@ -521,6 +532,7 @@ ledger.record(
     claim=f"IIC reaches 95 % on mnist5k within {epochs} epochs",
     source="this book's own target",
     holds=bool(reached),
+    borderline=bool(abs(100 * max(h["acc"][h["subhead"]] for h in model.history_) - 95) <= BORDERLINE),
 )
 ledger.record(
     f"IIC training throughput ({model.trunk} trunk, {input_size} px)",

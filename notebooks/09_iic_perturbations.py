@@ -71,6 +71,14 @@
 # interval lies in $[-1, +1]$ (`infoclust.book.report.within`); an interval that merely
 # contains 0 does not pass.
 #
+# Another processor, or other seeds, redraw every run (float32 training amplifies the last
+# bit of a sum as much as a new seed does), so a verdict whose interval ends next to its
+# threshold can flip on a reader's machine. The design says in advance which ones may: a
+# verdict is marked *borderline* in the ledger when an end of its interval lies within two
+# standard errors, $2 s_d / \sqrt n$, of a threshold (0, or $\pm 1$ for the margin;
+# `infoclust.book.report.borderline`), and the cross-path check (`make crosscheck`) reports a
+# borderline verdict that flips as *depends on the machine*, any other flip as a failure.
+#
 # The adversarial perturbations cost far more per image than a crop, so each run computes
 # `pool_copies` perturbations per training image before its first step, with the seed's own
 # random classifier (`PerturbationPool(..., redraw=True)`), and draws from them whenever it
@@ -498,9 +506,13 @@ report.record(
     f"IIC accuracy with the paper's g on {dataset}, mean of {n_seeds} seeds",
     base_acc.mean(),
     unit="%",
-    claim="the baseline works: IIC with the paper's g reaches 95 % (lowest-loss sub-head, mean over seeds)",
+    claim=(
+        "the baseline works: IIC with the paper's g reaches 95 % (lowest-loss sub-head, mean over seeds; "
+        f"borderline within {report.BORDERLINE_SE:g} standard errors of the mean)"
+    ),
     source="this book's own target",
     holds=bool(base_acc.mean() >= 95),
+    borderline=bool(abs(base_acc.mean() - 95) <= report.BORDERLINE_SE * stats.sem(base_acc)),
     seconds=float(sum(r.seconds for r in runs[REFERENCE])),
     context=f"talk's table, normal IIC: {TALK_TABLE[REFERENCE]} % (best run, paper's network, 70,000 digits)",
 )

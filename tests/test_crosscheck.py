@@ -78,6 +78,40 @@ def test_compare_runs_tells_same_moved_flipped_and_missing():
     assert rows["d"]["value_there"] is None and rows["e"]["value_here"] is None
 
 
+def test_a_borderline_verdict_that_flips_depends_on_the_machine_and_does_not_fail(tmp_path, capsys):
+    here = _run("01_kmeans", [("c", 94.7, False), ("d", 50.0, True)])
+    there = _run("01_kmeans", [("c", 96.1, True), ("d", 40.0, False)])
+    here["results"][0]["borderline"] = True  # marked by the build only: enough
+    rows = {r["name"]: r for r in compare_runs(here, there)}
+    assert rows["c"]["change"] == rows["d"]["change"] == "verdict differs"
+    assert rows["c"]["borderline"] and not crosscheck_module.unexpected(rows["c"])
+    assert not rows["d"]["borderline"] and crosscheck_module.unexpected(rows["d"])
+    for folder, run, seed in ((tmp_path, here, 0), (tmp_path / "crosscheck" / "x", there, 1000)):
+        _results_file(folder, "01_kmeans", seed, [])
+        path = folder / "results" / "01_kmeans.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "results": run["results"]}))
+    (tmp_path / "crosscheck" / "x" / CROSSCHECK_FILE).write_text(
+        json.dumps(
+            {
+                "name": "x",
+                "seed_offset": 1000,
+                "chapters": {
+                    "01_kmeans": {
+                        "here": {"started": "seed 0"},
+                        "there": {"started": "seed 1000"},
+                        "rows": list(rows.values()),
+                    }
+                },
+            }
+        )
+    )
+    page = crosscheck_markdown(tmp_path / "results")
+    assert "| c | 94.7 % | 96.1 % | does not hold | holds | depends on the machine (borderline) |" in page
+    assert "| d | 50 % | 40 % | holds | does not hold | **verdict differs** |" in page
+    assert "1 borderline verdicts differ (marked so in advance), **1 other verdicts differ**" in page
+    assert "(borderline)" in ledger_page(tmp_path / "results", ROOT)
+
+
 def test_crosscheck_refuses_before_running(tmp_path):
     with pytest.raises(BuildError, match="nothing differs"):
         crosscheck(["01_kmeans"], profile="smoke", build_dir=tmp_path, environment={})
@@ -135,7 +169,13 @@ def test_crosscheck_runs_each_chapter_in_the_second_path_and_compares(tmp_path, 
     assert "Stale: the build's results of `01_kmeans` changed" in crosscheck_markdown(tmp_path / "results")
     argv = ["--chapters", "01_kmeans", "--profile", "smoke", "--build-dir", str(tmp_path), "--threads", "1"]
     assert main([*argv, "--capability", "native", "--env", "X_T=2"]) == 1  # a verdict differs
-    assert "1 verdicts differ" in capsys.readouterr().out
+    assert "1 verdicts differ (0 of them marked borderline in advance)" in capsys.readouterr().out
+    build = tmp_path / "results" / "01_kmeans.json"
+    marked = json.loads(build.read_text())
+    marked["results"][0]["borderline"] = True  # the build's design marked it: its flip is expected
+    build.write_text(json.dumps(marked))
+    assert main([*argv, "--capability", "native", "--env", "X_T=2"]) == 0
+    assert "1 verdicts differ (1 of them marked borderline in advance)" in capsys.readouterr().out
     reported["cpu_capability"] = "AVX2"  # a torch that ignores the variable
     with pytest.raises(BuildError, match="not ATEN_CPU_CAPABILITY='default'"):
         crosscheck(["01_kmeans"], profile="smoke", build_dir=tmp_path, environment=env)

@@ -77,6 +77,40 @@ def test_within_needs_the_whole_interval_inside_the_margin(ledger):
     assert cell.claim.startswith("within 2 points of normal IIC (95 % CI of the paired difference inside")
 
 
+def test_borderline_when_an_end_of_the_interval_lies_within_two_standard_errors_of_a_threshold(ledger):
+    se = UP.sd / np.sqrt(UP.n)
+    assert UP.low > 2 * se  # UP's interval ends far from 0 on both sides
+    assert not report.borderline(UP, 0.0)
+    assert report.borderline(UP, UP.low + 1.9 * se) and not report.borderline(UP, UP.low + 2.1 * se)
+    assert report.borderline(UP, 0.0, UP.high - 1.9 * se)  # any of several thresholds
+    near = paired_difference([0.2, 0.4, 0.3], [0.0, 0.0, 0.0])  # improves, its low end next to 0
+    assert near.verdict == "improves" and report.borderline(near, 0.0)
+    with pytest.raises(ValueError, match="threshold"):
+        report.borderline(UP)
+    report.record_difference(ledger, "far", UP, claim="helps")
+    report.record_difference(ledger, "near", near, claim="helps")
+    report.record_within(ledger, "cell", 1.0, FLAT, margin=1.5, reference="base")  # about [-1.45, +1.38]
+    far, near_r, cell = ledger.results
+    assert (far.holds, far.borderline) == (True, False) and (near_r.holds, near_r.borderline) == (True, True)
+    assert cell.holds is True and cell.borderline is True  # an end within 2 se of -1.5
+
+
+def test_record_at_least_marks_a_number_near_its_target(ledger):
+    report.record_at_least(ledger, "acc", 95.7, 95.0, claim="reaches 95 %", margin=1.5, unit="%")
+    report.record_at_least(ledger, "far", 99.0, 95.0, claim="reaches 95 %", margin=1.5, unit="%")
+    report.record_at_least(ledger, "miss", 94.0, 95.0, claim="reaches 95 %", margin=0.5, unit="%")
+    acc, far, miss = ledger.results
+    assert (acc.holds, acc.borderline) == (True, True) and (far.holds, far.borderline) == (True, False)
+    assert (miss.holds, miss.borderline) == (False, False)
+    assert acc.claim == "reaches 95 % (at least 95; borderline within 1.5 %)" and acc.unit == "%"
+    with pytest.raises(ValueError, match="margin"):
+        report.record_at_least(ledger, "x", 1.0, 0.0, claim="c", margin=-1.0)
+    with pytest.raises(ValueError, match="borderline=True needs a tested claim"):
+        ledger.record("untested", 1.0, borderline=True)
+    md = ledger.markdown()
+    assert "| yes (borderline) |" in md and "| **no** |" in md
+
+
 def test_record_can_glue(ledger, monkeypatch):
     glued = []
     fake = types.ModuleType("myst_nb")

@@ -124,6 +124,11 @@ class Result:
         The time the measurement took.
     context : str
         Numbers from other settings, as text, never compared.
+    borderline : bool or None
+        Whether the claim's verdict is borderline by a margin its design stated before the
+        run (:func:`infoclust.book.report.borderline`): the number that decides it lies so
+        close to its threshold that another code path or other seeds may flip it. None when
+        no margin was stated (or there is no claim).
     """
 
     name: str
@@ -135,6 +140,7 @@ class Result:
     holds: bool | None = None
     seconds: float | None = None
     context: str = ""
+    borderline: bool | None = None
 
 
 class ResultsFileError(ValueError):
@@ -221,6 +227,7 @@ class Ledger:
         holds: bool | None = None,
         seconds: float | None = None,
         context: str = "",
+        borderline: bool | None = None,
     ) -> None:
         """Add (or replace, by ``name``) one result and rewrite the chapter's JSON file.
 
@@ -228,9 +235,15 @@ class Ledger:
         with its ``source``; a paper's number from another setting belongs in ``context``
         (text, e.g. ``"DIM paper: 43.2 % (CIFAR10, non-linear probe on Y)"``). ``holds`` says whether
         the claim is reproduced; leave it ``None`` for numbers that are reported, not tested.
+        ``borderline`` marks a tested claim whose deciding number lies within a margin, stated
+        before the run, of its threshold (:mod:`infoclust.book.report` computes it).
         """
-        value, paper, holds, seconds = (_plain(v) for v in (value, paper, holds, seconds))
-        res = Result(name, value, unit, paper, source, claim, holds, seconds, context)
+        value, paper, holds, seconds, borderline = (
+            _plain(v) for v in (value, paper, holds, seconds, borderline)
+        )
+        if borderline is not None and holds is None:
+            raise ParameterError(f"result {name!r}: borderline={borderline!r} needs a tested claim (holds)")
+        res = Result(name, value, unit, paper, source, claim, holds, seconds, context, borderline)
         fault = result_fault(asdict(res))
         if fault is not None:
             raise ParameterError(f"result {name!r}: {fault}")
@@ -317,6 +330,11 @@ def fmt_value(v: float | None, unit: str = "") -> str:
 HOLDS_MARK = {True: "yes", False: "**no**", None: "–"}
 
 
+def holds_mark(holds: bool | None, borderline: bool | None = None) -> str:
+    """The ledger's cell for a verdict: yes, **no** or a dash, and "(borderline)" where marked."""
+    return HOLDS_MARK[holds] + (" (borderline)" if borderline and holds is not None else "")
+
+
 def results_markdown(results: list[Result]) -> str:
     """A Markdown table of results (ours, the paper's for the same measurement, its source,
     whether the claim holds); a column of other settings' numbers when any result has one.
@@ -347,7 +365,7 @@ def results_markdown(results: list[Result]) -> str:
             fmt_value(r.paper, r.unit),
             r.source or "–",
             *([r.context or "–"] if with_context else []),
-            HOLDS_MARK[r.holds],
+            holds_mark(r.holds, r.borderline),
         ]
         for r in results
     ]
@@ -377,6 +395,7 @@ RESULT_SCHEMA = {
     "holds": ("true or false", True),
     "seconds": (_NUMBER, True),
     "context": (_TEXT, False),
+    "borderline": ("true or false", True),
 }
 
 

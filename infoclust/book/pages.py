@@ -21,7 +21,7 @@ from typing import Any
 
 from .catalogue import ROOT, chapters
 from .crosscheck import code_path_markdown, crosscheck_markdown
-from .ledger import HOLDS_MARK, ResultsFileError, fmt_value, markdown_table, read_results_file
+from .ledger import ResultsFileError, holds_mark, fmt_value, markdown_table, read_results_file
 from .runs import read_timings
 
 __all__ = ["ChapterResults", "scan_results", "ledger_page", "ledger_problems", "environment_page"]
@@ -140,7 +140,7 @@ def ledger_page(results_dir: Path, root: Path = ROOT, profile: str | None = None
     """
     scanned = scan_results(results_dir, chapters(root), profile)
     usable = [c for c in scanned if c.run is not None]
-    runs, rows, tested, held = [], [], 0, 0
+    runs, rows, tested, held, n_border = [], [], 0, 0, 0
     for c in scanned:
         if c.status == "stray":
             continue
@@ -150,6 +150,7 @@ def ledger_page(results_dir: Path, root: Path = ROOT, profile: str | None = None
         run = c.run
         run_tested = [r for r in run["results"] if r["holds"] is not None]
         run_held = sum(bool(r["holds"]) for r in run_tested)
+        n_border += sum(bool(r["borderline"]) for r in run_tested)
         tested, held = tested + len(run_tested), held + run_held
         status = "ok" if c.status == "ok" else f"**{run['profile']} profile**"
         runs.append(
@@ -174,7 +175,7 @@ def ledger_page(results_dir: Path, root: Path = ROOT, profile: str | None = None
                     fmt_value(r["paper"], r["unit"]),
                     r["source"] or "–",
                     r["context"] or "–",
-                    HOLDS_MARK[r["holds"]] if r["holds"] is not None else "reported",
+                    holds_mark(r["holds"], r["borderline"]) if r["holds"] is not None else "reported",
                 ]
             )
     problems = [c for c in scanned if c.status != "ok"]
@@ -188,7 +189,15 @@ def ledger_page(results_dir: Path, root: Path = ROOT, profile: str | None = None
         "numbers from other settings as context only, and the run that produced them. Nothing on it "
         "is typed by hand.",
         "",
-        f"**{held} of {tested} tested claims hold**; "
+        f"**{held} of {tested} tested claims hold**"
+        + (
+            f" ({n_border} of them marked *borderline*: the number that decides the claim lies within "
+            "a margin stated before the run of its threshold, so another code path or other seeds may "
+            "flip the verdict; see the cross-path checks below)"
+            if n_border
+            else ""
+        )
+        + "; "
         f"{sum(len(c.run['results']) for c in usable) - tested} further numbers are reported without a "
         f"claim. Chapters with results: {len([c for c in usable])} of {len(chapters(root))}"
         + (f" (this build's profile: `{profile}`)." if profile else "."),

@@ -8,6 +8,10 @@ Chapters compare recipes seed by seed (:func:`infoclust.experiment.run_arms`,
   design's detectable effect (:class:`~infoclust.metrics.PairedDifference`);
 - :func:`verdict_sentence`: one difference as prose, the verdict taken from the interval;
 - :func:`record_difference`: one difference into the ledger as a tested claim, in one call;
+- :func:`record_within`: a score with the claim "within a margin of the reference";
+- :func:`record_at_least`: a number with the claim "at least a threshold";
+- :func:`borderline`: whether a difference's verdict lies within the design's stated margin
+  (:data:`BORDERLINE_SE` standard errors) of flipping; every recorded claim carries it;
 - :func:`record`: :meth:`~infoclust.book.ledger.Ledger.record` that can also glue the value
   for the chapter's text (``{glue:text}`key```).
 
@@ -33,8 +37,18 @@ __all__ = [
     "record_difference",
     "within",
     "record_within",
+    "record_at_least",
+    "borderline",
+    "BORDERLINE_SE",
     "record",
 ]
+
+#: A verdict is borderline when a threshold lies within this many standard errors of the mean
+#: difference (``sd / sqrt(n)``) from an end of its interval. Another code path or other seeds
+#: redraw the mean with about ``sqrt(2)`` standard errors of spread between the two builds, so
+#: an end further than 2 standard errors from every threshold moves across one rarely (about 8 %
+#: one-sided under a normal spread, the interval's width taken as fixed).
+BORDERLINE_SE = 2.0
 
 #: The words of the default verdict sentence, ``{reference}`` filled in.
 VERDICT_WORDS = {
@@ -225,6 +239,80 @@ def record_difference(
         source=source,
         context=context,
         holds=d.verdict == expect,
+        borderline=borderline(d, 0.0),
+    )
+
+
+def borderline(d: PairedDifference, *thresholds: float) -> bool:
+    """Whether ``d``'s verdict is borderline: an end of its interval near one of ``thresholds``.
+
+    The margin is stated before any run, by the design's own noise: :data:`BORDERLINE_SE`
+    standard errors of the mean difference, ``sd / sqrt(n)``. A verdict decided by where the
+    interval's ends fall (0 for "improves"/"hurts", ``-margin`` and ``+margin`` for
+    :func:`within`) flips when an end crosses a threshold; an end that lies within this margin
+    of one may cross it on another code path or other seeds, and the ledger says so in advance
+    instead of calling the flip a finding.
+
+    Parameters
+    ----------
+    d : PairedDifference
+        The difference.
+    *thresholds : float
+        The values where the verdict changes (at least one), in the units of ``d``.
+
+    Returns
+    -------
+    bool
+    """
+    if not thresholds:
+        raise ValueError("give at least one threshold")
+    margin = BORDERLINE_SE * d.sd / np.sqrt(d.n)
+    return bool(any(abs(end - t) <= margin for end in (d.low, d.high) for t in thresholds))
+
+
+def record_at_least(
+    ledger: Ledger,
+    name: str,
+    value: float,
+    threshold: float,
+    *,
+    claim: str,
+    margin: float,
+    **kwargs: Any,
+) -> None:
+    """Record ``value`` with the claim that it reaches ``threshold``, borderline within ``margin``.
+
+    The claim holds when ``value >= threshold``; it is marked borderline when ``value`` lies
+    within ``margin`` of the threshold (a margin the chapter states before the run, e.g. the
+    spread of the number across seeds or code paths seen in earlier builds): one run's number
+    that close to its target may miss it on another machine.
+
+    Parameters
+    ----------
+    ledger : Ledger
+        The chapter's ledger.
+    name, value
+        The result's name and value.
+    threshold : float
+        The target, in the value's unit.
+    claim : str
+        What is claimed; the margin is added to its text.
+    margin : float
+        The stated margin, >= 0, in the value's unit.
+    **kwargs
+        The other arguments of :meth:`~infoclust.book.ledger.Ledger.record` (``unit``,
+        ``paper``, ``source``, ``seconds``, ``context``).
+    """
+    if not margin >= 0:
+        raise ValueError(f"margin={margin!r} must be >= 0")
+    near = f"{margin:.3g} {kwargs.get('unit', '')}".strip()
+    ledger.record(
+        name,
+        value,
+        claim=f"{claim} (at least {threshold:g}; borderline within {near})",
+        holds=bool(value >= threshold),
+        borderline=bool(abs(value - threshold) <= margin),
+        **kwargs,
     )
 
 
@@ -294,6 +382,7 @@ def record_within(
         source=source,
         context=context,
         holds=within(d, margin),
+        borderline=borderline(d, -margin, margin),
     )
 
 
