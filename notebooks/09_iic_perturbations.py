@@ -711,8 +711,9 @@ for name in identity:
 # ## Algorithm 1 where it could matter
 #
 # Algorithm 1 at radius `w2_eps` moves ink by a fraction of a pixel ({numref}`tab-exp-moves`),
-# far less than the paper's $g$. Here its radius grows until its median $W_2$ reaches that of
-# the paper's $g$ (`alg1_radii`), added to the paper's $g$ with the same paired seeds; and
+# far less than the paper's $g$. Here its radius grows to `alg1_radii` (2 px by default, more
+# than the median $W_2$ of the paper's $g$), added to the paper's $g$ with the same paired
+# seeds, and the table reports how far the walks then went; and
 # each perturbation (as it was meant, Algorithm 1 at its largest radius) replaces the paper's
 # $g$ on `n_seeds_alone` seeds, to see whether a $W_2$-small $g$ can do the work of the crops
 # and rotations rather than only add to them.
@@ -775,6 +776,24 @@ if alone_diffs:
     tables.append(
         f"Each perturbation alone ({n_seeds_alone} seeds):\n\n"
         + report.comparison_table(alone_diffs, label="vs normal IIC (points)")
+    )
+if sweep:
+    widest = f"Algorithm 1, radius {max(alg1_radii):g} px"
+    reached = sweep_w2[widest] >= np.median(moves[PAPER])
+    tables.append(
+        f"At radius {max(alg1_radii):g} px the walks moved ink by a median {sweep_w2[widest]:.2f} px, "
+        + (
+            "as far as the paper's g."
+            if reached
+            else (
+                f"{'less' if sweep_w2[widest] < w2_eps else 'not much more'} than at {w2_eps:g} px and short of "
+                f"the paper's g ({np.median(moves[PAPER]):.2f} px): the radius is not what ends a walk. "
+                f"It takes at most `attack_iter` = {attack_iter} ADef steps and stops after each with "
+                f"probability exp(-W2^2 / eta^2), eta = {w2_eta:g} px (eq. 6), so it ends near where "
+                "it started whatever its radius; moving ink as far as the paper's g needs more steps "
+                "and a smaller eta, at a cost per image that grows with the steps."
+            )
+        )
     )
 display(Markdown("\n\n".join(tables) if tables else "Skipped in this profile."))
 for name, d in sweep_diffs.items():
