@@ -24,6 +24,7 @@ Usage::
     .venv/bin/python benchmarks/bench_perturb.py
     .venv/bin/python benchmarks/bench_perturb.py --size 24 --n 500 --devices cpu
     .venv/bin/python benchmarks/bench_perturb.py --pools-only --pools "projected Sinkhorn"
+    .venv/bin/python benchmarks/bench_perturb.py --reach --n 200 --threads 1   # Algorithm 1's walks
 
 Results are printed and written to ``_build/benchmarks/bench_perturb.json``. Set
 ``OMP_WAIT_POLICY=PASSIVE`` as the book build does: with OpenMP's default (spinning) waits, two
@@ -46,7 +47,7 @@ from infoclust.augment import crop_resize
 from infoclust.classifiers import random_classifier
 from infoclust.projected_sinkhorn import project_wasserstein_ball
 from infoclust.transforms import ADefPerturbation, SinkhornPerturbation
-from infoclust.w2_algorithm import W2Perturbation, w2_perturbation
+from infoclust.w2_algorithm import END_REASONS, W2Perturbation, w2_perturbation
 
 #: Images per pool in chapter 9's experiment.
 POOL_IMAGES = 5000
@@ -222,6 +223,38 @@ def bench_algorithm1(x: torch.Tensor, model, repeats: int, device: torch.device)
     }
 
 
+#: (eps px, eta px, max_iter) of :func:`algorithm1_reach`: chapter 9's sweep radius 2 px with its
+#: walk (eta 0.2, 5 steps), longer walks, and smaller etas that rarely stop at random.
+REACH = ((0.3, 0.2, 5), (2.0, 0.2, 5), (2.0, 0.2, 50), (2.0, 0.05, 50), (2.0, 0.02, 100))
+
+
+def algorithm1_reach(x: torch.Tensor, settings=REACH, seed: int = 1) -> list[dict]:
+    """How far Algorithm 1's walks go on ``x``: median and 90 % quantile of W2(x, g(x)) in px,
+    median accepted steps, why the walks ended, and images per CPU second, per (eps, eta, max_iter)."""
+    out = []
+    for eps, eta, max_iter in settings:
+        classes = CHAPTER9["n_random_classes"]
+        g = W2Perturbation(eps, eta, max_iter=max_iter, n_random_classes=classes, seed=seed)
+        start = time.process_time()
+        g(x)
+        seconds = time.process_time() - start
+        r = g.last_result_
+        ends = torch.bincount(r.end.cpu(), minlength=len(END_REASONS)).tolist()
+        out.append(
+            {
+                "eps": eps,
+                "eta": eta,
+                "max_iter": max_iter,
+                "median_w2": float(r.w2.median()),
+                "q90_w2": float(r.w2.quantile(0.9)),
+                "median_steps": float(r.steps.float().median()),
+                "ends": dict(zip(END_REASONS, ends)),
+                "images_per_cpu_second": len(x) / seconds,
+            }
+        )
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", nargs="+", default=None, help="default: cpu, and cuda when present")
@@ -242,6 +275,11 @@ def main() -> None:
         help="chapter 9's pools to time (default: all)",
     )
     parser.add_argument("--pools-only", action="store_true", help="time only chapter 9's pools")
+    parser.add_argument(
+        "--reach",
+        action="store_true",
+        help="only how far Algorithm 1's walks go (median W2) for the settings in REACH, on --n digits",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads[0])
     devices = args.devices or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
@@ -252,6 +290,17 @@ def main() -> None:
     wait = os.environ.get("OMP_WAIT_POLICY", "unset")
     out = {"torch": torch.__version__, "threads": args.threads, "size": args.size, "omp_wait_policy": wait}
     out["runs"] = []
+    if args.reach:
+        out["reach"] = algorithm1_reach(crops)
+        for r in out["reach"]:
+            print(
+                f"Algorithm 1, eps {r['eps']:g} px, eta {r['eta']:g} px, max_iter {r['max_iter']}: median W2 "
+                f"{r['median_w2']:.3f} px (90 %: {r['q90_w2']:.3f}), median steps {r['median_steps']:.0f}, "
+                f"ends {r['ends']}, {r['images_per_cpu_second']:,.0f} images per CPU second",
+                flush=True,
+            )
+        write_results("bench_perturb_reach", out)
+        return
     for name in devices:
         dev = ic.resolve_device(name)
         model = random_classifier(1, 10, seed=0, device=dev)

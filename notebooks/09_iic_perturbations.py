@@ -790,8 +790,8 @@ if sweep:
                 f"the paper's g ({np.median(moves[PAPER]):.2f} px): the radius is not what ends a walk. "
                 f"It takes at most `attack_iter` = {attack_iter} ADef steps and stops after each with "
                 f"probability exp(-W2^2 / eta^2), eta = {w2_eta:g} px (eq. 6), so it ends near where "
-                "it started whatever its radius; moving ink as far as the paper's g needs more steps "
-                "and a smaller eta, at a cost per image that grows with the steps."
+                "it started whatever its radius (the README's *Numbers measured once* gives how far "
+                "longer walks with a smaller eta go)."
             )
         )
     )

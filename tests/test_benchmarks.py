@@ -28,6 +28,15 @@ def test_projections_per_second_reports_a_rate():
     assert 1 <= out["n_iter"] <= 5 and out["device"] == "cpu"
 
 
+def test_algorithm1_reach_reports_how_far_the_walks_went():
+    import torch
+
+    x = torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    (r,) = _load("bench_perturb").algorithm1_reach(x, settings=((1.0, 0.2, 3),))
+    assert 0 <= r["median_w2"] <= r["q90_w2"] <= 1.0 and sum(r["ends"].values()) == 3
+    assert r["median_steps"] <= 3 and r["images_per_cpu_second"] > 0
+
+
 @pytest.mark.filterwarnings("ignore::infoclust.utils.ConvergenceWarning")  # 20 projection iterations
 def test_chapter9_pools_report_a_rate_per_g():
     import torch
