@@ -79,13 +79,15 @@ def test_compare_runs_tells_same_moved_flipped_and_missing():
 
 
 def test_a_borderline_verdict_that_flips_depends_on_the_machine_and_does_not_fail(tmp_path, capsys):
-    here = _run("01_kmeans", [("c", 94.7, False), ("d", 50.0, True)])
-    there = _run("01_kmeans", [("c", 96.1, True), ("d", 40.0, False)])
-    here["results"][0]["borderline"] = True  # marked by the build only: enough
+    here = _run("01_kmeans", [("c", 94.7, False), ("d", 50.0, True), ("e", 3.0, True)])
+    there = _run("01_kmeans", [("c", 96.1, True), ("d", 40.0, False), ("e", 1.0, False)])
+    here["results"][0]["borderline"] = True  # marked by the build: its flip was expected
+    there["results"][2]["borderline"] = True  # marked by the check only: not in advance
     rows = {r["name"]: r for r in compare_runs(here, there)}
-    assert rows["c"]["change"] == rows["d"]["change"] == "verdict differs"
-    assert rows["c"]["borderline"] and not crosscheck_module.unexpected(rows["c"])
-    assert not rows["d"]["borderline"] and crosscheck_module.unexpected(rows["d"])
+    assert rows["c"]["change"] == rows["d"]["change"] == rows["e"]["change"] == "verdict differs"
+    assert rows["c"]["borderline_here"] and not crosscheck_module.unexpected(rows["c"])
+    assert not rows["d"]["borderline_here"] and crosscheck_module.unexpected(rows["d"])
+    assert rows["e"]["borderline_there"] and crosscheck_module.unexpected(rows["e"])
     for folder, run, seed in ((tmp_path, here, 0), (tmp_path / "crosscheck" / "x", there, 1000)):
         _results_file(folder, "01_kmeans", seed, [])
         path = folder / "results" / "01_kmeans.json"
@@ -108,7 +110,8 @@ def test_a_borderline_verdict_that_flips_depends_on_the_machine_and_does_not_fai
     page = crosscheck_markdown(tmp_path / "results")
     assert "| c | 94.7 % | 96.1 % | does not hold | holds | depends on the machine (borderline) |" in page
     assert "| d | 50 % | 40 % | holds | does not hold | **verdict differs** |" in page
-    assert "1 borderline verdicts differ (marked so in advance), **1 other verdicts differ**" in page
+    assert "| e | 3 % | 1 % | holds | does not hold | **verdict differs** (borderline there only) |" in page
+    assert "1 borderline verdicts differ (marked so in advance), **2 other verdicts differ**" in page
     assert "(borderline)" in ledger_page(tmp_path / "results", ROOT)
 
 
