@@ -129,6 +129,16 @@ def unexpected(row: dict[str, Any]) -> bool:
     margin stated before the run, :func:`infoclust.book.report.borderline`) may flip with the
     code path or the seeds: its flip is reported as "depends on the machine", not as a failure.
     A mark that only the check's run carries does not count: it was not made in advance.
+
+    Parameters
+    ----------
+    row : dict
+        One compared result (a row of :func:`compare_runs`).
+
+    Returns
+    -------
+    bool
+        True for a verdict that differs and that the build did not mark borderline.
     """
     return row["change"] == "verdict differs" and not row.get("borderline_here")
 
