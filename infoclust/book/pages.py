@@ -191,9 +191,9 @@ def ledger_page(results_dir: Path, root: Path = ROOT, profile: str | None = None
         "",
         f"**{held} of {tested} tested claims hold**"
         + (
-            f" ({n_border} of them marked *borderline*: the number that decides the claim lies within "
-            "a margin stated before the run of its threshold, so another code path or other seeds may "
-            "flip the verdict; see the cross-path checks below)"
+            f" ({n_border} of the {tested} marked *borderline*: the number that decides the claim lies "
+            "within a margin stated before the run of its threshold, so another code path or other "
+            "seeds may flip the verdict; `make crosscheck` checks them)"
             if n_border
             else ""
         )
