@@ -11,7 +11,8 @@ that comparison as a designed experiment and measures why a g helps or not.
   (:func:`infoclust.transforms.for_run`), so a run never depends on what ran before it.
 * :func:`compare_arms` turns the runs into paired differences against a reference arm
   (:func:`infoclust.metrics.paired_difference`: mean, t-interval, verdict, smallest
-  detectable effect).
+  detectable effect); :func:`collapsed` counts the runs that ended in a degenerate
+  clustering, which ``compare_arms(..., drop=...)`` leaves out of the differences.
 * :func:`cluster_change_rate` is the invariance of a trained model to a g: how often the
   cluster of ``g(x)`` differs from that of ``x``.
 * :func:`w2_shift` is the exact Wasserstein distance ``W2(x, g(x))`` per image, the quantity
@@ -50,7 +51,16 @@ from .utils import (
 )
 from .wasserstein import w2_exact
 
-__all__ = ["Arm", "Run", "run_arms", "compare_arms", "cluster_change_rate", "w2_shift"]
+__all__ = [
+    "Arm",
+    "Run",
+    "run_arms",
+    "compare_arms",
+    "collapsed",
+    "near_collapse",
+    "cluster_change_rate",
+    "w2_shift",
+]
 
 BatchMap = Callable[[torch.Tensor], torch.Tensor]
 
@@ -335,6 +345,114 @@ def run_arms(
     return {arm.name: [done[(i, seed)] for seed in seeds] for i, arm in enumerate(arms)}
 
 
+def _scores(arm_runs: Sequence[Run], metric: str, scale: float) -> dict[int, float]:
+    """``{seed: scale * score}`` of one arm's runs."""
+    return {r.seed: scale * getattr(r, metric) for r in arm_runs}
+
+
+def _check_comparison(runs: Mapping[str, Sequence[Run]], reference: str, metric: str, scale: float) -> float:
+    if reference not in runs:
+        raise ParameterError(f"reference={reference!r} is not one of the arms {list(runs)}")
+    if metric not in ("acc", "nmi", "ari", "seconds"):
+        raise ParameterError(f"metric={metric!r} is not one of ['acc', 'nmi', 'ari', 'seconds']")
+    for name, arm_runs in runs.items():
+        seeds = [r.seed for r in arm_runs]
+        twice = sorted({s for s in seeds if seeds.count(s) > 1})
+        if twice:
+            raise ParameterError(f"arm {name!r} has seeds {twice} more than once: one run per seed and arm")
+    return check_number("scale", scale, 0, strict_low=True)  # a negative scale flips the verdicts
+
+
+def collapsed(
+    runs: Mapping[str, Sequence[Run]],
+    reference: str,
+    drop: float,
+    *,
+    metric: str = "acc",
+    scale: float = 100.0,
+) -> dict[str, list[int]]:
+    """The seeds of each arm whose run *collapsed*: it scored more than ``drop`` below the reference's median.
+
+    IIC (talk, eq. 4) can end in a degenerate clustering, two classes in one cluster, on a
+    single seed: such a run scores far below the others (at 96 % on ten equal digit classes,
+    losing half a class's cluster costs about 5 points, merging two classes about 10). One
+    such run dominates a mean over five seeds and widens its interval until no verdict is
+    possible, and whether a set of seeds holds one is chance; so a design counts the collapses
+    of each arm on their own and compares the scores of the runs that did not collapse
+    (:func:`compare_arms` with ``drop``). The floor, ``median(reference) - drop``, is the
+    reference's median so that a collapse of the reference itself does not move it.
+
+    Parameters
+    ----------
+    runs : mapping
+        As returned by :func:`run_arms`.
+    reference : str
+        The arm whose median score sets the floor.
+    drop : float
+        How far below that median a run counts as collapsed, > 0, in the scaled units
+        (points of accuracy with the defaults). State it before the runs.
+    metric : {"acc", "nmi", "ari", "seconds"}
+        The score.
+    scale : float
+        Factor applied to the scores (100: accuracy in points), positive.
+
+    Returns
+    -------
+    dict
+        ``{arm name: sorted seeds of its collapsed runs}`` for every arm, the reference
+        included (empty lists where none collapsed).
+    """
+    floor = _floor(runs, reference, drop, metric, scale)
+    return {
+        name: sorted(s for s, v in _scores(arm_runs, metric, scale).items() if v < floor)
+        for name, arm_runs in runs.items()
+    }
+
+
+def near_collapse(
+    runs: Mapping[str, Sequence[Run]],
+    reference: str,
+    drop: float,
+    band: float,
+    *,
+    metric: str = "acc",
+    scale: float = 100.0,
+) -> dict[str, list[int]]:
+    """The seeds of each arm whose score lies within ``band`` of the collapse floor of :func:`collapsed`.
+
+    Whether such a run counts as collapsed may change on another code path or with other
+    seeds (the floor moves with the reference's median too), and with it the pairs a
+    comparison keeps: a report marks the arm's verdict borderline in advance.
+
+    Parameters
+    ----------
+    runs, reference, drop, metric, scale
+        As in :func:`collapsed`.
+    band : float
+        Half-width of the band around the floor, >= 0, in the scaled units.
+
+    Returns
+    -------
+    dict
+        ``{arm name: sorted seeds within the band}`` for every arm, the reference included.
+    """
+    floor = _floor(runs, reference, drop, metric, scale)
+    band = check_number("band", band, 0)
+    return {
+        name: sorted(s for s, v in _scores(arm_runs, metric, scale).items() if abs(v - floor) <= band)
+        for name, arm_runs in runs.items()
+    }
+
+
+def _floor(
+    runs: Mapping[str, Sequence[Run]], reference: str, drop: float, metric: str, scale: float
+) -> float:
+    """The collapse floor: the reference's median score less ``drop``."""
+    scale = _check_comparison(runs, reference, metric, scale)
+    drop = check_number("drop", drop, 0, strict_low=True)
+    return float(np.median(list(_scores(runs[reference], metric, scale).values()))) - drop
+
+
 def compare_arms(
     runs: Mapping[str, Sequence[Run]],
     reference: str,
@@ -342,6 +460,7 @@ def compare_arms(
     metric: str = "acc",
     scale: float = 100.0,
     confidence: float = 0.95,
+    drop: float | None = None,
 ) -> dict[str, PairedDifference]:
     """Paired difference of every arm against ``reference``, seed by seed.
 
@@ -357,33 +476,34 @@ def compare_arms(
         Factor applied to the scores (100: accuracy in points), positive.
     confidence : float
         Coverage of the intervals.
+    drop : float or None
+        None: every seed both arms ran is a pair. A number: a pair in which either run
+        collapsed (:func:`collapsed` with this ``drop``) is left out, and an arm left with
+        fewer than two pairs is left out of the result (:func:`collapsed` names its seeds;
+        a report must say so, as it must count the collapses).
 
     Returns
     -------
     dict
         ``{arm name: PairedDifference(arm - reference)}`` for every arm but the reference,
-        over the seeds that both ran.
+        over the seeds that both ran (and, with ``drop``, on which neither collapsed).
     """
-    if reference not in runs:
-        raise ParameterError(f"reference={reference!r} is not one of the arms {list(runs)}")
-    if metric not in ("acc", "nmi", "ari", "seconds"):
-        raise ParameterError(f"metric={metric!r} is not one of ['acc', 'nmi', 'ari', 'seconds']")
-    scale = check_number("scale", scale, 0, strict_low=True)  # a negative scale flips the verdicts
-    for name, arm_runs in runs.items():
-        seeds = [r.seed for r in arm_runs]
-        twice = sorted({s for s in seeds if seeds.count(s) > 1})
-        if twice:
-            raise ParameterError(f"arm {name!r} has seeds {twice} more than once: one run per seed and arm")
-    ref = {r.seed: scale * getattr(r, metric) for r in runs[reference]}
+    scale = _check_comparison(runs, reference, metric, scale)
+    out_seeds = collapsed(runs, reference, drop, metric=metric, scale=scale) if drop is not None else {}
+    ref = _scores(runs[reference], metric, scale)
     out = {}
     for name, arm_runs in runs.items():
         if name == reference:
             continue
-        mine = {r.seed: scale * getattr(r, metric) for r in arm_runs}
-        shared = [s for s in ref if s in mine]
+        mine = _scores(arm_runs, metric, scale)
+        both = [s for s in ref if s in mine]
+        fell = set(out_seeds.get(name, ())) | set(out_seeds.get(reference, ()))
+        shared = [s for s in both if s not in fell]
         if len(shared) < 2:
+            if len(both) >= 2:
+                continue  # enough seeds, too many collapses: documented, counted by collapsed()
             raise ParameterError(
-                f"arm {name!r} shares {len(shared)} seeds with {reference!r}; a paired "
+                f"arm {name!r} shares {len(both)} seeds with {reference!r}; a paired "
                 f"comparison needs at least two"
             )
         out[name] = paired_difference(

@@ -71,13 +71,29 @@
 # interval lies in $[-1, +1]$ (`infoclust.book.report.within`); an interval that merely
 # contains 0 does not pass.
 #
+# **Collapses, counted apart.** IIC sometimes ends a run in a degenerate clustering, two digits
+# in one cluster, on one seed and not on the next: that run scores 5 to 50 points below the
+# others, and in five seeds it alone decides the mean and stretches the interval over
+# everything. Whether a set of five seeds holds such a run is chance (earlier builds of this
+# chapter: 0 of 10 baseline runs, 1 to 3 of 10 runs of the strongest perturbations), so a
+# verdict built on it flips with the seeds. The design splits the two questions, with both
+# rules fixed before the runs: a run **collapsed** when it scores more than `collapse_drop`
+# points below the median of normal IIC's runs (`infoclust.experiment.collapsed`), each
+# cell reports how many of its runs collapsed, and the paired difference and its verdicts
+# are computed over the pairs in which neither run collapsed
+# (`compare_arms(..., drop=collapse_drop)`); a cell left with fewer than two such pairs
+# gets no interval and fails its claim.
+#
 # Another processor, or other seeds, redraw every run (float32 training amplifies the last
 # bit of a sum as much as a new seed does), so a verdict whose interval ends next to its
 # threshold can flip on a reader's machine. The design says in advance which ones may: a
 # verdict is marked *borderline* in the ledger when an end of its interval lies within two
 # standard errors, $2 s_d / \sqrt n$, of a threshold (0, or $\pm 1$ for the margin;
 # `infoclust.book.report.borderline`), and the cross-path check (`make crosscheck`) reports a
-# borderline verdict that flips as *depends on the machine*, any other flip as a failure.
+# borderline verdict that flips as *depends on the machine*, any other flip as a failure. A
+# cell is also borderline when one of its runs, or of normal IIC's, lies within
+# `collapse_band` points of the collapse floor (`infoclust.experiment.near_collapse`): whether
+# it counts as collapsed, and so which pairs are compared, may change on another machine.
 #
 # The adversarial perturbations cost far more per image than a crop, so each run computes
 # `pool_copies` perturbations per training image before its first step, with the seed's own
@@ -133,6 +149,10 @@ talk_radii = [0.01, 1.0]  # of the talk's starting radii 0.001, 0.01, 0.1, 1 (co
 pool_copies = 1  # perturbations per image and seed of a pooled (adversarial) g (the talk: 5)
 talk_iter = 50  # as the talk ran it: iterations of the Sinkhorn attack and of ADef
 margin = 1.0  # points: a cell is "within margin of normal IIC" when its whole interval lies inside (fixed in advance)
+collapse_drop = 5.0  # points: a run this far below normal IIC's median collapsed; counted, its pair left out (fixed in advance)
+collapse_band = (
+    2.0  # points: a run this close to that floor marks its cell's verdict borderline (fixed in advance)
+)
 deform_magnitude = 0.75  # random deformation as it was meant: largest displacement, px
 adef_overshoot = 1.2  # ADef as it was meant: overshoot (the talk ran 1)
 w2_eps = 0.3  # Algorithm 1's radius in the table, px of W2
@@ -165,7 +185,15 @@ from infoclust import plot as icp
 from infoclust.augment import MNISTTransform, crop_resize
 from infoclust.book import report
 from infoclust.classifiers import predict, train_small_cnn
-from infoclust.experiment import Arm, cluster_change_rate, compare_arms, run_arms, w2_shift
+from infoclust.experiment import (
+    Arm,
+    cluster_change_rate,
+    collapsed,
+    compare_arms,
+    near_collapse,
+    run_arms,
+    w2_shift,
+)
 from infoclust.transforms import (
     ADefPerturbation,
     Compose,
@@ -194,6 +222,8 @@ ledger = ic.book.start(
         "pool_copies": "[1, inf)",
         "talk_iter": "[1, inf)",
         "margin": "(0, inf)",
+        "collapse_drop": "(0, inf)",
+        "collapse_band": "[0, inf)",
         "alg1_radii": "(0, inf)",
         "n_seeds_alone": "[0, inf)",
         "pool_sample": "[0, inf)",
@@ -432,15 +462,23 @@ TALK_TABLE = {
 }
 arms = [Arm(REFERENCE, paper_g)] + [Arm(name, Compose(g, paper_g)) for name, g in perturbation.items()]
 runs = run_arms(x, y, arms, seeds, recipe, keep=[REFERENCE], pool_sample=pool_sample)
-diffs = compare_arms(runs, REFERENCE)
+diffs = compare_arms(runs, REFERENCE, drop=collapse_drop)
+fallen = collapsed(runs, REFERENCE, collapse_drop)
+near = near_collapse(runs, REFERENCE, collapse_drop, collapse_band)
 acc = {name: 100 * np.array([r.acc for r in rs]) for name, rs in runs.items()}
 base_acc = acc[REFERENCE]
+floor = np.median(base_acc) - collapse_drop
 
 
 def mean_interval(a):
     """Mean of the seeds' accuracies and its 95 % t-interval, as text."""
     low, high = stats.t.interval(0.95, len(a) - 1, loc=a.mean(), scale=stats.sem(a))
     return f"{a.mean():.2f} [{low:.2f}, {high:.2f}]"
+
+
+def fell(name):
+    """Collapsed runs of an arm, as text."""
+    return f"{len(fallen[name])} of {len(runs[name])}"
 
 
 def changed(name):
@@ -456,6 +494,7 @@ rows = [
         "",
         mean_interval(base_acc),
         f"{base_acc.max():.2f}",
+        fell(REFERENCE),
         "",
         "",
         "",
@@ -463,7 +502,7 @@ rows = [
     ]
 ]
 for name, (column, protocol) in zip(perturbation, columns):
-    d, frac = diffs[name], changed(name)
+    d, frac = diffs.get(name), changed(name)
     rows.append(
         [
             column,
@@ -471,18 +510,21 @@ for name, (column, protocol) in zip(perturbation, columns):
             protocol.rstrip(")"),
             mean_interval(acc[name]),
             f"{acc[name].max():.2f}",
-            f"{d.mean:+.2f} {report.interval(d)}",
-            f"**{d.verdict}**",
-            "yes" if report.within(d, margin) else "no",
+            fell(name),
+            "fewer than 2 pairs" if d is None else f"{d.mean:+.2f} {report.interval(d)} ({d.n} pairs)",
+            "–" if d is None else f"**{d.verdict}**",
+            "yes" if d is not None and report.within(d, margin) else "no",
             "" if frac is None else f"{100 * frac:.1f} %",
         ]
     )
 display(
     Markdown(
         "```{table} The talk's MNIST row (best result of each cell, no seeds) beside this chapter's: the mean "
-        f"accuracy of {n_seeds} seeds with its 95 % interval, the best seed, the paired difference with normal "
-        f"IIC and its verdict, whether the interval lies within {margin:g} point of 0, and the share of training "
-        "images the pooled perturbation changed.\n:name: tab-exp-talk\n\n"
+        f"accuracy of {n_seeds} seeds with its 95 % interval, the best seed, the runs that collapsed (more than "
+        f"{collapse_drop:g} points below normal IIC's median, {floor:.2f} %), the paired difference with normal "
+        f"IIC over the pairs in which neither run collapsed and its verdict, whether that interval lies within "
+        f"{margin:g} point of 0, and the share of training images the pooled perturbation changed.\n"
+        ":name: tab-exp-talk\n\n"
         + ic.book.markdown_table(
             [
                 "column",
@@ -490,6 +532,7 @@ display(
                 "protocol",
                 "ours: mean [95 % CI]",
                 "best seed",
+                "collapsed",
                 "vs normal IIC (points)",
                 "verdict",
                 f"within {margin:g}",
@@ -501,36 +544,57 @@ display(
         + "\n```"
     )
 )
-report.record(
+report.record_at_least(
     ledger,
     f"IIC accuracy with the paper's g on {dataset}, mean of {n_seeds} seeds",
     base_acc.mean(),
+    95.0,
+    claim="the baseline works: IIC with the paper's g reaches 95 % (lowest-loss sub-head, mean over seeds)",
+    margin=report.BORDERLINE_SE * stats.sem(base_acc),  # the mean's own noise: 2 standard errors
     unit="%",
-    claim=(
-        "the baseline works: IIC with the paper's g reaches 95 % (lowest-loss sub-head, mean over seeds; "
-        f"borderline within {report.BORDERLINE_SE:g} standard errors of the mean)"
-    ),
     source="this book's own target",
-    holds=bool(base_acc.mean() >= 95),
-    borderline=bool(abs(base_acc.mean() - 95) <= report.BORDERLINE_SE * stats.sem(base_acc)),
     seconds=float(sum(r.seconds for r in runs[REFERENCE])),
     context=f"talk's table, normal IIC: {TALK_TABLE[REFERENCE]} % (best run, paper's network, 70,000 digits)",
 )
-for name, (column, _) in zip(perturbation, columns):
-    report.record_within(
-        ledger,
-        f"talk table: {name}",
-        acc[name].mean(),
-        diffs[name],
-        margin=margin,
-        reference="normal IIC",
-        source="talk's later summary, 'Experiments' (references.md): no significant difference on MNIST",
-        context=(
-            f"talk's table: {TALK_TABLE[column]} % (best run, paper's network, 70,000 digits, ~300 epochs)"
-            if column in TALK_TABLE
-            else "not in the talk's table (its later version dropped Algorithm 1)"
-        ),
+TALK_SOURCE = "talk's later summary, 'Experiments' (references.md): no significant difference on MNIST"
+for name in [REFERENCE, *perturbation]:
+    ledger.record(
+        f"collapsed runs, {name}",
+        len(fallen[name]),
+        unit=f"of {len(runs[name])} runs",
+        context=f"more than {collapse_drop:g} points below normal IIC's median",
     )
+for name, (column, _) in zip(perturbation, columns):
+    context = (
+        f"talk's table: {TALK_TABLE[column]} % (best run, paper's network, 70,000 digits, ~300 epochs)"
+        if column in TALK_TABLE
+        else "not in the talk's table (its later version dropped Algorithm 1)"
+    )
+    fragile = bool(near[name] or near[REFERENCE])
+    if name in diffs:
+        report.record_within(
+            ledger,
+            f"talk table: {name}",
+            acc[name].mean(),
+            diffs[name],
+            margin=margin,
+            reference="normal IIC",
+            source=TALK_SOURCE,
+            context=context,
+            condition=f"pairs without a collapse: {diffs[name].n} of {n_seeds}",
+            also_borderline=fragile,
+        )
+    else:
+        ledger.record(
+            f"talk table: {name}",
+            acc[name].mean(),
+            unit="%",
+            claim=f"within {margin:g} points of normal IIC (fewer than two pairs without a collapse: not testable)",
+            source=TALK_SOURCE,
+            context=context,
+            holds=False,
+            borderline=fragile,
+        )
 glue("base_best", float(base_acc.max()), display=False)
 
 # %%
@@ -538,17 +602,26 @@ glue("base_best", float(base_acc.max()), display=False)
 for name, rs in runs.items():
     print(f"{name:>50}: accuracy {np.mean([r.acc for r in rs]):.4f} over seeds {[r.seed for r in rs]}")
 for name, d in diffs.items():
-    print(f"{name:>50}: {d.mean:+.3f} points [{d.low:+.3f}, {d.high:+.3f}] {d.verdict}")
+    print(f"{name:>50}: {d.mean:+.3f} points [{d.low:+.3f}, {d.high:+.3f}] {d.verdict} over {d.n} pairs")
+for name, seeds_fallen in fallen.items():
+    print(f"{name:>50}: collapsed on seeds {seeds_fallen}, near the floor on seeds {near[name]}")
 
-# %% tags=["hide-input"] mystnb={"figure": {"caption": "Accuracy difference with normal IIC, seed by seed (dots) and the mean with its 95 % confidence interval (bar), for each cell; the shaded band is the margin fixed in advance.", "name": "fig-exp-differences"}}
-fig, ax = plt.subplots(figsize=(7, 0.4 * len(diffs) + 1), layout="constrained")
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Accuracy difference with normal IIC, seed by seed (dots; a cross where either run collapsed, drawn at the left edge when it lies beyond it) and the mean over the pairs without a collapse with its 95 % confidence interval (bar), for each cell; the shaded band is the margin fixed in advance.", "name": "fig-exp-differences"}}
+fig, ax = plt.subplots(figsize=(7, 0.4 * len(perturbation) + 1), layout="constrained")
 ax.axvspan(-margin, margin, color="0.9")
-for i, (name, d) in enumerate(diffs.items()):
-    ax.plot(acc[name] - base_acc, np.full(n_seeds, i) + 0.15, "o", c="gray", ms=3, alpha=0.7)
-    colour = {"improves": "tab:green", "hurts": "tab:red"}.get(d.verdict, "tab:blue")
-    ax.errorbar(d.mean, i, xerr=[[d.mean - d.low], [d.high - d.mean]], fmt="s", c=colour, capsize=3)
+left = -max(3 * margin, 2 * collapse_drop)
+for i, name in enumerate(perturbation):
+    out = np.isin(seeds, fallen[name] + fallen[REFERENCE])
+    delta = np.maximum(acc[name] - base_acc, left)
+    ax.plot(delta[~out], np.full((~out).sum(), i) + 0.15, "o", c="gray", ms=3, alpha=0.7)
+    ax.plot(delta[out], np.full(out.sum(), i) + 0.15, "x", c="tab:red", ms=5)
+    if name in diffs:
+        d = diffs[name]
+        colour = {"improves": "tab:green", "hurts": "tab:red"}.get(d.verdict, "tab:blue")
+        ax.errorbar(d.mean, i, xerr=[[d.mean - d.low], [d.high - d.mean]], fmt="s", c=colour, capsize=3)
 ax.axvline(0, c="k", lw=0.8)
-ax.set_yticks(range(len(diffs)), list(diffs), fontsize=7)
+ax.set_xlim(left - 0.5, None)
+ax.set_yticks(range(len(perturbation)), list(perturbation), fontsize=7)
 ax.invert_yaxis()
 ax.set_xlabel("accuracy difference with normal IIC (points)")
 plt.show()
@@ -562,17 +635,28 @@ plt.show()
 
 # %% tags=["hide-input"]
 within_all = [name for name, d in diffs.items() if report.within(d, margin)]
+others = [
+    report.verdict_sentence(f"*{name}*", d, reference="normal IIC")
+    for name, d in diffs.items()
+    if not report.within(d, margin)
+]
+falls = [f"*{name}* {fell(name)}" for name in perturbation if fallen[name]]
 display(
     Markdown(
         f"Normal IIC reached {base_acc.mean():.1f} % on average over {n_seeds} seeds (lowest seed "
-        f"{base_acc.min():.1f} %). Of the {len(diffs)} cells, {len(within_all)} are shown within {margin:g} point of "
-        f"it; "
-        + "; ".join(
-            report.verdict_sentence(f"*{name}*", d, reference="normal IIC")
-            for name, d in diffs.items()
-            if not report.within(d, margin)
+        f"{base_acc.min():.1f} %; collapsed: {fell(REFERENCE)}). The perturbations' runs that collapsed: "
+        + ("; ".join(falls) if falls else "none")
+        + f". Of the {len(perturbation)} cells, {len(within_all)} are shown within {margin:g} point of normal "
+        "IIC over their pairs without a collapse"
+        + (f"; {'; '.join(others)}" if others else "")
+        + (
+            f"; {len(perturbation) - len(diffs)} kept fewer than two such pairs"
+            if len(diffs) < len(perturbation)
+            else ""
         )
-        + "."
+        + ". A collapse is a real cost of a $g$, counted here, not hidden: with "
+        f"{n_seeds} seeds a rate of one run in ten is seen or missed by chance, so the counts are reported, "
+        "not tested."
     )
 )
 
@@ -735,7 +819,9 @@ sweep_runs = (
 )
 if ALG1 in runs:
     sweep_runs = {f"Algorithm 1, radius {w2_eps:g} px": runs[ALG1], **sweep_runs}
-sweep_diffs = compare_arms({REFERENCE: runs[REFERENCE], **sweep_runs}, REFERENCE) if sweep_runs else {}
+sweep_all = {REFERENCE: runs[REFERENCE], **sweep_runs}
+sweep_diffs = compare_arms(sweep_all, REFERENCE, drop=collapse_drop) if sweep_runs else {}
+sweep_fallen = collapsed(sweep_all, REFERENCE, collapse_drop) if sweep_runs else {}
 sweep_w2 = {
     name: float(np.median(np.concatenate([r.pool_w2 for r in rs]))) for name, rs in sweep_runs.items()
 }
@@ -764,12 +850,12 @@ tables = []
 if sweep_diffs:
     tables.append(
         f"Algorithm 1 + the paper's g at {len(sweep_runs)} radii (median W2 of the paper's g: "
-        f"{np.median(moves[PAPER]):.2f} px):\n\n"
+        f"{np.median(moves[PAPER]):.2f} px), over the pairs without a collapse:\n\n"
         + report.comparison_table(
             sweep_diffs,
             label="vs normal IIC (points)",
-            context={n: f"{sweep_w2[n]:.2f} px" for n in sweep_diffs},
-            context_label="median W2",
+            context={n: f"{sweep_w2[n]:.2f} px; {len(sweep_fallen[n])} collapsed" for n in sweep_diffs},
+            context_label="median W2; runs collapsed",
         )
     )
 if alone_diffs:
@@ -795,6 +881,9 @@ if sweep:
             )
         )
     )
+lost = [name for name in sweep_runs if name not in sweep_diffs]
+if lost:
+    tables.append(f"Fewer than two pairs without a collapse, so no interval: {', '.join(lost)}.")
 display(Markdown("\n\n".join(tables) if tables else "Skipped in this profile."))
 for name, d in sweep_diffs.items():
     ledger.record(f"median W2(x, g(x)), g = {name}", sweep_w2[name], unit="px")
@@ -924,7 +1013,8 @@ display(Markdown(ledger.markdown()))
 # above (so its numbers are this run's), and its output.
 #
 # **1. Half the seeds.** Recompute every comparison with the paper's $g$ from the first half
-# of the seeds (at least two) and put its interval beside the one from all of them. *You
+# of its pairs without a collapse (at least two) and put its interval beside the one from
+# all of them. *You
 # should see* the intervals widen, roughly by $\sqrt 2$ and by the larger $t$ quantile of fewer
 # degrees of freedom, and a verdict that was "improves" or "hurts" may become "cannot tell"
 # (the verdict of an interval: "improves" above 0, "hurts" below, else "cannot tell"): the
@@ -934,16 +1024,14 @@ display(Markdown(ledger.markdown()))
 # Solution 1: the paired t-intervals from half of the seeds (scipy's, as paired_difference's)
 from scipy.stats import ttest_rel
 
-half = max(2, n_seeds // 2)
-reference_acc = [100 * r.acc for r in runs[REFERENCE]]
 for name, d in diffs.items():
-    low, high = ttest_rel(
-        [100 * r.acc for r in runs[name]][:half], reference_acc[:half]
-    ).confidence_interval()
+    kept = [i for i, s in enumerate(seeds) if s not in fallen[name] + fallen[REFERENCE]]  # d's pairs
+    half = kept[: max(2, len(kept) // 2)]
+    low, high = ttest_rel(acc[name][half], base_acc[half]).confidence_interval()
     verdict = "improves" if low > 0 else "hurts" if high < 0 else "cannot tell"
     print(
-        f"{name:>45}: {n_seeds} seeds [{d.low:+.2f}, {d.high:+.2f}] {d.verdict}; "
-        f"{half} seeds [{low:+.2f}, {high:+.2f}] {verdict}"
+        f"{name:>45}: {d.n} pairs [{d.low:+.2f}, {d.high:+.2f}] {d.verdict}; "
+        f"{len(half)} pairs [{low:+.2f}, {high:+.2f}] {verdict}"
     )
 
 # %% [markdown]
@@ -978,7 +1066,7 @@ for name, a in acc.items():
     if name != REFERENCE:
         print(
             f"{name:>50}: best {a.max() - base_acc.max():+.2f} points, mean {a.mean() - base_acc.mean():+.2f} points "
-            f"({diffs[name].verdict})"
+            f"({diffs[name].verdict if name in diffs else 'fewer than two pairs without a collapse'})"
         )
 
 # %% [markdown]

@@ -13,7 +13,7 @@ import pytest
 import torch
 from test_hostile_common import kept, refused
 
-from infoclust.experiment import Arm, Run, compare_arms, run_arms
+from infoclust.experiment import Arm, Run, collapsed, compare_arms, near_collapse, run_arms
 
 
 def _runs(name: str, accs, seeds=None) -> list[Run]:
@@ -54,3 +54,50 @@ def test_a_checkpoint_in_the_recipe_is_refused(tmp_path, where):
     x, y = torch.rand(8, 1, 8, 8), torch.arange(8) % 2
     with kept(tmp_path), refused("checkpoint"):
         run_arms(x, y, arms, [0, 1], recipe, n_jobs=1, verbose=False)
+
+
+# Collapses (chapter 09): one run far below the others is counted apart, its pair left out.
+COLLAPSE = {
+    "base": _runs("base", [0.96, 0.95, 0.96, 0.955, 0.96]),
+    "g": _runs("g", [0.962, 0.953, 0.44, 0.957, 0.96]),  # seed 2 collapsed
+    "worse": _runs("worse", [0.30, 0.31, 0.955, 0.40, 0.45]),  # four of five collapsed
+}
+
+
+def test_a_collapsed_run_is_counted_and_its_pair_left_out():
+    assert collapsed(COLLAPSE, "base", 5.0) == {"base": [], "g": [2], "worse": [0, 1, 3, 4]}
+    with_all = compare_arms(COLLAPSE, "base")
+    without = compare_arms(COLLAPSE, "base", drop=5.0)
+    assert with_all["g"].n == 5 and with_all["g"].low < -20  # the one run widens the interval
+    assert without["g"].n == 4 and -0.5 < without["g"].low < without["g"].high < 0.5
+    kept_pairs = [0, 1, 3, 4]
+    g, b = ([100 * r.acc for r in COLLAPSE[a] if r.seed in kept_pairs] for a in ("g", "base"))
+    assert without["g"].mean == pytest.approx(np.mean(np.subtract(g, b)))
+    assert "worse" not in without  # one pair left: no interval, and collapsed() names why
+
+
+def test_a_collapse_of_the_reference_leaves_its_pair_out_of_every_arm():
+    runs = {**COLLAPSE, "base": _runs("base", [0.96, 0.50, 0.96, 0.955, 0.96])}
+    assert collapsed(runs, "base", 5.0)["base"] == [1]  # the median is not moved by it
+    assert compare_arms(runs, "base", drop=5.0)["g"].n == 3  # seeds 0, 3, 4
+
+
+def test_near_collapse_names_the_runs_within_the_band_of_the_floor():
+    runs = {**COLLAPSE, "edge": _runs("edge", [0.905, 0.96, 0.96, 0.96, 0.895])}  # floor 91.0
+    near = near_collapse(runs, "base", 5.0, 2.0)
+    assert near["edge"] == [0, 4] and near["g"] == [] and near["base"] == []
+    assert collapsed(runs, "base", 5.0)["edge"] == [0, 4]
+    assert near_collapse(runs, "base", 5.0, 0.0)["edge"] == []
+
+
+@pytest.mark.parametrize("drop", [0, -1, float("nan"), "5"])
+def test_the_collapse_drop_must_be_positive(drop):
+    with refused("drop"):
+        collapsed(COLLAPSE, "base", drop)
+    with refused("drop"):
+        compare_arms(COLLAPSE, "base", drop=drop)
+
+
+def test_the_collapse_band_must_not_be_negative():
+    with refused("band"):
+        near_collapse(COLLAPSE, "base", 5.0, -1.0)

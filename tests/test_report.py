@@ -95,6 +95,24 @@ def test_borderline_when_an_end_of_the_interval_lies_within_two_standard_errors_
     assert cell.holds is True and cell.borderline is True  # an end within 2 se of -1.5
 
 
+def test_record_within_says_which_pairs_and_takes_the_design_s_own_borderline(ledger):
+    report.record_within(ledger, "plain", 95.0, FLAT, margin=4.0, reference="base")
+    report.record_within(
+        ledger,
+        "kept",
+        95.0,
+        FLAT,
+        margin=4.0,
+        reference="base",
+        condition="4 of 5 pairs",
+        also_borderline=True,
+    )
+    plain, kept = ledger.results
+    assert (plain.holds, plain.borderline) == (True, False)  # FLAT's ends lie far from +-4
+    assert (kept.holds, kept.borderline) == (True, True)
+    assert "; 4 of 5 pairs; measured" in kept.claim and "pairs" not in plain.claim
+
+
 def test_record_at_least_marks_a_number_near_its_target(ledger):
     report.record_at_least(ledger, "acc", 95.7, 95.0, claim="reaches 95 %", margin=1.5, unit="%")
     report.record_at_least(ledger, "far", 99.0, 95.0, claim="reaches 95 %", margin=1.5, unit="%")

@@ -351,6 +351,8 @@ def record_within(
     diff_unit: str = "points",
     source: str = "",
     context: str = "",
+    condition: str = "",
+    also_borderline: bool = False,
 ) -> None:
     """Record a score with the claim that it is within ``margin`` of ``reference`` (:func:`within`).
 
@@ -370,19 +372,28 @@ def record_within(
         What it is compared with, for the claim's text.
     unit, diff_unit, source, context
         Units of the value and of the difference; as in :meth:`~infoclust.book.ledger.Ledger.record`.
+    condition : str
+        Which pairs ``d`` is over, when not all of them, for the claim's text (e.g. ``"runs
+        that did not collapse, 4 of 5 pairs"``).
+    also_borderline : bool
+        Another reason, stated by the design before the runs, to mark the verdict borderline
+        (e.g. a run near the floor that decides which pairs ``d`` keeps,
+        :func:`infoclust.experiment.near_collapse`); the interval's own :func:`borderline` is
+        always applied.
     """
+    over = f"; {condition}" if condition else ""
     ledger.record(
         name,
         value,
         unit=unit,
         claim=(
             f"within {margin:g} {diff_unit} of {reference} ({_percent(d.confidence)} CI of the paired "
-            f"difference inside [-{margin:g}, +{margin:g}]; measured {interval(d)})"
+            f"difference inside [-{margin:g}, +{margin:g}]{over}; measured {interval(d)})"
         ),
         source=source,
         context=context,
         holds=within(d, margin),
-        borderline=borderline(d, -margin, margin),
+        borderline=bool(also_borderline) or borderline(d, -margin, margin),
     )
 
 
