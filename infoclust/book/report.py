@@ -300,13 +300,14 @@ def record_at_least(
     margin : float
         The stated margin, >= 0, in the value's unit.
     **kwargs
-        The other arguments of :meth:`~infoclust.book.ledger.Ledger.record` (``unit``,
-        ``paper``, ``source``, ``seconds``, ``context``).
+        The other arguments of :func:`record` (``glue``, ``unit``, ``paper``, ``source``,
+        ``seconds``, ``context``).
     """
     if not margin >= 0:
         raise ValueError(f"margin={margin!r} must be >= 0")
     near = f"{margin:.3g} {kwargs.get('unit', '')}".strip()
-    ledger.record(
+    record(
+        ledger,
         name,
         value,
         claim=f"{claim} (at least {threshold:g}; borderline within {near})",
