@@ -205,6 +205,7 @@ def _prepare(model: nn.Module, x, y) -> tuple[torch.Tensor, torch.Tensor, torch.
     return x, y, pred
 
 
+@torch.enable_grad()  # the steps need the classifier's gradient, also when called under no_grad
 def _run(
     model: nn.Module,
     y: torch.Tensor,

@@ -126,6 +126,21 @@ def test_every_attack_fools_a_one_pixel_classifier_inside_the_ball(attack):
     assert (w2_exact(x, x_adv) ** 2 <= 0.2 * (1 + slack)).all()
 
 
+@pytest.mark.parametrize("attack", ["sinkhorn", "exact", "frank-wolfe"])
+def test_every_attack_runs_under_no_grad_as_an_evaluation_calls_it(attack):
+    """w2_shift and cluster_change_rate call g under torch.no_grad(): the attacks still step."""
+    x = torch.zeros(2, 1, 7, 7)
+    x[:, 0, 3, 4] = 1.0
+    y = torch.zeros(2, dtype=torch.long)
+    kw = {"eps0": 0.2, "eps_factor": 1.0, "kernel_size": 3, "max_iter": 10, "verbose": False}
+    with torch.no_grad():
+        if attack == "frank-wolfe":
+            res = wasserstein_frank_wolfe(OnePixel().eval(), x, y, **kw)
+        else:
+            res = wasserstein_pgd(OnePixel().eval(), x, y, projection=attack, alpha=0.2, lam=1e4, **kw)
+    assert res.fooled.all() and not res.images.requires_grad
+
+
 def test_exact_attacks_on_digits_return_feasible_images(digits4):
     digits = digits4[2:]  # PGD fools the second one, not the first: both paths (a second faster)
     model = random_classifier(1, 10, seed=0, device="cpu")

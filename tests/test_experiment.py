@@ -8,8 +8,8 @@ from infoclust.deform import RandomDeformation
 from infoclust.experiment import Arm, cluster_change_rate, compare_arms, run_arms, w2_shift
 from infoclust.iic import IIC
 from infoclust.metrics import evaluate, paired_difference
-from infoclust.transforms import Compose, PerturbationPool, for_run
-from infoclust.utils import stream_seed
+from infoclust.transforms import Compose, PerturbationPool, SinkhornPerturbation, for_run
+from infoclust.utils import ConvergenceWarning, stream_seed
 
 RECIPE = dict(
     n_clusters=3,
@@ -147,6 +147,17 @@ def test_w2_shift_is_the_exact_distance():
         w2_shift(x, lambda b: b, generator=0)
     with pytest.raises(ParameterError, match="negative"):
         w2_shift(x - 1, lambda b: b)
+
+
+def test_w2_shift_of_a_projected_sinkhorn_g_stays_in_its_ball():
+    """w2_shift runs g under no_grad: the attack inside a SinkhornPerturbation needs its gradient."""
+    x = torch.zeros(4, 1, 8, 8)
+    x[:, 0, 2:6, 3:5] = 1.0
+    radius = 0.5  # px^2 of W2 squared
+    g = SinkhornPerturbation(radius, max_iter=3, proj_iter=10, n_random_classes=3).with_seed(0)
+    with pytest.warns(ConvergenceWarning):  # 10 projection iterations: said, not hidden
+        moved = w2_shift(x, g)
+    assert np.isfinite(moved).all() and (moved <= np.sqrt(radius) * 1.05).all() and moved.max() > 0
 
 
 def _closure(*gs):
