@@ -74,9 +74,10 @@
 # **Collapses, counted apart.** IIC sometimes ends a run in a degenerate clustering, two digits
 # in one cluster, on one seed and not on the next: that run scores 5 to 50 points below the
 # others, and in five seeds it alone decides the mean and stretches the interval over
-# everything. Whether a set of five seeds holds such a run is chance (earlier builds of this
-# chapter: 0 of 10 baseline runs, 1 to 3 of 10 runs of the strongest perturbations), so a
-# verdict built on it flips with the seeds. The design splits the two questions, with both
+# everything. Whether a set of five seeds holds such a run is chance (in two earlier builds
+# of this chapter, seeds 0-4 and 1000-1004, three and four of the nine cells had intervals 6
+# to 60 points wide, not always the same cells, while the others stayed under 1.5 points), so
+# a verdict built on it flips with the seeds. The design splits the two questions, with both
 # rules fixed before the runs: a run **collapsed** when it scores more than `collapse_drop`
 # points below the median of normal IIC's runs (`infoclust.experiment.collapsed`), each
 # cell reports how many of its runs collapsed, and the paired difference and its verdicts
