@@ -76,7 +76,7 @@
 # others, and in five seeds it alone decides the mean and stretches the interval over
 # everything. Whether a set of five seeds holds such a run is chance (in two earlier builds
 # of this chapter, seeds 0-4 and 1000-1004, three and four of the nine cells had intervals 6
-# to 60 points wide, not always the same cells, while the others stayed under 1.5 points), so
+# to 61 points wide, not always the same cells, while the others stayed under 1.5 points), so
 # a verdict built on it flips with the seeds. The design splits the two questions, with both
 # rules fixed before the runs: a run **collapsed** when it scores more than `collapse_drop`
 # points below the median of normal IIC's runs (`infoclust.experiment.collapsed`), each
