@@ -866,15 +866,24 @@ if alone_diffs:
     )
 if sweep:
     widest = f"Algorithm 1, radius {max(alg1_radii):g} px"
+    start = sweep_w2.get(f"Algorithm 1, radius {w2_eps:g} px", float("nan"))  # the table's radius
     reached = sweep_w2[widest] >= np.median(moves[PAPER])
+    than = (
+        "less than"
+        if sweep_w2[widest] < start
+        else "less than twice"
+        if sweep_w2[widest] < 2 * start
+        else "more than"
+    )
     tables.append(
         f"At radius {max(alg1_radii):g} px the walks moved ink by a median {sweep_w2[widest]:.2f} px, "
         + (
             "as far as the paper's g."
             if reached
             else (
-                f"{'less' if sweep_w2[widest] < w2_eps else 'not much more'} than at {w2_eps:g} px and short of "
-                f"the paper's g ({np.median(moves[PAPER]):.2f} px): the radius is not what ends a walk. "
+                f"{than} at radius {w2_eps:g} px "
+                f"({start:.2f} px) and short of the paper's g ({np.median(moves[PAPER]):.2f} px): the radius "
+                "is not what ends a walk. "
                 f"It takes at most `attack_iter` = {attack_iter} ADef steps and stops after each with "
                 f"probability exp(-W2^2 / eta^2), eta = {w2_eta:g} px (eq. 6), so it ends near where "
                 "it started whatever its radius (the README's *Numbers measured once* gives how far "
