@@ -19,6 +19,11 @@
    (convolutions and matrix products, forward and backward; torch's FLOP counter) and the
    fraction of the CPU's measured peak (float32 1024 x 1024 matrix products) that training
    reaches, per wall second and, on the CPU, per CPU second of this process (robust to load).
+4. Collapses (``--collapses N``): normal IIC alone, trained as chapter 9 trains it
+   (:func:`~infoclust.experiment.run_arms`, the paper's g, ``--recipe`` for ``--epochs``
+   epochs, one thread per run, two runs at a time) on the held-out seeds 2000 to 2000 + N - 1:
+   each seed's accuracy and the runs more than 5 points below their median (chapter 9's
+   ``collapse_drop``), i.e. how often IIC collapses without any perturbation.
 
 Usage::
 
@@ -28,6 +33,7 @@ Usage::
     .venv/bin/python benchmarks/bench_iic.py --skip-accuracy --trunk small --nproc 2
     .venv/bin/python benchmarks/bench_iic.py --skip-throughput --recipe 09 --seeds 0 1 2 3 4
     .venv/bin/python benchmarks/bench_iic.py --skip-throughput --skip-accuracy --efficiency --epochs 1
+    .venv/bin/python benchmarks/bench_iic.py --skip-throughput --skip-accuracy --collapses 20 --epochs 7
 
 Results are printed and written to ``_build/benchmarks/bench_iic.json``.
 """
@@ -167,6 +173,29 @@ def efficiency(device: str, recipe: str, epochs: int) -> dict:
     return out
 
 
+def collapses(n_seeds: int, recipe: str, epochs: int, drop: float = 5.0) -> dict:
+    """Normal IIC on the held-out seeds 2000, 2001, ...: accuracies and the runs that collapsed."""
+    from infoclust.augment import MNISTTransform
+    from infoclust.experiment import Arm, collapsed, run_arms
+
+    _, x, y = ic.data.load_first_available(["mnist5k"], seed=0)
+    x = crop_resize(x, 20, CPU_INPUT)
+    spec = {**CPU_RECIPES[recipe], "n_clusters": 10, "epochs": epochs, "eval_every": epochs, "device": "cpu"}
+    seeds = list(range(2000, 2000 + n_seeds))
+    wall = time.perf_counter()
+    runs = run_arms(x, y, [Arm("normal IIC", MNISTTransform())], seeds, spec, verbose=False)
+    fell = collapsed(runs, "normal IIC", drop)["normal IIC"]
+    acc = [100 * r.acc for r in runs["normal IIC"]]
+    return {
+        "seeds": seeds,
+        "accuracy": acc,
+        "median": float(np.median(acc)),
+        "drop": drop,
+        "collapsed": fell,
+        "seconds": time.perf_counter() - wall,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
@@ -185,6 +214,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--recipe", default="09", choices=sorted(CPU_RECIPES), help="the chapter whose recipe to time"
+    )
+    parser.add_argument(
+        "--collapses", type=int, default=0, help="train normal IIC on this many held-out seeds (2000, ...)"
     )
     parser.add_argument("--epochs", type=int, default=5, help="training epochs of the accuracy runs")
     parser.add_argument("--target", type=float, default=0.95)
@@ -268,6 +300,15 @@ def main() -> None:
                 flush=True,
             )
         print(f"mean final accuracy {out['time_to_accuracy']['mean_final_accuracy']:.4f}", flush=True)
+    if args.collapses:
+        col = out["collapses"] = collapses(args.collapses, args.recipe, args.epochs)
+        print(
+            f"normal IIC, chapter {args.recipe} recipe, {args.epochs} epochs, seeds {col['seeds'][0]}-"
+            f"{col['seeds'][-1]}: {len(col['collapsed'])} of {len(col['seeds'])} runs more than "
+            f"{col['drop']:g} points below the median {col['median']:.2f} % (seeds {col['collapsed']}); "
+            f"accuracies {[round(a, 2) for a in col['accuracy']]}; {col['seconds']:.0f} s",
+            flush=True,
+        )
     write_results("bench_iic", out)
 
 
