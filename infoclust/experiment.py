@@ -57,6 +57,7 @@ __all__ = [
     "run_arms",
     "compare_arms",
     "collapsed",
+    "collapse_floor",
     "near_collapse",
     "cluster_change_rate",
     "w2_shift",
@@ -402,11 +403,8 @@ def collapsed(
         ``{arm name: sorted seeds of its collapsed runs}`` for every arm, the reference
         included (empty lists where none collapsed).
     """
-    floor = _floor(runs, reference, drop, metric, scale)
-    return {
-        name: sorted(s for s, v in _scores(arm_runs, metric, scale).items() if v < floor)
-        for name, arm_runs in runs.items()
-    }
+    floor = collapse_floor(runs, reference, drop, metric=metric, scale=scale)
+    return _seeds_where(runs, metric, scale, lambda v: v < floor)
 
 
 def near_collapse(
@@ -436,21 +434,44 @@ def near_collapse(
     dict
         ``{arm name: sorted seeds within the band}`` for every arm, the reference included.
     """
-    floor = _floor(runs, reference, drop, metric, scale)
+    floor = collapse_floor(runs, reference, drop, metric=metric, scale=scale)
     band = check_number("band", band, 0)
-    return {
-        name: sorted(s for s, v in _scores(arm_runs, metric, scale).items() if abs(v - floor) <= band)
-        for name, arm_runs in runs.items()
-    }
+    return _seeds_where(runs, metric, scale, lambda v: abs(v - floor) <= band)
 
 
-def _floor(
-    runs: Mapping[str, Sequence[Run]], reference: str, drop: float, metric: str, scale: float
+def collapse_floor(
+    runs: Mapping[str, Sequence[Run]],
+    reference: str,
+    drop: float,
+    *,
+    metric: str = "acc",
+    scale: float = 100.0,
 ) -> float:
-    """The collapse floor: the reference's median score less ``drop``."""
+    """The score below which a run collapsed (:func:`collapsed`): the reference's median less ``drop``.
+
+    Parameters
+    ----------
+    runs, reference, drop, metric, scale
+        As in :func:`collapsed`.
+
+    Returns
+    -------
+    float
+        ``median(scale * score of the reference's runs) - drop``.
+    """
     scale = _check_comparison(runs, reference, metric, scale)
     drop = check_number("drop", drop, 0, strict_low=True)
     return float(np.median(list(_scores(runs[reference], metric, scale).values()))) - drop
+
+
+def _seeds_where(
+    runs: Mapping[str, Sequence[Run]], metric: str, scale: float, keep: Callable[[float], bool]
+) -> dict[str, list[int]]:
+    """``{arm name: sorted seeds whose scaled score passes keep}`` for every arm."""
+    return {
+        name: sorted(s for s, v in _scores(arm_runs, metric, scale).items() if keep(v))
+        for name, arm_runs in runs.items()
+    }
 
 
 def compare_arms(

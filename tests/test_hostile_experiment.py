@@ -13,7 +13,7 @@ import pytest
 import torch
 from test_hostile_common import kept, refused
 
-from infoclust.experiment import Arm, Run, collapsed, compare_arms, near_collapse, run_arms
+from infoclust.experiment import Arm, Run, collapse_floor, collapsed, compare_arms, near_collapse, run_arms
 
 
 def _runs(name: str, accs, seeds=None) -> list[Run]:
@@ -101,3 +101,9 @@ def test_the_collapse_drop_must_be_positive(drop):
 def test_the_collapse_band_must_not_be_negative():
     with refused("band"):
         near_collapse(COLLAPSE, "base", 5.0, -1.0)
+
+
+def test_the_collapse_floor_is_the_reference_median_less_drop():
+    assert collapse_floor(COLLAPSE, "base", 5.0) == pytest.approx(91.0)  # median 96.0
+    with refused("drop"):
+        collapse_floor(COLLAPSE, "base", 0.0)
