@@ -37,7 +37,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .iic import IIC
-from .metrics import PairedDifference, evaluate, paired_difference
+from .metrics import pooled_differences, PairedDifference, evaluate, paired_difference
 from .transforms import Compose, PerturbationPool, Transform
 from .utils import (
     ParameterError,
@@ -482,6 +482,7 @@ def compare_arms(
     scale: float = 100.0,
     confidence: float = 0.95,
     drop: float | None = None,
+    pooled: bool = False,
 ) -> dict[str, PairedDifference]:
     """Paired difference of every arm against ``reference``, seed by seed.
 
@@ -500,8 +501,15 @@ def compare_arms(
     drop : float or None
         None: every seed both arms ran is a pair. A number: a pair in which either run
         collapsed (:func:`collapsed` with this ``drop``) is left out, and an arm left with
-        fewer than two pairs is left out of the result (:func:`collapsed` names its seeds;
-        a report must say so, as it must count the collapses).
+        fewer than two pairs (one, with ``pooled``) is left out of the result
+        (:func:`collapsed` names its seeds; a report must say so, as it must count the
+        collapses).
+    pooled : bool
+        False: each arm's interval from its own differences
+        (:func:`~infoclust.metrics.paired_difference`). True: from one standard deviation
+        pooled over all the arms' differences (:func:`~infoclust.metrics.pooled_differences`),
+        so that an arm with few pairs left, or one unusual run, gets an interval as steady
+        as the others'.
 
     Returns
     -------
@@ -512,25 +520,26 @@ def compare_arms(
     scale = _check_comparison(runs, reference, metric, scale)
     out_seeds = collapsed(runs, reference, drop, metric=metric, scale=scale) if drop is not None else {}
     ref = _scores(runs[reference], metric, scale)
-    out = {}
+    pairs = {}
     for name, arm_runs in runs.items():
         if name == reference:
             continue
         mine = _scores(arm_runs, metric, scale)
         both = [s for s in ref if s in mine]
-        fell = set(out_seeds.get(name, ())) | set(out_seeds.get(reference, ()))
-        shared = [s for s in both if s not in fell]
-        if len(shared) < 2:
-            if len(both) >= 2:
-                continue  # enough seeds, too many collapses: documented, counted by collapsed()
+        if len(both) < 2:
             raise ParameterError(
                 f"arm {name!r} shares {len(both)} seeds with {reference!r}; a paired "
                 f"comparison needs at least two"
             )
-        out[name] = paired_difference(
-            [mine[s] for s in shared], [ref[s] for s in shared], confidence=confidence
-        )
-    return out
+        fell = set(out_seeds.get(name, ())) | set(out_seeds.get(reference, ()))
+        shared = [s for s in both if s not in fell]
+        if len(shared) >= (1 if pooled else 2):  # else too many collapses: counted by collapsed()
+            pairs[name] = ([mine[s] for s in shared], [ref[s] for s in shared])
+    if not pooled:
+        return {name: paired_difference(*ab, confidence=confidence) for name, ab in pairs.items()}
+    if sum(len(a) - 1 for a, _ in pairs.values()) < 1:
+        return {}  # no arm kept two pairs: no spread to pool; every arm counted by collapsed()
+    return pooled_differences(pairs, confidence=confidence)
 
 
 @torch.no_grad()

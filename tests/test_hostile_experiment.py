@@ -82,6 +82,22 @@ def test_a_collapse_of_the_reference_leaves_its_pair_out_of_every_arm():
     assert compare_arms(runs, "base", drop=5.0)["g"].n == 3  # seeds 0, 3, 4
 
 
+def test_pooled_comparison_keeps_an_arm_with_one_pair_and_shares_the_spread():
+    pooled = compare_arms(COLLAPSE, "base", drop=5.0, pooled=True)
+    alone = compare_arms(COLLAPSE, "base", drop=5.0)
+    assert pooled["worse"].n == 1 and pooled["worse"].sd == pooled["g"].sd  # seed 2 alone is left
+    assert pooled["g"].mean == alone["g"].mean
+    assert pooled["worse"].mean == pytest.approx(95.5 - 96.0)
+    assert pooled["g"].sd == pytest.approx(alone["g"].sd)  # the only arm with spread to pool
+
+
+def test_pooled_comparison_with_no_spread_left_returns_no_interval():
+    runs = {"base": COLLAPSE["base"], "worse": COLLAPSE["worse"]}
+    assert compare_arms(runs, "base", drop=5.0, pooled=True) == {}
+    with refused("shares 1 seeds"):
+        compare_arms({"base": COLLAPSE["base"], "one": _runs("one", [0.9])}, "base", pooled=True)
+
+
 def test_near_collapse_names_the_runs_within_the_band_of_the_floor():
     runs = {**COLLAPSE, "edge": _runs("edge", [0.905, 0.96, 0.96, 0.96, 0.895])}  # floor 91.0
     near = near_collapse(runs, "base", 5.0, 2.0)

@@ -5,7 +5,7 @@ from scipy import stats
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
 from infoclust import ParameterError, ari, cluster_accuracy, evaluate, nmi
-from infoclust.metrics import contingency, hungarian_match, paired_difference
+from infoclust.metrics import contingency, hungarian_match, paired_difference, pooled_differences
 
 
 def test_permuted_labels_score_one():
@@ -146,3 +146,39 @@ def test_paired_difference_bad_inputs(kwargs, match):
         paired_difference(**kwargs)
     with pytest.raises(TypeError, match="a must hold numbers"):
         paired_difference(["x", "y"], [0.4, 0.5])
+
+
+def test_pooled_differences_of_one_arm_are_its_paired_difference():
+    a, b = [96.0, 95.5, 96.1, 95.2], [95.8, 95.9, 95.7, 95.0]
+    assert tuple(pooled_differences({"x": (a, b)})["x"]) == pytest.approx(tuple(paired_difference(a, b)))
+
+
+def test_pooled_differences_use_the_one_way_error_mean_square():
+    rng = np.random.default_rng(4)
+    d = {"x": rng.normal(0.3, 0.4, 5), "y": rng.normal(-0.2, 0.4, 3), "z": rng.normal(0.0, 0.4, 1)}
+    res = pooled_differences({k: (v, np.zeros(len(v))) for k, v in d.items()})
+    df = 4 + 2 + 0
+    sd = np.sqrt((np.var(d["x"], ddof=1) * 4 + np.var(d["y"], ddof=1) * 2) / df)  # z adds no spread
+    for name, v in d.items():
+        half = stats.t.ppf(0.975, df) * sd / np.sqrt(len(v))
+        r = res[name]
+        assert (r.sd, r.n, r.mean) == pytest.approx((sd, len(v), v.mean()))
+        assert (r.low, r.high) == pytest.approx((v.mean() - half, v.mean() + half))
+    assert np.isfinite(res["z"].detectable)  # one pair, yet an interval and a power
+
+
+@pytest.mark.parametrize(
+    "pairs, match",
+    [
+        ({}, "non-empty mapping"),
+        ([([1.0, 2.0], [1.0, 2.0])], "non-empty mapping"),
+        ({"x": ([1.0], [2.0])}, "no degree of freedom"),
+        ({"x": ([1.0, 2.0], [1.0])}, "one score per seed"),
+        ({"x": ([1.0, np.inf], [1.0, 2.0])}, r"pairs\['x'\]\[0\] must be"),
+        ({"x": ([], [])}, "at least 1 finite score"),
+        ({"x": [1.0, 2.0, 3.0]}, r"pairs\['x'\] must be \(a, b\)"),
+    ],
+)
+def test_pooled_differences_bad_inputs(pairs, match):
+    with pytest.raises(ParameterError, match=match):
+        pooled_differences(pairs)
