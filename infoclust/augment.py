@@ -24,13 +24,14 @@ import torch.nn.functional as F
 from .transforms import Transform
 from .utils import (
     ParameterError,
+    check_choice,
     check_generator,
     check_images,
     check_int,
     check_number,
 )
 
-__all__ = ["crop_resize", "random_affine", "colour_jitter", "MNISTTransform"]
+__all__ = ["crop_resize", "random_affine", "colour_jitter", "MNISTTransform", "CIFARTransform"]
 
 
 def crop_resize(x: torch.Tensor, crop: int, size: int) -> torch.Tensor:
@@ -93,14 +94,16 @@ def random_affine(
     return _affine(x, *(t.to(device=x.device) for t in (angle, scale, shift)))
 
 
-def _affine(x: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """:func:`random_affine` on checked inputs."""
+def _affine(
+    x: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, padding: str = "zeros"
+) -> torch.Tensor:
+    """:func:`random_affine` on checked inputs (points outside read as ``padding``: grid_sample's mode)."""
     cos, sin = torch.cos(angle) * scale, torch.sin(angle) * scale
     theta = torch.stack(
         [torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1
     ).to(x.dtype)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode=padding, align_corners=False)
 
 
 def _uniform(
@@ -233,6 +236,13 @@ class MNISTTransform(Transform):
         centre is drawn so that the window stays inside it.
     jitter : tuple of 4 floats
         Brightness, contrast, saturation, hue of :func:`colour_jitter`.
+    p_flip : float
+        Probability of a horizontal flip (0 for digits, as the paper; its colour images
+        are flipped, :class:`CIFARTransform`). Drawn only when positive, so that the
+        digits' draws do not depend on it.
+    padding : {"zeros", "border"}
+        What a window reads outside the image: black (digits on a black ground), or the
+        nearest edge pixel (photographs, whose window reaches the edge's last half pixel).
     seed : int
         Seed of the transform's own CPU generator: every call draws fresh parameters from
         it (on the CPU, then moved to the batch's device), so a seed gives the same
@@ -253,10 +263,14 @@ class MNISTTransform(Transform):
         scales: tuple[float, ...] = (0.8, 1.0, 1.2),
         extent: float = 1.4,
         jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.125),
+        p_flip: float = 0.0,
+        padding: str = "zeros",
         *,
         seed: int = 0,
     ) -> None:
         self.max_angle = check_number("max_angle", max_angle, 0, 180)
+        self.p_flip = check_number("p_flip", p_flip, 0, 1)
+        self.padding = check_choice("padding", padding, ("zeros", "border"))
         self.p_rotate = check_number("p_rotate", p_rotate, 0, 1)
         if not isinstance(scales, (tuple, list)) or not scales:
             raise ParameterError(f"scales={scales!r} must be a non-empty tuple of window sides")
@@ -275,4 +289,43 @@ class MNISTTransform(Transform):
         scale = torch.tensor(self.scales)[torch.randint(len(self.scales), (n,), generator=gen)]
         shift = (torch.rand(n, 2, generator=gen) * 2 - 1) * (self.extent - scale).unsqueeze(1)
         angle, scale, shift = (t.to(device=x.device, dtype=x.dtype) for t in (angle, scale, shift))
-        return _jitter(_affine(x, angle, scale, shift), *self.jitter, gen)
+        out = _jitter(_affine(x, angle, scale, shift, self.padding), *self.jitter, gen)
+        if self.p_flip > 0:
+            flip = (torch.rand(n, generator=gen) < self.p_flip).to(x.device).view(-1, 1, 1, 1)
+            out = torch.where(flip, out.flip(-1), out)
+        return out
+
+
+class CIFARTransform(MNISTTransform):
+    """The paper's g for CIFAR-10, batch-wise: a random crop, a horizontal flip, colour jitter.
+
+    IIC paper's CIFAR-10 recipe (its commands, model 640, and its transforms): a random crop of
+    20 px of the 32 px image resized to the input size, a horizontal flip with probability
+    0.5, colour jitter (0.4, 0.4, 0.4, 0.125); the network sees the Sobel gradients of the
+    grey result (:class:`~infoclust.iic.SobelInput`, ``IIC(sobel=True)``). A departure: the
+    paper's x is itself a 20 px crop (random in training, central for evaluation); here x is
+    the whole image (``crop_resize(x, 32, 32)``), so g's window has the relative side
+    ``20 / 32`` and lies inside the image (``extent`` 1; the edge's last half pixel repeats
+    it, ``padding="border"``). The parameters are :class:`MNISTTransform`'s with these
+    defaults.
+
+    Examples
+    --------
+    >>> g = CIFARTransform(seed=0)
+    >>> g(torch.rand(4, 3, 32, 32)).shape
+    torch.Size([4, 3, 32, 32])
+    """
+
+    def __init__(
+        self,
+        max_angle: float = 0.0,
+        p_rotate: float = 0.0,
+        scales: tuple[float, ...] = (20 / 32,),
+        extent: float = 1.0,
+        jitter: tuple[float, float, float, float] = (0.4, 0.4, 0.4, 0.125),
+        p_flip: float = 0.5,
+        padding: str = "border",
+        *,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(max_angle, p_rotate, scales, extent, jitter, p_flip, padding, seed=seed)

@@ -92,6 +92,7 @@ from .utils import (
 #: The one table of every transformation g: class name -> (module that defines it, what it is).
 TABLE: dict[str, tuple[str, str]] = {
     "MNISTTransform": ("infoclust.augment", "the IIC paper's g (talk 3.2)"),
+    "CIFARTransform": ("infoclust.augment", "the IIC paper's g for colour images (CIFAR-10)"),
     "RandomDeformation": ("infoclust.deform", "random deformation (talk 4.2)"),
     "SinkhornPerturbation": ("infoclust.attacks", "projected Sinkhorn attack (talk 4.3)"),
     "ADefPerturbation": ("infoclust.adef", "ADef deformation (talk 4.4)"),

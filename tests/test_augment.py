@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from infoclust.augment import MNISTTransform, colour_jitter, crop_resize, random_affine
+from infoclust.augment import CIFARTransform, MNISTTransform, colour_jitter, crop_resize, random_affine
 from infoclust.utils import ParameterError
 
 
@@ -114,3 +114,29 @@ def test_numpy_and_noncontiguous_batches_work():
     noncontig = x.transpose(-1, -2).contiguous().transpose(-1, -2)
     assert torch.equal(MNISTTransform(seed=1)(noncontig), MNISTTransform(seed=1)(x))
     assert torch.equal(MNISTTransform(seed=1)(x.numpy()), MNISTTransform(seed=1)(x))
+
+
+def test_cifar_transform_flips_half_the_images_and_keeps_the_crop_inside():
+    x = torch.rand(400, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    plain = CIFARTransform(scales=(1.0,), jitter=(0, 0, 0, 0), seed=3)(x)  # the crop is the image
+    flipped = torch.isclose(plain, x.flip(-1), atol=1e-5).flatten(1).all(1)
+    kept = torch.isclose(plain, x, atol=1e-5).flatten(1).all(1)
+    assert bool((flipped | kept).all()) and 0.4 < flipped.float().mean() < 0.6
+    g = CIFARTransform(jitter=(0, 0, 0, 0), p_flip=0.0, seed=3)  # the paper's 20 of 32 px window
+    out = g(torch.ones(50, 3, 32, 32))
+    assert torch.allclose(out, torch.ones_like(out), atol=1e-5), "no zero padding enters the view"
+    assert torch.equal(CIFARTransform(seed=5)(x[:8]), CIFARTransform(seed=5)(x[:8]))
+
+
+def test_mnist_transform_draws_no_flip_by_default():
+    """p_flip = 0 draws nothing more: the digits' g gives the same numbers as before the flip existed."""
+    x = torch.rand(16, 1, 24, 24, generator=torch.Generator().manual_seed(1))
+    a, b = MNISTTransform(seed=2), MNISTTransform(seed=2)
+    a(x)
+    b(x)
+    assert torch.equal(a.generator.get_state(), b.generator.get_state())
+    c = MNISTTransform(p_flip=0.5, seed=2)
+    c(x)
+    assert not torch.equal(a.generator.get_state(), c.generator.get_state())
+    with pytest.raises(ParameterError, match="p_flip"):
+        MNISTTransform(p_flip=1.5)

@@ -20,6 +20,7 @@ from infoclust.iic import (
     joint_distribution,
     loss_from_counts,
     lowest_loss_subhead,
+    preset,
 )
 from infoclust.utils import ParameterError, TrainingDivergedError
 
@@ -366,3 +367,48 @@ def test_presets_are_the_recipes_of_the_chapters():
         preset("gpu")
     with pytest.raises(ParameterError, match="not parameters of IIC"):
         preset("cpu", learning_rate=1e-3)
+
+
+def test_sobel_input_is_the_grey_images_sobel_gradients():
+    from scipy import ndimage
+
+    from infoclust.iic import SobelInput
+
+    x = torch.rand(3, 3, 10, 12, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    out = SobelInput().double()(x)
+    grey = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]).numpy()
+    dx = np.array([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]])
+    for i in range(3):
+        assert np.allclose(out[i, 0].numpy(), ndimage.correlate(grey[i], dx, mode="constant"))
+        assert np.allclose(out[i, 1].numpy(), ndimage.correlate(grey[i], dx.T, mode="constant"))
+    ramp = torch.arange(8.0).repeat(1, 1, 8, 1)  # brightness growing to the right, one channel
+    d = SobelInput()(ramp)[0]
+    assert torch.all(d[0, 1:-1, 1:-1] == -8) and torch.all(d[1, 1:-1, 1:-1] == 0)
+    with pytest.raises(ParameterError, match="1 or 3 channels"):
+        SobelInput()(torch.rand(1, 2, 8, 8))
+
+
+def test_iic_with_the_sobel_input_trains_and_predicts_on_colour_images():
+    x = torch.rand(64, 3, 12, 12, generator=torch.Generator().manual_seed(0))
+    model = IIC(
+        4,
+        n_overclusters=None,
+        n_subheads=2,
+        trunk="small",
+        sobel=True,
+        batch_size=32,
+        repeats=2,
+        epochs=1,
+        verbose=False,
+        g=lambda b: b.flip(-1),
+    )
+    model.fit(x)
+    assert type(model.net_.trunk[0]).__name__ == "SobelInput"
+    assert model.net_.trunk[1].in_channels == 2 and model.predict(x).shape == (64,)
+    assert "sobel" in model.get_params() and preset("cifar")["sobel"] is True
+    with pytest.raises(ParameterError, match="sobel=True takes images of 1 or 3 channels"):
+        IIC(4, n_overclusters=None, trunk="small", sobel=True, batch_size=32, epochs=1, verbose=False).fit(
+            torch.rand(64, 2, 12, 12)
+        )
+    with pytest.raises(ParameterError, match="sobel"):
+        IIC(sobel="yes").fit(x)
