@@ -309,6 +309,12 @@ class CIFARTransform(MNISTTransform):
     it, ``padding="border"``). The parameters are :class:`MNISTTransform`'s with these
     defaults.
 
+    Parameters
+    ----------
+    max_angle, p_rotate, scales, extent, jitter, p_flip, padding, seed
+        As in :class:`MNISTTransform`; the defaults are the paper's CIFAR-10 g (no rotation,
+        one window of side 20/32, flips with probability 0.5, the edge repeated).
+
     Examples
     --------
     >>> g = CIFARTransform(seed=0)
