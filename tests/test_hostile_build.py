@@ -90,3 +90,20 @@ def test_an_unknown_profile_is_a_usage_error(project, capsys):
 def test_chapter_parameters_of_an_unknown_chapter_or_profile(project, chapter, profile, names):
     with refused(*names):
         book.chapter_parameters(chapter, profile, project)
+
+
+def test_an_unknown_param_is_refused_before_any_runs(project, capsys):
+    (project / "notebooks" / "01_a.py").write_text(
+        '# %% tags=["parameters"]\nseed = 0\n# %%\nraise SystemExit("no chapter may run")\n'
+    )
+    with kept(project / "_build"):
+        argv = ["--root", str(project), "--chapters", "01_a", "--no-site", "-p", "sed", "1"]
+        assert book.main(argv) == 1
+    out, err = capsys.readouterr()
+    assert "--param ['sed']: not parameters of 01_a" in err and "executing" not in out + err
+
+
+def test_param_with_site_only_is_a_usage_error(project, capsys):
+    with kept(project / "_build"), pytest.raises(SystemExit) as exit_:
+        book.main(["--root", str(project), "--site-only", "-p", "seed", "1"])
+    assert exit_.value.code == 2 and "--param" in capsys.readouterr().err

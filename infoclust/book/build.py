@@ -17,7 +17,8 @@
 A results file that is missing, damaged, from another chapter or another profile is named
 and marked on the ledger page; the rest of the ledger is built (the build then exits with
 status 1). ``--site-only`` renders the site and the ledger from the notebooks and results
-that are there, executing nothing.
+that are there, executing nothing. ``-p NAME VALUE`` (repeatable) sets a papermill parameter
+over the profile's for every chapter executed, e.g. chapter 09 on CIFAR-10.
 
 One build at a time per build folder: a build holds ``<build>/build.lock`` (with its
 process id and command) and another build in the same folder stops at once, naming it.
@@ -33,9 +34,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from ..utils import ParameterError
-from .catalogue import PROFILES, ROOT, BuildError, chapter_parameters, check_chapter_names
+from .catalogue import PROFILES, ROOT, BuildError, chapter_defaults, chapter_parameters, check_chapter_names
 from .ledger import write_atomic
 from .pages import ledger_problems
 from .runs import LOG, Terminated, build_lock, execute_chapter, interrupts_raise, read_timings
@@ -52,6 +56,7 @@ def build_book(
     *,
     download: bool = False,
     site: bool = True,
+    parameters: dict[str, Any] | None = None,
 ) -> Path | None:
     """Execute the chapters (all, or ``only``) and render the site (unless ``site=False``).
 
@@ -74,6 +79,9 @@ def build_book(
         Let the chapters download their data sets.
     site : bool
         Render the site after the chapters.
+    parameters : dict or None
+        Papermill parameters over the profile's, for every chapter executed (each must
+        be a parameter of each of them).
 
     Returns
     -------
@@ -99,13 +107,16 @@ def build_book(
             chapter_parameters(chapter, profile, root)
         except ParameterError as err:
             raise BuildError(str(err)) from None
+        unknown = sorted(set(parameters) - set(chapter_defaults(chapter, root))) if parameters else []
+        if unknown:
+            raise BuildError(f"--param {unknown}: not parameters of {chapter}")
     with build_lock(build_dir):
         timings = read_timings(build_dir)
         timings["profile"] = profile
         for chapter in names:
             start = time.perf_counter()
             print(f"{LOG} executing {chapter} (profile {profile})", flush=True)
-            execute_chapter(chapter, profile, build_dir, root=root, download=download)
+            execute_chapter(chapter, profile, build_dir, parameters=parameters, root=root, download=download)
             seconds = round(time.perf_counter() - start, 1)
             timings["chapters"][chapter] = {"profile": profile, "seconds": seconds}
             write_atomic(build_dir / "timings.json", json.dumps(timings, indent=2))
@@ -163,9 +174,19 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="let chapters download missing data sets (passes download=True)",
     )
+    parser.add_argument(
+        "-p",
+        "--param",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUE"),
+        default=[],
+        help="a papermill parameter over the profile's, VALUE read as YAML (-p dataset cifar10); repeatable",
+    )
     args = parser.parse_args(argv)
-    if args.site_only and (args.no_site or args.download):
-        parser.error("--site-only executes nothing: it takes neither --no-site nor --download")
+    if args.site_only and (args.no_site or args.download or args.param):
+        parser.error("--site-only executes nothing: it takes neither --no-site, --download nor --param")
+    parameters = {name: yaml.safe_load(value) for name, value in args.param}
     root = args.root.resolve()
     build_dir = args.build_dir if args.build_dir is not None else root / "_build"
     with interrupts_raise():  # SIGTERM stops the build as Ctrl-C does
@@ -182,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
                     root,
                     download=args.download,
                     site=not args.no_site,
+                    parameters=parameters,
                 )
         except subprocess.CalledProcessError as err:
             print(
