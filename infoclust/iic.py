@@ -57,6 +57,7 @@ __all__ = [
     "iic_loss",
     "information",
     "lowest_loss_subhead",
+    "SobelInput",
     "ClusterNet",
     "TRUNKS",
     "trunk_min_size",
