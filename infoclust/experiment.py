@@ -37,7 +37,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .iic import IIC
-from .metrics import pooled_differences, PairedDifference, evaluate, paired_difference
+from .metrics import PairedDifference, evaluate, paired_difference, pooled_differences
 from .transforms import Compose, PerturbationPool, Transform
 from .utils import (
     ParameterError,

@@ -360,10 +360,9 @@ def pooled_differences(pairs, *, confidence: float = 0.95, power: float = 0.8) -
             f"pairs must hold at least one arm with two pairs (no degree of freedom for the spread), "
             f"got {[len(d) for d in diffs.values()]} pairs"
         )
-    means = {name: math.fsum(d.tolist()) / len(d) for name, d in diffs.items()}
-    squares = math.fsum(math.fsum(((d - means[name]) ** 2).tolist()) for name, d in diffs.items())
-    sd = math.sqrt(squares / df)
-    return {name: _interval(means[name], sd, len(d), df, confidence, power) for name, d in diffs.items()}
+    parts = {name: _mean_squares(d) for name, d in diffs.items()}
+    sd = math.sqrt(math.fsum(squares for _, squares in parts.values()) / df)
+    return {name: _interval(parts[name][0], sd, len(d), df, confidence, power) for name, d in diffs.items()}
 
 
 def _check_levels(confidence, power) -> tuple[float, float]:
@@ -399,14 +398,20 @@ def _interval(mean: float, sd: float, n: int, df: int, confidence: float, power:
     )
 
 
-def _mean_sd(d: np.ndarray) -> tuple[float, float]:
-    """Mean and sample standard deviation (``ddof=1``) from correctly rounded sums (``math.fsum``).
+def _mean_squares(d: np.ndarray) -> tuple[float, float]:
+    """Mean and sum of squared deviations from it, from correctly rounded sums (``math.fsum``).
 
     They do not depend on the order of the additions, so the same scores give the same bits
     on every machine and code path (NumPy's sums follow its SIMD kernels).
     """
     mean = math.fsum(d.tolist()) / len(d)
-    return mean, math.sqrt(math.fsum(((d - mean) ** 2).tolist()) / (len(d) - 1))
+    return mean, math.fsum(((d - mean) ** 2).tolist())
+
+
+def _mean_sd(d: np.ndarray) -> tuple[float, float]:
+    """Mean and sample standard deviation (``ddof=1``), the same bits on every code path."""
+    mean, squares = _mean_squares(d)
+    return mean, math.sqrt(squares / (len(d) - 1))
 
 
 def _t_test_power(nc: float, df: int, t_crit: float) -> float:
